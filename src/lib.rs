@@ -1,0 +1,21 @@
+//! workspacesweb-exporter: Prometheus metrics for AWS WorkSpaces Secure Browser (WorkSpaces Web) sessions.
+//!
+//! Data flows one way: [`config`] → [`aws`] → [`poll`] → [`ledger`] → [`snapshot`] → [`metrics`] → [`http`].
+//! The simulator of the API lives beside it in [`sim`].
+#![deny(missing_docs)]
+
+pub mod aws;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod http;
+pub mod ledger;
+pub mod metrics;
+pub mod poll;
+pub mod session;
+pub mod sim;
+pub mod snapshot;
+pub mod telemetry;
+
+/// Version of this build.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,1 @@
+//! Simulator of the WorkSpaces Web API (TODO).

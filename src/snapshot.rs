@@ -1,0 +1,121 @@
+//! Per-portal snapshots published by the poller and read by `/metrics`, `/` and `/-/ready`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+
+use crate::ledger::{ActiveSummary, Totals};
+
+/// Everything the exposition and the landing page know about one portal, as of its last poll.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PortalSnapshot {
+    /// Portal id (the `portal_id` label).
+    pub portal_id: String,
+    /// Static labels (global merged with per-portal), sorted by name.
+    pub labels: Vec<(String, String)>,
+    /// Whether the last poll succeeded.
+    pub up: bool,
+    /// Whether at least one poll has finished (success or failure).
+    pub polled: bool,
+    /// State gauges; `None` before the first success and after the staleness limit.
+    pub active: Option<ActiveSummary>,
+    /// Counters since T0; `None` before the first successful poll.
+    pub totals: Option<Totals>,
+    /// Wall time of the last poll, in seconds.
+    pub poll_duration_seconds: Option<f64>,
+    /// Unix time of the last successful poll, in seconds.
+    pub last_success_unix: Option<f64>,
+    /// Unix time at which the last poll finished, in seconds.
+    pub last_poll_unix: Option<f64>,
+    /// Error text of the last failed poll, cleared by a success.
+    pub last_error: Option<String>,
+    /// API requests sent, retries included, by operation.
+    pub api_requests: BTreeMap<String, u64>,
+    /// API request errors by (operation, error code).
+    pub api_errors: BTreeMap<(String, String), u64>,
+}
+
+/// The shared, lock-protected set of portal snapshots plus what readiness needs.
+#[derive(Debug, Default)]
+pub struct Store {
+    portals: RwLock<BTreeMap<String, Arc<PortalSnapshot>>>,
+    owned: RwLock<BTreeSet<String>>,
+    reload: RwLock<ReloadStatus>,
+}
+
+/// Outcome of the last configuration (re)load.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ReloadStatus {
+    /// Whether the last load succeeded.
+    pub successful: bool,
+    /// Unix time of the last successful load, in seconds.
+    pub success_unix: f64,
+}
+
+impl Store {
+    /// Creates an empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Declares the portals this replica polls; `/-/ready` waits for each of them.
+    pub fn set_owned(&self, ids: impl IntoIterator<Item = String>) {
+        let ids: BTreeSet<String> = ids.into_iter().collect();
+        if let Ok(mut portals) = self.portals.write() {
+            portals.retain(|id, _| ids.contains(id));
+        }
+        if let Ok(mut owned) = self.owned.write() {
+            *owned = ids;
+        }
+    }
+
+    /// Replaces the snapshot of one portal.
+    pub fn publish(&self, snapshot: PortalSnapshot) {
+        if let Ok(mut portals) = self.portals.write() {
+            portals.insert(snapshot.portal_id.clone(), Arc::new(snapshot));
+        }
+    }
+
+    /// Drops every series of a portal.
+    pub fn remove(&self, portal_id: &str) {
+        if let Ok(mut portals) = self.portals.write() {
+            portals.remove(portal_id);
+        }
+    }
+
+    /// All snapshots, ordered by portal id.
+    pub fn portals(&self) -> Vec<Arc<PortalSnapshot>> {
+        self.portals
+            .read()
+            .map(|p| p.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// True once every owned portal has finished its first poll.
+    pub fn ready(&self) -> bool {
+        let (Ok(owned), Ok(portals)) = (self.owned.read(), self.portals.read()) else {
+            return false;
+        };
+        owned
+            .iter()
+            .all(|id| portals.get(id).is_some_and(|p| p.polled))
+    }
+
+    /// Records the outcome of a configuration load.
+    pub fn set_reload(&self, status: ReloadStatus) {
+        if let Ok(mut r) = self.reload.write() {
+            *r = status;
+        }
+    }
+
+    /// Outcome of the last configuration load.
+    pub fn reload(&self) -> ReloadStatus {
+        self.reload.read().map(|r| *r).unwrap_or_default()
+    }
+
+    /// The full Prometheus text exposition (format 0.0.4) as of now.
+    pub fn scrape_text(&self) -> Bytes {
+        crate::metrics::render(&self.portals(), self.reload())
+    }
+}
