@@ -1,1 +1,536 @@
-//! TODO
+//! AWS access: SDK clients per (region, role, endpoint) and the four read operations, as plain Rust types.
+//!
+//! This is the only module that imports SDK types. Every HTTP attempt (retries included) is counted in
+//! [`ApiCounters`] by an interceptor, and every failure is mapped to the `error` label value of
+//! `workspacesweb_api_request_errors_total` in one place: [`error_label`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_sdk_workspacesweb::Client;
+use aws_sdk_workspacesweb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_workspacesweb::operation::get_portal::GetPortalError;
+use aws_sdk_workspacesweb::operation::get_session::GetSessionError;
+use aws_sdk_workspacesweb::operation::list_portals::ListPortalsError;
+use aws_sdk_workspacesweb::operation::list_sessions::ListSessionsError;
+use aws_sdk_workspacesweb::types::{self as sdk};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeTransmitInterceptorContextRef, Error as ErasedError, FinalizerInterceptorContextRef,
+};
+use aws_smithy_runtime_api::client::orchestrator::OrchestratorError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::DateTime;
+use aws_smithy_types::config_bag::ConfigBag;
+
+use crate::session::{SessionRecord, SessionStatus, UnixMillis};
+
+/// Operation name of `ListSessions` (the `operation` label value).
+pub const LIST_SESSIONS: &str = "ListSessions";
+/// Operation name of `GetSession`.
+pub const GET_SESSION: &str = "GetSession";
+/// Operation name of `GetPortal`.
+pub const GET_PORTAL: &str = "GetPortal";
+/// Operation name of `ListPortals`.
+pub const LIST_PORTALS: &str = "ListPortals";
+
+/// A failed API call, reduced to what metrics and logs need.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{operation} failed: {code}: {message}")]
+pub struct ApiError {
+    /// The operation that failed (`ListSessions`, ...).
+    pub operation: &'static str,
+    /// The `error` label value: the AWS error code, or `timeout`, `dispatch`, `other`.
+    pub code: String,
+    /// Human-readable detail (never contains credentials).
+    pub message: String,
+}
+
+impl ApiError {
+    /// Whether the error is the service saying the caller may not do this.
+    pub fn is_access_denied(&self) -> bool {
+        self.code == "AccessDeniedException"
+    }
+}
+
+/// Requests and errors of one portal, by operation; shared by the interceptor and the poller.
+#[derive(Debug, Default)]
+pub struct ApiCounters {
+    inner: Mutex<CounterMaps>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct CounterMaps {
+    requests: BTreeMap<String, u64>,
+    errors: BTreeMap<(String, String), u64>,
+}
+
+impl ApiCounters {
+    /// Counts one HTTP request sent for `operation`.
+    pub fn request(&self, operation: &str) {
+        if let Ok(mut m) = self.inner.lock() {
+            *m.requests.entry(operation.to_string()).or_default() += 1;
+        }
+    }
+
+    /// Counts one failed request of `operation` with the `error` label value `code`.
+    pub fn error(&self, operation: &str, code: &str) {
+        if let Ok(mut m) = self.inner.lock() {
+            *m.errors
+                .entry((operation.to_string(), code.to_string()))
+                .or_default() += 1;
+        }
+    }
+
+    /// Copies of the request and error counts.
+    pub fn snapshot(&self) -> (BTreeMap<String, u64>, BTreeMap<(String, String), u64>) {
+        self.inner
+            .lock()
+            .map(|m| (m.requests.clone(), m.errors.clone()))
+            .unwrap_or_default()
+    }
+}
+
+/// Counts each attempt of one operation, and each failed attempt by error label.
+#[derive(Debug)]
+struct CountingInterceptor {
+    operation: &'static str,
+    counters: Arc<ApiCounters>,
+}
+
+impl Intercept for CountingInterceptor {
+    fn name(&self) -> &'static str {
+        "workspacesweb-exporter-counting"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.counters.request(self.operation);
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(Err(err)) = context.output_or_error() {
+            let header_code = context
+                .response()
+                .and_then(|r| r.headers().get("x-amzn-errortype"))
+                .map(str::to_string);
+            let code = attempt_error_label(err, header_code.as_deref());
+            self.counters.error(self.operation, &code);
+        }
+        Ok(())
+    }
+}
+
+/// The `error` label of one failed attempt, from the orchestrator's error and the raw error-type header.
+fn attempt_error_label(err: &OrchestratorError<ErasedError>, header: Option<&str>) -> String {
+    if let Some(op) = err.as_operation_error() {
+        let code = op
+            .downcast_ref::<ListSessionsError>()
+            .and_then(|e| e.code())
+            .or_else(|| op.downcast_ref::<GetSessionError>().and_then(|e| e.code()))
+            .or_else(|| op.downcast_ref::<GetPortalError>().and_then(|e| e.code()))
+            .or_else(|| op.downcast_ref::<ListPortalsError>().and_then(|e| e.code()));
+        if let Some(code) = code.or(header.map(normalize_error_type)) {
+            return sanitize_code(code);
+        }
+        return "other".into();
+    }
+    if err.is_timeout_error() {
+        return "timeout".into();
+    }
+    if let Some(conn) = err.as_connector_error() {
+        return if conn.is_timeout() {
+            "timeout".into()
+        } else {
+            "dispatch".into()
+        };
+    }
+    "other".into()
+}
+
+/// `X-Amzn-ErrorType` may carry `Code:http://...` or `aws.protocols#Code`; keep the bare code.
+fn normalize_error_type(raw: &str) -> &str {
+    let code = raw.split(':').next().unwrap_or(raw);
+    code.rsplit('#').next().unwrap_or(code)
+}
+
+/// Keeps an error code usable as a label value of bounded cardinality.
+fn sanitize_code(code: &str) -> String {
+    let ok = !code.is_empty()
+        && code.len() <= 64
+        && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '.');
+    if ok { code.to_string() } else { "other".into() }
+}
+
+/// The `error` label of a whole failed call (after the SDK's retries), in one place.
+pub fn error_label<E: ProvideErrorMetadata>(
+    err: &SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> String {
+    match err {
+        SdkError::ServiceError(se) => se
+            .err()
+            .code()
+            .map(sanitize_code)
+            .unwrap_or_else(|| "other".into()),
+        SdkError::TimeoutError(_) => "timeout".into(),
+        SdkError::DispatchFailure(d) if d.is_timeout() => "timeout".into(),
+        SdkError::DispatchFailure(_) => "dispatch".into(),
+        _ => "other".into(),
+    }
+}
+
+fn api_error<E>(
+    operation: &'static str,
+    err: SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> ApiError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let code = error_label(&err);
+    let message = match &err {
+        SdkError::ServiceError(se) => se.err().message().unwrap_or("no message").to_string(),
+        other => {
+            let mut text = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(s) = source {
+                text.push_str(": ");
+                text.push_str(&s.to_string());
+                source = s.source();
+            }
+            text
+        }
+    };
+    ApiError {
+        operation,
+        code,
+        message,
+    }
+}
+
+/// Where and as whom to reach the API for one portal.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct ClientKey {
+    /// Region; `None` uses the SDK's region chain.
+    pub region: Option<String>,
+    /// Role to assume with STS on top of the base credentials.
+    pub role_arn: Option<String>,
+    /// External id for the assumed role.
+    pub external_id: Option<String>,
+    /// Endpoint override (`endpoint_url` in config).
+    pub endpoint_url: Option<String>,
+}
+
+/// A cache of SDK clients, one per [`ClientKey`], over a base SDK configuration.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    base: SdkConfig,
+    cache: Arc<tokio::sync::Mutex<HashMap<ClientKey, Client>>>,
+}
+
+impl Clients {
+    /// Clients over the default credential, region and endpoint chains (env, profile, IMDS, IRSA, ...).
+    pub async fn from_environment() -> Self {
+        Self::new(aws_config::defaults(BehaviorVersion::latest()).load().await)
+    }
+
+    /// Clients with fixed dummy credentials against `endpoint_url` (demo and tests).
+    pub async fn with_static_credentials(region: &str, endpoint_url: &str) -> Self {
+        let creds = Credentials::new("AKIDEXAMPLE", "demo-secret", None, None, "static");
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(region.to_string()))
+            .credentials_provider(SharedCredentialsProvider::new(creds))
+            .endpoint_url(endpoint_url)
+            .load()
+            .await;
+        Self::new(config)
+    }
+
+    /// Clients over an explicit base configuration.
+    pub fn new(base: SdkConfig) -> Self {
+        Self {
+            base,
+            cache: Arc::default(),
+        }
+    }
+
+    /// The shared client for `key`, created on first use.
+    pub async fn client(&self, key: &ClientKey) -> Client {
+        let mut cache = self.cache.lock().await;
+        if let Some(c) = cache.get(key) {
+            return c.clone();
+        }
+        let client = self.build(key).await;
+        cache.insert(key.clone(), client.clone());
+        client
+    }
+
+    async fn build(&self, key: &ClientKey) -> Client {
+        let mut base = self.base.to_builder();
+        if let Some(region) = &key.region {
+            base = base.region(Region::new(region.clone()));
+        }
+        let base = base.build();
+        let mut conf = aws_sdk_workspacesweb::config::Builder::from(&base);
+        if let Some(role) = &key.role_arn {
+            let mut provider = aws_config::sts::AssumeRoleProvider::builder(role.clone())
+                .session_name("workspacesweb-exporter")
+                .configure(&base);
+            if let Some(ext) = &key.external_id {
+                provider = provider.external_id(ext.clone());
+            }
+            conf = conf.credentials_provider(provider.build().await);
+        }
+        if let Some(url) = &key.endpoint_url {
+            conf = conf.endpoint_url(url.clone());
+        }
+        Client::from_conf(conf.build())
+    }
+
+    /// An API handle for one portal, counting into `counters`.
+    pub async fn portal_api(
+        &self,
+        key: &ClientKey,
+        portal_id: &str,
+        counters: Arc<ApiCounters>,
+    ) -> PortalApi {
+        PortalApi {
+            client: self.client(key).await,
+            portal_id: portal_id.to_string(),
+            counters,
+        }
+    }
+}
+
+/// Sort order of `ListSessions`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortOrder {
+    /// Oldest start first.
+    StartTimeAscending,
+    /// Newest start first.
+    StartTimeDescending,
+}
+
+/// Filters and position of one `ListSessions` page request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    /// `status` filter (only `Active`/`Terminated` are sent).
+    pub status: Option<SessionStatus>,
+    /// `sortBy`.
+    pub sort: Option<SortOrder>,
+    /// `maxResults`.
+    pub max_results: i32,
+    /// `nextToken` of the previous page.
+    pub next_token: Option<String>,
+    /// `sessionId` filter.
+    pub session_id: Option<String>,
+}
+
+/// One page of `ListSessions`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionPage {
+    /// The sessions on this page.
+    pub sessions: Vec<SessionRecord>,
+    /// Token of the next page, if any.
+    pub next_token: Option<String>,
+}
+
+/// Portal metadata from `GetPortal`/`ListPortals`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortalInfo {
+    /// Portal ARN.
+    pub arn: String,
+    /// Display name, if set.
+    pub display_name: Option<String>,
+    /// Browser type (`Chrome`).
+    pub browser_type: Option<String>,
+    /// Instance type (`standard.regular`, ...).
+    pub instance_type: Option<String>,
+    /// Portal status (`Active`, `Pending`, `Incomplete`).
+    pub status: Option<String>,
+    /// Maximum concurrent sessions, for capacity alerts.
+    pub max_concurrent_sessions: Option<i32>,
+}
+
+/// The API as seen by one portal's poller.
+#[derive(Debug, Clone)]
+pub struct PortalApi {
+    client: Client,
+    portal_id: String,
+    counters: Arc<ApiCounters>,
+}
+
+impl PortalApi {
+    fn counting(&self, operation: &'static str) -> CountingInterceptor {
+        CountingInterceptor {
+            operation,
+            counters: self.counters.clone(),
+        }
+    }
+
+    /// The counters this handle counts into.
+    pub fn counters(&self) -> &Arc<ApiCounters> {
+        &self.counters
+    }
+
+    /// Fetches one page of `ListSessions`.
+    pub async fn list_sessions(&self, q: &ListQuery) -> Result<SessionPage, ApiError> {
+        let mut req = self
+            .client
+            .list_sessions()
+            .portal_id(&self.portal_id)
+            .max_results(q.max_results)
+            .set_next_token(q.next_token.clone())
+            .set_session_id(q.session_id.clone());
+        match &q.status {
+            Some(SessionStatus::Active) => req = req.status(sdk::SessionStatus::Active),
+            Some(SessionStatus::Terminated) => req = req.status(sdk::SessionStatus::Terminated),
+            _ => {}
+        }
+        match q.sort {
+            Some(SortOrder::StartTimeAscending) => {
+                req = req.sort_by(sdk::SessionSortBy::StartTimeAscending)
+            }
+            Some(SortOrder::StartTimeDescending) => {
+                req = req.sort_by(sdk::SessionSortBy::StartTimeDescending)
+            }
+            None => {}
+        }
+        let out = req
+            .customize()
+            .interceptor(self.counting(LIST_SESSIONS))
+            .send()
+            .await
+            .map_err(|e| api_error(LIST_SESSIONS, e))?;
+        Ok(SessionPage {
+            sessions: out.sessions().iter().map(summary_record).collect(),
+            next_token: out.next_token().map(str::to_string),
+        })
+    }
+
+    /// Fetches one session; `Ok(None)` when the service says it does not exist.
+    pub async fn get_session(&self, session_id: &str) -> Result<Option<SessionRecord>, ApiError> {
+        let res = self
+            .client
+            .get_session()
+            .portal_id(&self.portal_id)
+            .session_id(session_id)
+            .customize()
+            .interceptor(self.counting(GET_SESSION))
+            .send()
+            .await;
+        match res {
+            Ok(out) => Ok(out.session().map(session_record)),
+            Err(SdkError::ServiceError(se)) if se.err().is_resource_not_found_exception() => {
+                Ok(None)
+            }
+            Err(e) => Err(api_error(GET_SESSION, e)),
+        }
+    }
+
+    /// Fetches the portal's metadata by ARN.
+    pub async fn get_portal(&self, portal_arn: &str) -> Result<Option<PortalInfo>, ApiError> {
+        let out = self
+            .client
+            .get_portal()
+            .portal_arn(portal_arn)
+            .customize()
+            .interceptor(self.counting(GET_PORTAL))
+            .send()
+            .await
+            .map_err(|e| api_error(GET_PORTAL, e))?;
+        Ok(out.portal().map(|p| PortalInfo {
+            arn: p.portal_arn().to_string(),
+            display_name: p.display_name().map(str::to_string),
+            browser_type: p.browser_type().map(|b| b.as_str().to_string()),
+            instance_type: p.instance_type().map(|i| i.as_str().to_string()),
+            status: p.portal_status().map(|s| s.as_str().to_string()),
+            max_concurrent_sessions: p.max_concurrent_sessions(),
+        }))
+    }
+}
+
+fn millis(t: Option<&DateTime>) -> Option<UnixMillis> {
+    t.and_then(|t| t.to_millis().ok())
+}
+
+fn status(s: Option<&sdk::SessionStatus>) -> SessionStatus {
+    s.map(|s| SessionStatus::from_wire(s.as_str()))
+        .unwrap_or_else(|| SessionStatus::Unknown(String::new()))
+}
+
+fn summary_record(s: &sdk::SessionSummary) -> SessionRecord {
+    SessionRecord {
+        id: s.session_id().map(str::to_string),
+        username: s.username().map(str::to_string),
+        status: status(s.status()),
+        start_ms: millis(s.start_time()),
+        end_ms: millis(s.end_time()),
+    }
+}
+
+fn session_record(s: &sdk::Session) -> SessionRecord {
+    SessionRecord {
+        id: s.session_id().map(str::to_string),
+        username: s.username().map(str::to_string),
+        status: status(s.status()),
+        start_ms: millis(s.start_time()),
+        end_ms: millis(s.end_time()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_type_header_is_reduced_to_the_code() {
+        assert_eq!(
+            normalize_error_type("ThrottlingException:http://internal.amazon.com/"),
+            "ThrottlingException"
+        );
+        assert_eq!(
+            normalize_error_type("aws.protocols#AccessDeniedException"),
+            "AccessDeniedException"
+        );
+        assert_eq!(
+            normalize_error_type("ValidationException"),
+            "ValidationException"
+        );
+    }
+
+    #[test]
+    fn odd_codes_become_other() {
+        assert_eq!(sanitize_code("ThrottlingException"), "ThrottlingException");
+        assert_eq!(sanitize_code(""), "other");
+        assert_eq!(sanitize_code("bad code\n"), "other");
+        assert_eq!(sanitize_code(&"x".repeat(65)), "other");
+    }
+
+    #[test]
+    fn counters_accumulate_by_operation_and_code() {
+        let c = ApiCounters::default();
+        c.request(LIST_SESSIONS);
+        c.request(LIST_SESSIONS);
+        c.error(LIST_SESSIONS, "ThrottlingException");
+        let (req, err) = c.snapshot();
+        assert_eq!(req.get(LIST_SESSIONS), Some(&2));
+        assert_eq!(
+            err.get(&(LIST_SESSIONS.to_string(), "ThrottlingException".to_string())),
+            Some(&1)
+        );
+    }
+}

@@ -1,10 +1,434 @@
-//! Builds the Prometheus text exposition from portal snapshots. Being written.
+//! Builds the Prometheus text exposition (format 0.0.4) from portal snapshots.
+//!
+//! Every `workspacesweb_*` series is computed here from [`PortalSnapshot`]s; `process_*` come from the
+//! `prometheus` crate's process collector, gathered at render time so they are always fresh.
+
+use std::fmt::Write as _;
+use std::sync::{Arc, LazyLock};
+
 use bytes::Bytes;
+use prometheus::Encoder as _;
 
 use crate::snapshot::{PortalSnapshot, ReloadStatus};
-use std::sync::Arc;
 
-/// Renders the whole exposition.
-pub fn render(_portals: &[Arc<PortalSnapshot>], _reload: ReloadStatus) -> Bytes {
-    Bytes::new()
+/// Metric name prefix.
+pub const PREFIX: &str = "workspacesweb_";
+
+const REFRESH: &str = "Refreshed every poll interval.";
+
+/// Git revision of this build (`unknown` outside a checkout).
+pub const REVISION: &str = env!("WORKSPACESWEB_REVISION");
+/// rustc version this build was compiled with.
+pub const RUSTC_VERSION: &str = env!("WORKSPACESWEB_RUSTC_VERSION");
+
+static PROCESS: LazyLock<prometheus::Registry> = LazyLock::new(|| {
+    let registry = prometheus::Registry::new();
+    #[cfg(target_os = "linux")]
+    {
+        let _ = registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ));
+    }
+    registry
+});
+
+/// Renders the whole exposition: portal series, exporter series and `process_*`.
+pub fn render(portals: &[Arc<PortalSnapshot>], reload: ReloadStatus) -> Bytes {
+    let mut out = String::with_capacity(4096 + portals.len() * 2048);
+    render_portals(&mut out, portals);
+    render_exporter(&mut out, reload);
+    let mut buf = Vec::new();
+    if prometheus::TextEncoder::new()
+        .encode(&PROCESS.gather(), &mut buf)
+        .is_ok()
+    {
+        out.push_str(&String::from_utf8_lossy(&buf));
+    }
+    Bytes::from(out)
+}
+
+/// A metric family being written: HELP and TYPE once, then samples.
+struct Family<'a> {
+    out: &'a mut String,
+    name: String,
+}
+
+impl<'a> Family<'a> {
+    fn new(out: &'a mut String, name: &str, kind: &str, help: &str) -> Self {
+        let name = format!("{PREFIX}{name}");
+        let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        Family { out, name }
+    }
+
+    /// Writes `name{portal labels, extra labels} value`.
+    fn sample(&mut self, suffix: &str, base: &[(&str, &str)], extra: &[(&str, &str)], value: f64) {
+        self.out.push_str(&self.name);
+        self.out.push_str(suffix);
+        write_labels(self.out, base.iter().chain(extra.iter()));
+        self.out.push(' ');
+        push_value(self.out, value);
+        self.out.push('\n');
+    }
+}
+
+fn write_labels<'x>(out: &mut String, labels: impl Iterator<Item = &'x (&'x str, &'x str)>) {
+    let mut first = true;
+    for (k, v) in labels {
+        out.push(if first { '{' } else { ',' });
+        first = false;
+        out.push_str(k);
+        out.push_str("=\"");
+        escape_label_value(out, v);
+        out.push('"');
+    }
+    if !first {
+        out.push('}');
+    }
+}
+
+/// Escapes a label value: backslash, double quote and line feed (text format 0.0.4).
+pub fn escape_label_value(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn escape_help(h: &str) -> String {
+    h.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+/// Formats a sample value: integers without a fraction, `NaN`, `+Inf`, `-Inf`.
+fn push_value(out: &mut String, v: f64) {
+    if v.is_nan() {
+        out.push_str("NaN");
+    } else if v.is_infinite() {
+        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+        let _ = write!(out, "{}", v as i64);
+    } else {
+        let _ = write!(out, "{v}");
+    }
+}
+
+/// The label set shared by a portal's series: `portal_id` plus its static labels.
+fn portal_labels(p: &PortalSnapshot) -> Vec<(&str, &str)> {
+    let mut l = Vec::with_capacity(1 + p.labels.len());
+    l.push(("portal_id", p.portal_id.as_str()));
+    l.extend(p.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    l
+}
+
+fn render_portals(out: &mut String, portals: &[Arc<PortalSnapshot>]) {
+    let labels: Vec<Vec<(&str, &str)>> = portals.iter().map(|p| portal_labels(p)).collect();
+    let each = || portals.iter().zip(labels.iter());
+
+    // State gauges: present after a successful poll, dropped after the staleness limit.
+    let gauges: [(&str, &str, fn(&PortalSnapshot) -> Option<f64>); 3] = [
+        (
+            "active_sessions",
+            "Sessions with status Active at the last successful poll.",
+            |p| p.active.map(|a| a.sessions as f64),
+        ),
+        (
+            "active_users",
+            "Distinct usernames among the active sessions at the last successful poll.",
+            |p| p.active.map(|a| a.users as f64),
+        ),
+        (
+            "active_session_max_age_seconds",
+            "Age of the oldest active session at the last successful poll (0 when none).",
+            |p| p.active.map(|a| a.max_age_seconds),
+        ),
+    ];
+    for (name, help, get) in gauges {
+        if each().all(|(p, _)| get(p).is_none()) {
+            continue;
+        }
+        let mut f = Family::new(out, name, "gauge", &format!("{help} {REFRESH}"));
+        for (p, l) in each() {
+            if let Some(v) = get(p) {
+                f.sample("", l, &[], v);
+            }
+        }
+    }
+
+    render_totals(out, portals, &labels);
+
+    if !portals.is_empty() {
+        let mut f = Family::new(
+            out,
+            "up",
+            "gauge",
+            &format!("1 if the last poll of the portal succeeded, else 0. {REFRESH}"),
+        );
+        for (p, l) in each() {
+            f.sample("", l, &[], if p.up { 1.0 } else { 0.0 });
+        }
+    }
+    if each().any(|(p, _)| p.poll_duration_seconds.is_some()) {
+        let mut f = Family::new(
+            out,
+            "poll_duration_seconds",
+            "gauge",
+            &format!("Wall time of the last poll of the portal. {REFRESH}"),
+        );
+        for (p, l) in each() {
+            if let Some(v) = p.poll_duration_seconds {
+                f.sample("", l, &[], v);
+            }
+        }
+    }
+    if each().any(|(p, _)| p.last_success_unix.is_some()) {
+        let mut f = Family::new(
+            out,
+            "last_successful_poll_timestamp_seconds",
+            "gauge",
+            &format!("Unix time of the last successful poll of the portal. {REFRESH}"),
+        );
+        for (p, l) in each() {
+            if let Some(v) = p.last_success_unix {
+                f.sample("", l, &[], v);
+            }
+        }
+    }
+    if each().any(|(p, _)| !p.api_requests.is_empty()) {
+        let mut f = Family::new(
+            out,
+            "api_requests_total",
+            "counter",
+            &format!("HTTP requests sent to the WorkSpaces Web API, retries included. {REFRESH}"),
+        );
+        for (p, l) in each() {
+            for (op, n) in &p.api_requests {
+                f.sample("", l, &[("operation", op)], *n as f64);
+            }
+        }
+    }
+    if each().any(|(p, _)| !p.api_errors.is_empty()) {
+        let mut f = Family::new(
+            out,
+            "api_request_errors_total",
+            "counter",
+            &format!(
+                "Failed API requests by AWS error code, or timeout, dispatch (connection failed), other. {REFRESH}"
+            ),
+        );
+        for (p, l) in each() {
+            for ((op, code), n) in &p.api_errors {
+                f.sample("", l, &[("operation", op), ("error", code)], *n as f64);
+            }
+        }
+    }
+}
+
+fn render_totals(out: &mut String, portals: &[Arc<PortalSnapshot>], labels: &[Vec<(&str, &str)>]) {
+    let with_totals: Vec<_> = portals
+        .iter()
+        .zip(labels.iter())
+        .filter_map(|(p, l)| p.totals.as_ref().map(|t| (t, l)))
+        .collect();
+    if with_totals.is_empty() {
+        return;
+    }
+    let counters: [(&str, &str, fn(&crate::ledger::Totals) -> f64); 4] = [
+        (
+            "sessions_started_total",
+            "Distinct sessions observed since the exporter's first successful poll of the portal (active at a poll, or terminated after it).",
+            |t| t.started as f64,
+        ),
+        (
+            "sessions_terminated_total",
+            "Distinct sessions observed to terminate since the exporter's first successful poll of the portal.",
+            |t| t.terminated as f64,
+        ),
+        (
+            "session_seconds_total",
+            "Session time consumed since the exporter's first successful poll: the integral of the active-session count, from API start and end times.",
+            |t| t.session_seconds,
+        ),
+        (
+            "session_records_incomplete_total",
+            "Session records missing id, startTime or endTime, with endTime before startTime, or with an unknown status; kept out of durations.",
+            |t| t.incomplete as f64,
+        ),
+    ];
+    for (name, help, get) in counters {
+        let mut f = Family::new(out, name, "counter", &format!("{help} {REFRESH}"));
+        for (t, l) in &with_totals {
+            f.sample("", l, &[], get(t));
+        }
+    }
+    let mut f = Family::new(
+        out,
+        "session_duration_seconds",
+        "histogram",
+        &format!(
+            "endTime - startTime of each terminated session counted in sessions_terminated_total with a complete record. {REFRESH}"
+        ),
+    );
+    for (t, l) in &with_totals {
+        let h = &t.durations;
+        let mut cumulative = 0u64;
+        let mut le = String::new();
+        for (i, bound) in h.bounds.iter().enumerate() {
+            cumulative += h.counts.get(i).copied().unwrap_or(0);
+            le.clear();
+            push_value(&mut le, *bound);
+            f.sample("_bucket", l, &[("le", &le)], cumulative as f64);
+        }
+        f.sample("_bucket", l, &[("le", "+Inf")], h.count as f64);
+        f.sample("_sum", l, &[], h.sum);
+        f.sample("_count", l, &[], h.count as f64);
+    }
+}
+
+fn render_exporter(out: &mut String, reload: ReloadStatus) {
+    let mut f = Family::new(
+        out,
+        "exporter_build_info",
+        "gauge",
+        "A metric with a constant '1' value labeled by version, revision and rustc_version of the build.",
+    );
+    f.sample(
+        "",
+        &[
+            ("version", crate::VERSION),
+            ("revision", REVISION),
+            ("rustc_version", RUSTC_VERSION),
+        ],
+        &[],
+        1.0,
+    );
+    let mut f = Family::new(
+        out,
+        "config_last_reload_successful",
+        "gauge",
+        "Whether the last configuration load succeeded.",
+    );
+    f.sample("", &[], &[], if reload.successful { 1.0 } else { 0.0 });
+    let mut f = Family::new(
+        out,
+        "config_last_reload_success_timestamp_seconds",
+        "gauge",
+        "Unix time of the last successful configuration load.",
+    );
+    f.sample("", &[], &[], reload.success_unix);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::ActiveSummary;
+
+    fn text(portals: Vec<PortalSnapshot>) -> String {
+        let portals: Vec<_> = portals.into_iter().map(Arc::new).collect();
+        String::from_utf8(
+            render(
+                &portals,
+                ReloadStatus {
+                    successful: true,
+                    success_unix: 5.0,
+                },
+            )
+            .to_vec(),
+        )
+        .unwrap_or_default()
+    }
+
+    #[test]
+    fn values_are_formatted_like_prometheus() {
+        let mut s = String::new();
+        for v in [
+            1.0,
+            0.5,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            -3.0,
+            1e20,
+        ] {
+            push_value(&mut s, v);
+            s.push(' ');
+        }
+        assert_eq!(s, "1 0.5 NaN +Inf -Inf -3 100000000000000000000 ");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut s = String::new();
+        escape_label_value(&mut s, "a\"b\\c\nd é 😀");
+        assert_eq!(s, "a\\\"b\\\\c\\nd é 😀");
+    }
+
+    #[test]
+    fn portal_series_carry_portal_id_and_static_labels() {
+        let t = text(vec![PortalSnapshot {
+            portal_id: "p1".into(),
+            labels: vec![("env".into(), "prod".into())],
+            up: true,
+            polled: true,
+            active: Some(ActiveSummary {
+                sessions: 3,
+                users: 2,
+                max_age_seconds: 61.5,
+            }),
+            api_requests: [("ListSessions".to_string(), 4)].into(),
+            api_errors: [(
+                (
+                    "ListSessions".to_string(),
+                    "ThrottlingException".to_string(),
+                ),
+                1,
+            )]
+            .into(),
+            ..Default::default()
+        }]);
+        assert!(
+            t.contains("workspacesweb_active_sessions{portal_id=\"p1\",env=\"prod\"} 3\n"),
+            "{t}"
+        );
+        assert!(t.contains("workspacesweb_active_users{portal_id=\"p1\",env=\"prod\"} 2\n"));
+        assert!(t.contains(
+            "workspacesweb_active_session_max_age_seconds{portal_id=\"p1\",env=\"prod\"} 61.5\n"
+        ));
+        assert!(t.contains("workspacesweb_up{portal_id=\"p1\",env=\"prod\"} 1\n"));
+        assert!(t.contains("workspacesweb_api_requests_total{portal_id=\"p1\",env=\"prod\",operation=\"ListSessions\"} 4\n"));
+        assert!(t.contains(
+            "workspacesweb_api_request_errors_total{portal_id=\"p1\",env=\"prod\",operation=\"ListSessions\",error=\"ThrottlingException\"} 1\n"
+        ));
+        assert!(t.contains("# HELP workspacesweb_active_sessions Sessions with status Active at the last successful poll. Refreshed every poll interval.\n"));
+        assert!(t.contains("workspacesweb_config_last_reload_successful 1\n"));
+        assert!(t.contains("workspacesweb_exporter_build_info{version=\""));
+    }
+
+    #[test]
+    fn stale_portal_keeps_up_but_loses_state_gauges() {
+        let t = text(vec![
+            PortalSnapshot {
+                portal_id: "a".into(),
+                up: false,
+                polled: true,
+                active: None,
+                ..Default::default()
+            },
+            PortalSnapshot {
+                portal_id: "b".into(),
+                up: true,
+                polled: true,
+                active: Some(ActiveSummary::default()),
+                ..Default::default()
+            },
+        ]);
+        assert!(t.contains("workspacesweb_up{portal_id=\"a\"} 0\n"));
+        assert!(!t.contains("workspacesweb_active_sessions{portal_id=\"a\"}"));
+        assert!(t.contains("workspacesweb_active_sessions{portal_id=\"b\"} 0\n"));
+        // HELP/TYPE appear once per family even with several portals.
+        assert_eq!(t.matches("# TYPE workspacesweb_up gauge").count(), 1);
+    }
 }
