@@ -1,1 +1,167 @@
-//! TODO
+//! Command-line flags (Prometheus exporter conventions, SPEC section 3).
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// Log verbosity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    /// Everything, including per-poll summaries.
+    Debug,
+    /// Normal operation.
+    Info,
+    /// Problems that do not stop the exporter.
+    Warn,
+    /// Failures only.
+    Error,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// `key=value` pairs.
+    Logfmt,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The exporter's command line.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "workspacesweb-exporter",
+    about = "Prometheus exporter for AWS WorkSpaces Secure Browser (WorkSpaces Web) sessions",
+    disable_version_flag = true
+)]
+pub struct Cli {
+    /// YAML configuration file.
+    #[arg(
+        long = "config.file",
+        value_name = "PATH",
+        default_value = "workspacesweb-exporter.yaml"
+    )]
+    pub config_file: PathBuf,
+    /// Validate the configuration file, print a summary or the errors, and exit 0 or 1.
+    #[arg(long = "config.check")]
+    pub config_check: bool,
+    /// Address to listen on for HTTP (repeatable); `:PORT` means all interfaces.
+    #[arg(
+        long = "web.listen-address",
+        value_name = "ADDR",
+        default_value = ":10049"
+    )]
+    pub listen_addresses: Vec<String>,
+    /// Path under which metrics are exposed.
+    #[arg(
+        long = "web.telemetry-path",
+        value_name = "PATH",
+        default_value = "/metrics"
+    )]
+    pub telemetry_path: String,
+    /// Maximum number of concurrent HTTP connections.
+    #[arg(long = "web.max-connections", value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Only log messages at or above this level.
+    #[arg(long = "log.level", value_enum, default_value = "info")]
+    pub log_level: LogLevel,
+    /// Log line format.
+    #[arg(long = "log.format", value_enum, default_value = "logfmt")]
+    pub log_format: LogFormat,
+    /// Run against an in-process simulator with built-in demo portals (no AWS account or config needed).
+    #[arg(long = "demo")]
+    pub demo: bool,
+    /// Print the version and exit.
+    #[arg(long = "version")]
+    pub version: bool,
+}
+
+/// The `--version` text.
+pub fn version_text() -> String {
+    format!(
+        "workspacesweb-exporter, version {} (revision: {})\n  rustc: {}\n",
+        crate::VERSION,
+        crate::metrics::REVISION,
+        crate::metrics::RUSTC_VERSION
+    )
+}
+
+/// What `main` should do after parsing the command line.
+#[derive(Debug)]
+pub enum Parsed {
+    /// Run with these flags.
+    Run(Box<Cli>),
+    /// Print this text to stdout and exit 0 (`--help`, `--version`).
+    Print(String),
+    /// Print this error to stderr and exit 1.
+    Fail(String),
+}
+
+/// Parses `args`; every flag error exits 1, as for a bad config (SPEC section 8).
+pub fn parse<I, T>(args: I) -> Parsed
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    match Cli::try_parse_from(args) {
+        Ok(cli) if cli.version => Parsed::Print(version_text()),
+        Ok(cli) => Parsed::Run(Box::new(cli)),
+        Err(e) => match e.kind() {
+            clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                Parsed::Print(e.to_string())
+            }
+            _ => Parsed::Fail(e.to_string()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Cli {
+        match parse(std::iter::once("x").chain(args.iter().copied())) {
+            Parsed::Run(c) => *c,
+            other => panic!("expected Run, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let c = run(&[]);
+        assert_eq!(c.config_file, PathBuf::from("workspacesweb-exporter.yaml"));
+        assert_eq!(c.listen_addresses, vec![":10049".to_string()]);
+        assert_eq!(c.telemetry_path, "/metrics");
+        assert_eq!(c.max_connections, 512);
+        assert_eq!(c.log_level, LogLevel::Info);
+        assert_eq!(c.log_format, LogFormat::Logfmt);
+        assert!(!c.demo && !c.config_check);
+    }
+
+    #[test]
+    fn listen_address_repeats() {
+        let c = run(&[
+            "--web.listen-address",
+            "127.0.0.1:1",
+            "--web.listen-address=[::1]:2",
+        ]);
+        assert_eq!(c.listen_addresses, vec!["127.0.0.1:1", "[::1]:2"]);
+    }
+
+    #[test]
+    fn bad_flags_fail_and_version_prints() {
+        assert!(matches!(parse(["x", "--nope"]), Parsed::Fail(_)));
+        assert!(matches!(
+            parse(["x", "--log.level", "loud"]),
+            Parsed::Fail(_)
+        ));
+        assert!(matches!(
+            parse(["x", "--web.max-connections", "0"]),
+            Parsed::Fail(_)
+        ));
+        match parse(["x", "--version"]) {
+            Parsed::Print(t) => assert!(t.contains(crate::VERSION)),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(parse(["x", "--help"]), Parsed::Print(_)));
+    }
+}
