@@ -47,6 +47,11 @@ pub fn render(portals: &[Arc<PortalSnapshot>], reload: ReloadStatus) -> Bytes {
     Bytes::from(out)
 }
 
+/// Name, help and getter of a portal gauge.
+type GaugeDef = (&'static str, &'static str, fn(&PortalSnapshot) -> Option<f64>);
+/// Name, help and getter of a portal counter.
+type CounterDef = (&'static str, &'static str, fn(&crate::ledger::Totals) -> f64);
+
 /// A metric family being written: HELP and TYPE once, then samples.
 struct Family<'a> {
     out: &'a mut String,
@@ -129,7 +134,7 @@ fn render_portals(out: &mut String, portals: &[Arc<PortalSnapshot>]) {
     let each = || portals.iter().zip(labels.iter());
 
     // State gauges: present after a successful poll, dropped after the staleness limit.
-    let gauges: [(&str, &str, fn(&PortalSnapshot) -> Option<f64>); 3] = [
+    let gauges: [GaugeDef; 3] = [
         (
             "active_sessions",
             "Sessions with status Active at the last successful poll.",
@@ -236,7 +241,7 @@ fn render_totals(out: &mut String, portals: &[Arc<PortalSnapshot>], labels: &[Ve
     if with_totals.is_empty() {
         return;
     }
-    let counters: [(&str, &str, fn(&crate::ledger::Totals) -> f64); 4] = [
+    let counters: [CounterDef; 4] = [
         (
             "sessions_started_total",
             "Distinct sessions observed since the exporter's first successful poll of the portal (active at a poll, or terminated after it).",
