@@ -274,7 +274,7 @@ pub async fn serve(
         .header_read_timeout(settings.timeouts.header_read)
         .keep_alive(true)
         .half_close(false)
-        .max_buf_size(MAX_HEADER_BYTES)
+        .max_header_size(MAX_HEADER_BYTES)
         .max_headers(MAX_HEADERS);
     let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
