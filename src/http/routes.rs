@@ -4,6 +4,7 @@
 //! config's extra response headers (in [`Routes::respond`] after routing), and `POST /-/reload`
 //! (today answered 405 with an empty `Allow`, RFC 9110's "disabled by configuration").
 
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -58,29 +59,52 @@ impl Routes {
     }
 
     /// Answers one request; never fails and never reads the request body.
-    pub(super) fn respond<B>(&self, request: &Request<B>) -> Response<Full<Bytes>> {
-        let path = request.uri().path();
-        let response = match self.route(path) {
+    ///
+    /// What the answer needs is taken from the request up front, so the returned future
+    /// does not borrow it (and is `Send` whatever the body type).
+    pub(super) fn respond<B>(
+        self: &Arc<Self>,
+        request: &Request<B>,
+    ) -> impl Future<Output = Response<Full<Bytes>>> + Send + use<B> {
+        let asked = Asked {
+            route: self.route(request.uri().path()),
+            method: request.method().clone(),
+            path: request.uri().path().to_string(),
+            gzip: encoding::accepts_gzip(request.headers().get_all(header::ACCEPT_ENCODING)),
+        };
+        let routes = Arc::clone(self);
+        async move {
+            let response = routes.answer(&asked).await;
+            tracing::debug!(method = %asked.method, path = ?asked.path, status = response.status().as_u16(), "http request");
+            response
+        }
+    }
+
+    async fn answer(&self, asked: &Asked) -> Response<Full<Bytes>> {
+        match asked.route {
             None => text(StatusCode::NOT_FOUND, "Not Found\n"),
             // Reload is not wired yet: no method is allowed.
             Some(Route::Reload) => method_not_allowed(""),
-            Some(_) if !matches!(*request.method(), Method::GET | Method::HEAD) => {
+            Some(_) if !matches!(asked.method, Method::GET | Method::HEAD) => {
                 method_not_allowed(READ_METHODS)
             }
-            Some(Route::Telemetry) => self.telemetry(request),
-            Some(Route::Landing) => self.landing(),
+            Some(Route::Telemetry) => self.telemetry(asked.gzip).await,
+            Some(Route::Landing) => self.landing().await,
             Some(Route::Healthy) => text(StatusCode::OK, "Healthy"),
             Some(Route::Ready) if self.store.ready() => text(StatusCode::OK, "Ready"),
             Some(Route::Ready) => text(StatusCode::SERVICE_UNAVAILABLE, "Not Ready"),
-        };
-        tracing::debug!(method = %request.method(), path = ?path, status = response.status().as_u16(), "http request");
-        response
+        }
     }
 
-    fn telemetry<B>(&self, request: &Request<B>) -> Response<Full<Bytes>> {
-        let body = self.store.scrape_text();
-        let gzip = encoding::accepts_gzip(request.headers().get_all(header::ACCEPT_ENCODING));
-        let (body, encoded) = if gzip {
+    /// The exposition, rendered (and gzipped) on the blocking pool: a large exposition must
+    /// not stall the runtime threads that serve other connections.
+    async fn telemetry(&self, gzip: bool) -> Response<Full<Bytes>> {
+        let store = Arc::clone(&self.store);
+        let rendered = off_runtime(move || {
+            let body = store.scrape_text();
+            if !gzip {
+                return (body, false);
+            }
             match encoding::gzip(&body) {
                 Ok(packed) => (packed, true),
                 Err(error) => {
@@ -88,8 +112,10 @@ impl Routes {
                     (body, false)
                 }
             }
-        } else {
-            (body, false)
+        })
+        .await;
+        let Some((body, encoded)) = rendered else {
+            return text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n");
         };
         let mut response = Response::new(Full::new(body));
         set(&mut response, header::CONTENT_TYPE, EXPOSITION_CONTENT_TYPE);
@@ -100,13 +126,36 @@ impl Routes {
         response
     }
 
-    fn landing(&self) -> Response<Full<Bytes>> {
-        let page = landing::render(&self.store, &self.telemetry_path);
+    async fn landing(&self) -> Response<Full<Bytes>> {
+        let store = Arc::clone(&self.store);
+        let path = self.telemetry_path.clone();
+        let Some(page) = off_runtime(move || landing::render(&store, &path)).await else {
+            return text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n");
+        };
         let mut response = Response::new(Full::new(Bytes::from(page)));
         set(&mut response, header::CONTENT_TYPE, HTML);
         set(&mut response, header::CONTENT_SECURITY_POLICY, LANDING_CSP);
         set(&mut response, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
         response
+    }
+}
+
+/// What answering a request needs from it.
+struct Asked {
+    route: Option<Route>,
+    method: Method,
+    path: String,
+    gzip: bool,
+}
+
+/// Runs CPU-heavy rendering on the blocking pool; `None` (logged) if it panicked.
+async fn off_runtime<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(value) => Some(value),
+        Err(error) => {
+            tracing::error!(%error, "rendering a response failed");
+            None
+        }
     }
 }
 
@@ -135,8 +184,8 @@ fn set(response: &mut Response<Full<Bytes>>, name: HeaderName, value: &'static s
 mod tests {
     use super::*;
 
-    fn routes() -> Routes {
-        Routes::new(Arc::new(Store::new()), "/metrics".to_string())
+    fn routes() -> Arc<Routes> {
+        Arc::new(Routes::new(Arc::new(Store::new()), "/metrics".to_string()))
     }
 
     fn request(method: Method, path: &str) -> Request<()> {
@@ -146,24 +195,26 @@ mod tests {
         request
     }
 
-    #[test]
-    fn query_strings_do_not_change_the_route() {
-        let response = routes().respond(&request(Method::GET, "/-/healthy?x=1"));
+    #[tokio::test]
+    async fn query_strings_do_not_change_the_route() {
+        let response = routes()
+            .respond(&request(Method::GET, "/-/healthy?x=1"))
+            .await;
         assert_eq!(response.status(), StatusCode::OK);
     }
 
-    #[test]
-    fn reload_is_known_but_not_enabled() {
-        let response = routes().respond(&request(Method::POST, "/-/reload"));
+    #[tokio::test]
+    async fn reload_is_known_but_not_enabled() {
+        let response = routes().respond(&request(Method::POST, "/-/reload")).await;
         assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(response.headers()[header::ALLOW], "");
     }
 
-    #[test]
-    fn other_methods_on_known_paths_are_405() {
+    #[tokio::test]
+    async fn other_methods_on_known_paths_are_405() {
         for path in ["/", "/metrics", "/-/healthy", "/-/ready"] {
             for method in [Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS] {
-                let response = routes().respond(&request(method.clone(), path));
+                let response = routes().respond(&request(method.clone(), path)).await;
                 assert_eq!(
                     response.status(),
                     StatusCode::METHOD_NOT_ALLOWED,
@@ -174,12 +225,17 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_custom_telemetry_path_replaces_metrics() {
-        let routes = Routes::new(Arc::new(Store::new()), "/custom/metrics".to_string());
-        let ok = routes.respond(&request(Method::GET, "/custom/metrics"));
+    #[tokio::test]
+    async fn a_custom_telemetry_path_replaces_metrics() {
+        let routes = Arc::new(Routes::new(
+            Arc::new(Store::new()),
+            "/custom/metrics".to_string(),
+        ));
+        let ok = routes
+            .respond(&request(Method::GET, "/custom/metrics"))
+            .await;
         assert_eq!(ok.status(), StatusCode::OK);
-        let gone = routes.respond(&request(Method::GET, "/metrics"));
+        let gone = routes.respond(&request(Method::GET, "/metrics")).await;
         assert_eq!(gone.status(), StatusCode::NOT_FOUND);
     }
 }
