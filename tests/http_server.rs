@@ -540,7 +540,7 @@ async fn idle_connections_are_closed_after_the_header_read_timeout() {
     server.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_answer_with_300_idle_connections_open() {
     let server = Server::start(store_with_portals()).await;
     let mut idle = Vec::with_capacity(300);
@@ -561,7 +561,7 @@ async fn metrics_answer_with_300_idle_connections_open() {
     server.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_limit_wait_for_a_free_slot() {
     let settings = HttpSettings {
         max_connections: 2,
@@ -602,7 +602,7 @@ async fn connections_beyond_the_limit_wait_for_a_free_slot() {
 // ---------------------------------------------------------------------------------------------
 // Shutdown.
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_the_request_in_flight_finish_then_refuses_connections() {
     // A landing page of several megabytes, so that its response is still being written
     // (the client reads slowly through a small receive buffer) when shutdown is signalled.

@@ -10,7 +10,7 @@
 //!   the `http_server_config.headers` of a web config would apply, and where `POST /-/reload` is
 //!   answered (405 with an empty `Allow` until a reload hook is wired).
 //!
-//! Policies (documented in the README):
+//! Policies (for the operator documentation):
 //! - Connection limit: when `max_connections` connections are open, the accept loops stop
 //!   accepting; further clients wait in the kernel's listen backlog until a connection closes
 //!   (as Go's `netutil.LimitListener` does for Prometheus). `0` means no limit.
@@ -281,8 +281,12 @@ pub async fn serve(
     let shared = Shared {
         routes,
         builder: Arc::new(builder),
-        limit: (settings.max_connections > 0)
-            .then(|| Arc::new(Semaphore::new(settings.max_connections))),
+        // Semaphore::new panics above MAX_PERMITS; such a limit is no limit in practice.
+        limit: (settings.max_connections > 0).then(|| {
+            Arc::new(Semaphore::new(
+                settings.max_connections.min(Semaphore::MAX_PERMITS),
+            ))
+        }),
         phase: phase_rx,
         alive: alive_tx,
         write_timeout: settings.timeouts.write,
@@ -361,8 +365,8 @@ async fn serve_connection(
     }
     let routes = Arc::clone(&shared.routes);
     let service = service_fn(move |request| {
-        let routes = Arc::clone(&routes);
-        async move { Ok::<_, std::convert::Infallible>(routes.respond(&request)) }
+        let response = routes.respond(&request);
+        async move { Ok::<_, std::convert::Infallible>(response.await) }
     });
     let io = TokioIo::new(WriteTimeout::new(stream, shared.write_timeout));
     let connection = shared.builder.serve_connection(io, service);
