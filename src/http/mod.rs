@@ -1,0 +1,395 @@
+//! The HTTP server: `/metrics`, the landing page, `/-/healthy` and `/-/ready`, on hyper 1.
+//!
+//! Shape of the server, so that TLS, basic auth and reload slot in later:
+//! - [`bind`] turns `--web.listen-address` values into listeners (the caller exits 2 on error);
+//! - [`serve`] accepts on every listener, one task per connection, each connection holding a
+//!   permit of a semaphore shared by all listeners (`--web.max-connections`);
+//! - a connection's byte stream is wrapped (`io::WriteTimeout`) before hyper sees it; a TLS
+//!   acceptor would wrap it at the same place;
+//! - every request goes through one function (`routes::respond`), which is where basic auth and
+//!   the `http_server_config.headers` of a web config would apply, and where `POST /-/reload` is
+//!   answered (405 with an empty `Allow` until a reload hook is wired).
+//!
+//! Policies (for the operator documentation):
+//! - Connection limit: when `max_connections` connections are open, the accept loops stop
+//!   accepting; further clients wait in the kernel's listen backlog until a connection closes
+//!   (as Go's `netutil.LimitListener` does for Prometheus). `0` means no limit.
+//! - A connection that has not sent a complete request head within
+//!   [`HttpTimeouts::header_read`] of opening, or of its previous response, is closed: this is
+//!   both the slow-client and the idle keep-alive timeout.
+//! - A response write that makes no progress for [`HttpTimeouts::write`] closes the connection.
+//! - Request bodies are never read; hyper drops the connection instead of draining a large one.
+//! - Shutdown stops accepting (listeners are closed), closes idle connections, lets in-flight
+//!   requests finish for at most [`HttpTimeouts::shutdown_grace`], then drops the rest.
+//! - HTTP/1.1 only (Prometheus scrapes over HTTP/1.1).
+
+mod encoding;
+mod io;
+mod landing;
+mod routes;
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+
+use crate::snapshot::Store;
+
+use self::io::WriteTimeout;
+use self::routes::Routes;
+
+/// Content type of `/metrics`: the Prometheus text exposition format 0.0.4.
+pub const EXPOSITION_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// Default `--web.listen-address`.
+pub const DEFAULT_LISTEN_ADDRESS: &str = ":10049";
+/// Default `--web.telemetry-path`.
+pub const DEFAULT_TELEMETRY_PATH: &str = "/metrics";
+/// Default `--web.max-connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+
+/// Paths the server answers itself; the telemetry path must not be one of them.
+const RESERVED_PATHS: [&str; 4] = ["/", "/-/healthy", "/-/ready", "/-/reload"];
+
+/// Largest request head (request line plus headers) the server buffers, in bytes.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Largest number of request headers accepted.
+const MAX_HEADERS: usize = 100;
+/// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+/// What the `--web.*` flags configure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpSettings {
+    /// Addresses to listen on (`:10049`, `127.0.0.1:0`, `[::1]:9000`); see [`parse_listen_address`].
+    pub listen_addresses: Vec<String>,
+    /// Path of the Prometheus exposition, `/metrics` by default.
+    pub telemetry_path: String,
+    /// Most connections open at once across all listeners; `0` means no limit.
+    pub max_connections: usize,
+    /// Timeouts against slow and idle clients and for shutdown.
+    pub timeouts: HttpTimeouts,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            listen_addresses: vec![DEFAULT_LISTEN_ADDRESS.to_string()],
+            telemetry_path: DEFAULT_TELEMETRY_PATH.to_string(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            timeouts: HttpTimeouts::default(),
+        }
+    }
+}
+
+impl HttpSettings {
+    /// Checks the addresses and the telemetry path; call it while parsing flags (exit 1).
+    pub fn validate(&self) -> Result<(), HttpError> {
+        if self.listen_addresses.is_empty() {
+            return Err(HttpError::InvalidListenAddress {
+                address: String::new(),
+                reason: "at least one listen address is needed".to_string(),
+            });
+        }
+        for address in &self.listen_addresses {
+            parse_listen_address(address)?;
+        }
+        validate_telemetry_path(&self.telemetry_path)
+    }
+}
+
+/// Timeouts of the server; the defaults suit a Prometheus scrape every 10 s or more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpTimeouts {
+    /// Time allowed for a complete request head after the connection opens or after the
+    /// previous response; also closes idle keep-alive connections. Default 10 s.
+    pub header_read: Duration,
+    /// Time a response write may make no progress (a client not reading). Default 30 s.
+    pub write: Duration,
+    /// Time in-flight requests get to finish after shutdown is signalled. Default 10 s.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for HttpTimeouts {
+    fn default() -> Self {
+        Self {
+            header_read: Duration::from_secs(10),
+            write: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Errors of the HTTP layer; each names the address or path at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// A `--web.listen-address` value that is not `[host]:port`.
+    #[error("invalid listen address {address:?}: {reason}")]
+    InvalidListenAddress {
+        /// The value as given.
+        address: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A `--web.telemetry-path` value that cannot be served.
+    #[error("invalid telemetry path {path:?}: {reason}")]
+    InvalidTelemetryPath {
+        /// The value as given.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Binding a listener failed (address in use, not local, no permission).
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address as given on the command line.
+        address: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Parses a listen address: `host:port`, `[v6]:port`, or `:port` for all IPv4 interfaces.
+///
+/// `:port` binds `0.0.0.0` (IPv4 only), so that a host without IPv6 still starts; use
+/// `[::]:port` for IPv6 (dual-stack on Linux unless `net.ipv6.bindv6only` is set), or give
+/// both. The host must be an IP literal or `localhost` (`127.0.0.1`): no DNS at startup.
+pub fn parse_listen_address(s: &str) -> Result<SocketAddr, HttpError> {
+    let invalid = |reason: &str| HttpError::InvalidListenAddress {
+        address: s.to_string(),
+        reason: reason.to_string(),
+    };
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(invalid("expected host:port, :port or [ipv6]:port"));
+    };
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid("the port must be a number from 0 to 65535"));
+    }
+    let port: u16 = port
+        .parse()
+        .map_err(|_| invalid("the port must be a number from 0 to 65535"))?;
+    let ip: IpAddr = if host.is_empty() {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    } else if host.eq_ignore_ascii_case("localhost") {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        v6.parse::<std::net::Ipv6Addr>()
+            .map(IpAddr::V6)
+            .map_err(|_| invalid("not an IPv6 address between the brackets"))?
+    } else if host.contains(':') {
+        return Err(invalid("an IPv6 address needs brackets: [::1]:10049"));
+    } else {
+        host.parse::<Ipv4Addr>()
+            .map(IpAddr::V4)
+            .map_err(|_| invalid("the host must be an IP address or localhost"))?
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// Checks that a telemetry path starts with `/` and does not hide another endpoint.
+pub fn validate_telemetry_path(path: &str) -> Result<(), HttpError> {
+    let invalid = |reason: &str| HttpError::InvalidTelemetryPath {
+        path: path.to_string(),
+        reason: reason.to_string(),
+    };
+    if !path.starts_with('/') {
+        return Err(invalid("must start with /"));
+    }
+    if path.contains(['?', '#']) || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid(
+            "must be a plain path, without query, fragment or spaces",
+        ));
+    }
+    if RESERVED_PATHS.contains(&path) {
+        return Err(invalid("is already used by the exporter"));
+    }
+    Ok(())
+}
+
+/// Binds every listen address, in order; the first failure is returned and names its address.
+pub async fn bind(settings: &HttpSettings) -> Result<Vec<TcpListener>, HttpError> {
+    settings.validate()?;
+    let mut listeners = Vec::with_capacity(settings.listen_addresses.len());
+    for address in &settings.listen_addresses {
+        let addr = parse_listen_address(address)?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| HttpError::Bind {
+                address: address.clone(),
+                source,
+            })?;
+        let local = listener.local_addr().map_err(|source| HttpError::Bind {
+            address: address.clone(),
+            source,
+        })?;
+        tracing::info!(address = %local, telemetry_path = %settings.telemetry_path, "listening");
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// Where the server is in its life; connection tasks watch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Accepting and serving.
+    Serving,
+    /// Shutdown signalled: no new connections, idle ones closed, in-flight ones finish.
+    Draining,
+    /// Grace period over: remaining connections are dropped.
+    Closed,
+}
+
+/// What every accept loop shares.
+#[derive(Clone)]
+struct Shared {
+    routes: Arc<Routes>,
+    builder: Arc<http1::Builder>,
+    limit: Option<Arc<Semaphore>>,
+    phase: watch::Receiver<Phase>,
+    /// Held by every connection task; `recv()` on the other end returns `None` once all are gone.
+    alive: mpsc::Sender<()>,
+    write_timeout: Duration,
+}
+
+/// Serves until `shutdown` resolves, then shuts down gracefully and returns.
+///
+/// After `shutdown`: the listeners are closed (new connections are refused), idle connections
+/// are closed, requests in flight finish within `settings.timeouts.shutdown_grace`.
+pub async fn serve(
+    listeners: Vec<TcpListener>,
+    store: Arc<Store>,
+    settings: HttpSettings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let routes = Arc::new(Routes::new(store, settings.telemetry_path.clone()));
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.timeouts.header_read)
+        .keep_alive(true)
+        .half_close(false)
+        .max_header_size(MAX_HEADER_BYTES)
+        .max_headers(MAX_HEADERS);
+    let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
+    let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+    let shared = Shared {
+        routes,
+        builder: Arc::new(builder),
+        // Semaphore::new panics above MAX_PERMITS; such a limit is no limit in practice.
+        limit: (settings.max_connections > 0).then(|| {
+            Arc::new(Semaphore::new(
+                settings.max_connections.min(Semaphore::MAX_PERMITS),
+            ))
+        }),
+        phase: phase_rx,
+        alive: alive_tx,
+        write_timeout: settings.timeouts.write,
+    };
+
+    let mut accept_loops = tokio::task::JoinSet::new();
+    for listener in listeners {
+        accept_loops.spawn(accept_loop(listener, shared.clone()));
+    }
+    drop(shared);
+
+    shutdown.await;
+    tracing::info!("http server shutting down");
+    // Connection tasks and accept loops both watch the phase; send_replace cannot fail.
+    phase_tx.send_replace(Phase::Draining);
+    // Accept loops return and drop their listeners: from here new connections are refused.
+    while accept_loops.join_next().await.is_some() {}
+
+    let grace = settings.timeouts.shutdown_grace;
+    if tokio::time::timeout(grace, alive_rx.recv()).await.is_err() {
+        tracing::warn!(grace = ?grace, "http requests still running after the shutdown grace period, closing them");
+        phase_tx.send_replace(Phase::Closed);
+        alive_rx.recv().await;
+    }
+    tracing::info!("http server stopped");
+}
+
+/// Accepts connections on one listener until the phase leaves `Serving`.
+async fn accept_loop(listener: TcpListener, shared: Shared) {
+    let mut phase = shared.phase.clone();
+    loop {
+        // Take a connection slot first: at the limit, clients wait in the listen backlog.
+        let permit = match &shared.limit {
+            Some(limit) => tokio::select! {
+                permit = Arc::clone(limit).acquire_owned() => match permit {
+                    Ok(permit) => Some(permit),
+                    Err(_) => return,
+                },
+                _ = phase.wait_for(|p| *p != Phase::Serving) => return,
+            },
+            None => None,
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = phase.wait_for(|p| *p != Phase::Serving) => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                tokio::spawn(serve_connection(stream, peer, permit, shared.clone()));
+            }
+            Err(error) => {
+                // Per-connection errors (reset before accept) and resource exhaustion land here;
+                // neither must end the server.
+                tracing::warn!(%error, "accepting a connection failed");
+                drop(permit);
+                tokio::select! {
+                    _ = tokio::time::sleep(ACCEPT_ERROR_BACKOFF) => {}
+                    _ = phase.wait_for(|p| *p != Phase::Serving) => return,
+                }
+            }
+        }
+    }
+}
+
+/// Runs one HTTP/1 connection to its end, holding its connection slot meanwhile.
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    permit: Option<OwnedSemaphorePermit>,
+    shared: Shared,
+) {
+    // Both are released when this task ends: the slot, and the shutdown's count of live connections.
+    let _guards = (permit, shared.alive.clone());
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
+    }
+    let routes = Arc::clone(&shared.routes);
+    let service = service_fn(move |request| {
+        let response = routes.respond(&request);
+        async move { Ok::<_, std::convert::Infallible>(response.await) }
+    });
+    let io = TokioIo::new(WriteTimeout::new(stream, shared.write_timeout));
+    let connection = shared.builder.serve_connection(io, service);
+    tokio::pin!(connection);
+    let mut phase = shared.phase.clone();
+
+    let result = tokio::select! {
+        result = connection.as_mut() => Some(result),
+        _ = phase.wait_for(|p| *p != Phase::Serving) => None,
+    };
+    let result = match result {
+        Some(result) => result,
+        None => {
+            // Finish the request in flight, if any, then close; idle connections close now.
+            connection.as_mut().graceful_shutdown();
+            tokio::select! {
+                result = connection.as_mut() => result,
+                _ = phase.wait_for(|p| *p == Phase::Closed) => return,
+            }
+        }
+    };
+    if let Err(error) = result {
+        // Timeouts, resets and malformed requests: the client's problem, not the server's.
+        tracing::debug!(%peer, %error, "http connection ended with an error");
+    }
+}

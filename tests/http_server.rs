@@ -1,0 +1,814 @@
+//! The HTTP server over real loopback TCP, driven by hand-written HTTP/1.1 requests.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use workspacesweb_exporter::http::{
+    self, EXPOSITION_CONTENT_TYPE, HttpError, HttpSettings, HttpTimeouts, parse_listen_address,
+};
+use workspacesweb_exporter::ledger::ActiveSummary;
+use workspacesweb_exporter::snapshot::{PortalSnapshot, Store};
+
+/// Upper bound on any single network step, so that a bug fails the test instead of hanging it.
+const STEP: Duration = Duration::from_secs(30);
+
+const PORTAL_UP: &str = "11111111-2222-3333-4444-555555555555";
+const PORTAL_DOWN: &str = "22222222-3333-4444-5555-666666666666";
+const PORTAL_PENDING: &str = "33333333-4444-5555-6666-777777777777";
+
+// ---------------------------------------------------------------------------------------------
+// A running server and a tiny HTTP/1.1 client.
+
+struct Server {
+    addr: SocketAddr,
+    store: Arc<Store>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    async fn start(store: Arc<Store>) -> Self {
+        Self::start_with(store, settings()).await
+    }
+
+    async fn start_with(store: Arc<Store>, settings: HttpSettings) -> Self {
+        let listeners = http::bind(&settings).await.expect("bind loopback");
+        let addr = listeners[0].local_addr().expect("local address");
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(http::serve(
+            listeners,
+            Arc::clone(&store),
+            settings,
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        Self {
+            addr,
+            store,
+            shutdown: Some(tx),
+            task,
+        }
+    }
+
+    /// Signals shutdown and waits for `serve` to return.
+    async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        tokio::time::timeout(STEP, &mut self.task)
+            .await
+            .expect("serve returns after shutdown")
+            .expect("serve does not panic");
+    }
+
+    async fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut stream = connect(self.addr).await;
+        let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+        for (name, value) in headers {
+            raw.push_str(&format!("{name}: {value}\r\n"));
+        }
+        raw.push_str("\r\n");
+        stream.write_all(raw.as_bytes()).await.expect("send");
+        let reply = read_response(&mut stream, method == "HEAD").await;
+        let mut rest = Vec::new();
+        tokio::time::timeout(STEP, stream.read_to_end(&mut rest))
+            .await
+            .expect("server closes the connection")
+            .expect("read after response");
+        assert!(
+            rest.is_empty(),
+            "bytes after the response: {:?}",
+            String::from_utf8_lossy(&rest)
+        );
+        reply
+    }
+
+    async fn get(&self, path: &str) -> Reply {
+        self.request("GET", path, &[]).await
+    }
+}
+
+fn settings() -> HttpSettings {
+    HttpSettings {
+        listen_addresses: vec!["127.0.0.1:0".to_string()],
+        telemetry_path: "/metrics".to_string(),
+        max_connections: 512,
+        timeouts: HttpTimeouts::default(),
+    }
+}
+
+async fn connect(addr: SocketAddr) -> TcpStream {
+    tokio::time::timeout(STEP, TcpStream::connect(addr))
+        .await
+        .expect("connect in time")
+        .expect("connect")
+}
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8(self.body.clone()).expect("utf-8 body")
+    }
+}
+
+/// Reads one response (head, then `Content-Length` bytes unless it answers a HEAD request).
+async fn read_response(stream: &mut (impl AsyncRead + Unpin), head_request: bool) -> Reply {
+    tokio::time::timeout(STEP, read_response_inner(stream, head_request))
+        .await
+        .expect("response in time")
+}
+
+async fn read_response_inner(stream: &mut (impl AsyncRead + Unpin), head_request: bool) -> Reply {
+    let mut buf = Vec::new();
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await.expect("read head");
+        assert!(
+            n > 0,
+            "connection closed before the response head: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8(buf[..head_end].to_vec()).expect("ascii head");
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().expect("status line");
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let headers: Vec<(String, String)> = lines
+        .map(|line| {
+            let (name, value) = line.split_once(':').expect("header line");
+            (name.trim().to_string(), value.trim().to_string())
+        })
+        .collect();
+    assert!(
+        !headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding")),
+        "the server sends whole bodies with Content-Length"
+    );
+    let length: usize = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .map(|(_, v)| v.parse().expect("numeric content-length"))
+        .unwrap_or(0);
+    let mut body = buf[head_end + 4..].to_vec();
+    if !head_request {
+        while body.len() < length {
+            let mut chunk = vec![0u8; 64 * 1024];
+            let n = stream.read(&mut chunk).await.expect("read body");
+            assert!(n > 0, "connection closed mid-body");
+            body.extend_from_slice(&chunk[..n]);
+        }
+        assert_eq!(body.len(), length, "body longer than Content-Length");
+    }
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .expect("valid gzip");
+    out
+}
+
+/// The exposition without `process_*` series, which may change between two scrapes.
+fn stable_lines(exposition: &[u8]) -> String {
+    String::from_utf8_lossy(exposition)
+        .lines()
+        .filter(|l| !l.contains("process_"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Portal fixtures.
+
+fn up_portal() -> PortalSnapshot {
+    PortalSnapshot {
+        portal_id: PORTAL_UP.to_string(),
+        labels: vec![("env".to_string(), "prod".to_string())],
+        up: true,
+        polled: true,
+        active: Some(ActiveSummary {
+            sessions: 42,
+            users: 40,
+            max_age_seconds: 3600.0,
+        }),
+        last_poll_unix: Some(1_700_000_000.0),
+        last_success_unix: Some(1_700_000_000.0),
+        poll_duration_seconds: Some(0.25),
+        ..Default::default()
+    }
+}
+
+fn down_portal() -> PortalSnapshot {
+    PortalSnapshot {
+        portal_id: PORTAL_DOWN.to_string(),
+        labels: vec![("team".to_string(), "support & <ops>".to_string())],
+        up: false,
+        polled: true,
+        last_poll_unix: Some(1_700_000_060.0),
+        last_error: Some("AccessDeniedException: <script>alert('x')</script>".to_string()),
+        ..Default::default()
+    }
+}
+
+fn pending_portal() -> PortalSnapshot {
+    PortalSnapshot {
+        portal_id: PORTAL_PENDING.to_string(),
+        ..Default::default()
+    }
+}
+
+fn store_with_portals() -> Arc<Store> {
+    let store = Arc::new(Store::new());
+    store.set_owned([
+        PORTAL_UP.to_string(),
+        PORTAL_DOWN.to_string(),
+        PORTAL_PENDING.to_string(),
+    ]);
+    store.publish(up_portal());
+    store.publish(down_portal());
+    store.publish(pending_portal());
+    store
+}
+
+// ---------------------------------------------------------------------------------------------
+// Endpoints.
+
+#[tokio::test]
+async fn healthy_answers_200_while_running() {
+    let server = Server::start(Arc::new(Store::new())).await;
+    let reply = server.get("/-/healthy").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.text(), "Healthy");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn ready_is_503_until_every_owned_portal_has_been_polled() {
+    let store = Arc::new(Store::new());
+    store.set_owned([PORTAL_UP.to_string(), PORTAL_DOWN.to_string()]);
+    let server = Server::start(Arc::clone(&store)).await;
+
+    assert_eq!(server.get("/-/ready").await.status, 503);
+    store.publish(up_portal());
+    assert_eq!(
+        server.get("/-/ready").await.status,
+        503,
+        "one portal still pending"
+    );
+    store.publish(PortalSnapshot {
+        polled: false,
+        ..down_portal()
+    });
+    assert_eq!(
+        server.get("/-/ready").await.status,
+        503,
+        "published but not polled"
+    );
+    // A failed first poll counts as finished.
+    store.publish(down_portal());
+    let reply = server.get("/-/ready").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.text(), "Ready");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn landing_page_shows_version_links_and_every_portal_escaped() {
+    let server = Server::start(store_with_portals()).await;
+    let reply = server.get("/").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let page = reply.text();
+    assert!(page.contains(workspacesweb_exporter::VERSION), "{page}");
+    for link in [
+        "href=\"/metrics\"",
+        "href=\"/-/healthy\"",
+        "href=\"/-/ready\"",
+    ] {
+        assert!(page.contains(link), "missing {link}");
+    }
+    for id in [PORTAL_UP, PORTAL_DOWN, PORTAL_PENDING] {
+        assert!(page.contains(id), "missing portal {id}");
+    }
+    assert!(
+        page.contains("AccessDeniedException: &lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;")
+    );
+    assert!(!page.contains("<script"), "unescaped markup from an error");
+    assert!(page.contains("support &amp; &lt;ops&gt;"));
+    assert!(
+        page.contains("2023-11-14T22:13:20Z"),
+        "last poll time in UTC"
+    );
+    assert!(page.contains(">42</td>"), "active sessions");
+    assert!(page.contains("pending first poll"));
+    assert!(page.contains(">down</td>"));
+    assert!(page.contains(">up</td>"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_serve_the_exposition_with_its_content_type() {
+    let server = Server::start(store_with_portals()).await;
+    let reply = server.get("/metrics").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("content-type"), Some(EXPOSITION_CONTENT_TYPE));
+    assert_eq!(reply.header("vary"), Some("Accept-Encoding"));
+    assert_eq!(reply.header("content-encoding"), None);
+    assert_eq!(
+        stable_lines(&reply.body),
+        stable_lines(&server.store.scrape_text())
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_are_gzipped_only_when_the_client_accepts_gzip() {
+    let server = Server::start(store_with_portals()).await;
+    let identity = server.get("/metrics").await;
+    assert_eq!(identity.status, 200);
+
+    for accepted in ["gzip", "deflate, gzip;q=0.8", "*", "x-gzip"] {
+        let reply = server
+            .request("GET", "/metrics", &[("Accept-Encoding", accepted)])
+            .await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.header("content-encoding"), Some("gzip"), "{accepted}");
+        assert_eq!(reply.header("vary"), Some("Accept-Encoding"));
+        assert_eq!(reply.header("content-type"), Some(EXPOSITION_CONTENT_TYPE));
+        assert_eq!(
+            stable_lines(&gunzip(&reply.body)),
+            stable_lines(&identity.body),
+            "{accepted}"
+        );
+    }
+
+    for refused in ["gzip;q=0", "identity", "br", "*;q=0", "gzip;q=0, *"] {
+        let reply = server
+            .request("GET", "/metrics", &[("Accept-Encoding", refused)])
+            .await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.header("content-encoding"), None, "{refused}");
+        assert_eq!(reply.header("vary"), Some("Accept-Encoding"));
+        assert_eq!(stable_lines(&reply.body), stable_lines(&identity.body));
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn head_answers_headers_without_a_body() {
+    let server = Server::start(store_with_portals()).await;
+    for path in ["/", "/metrics", "/-/healthy", "/-/ready"] {
+        // `request` also checks that nothing follows the head before the server closes.
+        let reply = server.request("HEAD", path, &[]).await;
+        assert_eq!(reply.status, if path == "/-/ready" { 503 } else { 200 });
+        assert!(reply.body.is_empty(), "HEAD {path} sent a body");
+        assert!(reply.header("content-type").is_some(), "HEAD {path}");
+    }
+    let page = server.get("/").await;
+    let head = server.request("HEAD", "/", &[]).await;
+    assert_eq!(
+        head.header("content-length"),
+        Some(page.body.len().to_string().as_str())
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn other_methods_are_405_with_allow_and_unknown_paths_404() {
+    let server = Server::start(store_with_portals()).await;
+    for (method, path) in [
+        ("POST", "/metrics"),
+        ("PUT", "/"),
+        ("DELETE", "/-/healthy"),
+        ("POST", "/-/ready"),
+    ] {
+        let reply = server
+            .request(method, path, &[("Content-Length", "0")])
+            .await;
+        assert_eq!(reply.status, 405, "{method} {path}");
+        assert_eq!(reply.header("allow"), Some("GET, HEAD"), "{method} {path}");
+    }
+    // Reload is not wired yet: known path, no method allowed.
+    let reload = server
+        .request("POST", "/-/reload", &[("Content-Length", "0")])
+        .await;
+    assert_eq!(reload.status, 405);
+    assert_eq!(reload.header("allow"), Some(""));
+
+    for path in ["/nope", "/metrics/", "/-/", "/-/healthy/x", "/METRICS"] {
+        assert_eq!(server.get(path).await.status, 404, "{path}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_custom_telemetry_path_is_served_and_linked() {
+    let settings = HttpSettings {
+        telemetry_path: "/probe/metrics".to_string(),
+        ..settings()
+    };
+    let server = Server::start_with(store_with_portals(), settings).await;
+    assert_eq!(server.get("/probe/metrics").await.status, 200);
+    assert_eq!(server.get("/metrics").await.status, 404);
+    assert!(
+        server
+            .get("/")
+            .await
+            .text()
+            .contains("href=\"/probe/metrics\"")
+    );
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile and broken clients.
+
+#[tokio::test]
+async fn malformed_requests_get_400_and_the_server_keeps_serving() {
+    let server = Server::start(store_with_portals()).await;
+    for garbage in [
+        "this is not http\r\n\r\n",
+        "GET /metrics HTTP/1.1\r\nBad Header Line\r\n\r\n",
+        "\u{0}\u{1}\u{2}\r\n\r\n",
+    ] {
+        let mut stream = connect(server.addr).await;
+        stream.write_all(garbage.as_bytes()).await.expect("send");
+        let reply = read_response(&mut stream, false).await;
+        assert_eq!(reply.status, 400, "{garbage:?}");
+    }
+    assert_eq!(server.get("/-/healthy").await.status, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_oversized_request_head_is_refused() {
+    let server = Server::start(store_with_portals()).await;
+    let mut stream = connect(server.addr).await;
+    let huge = "a".repeat(100 * 1024);
+    let raw = format!("GET /metrics HTTP/1.1\r\nHost: test\r\nX-Big: {huge}\r\n\r\n");
+    // The server may close before reading everything; a failed write is fine.
+    let _ = stream.write_all(raw.as_bytes()).await;
+    let reply = read_response(&mut stream, false).await;
+    assert_eq!(reply.status, 431);
+    assert_eq!(server.get("/-/healthy").await.status, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn request_bodies_on_read_endpoints_are_not_waited_for() {
+    let server = Server::start(store_with_portals()).await;
+    let mut stream = connect(server.addr).await;
+    // Announces a large body and sends none of it: the answer must not wait for it.
+    stream
+        .write_all(b"GET /-/healthy HTTP/1.1\r\nHost: test\r\nContent-Length: 1000000000\r\n\r\n")
+        .await
+        .expect("send");
+    let reply = read_response(&mut stream, false).await;
+    assert_eq!(reply.status, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_after_the_header_read_timeout() {
+    let settings = HttpSettings {
+        timeouts: HttpTimeouts {
+            header_read: Duration::from_millis(200),
+            ..HttpTimeouts::default()
+        },
+        ..settings()
+    };
+    let server = Server::start_with(store_with_portals(), settings).await;
+
+    // A client that connects and says nothing.
+    let mut silent = connect(server.addr).await;
+    let mut sink = Vec::new();
+    let read = tokio::time::timeout(STEP, silent.read_to_end(&mut sink))
+        .await
+        .expect("the server closes a silent connection");
+    assert!(read.is_err() || sink.is_empty());
+
+    // A keep-alive client that goes idle after one response.
+    let mut idle = connect(server.addr).await;
+    idle.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await
+        .expect("send");
+    assert_eq!(read_response(&mut idle, false).await.status, 200);
+    let mut sink = Vec::new();
+    let read = tokio::time::timeout(STEP, idle.read_to_end(&mut sink))
+        .await
+        .expect("the server closes an idle keep-alive connection");
+    assert!(read.is_err() || sink.is_empty());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_answer_with_300_idle_connections_open() {
+    let server = Server::start(store_with_portals()).await;
+    let mut idle = Vec::with_capacity(300);
+    for _ in 0..300 {
+        idle.push(connect(server.addr).await);
+    }
+    // Some idle ones also start a request and stall in the middle of the head.
+    for stream in idle.iter_mut().step_by(3) {
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: te")
+            .await
+            .expect("send partial head");
+    }
+    let reply = server.get("/metrics").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(server.get("/-/healthy").await.status, 200);
+    drop(idle);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_wait_for_a_free_slot() {
+    let settings = HttpSettings {
+        max_connections: 2,
+        timeouts: HttpTimeouts {
+            header_read: Duration::from_secs(120),
+            ..HttpTimeouts::default()
+        },
+        ..settings()
+    };
+    let server = Server::start_with(store_with_portals(), settings).await;
+
+    // Two keep-alive connections, each proven accepted by a response, hold both slots.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = connect(server.addr).await;
+        stream
+            .write_all(b"GET /-/healthy HTTP/1.1\r\nHost: test\r\n\r\n")
+            .await
+            .expect("send");
+        assert_eq!(read_response(&mut stream, false).await.status, 200);
+        held.push(stream);
+    }
+
+    // A third client is queued (the kernel completes its handshake), not refused.
+    let mut queued = connect(server.addr).await;
+    queued
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("send");
+    // Freeing one slot lets it through.
+    drop(held.pop());
+    let reply = read_response(&mut queued, false).await;
+    assert_eq!(reply.status, 200);
+    drop(held);
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shutdown.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_the_request_in_flight_finish_then_refuses_connections() {
+    // A landing page of several megabytes, so that its response is still being written
+    // (the client reads slowly through a small receive buffer) when shutdown is signalled.
+    let store = Arc::new(Store::new());
+    let error = "ThrottlingException: Rate exceeded <retry>".repeat(12);
+    for i in 0..16_000u32 {
+        store.publish(PortalSnapshot {
+            portal_id: format!("{i:08}-0000-0000-0000-000000000000"),
+            polled: true,
+            last_error: Some(error.clone()),
+            ..Default::default()
+        });
+    }
+    let mut server = Server::start(Arc::clone(&store)).await;
+
+    // An idle connection, which shutdown closes.
+    let mut idle = connect(server.addr).await;
+
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .set_recv_buffer_size(4096)
+        .expect("small receive buffer");
+    let mut slow = tokio::time::timeout(STEP, socket.connect(server.addr))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await
+        .expect("send");
+    // The response has started: read its first bytes.
+    let mut first = vec![0u8; 1024];
+    let n = tokio::time::timeout(STEP, slow.read(&mut first))
+        .await
+        .expect("response starts")
+        .expect("read");
+    assert!(n > 0);
+    first.truncate(n);
+
+    if let Some(tx) = server.shutdown.take() {
+        tx.send(()).expect("serve is running");
+    }
+
+    // The rest of the response arrives whole, then the server closes the connection.
+    let mut rest = Vec::new();
+    tokio::time::timeout(STEP, slow.read_to_end(&mut rest))
+        .await
+        .expect("response completes")
+        .expect("read rest");
+    first.extend_from_slice(&rest);
+    let reply = read_response(&mut &first[..], false).await;
+    assert_eq!(reply.status, 200);
+    let page = reply.text();
+    assert!(page.len() > 8_000_000, "page of {} bytes", page.len());
+    assert!(page.ends_with("</html>\n"));
+    assert!(page.contains("00015999-0000-0000-0000-000000000000"));
+
+    // The idle connection is closed, not left to its timeout.
+    let mut sink = Vec::new();
+    let read = tokio::time::timeout(STEP, idle.read_to_end(&mut sink))
+        .await
+        .expect("idle connection closed at shutdown");
+    assert!(read.is_err() || sink.is_empty());
+
+    tokio::time::timeout(STEP, &mut server.task)
+        .await
+        .expect("serve returns")
+        .expect("serve does not panic");
+    assert!(
+        TcpStream::connect(server.addr).await.is_err(),
+        "listener still accepts after shutdown"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_with_no_connections_returns() {
+    let server = Server::start(Arc::new(Store::new())).await;
+    let addr = server.addr;
+    server.stop().await;
+    assert!(TcpStream::connect(addr).await.is_err());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Addresses and binding.
+
+#[test]
+fn listen_addresses_parse_like_prometheus_flags() {
+    let ok = |s: &str| parse_listen_address(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+    assert_eq!(ok(":10049"), "0.0.0.0:10049".parse().unwrap());
+    assert_eq!(ok("127.0.0.1:0"), "127.0.0.1:0".parse().unwrap());
+    assert_eq!(ok("[::1]:9000"), "[::1]:9000".parse().unwrap());
+    assert_eq!(ok("[::]:10049"), "[::]:10049".parse().unwrap());
+    assert_eq!(ok("0.0.0.0:65535"), "0.0.0.0:65535".parse().unwrap());
+    assert_eq!(ok("localhost:8080"), "127.0.0.1:8080".parse().unwrap());
+
+    for bad in [
+        "",
+        "10049",
+        ":",
+        "127.0.0.1",
+        "127.0.0.1:",
+        ":65536",
+        ":-1",
+        ":+80",
+        ":http",
+        "::1:9000",
+        "[::1]",
+        "[::1:9000",
+        "[nonsense]:9000",
+        "example.com:80",
+        "256.0.0.1:80",
+        " :10049",
+    ] {
+        let error = parse_listen_address(bad).expect_err(bad);
+        assert!(
+            matches!(&error, HttpError::InvalidListenAddress { address, .. } if address == bad),
+            "{bad}: {error:?}"
+        );
+        assert!(error.to_string().contains(&format!("{bad:?}")), "{error}");
+    }
+}
+
+#[test]
+fn settings_validation_rejects_bad_telemetry_paths() {
+    for bad in [
+        "metrics",
+        "",
+        "/",
+        "/-/healthy",
+        "/-/ready",
+        "/-/reload",
+        "/m?x=1",
+        "/a b",
+    ] {
+        let settings = HttpSettings {
+            telemetry_path: bad.to_string(),
+            ..settings()
+        };
+        assert!(
+            matches!(
+                settings.validate(),
+                Err(HttpError::InvalidTelemetryPath { .. })
+            ),
+            "{bad:?}"
+        );
+    }
+    assert!(settings().validate().is_ok());
+    assert!(HttpSettings::default().validate().is_ok());
+    let none = HttpSettings {
+        listen_addresses: vec![],
+        ..settings()
+    };
+    assert!(none.validate().is_err());
+}
+
+#[tokio::test]
+async fn binding_an_address_in_use_fails_naming_it() {
+    let occupied = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = occupied.local_addr().expect("address").to_string();
+    let settings = HttpSettings {
+        listen_addresses: vec!["127.0.0.1:0".to_string(), address.clone()],
+        ..settings()
+    };
+    let error = http::bind(&settings).await.expect_err("address in use");
+    assert!(
+        matches!(&error, HttpError::Bind { address: a, source } if *a == address
+            && source.kind() == std::io::ErrorKind::AddrInUse),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains(&address), "{error}");
+}
+
+#[tokio::test]
+async fn every_listen_address_is_served() {
+    let settings = HttpSettings {
+        listen_addresses: vec!["127.0.0.1:0".to_string(), "127.0.0.1:0".to_string()],
+        ..settings()
+    };
+    let listeners = http::bind(&settings).await.expect("bind");
+    let addrs: Vec<SocketAddr> = listeners
+        .iter()
+        .map(|l| l.local_addr().expect("address"))
+        .collect();
+    assert_eq!(addrs.len(), 2);
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(http::serve(
+        listeners,
+        Arc::new(Store::new()),
+        settings,
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    for addr in &addrs {
+        let mut stream = connect(*addr).await;
+        stream
+            .write_all(b"GET /-/healthy HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("send");
+        assert_eq!(read_response(&mut stream, false).await.status, 200);
+    }
+    tx.send(()).expect("serve is running");
+    tokio::time::timeout(STEP, task)
+        .await
+        .expect("serve returns")
+        .expect("no panic");
+    for addr in &addrs {
+        assert!(TcpStream::connect(*addr).await.is_err());
+    }
+}
