@@ -535,7 +535,7 @@ fn merge_labels(
 }
 
 fn fmt_duration(d: Duration) -> String {
-    humantime::format_duration(d).to_string()
+    values::format_duration(d)
 }
 
 fn fmt_labels<'a>(labels: impl Iterator<Item = (&'a String, &'a String)>) -> String {

@@ -92,7 +92,7 @@ impl Checker<'_> {
 }
 
 fn fmt(d: Duration) -> String {
-    humantime::format_duration(d).to_string()
+    super::values::format_duration(d)
 }
 
 pub(crate) fn validate(raw: raw::Config, text: &str, file: &str) -> Result<Loaded, ConfigError> {

@@ -76,6 +76,25 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(t).map_err(|e| format!("invalid duration {s:?}: {e}"))
 }
 
+/// Formats a duration in the units the config accepts (`1h30m`, `1s500ms`),
+/// so that what `--config.check` prints can be pasted back into the file.
+pub(crate) fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return "0s".to_owned();
+    }
+    [
+        (ms / 3_600_000, "h"),
+        (ms / 60_000 % 60, "m"),
+        (ms / 1000 % 60, "s"),
+        (ms % 1000, "ms"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, unit)| format!("{n}{unit}"))
+    .collect()
+}
+
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -416,6 +435,21 @@ mod tests {
         );
         for bad in ["", "s", "1d", "2min", "1.5s", "5 m", "m5", "1w"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn durations_format_in_config_units() {
+        for (d, s) in [
+            (Duration::ZERO, "0s"),
+            (Duration::from_millis(800), "800ms"),
+            (Duration::from_millis(1600), "1s600ms"),
+            (Duration::from_secs(90), "1m30s"),
+            (Duration::from_secs(86400), "24h"),
+            (Duration::from_secs(5400), "1h30m"),
+        ] {
+            assert_eq!(format_duration(d), s);
+            assert_eq!(parse_duration(s), Ok(d), "{s} round-trips");
         }
     }
 
