@@ -555,6 +555,20 @@ fn yaml_shape_errors_carry_position_and_path() {
         )),
         "config.yaml:4:13: per_user.username: unknown variant `sha256`, expected `raw` or `hashed`"
     );
+    assert_eq!(
+        err(&format!(
+            "global:\n  interval: 5s\n  interval: 6s\nportals:\n  - id: {ID}\n"
+        )),
+        "config.yaml:2:3: global.interval: key \"interval\" is given more than once"
+    );
+    assert_eq!(
+        err("hello"),
+        "config.yaml:1:1: (top level): invalid type: string \"hello\", expected a mapping with global, per_user, portals, discovery, sharding"
+    );
+    assert_eq!(
+        err(&format!("global:\n  timeout: 0s\nportals:\n  - id: {ID}\n")),
+        "config.yaml:2:12: global.timeout: must be greater than 0"
+    );
     let e = err("portals:\n  - id: 'unterminated\n");
     assert!(
         e.starts_with("config.yaml:3:1: portals[0].id: found unexpected end of stream"),
@@ -638,6 +652,11 @@ fn sharding_index_and_env() {
     );
     assert_eq!(sh.resolve_shard_index(env("2")).unwrap(), 2);
     assert_eq!(sh.resolve_shard_index(env("web-0")).unwrap(), 0);
+    assert_eq!(
+        sh.resolve_shard_index(env("web-1.web.monitoring.svc.cluster.local"))
+            .unwrap(),
+        1
+    );
     assert_eq!(
         sh.resolve_shard_index(env("web-4"))
             .unwrap_err()

@@ -68,6 +68,59 @@ impl ConfigError {
     }
 }
 
+/// Turns a `serde_norway` error into a diagnostic with our path and the
+/// error's own position.
+pub(crate) fn from_serde(
+    text: &str,
+    source: &str,
+    e: &serde_path_to_error::Error<serde_norway::Error>,
+) -> Diagnostic {
+    let mut path = KeyPath::from_serde(e.path());
+    let inner = e.inner();
+    let mut message = inner.to_string();
+    let location = inner.location().map(|l| Location {
+        line: l.line(),
+        column: l.column(),
+    });
+    // serde_norway's Display is "<its path>: <message> at line L column C";
+    // we print position and path ourselves.
+    if let Some(l) = location {
+        let suffix = format!(" at line {} column {}", l.line, l.column);
+        if let Some(m) = message.strip_suffix(&suffix) {
+            message = m.to_owned();
+        }
+    }
+    for n in (1..=path.0.len()).rev() {
+        let prefix = format!("{}: ", KeyPath(path.0[..n].to_vec()));
+        if let Some(m) = message.strip_prefix(&prefix) {
+            message = m.to_owned();
+            break;
+        }
+    }
+    // Name the offending key in the path, not only in the message.
+    let named_key = |message: &str, prefix: &str| {
+        let rest = message.strip_prefix(prefix)?;
+        let (key, after) = rest.split_once('`')?;
+        Some((key.to_owned(), after.trim_start_matches(", ").to_owned()))
+    };
+    if let Some((key, expected)) = named_key(&message, "unknown field `") {
+        if path.0.last() != Some(&Seg::Key(key.clone())) {
+            path = path.key(&key);
+        }
+        message = format!("unknown key {key:?}; {expected}");
+    } else if let Some((key, _)) = named_key(&message, "duplicate field `") {
+        path = path.key(&key);
+        message = format!("key {key:?} is given more than once");
+    }
+    let location = location.unwrap_or_else(|| super::locate::locate(text, &path));
+    Diagnostic {
+        file: source.to_owned(),
+        location: Some(location),
+        path: path.to_string(),
+        message,
+    }
+}
+
 /// One step of a key path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Seg {

@@ -21,8 +21,6 @@ use std::time::Duration;
 
 pub use error::{ConfigError, Diagnostic, Location};
 
-use error::KeyPath;
-
 /// Default poll interval.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 /// Upper bound of the derived default poll timeout.
@@ -245,8 +243,9 @@ impl Sharding {
         let Some(raw) = env(var) else {
             return Err(fail(format!("environment variable {var} is not set")));
         };
-        let value = raw.trim();
-        let digits = value.rsplit('-').next().unwrap_or_default();
+        // "3", "exporter-3", or "exporter-3.exporter.ns.svc.cluster.local".
+        let host = raw.trim().split('.').next().unwrap_or_default();
+        let digits = host.rsplit('-').next().unwrap_or_default();
         let index = if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
             None
         } else {
@@ -333,57 +332,9 @@ pub fn parse(text: &str, source: &str) -> Result<Loaded, ConfigError> {
     let de = serde_norway::Deserializer::from_str(text);
     let raw: raw::Config = match serde_path_to_error::deserialize(de) {
         Ok(raw) => raw,
-        Err(e) => return Err(ConfigError::single(serde_diagnostic(text, source, &e))),
+        Err(e) => return Err(ConfigError::single(error::from_serde(text, source, &e))),
     };
     validate::validate(raw, text, source)
-}
-
-/// Turns a `serde_norway` error into a diagnostic with our path and the
-/// error's own position.
-fn serde_diagnostic(
-    text: &str,
-    source: &str,
-    e: &serde_path_to_error::Error<serde_norway::Error>,
-) -> Diagnostic {
-    let mut path = KeyPath::from_serde(e.path());
-    let inner = e.inner();
-    let mut message = inner.to_string();
-    let location = inner.location().map(|l| Location {
-        line: l.line(),
-        column: l.column(),
-    });
-    // serde_norway's Display is "<its path>: <message> at line L column C";
-    // we print position and path ourselves.
-    if let Some(l) = location {
-        let suffix = format!(" at line {} column {}", l.line, l.column);
-        if let Some(m) = message.strip_suffix(&suffix) {
-            message = m.to_owned();
-        }
-    }
-    for n in (1..=path.0.len()).rev() {
-        let prefix = format!("{}: ", KeyPath(path.0[..n].to_vec()));
-        if let Some(m) = message.strip_prefix(&prefix) {
-            message = m.to_owned();
-            break;
-        }
-    }
-    // Name the offending key in the path, not only in the message.
-    if let Some(rest) = message.strip_prefix("unknown field `") {
-        if let Some((key, expected)) = rest.split_once('`') {
-            if path.0.last() != Some(&error::Seg::Key(key.to_owned())) {
-                path = path.key(key);
-            }
-            let expected = expected.trim_start_matches(", ");
-            message = format!("unknown key {key:?}; {expected}");
-        }
-    }
-    let location = location.unwrap_or_else(|| locate::locate(text, &path));
-    Diagnostic {
-        file: source.to_owned(),
-        location: Some(location),
-        path: path.to_string(),
-        message,
-    }
 }
 
 impl Config {
