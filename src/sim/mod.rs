@@ -21,6 +21,19 @@
 //!   the suffix) and a JSON body with `message` and the error's members.
 //! - When a request is signed (SigV4 `Authorization` header), only portals of the signing
 //!   region are visible, as with real regional endpoints ([`SimConfig::enforce_region`]).
+//!
+//! Typical use in a test:
+//!
+//! ```text
+//! let clock = Clock::manual(T0);
+//! let sim = Simulator::new(SimConfig::new(1).with_clock(clock.clone())
+//!     .with_portal(PortalSpec::scripted(id, sessions)));
+//! let running = sim.start("127.0.0.1:0".parse()?).await?;   // running.endpoint_url()
+//! sim.set_faults(&id, Faults::throttle(0.5, 2))?;
+//! clock.advance(60_000);
+//! let truth = sim.sessions_at(&id, clock.now_ms());
+//! assert_eq!(sim.request_count(&id, operation::LIST_SESSIONS), 3);
+//! ```
 
 mod clock;
 mod model;
@@ -155,7 +168,7 @@ pub struct GeneratedModel {
     /// Exactly this many sessions start in the 35 days before the anchor hour (terminated history,
     /// plus the few still running at the anchor).
     pub history_sessions: u64,
-    /// Put odd usernames in the pool: quotes, backslash, Unicode, newline, empty, 252 chars.
+    /// Put odd usernames in the pool: quotes, backslash, Unicode, newline, empty, 256 chars.
     pub odd_usernames: bool,
     /// Day/night swing of the arrival rate, 0 (flat) ..= 1 (none at 02:00 UTC); peak at 14:00 UTC.
     pub diurnal_amplitude: f64,

@@ -229,9 +229,10 @@ fn user_pool(seed: u64, n: u32, odd: bool) -> Vec<Arc<str>> {
             "  spaced  ",
             &long,
         ];
+        // Spread them over the pool, keeping the first user ordinary.
+        let spread = users.len().saturating_sub(1);
         for (i, name) in odd_names.iter().enumerate() {
-            // Spread them over the pool, keeping the first user ordinary.
-            let slot = 1 + i * 7;
+            let slot = 1 + i * spread / odd_names.len();
             if slot < users.len() {
                 users[slot] = Arc::from(*name);
             }
@@ -532,6 +533,15 @@ mod tests {
             history_sessions: history,
             ..GeneratedModel::default()
         }
+    }
+
+    #[test]
+    fn odd_usernames_all_appear_in_a_small_pool() {
+        let pool = user_pool(1, 25, true);
+        assert!(pool.iter().any(|u| u.is_empty()));
+        assert!(pool.iter().any(|u| u.contains('\n')));
+        assert!(pool.iter().any(|u| u.chars().count() == 256));
+        assert!(!user_pool(1, 25, false).iter().any(|u| u.is_empty()));
     }
 
     #[test]
