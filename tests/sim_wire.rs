@@ -1021,3 +1021,35 @@ async fn simulator_binary_serves_the_demo_portals() {
     let _ = child.wait();
     assert_eq!(listed.unwrap().portals().len(), 4);
 }
+
+#[tokio::test]
+async fn raw_records_reach_the_client_verbatim() {
+    let (sim, running, c, portal) = start_scripted(scripted(3, 0, 0)).await;
+    let start = (T0 - 10_000) as f64 / 1000.0;
+    sim.add_raw_record(
+        &portal,
+        serde_json::json!({"status": "Active", "startTime": start, "username": "no-id"}),
+    )
+    .unwrap();
+    sim.add_raw_record(
+        &portal,
+        serde_json::json!({"sessionId": SimSession::id_for(77), "status": "Pending"}),
+    )
+    .unwrap();
+    let (all, sizes) = list_all(&c, &portal, None, None, 2).await;
+    assert_eq!(sizes, vec![2, 3]);
+    assert_eq!(all.iter().filter(|s| s.session_id().is_none()).count(), 1);
+    let pending = all
+        .iter()
+        .find(|s| s.session_id() == Some(SimSession::id_for(77).as_str()))
+        .unwrap();
+    assert_eq!(pending.status().map(|s| s.as_str()), Some("Pending"));
+    assert!(pending.start_time().is_none());
+    let active = list_all(&c, &portal, None, Some(SessionStatus::Active), 100)
+        .await
+        .0;
+    assert_eq!(active.len(), 4);
+    sim.clear_raw_records(&portal).unwrap();
+    assert_eq!(list_all(&c, &portal, None, None, 100).await.0.len(), 3);
+    drop(running);
+}

@@ -442,6 +442,8 @@ struct PortalState {
     faults: Faults,
     /// Requests seen, for deterministic throttling.
     requests: u64,
+    /// Wire records listed verbatim after the model's sessions.
+    raw_records: Vec<serde_json::Value>,
 }
 
 /// Shared state behind a [`Simulator`].
@@ -500,6 +502,7 @@ impl Simulator {
                     store,
                     faults: spec.faults.clone(),
                     requests: 0,
+                    raw_records: Vec::new(),
                 }),
             );
         }
@@ -630,6 +633,24 @@ impl Simulator {
     /// Adds a session to a portal (scripted or generated); it is listed once the clock reaches its start.
     pub fn add_session(&self, portal_id: &str, session: SimSession) -> Result<(), SimError> {
         self.state(portal_id)?.store.add(&session)
+    }
+
+    /// Adds a raw wire record (a JSON object, sent verbatim) that `ListSessions` lists on its last
+    /// page, possibly making it longer than `maxResults`: for malformed or incomplete records (no
+    /// `sessionId`, no `startTime`, an unknown `status`...). Filters compare its fields as strings.
+    pub fn add_raw_record(
+        &self,
+        portal_id: &str,
+        record: serde_json::Value,
+    ) -> Result<(), SimError> {
+        self.state(portal_id)?.raw_records.push(record);
+        Ok(())
+    }
+
+    /// Removes every raw record of a portal.
+    pub fn clear_raw_records(&self, portal_id: &str) -> Result<(), SimError> {
+        self.state(portal_id)?.raw_records.clear();
+        Ok(())
     }
 
     /// Ends a session at `end_ms` (it shows as Terminated once the clock reaches `end_ms`).

@@ -562,13 +562,25 @@ async fn dispatch(
                     Ok(format!("{{\"portal\":{}}}", portal_json(info)))
                 }
                 Route::ListSessions(_) => {
-                    let (page, next) = list_sessions(
+                    let (page, next, raw) = list_sessions(
                         inner,
                         key,
                         params,
                         faults.repeat_next_token,
                         |order, filter, cursor, limit| {
-                            lock(state).store.list(now, order, filter, cursor, limit)
+                            let mut st = lock(state);
+                            let (page, next) = st.store.list(now, order, filter, cursor, limit);
+                            // Raw records go on the last page.
+                            let raw = if next.is_none() {
+                                st.raw_records
+                                    .iter()
+                                    .filter(|r| raw_matches(r, filter))
+                                    .map(|r| r.to_string())
+                                    .collect()
+                            } else {
+                                Vec::new()
+                            };
+                            (page, next, raw)
                         },
                     )?;
                     let mut body = String::with_capacity(64 + page.len() * 260);
@@ -578,6 +590,12 @@ async fn dispatch(
                             body.push(',');
                         }
                         body.push_str(&session_json(s, &info.arn, false));
+                    }
+                    for (i, r) in raw.iter().enumerate() {
+                        if i > 0 || !page.is_empty() {
+                            body.push(',');
+                        }
+                        body.push_str(r);
                     }
                     body.push(']');
                     if let Some(t) = next {
@@ -650,14 +668,20 @@ fn check_arn(arn: &str) -> Result<(), WireError> {
     }
 }
 
+/// One page of `ListSessions`: the model's sessions, the next cursor, raw records (JSON text).
+type Page = (Vec<SimSession>, Option<Cursor>, Vec<String>);
+
+/// The same page with the next token encoded.
+type ListedPage = (Vec<SimSession>, Option<String>, Vec<String>);
+
 /// Parses the `ListSessions` query, runs `fetch`, and builds the next token.
 fn list_sessions(
     inner: &Inner,
     portal_id: &str,
     params: &[(String, String)],
     repeat_token: bool,
-    fetch: impl FnOnce(Order, &Filter, Option<&Cursor>, usize) -> (Vec<SimSession>, Option<Cursor>),
-) -> Result<(Vec<SimSession>, Option<String>), WireError> {
+    fetch: impl FnOnce(Order, &Filter, Option<&Cursor>, usize) -> Page,
+) -> Result<ListedPage, WireError> {
     check_portal_id(portal_id)?;
     let limit = page_size(inner, params)?;
     let order = match param(params, "sortBy") {
@@ -715,7 +739,7 @@ fn list_sessions(
         username,
         session_id,
     };
-    let (page, next) = fetch(order, &filter, cursor.as_ref(), limit);
+    let (page, next, raw) = fetch(order, &filter, cursor.as_ref(), limit);
     let next = match (repeat_token, raw_token) {
         (true, Some(t)) => Some(t.to_string()),
         (true, None) => {
@@ -734,7 +758,21 @@ fn list_sessions(
         }
         (false, _) => next.map(|c| encode_token(kind, fingerprint, c.start_ms, &c.id)),
     };
-    Ok((page, next))
+    Ok((page, next, raw))
+}
+
+/// Whether a raw record passes the filters (compared as strings; a missing field never matches a filter).
+fn raw_matches(record: &serde_json::Value, f: &Filter) -> bool {
+    let field = |name: &str| record.get(name).and_then(serde_json::Value::as_str);
+    f.status
+        .as_ref()
+        .is_none_or(|s| field("status") == Some(s.as_str()))
+        && f.username
+            .as_deref()
+            .is_none_or(|u| field("username") == Some(u))
+        && f.session_id
+            .as_deref()
+            .is_none_or(|id| field("sessionId") == Some(id))
 }
 
 fn list_portals(
