@@ -122,14 +122,21 @@ fn sessions() -> impl Strategy<Value = Vec<Sess>> {
             kind(),
             0..USERS.len(),
             -4320i64..2880,
-            prop::option::weighted(0.8, 0i64..600),
+            // Duration in ms: random, or exactly a bucket bound (checks `le`).
+            prop::option::weighted(
+                0.8,
+                prop_oneof![
+                    3 => (0i64..600).prop_map(|m| m * MIN + 7),
+                    1 => prop::sample::select(BUCKETS.to_vec()).prop_map(|b| b as i64 * 1000),
+                ],
+            ),
         ),
         0..30,
     )
     .prop_map(|v| {
         v.into_iter()
             .enumerate()
-            .map(|(idx, (kind, u, start_min, dur_min))| {
+            .map(|(idx, (kind, u, start_min, dur_ms))| {
                 // The low digits make starts unique (id-less sessions are keyed by user and start).
                 let start = BASE + start_min * MIN + idx as i64;
                 Sess {
@@ -137,7 +144,7 @@ fn sessions() -> impl Strategy<Value = Vec<Sess>> {
                     kind,
                     user: USERS.get(u).copied().flatten(),
                     start,
-                    end: dur_min.map(|d| start + d * MIN + 7 * idx as i64),
+                    end: dur_ms.map(|d| start + d),
                 }
             })
             .collect()
