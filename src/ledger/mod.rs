@@ -488,17 +488,20 @@ impl Ledger {
         }
 
         for r in misfiled.into_iter().chain(other) {
-            match &r.status {
-                SessionStatus::Active => {
-                    self.add_month_user(user_key(r.username.as_deref()));
-                    match r.id.as_deref() {
-                        Some(id) => self.observe_active(id, r, at_ms, false, &mut d),
-                        None => self.count_loose(r, at_ms, &mut d),
-                    }
-                }
-                SessionStatus::Terminated => self.observe_terminated(r, at_ms, &mut d),
-                SessionStatus::Unknown(_) => self.observe_unknown(r, at_ms, &mut d),
-            }
+            self.observe_other(r, at_ms, &mut d);
+        }
+        d
+    }
+
+    /// Applies records obtained outside a full poll (a backfill fed in several parts, a late
+    /// GetSession answer), observed at `at_ms`. Same rules as the `other` of
+    /// [`apply_poll`](Self::apply_poll), but the Active listing and its gauges are left as they are;
+    /// an Active record here counts as started and accrues, but is not gauged.
+    pub fn apply_records(&mut self, at_ms: UnixMillis, records: &[SessionRecord]) -> PollDeltas {
+        let mut d = PollDeltas::default();
+        self.roll_month(at_ms);
+        for r in records {
+            self.observe_other(r, at_ms, &mut d);
         }
         d
     }
@@ -578,6 +581,34 @@ impl Ledger {
     /// Sessions held in memory (tracked plus remembered untrackable records).
     pub fn tracked_sessions(&self) -> usize {
         self.sessions.len().saturating_add(self.loose.len())
+    }
+
+    /// Drops the aggregates of users with no active session, no session still held by the ledger,
+    /// and `last_seen_ms` before `before_ms`; returns how many were dropped.
+    ///
+    /// Optional memory bound for portals with many short-lived usernames. After it, sums over
+    /// [`users`](Self::users) equal the totals minus what the dropped users had; a returning user
+    /// starts again from zero.
+    pub fn evict_idle_users(&mut self, before_ms: UnixMillis) -> usize {
+        let len = self.books.users.len();
+        self.books.users.retain(|name, u| {
+            u.active > 0 || u.last_seen_ms >= before_ms || Arc::strong_count(name) > 1
+        });
+        len.saturating_sub(self.books.users.len())
+    }
+
+    fn observe_other(&mut self, r: &SessionRecord, at_ms: UnixMillis, d: &mut PollDeltas) {
+        match &r.status {
+            SessionStatus::Active => {
+                self.add_month_user(user_key(r.username.as_deref()));
+                match r.id.as_deref() {
+                    Some(id) => self.observe_active(id, r, at_ms, false, d),
+                    None => self.count_loose(r, at_ms, d),
+                }
+            }
+            SessionStatus::Terminated => self.observe_terminated(r, at_ms, d),
+            SessionStatus::Unknown(_) => self.observe_unknown(r, at_ms, d),
+        }
     }
 
     fn roll_month(&mut self, at_ms: UnixMillis) {

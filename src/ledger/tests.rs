@@ -536,3 +536,40 @@ fn histogram_bounds_from_settings() {
     );
     assert_eq!(l.totals().durations.counts.len(), 11);
 }
+
+#[test]
+fn apply_records_leaves_the_listing_alone() {
+    let mut l = ledger();
+    l.apply_poll(T0 + MIN, &[act("a", "u", T0)], &[]);
+    let d = l.apply_records(
+        T0 + 2 * MIN,
+        &[
+            term("h", "hist", T0 - 3 * HOUR, T0 - 2 * HOUR),
+            term("b", "v", T0, T0 + MIN),
+        ],
+    );
+    assert_eq!((d.started, d.terminated, d.session_ms), (1, 1, MIN));
+    assert_eq!(l.active_summary().sessions, 1);
+    assert!(l.unresolved().is_empty());
+    assert_eq!(l.monthly_active_users(), 3);
+}
+
+#[test]
+fn evict_idle_users_keeps_users_still_referenced() {
+    let mut l = ledger();
+    l.apply_poll(
+        T0 + HOUR,
+        &[act("a", "alice", T0)],
+        &[
+            term("b", "bob", T0, T0 + MIN),
+            term("c", "carol", T0, T0 + MIN),
+        ],
+    );
+    l.apply_poll(T0 + 2 * HOUR, &[act("a", "alice", T0)], &[]);
+    // bob and carol are held by their terminated sessions until pruned.
+    assert_eq!(l.evict_idle_users(T0 + 2 * HOUR), 0);
+    l.prune(T0 + 1);
+    assert_eq!(l.evict_idle_users(T0 + 2 * HOUR), 2);
+    assert!(user(&l, "alice").is_some());
+    assert!(user(&l, "bob").is_none());
+}
