@@ -48,7 +48,19 @@
 //!   A session seen Terminated first and Active later is shown in the gauges (it is in the
 //!   listing) but is not counted again.
 //! * **Monthly active users**: see [`Ledger::monthly_active_users`].
-//! * **Memory**: see [`Ledger::prune`].
+//! * **Memory**: see [`Ledger::prune`]. About 120 bytes per tracked session (36-char id).
+//!
+//! # Use by the poller, per portal
+//!
+//! 1. `Ledger::new(settings, t0)` when the first poll succeeds (T0 = its first request).
+//! 2. Each poll at `at`: list every Active session; call [`Ledger::pending`] with that listing;
+//!    scan Terminated sessions by start time descending down to the watermark (previous poll
+//!    minus the skew margin; on the first poll, the backfill down to the month start); GetSession
+//!    the pending sessions that started before the watermark; then
+//!    [`Ledger::apply_poll`]`(at, listing, scan + GetSession results + backfill)`.
+//!    A GetSession answering 404 is [`Ledger::forget`]; a failed one is simply retried next poll
+//!    (the session stays [unresolved](Ledger::unresolved)).
+//! 3. After the poll, [`Ledger::prune`]`(at - margin)`.
 
 mod month;
 
