@@ -1,0 +1,575 @@
+//! Unit tests: one per rule, with exact expected values.
+
+use super::*;
+
+const MIN: i64 = 60_000;
+const HOUR: i64 = 3_600_000;
+/// 2026-01-31T20:00:00Z, four hours before a month boundary.
+const T0: i64 = 1_769_889_600_000;
+
+fn rec(
+    id: Option<&str>,
+    user: Option<&str>,
+    status: SessionStatus,
+    start: Option<i64>,
+    end: Option<i64>,
+) -> SessionRecord {
+    SessionRecord {
+        id: id.map(str::to_string),
+        username: user.map(str::to_string),
+        status,
+        start_ms: start,
+        end_ms: end,
+    }
+}
+
+fn act(id: &str, user: &str, start: i64) -> SessionRecord {
+    rec(
+        Some(id),
+        Some(user),
+        SessionStatus::Active,
+        Some(start),
+        None,
+    )
+}
+
+fn term(id: &str, user: &str, start: i64, end: i64) -> SessionRecord {
+    rec(
+        Some(id),
+        Some(user),
+        SessionStatus::Terminated,
+        Some(start),
+        Some(end),
+    )
+}
+
+fn ledger() -> Ledger {
+    Ledger::new(
+        LedgerSettings {
+            duration_buckets: vec![60.0, 3600.0],
+        },
+        T0,
+    )
+}
+
+fn user<'a>(l: &'a Ledger, name: &str) -> Option<&'a UserTotals> {
+    l.users().find(|(k, _)| *k == name).map(|(_, u)| u)
+}
+
+#[test]
+fn started_once_across_duplicates_and_polls() {
+    let mut l = ledger();
+    let a = act("a", "alice", T0 - HOUR);
+    let d = l.apply_poll(T0, &[a.clone(), a.clone(), a.clone()], &[]);
+    assert_eq!(d.started, 1);
+    let d = l.apply_poll(T0 + MIN, &[a.clone(), a], &[]);
+    assert_eq!(d.started, 0);
+    assert_eq!(l.totals().started, 1);
+    assert_eq!(l.active_summary().sessions, 1);
+}
+
+#[test]
+fn session_seconds_accrue_from_t0_and_become_exact() {
+    let mut l = ledger();
+    let a = act("a", "alice", T0 - HOUR);
+    l.apply_poll(T0 + 10 * MIN, &[a], &[]);
+    assert_eq!(l.session_ms(), 10 * MIN);
+    // Vanished at the next poll: no more accrual until its record arrives.
+    l.apply_poll(T0 + 20 * MIN, &[], &[]);
+    assert_eq!(l.session_ms(), 10 * MIN);
+    assert_eq!(l.unresolved(), vec!["a".to_string()]);
+    let d = l.apply_poll(
+        T0 + 30 * MIN,
+        &[],
+        &[term("a", "alice", T0 - HOUR, T0 + 15 * MIN)],
+    );
+    assert_eq!(d.terminated, 1);
+    assert_eq!(d.session_ms, 5 * MIN);
+    assert_eq!(l.session_ms(), 15 * MIN);
+    assert_eq!(l.totals().session_seconds, 900.0);
+    // Duration is endTime - startTime, not clipped to T0.
+    assert_eq!(d.durations, vec![4500.0]);
+    assert_eq!(l.totals().durations.counts, vec![0, 0, 1]);
+    assert!(l.unresolved().is_empty());
+}
+
+#[test]
+fn session_between_polls_counts_started_terminated_and_exact_seconds() {
+    let mut l = ledger();
+    l.apply_poll(T0, &[], &[]);
+    let s = term("b", "bob", T0 + MIN, T0 + 2 * MIN);
+    let d = l.apply_poll(T0 + 10 * MIN, &[], &[s.clone(), s]);
+    assert_eq!((d.started, d.terminated, d.session_ms), (1, 1, MIN));
+    assert_eq!(l.totals().durations.counts, vec![1, 0, 0]);
+    assert_eq!(l.totals().durations.sum, 60.0);
+    let d = l.apply_poll(
+        T0 + 20 * MIN,
+        &[],
+        &[term("b", "bob", T0 + MIN, T0 + 2 * MIN)],
+    );
+    assert_eq!(d, PollDeltas::default());
+}
+
+#[test]
+fn history_before_t0_only_feeds_monthly_users() {
+    let mut l = ledger();
+    let d = l.apply_poll(
+        T0,
+        &[],
+        &[term("old", "olga", T0 - 5 * HOUR, T0 - 4 * HOUR)],
+    );
+    assert_eq!(d, PollDeltas::default());
+    assert_eq!(l.monthly_active_users(), 1);
+    assert_eq!(l.tracked_sessions(), 0);
+}
+
+#[test]
+fn ended_between_t0_and_first_poll_counts() {
+    let mut l = ledger();
+    let d = l.apply_poll(T0 + 5_000, &[], &[term("x", "xi", T0 - HOUR, T0 + 1_000)]);
+    assert_eq!((d.started, d.terminated, d.session_ms), (1, 1, 1_000));
+}
+
+#[test]
+fn histogram_le_semantics() {
+    let mut l = ledger();
+    l.apply_poll(
+        T0 + HOUR * 3,
+        &[],
+        &[
+            term("a", "u", T0, T0 + 60_000),   // exactly 60 → first bucket
+            term("b", "u", T0, T0 + 60_001),   // → second
+            term("c", "u", T0, T0 + HOUR),     // exactly 3600 → second
+            term("d", "u", T0, T0 + HOUR + 1), // → +Inf
+        ],
+    );
+    let h = &l.totals().durations;
+    assert_eq!(h.counts, vec![1, 2, 1]);
+    assert_eq!(h.count, 4);
+    assert_eq!(h.sum, 60.0 + 60.001 + 3600.0 + 3600.001);
+}
+
+#[test]
+fn terminated_without_end_is_incomplete() {
+    let mut l = ledger();
+    l.apply_poll(T0 + MIN, &[act("a", "alice", T0)], &[]);
+    let noend = rec(
+        Some("a"),
+        Some("alice"),
+        SessionStatus::Terminated,
+        Some(T0),
+        None,
+    );
+    let d = l.apply_poll(T0 + 2 * MIN, &[], &[noend.clone(), noend]);
+    assert_eq!((d.terminated, d.incomplete, d.session_ms), (1, 1, 0));
+    assert!(d.durations.is_empty());
+    assert_eq!(l.session_ms(), MIN);
+}
+
+#[test]
+fn end_before_start_is_incomplete() {
+    let mut l = ledger();
+    let skew = term("a", "alice", T0 + 5 * MIN, T0 + 4 * MIN);
+    let d = l.apply_poll(T0 + 10 * MIN, &[], &[skew]);
+    assert_eq!(
+        (d.started, d.terminated, d.incomplete, d.session_ms),
+        (1, 1, 1, 0)
+    );
+    assert!(d.durations.is_empty());
+}
+
+#[test]
+fn untrackable_records_count_once_not_per_poll() {
+    let mut l = ledger();
+    let no_id = rec(
+        None,
+        Some("u"),
+        SessionStatus::Terminated,
+        Some(T0),
+        Some(T0 + MIN),
+    );
+    let no_start = rec(
+        Some("n"),
+        Some("u"),
+        SessionStatus::Terminated,
+        None,
+        Some(T0 + MIN),
+    );
+    let active_no_id = rec(None, Some("v"), SessionStatus::Active, Some(T0), None);
+    for i in 1..4 {
+        let d = l.apply_poll(
+            T0 + i * MIN,
+            &[active_no_id.clone(), active_no_id.clone()],
+            &[no_id.clone(), no_start.clone(), no_id.clone()],
+        );
+        assert_eq!(d.incomplete, if i == 1 { 3 } else { 0 });
+        assert_eq!((d.started, d.terminated), (0, 0));
+    }
+    // The active record without id is not in the gauges (it cannot be deduplicated).
+    assert_eq!(l.active_summary().sessions, 0);
+    // The same id-less session, once terminated, is the same (username, startTime).
+    let d = l.apply_poll(
+        T0 + 5 * MIN,
+        &[],
+        &[rec(
+            None,
+            Some("v"),
+            SessionStatus::Terminated,
+            Some(T0),
+            Some(T0 + 4 * MIN),
+        )],
+    );
+    assert_eq!(d.incomplete, 0);
+    assert_eq!(l.totals().incomplete, 3);
+}
+
+#[test]
+fn old_untrackable_history_is_ignored() {
+    let mut l = ledger();
+    let old = rec(
+        None,
+        Some("u"),
+        SessionStatus::Terminated,
+        Some(T0 - 2 * HOUR),
+        Some(T0 - HOUR),
+    );
+    let d = l.apply_poll(T0, &[], &[old]);
+    assert_eq!(d.incomplete, 0);
+    assert_eq!(l.monthly_active_users(), 1);
+}
+
+#[test]
+fn unknown_status_counts_incomplete_once_per_id() {
+    let mut l = ledger();
+    let u = rec(
+        Some("q"),
+        Some("u"),
+        SessionStatus::Unknown("Pending".into()),
+        Some(T0),
+        None,
+    );
+    let d = l.apply_poll(T0 + MIN, &[], &[u.clone(), u.clone()]);
+    assert_eq!((d.started, d.terminated, d.incomplete), (0, 0, 1));
+    l.apply_poll(T0 + 2 * MIN, &[], &[u]);
+    // Later it becomes a real session: started, but not incomplete a second time.
+    let d = l.apply_poll(T0 + 3 * MIN, &[], &[term("q", "u", T0, T0 + 2 * MIN)]);
+    assert_eq!((d.started, d.terminated, d.incomplete), (1, 1, 0));
+    assert_eq!(l.totals().incomplete, 1);
+    assert_eq!(l.monthly_active_users(), 1);
+}
+
+#[test]
+fn active_without_start_is_gauged_not_tracked() {
+    let mut l = ledger();
+    let r = rec(Some("a"), None, SessionStatus::Active, None, None);
+    let d = l.apply_poll(T0 + MIN, &[r.clone(), r.clone()], &[]);
+    assert_eq!((d.started, d.incomplete), (0, 1));
+    assert_eq!(
+        l.active_summary(),
+        ActiveSummary {
+            sessions: 1,
+            users: 1,
+            max_age_seconds: 0.0
+        }
+    );
+    assert_eq!(user(&l, UNKNOWN_USER).map(|u| u.active), Some(1));
+    let d = l.apply_poll(T0 + 2 * MIN, &[r], &[]);
+    assert_eq!(d.incomplete, 0);
+}
+
+#[test]
+fn gauges_users_and_oldest_age() {
+    let mut l = ledger();
+    l.apply_poll(
+        T0 + HOUR,
+        &[
+            act("a", "alice", T0),
+            act("b", "alice", T0 + 10 * MIN),
+            rec(
+                Some("c"),
+                Some(""),
+                SessionStatus::Active,
+                Some(T0 - HOUR),
+                None,
+            ),
+            rec(
+                Some("d"),
+                None,
+                SessionStatus::Active,
+                Some(T0 + 2 * HOUR),
+                None,
+            ),
+        ],
+        &[],
+    );
+    assert_eq!(
+        l.active_summary(),
+        ActiveSummary {
+            sessions: 4,
+            users: 2,
+            max_age_seconds: 7200.0
+        }
+    );
+    assert_eq!(user(&l, "alice").map(|u| u.active), Some(2));
+    assert_eq!(
+        user(&l, UNKNOWN_USER).map(|u| (u.active, u.started)),
+        Some((2, 2))
+    );
+    l.apply_poll(T0 + 2 * HOUR, &[], &[]);
+    assert_eq!(l.active_summary(), ActiveSummary::default());
+    assert_eq!(user(&l, "alice").map(|u| u.active), Some(0));
+}
+
+#[test]
+fn start_in_future_has_age_zero_and_accrues_from_start() {
+    let mut l = ledger();
+    l.apply_poll(T0 + MIN, &[act("f", "u", T0 + 3 * MIN)], &[]);
+    assert_eq!(l.active_summary().max_age_seconds, 0.0);
+    assert_eq!(l.session_ms(), 0);
+    l.apply_poll(T0 + 5 * MIN, &[act("f", "u", T0 + 3 * MIN)], &[]);
+    assert_eq!(l.session_ms(), 2 * MIN);
+}
+
+#[test]
+fn end_earlier_than_a_poll_that_listed_it_is_clamped() {
+    let mut l = ledger();
+    l.apply_poll(T0 + 10 * MIN, &[act("a", "u", T0)], &[]);
+    let d = l.apply_poll(T0 + 20 * MIN, &[], &[term("a", "u", T0, T0 + 8 * MIN)]);
+    // The 2 minutes already counted stay (monotonic counter); the duration is the API's.
+    assert_eq!((d.terminated, d.session_ms), (1, 0));
+    assert_eq!(l.session_ms(), 10 * MIN);
+    assert_eq!(d.durations, vec![480.0]);
+}
+
+#[test]
+fn end_after_poll_time_is_exact() {
+    let mut l = ledger();
+    let d = l.apply_poll(T0 + MIN, &[], &[term("a", "u", T0, T0 + 2 * MIN)]);
+    assert_eq!(d.session_ms, 2 * MIN);
+}
+
+#[test]
+fn observed_active_then_ended_before_t0_still_terminates() {
+    let mut l = ledger();
+    l.apply_poll(T0 + 1_000, &[act("a", "u", T0 - HOUR)], &[]);
+    let d = l.apply_poll(T0 + MIN, &[], &[term("a", "u", T0 - HOUR, T0 - 1)]);
+    assert_eq!((d.terminated, d.session_ms), (1, 0));
+    assert_eq!(l.session_ms(), 1_000);
+}
+
+#[test]
+fn terminated_first_then_active_is_not_double_counted() {
+    let mut l = ledger();
+    l.apply_poll(T0 + 2 * MIN, &[], &[term("a", "u", T0, T0 + MIN)]);
+    let d = l.apply_poll(T0 + 3 * MIN, &[act("a", "u", T0)], &[]);
+    assert_eq!(d, PollDeltas::default());
+    assert_eq!(l.active_summary().sessions, 1);
+    let d = l.apply_poll(T0 + 4 * MIN, &[], &[]);
+    assert_eq!(d, PollDeltas::default());
+    assert!(l.unresolved().is_empty());
+    assert_eq!(l.totals().started, 1);
+}
+
+#[test]
+fn active_and_terminated_in_same_poll() {
+    let mut l = ledger();
+    let d = l.apply_poll(
+        T0 + 2 * MIN,
+        &[act("a", "u", T0)],
+        &[term("a", "u", T0, T0 + MIN)],
+    );
+    assert_eq!((d.started, d.terminated, d.session_ms), (1, 1, 2 * MIN));
+    assert_eq!(l.active_summary().sessions, 1);
+    assert!(l.pending(&[]).is_empty());
+}
+
+#[test]
+fn pending_lists_open_sessions_absent_from_listing() {
+    let mut l = ledger();
+    l.apply_poll(
+        T0,
+        &[act("a", "u", T0 - MIN), act("b", "u", T0 - 2 * MIN)],
+        &[],
+    );
+    let now = [act("b", "u", T0 - 2 * MIN)];
+    assert_eq!(
+        l.pending(&now),
+        vec![Pending {
+            id: "a".into(),
+            start_ms: T0 - MIN
+        }]
+    );
+    l.apply_poll(T0 + MIN, &now, &[]);
+    assert_eq!(l.unresolved(), vec!["a".to_string()]);
+    // GetSession still says Active (eventual consistency): accrues, stays unresolved, not gauged.
+    let d = l.apply_poll(T0 + 2 * MIN, &now, &[act("a", "u", T0 - MIN)]);
+    assert_eq!(d.session_ms, MIN + 2 * MIN);
+    assert_eq!(l.unresolved(), vec!["a".to_string()]);
+    assert_eq!(l.active_summary().sessions, 1);
+}
+
+#[test]
+fn forget_counts_terminated_and_incomplete() {
+    let mut l = ledger();
+    l.apply_poll(T0 + MIN, &[act("a", "u", T0)], &[]);
+    l.apply_poll(T0 + 2 * MIN, &[], &[]);
+    let d = l.forget("a", T0 + 3 * MIN);
+    assert_eq!((d.terminated, d.incomplete, d.session_ms), (1, 1, 0));
+    assert!(l.unresolved().is_empty());
+    assert_eq!(l.forget("a", T0 + 3 * MIN), PollDeltas::default());
+    assert_eq!(l.forget("zzz", T0 + 3 * MIN), PollDeltas::default());
+    // A late record changes nothing.
+    let d = l.apply_poll(T0 + 4 * MIN, &[], &[term("a", "u", T0, T0 + 2 * MIN)]);
+    assert_eq!(d, PollDeltas::default());
+}
+
+#[test]
+fn per_user_sums_equal_totals() {
+    let mut l = ledger();
+    l.apply_poll(
+        T0 + HOUR,
+        &[
+            act("a", "alice", T0),
+            act("b", "bob", T0 - HOUR),
+            act("c", "", T0),
+        ],
+        &[
+            term("d", "alice", T0, T0 + MIN),
+            term("e", "carol", T0 + MIN, T0 + 3 * MIN),
+        ],
+    );
+    let started: u64 = l.users().map(|(_, u)| u.started).sum();
+    let ms: i64 = l.users().map(|(_, u)| u.session_ms).sum();
+    assert_eq!(started, l.totals().started);
+    assert_eq!(ms, l.session_ms());
+    assert_eq!(
+        user(&l, "alice").map(|u| (u.started, u.session_ms)),
+        Some((2, HOUR + MIN))
+    );
+    assert_eq!(user(&l, "carol").map(|u| u.last_seen_ms), Some(T0 + HOUR));
+}
+
+#[test]
+fn monthly_users_reset_at_month_boundary() {
+    let mut l = ledger();
+    // T0 is 2026-01-31T20:00Z; February starts at T0 + 4h.
+    let feb = T0 + 4 * HOUR;
+    l.apply_poll(
+        T0,
+        &[act("a", "alice", T0 - HOUR)],
+        &[
+            term("h1", "hist", T0 - 10 * 24 * HOUR, T0 - 9 * 24 * HOUR),
+            // Ended in December: not this month.
+            term("h2", "dec", T0 - 40 * 24 * HOUR, T0 - 39 * 24 * HOUR),
+        ],
+    );
+    assert_eq!(l.monthly_active_users(), 2);
+    l.apply_poll(
+        feb - MIN,
+        &[act("a", "alice", T0 - HOUR), act("b", "bob", T0)],
+        &[],
+    );
+    assert_eq!(l.monthly_active_users(), 3);
+    // First poll in February: only alice still active, bob ended after the boundary, carol ended before.
+    l.apply_poll(
+        feb + MIN,
+        &[act("a", "alice", T0 - HOUR)],
+        &[
+            term("b", "bob", T0, feb + 1),
+            term("c", "carol", T0, feb - 1),
+        ],
+    );
+    assert_eq!(l.monthly_active_users(), 2);
+    // A poll whose clock went back does not bring January back.
+    l.apply_poll(feb - 2 * MIN, &[], &[term("c", "carol", T0, feb - 1)]);
+    assert_eq!(l.monthly_active_users(), 2);
+}
+
+#[test]
+fn prune_bounds_memory_and_ignores_late_duplicates() {
+    let mut l = ledger();
+    l.apply_poll(
+        T0 + HOUR,
+        &[act("open", "u", T0)],
+        &[term("a", "u", T0 + MIN, T0 + 2 * MIN)],
+    );
+    l.apply_poll(T0 + 2 * HOUR, &[], &[]);
+    assert_eq!(l.tracked_sessions(), 2);
+    l.prune(T0 + HOUR);
+    // "open" is unresolved: kept even though it started before the watermark.
+    assert_eq!(l.tracked_sessions(), 1);
+    let d = l.apply_poll(
+        T0 + 3 * HOUR,
+        &[],
+        &[term("a", "u", T0 + MIN, T0 + 2 * MIN)],
+    );
+    assert_eq!(d, PollDeltas::default());
+    let d = l.apply_poll(T0 + 3 * HOUR, &[], &[term("open", "u", T0, T0 + 90 * MIN)]);
+    assert_eq!((d.terminated, d.session_ms), (1, 30 * MIN));
+}
+
+#[test]
+fn absurd_timestamps_do_not_panic() {
+    let mut l = Ledger::new(LedgerSettings::default(), i64::MIN);
+    let recs = [
+        term("a", "u", i64::MIN, i64::MAX),
+        term("b", "u", i64::MAX, i64::MIN),
+        act("c", "u", i64::MIN),
+        act("d", "u", i64::MAX),
+        rec(None, None, SessionStatus::Terminated, None, None),
+    ];
+    for at in [i64::MIN, 0, i64::MAX] {
+        l.apply_poll(at, &recs, &recs);
+        l.prune(at);
+        l.forget("c", at);
+    }
+    assert!(l.session_ms() >= 0);
+    assert!(l.active_summary().max_age_seconds >= 0.0);
+}
+
+#[test]
+fn histogram_bounds_from_settings() {
+    let l = Ledger::new(LedgerSettings::default(), T0);
+    assert_eq!(
+        l.totals().durations.bounds,
+        DEFAULT_DURATION_BUCKETS.to_vec()
+    );
+    assert_eq!(l.totals().durations.counts.len(), 11);
+}
+
+#[test]
+fn apply_records_leaves_the_listing_alone() {
+    let mut l = ledger();
+    l.apply_poll(T0 + MIN, &[act("a", "u", T0)], &[]);
+    let d = l.apply_records(
+        T0 + 2 * MIN,
+        &[
+            term("h", "hist", T0 - 3 * HOUR, T0 - 2 * HOUR),
+            term("b", "v", T0, T0 + MIN),
+        ],
+    );
+    assert_eq!((d.started, d.terminated, d.session_ms), (1, 1, MIN));
+    assert_eq!(l.active_summary().sessions, 1);
+    assert!(l.unresolved().is_empty());
+    assert_eq!(l.monthly_active_users(), 3);
+}
+
+#[test]
+fn evict_idle_users_keeps_users_still_referenced() {
+    let mut l = ledger();
+    l.apply_poll(
+        T0 + HOUR,
+        &[act("a", "alice", T0)],
+        &[
+            term("b", "bob", T0, T0 + MIN),
+            term("c", "carol", T0, T0 + MIN),
+        ],
+    );
+    l.apply_poll(T0 + 2 * HOUR, &[act("a", "alice", T0)], &[]);
+    // bob and carol are held by their terminated sessions until pruned.
+    assert_eq!(l.evict_idle_users(T0 + 2 * HOUR), 0);
+    l.prune(T0 + 1);
+    assert_eq!(l.evict_idle_users(T0 + 2 * HOUR), 2);
+    assert!(user(&l, "alice").is_some());
+    assert!(user(&l, "bob").is_none());
+}

@@ -1,0 +1,561 @@
+//! Property tests of the session ledger: random session timelines observed by random polls the way
+//! the poller observes them (paged Active listing with duplicated pages, a descending Terminated
+//! scan down to a watermark, GetSession for vanished sessions that sometimes fails, backfill of
+//! history, duplicates and stale re-deliveries), checked after every poll against the truth
+//! computed directly from the timeline.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use proptest::prelude::*;
+use workspacesweb_exporter::ledger::{
+    ActiveSummary, Ledger, LedgerSettings, UNKNOWN_USER, month_bounds,
+};
+use workspacesweb_exporter::session::{SessionRecord, SessionStatus};
+
+const MIN: i64 = 60_000;
+/// 2026-01-31T20:00:00Z: a month boundary falls inside most generated runs.
+const BASE: i64 = 1_769_889_600_000;
+/// Skew margin of the descending scan.
+const MARGIN: i64 = 5 * MIN;
+const BUCKETS: [f64; 6] = [60.0, 300.0, 1800.0, 3600.0, 7200.0, 28800.0];
+const USERS: [Option<&str>; 5] = [Some("alice"), Some("bob"), Some("carol"), Some(""), None];
+
+/// How the API reports a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Every field present and consistent.
+    Normal,
+    /// Terminated record without endTime.
+    NoEnd,
+    /// Terminated record with endTime < startTime.
+    SkewEnd,
+    /// No startTime on any record.
+    MissingStart,
+    /// No sessionId on any record.
+    MissingId,
+    /// Status string unknown to the exporter; never listed Active.
+    Unknown,
+}
+
+#[derive(Debug, Clone)]
+struct Sess {
+    idx: usize,
+    kind: Kind,
+    user: Option<&'static str>,
+    start: i64,
+    /// Real end; `None` = still running.
+    end: Option<i64>,
+}
+
+impl Sess {
+    fn id(&self) -> Option<String> {
+        (self.kind != Kind::MissingId).then(|| format!("s{}", self.idx))
+    }
+    fn key(&self) -> &'static str {
+        match self.user {
+            Some(u) if !u.is_empty() => u,
+            _ => UNKNOWN_USER,
+        }
+    }
+    fn trackable(&self) -> bool {
+        matches!(self.kind, Kind::Normal | Kind::NoEnd | Kind::SkewEnd)
+    }
+    fn active_at(&self, t: i64) -> bool {
+        self.kind != Kind::Unknown && self.start <= t && self.end.is_none_or(|e| t < e)
+    }
+    fn ended_by(&self, t: i64) -> bool {
+        self.kind != Kind::Unknown && self.end.is_some_and(|e| e <= t)
+    }
+    fn rec(&self, status: SessionStatus, end: Option<i64>) -> SessionRecord {
+        SessionRecord {
+            id: self.id(),
+            username: self.user.map(str::to_string),
+            status,
+            start_ms: (self.kind != Kind::MissingStart).then_some(self.start),
+            end_ms: end,
+        }
+    }
+    fn active_record(&self) -> SessionRecord {
+        self.rec(SessionStatus::Active, None)
+    }
+    /// The endTime the Terminated record carries.
+    fn reported_end(&self) -> Option<i64> {
+        match self.kind {
+            Kind::NoEnd => None,
+            Kind::SkewEnd => Some(self.start - MIN),
+            _ => self.end,
+        }
+    }
+    fn terminated_record(&self) -> SessionRecord {
+        self.rec(SessionStatus::Terminated, self.reported_end())
+    }
+    fn unknown_record(&self) -> SessionRecord {
+        self.rec(SessionStatus::Unknown("Pending".into()), None)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct PollPlan {
+    gap_min: i64,
+    page_size: usize,
+    dup_page: bool,
+    getsession_fail: u32,
+    prune: bool,
+    stale: u8,
+    seed: u64,
+}
+
+fn kind() -> impl Strategy<Value = Kind> {
+    prop_oneof![
+        10 => Just(Kind::Normal),
+        1 => Just(Kind::NoEnd),
+        1 => Just(Kind::SkewEnd),
+        1 => Just(Kind::MissingStart),
+        1 => Just(Kind::MissingId),
+        1 => Just(Kind::Unknown),
+    ]
+}
+
+fn sessions() -> impl Strategy<Value = Vec<Sess>> {
+    prop::collection::vec(
+        (
+            kind(),
+            0..USERS.len(),
+            -4320i64..2880,
+            // Duration in ms: random, or exactly a bucket bound (checks `le`).
+            prop::option::weighted(
+                0.8,
+                prop_oneof![
+                    3 => (0i64..600).prop_map(|m| m * MIN + 7),
+                    1 => prop::sample::select(BUCKETS.to_vec()).prop_map(|b| b as i64 * 1000),
+                ],
+            ),
+        ),
+        0..30,
+    )
+    .prop_map(|v| {
+        v.into_iter()
+            .enumerate()
+            .map(|(idx, (kind, u, start_min, dur_ms))| {
+                // The low digits make starts unique (id-less sessions are keyed by user and start).
+                let start = BASE + start_min * MIN + idx as i64;
+                Sess {
+                    idx,
+                    kind,
+                    user: USERS.get(u).copied().flatten(),
+                    start,
+                    end: dur_ms.map(|d| start + d),
+                }
+            })
+            .collect()
+    })
+}
+
+fn plans() -> impl Strategy<Value = Vec<PollPlan>> {
+    prop::collection::vec(
+        (
+            10i64..600,
+            1usize..6,
+            any::<bool>(),
+            any::<u32>(),
+            any::<bool>(),
+            0u8..4,
+            any::<u64>(),
+        )
+            .prop_map(
+                |(gap_min, page_size, dup_page, getsession_fail, prune, stale, seed)| PollPlan {
+                    gap_min,
+                    page_size,
+                    dup_page,
+                    getsession_fail,
+                    prune,
+                    stale,
+                    seed,
+                },
+            ),
+        1..9,
+    )
+}
+
+/// Small deterministic generator for shuffles and picks.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
+    }
+    fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            let j = self.below(i + 1);
+            v.swap(i, j);
+        }
+    }
+}
+
+/// What the harness observed happening to one session, for the oracle.
+#[derive(Debug, Default, Clone)]
+struct Seen {
+    listed_at: Vec<i64>,
+    terminated_delivered: bool,
+    unknown_delivered: bool,
+}
+
+/// Per-user (active, started, session_ms).
+type UserRow = (u64, u64, i64);
+
+/// The truth after some polls, computed from the timeline and what was delivered.
+#[derive(Debug, Default, PartialEq)]
+struct Truth {
+    started: u64,
+    terminated: u64,
+    incomplete: u64,
+    session_ms: i64,
+    buckets: Vec<u64>,
+    duration_count: u64,
+    duration_ms: i64,
+    active: ActiveSummary,
+    users: BTreeMap<String, UserRow>,
+    mau: u64,
+    unresolved: Vec<String>,
+}
+
+fn truth(sessions: &[Sess], seen: &[Seen], t0: i64, polls: &[i64]) -> Truth {
+    let now = polls.last().copied().unwrap_or(t0);
+    let (ms, me) = month_bounds(now);
+    let mut t = Truth {
+        buckets: vec![0; BUCKETS.len() + 1],
+        ..Truth::default()
+    };
+    let mut month_users: BTreeSet<&str> = BTreeSet::new();
+    let mut active_users: BTreeSet<&str> = BTreeSet::new();
+    let mut oldest: Option<i64> = None;
+    for (s, o) in sessions.iter().zip(seen) {
+        let user = t.users.entry(s.key().to_string()).or_default();
+        // Gauges: records with an id in the listing at the last poll.
+        if s.active_at(now) && s.kind != Kind::MissingId {
+            t.active.sessions += 1;
+            active_users.insert(s.key());
+            user.0 += 1;
+            if s.kind != Kind::MissingStart {
+                oldest = Some(oldest.map_or(s.start, |x: i64| x.min(s.start)));
+            }
+        }
+        // Monthly users: listed at a poll of this month, or a delivered record overlapping it
+        // (for records without a usable endTime only the start is known).
+        let listed_this_month = o.listed_at.iter().any(|&p| p >= ms && p < me);
+        let record_overlaps = o.terminated_delivered
+            && match s.kind {
+                Kind::Normal | Kind::MissingId => s.start < me && s.end.is_some_and(|e| e >= ms),
+                Kind::MissingStart => s.end.is_some_and(|e| e >= ms),
+                Kind::NoEnd | Kind::SkewEnd => s.start >= ms && s.start < me,
+                Kind::Unknown => false,
+            };
+        if listed_this_month || record_overlaps {
+            month_users.insert(s.key());
+        }
+        let was_listed = !o.listed_at.is_empty();
+        if s.trackable() {
+            let latest = s.reported_end().map_or(s.start, |e| e.max(s.start));
+            let started = was_listed || (o.terminated_delivered && latest >= t0);
+            if !started {
+                continue;
+            }
+            t.started += 1;
+            user.1 += 1;
+            let from = s.start.max(t0);
+            let mut seconds = o
+                .listed_at
+                .iter()
+                .map(|&p| (p - from).max(0))
+                .max()
+                .unwrap_or(0);
+            if o.terminated_delivered {
+                t.terminated += 1;
+                match (s.kind, s.end) {
+                    (Kind::Normal, Some(end)) => {
+                        let d = end - s.start;
+                        let i = BUCKETS
+                            .iter()
+                            .position(|b| d as f64 / 1000.0 <= *b)
+                            .unwrap_or(BUCKETS.len());
+                        t.buckets[i] += 1;
+                        t.duration_count += 1;
+                        t.duration_ms += d;
+                        seconds = seconds.max(end - from);
+                    }
+                    _ => t.incomplete += 1,
+                }
+            } else if was_listed && !s.active_at(now) {
+                t.unresolved.push(format!("s{}", s.idx));
+            }
+            t.session_ms += seconds;
+            user.2 += seconds;
+        } else {
+            let relevant = match s.kind {
+                Kind::MissingStart | Kind::MissingId => {
+                    was_listed || (o.terminated_delivered && s.end.is_some_and(|e| e >= t0))
+                }
+                Kind::Unknown => o.unknown_delivered && s.start >= t0,
+                _ => false,
+            };
+            if relevant {
+                t.incomplete += 1;
+            }
+        }
+    }
+    t.active.users = active_users.len() as u64;
+    t.active.max_age_seconds = oldest.map_or(0, |o| (now - o).max(0)) as f64 / 1000.0;
+    t.mau = month_users.len() as u64;
+    t.users.retain(|_, u| *u != (0, 0, 0));
+    t.unresolved.sort();
+    t
+}
+
+fn observed(ledger: &Ledger) -> Truth {
+    let h = &ledger.totals().durations;
+    let mut users: BTreeMap<String, UserRow> = ledger
+        .users()
+        .map(|(k, u)| (k.to_string(), (u.active, u.started, u.session_ms)))
+        .collect();
+    users.retain(|_, u| *u != (0, 0, 0));
+    Truth {
+        started: ledger.totals().started,
+        terminated: ledger.totals().terminated,
+        incomplete: ledger.totals().incomplete,
+        session_ms: ledger.session_ms(),
+        buckets: h.counts.clone(),
+        duration_count: h.count,
+        duration_ms: (h.sum * 1000.0).round() as i64,
+        active: ledger.active_summary(),
+        users,
+        mau: ledger.monthly_active_users(),
+        unresolved: ledger.unresolved(),
+    }
+}
+
+/// Runs the timeline through a ledger the way the poller would, checking after every poll.
+fn run(sessions: &[Sess], plans: &[PollPlan], t0_offset: i64) -> Result<(), TestCaseError> {
+    let first = BASE + t0_offset;
+    let t0 = BASE;
+    let mut ledger = Ledger::new(
+        LedgerSettings {
+            duration_buckets: BUCKETS.to_vec(),
+        },
+        t0,
+    );
+    let mut seen = vec![Seen::default(); sessions.len()];
+    let mut polls: Vec<i64> = Vec::new();
+    let mut delivered: Vec<SessionRecord> = Vec::new();
+    let mut at = first;
+    for (k, plan) in plans.iter().enumerate() {
+        if k > 0 {
+            at += plan.gap_min * MIN;
+        }
+        let mut rng = Rng(plan.seed);
+        // Active listing, paged, with a duplicated page.
+        let mut listing = Vec::new();
+        for (s, o) in sessions.iter().zip(seen.iter_mut()) {
+            if s.active_at(at) {
+                listing.push(s.active_record());
+                o.listed_at.push(at);
+            }
+        }
+        rng.shuffle(&mut listing);
+        let pages: Vec<Vec<SessionRecord>> =
+            listing.chunks(plan.page_size).map(<[_]>::to_vec).collect();
+        let mut active: Vec<SessionRecord> = pages.concat();
+        if plan.dup_page && !pages.is_empty() {
+            let p = rng.below(pages.len());
+            active.extend(pages[p].iter().cloned());
+        }
+
+        // Terminated records: backfill of all history on the first poll, else the descending
+        // scan down to the watermark, plus GetSession for pending sessions that started before it
+        // (some calls fail: the session stays pending and is retried at the next poll).
+        let mut other: Vec<SessionRecord> = Vec::new();
+        let watermark = polls.last().map(|p| p - MARGIN);
+        for (s, o) in sessions.iter().zip(seen.iter_mut()) {
+            if s.ended_by(at) && watermark.is_none_or(|w| s.start >= w) {
+                other.push(s.terminated_record());
+                o.terminated_delivered = true;
+            }
+        }
+        if let Some(w) = watermark {
+            for (bit, p) in ledger.pending(&active).into_iter().enumerate() {
+                let fails = plan.getsession_fail & (1 << (bit % 32)) != 0 && rng.below(3) == 0;
+                if p.start_ms >= w || fails {
+                    continue;
+                }
+                let found = sessions
+                    .iter()
+                    .position(|s| s.id().as_deref() == Some(p.id.as_str()));
+                if let Some(i) = found
+                    && sessions[i].ended_by(at)
+                {
+                    other.push(sessions[i].terminated_record());
+                    seen[i].terminated_delivered = true;
+                }
+            }
+        }
+        for (s, o) in sessions.iter().zip(seen.iter_mut()) {
+            if s.kind == Kind::Unknown && s.start <= at {
+                other.push(s.unknown_record());
+                o.unknown_delivered = true;
+            }
+        }
+        // Duplicates within the poll and stale re-deliveries of older records.
+        let dups: Vec<SessionRecord> = other
+            .iter()
+            .filter(|_| rng.below(3) == 0)
+            .cloned()
+            .collect();
+        let mut stale = Vec::new();
+        for _ in 0..plan.stale {
+            if !delivered.is_empty() {
+                stale.push(delivered[rng.below(delivered.len())].clone());
+            }
+        }
+        delivered.extend(other.iter().cloned());
+        other.extend(dups);
+        other.extend(stale);
+        rng.shuffle(&mut other);
+
+        ledger.apply_poll(at, &active, &other);
+        polls.push(at);
+        let expected = truth(sessions, &seen, t0, &polls);
+        let got = observed(&ledger);
+        prop_assert_eq!(&got, &expected, "after poll {} at {}", k, at);
+        // Per-user sums equal the portal totals exactly.
+        let sum_started: u64 = ledger.users().map(|(_, u)| u.started).sum();
+        let sum_ms: i64 = ledger.users().map(|(_, u)| u.session_ms).sum();
+        prop_assert_eq!(sum_started, ledger.totals().started);
+        prop_assert_eq!(sum_ms, ledger.session_ms());
+        prop_assert_eq!(
+            ledger.totals().session_seconds,
+            ledger.session_ms() as f64 / 1000.0
+        );
+        if plan.prune {
+            ledger.prune(at - MARGIN);
+            // Memory: only open sessions, those started after the watermark, and untrackable
+            // records seen by this very poll remain.
+            let in_poll: BTreeSet<usize> = active
+                .iter()
+                .chain(&other)
+                .filter_map(|r| {
+                    sessions.iter().position(|s| match &r.id {
+                        Some(id) => s.id().as_deref() == Some(id.as_str()),
+                        None => r.start_ms == Some(s.start),
+                    })
+                })
+                .collect();
+            let bound = sessions
+                .iter()
+                .filter(|s| {
+                    if s.trackable() {
+                        s.start >= at - MARGIN
+                            || (!seen[s.idx].listed_at.is_empty()
+                                && !seen[s.idx].terminated_delivered)
+                    } else {
+                        in_poll.contains(&s.idx)
+                    }
+                })
+                .count();
+            prop_assert!(
+                ledger.tracked_sessions() <= bound,
+                "{} tracked > {} bound",
+                ledger.tracked_sessions(),
+                bound
+            );
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 192, ..ProptestConfig::default() })]
+
+    #[test]
+    fn counters_equal_the_timeline_truth(s in sessions(), p in plans(), t0_offset in 0i64..3_000) {
+        run(&s, &p, t0_offset)?;
+    }
+
+    #[test]
+    fn poll_deltas_sum_to_totals(s in sessions(), p in plans()) {
+        let mut ledger = Ledger::new(LedgerSettings { duration_buckets: BUCKETS.to_vec() }, BASE);
+        let mut at = BASE;
+        let (mut started, mut terminated, mut incomplete, mut ms, mut durations) = (0, 0, 0, 0, 0);
+        for plan in &p {
+            at += plan.gap_min * MIN;
+            let active: Vec<_> = s.iter().filter(|x| x.active_at(at)).map(Sess::active_record).collect();
+            let other: Vec<_> = s.iter().filter(|x| x.ended_by(at)).map(Sess::terminated_record).collect();
+            let d = ledger.apply_poll(at, &active, &other);
+            started += d.started;
+            terminated += d.terminated;
+            incomplete += d.incomplete;
+            ms += d.session_ms;
+            durations += d.durations.len() as u64;
+        }
+        prop_assert_eq!(started, ledger.totals().started);
+        prop_assert_eq!(terminated, ledger.totals().terminated);
+        prop_assert_eq!(incomplete, ledger.totals().incomplete);
+        prop_assert_eq!(ms, ledger.session_ms());
+        prop_assert_eq!(durations, ledger.totals().durations.count);
+    }
+
+    #[test]
+    fn arbitrary_records_never_panic_and_counters_never_decrease(
+        recs in prop::collection::vec(
+            (
+                prop::option::of("[a-c]{1}"),
+                prop::option::of(prop_oneof![Just(String::new()), "[xy]{1}".prop_map(String::from)]),
+                prop_oneof![
+                    Just(SessionStatus::Active),
+                    Just(SessionStatus::Terminated),
+                    Just(SessionStatus::Unknown("?".into())),
+                ],
+                prop::option::of(prop_oneof![any::<i64>(), Just(i64::MIN), Just(i64::MAX), -5i64..5]),
+                prop::option::of(prop_oneof![any::<i64>(), Just(i64::MIN), Just(i64::MAX), -5i64..5]),
+            )
+                .prop_map(|(id, username, status, start_ms, end_ms)| SessionRecord {
+                    id,
+                    username,
+                    status,
+                    start_ms,
+                    end_ms,
+                }),
+            0..20,
+        ),
+        ats in prop::collection::vec(prop_oneof![any::<i64>(), Just(i64::MIN), Just(i64::MAX), -5i64..5], 1..6),
+        t0 in prop_oneof![any::<i64>(), Just(i64::MIN), Just(i64::MAX), -5i64..5],
+    ) {
+        let mut ledger = Ledger::new(LedgerSettings::default(), t0);
+        let mut last = ledger.totals().clone();
+        for (i, at) in ats.iter().enumerate() {
+            let (a, o) = recs.split_at(i.min(recs.len()));
+            ledger.apply_poll(*at, a, o);
+            if i % 2 == 0 {
+                for id in ledger.unresolved() {
+                    ledger.forget(&id, *at);
+                }
+            }
+            ledger.prune(at.saturating_sub(MARGIN));
+            let now = ledger.totals();
+            prop_assert!(now.started >= last.started && now.terminated >= last.terminated);
+            prop_assert!(now.incomplete >= last.incomplete);
+            prop_assert!(now.session_seconds >= last.session_seconds);
+            prop_assert!(now.terminated <= now.started);
+            prop_assert!(ledger.active_summary().max_age_seconds >= 0.0);
+            last = now.clone();
+        }
+    }
+}
