@@ -247,13 +247,19 @@ impl Clients {
         Self::new(aws_config::defaults(BehaviorVersion::latest()).load().await)
     }
 
-    /// Clients with fixed dummy credentials against `endpoint_url` (demo and tests).
+    /// Clients with fixed dummy credentials against `endpoint_url` (demo and tests): a local simulator,
+    /// so retries back off from 20 ms instead of the SDK's 1 s.
     pub async fn with_static_credentials(region: &str, endpoint_url: &str) -> Self {
         let creds = Credentials::new("AKIDEXAMPLE", "demo-secret", None, None, "static");
         let config = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(region.to_string()))
             .credentials_provider(SharedCredentialsProvider::new(creds))
             .endpoint_url(endpoint_url)
+            .retry_config(
+                aws_config::retry::RetryConfig::standard()
+                    .with_initial_backoff(std::time::Duration::from_millis(20))
+                    .with_max_backoff(std::time::Duration::from_millis(200)),
+            )
             .load()
             .await;
         Self::new(config)
@@ -463,8 +469,12 @@ impl PortalApi {
     }
 }
 
+/// Milliseconds of an API time, rounded to nearest: the SDK parses epoch seconds through f64, so
+/// `…400.123` arrives as `…400.122999…`, which `DateTime::to_millis` would truncate.
 fn millis(t: Option<&DateTime>) -> Option<UnixMillis> {
-    t.and_then(|t| t.to_millis().ok())
+    let t = t?;
+    let sub = (i64::from(t.subsec_nanos()) + 500_000) / 1_000_000;
+    t.secs().checked_mul(1000)?.checked_add(sub)
 }
 
 fn status(s: Option<&sdk::SessionStatus>) -> SessionStatus {

@@ -7,6 +7,7 @@
 pub mod aws;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod demo;
 pub mod http;
 pub mod ledger;

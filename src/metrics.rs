@@ -48,9 +48,17 @@ pub fn render(portals: &[Arc<PortalSnapshot>], reload: ReloadStatus) -> Bytes {
 }
 
 /// Name, help and getter of a portal gauge.
-type GaugeDef = (&'static str, &'static str, fn(&PortalSnapshot) -> Option<f64>);
+type GaugeDef = (
+    &'static str,
+    &'static str,
+    fn(&PortalSnapshot) -> Option<f64>,
+);
 /// Name, help and getter of a portal counter.
-type CounterDef = (&'static str, &'static str, fn(&crate::ledger::Totals) -> f64);
+type CounterDef = (
+    &'static str,
+    &'static str,
+    fn(&crate::ledger::Totals) -> f64,
+);
 
 /// A metric family being written: HELP and TYPE once, then samples.
 struct Family<'a> {

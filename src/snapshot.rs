@@ -37,9 +37,11 @@ pub struct PortalSnapshot {
 }
 
 /// The shared, lock-protected set of portal snapshots plus what readiness needs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Store {
     portals: RwLock<BTreeMap<String, Arc<PortalSnapshot>>>,
+    /// Bumped on every change, so waiters can react to publications instead of polling.
+    generation: tokio::sync::watch::Sender<u64>,
     owned: RwLock<BTreeSet<String>>,
     reload: RwLock<ReloadStatus>,
 }
@@ -53,10 +55,47 @@ pub struct ReloadStatus {
     pub success_unix: f64,
 }
 
+impl Default for Store {
+    fn default() -> Self {
+        Store {
+            portals: RwLock::default(),
+            generation: tokio::sync::watch::Sender::new(0),
+            owned: RwLock::default(),
+            reload: RwLock::default(),
+        }
+    }
+}
+
 impl Store {
     /// Creates an empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn changed(&self) {
+        self.generation.send_modify(|g| *g = g.wrapping_add(1));
+    }
+
+    /// Waits until `pred` holds for the current snapshots, re-checking after every publication.
+    pub async fn wait_until(&self, mut pred: impl FnMut(&[Arc<PortalSnapshot>]) -> bool) {
+        let mut rx = self.generation.subscribe();
+        loop {
+            rx.mark_unchanged();
+            if pred(&self.portals()) {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The snapshot of one portal.
+    pub fn portal(&self, portal_id: &str) -> Option<Arc<PortalSnapshot>> {
+        self.portals
+            .read()
+            .ok()
+            .and_then(|p| p.get(portal_id).cloned())
     }
 
     /// Declares the portals this replica polls; `/-/ready` waits for each of them.
@@ -68,6 +107,7 @@ impl Store {
         if let Ok(mut owned) = self.owned.write() {
             *owned = ids;
         }
+        self.changed();
     }
 
     /// Replaces the snapshot of one portal.
@@ -75,6 +115,7 @@ impl Store {
         if let Ok(mut portals) = self.portals.write() {
             portals.insert(snapshot.portal_id.clone(), Arc::new(snapshot));
         }
+        self.changed();
     }
 
     /// Drops every series of a portal.
@@ -82,6 +123,7 @@ impl Store {
         if let Ok(mut portals) = self.portals.write() {
             portals.remove(portal_id);
         }
+        self.changed();
     }
 
     /// All snapshots, ordered by portal id.

@@ -1,0 +1,180 @@
+//! Shared helpers of the integration tests: a simulator, clients pointed at it, and plans.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use workspacesweb_exporter::aws::{ClientKey, Clients};
+use workspacesweb_exporter::ledger::ActiveSummary;
+use workspacesweb_exporter::poll::PortalPlan;
+use workspacesweb_exporter::sim::{RunningSim, SimConfig, Simulator};
+use workspacesweb_exporter::snapshot::{PortalSnapshot, Store};
+
+/// Portal ids used across tests (36 chars).
+pub const GOOD: &str = "aaaaaaaa-0000-4000-8000-000000000001";
+/// A portal answering AccessDenied.
+pub const DENIED: &str = "aaaaaaaa-0000-4000-8000-000000000002";
+/// A portal the simulator does not know.
+pub const MISSING: &str = "aaaaaaaa-0000-4000-8000-000000000003";
+/// A throttled portal.
+pub const THROTTLED: &str = "aaaaaaaa-0000-4000-8000-000000000004";
+
+/// A simulator serving on loopback, and clients pointed at it.
+pub struct Env {
+    pub sim: Simulator,
+    pub running: RunningSim,
+    pub clients: Clients,
+    pub store: Arc<Store>,
+}
+
+/// Starts `config` on a free loopback port.
+pub async fn start(config: SimConfig) -> Env {
+    let sim = Simulator::new(config);
+    let running = sim
+        .start(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("simulator binds");
+    let clients = Clients::with_static_credentials("us-east-1", &running.endpoint_url()).await;
+    Env {
+        sim,
+        running,
+        clients,
+        store: Arc::new(Store::new()),
+    }
+}
+
+/// A plan for `portal_id` in us-east-1 with the given interval and page size.
+pub fn plan(portal_id: &str, interval: Duration, page_size: u32) -> PortalPlan {
+    PortalPlan {
+        portal_id: portal_id.to_string(),
+        labels: vec![("env".to_string(), "test".to_string())],
+        client: ClientKey {
+            region: Some("us-east-1".into()),
+            ..Default::default()
+        },
+        interval,
+        timeout: interval.mul_f64(0.8).min(Duration::from_secs(10)),
+        page_size,
+        max_pages: 2000,
+        duration_buckets: vec![60.0, 300.0, 900.0, 1800.0, 3600.0],
+    }
+}
+
+/// Waits (bounded by 60 s, a hang guard, not a timing assertion) until `pred` holds for the portal.
+pub async fn wait_portal(
+    store: &Store,
+    portal_id: &str,
+    pred: impl Fn(&PortalSnapshot) -> bool,
+) -> Arc<PortalSnapshot> {
+    let id = portal_id.to_string();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        store.wait_until(|ps| ps.iter().any(|p| p.portal_id == id && pred(p))),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "portal {portal_id} never reached the expected state: {:?}",
+            store.portal(portal_id)
+        )
+    });
+    store.portal(portal_id).expect("published")
+}
+
+/// The active gauges of a snapshot, failing the test if absent.
+pub fn active(p: &PortalSnapshot) -> ActiveSummary {
+    p.active
+        .unwrap_or_else(|| panic!("no active gauges for {}", p.portal_id))
+}
+
+/// Requests of `operation` counted by the exporter for a portal.
+pub fn requests(p: &PortalSnapshot, operation: &str) -> u64 {
+    p.api_requests.get(operation).copied().unwrap_or(0)
+}
+
+/// Errors of (`operation`, `code`) counted by the exporter for a portal.
+pub fn errors(p: &PortalSnapshot, operation: &str, code: &str) -> u64 {
+    p.api_errors
+        .get(&(operation.to_string(), code.to_string()))
+        .copied()
+        .unwrap_or(0)
+}
+
+/// A plain HTTP/1.1 GET over std TCP: (status, headers, body). For tests that run real processes.
+pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String, Vec<u8>)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no header end"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no status"))?;
+    let mut body = raw[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    Ok((status, head, body))
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
+        b = &b[eol + 2 + size + 2..];
+    }
+    out
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Calls `f` every 100 ms until it returns `Some`, for at most `limit` (a hang guard for external processes
+/// that offer no push notification, such as a readiness endpoint).
+pub fn poll_until<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A child process killed when dropped.
+pub struct Child(pub std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -1,0 +1,124 @@
+//! End to end: the real exporter binary in demo mode, scraped by a real Prometheus server.
+//! Fails (does not skip) when `CI` is set and Prometheus is missing.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{Child, free_port, http_get, poll_until};
+
+fn have(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn query(prom: &str, q: &str) -> Option<Vec<serde_json::Value>> {
+    let (status, _, body) = http_get(prom, &format!("/api/v1/query?query={q}")).ok()?;
+    if status != 200 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    v["data"]["result"].as_array().cloned()
+}
+
+#[test]
+fn prometheus_scrapes_the_demo_exporter() {
+    if !(have("prometheus") && have("promtool")) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but prometheus/promtool are missing: .ci/run must install them"
+        );
+        eprintln!("skipping: prometheus/promtool not installed (apt-get install prometheus)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let exporter_addr = format!("127.0.0.1:{}", free_port());
+    let _exporter = Child(
+        Command::new(env!("CARGO_BIN_EXE_workspacesweb-exporter"))
+            .args([
+                "--demo",
+                "--web.listen-address",
+                &exporter_addr,
+                "--log.level",
+                "warn",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("exporter starts"),
+    );
+    let ready = poll_until(Duration::from_secs(60), || {
+        http_get(&exporter_addr, "/-/ready")
+            .ok()
+            .filter(|r| r.0 == 200)
+    });
+    assert!(ready.is_some(), "exporter never became ready");
+
+    // The exposition is valid for promtool.
+    let (status, _, body) = http_get(&exporter_addr, "/metrics").expect("scrape");
+    assert_eq!(status, 200);
+    let metrics_file = dir.path().join("metrics.txt");
+    std::fs::write(&metrics_file, &body).expect("write metrics");
+    let check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&metrics_file).expect("open"))
+        .output()
+        .expect("promtool runs");
+    assert!(
+        check.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    // Prometheus scrapes it and answers queries.
+    let prom_addr = format!("127.0.0.1:{}", free_port());
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: workspacesweb\n    static_configs:\n      - targets: ['{exporter_addr}']\n"
+        ),
+    )
+    .expect("write prometheus.yml");
+    let _prom = Child(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address={prom_addr}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus starts"),
+    );
+    let series = poll_until(Duration::from_secs(90), || {
+        query(&prom_addr, "workspacesweb_active_sessions").filter(|r| r.len() == 3)
+    })
+    .expect("Prometheus has workspacesweb_active_sessions for the 3 demo portals");
+    for s in &series {
+        let portal = s["metric"]["portal_id"].as_str().expect("portal_id label");
+        assert_eq!(portal.len(), 36, "{s}");
+        assert_eq!(s["metric"]["job"], "workspacesweb");
+        let value: f64 = s["value"][1]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .expect("numeric value");
+        assert!(value >= 0.0 && value.fract() == 0.0, "{s}");
+    }
+    let up = query(&prom_addr, "workspacesweb_up").expect("up");
+    assert_eq!(up.len(), 3);
+    let scrape_ok = query(&prom_addr, "up").expect("scrape up");
+    assert_eq!(
+        scrape_ok[0]["value"][1], "1",
+        "Prometheus scraped the exporter"
+    );
+    assert!(Path::new(&metrics_file).exists());
+}

@@ -1,0 +1,271 @@
+//! The exporter's poller against the simulator over HTTP, through the real AWS SDK.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use workspacesweb_exporter::aws::LIST_SESSIONS;
+use workspacesweb_exporter::poll::Scheduler;
+use workspacesweb_exporter::session::now_ms;
+use workspacesweb_exporter::sim::{Clock, Faults, PortalSpec, SimConfig, SimSession};
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn scripted(id: &str, n: u64, base_ms: i64) -> PortalSpec {
+    let sessions = (0..n)
+        .map(|i| {
+            SimSession::new(
+                SimSession::id_for(i),
+                format!("user{}", i % 40),
+                base_ms - 1000 * (i as i64 + 1),
+            )
+        })
+        .collect();
+    PortalSpec::scripted(id, sessions)
+}
+
+fn text(env: &Env) -> String {
+    String::from_utf8(env.store.scrape_text().to_vec()).expect("exposition is UTF-8")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portal_with_250_sessions_paged_at_100() {
+    let base = now_ms();
+    let env = start(
+        SimConfig::new(1)
+            .with_clock(Clock::manual(base))
+            .with_portal(scripted(GOOD, 250, base)),
+    )
+    .await;
+    let sched = Scheduler::start(
+        vec![plan(GOOD, HOUR, 100)],
+        &env.clients,
+        env.store.clone(),
+        4,
+    )
+    .await;
+    let p = wait_portal(&env.store, GOOD, |p| p.polled).await;
+    sched.shutdown().await;
+
+    assert!(p.up, "poll failed: {:?}", p.last_error);
+    let a = active(&p);
+    assert_eq!(a.sessions, 250);
+    assert_eq!(a.users, 40);
+    let poll_ms = (p.last_success_unix.expect("success time") * 1000.0).round() as i64;
+    let oldest = base - 250_000;
+    assert!(
+        (a.max_age_seconds - (poll_ms - oldest) as f64 / 1000.0).abs() < 0.002,
+        "{a:?} poll={poll_ms}"
+    );
+    // 3 pages of active sessions + 1 (empty) page of the terminated scan.
+    assert_eq!(env.sim.request_count(GOOD, LIST_SESSIONS), 4);
+    assert_eq!(requests(&p, LIST_SESSIONS), 4);
+    assert!(p.api_errors.is_empty(), "{:?}", p.api_errors);
+    assert!(env.store.ready());
+
+    let t = text(&env);
+    let labels = format!("{{portal_id=\"{GOOD}\",env=\"test\"}}");
+    assert!(
+        t.contains(&format!("workspacesweb_active_sessions{labels} 250\n")),
+        "{t}"
+    );
+    assert!(t.contains(&format!("workspacesweb_active_users{labels} 40\n")));
+    assert!(t.contains(&format!("workspacesweb_up{labels} 1\n")));
+    assert!(t.contains(&format!(
+        "workspacesweb_api_requests_total{{portal_id=\"{GOOD}\",env=\"test\",operation=\"ListSessions\"}} 4\n"
+    )));
+    assert!(t.contains(&format!(
+        "workspacesweb_last_successful_poll_timestamp_seconds{labels} "
+    )));
+    assert!(t.contains(&format!("workspacesweb_poll_duration_seconds{labels} ")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_denied_and_missing_portals_do_not_affect_a_good_one() {
+    let base = now_ms();
+    let mut denied = scripted(DENIED, 3, base);
+    denied.faults = Faults::error("AccessDeniedException");
+    let env = start(
+        SimConfig::new(2)
+            .with_clock(Clock::manual(base))
+            .with_portal(scripted(GOOD, 5, base))
+            .with_portal(denied),
+    )
+    .await;
+    let plans = vec![
+        plan(GOOD, HOUR, 100),
+        plan(DENIED, HOUR, 100),
+        plan(MISSING, HOUR, 100),
+    ];
+    let sched = Scheduler::start(plans, &env.clients, env.store.clone(), 4).await;
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        env.store
+            .wait_until(|ps| ps.len() == 3 && ps.iter().all(|p| p.polled)),
+    )
+    .await
+    .expect("all portals polled");
+    assert!(env.store.ready());
+    sched.shutdown().await;
+
+    let good = env.store.portal(GOOD).expect("good");
+    assert!(good.up);
+    assert_eq!(active(&good).sessions, 5);
+    assert!(good.api_errors.is_empty());
+
+    let denied = env.store.portal(DENIED).expect("denied");
+    assert!(!denied.up);
+    assert_eq!(denied.active, None);
+    // AccessDenied is not retried: one request, one error.
+    assert_eq!(requests(&denied, LIST_SESSIONS), 1);
+    assert_eq!(errors(&denied, LIST_SESSIONS, "AccessDeniedException"), 1);
+    assert!(
+        denied
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("AccessDeniedException")
+    );
+
+    let missing = env.store.portal(MISSING).expect("missing");
+    assert!(!missing.up);
+    assert_eq!(
+        errors(&missing, LIST_SESSIONS, "ResourceNotFoundException"),
+        1
+    );
+
+    let t = text(&env);
+    assert!(t.contains(&format!(
+        "workspacesweb_up{{portal_id=\"{DENIED}\",env=\"test\"}} 0\n"
+    )));
+    assert!(t.contains(&format!(
+        "workspacesweb_up{{portal_id=\"{MISSING}\",env=\"test\"}} 0\n"
+    )));
+    assert!(t.contains(&format!(
+        "workspacesweb_api_request_errors_total{{portal_id=\"{DENIED}\",env=\"test\",operation=\"ListSessions\",error=\"AccessDeniedException\"}} 1\n"
+    )));
+    assert!(t.contains(&format!(
+        "workspacesweb_api_request_errors_total{{portal_id=\"{MISSING}\",env=\"test\",operation=\"ListSessions\",error=\"ResourceNotFoundException\"}} 1\n"
+    )));
+    assert!(!t.contains(&format!(
+        "workspacesweb_active_sessions{{portal_id=\"{DENIED}\""
+    )));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_portal_recovers() {
+    let base = now_ms();
+    let mut throttled = scripted(THROTTLED, 7, base);
+    throttled.faults = Faults::throttle(1.0, 0);
+    let env = start(
+        SimConfig::new(3)
+            .with_clock(Clock::manual(base))
+            .with_portal(throttled),
+    )
+    .await;
+    let sched = Scheduler::start(
+        vec![plan(THROTTLED, Duration::from_millis(300), 100)],
+        &env.clients,
+        env.store.clone(),
+        4,
+    )
+    .await;
+    let failed = wait_portal(&env.store, THROTTLED, |p| p.polled).await;
+    assert!(!failed.up);
+    // The SDK retried: every attempt was sent and throttled.
+    let throttles = errors(&failed, LIST_SESSIONS, "ThrottlingException");
+    assert!(throttles >= 2, "{:?}", failed.api_errors);
+    assert_eq!(requests(&failed, LIST_SESSIONS), throttles);
+    assert_eq!(env.sim.request_count(THROTTLED, LIST_SESSIONS), throttles);
+
+    env.sim
+        .set_faults(THROTTLED, Faults::none())
+        .expect("portal exists");
+    let ok = wait_portal(&env.store, THROTTLED, |p| p.up).await;
+    sched.shutdown().await;
+    assert_eq!(active(&ok).sessions, 7);
+    assert!(ok.last_error.is_none());
+    assert!(requests(&ok, LIST_SESSIONS) > errors(&ok, LIST_SESSIONS, "ThrottlingException"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_portal_keeps_state_then_drops_it_after_five_intervals() {
+    let base = now_ms();
+    let env = start(
+        SimConfig::new(4)
+            .with_clock(Clock::manual(base))
+            .with_portal(scripted(GOOD, 9, base)),
+    )
+    .await;
+    let interval = Duration::from_millis(400);
+    let sched = Scheduler::start(
+        vec![plan(GOOD, interval, 100)],
+        &env.clients,
+        env.store.clone(),
+        4,
+    )
+    .await;
+    let first = wait_portal(&env.store, GOOD, |p| p.up).await;
+    assert_eq!(active(&first).sessions, 9);
+
+    env.sim
+        .set_faults(GOOD, Faults::error("AccessDeniedException"))
+        .expect("portal exists");
+    let failing = wait_portal(&env.store, GOOD, |p| !p.up).await;
+    // Last values are kept while the failure is young.
+    assert_eq!(failing.active.map(|a| a.sessions), Some(9));
+    let stale = wait_portal(&env.store, GOOD, |p| !p.up && p.active.is_none()).await;
+    sched.shutdown().await;
+    assert!(errors(&stale, LIST_SESSIONS, "AccessDeniedException") >= 5);
+    assert!(stale.totals.is_some(), "counters stay");
+    let t = text(&env);
+    assert!(t.contains(&format!(
+        "workspacesweb_up{{portal_id=\"{GOOD}\",env=\"test\"}} 0\n"
+    )));
+    assert!(!t.contains("workspacesweb_active_sessions{"));
+    assert!(t.contains(&format!(
+        "workspacesweb_api_requests_total{{portal_id=\"{GOOD}\""
+    )));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_portal_times_out_without_delaying_a_healthy_one() {
+    let base = now_ms();
+    let mut slow = scripted(THROTTLED, 2, base);
+    slow.faults = Faults {
+        latency: Duration::from_secs(5),
+        ..Faults::none()
+    };
+    let env = start(
+        SimConfig::new(5)
+            .with_clock(Clock::manual(base))
+            .with_portal(slow)
+            .with_portal(scripted(GOOD, 3, base)),
+    )
+    .await;
+    let mut slow_plan = plan(THROTTLED, HOUR, 100);
+    slow_plan.timeout = Duration::from_millis(300);
+    let sched = Scheduler::start(
+        vec![slow_plan, plan(GOOD, HOUR, 100)],
+        &env.clients,
+        env.store.clone(),
+        4,
+    )
+    .await;
+    let good = wait_portal(&env.store, GOOD, |p| p.polled).await;
+    assert!(good.up);
+    assert_eq!(active(&good).sessions, 3);
+    let slow = wait_portal(&env.store, THROTTLED, |p| p.polled).await;
+    sched.shutdown().await;
+    assert!(!slow.up);
+    assert_eq!(errors(&slow, LIST_SESSIONS, "timeout"), 1);
+    assert!(
+        slow.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("timed out"),
+        "{:?}",
+        slow.last_error
+    );
+}
