@@ -172,6 +172,7 @@ fn render_portals(out: &mut String, portals: &[Arc<PortalSnapshot>]) {
     }
 
     render_totals(out, portals, &labels);
+    render_users(out, portals, &labels);
 
     if !portals.is_empty() {
         let mut f = Family::new(
@@ -298,6 +299,72 @@ fn render_totals(out: &mut String, portals: &[Arc<PortalSnapshot>], labels: &[Ve
         f.sample("_bucket", l, &[("le", "+Inf")], h.count as f64);
         f.sample("_sum", l, &[], h.sum);
         f.sample("_count", l, &[], h.count as f64);
+    }
+}
+
+fn render_users(out: &mut String, portals: &[Arc<PortalSnapshot>], labels: &[Vec<(&str, &str)>]) {
+    let each = || portals.iter().zip(labels.iter());
+    if each().any(|(p, _)| p.monthly_active_users.is_some()) {
+        let mut f = Family::new(
+            out,
+            "monthly_active_users",
+            "gauge",
+            &format!(
+                "Distinct usernames with any session in the current UTC calendar month (what AWS bills on); backfilled from the API at startup. {REFRESH}"
+            ),
+        );
+        for (p, l) in each() {
+            if let Some(v) = p.monthly_active_users {
+                f.sample("", l, &[], v as f64);
+            }
+        }
+    }
+    if each().all(|(p, _)| p.users.is_empty()) {
+        return;
+    }
+    if each().any(|(p, _)| p.active.is_some() && p.users.iter().any(|u| u.active > 0)) {
+        let mut f = Family::new(
+            out,
+            "user_active_sessions",
+            "gauge",
+            &format!(
+                "Active sessions of each user with at least one, at the last successful poll. {REFRESH}"
+            ),
+        );
+        for (p, l) in each() {
+            if p.active.is_none() {
+                continue; // stale: dropped with the other state gauges
+            }
+            for u in p.users.iter().filter(|u| u.active > 0) {
+                f.sample("", l, &[("username", &u.username)], u.active as f64);
+            }
+        }
+    }
+    let mut f = Family::new(
+        out,
+        "user_sessions_started_total",
+        "counter",
+        &format!(
+            "Distinct sessions of each user observed since the exporter's first successful poll of the portal. {REFRESH}"
+        ),
+    );
+    for (p, l) in each() {
+        for u in &p.users {
+            f.sample("", l, &[("username", &u.username)], u.started as f64);
+        }
+    }
+    let mut f = Family::new(
+        out,
+        "user_session_seconds_total",
+        "counter",
+        &format!(
+            "Session time of each user since the exporter's first successful poll of the portal. {REFRESH}"
+        ),
+    );
+    for (p, l) in each() {
+        for u in &p.users {
+            f.sample("", l, &[("username", &u.username)], u.session_seconds);
+        }
     }
 }
 

@@ -28,15 +28,23 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::aws::{self, ApiError, ClientKey, Clients, ListQuery, PortalApi, SortOrder};
-use crate::ledger::{Ledger, LedgerSettings};
+use crate::ledger::{Ledger, LedgerSettings, month_bounds};
 use crate::session::{SessionRecord, SessionStatus, UnixMillis, now_ms};
 use crate::snapshot::{PortalSnapshot, Store};
+use crate::users::{UserLabels, UserSettings};
 
 /// Clock skew allowed between this host and the API when choosing the terminated-scan watermark.
 pub const SKEW_MARGIN_MS: UnixMillis = 60_000;
 
 /// State gauges are dropped after this many intervals without a successful poll.
 pub const STALE_INTERVALS: u32 = 5;
+
+/// Pages the monthly-active-users backfill reads per poll cycle (it resumes where it stopped).
+pub const BACKFILL_PAGES_PER_CYCLE: u32 = 100;
+
+/// How long before the month start the backfill reaches, to find sessions that started in the
+/// previous month and ended in this one (longer than the longest session the service allows).
+pub const BACKFILL_REACH_MS: UnixMillis = 24 * 3_600_000;
 
 /// Everything the scheduler needs to poll one portal.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +65,8 @@ pub struct PortalPlan {
     pub max_pages: u32,
     /// Histogram buckets of session durations (seconds).
     pub duration_buckets: Vec<f64>,
+    /// Per-user series, when enabled.
+    pub per_user: Option<UserSettings>,
 }
 
 /// Why a poll failed.
@@ -148,7 +158,18 @@ struct Poller {
     last_success: Option<Instant>,
     /// Operation in flight, for attributing a timeout.
     current_op: &'static str,
+    users: Option<UserLabels>,
+    backfill: Backfill,
     snapshot: PortalSnapshot,
+}
+
+/// Progress of the monthly-active-users backfill: a descending scan of Terminated sessions from
+/// the newest down to the month start minus [`BACKFILL_REACH_MS`], a few pages per poll cycle.
+#[derive(Debug, Default)]
+struct Backfill {
+    next_token: Option<String>,
+    tokens: HashSet<String>,
+    done: bool,
 }
 
 impl Poller {
@@ -160,14 +181,16 @@ impl Poller {
         };
         store.publish(snapshot.clone());
         Poller {
-            plan,
             api,
             store,
             ledger: None,
             last_start_ms: None,
             last_success: None,
             current_op: aws::LIST_SESSIONS,
+            users: plan.per_user.clone().map(UserLabels::new),
+            backfill: Backfill::default(),
             snapshot,
+            plan,
         }
     }
 
@@ -195,8 +218,19 @@ impl Poller {
                 }
                 _ = stop.changed() => return,
             };
+            let took = began.elapsed();
+            if result.is_ok() && !self.backfill.done {
+                tokio::select! {
+                    r = tokio::time::timeout(self.plan.timeout, self.backfill_step(start_ms)) => {
+                        if let Err(e) = r.unwrap_or(Err(PollError::Timeout(self.plan.timeout, aws::LIST_SESSIONS))) {
+                            warn!(portal_id = %self.plan.portal_id, operation = e.operation(), error = e.label(), message = %e, "monthly users backfill step failed; resuming next cycle");
+                        }
+                    }
+                    _ = stop.changed() => return,
+                }
+            }
             drop(permit);
-            self.finish(result, start_ms, began.elapsed());
+            self.finish(result, start_ms, took);
             // Drift-free schedule with ±5% jitter; an overrun poll starts the next one at once.
             next = (scheduled + jitter(self.plan.interval, 0.05)).max(tokio::time::Instant::now());
         }
@@ -263,7 +297,13 @@ impl Poller {
         }
         let deltas = ledger.apply_poll(start_ms, &active, &other);
         // The next scan stops at this poll's start minus the margin: nothing below can be new.
-        ledger.prune(start_ms - SKEW_MARGIN_MS);
+        // Not before the backfill is complete: it may still bring sessions that ended after T0.
+        if self.backfill.done {
+            ledger.prune(start_ms - SKEW_MARGIN_MS);
+        }
+        if let Some(users) = &mut self.users {
+            self.snapshot.users = users.update(ledger, start_ms);
+        }
         debug!(
             portal_id = %self.plan.portal_id,
             active = active.len(),
@@ -314,6 +354,69 @@ impl Poller {
         })
     }
 
+    /// Reads the next pages of the backfill into the ledger (monthly active users only, unless a
+    /// session ended after T0). Pages read before an error are kept; the scan resumes after them.
+    async fn backfill_step(&mut self, at_ms: UnixMillis) -> Result<(), PollError> {
+        let floor = month_bounds(at_ms).0 - BACKFILL_REACH_MS;
+        let page_size = i32::try_from(self.plan.page_size).unwrap_or(i32::MAX);
+        let mut records = Vec::new();
+        let mut result = Ok(());
+        for _ in 0..BACKFILL_PAGES_PER_CYCLE {
+            let query = ListQuery {
+                status: Some(SessionStatus::Terminated),
+                sort: Some(SortOrder::StartTimeDescending),
+                max_results: page_size,
+                next_token: self.backfill.next_token.clone(),
+                ..Default::default()
+            };
+            let page = match self.api.list_sessions(&query).await {
+                Ok(p) => p,
+                Err(e) => {
+                    if e.code == "ValidationException" {
+                        // An expired or rejected token: start the scan again (duplicates are harmless).
+                        self.backfill.next_token = None;
+                        self.backfill.tokens.clear();
+                    }
+                    result = Err(e.into());
+                    break;
+                }
+            };
+            let below = page
+                .sessions
+                .iter()
+                .any(|s| s.start_ms.is_some_and(|t| t < floor));
+            records.extend(page.sessions);
+            match page.next_token {
+                Some(t) if !t.is_empty() && !below => {
+                    if !self.backfill.tokens.insert(t.clone()) {
+                        self.api.counters().error(aws::LIST_SESSIONS, "other");
+                        result = Err(PollError::Pagination {
+                            operation: aws::LIST_SESSIONS,
+                            reason:
+                                "the service repeated a nextToken during the monthly users backfill"
+                                    .into(),
+                        });
+                        self.backfill.next_token = None;
+                        self.backfill.tokens.clear();
+                        break;
+                    }
+                    self.backfill.next_token = Some(t);
+                }
+                _ => {
+                    self.backfill.done = true;
+                    break;
+                }
+            }
+        }
+        if let Some(ledger) = &mut self.ledger {
+            ledger.apply_records(at_ms, &records);
+            if self.backfill.done {
+                info!(portal_id = %self.plan.portal_id, monthly_active_users = ledger.monthly_active_users(), "monthly users backfill complete");
+            }
+        }
+        result
+    }
+
     /// Updates the snapshot after a poll and publishes it.
     fn finish(&mut self, result: Result<(), PollError>, start_ms: UnixMillis, took: Duration) {
         let portal_id = self.plan.portal_id.as_str();
@@ -334,6 +437,9 @@ impl Poller {
                 if let Some(ledger) = &self.ledger {
                     snap.active = Some(ledger.active_summary());
                     snap.totals = Some(ledger.totals().clone());
+                    if self.backfill.done {
+                        snap.monthly_active_users = Some(ledger.monthly_active_users());
+                    }
                 }
             }
             Err(err) => {

@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 use bytes::Bytes;
 
 use crate::ledger::{ActiveSummary, Totals};
+use crate::users::UserSeries;
 
 /// Everything the exposition and the landing page know about one portal, as of its last poll.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -22,6 +23,10 @@ pub struct PortalSnapshot {
     pub active: Option<ActiveSummary>,
     /// Counters since T0; `None` before the first successful poll.
     pub totals: Option<Totals>,
+    /// Distinct users in the current UTC month; `None` until the backfill completed.
+    pub monthly_active_users: Option<u64>,
+    /// Per-user series (empty unless `per_user.enabled`).
+    pub users: Vec<UserSeries>,
     /// Wall time of the last poll, in seconds.
     pub poll_duration_seconds: Option<f64>,
     /// Unix time of the last successful poll, in seconds.
