@@ -10,7 +10,7 @@ use crate::cli::Cli;
 use crate::config::{self, Config, UsernameMode};
 use crate::demo::Demo;
 use crate::http::{self, HttpSettings};
-use crate::poll::{PortalPlan, Scheduler};
+use crate::poll::{DEFAULT_METADATA_REFRESH, PortalPlan, Scheduler};
 use crate::session::now_ms;
 use crate::snapshot::{ReloadStatus, Store};
 use crate::users::{LabelMode, UserSettings};
@@ -40,6 +40,8 @@ pub fn plans(config: &Config) -> Vec<PortalPlan> {
             max_pages: config.global.max_pages,
             duration_buckets: config.global.duration_buckets.clone(),
             per_user: user_settings(config),
+            arn: t.arn,
+            metadata_refresh: DEFAULT_METADATA_REFRESH,
         })
         .collect()
 }

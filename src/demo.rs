@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::aws::ClientKey;
-use crate::poll::PortalPlan;
+use crate::poll::{DEFAULT_METADATA_REFRESH, PortalPlan};
 use crate::sim::{RunningSim, SimConfig, Simulator};
 use crate::users::{LabelMode, UserSettings};
 
@@ -52,6 +52,9 @@ impl Demo {
                     max_users: 1000,
                     idle_ttl_ms: 24 * 3_600_000,
                 }),
+                // Learned from the sessions' portalArn, as for a portal configured by id.
+                arn: None,
+                metadata_refresh: DEFAULT_METADATA_REFRESH,
             })
             .collect();
         Ok(Demo {

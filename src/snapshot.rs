@@ -39,6 +39,27 @@ pub struct PortalSnapshot {
     pub api_requests: BTreeMap<String, u64>,
     /// API request errors by (operation, error code).
     pub api_errors: BTreeMap<(String, String), u64>,
+    /// Portal metadata from `GetPortal`; `None` when unknown or not permitted.
+    pub meta: Option<PortalMeta>,
+    /// Panics of this portal's task since the exporter started.
+    pub panics: u64,
+}
+
+/// Portal metadata for `workspacesweb_portal_info` and the capacity gauge.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortalMeta {
+    /// Portal ARN.
+    pub arn: String,
+    /// Region (from config or the ARN).
+    pub region: String,
+    /// Display name ("" when unset).
+    pub display_name: String,
+    /// Browser type ("" when unset).
+    pub browser_type: String,
+    /// Instance type ("" when unset).
+    pub instance_type: String,
+    /// `maxConcurrentSessions`, when set.
+    pub max_concurrent_sessions: Option<u64>,
 }
 
 /// The shared, lock-protected set of portal snapshots plus what readiness needs.

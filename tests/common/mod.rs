@@ -59,6 +59,8 @@ pub fn plan(portal_id: &str, interval: Duration, page_size: u32) -> PortalPlan {
         max_pages: 2000,
         duration_buckets: vec![60.0, 300.0, 900.0, 1800.0, 3600.0],
         per_user: None,
+        arn: None,
+        metadata_refresh: workspacesweb_exporter::poll::DEFAULT_METADATA_REFRESH,
     }
 }
 

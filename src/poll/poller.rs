@@ -1,155 +1,30 @@
-//! The scheduler: one task per portal, a jittered interval, a timeout per poll, a concurrency limit,
-//! and the staleness rule. Each successful poll feeds the portal's [`Ledger`] and publishes a snapshot.
-//!
-//! # One poll (incremental listing)
-//!
-//! 1. List every `Active` session (all pages).
-//! 2. List `Terminated` sessions sorted `StartTimeDescending`, stopping at the first page whose oldest
-//!    session started before the *watermark*: the start of the previous successful poll minus
-//!    [`SKEW_MARGIN_MS`] (on the first poll, T0 minus the margin).
-//! 3. Sessions the ledger still has open (active at an earlier poll, absent from this poll's active
-//!    listing) that step 2 did not return are fetched one by one with `GetSession`.
-//!
-//! Why nothing is missed: a session that terminated since the previous poll either started after the
-//! previous poll began (then its start is above the watermark and step 2 returns it, the margin
-//! absorbing clock skew between this host and the API), or started before it; in that case it was
-//! running while the previous poll listed active sessions, so it is open in the ledger and step 3
-//! resolves it. Why nothing is double counted: the ledger deduplicates by session id.
-//! Steady-state cost: ceil(active/page) + ceil(new terminated/page) + 1 `ListSessions` calls, plus
-//! one `GetSession` per vanished session that started before the watermark.
+//! One portal's poll loop: the incremental listing (see the module docs of [`crate::poll`]), the
+//! monthly-users backfill, portal metadata, plan updates, and the snapshot it publishes.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::Rng;
 use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::aws::{self, ApiError, ClientKey, Clients, ListQuery, PortalApi, SortOrder};
+use super::{
+    BACKFILL_PAGES_PER_CYCLE, BACKFILL_REACH_MS, PollError, PortalPlan, SKEW_MARGIN_MS,
+    STALE_INTERVALS, jitter,
+};
+use crate::aws::{
+    self, Clients, ListQuery, PortalApi, PortalInfo, SortOrder, portal_id_of_arn, region_of_arn,
+};
 use crate::ledger::{Ledger, LedgerSettings, month_bounds};
 use crate::session::{SessionRecord, SessionStatus, UnixMillis, now_ms};
-use crate::snapshot::{PortalSnapshot, Store};
-use crate::users::{UserLabels, UserSettings};
-
-/// Clock skew allowed between this host and the API when choosing the terminated-scan watermark.
-pub const SKEW_MARGIN_MS: UnixMillis = 60_000;
-
-/// State gauges are dropped after this many intervals without a successful poll.
-pub const STALE_INTERVALS: u32 = 5;
-
-/// Pages the monthly-active-users backfill reads per poll cycle (it resumes where it stopped).
-pub const BACKFILL_PAGES_PER_CYCLE: u32 = 100;
-
-/// How long before the month start the backfill reaches, to find sessions that started in the
-/// previous month and ended in this one (longer than the longest session the service allows).
-pub const BACKFILL_REACH_MS: UnixMillis = 24 * 3_600_000;
-
-/// Everything the scheduler needs to poll one portal.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PortalPlan {
-    /// Portal id.
-    pub portal_id: String,
-    /// Static labels (sorted by name).
-    pub labels: Vec<(String, String)>,
-    /// Which SDK client to use.
-    pub client: ClientKey,
-    /// Poll interval.
-    pub interval: Duration,
-    /// Bound on one poll.
-    pub timeout: Duration,
-    /// `maxResults` of each page.
-    pub page_size: u32,
-    /// Pages after which a listing gives up.
-    pub max_pages: u32,
-    /// Histogram buckets of session durations (seconds).
-    pub duration_buckets: Vec<f64>,
-    /// Per-user series, when enabled.
-    pub per_user: Option<UserSettings>,
-}
-
-/// Why a poll failed.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum PollError {
-    /// An API call failed (after the SDK's retries).
-    #[error("{0}")]
-    Api(#[from] ApiError),
-    /// A listing did not terminate properly (repeated token, too many pages).
-    #[error("{operation} pagination stopped: {reason}")]
-    Pagination {
-        /// Operation whose listing stopped.
-        operation: &'static str,
-        /// What went wrong.
-        reason: String,
-    },
-    /// The poll ran out of time.
-    #[error("poll timed out after {0:?} during {1}")]
-    Timeout(Duration, &'static str),
-}
-
-impl PollError {
-    /// The operation that failed.
-    pub fn operation(&self) -> &'static str {
-        match self {
-            PollError::Api(e) => e.operation,
-            PollError::Pagination { operation, .. } => operation,
-            PollError::Timeout(_, op) => op,
-        }
-    }
-
-    /// The `error` label value of this failure.
-    pub fn label(&self) -> &str {
-        match self {
-            PollError::Api(e) => &e.code,
-            PollError::Pagination { .. } => "other",
-            PollError::Timeout(..) => "timeout",
-        }
-    }
-}
-
-/// Running portal tasks and the means to stop them.
-#[derive(Debug)]
-pub struct Scheduler {
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Scheduler {
-    /// Declares the portals in `store` and starts one task per portal.
-    pub async fn start(
-        plans: Vec<PortalPlan>,
-        clients: &Clients,
-        store: Arc<Store>,
-        concurrency: usize,
-    ) -> Self {
-        store.set_owned(plans.iter().map(|p| p.portal_id.clone()));
-        let (stop, stop_rx) = watch::channel(false);
-        let permits = Arc::new(Semaphore::new(concurrency.max(1)));
-        let mut tasks = Vec::with_capacity(plans.len());
-        for plan in plans {
-            let counters = Arc::new(aws::ApiCounters::default());
-            let api = clients
-                .portal_api(&plan.client, &plan.portal_id, counters)
-                .await;
-            let poller = Poller::new(plan, api, store.clone());
-            tasks.push(tokio::spawn(poller.run(permits.clone(), stop_rx.clone())));
-        }
-        Scheduler { stop, tasks }
-    }
-
-    /// Stops every task (an in-flight poll is abandoned) and waits for them.
-    pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        for t in self.tasks {
-            let _ = t.await;
-        }
-    }
-}
+use crate::snapshot::{PortalMeta, PortalSnapshot, Store};
+use crate::users::UserLabels;
 
 /// One portal's poll loop and state.
-struct Poller {
+pub(super) struct Poller {
     plan: PortalPlan,
+    plan_rx: watch::Receiver<PortalPlan>,
+    clients: Clients,
     api: PortalApi,
     store: Arc<Store>,
     ledger: Option<Ledger>,
@@ -160,6 +35,11 @@ struct Poller {
     current_op: &'static str,
     users: Option<UserLabels>,
     backfill: Backfill,
+    /// Portal ARN: from the plan, or learned from the `portalArn` of the portal's own sessions.
+    arn: Option<String>,
+    info: Option<PortalInfo>,
+    metadata_due: Option<Instant>,
+    metadata_denied_logged: bool,
     snapshot: PortalSnapshot,
 }
 
@@ -173,14 +53,27 @@ struct Backfill {
 }
 
 impl Poller {
-    fn new(plan: PortalPlan, api: PortalApi, store: Arc<Store>) -> Self {
+    pub(super) fn new(
+        plan: PortalPlan,
+        plan_rx: watch::Receiver<PortalPlan>,
+        clients: Clients,
+        api: PortalApi,
+        store: Arc<Store>,
+        panics: u64,
+    ) -> Self {
+        let (requests, errors) = api.counters().snapshot();
         let snapshot = PortalSnapshot {
             portal_id: plan.portal_id.clone(),
             labels: plan.labels.clone(),
+            panics,
+            api_requests: requests,
+            api_errors: errors,
             ..Default::default()
         };
         store.publish(snapshot.clone());
         Poller {
+            plan_rx,
+            clients,
             api,
             store,
             ledger: None,
@@ -189,12 +82,16 @@ impl Poller {
             current_op: aws::LIST_SESSIONS,
             users: plan.per_user.clone().map(UserLabels::new),
             backfill: Backfill::default(),
+            arn: plan.arn.clone(),
+            info: None,
+            metadata_due: None,
+            metadata_denied_logged: false,
             snapshot,
             plan,
         }
     }
 
-    async fn run(mut self, permits: Arc<Semaphore>, mut stop: watch::Receiver<bool>) {
+    pub(super) async fn run(mut self, permits: Arc<Semaphore>, mut stop: watch::Receiver<bool>) {
         // First poll soon (readiness waits for it), spread a little so portals don't start in lockstep.
         let first = self.plan.interval.min(Duration::from_secs(10)) / 10;
         let mut next = tokio::time::Instant::now() + jitter(first, 1.0);
@@ -202,6 +99,17 @@ impl Poller {
             tokio::select! {
                 _ = tokio::time::sleep_until(next) => {}
                 _ = stop.changed() => return,
+                changed = self.plan_rx.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let old_interval = self.plan.interval;
+                    self.update_plan().await;
+                    if self.plan.interval < old_interval {
+                        next = next.min(tokio::time::Instant::now() + jitter(self.plan.interval, 0.05));
+                    }
+                    continue;
+                }
             }
             let scheduled = next;
             let Ok(permit) = permits.clone().acquire_owned().await else {
@@ -226,6 +134,12 @@ impl Poller {
                             warn!(portal_id = %self.plan.portal_id, operation = e.operation(), error = e.label(), message = %e, "monthly users backfill step failed; resuming next cycle");
                         }
                     }
+                    _ = stop.changed() => return,
+                }
+            }
+            if result.is_ok() {
+                tokio::select! {
+                    _ = self.metadata_step() => {}
                     _ = stop.changed() => return,
                 }
             }
@@ -327,6 +241,7 @@ impl Poller {
         let mut tokens = HashSet::new();
         for _ in 0..self.plan.max_pages {
             let page = self.api.list_sessions(&query).await?;
+            self.learn_arn(page.portal_arn.as_deref());
             let reached_watermark = stop_below.is_some_and(|w| {
                 page.sessions
                     .iter()
@@ -417,6 +332,117 @@ impl Poller {
         result
     }
 
+    /// Takes a new plan from a reload or discovery; the ledger and its counters stay unless the
+    /// histogram buckets change (a histogram cannot change its buckets: the portal restarts at T0).
+    async fn update_plan(&mut self) {
+        let new = self.plan_rx.borrow_and_update().clone();
+        if new.client != self.plan.client {
+            let counters = self.api.counters().clone();
+            self.api = self
+                .clients
+                .portal_api(&new.client, &new.portal_id, counters)
+                .await;
+        }
+        if new.duration_buckets != self.plan.duration_buckets {
+            self.ledger = None;
+            self.backfill = Backfill::default();
+            self.last_start_ms = None;
+            self.snapshot.totals = None;
+            self.snapshot.monthly_active_users = None;
+        }
+        if new.per_user != self.plan.per_user {
+            self.users = new.per_user.clone().map(UserLabels::new);
+            self.snapshot.users.clear();
+        }
+        if new.arn.is_some() && new.arn != self.plan.arn {
+            self.arn = new.arn.clone();
+            self.metadata_due = None;
+        }
+        if new.metadata_refresh < self.plan.metadata_refresh {
+            self.metadata_due = None;
+        }
+        self.snapshot.labels = new.labels.clone();
+        self.plan = new;
+        self.snapshot.meta = self.meta();
+        self.store.publish(self.snapshot.clone());
+    }
+
+    /// Adopts the `portalArn` of the portal's own sessions when it names this portal.
+    fn learn_arn(&mut self, arn: Option<&str>) {
+        if self.arn.is_none()
+            && let Some(arn) = arn
+            && portal_id_of_arn(arn) == Some(self.plan.portal_id.as_str())
+        {
+            self.arn = Some(arn.to_string());
+        }
+    }
+
+    /// Refreshes portal metadata with `GetPortal` when due. AccessDenied is not a poll failure:
+    /// the info series are absent and a warning is logged once.
+    async fn metadata_step(&mut self) {
+        let Some(arn) = self.arn.clone() else {
+            return;
+        };
+        if self.metadata_due.is_some_and(|due| Instant::now() < due) {
+            return;
+        }
+        let portal_id = self.plan.portal_id.as_str();
+        let refresh = Instant::now() + self.plan.metadata_refresh;
+        match tokio::time::timeout(self.plan.timeout, self.api.get_portal(&arn)).await {
+            Ok(Ok(info)) => {
+                self.info = info;
+                self.metadata_due = Some(refresh);
+            }
+            Ok(Err(e)) if e.is_access_denied() => {
+                if !self.metadata_denied_logged {
+                    warn!(portal_id, operation = e.operation, error = %e.code, "GetPortal is not permitted; portal info series are absent");
+                    self.metadata_denied_logged = true;
+                }
+                self.info = None;
+                self.metadata_due = Some(refresh);
+            }
+            Ok(Err(e)) if e.code == "ResourceNotFoundException" => {
+                self.info = None;
+                self.metadata_due = Some(refresh);
+            }
+            Ok(Err(e)) => {
+                debug!(portal_id, operation = e.operation, error = %e.code, message = %e.message, "GetPortal failed; retrying next cycle");
+            }
+            Err(_) => {
+                self.api.counters().error(aws::GET_PORTAL, "timeout");
+                debug!(
+                    portal_id,
+                    operation = aws::GET_PORTAL,
+                    error = "timeout",
+                    "GetPortal timed out; retrying next cycle"
+                );
+            }
+        }
+        self.snapshot.meta = self.meta();
+    }
+
+    /// The `portal_info` labels and capacity, when metadata is known.
+    fn meta(&self) -> Option<PortalMeta> {
+        let info = self.info.as_ref()?;
+        let region = self
+            .plan
+            .client
+            .region
+            .clone()
+            .or_else(|| region_of_arn(&info.arn).map(str::to_string))
+            .unwrap_or_default();
+        Some(PortalMeta {
+            arn: info.arn.clone(),
+            region,
+            display_name: info.display_name.clone().unwrap_or_default(),
+            browser_type: info.browser_type.clone().unwrap_or_default(),
+            instance_type: info.instance_type.clone().unwrap_or_default(),
+            max_concurrent_sessions: info
+                .max_concurrent_sessions
+                .and_then(|m| u64::try_from(m).ok()),
+        })
+    }
+
     /// Updates the snapshot after a poll and publishes it.
     fn finish(&mut self, result: Result<(), PollError>, start_ms: UnixMillis, took: Duration) {
         let portal_id = self.plan.portal_id.as_str();
@@ -464,10 +490,4 @@ impl Poller {
         snap.api_errors = errors;
         self.store.publish(snap.clone());
     }
-}
-
-/// `base` scaled by a uniform factor in [1 - spread, 1 + spread] (spread 1.0: [0, 2·base]).
-fn jitter(base: Duration, spread: f64) -> Duration {
-    let f = rand::rng().random_range((1.0 - spread).max(0.0)..=(1.0 + spread));
-    base.mul_f64(f)
 }
