@@ -339,6 +339,11 @@ impl Clients {
 }
 
 impl RegionApi {
+    /// The counters this handle counts into.
+    pub fn counters(&self) -> &Arc<ApiCounters> {
+        &self.counters
+    }
+
     /// Fetches one page of `ListPortals`.
     pub async fn list_portals(
         &self,
