@@ -521,8 +521,8 @@ fn kubernetes_manifests_render_validate_and_are_hardened() {
         &["version", "--client"],
         "kubectl, for `kubectl kustomize`",
     ) || !have(
-        "kubernetes-validate",
-        &["--version"],
+        "python3",
+        &["-m", "kubernetes_validate", "--version"],
         "pip install kubernetes-validate==1.37.0",
     ) {
         return;
@@ -538,8 +538,14 @@ fn kubernetes_manifests_render_validate_and_are_hardened() {
         std::fs::write(&file, &text).expect("write rendered manifests");
         // Schema validation of the built-in kinds, rejecting unknown fields. The two Prometheus
         // Operator kinds have no bundled schema; they are checked structurally below.
-        let (ok, out, err) = run(Command::new("kubernetes-validate")
-            .args(["--strict", "--quiet", "--no-warn"])
+        let (ok, out, err) = run(Command::new("python3")
+            .args([
+                "-m",
+                "kubernetes_validate",
+                "--strict",
+                "--quiet",
+                "--no-warn",
+            ])
             .arg(&file));
         assert!(ok, "kubernetes-validate {variant}:\n{out}{err}");
         rendered.push((variant, yaml_docs(&text)));
@@ -641,16 +647,23 @@ fn the_configmap_config_passes_the_exporters_own_config_check() {
 #[test]
 fn systemd_unit_verifies_and_is_hardened() {
     let unit_text = read(&deploy("systemd/workspacesweb-exporter.service"));
+    // Each directive on a line of its own (not commented out).
     for directive in [
         "DynamicUser=yes",
         "ProtectSystem=strict",
         "NoNewPrivileges=yes",
         "ProtectHome=yes",
         "PrivateTmp=yes",
-        "CapabilityBoundingSet=\n",
+        "PrivateDevices=yes",
+        "CapabilityBoundingSet=",
+        "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
+        "SystemCallFilter=@system-service",
         "EnvironmentFile=-/etc/default/workspacesweb-exporter",
     ] {
-        assert!(unit_text.contains(directive), "unit lacks {directive:?}");
+        assert!(
+            unit_text.lines().any(|l| l.trim() == directive),
+            "unit lacks {directive:?}"
+        );
     }
     // The environment file: comments and KEY=VALUE lines only.
     for line in read(&deploy("systemd/workspacesweb-exporter.env")).lines() {
