@@ -936,8 +936,10 @@ fn dashboard_structure_is_templated_and_consistent() {
         for t in targets {
             assert_eq!(t["datasource"]["uid"], "${datasource}", "{}", p["title"]);
             let e = t["expr"].as_str().unwrap();
-            // Portal-level series are filtered by the portal and static-label variables.
-            if e.contains("workspacesweb_") && !e.contains("build_info") {
+            // Portal-level series are filtered by the portal and static-label variables
+            // (not the build info, nor account-level recorded series).
+            if e.contains("workspacesweb_") && !e.contains("build_info") && !e.contains("account:")
+            {
                 assert!(
                     e.contains("portal_id=~\"$portal_id\"") && e.contains("env=~\"$env\""),
                     "{}: {e}",
