@@ -1012,3 +1012,45 @@ fn json_log_lines_have_no_duplicate_keys() {
         assert_eq!(keys.len(), total, "duplicate keys in {line}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// A request in flight when SIGTERM arrives is answered
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_request_in_flight_at_sigterm_is_answered() {
+    use std::io::Write;
+    let mut exporter = Exporter::start(&["--demo"], &[]);
+    exporter.wait_ready();
+    // Half a request: the head is not complete yet.
+    let mut conn = std::net::TcpStream::connect(&exporter.addr).expect("connect");
+    conn.set_read_timeout(Some(EXIT_LIMIT)).expect("timeout");
+    write!(conn, "GET /metrics HTTP/1.1\r\nHost: {}\r\n", exporter.addr).expect("write");
+    conn.flush().expect("flush");
+    // A second connection is served: the single accept loop took the first one before it.
+    assert_eq!(exporter.get("/-/healthy").0, 200);
+    let pid = exporter.child.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill(1) runs")
+            .success()
+    );
+    // Draining has begun once new connections are refused.
+    let refused = poll_until(READY_LIMIT, || {
+        std::net::TcpStream::connect(&exporter.addr)
+            .err()
+            .filter(|e| e.kind() == std::io::ErrorKind::ConnectionRefused)
+    });
+    assert!(refused.is_some(), "listener still open after SIGTERM");
+    // Finish the request; it is answered in full.
+    write!(conn, "Connection: close\r\n\r\n").expect("finish the request");
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw).expect("read the response");
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+    assert!(text.contains("workspacesweb_up{"), "{text}");
+    let status = wait_exit(&mut exporter.child.0, EXIT_LIMIT).expect("exits");
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", exporter.stderr());
+}
