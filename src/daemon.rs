@@ -78,6 +78,8 @@ pub fn check(cli: &Cli) -> ExitCode {
 
 /// Runs the exporter until SIGTERM/SIGINT.
 pub async fn run(cli: Cli) -> ExitCode {
+    // Installed first: a SIGTERM during startup must not kill the process (exit 0, SPEC section 3).
+    let shutdown = shutdown_signal();
     let settings = HttpSettings {
         listen_addresses: cli.listen_addresses.clone(),
         telemetry_path: cli.telemetry_path.clone(),
@@ -145,30 +147,53 @@ pub async fn run(cli: Cli) -> ExitCode {
     });
     info!(version = crate::VERSION, portals = plans.len(), "starting");
     let scheduler = Scheduler::start(plans, &clients, store.clone(), concurrency).await;
-    http::serve(listeners, store, settings, shutdown_signal()).await;
+    http::serve(listeners, store, settings, shutdown).await;
     scheduler.shutdown().await;
     info!("stopped");
     ExitCode::SUCCESS
 }
 
 /// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+///
+/// The handlers are installed when this is called, not when the future is first polled: `run`
+/// calls it before its startup (config, AWS region chain, demo, bind), so that a signal arriving
+/// then is kept and ends the exporter cleanly as soon as it serves, instead of killing it.
+#[cfg(unix)]
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        let term = async {
+            match term {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        let int = async {
+            match int {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        };
+        tokio::select! {
+            _ = int => info!(signal = "SIGINT", "shutting down"),
+            _ = term => info!(signal = "SIGTERM", "shutting down"),
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => info!(signal = "SIGINT", "shutting down"),
-        _ = term => info!(signal = "SIGTERM", "shutting down"),
+    }
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+        info!(signal = "SIGINT", "shutting down");
     }
 }
