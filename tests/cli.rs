@@ -1054,3 +1054,48 @@ fn a_request_in_flight_at_sigterm_is_answered() {
     let status = wait_exit(&mut exporter.child.0, EXIT_LIMIT).expect("exits");
     assert_eq!(status.code(), Some(0), "stderr:\n{}", exporter.stderr());
 }
+
+// ---------------------------------------------------------------------------------------------
+// SIGTERM during startup
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn sigterm_during_startup_is_a_clean_shutdown() {
+    // The SDK's region chain asks the instance metadata service when no region is configured;
+    // pointed at a black hole, that holds the exporter in its startup for a while.
+    let imds = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let imds_url = format!("http://{}", imds.local_addr().expect("addr"));
+    imds.set_nonblocking(true).expect("nonblocking");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config_file(
+        dir.path(),
+        "exporter.yaml",
+        &format!("portals:\n  - id: {ID}\n    endpoint_url: http://127.0.0.1:9\n"),
+    );
+    let mut exporter = Exporter::start(
+        &["--config.file", config.to_str().expect("utf-8 path")],
+        &[
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds_url.as_str()),
+            ("AWS_ACCESS_KEY_ID", "AKIDTEST"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_CONFIG_FILE", "/nonexistent"),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
+        ],
+    );
+    // Startup is under way once the SDK has connected to the metadata "service".
+    let held =
+        poll_until(READY_LIMIT, || imds.accept().ok().map(|(s, _)| s)).unwrap_or_else(|| {
+            panic!(
+                "the SDK never asked for metadata; stderr:\n{}",
+                exporter.stderr()
+            )
+        });
+    let status = exporter.signal_and_wait("TERM");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{status}; stderr:\n{}",
+        exporter.stderr()
+    );
+    drop(held);
+}
