@@ -400,10 +400,19 @@ fn bad_flags_exit_1_not_2() {
     // Each would otherwise start the demo; a free port keeps a regression from colliding.
     let addr = format!("127.0.0.1:{}", free_port());
     let cases: [(&[&str], &str); 6] = [
-        (&["--nope"], "--nope"),
-        (&["--log.level", "loud"], "loud"),
-        (&["--log.format", "xml"], "xml"),
-        (&["--web.max-connections", "0"], "0"),
+        (&["--nope"], "unexpected argument '--nope'"),
+        (
+            &["--log.level", "loud"],
+            "invalid value 'loud' for '--log.level",
+        ),
+        (
+            &["--log.format", "xml"],
+            "invalid value 'xml' for '--log.format",
+        ),
+        (
+            &["--web.max-connections", "0"],
+            "invalid value '0' for '--web.max-connections",
+        ),
         (
             &["--web.telemetry-path", "nope"],
             "invalid telemetry path \"nope\"",
