@@ -48,6 +48,8 @@ pub fn check(cli: &Cli) -> ExitCode {
 
 /// Runs the exporter until SIGTERM/SIGINT.
 pub async fn run(cli: Cli) -> ExitCode {
+    // Installed first: a SIGTERM during startup must not kill the process (exit 0, SPEC section 3).
+    let shutdown = shutdown_signal();
     let settings = HttpSettings {
         listen_addresses: cli.listen_addresses.clone(),
         telemetry_path: cli.telemetry_path.clone(),
@@ -128,7 +130,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     let control = tokio::spawn(reconciler.run(commands_rx, stop_rx));
     let hup = tokio::spawn(reload_on_sighup(commands.clone()));
 
-    http::serve(listeners, store, settings, shutdown_signal()).await;
+    http::serve(listeners, store, settings, shutdown).await;
     hup.abort();
     let _ = stop.send(true);
     let _ = control.await;
@@ -169,23 +171,46 @@ async fn reload_on_sighup(commands: mpsc::Sender<Command>) {
 }
 
 /// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+///
+/// The handlers are installed when this is called, not when the future is first polled: `run`
+/// calls it before its startup (config, AWS region chain, demo, bind), so that a signal arriving
+/// then is kept and ends the exporter cleanly as soon as it serves, instead of killing it.
+#[cfg(unix)]
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        let term = async {
+            match term {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        let int = async {
+            match int {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        };
+        tokio::select! {
+            _ = int => info!(signal = "SIGINT", "shutting down"),
+            _ = term => info!(signal = "SIGTERM", "shutting down"),
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => info!(signal = "SIGINT", "shutting down"),
-        _ = term => info!(signal = "SIGTERM", "shutting down"),
+    }
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+        info!(signal = "SIGINT", "shutting down");
     }
 }

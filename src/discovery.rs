@@ -115,7 +115,7 @@ pub async fn spawn(
             match &result {
                 Ok(p) => debug!(region = %key.region, portals = p.len(), "portals discovered"),
                 Err(e) => {
-                    warn!(region = %key.region, operation = e.operation, error = %e.code, message = %e.message, "portal discovery failed; keeping the previous list")
+                    warn!(region = %key.region, operation = e.operation, error = %e.code, detail = %e.message, "portal discovery failed; keeping the previous list")
                 }
             }
             if tx

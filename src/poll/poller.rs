@@ -134,7 +134,7 @@ impl Poller {
                 tokio::select! {
                     r = tokio::time::timeout(self.plan.timeout, self.backfill_step(start_ms)) => {
                         if let Err(e) = r.unwrap_or(Err(PollError::Timeout(self.plan.timeout, aws::LIST_SESSIONS))) {
-                            warn!(portal_id = %self.plan.portal_id, operation = e.operation(), error = e.label(), message = %e, "monthly users backfill step failed; resuming next cycle");
+                            warn!(portal_id = %self.plan.portal_id, operation = e.operation(), error = e.label(), detail = %e, "monthly users backfill step failed; resuming next cycle");
                         }
                     }
                     _ = stop.changed() => return,
@@ -420,7 +420,7 @@ impl Poller {
                 self.metadata_due = Some(refresh);
             }
             Ok(Err(e)) => {
-                debug!(portal_id, operation = e.operation, error = %e.code, message = %e.message, "GetPortal failed; retrying next cycle");
+                debug!(portal_id, operation = e.operation, error = %e.code, detail = %e.message, "GetPortal failed; retrying next cycle");
             }
             Err(_) => {
                 self.api.counters().error(aws::GET_PORTAL, "timeout");
@@ -487,9 +487,9 @@ impl Poller {
                     self.api.counters().error(err.operation(), "timeout");
                 }
                 if was_up {
-                    warn!(portal_id, operation = err.operation(), error = err.label(), message = %err, "poll failed");
+                    warn!(portal_id, operation = err.operation(), error = err.label(), detail = %err, "poll failed");
                 } else {
-                    debug!(portal_id, operation = err.operation(), error = err.label(), message = %err, "poll failed again");
+                    debug!(portal_id, operation = err.operation(), error = err.label(), detail = %err, "poll failed again");
                 }
                 snap.up = false;
                 snap.last_error = Some(err.to_string());

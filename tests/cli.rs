@@ -1,0 +1,1113 @@
+//! The exporter binary from the outside, over loopback: `--config.check`, flags and exit codes,
+//! bind failures, graceful shutdown on signals, JSON logs, the AWS SDK's own credential, region
+//! and endpoint chains against the simulator binary, and the landing page and gzip exposition.
+
+mod common;
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use common::{Child, free_port, http_get, http_get_with, poll_until, wait_exit};
+
+const EXPORTER: &str = env!("CARGO_BIN_EXE_workspacesweb-exporter");
+const SIM: &str = env!("CARGO_BIN_EXE_workspacesweb-sim");
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+const ID: &str = "11111111-2222-3333-4444-555555555555";
+const ID2: &str = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
+
+/// Hang guard for a process expected to exit on its own (not a timing assertion).
+const EXIT_LIMIT: Duration = Duration::from_secs(30);
+/// Hang guard for readiness (the demo is ready in about 2 s).
+const READY_LIMIT: Duration = Duration::from_secs(45);
+
+/// A command for the exporter with no `AWS_*` variable of the caller's environment, so that a
+/// developer's profile or endpoint cannot leak into a test.
+fn exporter() -> Command {
+    let mut cmd = Command::new(EXPORTER);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("AWS_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// What a process that ran to its end left behind.
+struct Finished {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Finished {
+    fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+}
+
+/// Runs `cmd` to its exit (bounded by [`EXIT_LIMIT`]), capturing stdout and stderr in files so
+/// that a chatty process can never block on a full pipe.
+fn run_to_exit(cmd: &mut Command) -> Finished {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    cmd.stdout(File::create(&out).expect("stdout file"))
+        .stderr(File::create(&err).expect("stderr file"));
+    let mut child = Child(cmd.spawn().expect("process starts"));
+    let status = wait_exit(&mut child.0, EXIT_LIMIT).unwrap_or_else(|| {
+        panic!(
+            "{cmd:?} still running after {EXIT_LIMIT:?}; stderr:\n{}",
+            read(&err)
+        )
+    });
+    Finished {
+        status,
+        stdout: read(&out),
+        stderr: read(&err),
+    }
+}
+
+fn run(args: &[&str]) -> Finished {
+    run_to_exit(exporter().args(args))
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Writes `text` as a config file in `dir` and returns its path.
+fn config_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// `--config.check --config.file <path>`.
+fn check(path: &Path) -> Finished {
+    run(&[
+        "--config.check",
+        "--config.file",
+        path.to_str().expect("utf-8 path"),
+    ])
+}
+
+/// A running exporter on a free loopback port, stderr captured in a file, killed on drop.
+struct Exporter {
+    child: Child,
+    addr: String,
+    stderr: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Exporter {
+    fn start(args: &[&str], envs: &[(&str, &str)]) -> Exporter {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stderr = dir.path().join("stderr");
+        let addr = format!("127.0.0.1:{}", free_port());
+        let child = exporter()
+            .args(args)
+            .args(["--web.listen-address", &addr])
+            .envs(envs.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(File::create(&stderr).expect("stderr file"))
+            .spawn()
+            .expect("exporter starts");
+        Exporter {
+            child: Child(child),
+            addr,
+            stderr,
+            _dir: dir,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        read(&self.stderr)
+    }
+
+    /// Waits for `/-/ready` to answer 200; fails at once if the exporter exits instead.
+    fn wait_ready(&mut self) {
+        let mut exited = None;
+        let ready = poll_until(READY_LIMIT, || {
+            if let Ok(Some(status)) = self.child.0.try_wait() {
+                exited = Some(status);
+                return Some(false);
+            }
+            http_get(&self.addr, "/-/ready")
+                .ok()
+                .filter(|r| r.0 == 200)
+                .map(|_| true)
+        });
+        match (ready, exited) {
+            (Some(true), _) => {}
+            (_, Some(status)) => panic!(
+                "exporter exited ({status}) before it was ready; stderr:\n{}",
+                self.stderr()
+            ),
+            _ => panic!(
+                "exporter not ready after {READY_LIMIT:?}; stderr:\n{}",
+                self.stderr()
+            ),
+        }
+    }
+
+    /// Sends `signal` (`TERM`, `INT`) with kill(1) and waits for the exit.
+    fn signal_and_wait(&mut self, signal: &str) -> ExitStatus {
+        let pid = self.child.0.id().to_string();
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .expect("kill(1) runs");
+        assert!(sent.success(), "kill -{signal} {pid} failed");
+        wait_exit(&mut self.child.0, EXIT_LIMIT).unwrap_or_else(|| {
+            panic!(
+                "exporter still running {EXIT_LIMIT:?} after SIG{signal}; stderr:\n{}",
+                self.stderr()
+            )
+        })
+    }
+
+    fn get(&self, path: &str) -> (u16, String, Vec<u8>) {
+        http_get(&self.addr, path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    fn metrics(&self) -> String {
+        let (status, _, body) = self.get("/metrics");
+        assert_eq!(status, 200, "GET /metrics");
+        String::from_utf8(body).expect("exposition is UTF-8")
+    }
+}
+
+/// One sample of the text exposition: name, the label set as written, value.
+#[derive(Debug)]
+struct Sample {
+    name: String,
+    labels: String,
+    value: f64,
+}
+
+/// The samples of a text exposition (label values in these tests hold no spaces or braces).
+fn samples(exposition: &str) -> Vec<Sample> {
+    exposition
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|line| {
+            let (series, value) = line
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("sample without value: {line:?}"));
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => (name, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            Sample {
+                name: name.to_string(),
+                labels: labels.to_string(),
+                value: value
+                    .parse()
+                    .unwrap_or_else(|_| panic!("bad value in {line:?}")),
+            }
+        })
+        .collect()
+}
+
+/// The samples of metric `name` for `portal_id`.
+fn portal_samples<'a>(all: &'a [Sample], name: &str, portal_id: &str) -> Vec<&'a Sample> {
+    let label = format!("portal_id=\"{portal_id}\"");
+    all.iter()
+        .filter(|s| s.name == name && s.labels.split(',').any(|l| l == label))
+        .collect()
+}
+
+/// The one value of metric `name` for `portal_id`.
+fn portal_value(all: &[Sample], name: &str, portal_id: &str) -> f64 {
+    match portal_samples(all, name, portal_id).as_slice() {
+        [one] => one.value,
+        other => panic!("expected one {name} sample for {portal_id}, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1, 2. --config.check and missing files
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn config_check_prints_the_summary_of_a_valid_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = config_file(
+        dir.path(),
+        "exporter.yaml",
+        &format!(
+            "global:\n  region: eu-west-1\n  interval: 2m\n  labels: {{env: prod}}\nportals:\n  - id: {ID}\n  - id: {ID2}\n    interval: 30s\n    labels: {{team: support}}\n"
+        ),
+    );
+    let out = check(&path);
+    assert_eq!(out.code(), Some(0), "stderr:\n{}", out.stderr);
+    assert_eq!(
+        out.stderr, "",
+        "a valid file without warnings prints nothing on stderr"
+    );
+    let s = &out.stdout;
+    assert!(
+        s.starts_with(
+            "global: region=eu-west-1 interval=2m timeout=30s page_size=100 concurrency=4"
+        ),
+        "{s}"
+    );
+    assert!(s.contains("per_user: disabled\n"), "{s}");
+    assert!(s.contains("portals: 2\n"), "{s}");
+    assert!(
+        s.contains(&format!(
+            "  - {ID} region=eu-west-1 interval=2m timeout=30s labels={{env=\"prod\"}}"
+        )),
+        "{s}"
+    );
+    assert!(
+        s.contains(&format!(
+            "  - {ID2} region=eu-west-1 interval=30s timeout=24s"
+        )),
+        "{s}"
+    );
+    assert!(s.contains("team=\"support\""), "{s}");
+    assert!(s.contains("discovery: 0\n"), "{s}");
+}
+
+#[test]
+fn config_check_warns_on_stderr_and_still_succeeds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = config_file(
+        dir.path(),
+        "fast.yaml",
+        &format!("global:\n  interval: 5s\nportals:\n  - id: {ID}\n"),
+    );
+    let out = check(&path);
+    assert_eq!(out.code(), Some(0), "stderr:\n{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "warning: {}:2:13: global.interval: interval 5s is below 10s: expect API throttling and load\n",
+            path.display()
+        )
+    );
+    assert!(out.stdout.contains("portals: 1\n"), "{}", out.stdout);
+}
+
+#[test]
+fn config_check_rejects_invalid_files_naming_file_line_and_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // (file name, text, the exact first line of stderr after "<path>:")
+    let cases = [
+        (
+            "unknown-key.yaml",
+            format!("global:\n  region: us-east-1\nportals:\n  - id: {ID}\n    intervall: 30s\n"),
+            "5:5: portals[0].intervall: unknown key \"intervall\"; expected one of `id`, `arn`, `region`, `role_arn`, `external_id`, `endpoint_url`, `interval`, `labels`".to_string(),
+        ),
+        (
+            "bad-duration.yaml",
+            format!("portals:\n  - id: {ID}\n  - id: {ID2}\n    interval: 5x\n"),
+            "4:15: portals[1].interval: invalid duration \"5x\": expected a number followed by ms, s, m or h".to_string(),
+        ),
+        (
+            "timeout.yaml",
+            format!("# comment\nglobal:\n  interval: 30s\n  timeout: 45s\nportals:\n  - id: {ID}\n"),
+            "4:12: global.timeout: timeout (45s) must be less than interval (30s)".to_string(),
+        ),
+    ];
+    for (name, text, expected) in cases {
+        let path = config_file(dir.path(), name, &text);
+        let out = check(&path);
+        assert_eq!(out.code(), Some(1), "{name}: stderr:\n{}", out.stderr);
+        assert_eq!(out.stdout, "", "{name}: no summary for an invalid file");
+        let first = out.stderr.lines().next().unwrap_or_default();
+        assert_eq!(first, format!("{}:{expected}", path.display()), "{name}");
+    }
+}
+
+#[test]
+fn config_check_accepts_discovery_and_checks_the_shard_index_source() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = config_file(
+        dir.path(),
+        "discovery.yaml",
+        "discovery:\n  - regions: [us-east-1]\n",
+    );
+    let out = check(&path);
+    assert_eq!(out.code(), Some(0), "stderr:\n{}", out.stderr);
+
+    let path = config_file(
+        dir.path(),
+        "shard.yaml",
+        "discovery:\n  - regions: [us-east-1]\nsharding:\n  total: 2\n  index_from_env: WSW_TEST_SHARD_INDEX_UNSET\n",
+    );
+    let out = check(&path);
+    assert_eq!(out.code(), Some(1), "stderr:\n{}", out.stderr);
+    assert!(out.stderr.contains("sharding.index_from_env"), "{}", out.stderr);
+    assert!(out.stderr.contains(&path.display().to_string()), "{}", out.stderr);
+}
+
+#[test]
+fn missing_config_file_exits_1_naming_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("does-not-exist.yaml");
+    let shown = path.display().to_string();
+    // Starting the exporter (no --demo): it must stop before binding.
+    let addr = format!("127.0.0.1:{}", free_port());
+    let out = run(&["--config.file", &shown, "--web.listen-address", &addr]);
+    assert_eq!(out.code(), Some(1), "stderr:\n{}", out.stderr);
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.starts_with(&format!("{shown}: cannot read config file: "))),
+        "{}",
+        out.stderr
+    );
+    // And --config.check says the same.
+    let out = check(&path);
+    assert_eq!(out.code(), Some(1), "stderr:\n{}", out.stderr);
+    assert!(
+        out.stderr
+            .starts_with(&format!("{shown}: cannot read config file: ")),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn the_default_config_file_is_looked_up_in_the_working_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run_to_exit(exporter().current_dir(dir.path()).arg("--config.check"));
+    assert_eq!(out.code(), Some(1), "stderr:\n{}", out.stderr);
+    assert!(
+        out.stderr
+            .starts_with("workspacesweb-exporter.yaml: cannot read config file: "),
+        "{}",
+        out.stderr
+    );
+    config_file(
+        dir.path(),
+        "workspacesweb-exporter.yaml",
+        &format!("portals:\n  - id: {ID}\n"),
+    );
+    let out = run_to_exit(exporter().current_dir(dir.path()).arg("--config.check"));
+    assert_eq!(out.code(), Some(0), "stderr:\n{}", out.stderr);
+    assert!(out.stdout.contains(&format!("  - {ID} ")), "{}", out.stdout);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Flags
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn bad_flags_exit_1_not_2() {
+    // Each would otherwise start the demo; a free port keeps a regression from colliding.
+    let addr = format!("127.0.0.1:{}", free_port());
+    let cases: [(&[&str], &str); 6] = [
+        (&["--nope"], "unexpected argument '--nope'"),
+        (
+            &["--log.level", "loud"],
+            "invalid value 'loud' for '--log.level",
+        ),
+        (
+            &["--log.format", "xml"],
+            "invalid value 'xml' for '--log.format",
+        ),
+        (
+            &["--web.max-connections", "0"],
+            "invalid value '0' for '--web.max-connections",
+        ),
+        (
+            &["--web.telemetry-path", "nope"],
+            "invalid telemetry path \"nope\"",
+        ),
+        (
+            &["--web.listen-address", "nowhere"],
+            "invalid listen address \"nowhere\"",
+        ),
+    ];
+    for (args, named) in cases {
+        let listen: &[&str] = if args[0] == "--web.listen-address" {
+            &[]
+        } else {
+            &["--web.listen-address", &addr]
+        };
+        let out = run_to_exit(exporter().arg("--demo").args(listen).args(args));
+        assert_eq!(out.code(), Some(1), "{args:?}: stderr:\n{}", out.stderr);
+        assert!(
+            out.stderr.contains(named),
+            "{args:?}: stderr:\n{}",
+            out.stderr
+        );
+        assert_eq!(out.stdout, "", "{args:?}");
+    }
+}
+
+#[test]
+fn version_and_help_exit_0_on_stdout() {
+    let out = run(&["--version"]);
+    assert_eq!(out.code(), Some(0), "stderr:\n{}", out.stderr);
+    assert!(
+        out.stdout.starts_with(&format!(
+            "workspacesweb-exporter, version {VERSION} (revision: "
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("rustc: "), "{}", out.stdout);
+    assert_eq!(out.stderr, "");
+
+    for flag in ["--help", "-h"] {
+        let out = run(&[flag]);
+        assert_eq!(out.code(), Some(0), "{flag}: stderr:\n{}", out.stderr);
+        for documented in [
+            "--config.file",
+            "--config.check",
+            "--web.listen-address",
+            "--web.telemetry-path",
+            "--web.max-connections",
+            "--log.level",
+            "--log.format",
+            "--demo",
+            "--version",
+        ] {
+            assert!(out.stdout.contains(documented), "{flag} lacks {documented}");
+        }
+        assert_eq!(out.stderr, "", "{flag}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Bind failures
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn an_address_in_use_exits_2_naming_it() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let busy = held.local_addr().expect("addr").to_string();
+    let out = run(&["--demo", "--web.listen-address", &busy]);
+    assert_eq!(out.code(), Some(2), "stderr:\n{}", out.stderr);
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.starts_with(&format!("cannot listen on {busy}: "))),
+        "{}",
+        out.stderr
+    );
+
+    // With several addresses, the one that fails is named, even when the first one bound.
+    let free = format!("127.0.0.1:{}", free_port());
+    let out = run(&[
+        "--demo",
+        "--web.listen-address",
+        &free,
+        "--web.listen-address",
+        &busy,
+    ]);
+    assert_eq!(out.code(), Some(2), "stderr:\n{}", out.stderr);
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.starts_with(&format!("cannot listen on {busy}: "))),
+        "{}",
+        out.stderr
+    );
+    drop(held);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Graceful shutdown
+// ---------------------------------------------------------------------------------------------
+
+fn shuts_down_cleanly_on(signal: &str) {
+    let mut exporter = Exporter::start(&["--demo"], &[]);
+    exporter.wait_ready();
+    assert_eq!(exporter.get("/-/healthy").0, 200);
+    let status = exporter.signal_and_wait(signal);
+    let stderr = exporter.stderr();
+    assert_eq!(status.code(), Some(0), "SIG{signal}: stderr:\n{stderr}");
+    assert!(
+        stderr.contains(&format!("message=\"shutting down\" signal=SIG{signal}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("message=stopped"), "{stderr}");
+    let err =
+        std::net::TcpStream::connect(&exporter.addr).expect_err("the port is closed after exit");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+}
+
+#[test]
+fn sigterm_shuts_down_with_exit_0_and_closes_the_port() {
+    shuts_down_cleanly_on("TERM");
+}
+
+#[test]
+fn sigint_shuts_down_with_exit_0_and_closes_the_port() {
+    shuts_down_cleanly_on("INT");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. The SDK's own credential, region and endpoint chains, against the simulator binary
+// ---------------------------------------------------------------------------------------------
+
+/// The simulator binary on a port of its choosing: its endpoint URL and portal ids, from the lines
+/// it prints once it listens.
+struct Sim {
+    _child: Child,
+    endpoint: String,
+    portals: Vec<String>,
+}
+
+fn start_sim(seed: u64, portals: usize) -> Sim {
+    let mut child = Child(
+        Command::new(SIM)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--seed",
+                &seed.to_string(),
+                "--portals",
+                &portals.to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("simulator starts"),
+    );
+    let stdout = child.0.stdout.take().expect("piped stdout");
+    // Read on a thread so that a silent simulator fails the test instead of hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        let head: Vec<String> = lines
+            .by_ref()
+            .take(1 + portals)
+            .map_while(Result::ok)
+            .collect();
+        let _ = tx.send(head);
+        // Keep draining so the simulator never blocks on a full pipe.
+        for _ in lines {}
+    });
+    let head = rx
+        .recv_timeout(EXIT_LIMIT)
+        .expect("simulator printed its address and portals");
+    assert_eq!(head.len(), 1 + portals, "simulator output: {head:?}");
+    let endpoint = head[0]
+        .strip_prefix("listening ")
+        .unwrap_or_else(|| panic!("first line: {:?}", head[0]))
+        .to_string();
+    assert!(endpoint.starts_with("http://127.0.0.1:"), "{endpoint}");
+    let portals = head[1..]
+        .iter()
+        .map(|line| {
+            let mut words = line.split(' ');
+            assert_eq!(words.next(), Some("portal"), "{line}");
+            let id = words.next().expect("portal id").to_string();
+            let arn = words.next().expect("portal arn");
+            assert!(arn.ends_with(&format!(":portal/{id}")), "{line}");
+            id
+        })
+        .collect();
+    Sim {
+        _child: child,
+        endpoint,
+        portals,
+    }
+}
+
+/// Runs the exporter with no `endpoint_url` in its config, the endpoint given by the environment
+/// variable `endpoint_var`, credentials and region from the environment only, and checks that
+/// both portals of the simulator poll successfully.
+fn sdk_environment_reaches_the_simulator(endpoint_var: &str) {
+    let sim = start_sim(7, 2);
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The first portal names its region; the second takes it from AWS_REGION (the simulator
+    // checks the SigV4 region against the portal's).
+    let config = config_file(
+        dir.path(),
+        "exporter.yaml",
+        &format!(
+            "global:\n  interval: 60s\n  labels: {{env: sim}}\nportals:\n  - id: {}\n    region: us-east-1\n  - id: {}\n",
+            sim.portals[0], sim.portals[1]
+        ),
+    );
+    let check = check(&config);
+    assert_eq!(check.code(), Some(0), "stderr:\n{}", check.stderr);
+    let mut exporter = Exporter::start(
+        &["--config.file", config.to_str().expect("utf-8 path")],
+        &[
+            (endpoint_var, sim.endpoint.as_str()),
+            ("AWS_ACCESS_KEY_ID", "AKIDTEST"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_CONFIG_FILE", "/nonexistent"),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
+        ],
+    );
+    exporter.wait_ready();
+    let exposition = exporter.metrics();
+    let all = samples(&exposition);
+    for id in &sim.portals {
+        assert_eq!(
+            portal_value(&all, "workspacesweb_up", id),
+            1.0,
+            "{endpoint_var}: portal {id} not up; stderr:\n{}",
+            exporter.stderr()
+        );
+        let active = portal_value(&all, "workspacesweb_active_sessions", id);
+        assert!(active >= 0.0 && active.fract() == 0.0, "{active}");
+        let list_calls = portal_samples(&all, "workspacesweb_api_requests_total", id)
+            .into_iter()
+            .filter(|s| s.labels.contains("operation=\"ListSessions\""))
+            .map(|s| s.value)
+            .sum::<f64>();
+        assert!(list_calls >= 2.0, "{id}: {list_calls} ListSessions calls");
+        let errors = portal_samples(&all, "workspacesweb_api_request_errors_total", id);
+        assert!(
+            errors.iter().all(|s| s.value == 0.0),
+            "{endpoint_var}: {id}: {errors:?}"
+        );
+        assert!(
+            portal_samples(&all, "workspacesweb_up", id)[0]
+                .labels
+                .contains("env=\"sim\""),
+            "static labels on {id}"
+        );
+    }
+    // The busy portal of the simulator has sessions at any time of day.
+    assert!(
+        portal_value(&all, "workspacesweb_active_sessions", &sim.portals[0]) > 0.0,
+        "{exposition}"
+    );
+    let status = exporter.signal_and_wait("TERM");
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", exporter.stderr());
+}
+
+#[test]
+fn service_specific_endpoint_variable_and_env_credentials_reach_the_simulator() {
+    sdk_environment_reaches_the_simulator("AWS_ENDPOINT_URL_WORKSPACES_WEB");
+}
+
+#[test]
+fn generic_endpoint_variable_and_env_credentials_reach_the_simulator() {
+    sdk_environment_reaches_the_simulator("AWS_ENDPOINT_URL");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. JSON logs
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn json_log_format_writes_one_object_per_line_with_a_level() {
+    let mut exporter = Exporter::start(&["--demo", "--log.format", "json"], &[]);
+    exporter.wait_ready();
+    let status = exporter.signal_and_wait("TERM");
+    let stderr = exporter.stderr();
+    assert_eq!(status.code(), Some(0), "stderr:\n{stderr}");
+    let mut messages = Vec::new();
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
+        let object = value
+            .as_object()
+            .unwrap_or_else(|| panic!("not a JSON object: {line:?}"));
+        let level = object
+            .get("level")
+            .and_then(|l| l.as_str())
+            .unwrap_or_else(|| panic!("no level: {line:?}"));
+        assert!(
+            ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"].contains(&level),
+            "level {level:?} in {line:?}"
+        );
+        if let Some(m) = object.get("message").and_then(|m| m.as_str()) {
+            messages.push(m.to_string());
+        }
+    }
+    for expected in [
+        "listening",
+        "starting",
+        "poll succeeded",
+        "shutting down",
+        "stopped",
+    ] {
+        assert!(
+            messages.iter().any(|m| m == expected),
+            "no {expected:?} message in:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn log_level_warn_hides_info_lines() {
+    let mut exporter = Exporter::start(&["--demo", "--log.level", "warn"], &[]);
+    exporter.wait_ready();
+    let status = exporter.signal_and_wait("TERM");
+    let stderr = exporter.stderr();
+    assert_eq!(status.code(), Some(0), "stderr:\n{stderr}");
+    assert!(!stderr.contains("level=info"), "{stderr}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. Landing page, gzip, telemetry path
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn landing_page_and_gzip_exposition_of_the_demo() {
+    let demo_ids: Vec<String> = workspacesweb_exporter::sim::SimConfig::demo(1)
+        .portals
+        .iter()
+        .map(|p| p.id.clone())
+        .collect();
+    assert_eq!(demo_ids.len(), 3);
+
+    let mut exporter = Exporter::start(&["--demo"], &[]);
+    exporter.wait_ready();
+
+    // The exposition (plain) has exactly the demo portals.
+    let plain = exporter.metrics();
+    let all = samples(&plain);
+    let mut up: Vec<String> = all
+        .iter()
+        .filter(|s| s.name == "workspacesweb_up")
+        .map(|s| {
+            let start = s.labels.find("portal_id=\"").expect("portal_id") + 11;
+            s.labels[start..start + 36].to_string()
+        })
+        .collect();
+    up.sort();
+    let mut expected = demo_ids.clone();
+    expected.sort();
+    assert_eq!(up, expected, "demo portals in /metrics");
+
+    // Landing page.
+    let (status, head, body) = exporter.get("/");
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/html"),
+        "{head}"
+    );
+    let html = String::from_utf8(body).expect("UTF-8 page");
+    assert!(html.contains(&format!("version {VERSION}")), "{html}");
+    for id in &demo_ids {
+        assert!(
+            html.contains(id.as_str()),
+            "landing page lacks {id}:\n{html}"
+        );
+    }
+    assert!(html.contains("href=\"/metrics\""), "{html}");
+
+    // gzip when accepted.
+    let (status, head, body) =
+        http_get_with(&exporter.addr, "/metrics", &[("Accept-Encoding", "gzip")]).expect("scrape");
+    assert_eq!(status, 200);
+    let lower = head.to_ascii_lowercase();
+    assert!(lower.contains("content-encoding: gzip"), "{head}");
+    assert!(lower.contains("vary: accept-encoding"), "{head}");
+    assert!(
+        lower.contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    assert_eq!(&body[..2], &[0x1f, 0x8b], "gzip magic");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(body.as_slice())
+        .read_to_string(&mut text)
+        .expect("valid gzip");
+    assert!(text.contains("\nworkspacesweb_up{"), "{text}");
+    assert!(text.contains("# TYPE workspacesweb_up gauge"), "{text}");
+
+    // Not gzip when not accepted, or refused.
+    let (_, head, body) = http_get_with(
+        &exporter.addr,
+        "/metrics",
+        &[("Accept-Encoding", "gzip;q=0")],
+    )
+    .expect("scrape");
+    assert!(
+        !head.to_ascii_lowercase().contains("content-encoding"),
+        "{head}"
+    );
+    assert!(
+        String::from_utf8(body)
+            .expect("plain")
+            .contains("workspacesweb_up{")
+    );
+    let (_, head, _) = exporter.get("/metrics");
+    assert!(
+        !head.to_ascii_lowercase().contains("content-encoding"),
+        "{head}"
+    );
+}
+
+#[test]
+fn telemetry_path_flag_moves_the_exposition() {
+    let mut exporter = Exporter::start(&["--demo", "--web.telemetry-path", "/probe/metrics"], &[]);
+    exporter.wait_ready();
+    let (status, _, body) = exporter.get("/probe/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        String::from_utf8(body)
+            .expect("UTF-8")
+            .contains("workspacesweb_up{")
+    );
+    assert_eq!(exporter.get("/metrics").0, 404);
+    let (_, _, page) = exporter.get("/");
+    let html = String::from_utf8(page).expect("UTF-8");
+    assert!(html.contains("href=\"/probe/metrics\""), "{html}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shutdown while a poll hangs; readiness before the first poll
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn sigterm_during_a_hanging_first_poll_exits_0_and_ready_stays_503_until_then() {
+    // An "API" that accepts connections and never answers.
+    let blackhole = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let endpoint = format!("http://{}", blackhole.local_addr().expect("addr"));
+    blackhole.set_nonblocking(true).expect("nonblocking");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A poll timeout far beyond the exit guard: only abandoning the poll lets the exporter exit.
+    let config = config_file(
+        dir.path(),
+        "exporter.yaml",
+        &format!(
+            "global:\n  region: us-east-1\n  interval: 20m\n  timeout: 10m\nportals:\n  - id: {ID}\n    endpoint_url: {endpoint}\n"
+        ),
+    );
+    let mut exporter = Exporter::start(
+        &["--config.file", config.to_str().expect("utf-8 path")],
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIDTEST"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_CONFIG_FILE", "/nonexistent"),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
+        ],
+    );
+    // The poll is in flight once the exporter has connected to the black hole.
+    let held =
+        poll_until(READY_LIMIT, || blackhole.accept().ok().map(|(s, _)| s)).unwrap_or_else(|| {
+            panic!(
+                "no poll reached the endpoint; stderr:\n{}",
+                exporter.stderr()
+            )
+        });
+    let healthy = poll_until(READY_LIMIT, || {
+        http_get(&exporter.addr, "/-/healthy")
+            .ok()
+            .filter(|r| r.0 == 200)
+    });
+    assert!(healthy.is_some(), "stderr:\n{}", exporter.stderr());
+    assert_eq!(
+        exporter.get("/-/ready").0,
+        503,
+        "ready before the first poll finished"
+    );
+    let all = samples(&exporter.metrics());
+    assert!(
+        portal_samples(&all, "workspacesweb_up", ID).is_empty()
+            || portal_value(&all, "workspacesweb_up", ID) == 0.0,
+        "up before any poll: {:?}",
+        portal_samples(&all, "workspacesweb_up", ID)
+    );
+    let status = exporter.signal_and_wait("TERM");
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", exporter.stderr());
+    drop(held);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A portal whose API cannot be reached: the first poll fails, readiness follows, logs stay JSON
+// ---------------------------------------------------------------------------------------------
+
+/// The top-level keys of a JSON object, in order, duplicates kept (`serde_json::Value` silently
+/// keeps the last of duplicate keys, which log pipelines do not all do).
+struct Keys(Vec<String>);
+
+impl<'de> serde::Deserialize<'de> for Keys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Keys;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Keys, A::Error> {
+                let mut keys = Vec::new();
+                while let Some((k, _)) = map.next_entry::<String, serde::de::IgnoredAny>()? {
+                    keys.push(k);
+                }
+                Ok(Keys(keys))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
+/// Runs the exporter with JSON logs on one portal whose endpoint refuses connections, until it is
+/// ready (its first poll failed), then stops it: (exposition, stderr).
+fn run_with_unreachable_portal() -> (String, String) {
+    let closed = free_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config_file(
+        dir.path(),
+        "exporter.yaml",
+        &format!(
+            "global:\n  region: us-east-1\n  interval: 10m\nportals:\n  - id: {ID}\n    endpoint_url: http://127.0.0.1:{closed}\n"
+        ),
+    );
+    let mut exporter = Exporter::start(
+        &[
+            "--config.file",
+            config.to_str().expect("utf-8 path"),
+            "--log.format",
+            "json",
+        ],
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIDTEST"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_CONFIG_FILE", "/nonexistent"),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
+        ],
+    );
+    exporter.wait_ready();
+    let exposition = exporter.metrics();
+    let status = exporter.signal_and_wait("TERM");
+    let stderr = exporter.stderr();
+    assert_eq!(status.code(), Some(0), "stderr:\n{stderr}");
+    (exposition, stderr)
+}
+
+#[test]
+fn an_unreachable_api_makes_the_portal_down_and_the_exporter_ready() {
+    let (exposition, stderr) = run_with_unreachable_portal();
+    let all = samples(&exposition);
+    assert_eq!(
+        portal_value(&all, "workspacesweb_up", ID),
+        0.0,
+        "{exposition}"
+    );
+    let dispatch: f64 = portal_samples(&all, "workspacesweb_api_request_errors_total", ID)
+        .iter()
+        .filter(|s| s.labels.contains("error=\"dispatch\""))
+        .map(|s| s.value)
+        .sum();
+    assert!(dispatch >= 1.0, "{exposition}");
+    // No successful poll: no state gauges.
+    assert!(portal_samples(&all, "workspacesweb_active_sessions", ID).is_empty());
+    // The failure is logged once, as a JSON warning naming the portal and the error label.
+    let failed: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}")))
+        .filter(|v: &serde_json::Value| v["level"] == "WARN" && v["portal_id"] == ID)
+        .collect();
+    assert_eq!(failed.len(), 1, "{stderr}");
+    assert_eq!(failed[0]["error"], "dispatch", "{stderr}");
+    assert_eq!(failed[0]["operation"], "ListSessions", "{stderr}");
+}
+
+/// Fails today: `src/poll.rs` logs the failure with a field named `message`, which the JSON
+/// (and logfmt) formatter writes next to the event's own `message` ("poll failed"): two
+/// `message` keys in one object. serde_json keeps the last; Loki, jq and Elasticsearch differ.
+#[test]
+fn json_log_lines_have_no_duplicate_keys() {
+    let (_, stderr) = run_with_unreachable_portal();
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        let Keys(mut keys) = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON object ({e}): {line:?}"));
+        let total = keys.len();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), total, "duplicate keys in {line}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A request in flight when SIGTERM arrives is answered
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_request_in_flight_at_sigterm_is_answered() {
+    use std::io::Write;
+    let mut exporter = Exporter::start(&["--demo"], &[]);
+    exporter.wait_ready();
+    // Half a request: the head is not complete yet.
+    let mut conn = std::net::TcpStream::connect(&exporter.addr).expect("connect");
+    conn.set_read_timeout(Some(EXIT_LIMIT)).expect("timeout");
+    write!(conn, "GET /metrics HTTP/1.1\r\nHost: {}\r\n", exporter.addr).expect("write");
+    conn.flush().expect("flush");
+    // A second connection is served: the single accept loop took the first one before it.
+    assert_eq!(exporter.get("/-/healthy").0, 200);
+    let pid = exporter.child.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill(1) runs")
+            .success()
+    );
+    // Draining has begun once new connections are refused.
+    let refused = poll_until(READY_LIMIT, || {
+        std::net::TcpStream::connect(&exporter.addr)
+            .err()
+            .filter(|e| e.kind() == std::io::ErrorKind::ConnectionRefused)
+    });
+    assert!(refused.is_some(), "listener still open after SIGTERM");
+    // Finish the request; it is answered in full.
+    write!(conn, "Connection: close\r\n\r\n").expect("finish the request");
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw).expect("read the response");
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+    assert!(text.contains("workspacesweb_up{"), "{text}");
+    let status = wait_exit(&mut exporter.child.0, EXIT_LIMIT).expect("exits");
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", exporter.stderr());
+}
+
+// ---------------------------------------------------------------------------------------------
+// SIGTERM during startup
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn sigterm_during_startup_is_a_clean_shutdown() {
+    // The SDK's region chain asks the instance metadata service when no region is configured;
+    // pointed at a black hole, that holds the exporter in its startup for a while.
+    let imds = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let imds_url = format!("http://{}", imds.local_addr().expect("addr"));
+    imds.set_nonblocking(true).expect("nonblocking");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config_file(
+        dir.path(),
+        "exporter.yaml",
+        &format!("portals:\n  - id: {ID}\n    endpoint_url: http://127.0.0.1:9\n"),
+    );
+    let mut exporter = Exporter::start(
+        &["--config.file", config.to_str().expect("utf-8 path")],
+        &[
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds_url.as_str()),
+            ("AWS_ACCESS_KEY_ID", "AKIDTEST"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_CONFIG_FILE", "/nonexistent"),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
+        ],
+    );
+    // Startup is under way once the SDK has connected to the metadata "service".
+    let held =
+        poll_until(READY_LIMIT, || imds.accept().ok().map(|(s, _)| s)).unwrap_or_else(|| {
+            panic!(
+                "the SDK never asked for metadata; stderr:\n{}",
+                exporter.stderr()
+            )
+        });
+    let status = exporter.signal_and_wait("TERM");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{status}; stderr:\n{}",
+        exporter.stderr()
+    );
+    drop(held);
+}
