@@ -1,0 +1,354 @@
+//! Exactness and API-budget tests of the poller + ledger against the simulator, through the real SDK.
+//!
+//! Design. The exporter polls on the system clock; the simulator runs on a manual clock. Every
+//! session is scripted up front (so a step is a single atomic `Clock::set`, which cannot tear a
+//! poll in half) and the tests change state right after a poll was published, then wait on the
+//! store for the poll that reflects the change. No sleeps, no timing assertions.
+//!
+//! For exact `session_seconds`, the simulator's clock runs ahead of the system clock (by ten
+//! minutes and more). Then no session ever ends before a poll that listed it Active (the ledger's
+//! monotonic clamp never applies), so each session contributes exactly
+//! `[max(start, T0), end]`, or `[max(start, T0), at]` while open, where T0 and `at` are read back
+//! from the snapshots (`last_success_unix` is the poll's start, exact to the millisecond).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+use workspacesweb_exporter::aws::{GET_SESSION, LIST_SESSIONS};
+use workspacesweb_exporter::ledger::{DEFAULT_DURATION_BUCKETS, Histogram};
+use workspacesweb_exporter::poll::{SKEW_MARGIN_MS, Scheduler};
+use workspacesweb_exporter::session::{UnixMillis, now_ms};
+use workspacesweb_exporter::sim::{Clock, Faults, PortalSpec, SimConfig, SimSession, Simulator};
+use workspacesweb_exporter::snapshot::{PortalSnapshot, Store};
+
+const S: i64 = 1000;
+const P1: &str = "bbbbbbbb-0000-4000-8000-000000000001";
+const P2: &str = "bbbbbbbb-0000-4000-8000-000000000002";
+const P3: &str = "bbbbbbbb-0000-4000-8000-000000000003";
+const P4: &str = "bbbbbbbb-0000-4000-8000-000000000004";
+
+/// Start of the poll a snapshot describes (the ledger's `at`), in exact milliseconds.
+fn at_ms(p: &PortalSnapshot) -> UnixMillis {
+    (p.last_success_unix.expect("a successful poll") * 1000.0).round() as UnixMillis
+}
+
+/// The next successful poll after the one that started at `after_ms` for which `pred` holds.
+async fn next_success(
+    store: &Store,
+    portal: &str,
+    after_ms: UnixMillis,
+    pred: impl Fn(&PortalSnapshot) -> bool,
+) -> Arc<PortalSnapshot> {
+    wait_portal(store, portal, |p| {
+        p.up && p.last_success_unix.is_some() && at_ms(p) > after_ms && pred(p)
+    })
+    .await
+}
+
+/// The totals of a snapshot that has them.
+fn totals(p: &PortalSnapshot) -> &workspacesweb_exporter::ledger::Totals {
+    p.totals.as_ref().expect("totals after a successful poll")
+}
+
+/// A plan with the default (SPEC) duration buckets.
+fn plan_for(portal: &str, interval: Duration, page_size: u32) -> workspacesweb_exporter::poll::PortalPlan {
+    let mut p = plan(portal, interval, page_size);
+    p.duration_buckets = DEFAULT_DURATION_BUCKETS.to_vec();
+    p
+}
+
+/// Epoch seconds of a millisecond time, as a JSON number (the wire form).
+fn wire_time(ms: UnixMillis) -> serde_json::Value {
+    json!(ms as f64 / 1000.0)
+}
+
+/// A histogram over the default buckets holding exactly `durations_ms`.
+fn histogram(durations_ms: &[i64]) -> Histogram {
+    let mut h = Histogram::with_bounds(DEFAULT_DURATION_BUCKETS.to_vec());
+    for &d in durations_ms {
+        let i = h.bucket_index(d as f64 / 1000.0);
+        h.counts[i] += 1;
+        h.count += 1;
+    }
+    h.sum = durations_ms.iter().sum::<i64>() as f64 / 1000.0;
+    h
+}
+
+/// Asserts every counter of a snapshot.
+#[track_caller]
+fn assert_totals(
+    p: &PortalSnapshot,
+    started: u64,
+    terminated: u64,
+    incomplete: u64,
+    session_ms: i64,
+    durations_ms: &[i64],
+) {
+    let t = totals(p);
+    assert_eq!(t.started, started, "started: {t:?}");
+    assert_eq!(t.terminated, terminated, "terminated: {t:?}");
+    assert_eq!(t.incomplete, incomplete, "incomplete: {t:?}");
+    assert_eq!(
+        t.session_seconds,
+        session_ms as f64 / 1000.0,
+        "session_seconds: expected {session_ms} ms, {t:?}"
+    );
+    assert_eq!(t.durations, histogram(durations_ms), "durations");
+}
+
+/// Asserts the active gauges: sessions, users, and the age of the oldest start (exact).
+#[track_caller]
+fn assert_active(p: &PortalSnapshot, sessions: u64, users: u64, oldest_start: Option<i64>) {
+    let a = active(p);
+    assert_eq!(a.sessions, sessions, "active sessions: {a:?}");
+    assert_eq!(a.users, users, "active users: {a:?}");
+    let age = oldest_start.map_or(0.0, |s| (at_ms(p) - s).max(0) as f64 / 1000.0);
+    assert_eq!(a.max_age_seconds, age, "max age: {a:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. API budget with 50,000 terminated sessions of history
+// ---------------------------------------------------------------------------------------------
+
+/// One step of the budget test: new sessions that start and end between two polls, old
+/// sessions (active since long before T0) that end, new sessions that stay active, and how many
+/// of the step-1 new active sessions end.
+struct BudgetStep {
+    new_ended: u64,
+    old_ended: u64,
+    new_active: u64,
+    end_step1_active: bool,
+}
+
+/// What one poll cost, measured from consecutive snapshots.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct PollCost {
+    list_sessions: u64,
+    get_session: u64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_budget_with_50k_terminated_sessions_of_history() {
+    const PAGE: u64 = 100;
+    const HISTORY: u64 = 50_000;
+    const OLD_ACTIVE: u64 = 250;
+    const STEP_MS: i64 = 10 * S;
+    let steps = [
+        BudgetStep { new_ended: 40, old_ended: 0, new_active: 30, end_step1_active: false },
+        BudgetStep { new_ended: 70, old_ended: 5, new_active: 0, end_step1_active: false },
+        BudgetStep { new_ended: 99, old_ended: 20, new_active: 0, end_step1_active: false },
+        BudgetStep { new_ended: 0, old_ended: 0, new_active: 0, end_step1_active: false },
+        BudgetStep { new_ended: 99, old_ended: 60, new_active: 0, end_step1_active: false },
+        BudgetStep { new_ended: 10, old_ended: 1, new_active: 0, end_step1_active: true },
+    ];
+
+    let base = now_ms();
+    let clock = Clock::manual(base);
+    let mut sessions = Vec::with_capacity(51_000);
+    // History: one session a minute going back 34.7 days, the newest 2 min before T0, each 30 s
+    // long: all ended before T0 (never counted), all below every watermark.
+    for i in 0..HISTORY {
+        let start = base - 120 * S - i as i64 * 60 * S;
+        sessions.push(
+            SimSession::new(SimSession::id_for(i), format!("user{}", i % 500), start)
+                .ended(start + 30 * S),
+        );
+    }
+    // Active since ~10 h before T0: ~600 terminated history sessions are listed between them and
+    // any watermark, so once they end only GetSession can find them.
+    let mut old: Vec<SimSession> = (0..OLD_ACTIVE)
+        .map(|i| {
+            SimSession::new(
+                SimSession::id_for(100_000 + i),
+                format!("user{}", i % 77),
+                base - 36_000 * S - i as i64 * S,
+            )
+        })
+        .collect();
+    let mut new_sessions = Vec::new();
+    let mut old_cursor = 0usize;
+    let mut step1_active = Vec::new();
+    let mut n = 200_000u64;
+    for (s, step) in steps.iter().enumerate() {
+        let step_start = base + s as i64 * STEP_MS;
+        for k in 0..step.new_ended {
+            let start = step_start + S + k as i64 * 10;
+            new_sessions.push(
+                SimSession::new(SimSession::id_for(n), format!("new{}", k % 13), start)
+                    .ended(start + 2 * S),
+            );
+            n += 1;
+        }
+        for o in old.iter_mut().skip(old_cursor).take(step.old_ended as usize) {
+            o.end_ms = Some(step_start + 6 * S);
+        }
+        old_cursor += step.old_ended as usize;
+        for k in 0..step.new_active {
+            let idx = new_sessions.len();
+            new_sessions.push(SimSession::new(
+                SimSession::id_for(n),
+                format!("act{k}"),
+                step_start + 5 * S + k as i64,
+            ));
+            n += 1;
+            if s == 0 {
+                step1_active.push(idx);
+            }
+        }
+        if step.end_step1_active {
+            for &idx in &step1_active {
+                let s1: &mut SimSession = &mut new_sessions[idx];
+                s1.end_ms = Some(step_start + 7 * S);
+            }
+        }
+    }
+    sessions.extend(old);
+    sessions.extend(new_sessions);
+    let built = std::time::Instant::now();
+    let env = start(
+        SimConfig::new(11)
+            .with_clock(clock.clone())
+            .with_portal(PortalSpec::scripted(P1, sessions)),
+    )
+    .await;
+    eprintln!(
+        "budget: simulator with {} sessions built in {:?}",
+        HISTORY + OLD_ACTIVE + n - 200_000,
+        built.elapsed()
+    );
+    let sim = env.sim.clone();
+    let sched = Scheduler::start(
+        vec![plan_for(P1, Duration::from_millis(600), PAGE as u32)],
+        &env.clients,
+        env.store.clone(),
+        4,
+    )
+    .await;
+
+    let truth = |sim: &Simulator, clock: UnixMillis| sim.sessions_at(P1, clock);
+    let cost = |prev: &PortalSnapshot, cur: &PortalSnapshot| PollCost {
+        list_sessions: requests(cur, LIST_SESSIONS) - requests(prev, LIST_SESSIONS),
+        get_session: requests(cur, GET_SESSION) - requests(prev, GET_SESSION),
+    };
+    // The sim's own count, read as soon as the snapshot is published, must match the exporter's.
+    let check_sim_counts = |p: &PortalSnapshot| {
+        assert_eq!(sim.request_count(P1, LIST_SESSIONS), requests(p, LIST_SESSIONS));
+        assert_eq!(sim.request_count(P1, GET_SESSION), requests(p, GET_SESSION));
+    };
+    // Expected cost of a poll at sim time `clock_now`, whose previous successful poll started at
+    // `prev_at` and saw the simulator at `prev_clock`.
+    let expected = |prev_at: UnixMillis, prev_clock: UnixMillis, clock_now: UnixMillis| {
+        let watermark = prev_at - SKEW_MARGIN_MS;
+        let now = truth(&sim, clock_now);
+        let active = now.iter().filter(|s| s.end_ms.is_none()).count() as u64;
+        let new_terminated = now
+            .iter()
+            .filter(|s| s.end_ms.is_some() && s.start_ms >= watermark)
+            .count() as u64;
+        let was_active: BTreeSet<String> = truth(&sim, prev_clock)
+            .into_iter()
+            .filter(|s| s.end_ms.is_none())
+            .map(|s| s.id)
+            .collect();
+        let vanished_below_watermark = now
+            .iter()
+            .filter(|s| s.end_ms.is_some() && s.start_ms < watermark && was_active.contains(&s.id))
+            .count() as u64;
+        // Active pages (an empty listing is one request), then the descending scan: every page
+        // holding only sessions above the watermark, plus the page that crosses it.
+        let pages = active.div_ceil(PAGE).max(1) + new_terminated / PAGE + 1;
+        (
+            active,
+            new_terminated,
+            PollCost { list_sessions: pages, get_session: vanished_below_watermark },
+        )
+    };
+
+    // First poll: 3 active pages + 1 page of the scan (no history within a minute of T0).
+    let first = wait_portal(&env.store, P1, |p| p.up).await;
+    check_sim_counts(&first);
+    let first_cost = PollCost {
+        list_sessions: requests(&first, LIST_SESSIONS),
+        get_session: requests(&first, GET_SESSION),
+    };
+    assert_eq!(first_cost, PollCost { list_sessions: 4, get_session: 0 });
+    assert_totals(&first, OLD_ACTIVE, 0, 0, 0, &[]);
+    assert_eq!(active(&first).sessions, OLD_ACTIVE);
+    eprintln!(
+        "budget: first poll: ListSessions={} GetSession={} (active={OLD_ACTIVE}, history={HISTORY}, page={PAGE})",
+        first_cost.list_sessions, first_cost.get_session
+    );
+
+    let mut prev = first;
+    let mut prev_clock = clock.now_ms();
+    let mut started = OLD_ACTIVE;
+    let mut terminated = 0u64;
+    let mut measured = vec![(first_cost, 0u64)];
+    for (s, step) in steps.iter().enumerate() {
+        // Apply the step atomically, right after a poll was published.
+        let step_clock = base + (s as i64 + 1) * STEP_MS;
+        clock.set(step_clock);
+        started += step.new_ended + step.new_active;
+        terminated += step.new_ended
+            + step.old_ended
+            + if step.end_step1_active { step1_active.len() as u64 } else { 0 };
+        let (exp_active, new_term, exp_cost) = expected(at_ms(&prev), prev_clock, step_clock);
+        let changed = next_success(&env.store, P1, at_ms(&prev), |p| {
+            totals(p).started == started
+                && totals(p).terminated == terminated
+                && active(p).sessions == exp_active
+        })
+        .await;
+        check_sim_counts(&changed);
+        let c = cost(&prev, &changed);
+        eprintln!(
+            "budget: step {}: +{} started&ended, {} old ended, +{} active: active={exp_active} \
+             terminated_above_watermark={new_term} -> ListSessions={} GetSession={} (poll took {:.3}s)",
+            s + 1,
+            step.new_ended,
+            step.old_ended,
+            step.new_active,
+            c.list_sessions,
+            c.get_session,
+            changed.poll_duration_seconds.unwrap_or(0.0),
+        );
+        assert_eq!(c, exp_cost, "step {} (first poll after the change)", s + 1);
+        assert_eq!(c.get_session, step.old_ended);
+        assert!(c.list_sessions <= 10, "never anywhere near 500 pages");
+        measured.push((c, new_term));
+
+        // The steady poll after it: the same listing, nothing to resolve.
+        let (_, new_term2, exp_steady) = expected(at_ms(&changed), step_clock, step_clock);
+        let steady = next_success(&env.store, P1, at_ms(&changed), |_| true).await;
+        check_sim_counts(&steady);
+        let c2 = cost(&changed, &steady);
+        eprintln!(
+            "budget: step {}: steady poll: ListSessions={} GetSession={} (terminated_above_watermark={new_term2})",
+            s + 1,
+            c2.list_sessions,
+            c2.get_session
+        );
+        assert_eq!(c2, exp_steady, "step {} (steady poll)", s + 1);
+        assert_eq!(c2.get_session, 0);
+        assert_eq!(totals(&steady).started, started);
+        assert_eq!(totals(&steady).terminated, terminated);
+        prev = steady;
+        prev_clock = step_clock;
+    }
+    sched.shutdown().await;
+    // The figures, as designed: active 280/275/255/255/195/164 and 40/110/209/209/308/348
+    // terminated sessions above the watermark.
+    let figures: Vec<(u64, u64)> = measured
+        .iter()
+        .map(|(c, _)| (c.list_sessions, c.get_session))
+        .collect();
+    assert_eq!(
+        figures,
+        vec![(4, 0), (4, 0), (5, 5), (6, 20), (6, 0), (6, 60), (6, 1)]
+    );
+}
