@@ -352,3 +352,208 @@ async fn api_budget_with_50k_terminated_sessions_of_history() {
         vec![(4, 0), (4, 0), (5, 5), (6, 20), (6, 0), (6, 60), (6, 1)]
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// 2. Exact counters over a scripted timeline
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exact_counters_over_a_scripted_timeline() {
+    let base = now_ms();
+    // The simulator's "now" runs 10 minutes (and later ~28 h) ahead of the exporter's clock.
+    let u = base + 600 * S;
+    let clock = Clock::manual(u);
+    let id = |n: u64| SimSession::id_for(1_000 + n);
+    let mut sessions = vec![
+        // Active at T0 (started before it); a1 ends in step 2, a2 in step 1, a3 never.
+        SimSession::new(id(1), "alice", base - 7_200 * S).ended(u + 150 * S),
+        SimSession::new(id(2), "bob", base - 1_800 * S).ended(u + 50 * S),
+        SimSession::new(id(3), "alice", base - 300 * S),
+        // Listed Active at the first poll, started after T0; ends in step 1 (31 s).
+        SimSession::new(id(4), "carol", u - S).ended(u + 30 * S),
+        // Ended 30 s before T0: never counted.
+        SimSession::new(id(5), "zed", base - 2_400 * S).ended(base - 30 * S),
+        // Step 1: start and end between two polls (45 s, 70 s), an endTime < startTime, and a
+        // session that is seen Active, then ends in step 2 (130 s).
+        SimSession::new(id(20), "dave", u + 10 * S).ended(u + 55 * S),
+        SimSession::new(id(21), "erin", u + 20 * S).ended(u + 90 * S),
+        SimSession::new(id(22), "henry", u + 40 * S).ended(u + 35 * S),
+        SimSession::new(id(23), "frank", u + 60 * S).ended(u + 190 * S),
+        // Step 2: 1.5 s between polls; a session that stays active.
+        SimSession::new(id(24), "dave", u + 110 * S).ended(u + 111 * S + 500),
+        SimSession::new(id(25), "kate", u + 180 * S),
+        // Step 3 (a 27.8 h jump): 50,000 s, 90,000 s (+Inf), exactly 900 s, 900.001 s.
+        SimSession::new(id(26), "erin", u + 300 * S).ended(u + 300 * S + 50_000 * S),
+        SimSession::new(id(27), "frank", u + 400 * S).ended(u + 400 * S + 90_000 * S),
+        SimSession::new(id(28), "dave", u + 500 * S).ended(u + 500 * S + 900 * S),
+        SimSession::new(id(29), "dave", u + 600 * S).ended(u + 600 * S + 900 * S + 1),
+    ];
+    // Old history, ended long before T0.
+    for i in 0..5 {
+        let start = base - 86_400 * S - i * 3_600 * S;
+        sessions.push(SimSession::new(id(10 + i as u64), "old", start).ended(start + 1_800 * S));
+    }
+    let env = start(
+        SimConfig::new(12)
+            .with_clock(clock.clone())
+            .with_portal(PortalSpec::scripted(P2, sessions)),
+    )
+    .await;
+    let sched = Scheduler::start(
+        vec![plan_for(P2, Duration::from_millis(300), 100)],
+        &env.clients,
+        env.store.clone(),
+        4,
+    )
+    .await;
+
+    // Poll 1 = T0: a1, a2, a3 (alice, bob) and f1 (carol) are active; nothing else counts.
+    let first = wait_portal(&env.store, P2, |p| p.up).await;
+    let t0 = at_ms(&first);
+    assert_totals(&first, 4, 0, 0, 0, &[]);
+    assert_active(&first, 4, 3, Some(base - 7_200 * S));
+
+    // Step 1.
+    let raw_step1 = [
+        // No sessionId: counts only as incomplete, once however many polls list it.
+        json!({"status": "Terminated", "username": "ghost",
+               "startTime": wire_time(u + 5 * S), "endTime": wire_time(u + 8 * S)}),
+        // Terminated without endTime.
+        json!({"sessionId": id(30), "status": "Terminated", "username": "henry",
+               "startTime": wire_time(u + 15 * S)}),
+        // Unknown status: never listed under status=Active or status=Terminated, so unseen.
+        json!({"sessionId": id(31), "status": "Expired", "username": "ivan",
+               "startTime": wire_time(u + 25 * S), "endTime": wire_time(u + 26 * S)}),
+        // Active without sessionId: incomplete once, not in the gauges.
+        json!({"status": "Active", "username": "ivy", "startTime": wire_time(u + 70 * S)}),
+    ];
+    // Active with an id the simulator's model does not know: GetSession will answer 404.
+    let ghost_active = json!({"sessionId": id(32), "status": "Active", "username": "judy",
+                              "startTime": wire_time(u + 65 * S)});
+    for r in raw_step1.iter().chain([&ghost_active]) {
+        env.sim.add_raw_record(P2, r.clone()).expect("portal");
+    }
+    clock.set(u + 100 * S);
+    let p1 = next_success(&env.store, P2, t0, |p| totals(p).terminated == 6).await;
+    let at1 = at_ms(&p1);
+    // started: a1 a2 a3 f1 + b1 b2 r3 c1 + no-endTime + 404-to-be; terminated: a2 f1 b1 b2 r3
+    // no-endTime; incomplete: r3, no-endTime, the two records without id.
+    let step1_durations = [31 * S, 45 * S, 70 * S, 2_450 * S];
+    let step1_ms = 2 * (at1 - t0) + (u + 50 * S - t0) + 31 * S + 45 * S + 70 * S;
+    assert_totals(&p1, 10, 6, 4, step1_ms, &step1_durations);
+    // a1, a3 (alice), c1 (frank), the 404-to-be (judy).
+    assert_active(&p1, 4, 3, Some(base - 7_200 * S));
+    assert_eq!(requests(&p1, GET_SESSION), 0);
+
+    // A poll without change counts nothing again (raw records are listed at every poll).
+    let p1b = next_success(&env.store, P2, at1, |_| true).await;
+    let at1b = at_ms(&p1b);
+    assert_totals(&p1b, 10, 6, 4, step1_ms + 2 * (at1b - at1), &step1_durations);
+
+    // Step 2: a1 and c1 end, b3 starts and ends, g1 starts, the judy record disappears.
+    env.sim.clear_raw_records(P2).expect("portal");
+    for r in &raw_step1 {
+        env.sim.add_raw_record(P2, r.clone()).expect("portal");
+    }
+    clock.set(u + 200 * S);
+    let p2 = next_success(&env.store, P2, at1b, |p| totals(p).terminated == 10).await;
+    let at2 = at_ms(&p2);
+    let step2_durations = [
+        31 * S,
+        45 * S,
+        70 * S,
+        2_450 * S,
+        7_950 * S,
+        130 * S,
+        1_500,
+    ];
+    // a3 still accrues; a1 is exact to its end; the forgotten session keeps what it had (0).
+    let step2_ms = (at2 - t0)
+        + (u + 150 * S - t0)
+        + (u + 50 * S - t0)
+        + (31 + 45 + 70 + 130) * S
+        + 1_500;
+    // terminated += a1, c1, b3, forgotten (404, also incomplete).
+    assert_totals(&p2, 12, 10, 5, step2_ms, &step2_durations);
+    assert_active(&p2, 2, 2, Some(base - 300 * S));
+    assert_eq!(requests(&p2, GET_SESSION), 1, "one GetSession, answered 404");
+    assert_eq!(errors(&p2, GET_SESSION, "ResourceNotFoundException"), 1);
+
+    // Step 3: four long sessions, one per bucket edge case.
+    clock.set(u + 200 * S + 100_000 * S);
+    let p3 = next_success(&env.store, P2, at2, |p| totals(p).terminated == 14).await;
+    let at3 = at_ms(&p3);
+    let mut step3_durations = step2_durations.to_vec();
+    step3_durations.extend([50_000 * S, 90_000 * S, 900 * S, 900 * S + 1]);
+    let step3_ms = step2_ms - (at2 - t0) + (at3 - t0) + (50_000 + 90_000 + 900 + 900) * S + 1;
+    assert_totals(&p3, 16, 14, 5, step3_ms, &step3_durations);
+    assert_eq!(
+        totals(&p3).durations.counts,
+        vec![3, 2, 1, 1, 1, 0, 1, 0, 0, 1, 1],
+        "per bucket: 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 43200, 86400, +Inf"
+    );
+    assert_active(&p3, 2, 2, Some(base - 300 * S));
+
+    // And once more without change: only a3's time moves.
+    let p4 = next_success(&env.store, P2, at3, |_| true).await;
+    sched.shutdown().await;
+    let at4 = at_ms(&p4);
+    assert_totals(&p4, 16, 14, 5, step3_ms + (at4 - at3), &step3_durations);
+    assert_eq!(requests(&p4, GET_SESSION), 1);
+}
+
+/// Sessions that end while far below the watermark are found only by GetSession: their
+/// durations and seconds are as exact as those the scan finds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_resolved_by_get_session_are_exact() {
+    let base = now_ms();
+    let u = base + 600 * S;
+    let clock = Clock::manual(u);
+    let id = |n: u64| SimSession::id_for(2_000 + n);
+    let mut sessions = vec![
+        SimSession::new(id(1), "olga", base - 10_800 * S).ended(u + 50 * S),
+        SimSession::new(id(2), "oscar", base - 10_860 * S).ended(u + 70 * S),
+        SimSession::new(id(3), "olga", base - 14_400 * S),
+    ];
+    // 30 terminated sessions listed between the watermark and the three above (ended before T0).
+    for i in 0..30 {
+        let start = base - 7_200 * S + i * 60 * S;
+        sessions.push(SimSession::new(id(10 + i as u64), "hist", start).ended(start + 600 * S));
+    }
+    let env = start(
+        SimConfig::new(13)
+            .with_clock(clock.clone())
+            .with_portal(PortalSpec::scripted(P3, sessions)),
+    )
+    .await;
+    let sched = Scheduler::start(
+        vec![plan_for(P3, Duration::from_millis(300), 10)],
+        &env.clients,
+        env.store.clone(),
+        4,
+    )
+    .await;
+    let first = wait_portal(&env.store, P3, |p| p.up).await;
+    let t0 = at_ms(&first);
+    assert_totals(&first, 3, 0, 0, 0, &[]);
+    assert_active(&first, 3, 2, Some(base - 14_400 * S));
+    // One active page, one page of the scan (it crosses the watermark at once).
+    assert_eq!(requests(&first, LIST_SESSIONS), 2);
+
+    let before = next_success(&env.store, P3, t0, |_| true).await;
+    clock.set(u + 100 * S);
+    let p = next_success(&env.store, P3, at_ms(&before), |p| totals(p).terminated == 2).await;
+    let at = at_ms(&p);
+    assert_eq!(requests(&p, LIST_SESSIONS) - requests(&before, LIST_SESSIONS), 2);
+    assert_eq!(requests(&p, GET_SESSION) - requests(&before, GET_SESSION), 2);
+    let durations = [600 * S + 50 * S + 10_800 * S, 600 * S + 70 * S + 10_860 * S];
+    let ms = (u + 50 * S - t0) + (u + 70 * S - t0) + (at - t0);
+    assert_totals(&p, 3, 2, 0, ms, &durations);
+    assert_active(&p, 1, 1, Some(base - 14_400 * S));
+
+    let after = next_success(&env.store, P3, at, |_| true).await;
+    sched.shutdown().await;
+    assert_eq!(requests(&after, GET_SESSION), requests(&p, GET_SESSION));
+    assert_eq!(requests(&after, LIST_SESSIONS) - requests(&p, LIST_SESSIONS), 2);
+    assert_totals(&after, 3, 2, 0, ms + (at_ms(&after) - at), &durations);
+}
