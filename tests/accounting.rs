@@ -56,7 +56,11 @@ fn totals(p: &PortalSnapshot) -> &workspacesweb_exporter::ledger::Totals {
 }
 
 /// A plan with the default (SPEC) duration buckets.
-fn plan_for(portal: &str, interval: Duration, page_size: u32) -> workspacesweb_exporter::poll::PortalPlan {
+fn plan_for(
+    portal: &str,
+    interval: Duration,
+    page_size: u32,
+) -> workspacesweb_exporter::poll::PortalPlan {
     let mut p = plan(portal, interval, page_size);
     p.duration_buckets = DEFAULT_DURATION_BUCKETS.to_vec();
     p
@@ -139,12 +143,42 @@ async fn api_budget_with_50k_terminated_sessions_of_history() {
     const OLD_ACTIVE: u64 = 250;
     const STEP_MS: i64 = 10 * S;
     let steps = [
-        BudgetStep { new_ended: 40, old_ended: 0, new_active: 30, end_step1_active: false },
-        BudgetStep { new_ended: 70, old_ended: 5, new_active: 0, end_step1_active: false },
-        BudgetStep { new_ended: 99, old_ended: 20, new_active: 0, end_step1_active: false },
-        BudgetStep { new_ended: 0, old_ended: 0, new_active: 0, end_step1_active: false },
-        BudgetStep { new_ended: 99, old_ended: 60, new_active: 0, end_step1_active: false },
-        BudgetStep { new_ended: 10, old_ended: 1, new_active: 0, end_step1_active: true },
+        BudgetStep {
+            new_ended: 40,
+            old_ended: 0,
+            new_active: 30,
+            end_step1_active: false,
+        },
+        BudgetStep {
+            new_ended: 70,
+            old_ended: 5,
+            new_active: 0,
+            end_step1_active: false,
+        },
+        BudgetStep {
+            new_ended: 99,
+            old_ended: 20,
+            new_active: 0,
+            end_step1_active: false,
+        },
+        BudgetStep {
+            new_ended: 0,
+            old_ended: 0,
+            new_active: 0,
+            end_step1_active: false,
+        },
+        BudgetStep {
+            new_ended: 99,
+            old_ended: 60,
+            new_active: 0,
+            end_step1_active: false,
+        },
+        BudgetStep {
+            new_ended: 10,
+            old_ended: 1,
+            new_active: 0,
+            end_step1_active: true,
+        },
     ];
 
     let base = now_ms();
@@ -184,7 +218,11 @@ async fn api_budget_with_50k_terminated_sessions_of_history() {
             );
             n += 1;
         }
-        for o in old.iter_mut().skip(old_cursor).take(step.old_ended as usize) {
+        for o in old
+            .iter_mut()
+            .skip(old_cursor)
+            .take(step.old_ended as usize)
+        {
             o.end_ms = Some(step_start + 6 * S);
         }
         old_cursor += step.old_ended as usize;
@@ -237,7 +275,10 @@ async fn api_budget_with_50k_terminated_sessions_of_history() {
     };
     // The sim's own count, read as soon as the snapshot is published, must match the exporter's.
     let check_sim_counts = |p: &PortalSnapshot| {
-        assert_eq!(sim.request_count(P1, LIST_SESSIONS), requests(p, LIST_SESSIONS));
+        assert_eq!(
+            sim.request_count(P1, LIST_SESSIONS),
+            requests(p, LIST_SESSIONS)
+        );
         assert_eq!(sim.request_count(P1, GET_SESSION), requests(p, GET_SESSION));
     };
     // Expected cost of a poll at sim time `clock_now`, whose previous successful poll started at
@@ -265,7 +306,10 @@ async fn api_budget_with_50k_terminated_sessions_of_history() {
         (
             active,
             new_terminated,
-            PollCost { list_sessions: pages, get_session: vanished_below_watermark },
+            PollCost {
+                list_sessions: pages,
+                get_session: vanished_below_watermark,
+            },
         )
     };
 
@@ -276,7 +320,13 @@ async fn api_budget_with_50k_terminated_sessions_of_history() {
         list_sessions: requests(&first, LIST_SESSIONS),
         get_session: requests(&first, GET_SESSION),
     };
-    assert_eq!(first_cost, PollCost { list_sessions: 4, get_session: 0 });
+    assert_eq!(
+        first_cost,
+        PollCost {
+            list_sessions: 4,
+            get_session: 0
+        }
+    );
     assert_totals(&first, OLD_ACTIVE, 0, 0, 0, &[]);
     assert_eq!(active(&first).sessions, OLD_ACTIVE);
     eprintln!(
@@ -296,7 +346,11 @@ async fn api_budget_with_50k_terminated_sessions_of_history() {
         started += step.new_ended + step.new_active;
         terminated += step.new_ended
             + step.old_ended
-            + if step.end_step1_active { step1_active.len() as u64 } else { 0 };
+            + if step.end_step1_active {
+                step1_active.len() as u64
+            } else {
+                0
+            };
         let (exp_active, new_term, exp_cost) = expected(at_ms(&prev), prev_clock, step_clock);
         let changed = next_success(&env.store, P1, at_ms(&prev), |p| {
             totals(p).started == started
@@ -448,7 +502,14 @@ async fn exact_counters_over_a_scripted_timeline() {
     // A poll without change counts nothing again (raw records are listed at every poll).
     let p1b = next_success(&env.store, P2, at1, |_| true).await;
     let at1b = at_ms(&p1b);
-    assert_totals(&p1b, 10, 6, 4, step1_ms + 2 * (at1b - at1), &step1_durations);
+    assert_totals(
+        &p1b,
+        10,
+        6,
+        4,
+        step1_ms + 2 * (at1b - at1),
+        &step1_durations,
+    );
 
     // Step 2: a1 and c1 end, b3 starts and ends, g1 starts, the judy record disappears.
     env.sim.clear_raw_records(P2).expect("portal");
@@ -458,25 +519,18 @@ async fn exact_counters_over_a_scripted_timeline() {
     clock.set(u + 200 * S);
     let p2 = next_success(&env.store, P2, at1b, |p| totals(p).terminated == 10).await;
     let at2 = at_ms(&p2);
-    let step2_durations = [
-        31 * S,
-        45 * S,
-        70 * S,
-        2_450 * S,
-        7_950 * S,
-        130 * S,
-        1_500,
-    ];
+    let step2_durations = [31 * S, 45 * S, 70 * S, 2_450 * S, 7_950 * S, 130 * S, 1_500];
     // a3 still accrues; a1 is exact to its end; the forgotten session keeps what it had (0).
-    let step2_ms = (at2 - t0)
-        + (u + 150 * S - t0)
-        + (u + 50 * S - t0)
-        + (31 + 45 + 70 + 130) * S
-        + 1_500;
+    let step2_ms =
+        (at2 - t0) + (u + 150 * S - t0) + (u + 50 * S - t0) + (31 + 45 + 70 + 130) * S + 1_500;
     // terminated += a1, c1, b3, forgotten (404, also incomplete).
     assert_totals(&p2, 12, 10, 5, step2_ms, &step2_durations);
     assert_active(&p2, 2, 2, Some(base - 300 * S));
-    assert_eq!(requests(&p2, GET_SESSION), 1, "one GetSession, answered 404");
+    assert_eq!(
+        requests(&p2, GET_SESSION),
+        1,
+        "one GetSession, answered 404"
+    );
     assert_eq!(errors(&p2, GET_SESSION, "ResourceNotFoundException"), 1);
 
     // Step 3: four long sessions, one per bucket edge case.
@@ -542,10 +596,19 @@ async fn sessions_resolved_by_get_session_are_exact() {
 
     let before = next_success(&env.store, P3, t0, |_| true).await;
     clock.set(u + 100 * S);
-    let p = next_success(&env.store, P3, at_ms(&before), |p| totals(p).terminated == 2).await;
+    let p = next_success(&env.store, P3, at_ms(&before), |p| {
+        totals(p).terminated == 2
+    })
+    .await;
     let at = at_ms(&p);
-    assert_eq!(requests(&p, LIST_SESSIONS) - requests(&before, LIST_SESSIONS), 2);
-    assert_eq!(requests(&p, GET_SESSION) - requests(&before, GET_SESSION), 2);
+    assert_eq!(
+        requests(&p, LIST_SESSIONS) - requests(&before, LIST_SESSIONS),
+        2
+    );
+    assert_eq!(
+        requests(&p, GET_SESSION) - requests(&before, GET_SESSION),
+        2
+    );
     let durations = [600 * S + 50 * S + 10_800 * S, 600 * S + 70 * S + 10_860 * S];
     let ms = (u + 50 * S - t0) + (u + 70 * S - t0) + (at - t0);
     assert_totals(&p, 3, 2, 0, ms, &durations);
@@ -554,6 +617,154 @@ async fn sessions_resolved_by_get_session_are_exact() {
     let after = next_success(&env.store, P3, at, |_| true).await;
     sched.shutdown().await;
     assert_eq!(requests(&after, GET_SESSION), requests(&p, GET_SESSION));
-    assert_eq!(requests(&after, LIST_SESSIONS) - requests(&p, LIST_SESSIONS), 2);
+    assert_eq!(
+        requests(&after, LIST_SESSIONS) - requests(&p, LIST_SESSIONS),
+        2
+    );
     assert_totals(&after, 3, 2, 0, ms + (at_ms(&after) - at), &durations);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Nothing counted twice across retries
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_portal_counts_every_session_once() {
+    const TICKS: i64 = 70;
+    const TICK_MS: i64 = 10 * S;
+    let base = now_ms();
+    let u = base + 600 * S;
+    let clock = Clock::manual(u);
+    let id = |n: u64| SimSession::id_for(3_000 + n);
+    let mut sessions = Vec::new();
+    // Six sessions active at T0; three end during the run.
+    for i in 0..6i64 {
+        let s = SimSession::new(id(i as u64), format!("u{i}"), base - 3_600 * S - i * 60 * S);
+        sessions.push(if i < 3 {
+            s.ended(u + (i + 1) * 97 * S)
+        } else {
+            s
+        });
+    }
+    // 150 sessions ended before T0, listed between the watermark and the six above: once those
+    // end, only GetSession (throttled too) finds them.
+    for i in 0..150i64 {
+        let start = base - 3_000 * S + i * 15 * S;
+        sessions.push(SimSession::new(id(1_000 + i as u64), "hist", start).ended(start + 60 * S));
+    }
+    // 120 sessions starting every 5 s over the run, 3 s to 150 s long; every tenth stays open.
+    for n in 0..120i64 {
+        let start = u + 5 * S + n * 5 * S;
+        let s = SimSession::new(id(100 + n as u64), format!("u{}", n % 7), start);
+        sessions.push(if n % 10 == 9 {
+            s
+        } else {
+            s.ended(start + ((n * 37) % 50 + 1) * 3 * S)
+        });
+    }
+    let mut spec = PortalSpec::scripted(P4, sessions);
+    spec.faults = Faults::throttle(0.5, 0);
+    let env = start(
+        SimConfig::new(14)
+            .with_clock(clock.clone())
+            .with_portal(spec),
+    )
+    .await;
+    // An untrackable record, listed at every poll: it counts once. (The simulator lists raw
+    // records on the last page whatever their startTime, and the descending scan stops long
+    // before the last page here, so a raw Terminated record would never be seen.)
+    env.sim
+        .add_raw_record(
+            P4,
+            json!({"status": "Active", "username": "ghost", "startTime": wire_time(u + 3 * S)}),
+        )
+        .expect("portal");
+    let sched = Scheduler::start(
+        vec![plan_for(P4, Duration::from_millis(200), 100)],
+        &env.clients,
+        env.store.clone(),
+        4,
+    )
+    .await;
+
+    // T0: the first successful poll (the only one with no session time yet).
+    let first = wait_portal(&env.store, P4, |p| p.up).await;
+    let t0 = at_ms(&first);
+    assert_totals(&first, 6, 0, 1, 0, &[]);
+
+    // Move the simulator on every 40 ms, regardless of the polls (so also in the middle of a
+    // poll, between its pages and its retries).
+    let mover = {
+        let clock = clock.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(40));
+            for _ in 0..TICKS {
+                tick.tick().await;
+                clock.advance(TICK_MS);
+            }
+        })
+    };
+    mover.await.expect("mover");
+    let done = now_ms();
+    let last = next_success(&env.store, P4, done, |_| true).await;
+    sched.shutdown().await;
+    let at = at_ms(&last);
+    let final_clock = clock.now_ms();
+    assert_eq!(final_clock, u + TICKS * TICK_MS);
+
+    // The truth at the final clock.
+    let truth: Vec<SimSession> = env
+        .sim
+        .sessions_at(P4, final_clock)
+        .into_iter()
+        .filter(|s| s.end_ms.is_none_or(|e| e >= t0))
+        .collect();
+    assert_eq!(truth.len(), 126);
+    let mut session_ms = 0;
+    let mut durations = Vec::new();
+    let mut open = Vec::new();
+    for s in &truth {
+        let from = s.start_ms.max(t0);
+        match s.end_ms {
+            Some(e) => {
+                session_ms += e - from;
+                durations.push(e - s.start_ms);
+            }
+            None => {
+                session_ms += (at - from).max(0);
+                open.push(s);
+            }
+        }
+    }
+    let users: BTreeSet<_> = open.iter().map(|s| s.username.clone()).collect();
+    let oldest = open.iter().map(|s| s.start_ms).min();
+    let throttled = errors(&last, LIST_SESSIONS, "ThrottlingException")
+        + errors(&last, GET_SESSION, "ThrottlingException");
+    eprintln!(
+        "throttled: {} ListSessions + {} GetSession requests, {throttled} throttled; \
+         started={} terminated={} open={}",
+        requests(&last, LIST_SESSIONS),
+        requests(&last, GET_SESSION),
+        truth.len(),
+        durations.len(),
+        open.len()
+    );
+    assert!(
+        throttled > 0,
+        "the portal was throttled: {:?}",
+        last.api_errors
+    );
+    assert!(
+        requests(&last, GET_SESSION) >= 3,
+        "the three sessions active at T0 that ended"
+    );
+    assert_totals(
+        &last,
+        truth.len() as u64,
+        durations.len() as u64,
+        1,
+        session_ms,
+        &durations,
+    );
+    assert_active(&last, open.len() as u64, users.len() as u64, oldest);
 }
