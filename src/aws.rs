@@ -321,6 +321,82 @@ impl Clients {
     }
 }
 
+/// The API as seen by discovery in one region: `ListPortals`.
+#[derive(Debug, Clone)]
+pub struct RegionApi {
+    client: Client,
+    counters: Arc<ApiCounters>,
+}
+
+impl Clients {
+    /// An API handle for listing the portals reachable with `key`, counting into `counters`.
+    pub async fn region_api(&self, key: &ClientKey, counters: Arc<ApiCounters>) -> RegionApi {
+        RegionApi {
+            client: self.client(key).await,
+            counters,
+        }
+    }
+}
+
+impl RegionApi {
+    /// Fetches one page of `ListPortals`.
+    pub async fn list_portals(
+        &self,
+        max_results: i32,
+        next_token: Option<String>,
+    ) -> Result<(Vec<PortalInfo>, Option<String>), ApiError> {
+        let out = self
+            .client
+            .list_portals()
+            .max_results(max_results)
+            .set_next_token(next_token)
+            .customize()
+            .interceptor(CountingInterceptor {
+                operation: LIST_PORTALS,
+                counters: self.counters.clone(),
+            })
+            .send()
+            .await
+            .map_err(|e| api_error(LIST_PORTALS, e))?;
+        let portals = out
+            .portals()
+            .iter()
+            .map(|p| PortalInfo {
+                arn: p.portal_arn().to_string(),
+                display_name: p.display_name().map(str::to_string),
+                browser_type: p.browser_type().map(|b| b.as_str().to_string()),
+                instance_type: p.instance_type().map(|i| i.as_str().to_string()),
+                status: p.portal_status().map(|s| s.as_str().to_string()),
+                max_concurrent_sessions: p.max_concurrent_sessions(),
+            })
+            .collect();
+        Ok((portals, out.next_token().map(str::to_string)))
+    }
+}
+
+/// The portal id of a WorkSpaces Web portal ARN (`arn:<partition>:workspaces-web:<region>:<account>:portal/<id>`).
+pub fn portal_id_of_arn(arn: &str) -> Option<&str> {
+    let mut parts = arn.splitn(6, ':');
+    let (Some("arn"), Some(_), Some("workspaces-web"), Some(_), Some(_), Some(resource)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    let id = resource.strip_prefix("portal/")?;
+    (id.len() == 36 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')).then_some(id)
+}
+
+/// The region of a WorkSpaces Web ARN.
+pub fn region_of_arn(arn: &str) -> Option<&str> {
+    portal_id_of_arn(arn)?;
+    arn.split(':').nth(3).filter(|r| !r.is_empty())
+}
+
 /// Sort order of `ListSessions`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SortOrder {
@@ -352,6 +428,8 @@ pub struct SessionPage {
     pub sessions: Vec<SessionRecord>,
     /// Token of the next page, if any.
     pub next_token: Option<String>,
+    /// The `portalArn` carried by the page's sessions, if any.
+    pub portal_arn: Option<String>,
 }
 
 /// Portal metadata from `GetPortal`/`ListPortals`.
@@ -424,6 +502,11 @@ impl PortalApi {
         Ok(SessionPage {
             sessions: out.sessions().iter().map(summary_record).collect(),
             next_token: out.next_token().map(str::to_string),
+            portal_arn: out
+                .sessions()
+                .iter()
+                .find_map(|s| s.portal_arn())
+                .map(str::to_string),
         })
     }
 
@@ -519,6 +602,25 @@ mod tests {
         assert_eq!(
             normalize_error_type("ValidationException"),
             "ValidationException"
+        );
+    }
+
+    #[test]
+    fn portal_arns_are_parsed_strictly() {
+        let arn = "arn:aws:workspaces-web:eu-west-1:123456789012:portal/11111111-2222-3333-4444-555555555555";
+        assert_eq!(
+            portal_id_of_arn(arn),
+            Some("11111111-2222-3333-4444-555555555555")
+        );
+        assert_eq!(region_of_arn(arn), Some("eu-west-1"));
+        assert_eq!(
+            portal_id_of_arn("arn:aws:workspaces-web:eu-west-1:1:browserSettings/x"),
+            None
+        );
+        assert_eq!(portal_id_of_arn("arn:aws:s3:::bucket"), None);
+        assert_eq!(
+            portal_id_of_arn("portal/11111111-2222-3333-4444-555555555555"),
+            None
         );
     }
 

@@ -7,12 +7,13 @@ use tracing::{error, info, warn};
 
 use crate::aws::{ClientKey, Clients};
 use crate::cli::Cli;
-use crate::config::{self, Config};
+use crate::config::{self, Config, UsernameMode};
 use crate::demo::Demo;
 use crate::http::{self, HttpSettings};
-use crate::poll::{PortalPlan, Scheduler};
+use crate::poll::{DEFAULT_METADATA_REFRESH, PortalPlan, Scheduler};
 use crate::session::now_ms;
 use crate::snapshot::{ReloadStatus, Store};
+use crate::users::{LabelMode, UserSettings};
 
 /// Exit code for bad flags or configuration.
 pub const EXIT_CONFIG: u8 = 1;
@@ -38,8 +39,26 @@ pub fn plans(config: &Config) -> Vec<PortalPlan> {
             page_size: config.global.page_size,
             max_pages: config.global.max_pages,
             duration_buckets: config.global.duration_buckets.clone(),
+            per_user: user_settings(config),
+            arn: t.arn,
+            metadata_refresh: DEFAULT_METADATA_REFRESH,
         })
         .collect()
+}
+
+/// Per-user settings of `config`, when enabled.
+pub fn user_settings(config: &Config) -> Option<UserSettings> {
+    let p = &config.per_user;
+    p.enabled.then(|| UserSettings {
+        mode: match p.username {
+            UsernameMode::Raw => LabelMode::Raw,
+            UsernameMode::Hashed => LabelMode::Hashed {
+                salt: p.hash_salt.clone(),
+            },
+        },
+        max_users: p.max_users,
+        idle_ttl_ms: i64::try_from(p.idle_ttl.as_millis()).unwrap_or(i64::MAX),
+    })
 }
 
 /// Features of the config schema this version parses but does not run yet.

@@ -4,8 +4,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::aws::ClientKey;
-use crate::poll::PortalPlan;
+use crate::poll::{DEFAULT_METADATA_REFRESH, PortalPlan};
 use crate::sim::{RunningSim, SimConfig, Simulator};
+use crate::users::{LabelMode, UserSettings};
 
 /// Poll interval of the demo portals: short, so numbers move while you watch.
 pub const DEMO_INTERVAL: Duration = Duration::from_secs(5);
@@ -45,6 +46,15 @@ impl Demo {
                 page_size: 100,
                 max_pages: 2000,
                 duration_buckets: DEMO_BUCKETS.to_vec(),
+                // Demo users are invented, so show them raw (real deployments: `username: hashed`).
+                per_user: Some(UserSettings {
+                    mode: LabelMode::Raw,
+                    max_users: 1000,
+                    idle_ttl_ms: 24 * 3_600_000,
+                }),
+                // Learned from the sessions' portalArn, as for a portal configured by id.
+                arn: None,
+                metadata_refresh: DEFAULT_METADATA_REFRESH,
             })
             .collect();
         Ok(Demo {

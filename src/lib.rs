@@ -17,6 +17,7 @@ pub mod session;
 pub mod sim;
 pub mod snapshot;
 pub mod telemetry;
+pub mod users;
 
 /// Version of this build.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -172,6 +172,8 @@ fn render_portals(out: &mut String, portals: &[Arc<PortalSnapshot>]) {
     }
 
     render_totals(out, portals, &labels);
+    render_users(out, portals, &labels);
+    render_meta(out, portals, &labels);
 
     if !portals.is_empty() {
         let mut f = Family::new(
@@ -298,6 +300,140 @@ fn render_totals(out: &mut String, portals: &[Arc<PortalSnapshot>], labels: &[Ve
         f.sample("_bucket", l, &[("le", "+Inf")], h.count as f64);
         f.sample("_sum", l, &[], h.sum);
         f.sample("_count", l, &[], h.count as f64);
+    }
+}
+
+/// Labels of `portal_info` beyond the portal's own; a static label of the same name is left out there.
+const INFO_LABELS: [&str; 5] = [
+    "portal_arn",
+    "region",
+    "display_name",
+    "browser_type",
+    "instance_type",
+];
+
+fn render_meta(out: &mut String, portals: &[Arc<PortalSnapshot>], labels: &[Vec<(&str, &str)>]) {
+    let each = || portals.iter().zip(labels.iter());
+    if each().any(|(p, _)| p.meta.is_some()) {
+        let mut f = Family::new(
+            out,
+            "portal_info",
+            "gauge",
+            &format!(
+                "Portal metadata from GetPortal, value 1; absent when not permitted. {REFRESH}"
+            ),
+        );
+        for (p, l) in each() {
+            if let Some(m) = &p.meta {
+                let base: Vec<(&str, &str)> = l
+                    .iter()
+                    .copied()
+                    .filter(|(k, _)| !INFO_LABELS.contains(k))
+                    .collect();
+                let info = [
+                    ("portal_arn", m.arn.as_str()),
+                    ("region", m.region.as_str()),
+                    ("display_name", m.display_name.as_str()),
+                    ("browser_type", m.browser_type.as_str()),
+                    ("instance_type", m.instance_type.as_str()),
+                ];
+                f.sample("", &base, &info, 1.0);
+            }
+        }
+    }
+    if each().any(|(p, _)| {
+        p.meta
+            .as_ref()
+            .is_some_and(|m| m.max_concurrent_sessions.is_some())
+    }) {
+        let mut f = Family::new(
+            out,
+            "portal_max_concurrent_sessions",
+            "gauge",
+            &format!("maxConcurrentSessions of the portal, for capacity alerts. {REFRESH}"),
+        );
+        for (p, l) in each() {
+            if let Some(max) = p.meta.as_ref().and_then(|m| m.max_concurrent_sessions) {
+                f.sample("", l, &[], max as f64);
+            }
+        }
+    }
+    if each().any(|(p, _)| p.panics > 0) {
+        let mut f = Family::new(
+            out,
+            "poller_panics_total",
+            "counter",
+            "Panics caught in the portal's poll task (the task restarts with a fresh ledger).",
+        );
+        for (p, l) in each() {
+            f.sample("", l, &[], p.panics as f64);
+        }
+    }
+}
+
+fn render_users(out: &mut String, portals: &[Arc<PortalSnapshot>], labels: &[Vec<(&str, &str)>]) {
+    let each = || portals.iter().zip(labels.iter());
+    if each().any(|(p, _)| p.monthly_active_users.is_some()) {
+        let mut f = Family::new(
+            out,
+            "monthly_active_users",
+            "gauge",
+            &format!(
+                "Distinct usernames with any session in the current UTC calendar month (what AWS bills on); backfilled from the API at startup. {REFRESH}"
+            ),
+        );
+        for (p, l) in each() {
+            if let Some(v) = p.monthly_active_users {
+                f.sample("", l, &[], v as f64);
+            }
+        }
+    }
+    if each().all(|(p, _)| p.users.is_empty()) {
+        return;
+    }
+    if each().any(|(p, _)| p.active.is_some() && p.users.iter().any(|u| u.active > 0)) {
+        let mut f = Family::new(
+            out,
+            "user_active_sessions",
+            "gauge",
+            &format!(
+                "Active sessions of each user with at least one, at the last successful poll. {REFRESH}"
+            ),
+        );
+        for (p, l) in each() {
+            if p.active.is_none() {
+                continue; // stale: dropped with the other state gauges
+            }
+            for u in p.users.iter().filter(|u| u.active > 0) {
+                f.sample("", l, &[("username", &u.username)], u.active as f64);
+            }
+        }
+    }
+    let mut f = Family::new(
+        out,
+        "user_sessions_started_total",
+        "counter",
+        &format!(
+            "Distinct sessions of each user observed since the exporter's first successful poll of the portal. {REFRESH}"
+        ),
+    );
+    for (p, l) in each() {
+        for u in &p.users {
+            f.sample("", l, &[("username", &u.username)], u.started as f64);
+        }
+    }
+    let mut f = Family::new(
+        out,
+        "user_session_seconds_total",
+        "counter",
+        &format!(
+            "Session time of each user since the exporter's first successful poll of the portal. {REFRESH}"
+        ),
+    );
+    for (p, l) in each() {
+        for u in &p.users {
+            f.sample("", l, &[("username", &u.username)], u.session_seconds);
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 use bytes::Bytes;
 
 use crate::ledger::{ActiveSummary, Totals};
+use crate::users::UserSeries;
 
 /// Everything the exposition and the landing page know about one portal, as of its last poll.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -22,6 +23,10 @@ pub struct PortalSnapshot {
     pub active: Option<ActiveSummary>,
     /// Counters since T0; `None` before the first successful poll.
     pub totals: Option<Totals>,
+    /// Distinct users in the current UTC month; `None` until the backfill completed.
+    pub monthly_active_users: Option<u64>,
+    /// Per-user series (empty unless `per_user.enabled`).
+    pub users: Vec<UserSeries>,
     /// Wall time of the last poll, in seconds.
     pub poll_duration_seconds: Option<f64>,
     /// Unix time of the last successful poll, in seconds.
@@ -34,6 +39,27 @@ pub struct PortalSnapshot {
     pub api_requests: BTreeMap<String, u64>,
     /// API request errors by (operation, error code).
     pub api_errors: BTreeMap<(String, String), u64>,
+    /// Portal metadata from `GetPortal`; `None` when unknown or not permitted.
+    pub meta: Option<PortalMeta>,
+    /// Panics of this portal's task since the exporter started.
+    pub panics: u64,
+}
+
+/// Portal metadata for `workspacesweb_portal_info` and the capacity gauge.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortalMeta {
+    /// Portal ARN.
+    pub arn: String,
+    /// Region (from config or the ARN).
+    pub region: String,
+    /// Display name ("" when unset).
+    pub display_name: String,
+    /// Browser type ("" when unset).
+    pub browser_type: String,
+    /// Instance type ("" when unset).
+    pub instance_type: String,
+    /// `maxConcurrentSessions`, when set.
+    pub max_concurrent_sessions: Option<u64>,
 }
 
 /// The shared, lock-protected set of portal snapshots plus what readiness needs.

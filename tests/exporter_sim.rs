@@ -58,9 +58,11 @@ async fn portal_with_250_sessions_paged_at_100() {
         (a.max_age_seconds - (poll_ms - oldest) as f64 / 1000.0).abs() < 0.002,
         "{a:?} poll={poll_ms}"
     );
-    // 3 pages of active sessions + 1 (empty) page of the terminated scan.
-    assert_eq!(env.sim.request_count(GOOD, LIST_SESSIONS), 4);
-    assert_eq!(requests(&p, LIST_SESSIONS), 4);
+    // 3 pages of active sessions + 1 (empty) page of the terminated scan + 1 (empty) page of the
+    // monthly-users backfill, which completes at once.
+    assert_eq!(env.sim.request_count(GOOD, LIST_SESSIONS), 5);
+    assert_eq!(requests(&p, LIST_SESSIONS), 5);
+    assert_eq!(p.monthly_active_users, Some(40));
     assert!(p.api_errors.is_empty(), "{:?}", p.api_errors);
     assert!(env.store.ready());
 
@@ -73,7 +75,7 @@ async fn portal_with_250_sessions_paged_at_100() {
     assert!(t.contains(&format!("workspacesweb_active_users{labels} 40\n")));
     assert!(t.contains(&format!("workspacesweb_up{labels} 1\n")));
     assert!(t.contains(&format!(
-        "workspacesweb_api_requests_total{{portal_id=\"{GOOD}\",env=\"test\",operation=\"ListSessions\"}} 4\n"
+        "workspacesweb_api_requests_total{{portal_id=\"{GOOD}\",env=\"test\",operation=\"ListSessions\"}} 5\n"
     )));
     assert!(t.contains(&format!(
         "workspacesweb_last_successful_poll_timestamp_seconds{labels} "
@@ -268,4 +270,109 @@ async fn slow_portal_times_out_without_delaying_a_healthy_one() {
         "{:?}",
         slow.last_error
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portal_info_comes_from_get_portal_with_the_arn_learned_from_sessions() {
+    let base = now_ms();
+    let mut spec = scripted(GOOD, 4, base);
+    spec.display_name = "Support \"desk\"".into();
+    spec.max_concurrent_sessions = 25;
+    let arn = spec.arn();
+    let env = start(
+        SimConfig::new(6)
+            .with_clock(Clock::manual(base))
+            .with_portal(spec),
+    )
+    .await;
+    let sched = Scheduler::start(
+        vec![plan(GOOD, HOUR, 100)],
+        &env.clients,
+        env.store.clone(),
+        4,
+    )
+    .await;
+    let p = wait_portal(&env.store, GOOD, |p| p.polled).await;
+    sched.shutdown().await;
+    assert!(p.up);
+    let meta = p.meta.as_ref().expect("metadata");
+    assert_eq!(meta.arn, arn);
+    assert_eq!(meta.max_concurrent_sessions, Some(25));
+    assert_eq!(env.sim.request_count(GOOD, "GetPortal"), 1);
+    let t = text(&env);
+    assert!(
+        t.contains(&format!(
+            "workspacesweb_portal_info{{portal_id=\"{GOOD}\",env=\"test\",portal_arn=\"{arn}\",region=\"us-east-1\",display_name=\"Support \\\"desk\\\"\",browser_type=\"Chrome\",instance_type=\"standard.regular\"}} 1\n"
+        )),
+        "{t}"
+    );
+    assert!(t.contains(&format!(
+        "workspacesweb_portal_max_concurrent_sessions{{portal_id=\"{GOOD}\",env=\"test\"}} 25\n"
+    )));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_keeps_staying_portals_counters_adds_and_removes() {
+    let base = now_ms();
+    let env = start(
+        SimConfig::new(7)
+            .with_clock(Clock::manual(base))
+            .with_portal(scripted(GOOD, 5, base))
+            .with_portal(scripted(DENIED, 3, base))
+            .with_portal(scripted(THROTTLED, 2, base)),
+    )
+    .await;
+    let interval = Duration::from_millis(300);
+    let mut sched = Scheduler::start(
+        vec![plan(GOOD, interval, 100), plan(DENIED, interval, 100)],
+        &env.clients,
+        env.store.clone(),
+        4,
+    )
+    .await;
+    wait_portal(&env.store, DENIED, |p| p.up).await;
+    let first = wait_portal(&env.store, GOOD, |p| p.up).await;
+    assert_eq!(first.totals.as_ref().map(|t| t.started), Some(5));
+
+    // One session of GOOD ends; the counters see it.
+    env.sim
+        .end_session(GOOD, &SimSession::id_for(0), base)
+        .expect("session exists");
+    wait_portal(&env.store, GOOD, |p| {
+        p.totals.as_ref().is_some_and(|t| t.terminated == 1)
+    })
+    .await;
+
+    // Reload: GOOD stays with a new label, DENIED goes, THROTTLED comes.
+    let mut good = plan(GOOD, interval, 100);
+    good.labels.push(("team".into(), "support".into()));
+    let changes = sched
+        .apply(vec![good, plan(THROTTLED, interval, 100)])
+        .await;
+    assert_eq!(changes.added, vec![THROTTLED.to_string()]);
+    assert_eq!(changes.updated, vec![GOOD.to_string()]);
+    assert_eq!(changes.removed, vec![DENIED.to_string()]);
+    assert!(
+        env.store.portal(DENIED).is_none(),
+        "removed portal keeps no series"
+    );
+    assert!(!text(&env).contains(DENIED));
+
+    let after = wait_portal(&env.store, GOOD, |p| {
+        p.labels.iter().any(|(k, _)| k == "team")
+    })
+    .await;
+    let totals = after.totals.as_ref().expect("counters kept");
+    assert_eq!(
+        (totals.started, totals.terminated),
+        (5, 1),
+        "counters survive the reload"
+    );
+    let added = wait_portal(&env.store, THROTTLED, |p| p.up).await;
+    assert_eq!(active(&added).sessions, 2);
+    sched.shutdown().await;
+    let t = text(&env);
+    assert!(t.contains(&format!(
+        "workspacesweb_sessions_started_total{{portal_id=\"{GOOD}\",env=\"test\",team=\"support\"}} 5\n"
+    )));
 }

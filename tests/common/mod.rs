@@ -58,6 +58,9 @@ pub fn plan(portal_id: &str, interval: Duration, page_size: u32) -> PortalPlan {
         page_size,
         max_pages: 2000,
         duration_buckets: vec![60.0, 300.0, 900.0, 1800.0, 3600.0],
+        per_user: None,
+        arn: None,
+        metadata_refresh: workspacesweb_exporter::poll::DEFAULT_METADATA_REFRESH,
     }
 }
 
@@ -176,5 +179,42 @@ impl Drop for Child {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// Runs `promtool check metrics` on `text`; `Err` with promtool's output when it rejects it.
+/// `Ok(false)` when promtool is not installed (allowed only outside CI).
+pub fn promtool_check(text: &[u8]) -> Result<bool, String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(_) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but promtool is missing"
+            );
+            eprintln!("skipping promtool check: promtool not installed");
+            return Ok(false);
+        }
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(text).map_err(|e| e.to_string())?;
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(true)
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 }

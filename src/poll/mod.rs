@@ -1,0 +1,361 @@
+//! The scheduler: one task per portal, a jittered interval, a timeout per poll, a concurrency limit,
+//! and the staleness rule. Each successful poll feeds the portal's [`Ledger`] and publishes a snapshot.
+//!
+//! # One poll (incremental listing)
+//!
+//! 1. List every `Active` session (all pages).
+//! 2. List `Terminated` sessions sorted `StartTimeDescending`, stopping at the first page whose oldest
+//!    session started before the *watermark*: the start of the previous successful poll minus
+//!    [`SKEW_MARGIN_MS`] (on the first poll, T0 minus the margin).
+//! 3. Sessions the ledger still has open (active at an earlier poll, absent from this poll's active
+//!    listing) that step 2 did not return are fetched one by one with `GetSession`.
+//!
+//! Why nothing is missed: a session that terminated since the previous poll either started after the
+//! previous poll began (then its start is above the watermark and step 2 returns it, the margin
+//! absorbing clock skew between this host and the API), or started before it; in that case it was
+//! running while the previous poll listed active sessions, so it is open in the ledger and step 3
+//! resolves it. Why nothing is double counted: the ledger deduplicates by session id.
+//! Steady-state cost: ceil(active/page) + ceil(new terminated/page) + 1 `ListSessions` calls, plus
+//! one `GetSession` per vanished session that started before the watermark.
+
+//!
+//! The [`Scheduler`] owns one task per portal and reconciles them with a new set of plans
+//! ([`Scheduler::apply`]): added portals start, removed ones stop and lose their series, and
+//! portals that stay keep their ledger (counters continue) and take the new plan at once.
+//! A panic inside a portal's task is caught by its supervisor, logged, counted in
+//! `workspacesweb_poller_panics_total`, and the portal restarts with a fresh ledger.
+
+mod poller;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+use tracing::{error, info};
+
+use crate::aws::{ApiCounters, ApiError, ClientKey, Clients};
+use crate::session::UnixMillis;
+use crate::snapshot::Store;
+use crate::users::UserSettings;
+
+use poller::Poller;
+
+/// Clock skew allowed between this host and the API when choosing the terminated-scan watermark.
+pub const SKEW_MARGIN_MS: UnixMillis = 60_000;
+
+/// State gauges are dropped after this many intervals without a successful poll.
+pub const STALE_INTERVALS: u32 = 5;
+
+/// Pages the monthly-active-users backfill reads per poll cycle (it resumes where it stopped).
+pub const BACKFILL_PAGES_PER_CYCLE: u32 = 100;
+
+/// How long before the month start the backfill reaches, to find sessions that started in the
+/// previous month and ended in this one (longer than the longest session the service allows).
+pub const BACKFILL_REACH_MS: UnixMillis = 24 * 3_600_000;
+
+/// Everything the scheduler needs to poll one portal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PortalPlan {
+    /// Portal id.
+    pub portal_id: String,
+    /// Static labels (sorted by name).
+    pub labels: Vec<(String, String)>,
+    /// Which SDK client to use.
+    pub client: ClientKey,
+    /// Poll interval.
+    pub interval: Duration,
+    /// Bound on one poll.
+    pub timeout: Duration,
+    /// `maxResults` of each page.
+    pub page_size: u32,
+    /// Pages after which a listing gives up.
+    pub max_pages: u32,
+    /// Histogram buckets of session durations (seconds).
+    pub duration_buckets: Vec<f64>,
+    /// Per-user series, when enabled.
+    pub per_user: Option<UserSettings>,
+    /// Portal ARN for `GetPortal`, when known from config or discovery (never invented from the id).
+    pub arn: Option<String>,
+    /// How often portal metadata is refreshed with `GetPortal`.
+    pub metadata_refresh: Duration,
+}
+
+/// Default [`PortalPlan::metadata_refresh`] (the spec's `discovery.refresh` default).
+pub const DEFAULT_METADATA_REFRESH: Duration = Duration::from_secs(600);
+
+/// Why a poll failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PollError {
+    /// An API call failed (after the SDK's retries).
+    #[error("{0}")]
+    Api(#[from] ApiError),
+    /// A listing did not terminate properly (repeated token, too many pages).
+    #[error("{operation} pagination stopped: {reason}")]
+    Pagination {
+        /// Operation whose listing stopped.
+        operation: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The poll ran out of time.
+    #[error("poll timed out after {0:?} during {1}")]
+    Timeout(Duration, &'static str),
+}
+
+impl PollError {
+    /// The operation that failed.
+    pub fn operation(&self) -> &'static str {
+        match self {
+            PollError::Api(e) => e.operation,
+            PollError::Pagination { operation, .. } => operation,
+            PollError::Timeout(_, op) => op,
+        }
+    }
+
+    /// The `error` label value of this failure.
+    pub fn label(&self) -> &str {
+        match self {
+            PollError::Api(e) => &e.code,
+            PollError::Pagination { .. } => "other",
+            PollError::Timeout(..) => "timeout",
+        }
+    }
+}
+
+/// What [`Scheduler::apply`] changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Portals started.
+    pub added: Vec<String>,
+    /// Portals whose plan changed.
+    pub updated: Vec<String>,
+    /// Portals stopped (their series are gone).
+    pub removed: Vec<String>,
+}
+
+/// One running portal task.
+#[derive(Debug)]
+struct Task {
+    plan: watch::Sender<PortalPlan>,
+    stop: watch::Sender<bool>,
+    handle: JoinHandle<()>,
+}
+
+/// The running portal tasks, reconciled with plans on start, reload and discovery.
+#[derive(Debug)]
+pub struct Scheduler {
+    clients: Clients,
+    store: Arc<Store>,
+    permits: Arc<Semaphore>,
+    concurrency: usize,
+    tasks: BTreeMap<String, Task>,
+}
+
+impl Scheduler {
+    /// A scheduler with no portals yet.
+    pub fn new(clients: Clients, store: Arc<Store>, concurrency: usize) -> Self {
+        let concurrency = concurrency.max(1);
+        Scheduler {
+            clients,
+            store,
+            permits: Arc::new(Semaphore::new(concurrency)),
+            concurrency,
+            tasks: BTreeMap::new(),
+        }
+    }
+
+    /// A scheduler running `plans`.
+    pub async fn start(
+        plans: Vec<PortalPlan>,
+        clients: &Clients,
+        store: Arc<Store>,
+        concurrency: usize,
+    ) -> Self {
+        let mut s = Scheduler::new(clients.clone(), store, concurrency);
+        s.apply(plans).await;
+        s
+    }
+
+    /// Changes how many portals are polled at once.
+    pub fn set_concurrency(&mut self, concurrency: usize) {
+        let concurrency = concurrency.max(1);
+        if concurrency > self.concurrency {
+            self.permits.add_permits(concurrency - self.concurrency);
+        } else {
+            self.permits.forget_permits(self.concurrency - concurrency);
+        }
+        self.concurrency = concurrency;
+    }
+
+    /// Ids of the portals being polled.
+    pub fn portal_ids(&self) -> Vec<String> {
+        self.tasks.keys().cloned().collect()
+    }
+
+    /// Reconciles the running portals with `plans` (one per portal id; later duplicates are ignored).
+    pub async fn apply(&mut self, plans: Vec<PortalPlan>) -> Changes {
+        let mut wanted: BTreeMap<String, PortalPlan> = BTreeMap::new();
+        for p in plans {
+            wanted.entry(p.portal_id.clone()).or_insert(p);
+        }
+        let mut changes = Changes::default();
+        let gone: Vec<String> = self
+            .tasks
+            .keys()
+            .filter(|id| !wanted.contains_key(*id))
+            .cloned()
+            .collect();
+        for id in gone {
+            if let Some(task) = self.tasks.remove(&id) {
+                let _ = task.stop.send(true);
+                let _ = task.handle.await;
+            }
+            self.store.remove(&id);
+            changes.removed.push(id);
+        }
+        self.store.set_owned(wanted.keys().cloned());
+        for (id, plan) in wanted {
+            match self.tasks.get(&id) {
+                Some(task) => {
+                    if *task.plan.borrow() != plan {
+                        let _ = task.plan.send(plan);
+                        changes.updated.push(id);
+                    }
+                }
+                None => {
+                    let task = self.spawn(plan);
+                    self.tasks.insert(id.clone(), task);
+                    changes.added.push(id);
+                }
+            }
+        }
+        if !(changes.added.is_empty() && changes.updated.is_empty() && changes.removed.is_empty()) {
+            info!(
+                added = changes.added.len(),
+                updated = changes.updated.len(),
+                removed = changes.removed.len(),
+                portals = self.tasks.len(),
+                "portals reconciled"
+            );
+        }
+        changes
+    }
+
+    fn spawn(&self, plan: PortalPlan) -> Task {
+        let (plan_tx, plan_rx) = watch::channel(plan.clone());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let counters = Arc::new(ApiCounters::default());
+        let panics = Arc::new(AtomicU64::new(0));
+        let clients = self.clients.clone();
+        let store = self.store.clone();
+        let permits = self.permits.clone();
+        let portal_id = plan.portal_id.clone();
+        let handle = tokio::spawn(supervise(portal_id, panics.clone(), move || {
+            let plan_rx = plan_rx.clone();
+            let stop_rx = stop_rx.clone();
+            let clients = clients.clone();
+            let store = store.clone();
+            let permits = permits.clone();
+            let counters = counters.clone();
+            let panics = panics.clone();
+            async move {
+                let plan = plan_rx.borrow().clone();
+                let api = clients
+                    .portal_api(&plan.client, &plan.portal_id, counters)
+                    .await;
+                let poller = Poller::new(
+                    plan,
+                    plan_rx,
+                    clients,
+                    api,
+                    store,
+                    panics.load(Ordering::Relaxed),
+                );
+                poller.run(permits, stop_rx).await;
+            }
+        }));
+        Task {
+            plan: plan_tx,
+            stop: stop_tx,
+            handle,
+        }
+    }
+
+    /// Stops every task (an in-flight poll is abandoned) and waits for them.
+    pub async fn shutdown(self) {
+        for task in self.tasks.values() {
+            let _ = task.stop.send(true);
+        }
+        for (_, task) in self.tasks {
+            let _ = task.handle.await;
+        }
+    }
+}
+
+/// Runs `make()` in its own task until it returns; restarts it after a panic, counting it.
+async fn supervise<F, Fut>(portal_id: String, panics: Arc<AtomicU64>, make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        match tokio::spawn(make()).await {
+            Err(e) if e.is_panic() => {
+                let n = panics.fetch_add(1, Ordering::Relaxed) + 1;
+                let what = e
+                    .into_panic()
+                    .downcast::<String>()
+                    .map(|s| *s)
+                    .or_else(|p| p.downcast::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|_| "non-string panic".to_string());
+                error!(portal_id = %portal_id, panics = n, panic = %what, "portal task panicked; restarting it");
+            }
+            _ => return,
+        }
+    }
+}
+
+/// `base` scaled by a uniform factor in [1 - spread, 1 + spread] (spread 1.0: [0, 2·base]).
+pub(crate) fn jitter(base: Duration, spread: f64) -> Duration {
+    let f = rand::rng().random_range((1.0 - spread).max(0.0)..=(1.0 + spread));
+    base.mul_f64(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_task_is_restarted_and_counted() {
+        let runs = Arc::new(AtomicU64::new(0));
+        let panics = Arc::new(AtomicU64::new(0));
+        let r = runs.clone();
+        supervise("p".into(), panics.clone(), move || {
+            let r = r.clone();
+            async move {
+                if r.fetch_add(1, Ordering::Relaxed) < 2 {
+                    panic!("boom");
+                }
+            }
+        })
+        .await;
+        assert_eq!(runs.load(Ordering::Relaxed), 3);
+        assert_eq!(panics.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn jitter_stays_within_its_spread() {
+        for _ in 0..1000 {
+            let d = jitter(Duration::from_secs(100), 0.05);
+            assert!(
+                d >= Duration::from_secs(95) && d <= Duration::from_secs(105),
+                "{d:?}"
+            );
+        }
+    }
+}

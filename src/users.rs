@@ -1,0 +1,294 @@
+//! Per-user series: which label value each username gets (raw or hashed), the `max_users` cap with
+//! its `__other__` overflow, and the expiry of idle users. Pure: fed from the ledger after each poll.
+//!
+//! Assignment is decided when a user is first seen and kept until the user is evicted: the first
+//! `max_users` users get series of their own; later ones are summed into `username="__other__"`
+//! (their contributions are added as deltas, so `__other__` stays monotonic and the per-user sums
+//! equal the portal totals). A user with no active session and no activity for `idle_ttl` is
+//! evicted from the ledger and loses its series; that frees its slot for the next new user. A raw
+//! username that is literally `__other__` is counted in the overflow series.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use sha2::{Digest, Sha256};
+
+use crate::ledger::{Ledger, UNKNOWN_USER};
+use crate::session::UnixMillis;
+
+/// Label value of the overflow series.
+pub const OTHER_USER: &str = "__other__";
+
+/// How usernames become label values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LabelMode {
+    /// The username as the API returns it.
+    Raw,
+    /// First 16 hex characters of SHA-256(salt + username).
+    Hashed {
+        /// The salt (a secret).
+        salt: String,
+    },
+}
+
+/// Per-user settings of one portal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSettings {
+    /// Raw or hashed label values.
+    pub mode: LabelMode,
+    /// Users with series of their own; more go to `__other__`.
+    pub max_users: usize,
+    /// Idle time after which a user's series go away, in milliseconds.
+    pub idle_ttl_ms: i64,
+}
+
+/// The per-user values of one label value, as exposed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserSeries {
+    /// The `username` label value (raw, hashed, `__unknown__` or `__other__`).
+    pub username: String,
+    /// Active sessions now.
+    pub active: u64,
+    /// Sessions started since T0.
+    pub started: u64,
+    /// Session seconds since T0.
+    pub session_seconds: f64,
+}
+
+#[derive(Debug, Clone)]
+enum Slot {
+    Own(String),
+    /// Overflow user and the totals of it already added to the overflow series.
+    Other {
+        started: u64,
+        session_ms: i64,
+    },
+}
+
+/// The label state of one portal's users.
+#[derive(Debug, Clone)]
+pub struct UserLabels {
+    settings: UserSettings,
+    slots: HashMap<String, Slot>,
+    own: usize,
+    other_started: u64,
+    other_ms: i64,
+    other_seen: bool,
+}
+
+/// The label value of `username` under `mode` (`__unknown__` is never hashed: it is not a name).
+pub fn label_for(mode: &LabelMode, username: &str) -> String {
+    match mode {
+        LabelMode::Raw => username.to_string(),
+        LabelMode::Hashed { .. } if username == UNKNOWN_USER => username.to_string(),
+        LabelMode::Hashed { salt } => {
+            let digest = Sha256::new()
+                .chain_update(salt.as_bytes())
+                .chain_update(username.as_bytes())
+                .finalize();
+            let mut hex = String::with_capacity(16);
+            for b in digest.iter().take(8) {
+                let _ = write!(hex, "{b:02x}");
+            }
+            hex
+        }
+    }
+}
+
+impl UserLabels {
+    /// No users yet.
+    pub fn new(settings: UserSettings) -> Self {
+        UserLabels {
+            settings,
+            slots: HashMap::new(),
+            own: 0,
+            other_started: 0,
+            other_ms: 0,
+            other_seen: false,
+        }
+    }
+
+    /// Evicts idle users from `ledger` (call after [`Ledger::prune`], which releases their old
+    /// sessions), assigns new ones, and returns the series to expose,
+    /// sorted by label value.
+    pub fn update(&mut self, ledger: &mut Ledger, at_ms: UnixMillis) -> Vec<UserSeries> {
+        ledger.evict_idle_users(at_ms.saturating_sub(self.settings.idle_ttl_ms));
+        let present: HashMap<&str, _> = ledger.users().collect();
+        self.slots.retain(|name, slot| {
+            let keep = present.contains_key(name.as_str());
+            if !keep && matches!(slot, Slot::Own(_)) {
+                self.own -= 1;
+            }
+            keep
+        });
+        let mut out = Vec::new();
+        let mut other_active = 0;
+        for (name, totals) in &present {
+            let slot = self.slots.entry((*name).to_string()).or_insert_with(|| {
+                if self.own < self.settings.max_users && *name != OTHER_USER {
+                    self.own += 1;
+                    Slot::Own(label_for(&self.settings.mode, name))
+                } else {
+                    Slot::Other {
+                        started: 0,
+                        session_ms: 0,
+                    }
+                }
+            });
+            match slot {
+                Slot::Own(label) => out.push(UserSeries {
+                    username: label.clone(),
+                    active: totals.active,
+                    started: totals.started,
+                    session_seconds: totals.session_ms as f64 / 1000.0,
+                }),
+                Slot::Other {
+                    started,
+                    session_ms,
+                } => {
+                    self.other_seen = true;
+                    self.other_started += totals.started.saturating_sub(*started);
+                    self.other_ms += totals.session_ms.saturating_sub(*session_ms).max(0);
+                    *started = totals.started.max(*started);
+                    *session_ms = totals.session_ms.max(*session_ms);
+                    other_active += totals.active;
+                }
+            }
+        }
+        if self.other_seen {
+            out.push(UserSeries {
+                username: OTHER_USER.to_string(),
+                active: other_active,
+                started: self.other_started,
+                session_seconds: self.other_ms as f64 / 1000.0,
+            });
+        }
+        out.sort_by(|a, b| a.username.cmp(&b.username));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::LedgerSettings;
+    use crate::session::{SessionRecord, SessionStatus};
+
+    fn active(id: &str, user: &str, start: i64) -> SessionRecord {
+        SessionRecord {
+            id: Some(id.into()),
+            username: Some(user.into()),
+            status: SessionStatus::Active,
+            start_ms: Some(start),
+            end_ms: None,
+        }
+    }
+
+    fn settings(max_users: usize, mode: LabelMode) -> UserSettings {
+        UserSettings {
+            mode,
+            max_users,
+            idle_ttl_ms: 3_600_000,
+        }
+    }
+
+    #[test]
+    fn hashed_label_is_16_hex_of_salted_sha256() {
+        let mode = LabelMode::Hashed {
+            salt: "pepper".into(),
+        };
+        // printf 'pepperalice' | sha256sum | cut -c1-16
+        assert_eq!(label_for(&mode, "alice"), "b1b68da447843a65");
+        assert_ne!(
+            label_for(&mode, "alice"),
+            label_for(
+                &LabelMode::Hashed {
+                    salt: "salt".into()
+                },
+                "alice"
+            )
+        );
+        assert_eq!(label_for(&mode, UNKNOWN_USER), UNKNOWN_USER);
+        assert_eq!(label_for(&LabelMode::Raw, "a\"b"), "a\"b");
+    }
+
+    #[test]
+    fn cap_sends_later_users_to_other_and_sums_stay_exact() {
+        let mut ledger = Ledger::new(LedgerSettings::default(), 0);
+        let mut labels = UserLabels::new(settings(2, LabelMode::Raw));
+        let poll1 = [
+            active("s1", "a", 0),
+            active("s2", "b", 0),
+            active("s3", "c", 0),
+            active("s4", "d", 0),
+        ];
+        ledger.apply_poll(10_000, &poll1, &[]);
+        let series = labels.update(&mut ledger, 10_000);
+        let names: Vec<_> = series.iter().map(|s| s.username.as_str()).collect();
+        assert_eq!(names.len(), 3, "{names:?}");
+        assert!(names.contains(&OTHER_USER));
+        let other = series
+            .iter()
+            .find(|s| s.username == OTHER_USER)
+            .map(|s| (s.active, s.started));
+        assert_eq!(other, Some((2, 2)));
+        let sum_started: u64 = series.iter().map(|s| s.started).sum();
+        let sum_secs: f64 = series.iter().map(|s| s.session_seconds).sum();
+        assert_eq!(sum_started, ledger.totals().started);
+        assert_eq!(sum_secs, ledger.totals().session_seconds);
+        assert_eq!(sum_secs, 40.0);
+
+        // Next poll: the same sessions accrue 10 s more each; still exact, __other__ monotonic.
+        ledger.apply_poll(20_000, &poll1, &[]);
+        let series = labels.update(&mut ledger, 20_000);
+        let sum_secs: f64 = series.iter().map(|s| s.session_seconds).sum();
+        assert_eq!(sum_secs, 80.0);
+        let other = series
+            .iter()
+            .find(|s| s.username == OTHER_USER)
+            .map(|s| s.session_seconds);
+        assert_eq!(other, Some(40.0));
+    }
+
+    #[test]
+    fn idle_users_are_evicted_and_free_their_slot() {
+        let mut ledger = Ledger::new(LedgerSettings::default(), 0);
+        let mut labels = UserLabels::new(UserSettings {
+            mode: LabelMode::Raw,
+            max_users: 1,
+            idle_ttl_ms: 60_000,
+        });
+        ledger.apply_poll(1_000, &[active("s1", "a", 0)], &[]);
+        assert_eq!(labels.update(&mut ledger, 1_000)[0].username, "a");
+        let ended = SessionRecord {
+            status: SessionStatus::Terminated,
+            end_ms: Some(2_000),
+            ..active("s1", "a", 0)
+        };
+        ledger.apply_poll(3_000, &[], &[ended]);
+        assert_eq!(labels.update(&mut ledger, 3_000)[0].username, "a");
+        // Long after: "a" is idle and goes; "b" gets the freed slot instead of __other__.
+        ledger.apply_poll(200_000, &[active("s2", "b", 150_000)], &[]);
+        ledger.prune(140_000); // as the poller does after each poll: releases s1
+        let series = labels.update(&mut ledger, 200_000);
+        let names: Vec<_> = series.iter().map(|s| s.username.as_str()).collect();
+        assert_eq!(names, vec!["b"]);
+    }
+
+    #[test]
+    fn a_raw_user_named_other_goes_to_the_overflow_series() {
+        let mut ledger = Ledger::new(LedgerSettings::default(), 0);
+        let mut labels = UserLabels::new(settings(10, LabelMode::Raw));
+        ledger.apply_poll(
+            1_000,
+            &[active("s1", OTHER_USER, 0), active("s2", "x", 0)],
+            &[],
+        );
+        let series = labels.update(&mut ledger, 1_000);
+        assert_eq!(
+            series.iter().filter(|s| s.username == OTHER_USER).count(),
+            1
+        );
+        assert_eq!(series.len(), 2);
+    }
+}

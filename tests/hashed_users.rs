@@ -1,0 +1,124 @@
+//! With `username: hashed`, no raw username reaches /metrics, the landing page or the logs
+//! (captured here at trace level, far below what production logs).
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use workspacesweb_exporter::http::{self, HttpSettings};
+use workspacesweb_exporter::poll::Scheduler;
+use workspacesweb_exporter::session::now_ms;
+use workspacesweb_exporter::sim::{Clock, PortalSpec, SimConfig, SimSession};
+use workspacesweb_exporter::users::{LabelMode, UserSettings, label_for};
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut v) = self.0.lock() {
+            v.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+const NAMES: [&str; 4] = [
+    "alice.smith@example.com",
+    "bob-the-builder",
+    "carol\"quoted",
+    "dave_ünïcode",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hashed_mode_leaks_no_raw_username() {
+    let logs = Capture::default();
+    let writer = logs.clone();
+    tracing_subscriber::fmt()
+        .with_env_filter("trace")
+        .with_writer(move || writer.clone())
+        .init();
+
+    let base = now_ms();
+    let sessions = NAMES
+        .iter()
+        .enumerate()
+        .flat_map(|(i, n)| {
+            [
+                SimSession::new(SimSession::id_for(i as u64), *n, base - 10_000),
+                SimSession::new(SimSession::id_for(100 + i as u64), *n, base - 20_000)
+                    .ended(base - 5_000),
+            ]
+        })
+        .collect();
+    let env = start(
+        SimConfig::new(13)
+            .with_clock(Clock::manual(base))
+            .with_portal(PortalSpec::scripted(GOOD, sessions)),
+    )
+    .await;
+    let mode = LabelMode::Hashed {
+        salt: "s3cret".into(),
+    };
+    let mut p = plan(GOOD, Duration::from_secs(3600), 2);
+    p.per_user = Some(UserSettings {
+        mode: mode.clone(),
+        max_users: 1000,
+        idle_ttl_ms: 3_600_000,
+    });
+    let sched = Scheduler::start(vec![p], &env.clients, env.store.clone(), 1).await;
+    let snap = wait_portal(&env.store, GOOD, |p| p.polled).await;
+    assert!(snap.up, "{:?}", snap.last_error);
+    assert_eq!(snap.users.len(), NAMES.len());
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(http::serve(
+        vec![listener],
+        env.store.clone(),
+        HttpSettings::default(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let a = addr.clone();
+    let (status, _, landing) = tokio::task::spawn_blocking(move || http_get(&a, "/"))
+        .await
+        .expect("join")
+        .expect("GET /");
+    assert_eq!(status, 200);
+    let _ = stop.send(());
+    let _ = server.await;
+    sched.shutdown().await;
+
+    let metrics = String::from_utf8(env.store.scrape_text().to_vec()).expect("utf-8");
+    let landing = String::from_utf8_lossy(&landing).to_string();
+    let logs = String::from_utf8_lossy(&logs.0.lock().expect("logs").clone()).to_string();
+    assert!(logs.contains("poll"), "the capture works: {logs}");
+    for name in NAMES {
+        let hashed = label_for(&mode, name);
+        assert!(
+            metrics.contains(&format!("username=\"{hashed}\"")),
+            "hashed label of {name} missing"
+        );
+        for (what, text) in [
+            ("metrics", &metrics),
+            ("landing page", &landing),
+            ("logs", &logs),
+        ] {
+            assert!(
+                !text.contains(name),
+                "raw username {name:?} leaked into the {what}"
+            );
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Per-user series and monthly active users, through the real SDK against the simulator.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::*;
+use workspacesweb_exporter::ledger::month_bounds;
+use workspacesweb_exporter::poll::Scheduler;
+use workspacesweb_exporter::session::now_ms;
+use workspacesweb_exporter::sim::{Clock, PortalSpec, SimConfig, SimSession};
+use workspacesweb_exporter::users::{LabelMode, UserSettings};
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn odd_names() -> Vec<Option<String>> {
+    vec![
+        Some("quote\"d".into()),
+        Some("back\\slash".into()),
+        Some("new\nline".into()),
+        Some("emoji 😀 ünïcode".into()),
+        Some("x".repeat(256)),
+        Some(String::new()),
+        None,
+        Some("plain".into()),
+    ]
+}
+
+fn portal_with(names: &[Option<String>], base: i64) -> PortalSpec {
+    let sessions = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| SimSession {
+            id: SimSession::id_for(i as u64),
+            username: name.clone(),
+            start_ms: base - 60_000 * (i as i64 + 1),
+            end_ms: None,
+        })
+        .collect();
+    PortalSpec::scripted(GOOD, sessions)
+}
+
+fn per_user(mode: LabelMode) -> Option<UserSettings> {
+    Some(UserSettings {
+        mode,
+        max_users: 1000,
+        idle_ttl_ms: 24 * 3_600_000,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_usernames_are_escaped_and_promtool_accepts_them() {
+    let base = now_ms();
+    let names = odd_names();
+    let env = start(
+        SimConfig::new(11)
+            .with_clock(Clock::manual(base))
+            .with_portal(portal_with(&names, base)),
+    )
+    .await;
+    let mut p = plan(GOOD, HOUR, 3);
+    p.per_user = per_user(LabelMode::Raw);
+    let sched = Scheduler::start(vec![p], &env.clients, env.store.clone(), 1).await;
+    let snap = wait_portal(&env.store, GOOD, |p| p.polled).await;
+    sched.shutdown().await;
+    assert!(snap.up, "{:?}", snap.last_error);
+
+    // Empty and missing usernames are one user, "__unknown__".
+    let users: BTreeSet<&str> = snap.users.iter().map(|u| u.username.as_str()).collect();
+    assert_eq!(users.len(), 7, "{users:?}");
+    assert!(users.contains("__unknown__"));
+    let unknown = snap
+        .users
+        .iter()
+        .find(|u| u.username == "__unknown__")
+        .expect("unknown user");
+    assert_eq!((unknown.active, unknown.started), (2, 2));
+    assert_eq!(active(&snap).users, 7);
+    assert_eq!(snap.users.iter().map(|u| u.started).sum::<u64>(), 8);
+
+    let text = env.store.scrape_text();
+    let t = String::from_utf8(text.to_vec()).expect("utf-8");
+    let l = format!("portal_id=\"{GOOD}\",env=\"test\"");
+    for expected in [
+        "username=\"quote\\\"d\"",
+        "username=\"back\\\\slash\"",
+        "username=\"new\\nline\"",
+        "username=\"emoji 😀 ünïcode\"",
+        "username=\"plain\"",
+    ] {
+        assert!(
+            t.contains(&format!(
+                "workspacesweb_user_active_sessions{{{l},{expected}}} 1\n"
+            )),
+            "missing {expected} in\n{t}"
+        );
+    }
+    assert!(t.contains(&format!(
+        "workspacesweb_user_active_sessions{{{l},username=\"{}\"}} 1\n",
+        "x".repeat(256)
+    )));
+    assert!(t.contains(&format!(
+        "workspacesweb_user_sessions_started_total{{{l},username=\"__unknown__\"}} 2\n"
+    )));
+    assert!(!t.contains("username=\"\""), "empty label value");
+    promtool_check(&text).expect("promtool accepts the exposition");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monthly_active_users_are_backfilled_across_many_pages() {
+    let now = now_ms();
+    let (month_start, _) = month_bounds(now);
+    let into_month = (now - month_start).max(2);
+    let mut sessions = Vec::new();
+    let mut expected = BTreeSet::new();
+    // 1,200 sessions ended earlier this month, by 60 users: 13 pages of 100 to backfill.
+    for i in 0..1200u64 {
+        let start = month_start + (into_month / 2) * (i as i64) / 1200;
+        let user = format!("month-user-{}", i % 60);
+        expected.insert(user.clone());
+        sessions.push(SimSession::new(SimSession::id_for(i), user, start).ended(start + 1));
+    }
+    // Started last month, ended in this one: counts.
+    let cross = SimSession::new(
+        SimSession::id_for(5000),
+        "crosser",
+        month_start - 2 * 3_600_000,
+    )
+    .ended(month_start + (into_month / 2).min(60_000));
+    expected.insert("crosser".into());
+    sessions.push(cross);
+    // Ended before the month: does not count.
+    sessions.push(
+        SimSession::new(
+            SimSession::id_for(5001),
+            "last-month",
+            month_start - 3 * 3_600_000,
+        )
+        .ended(month_start - 3_600_000),
+    );
+    // Active now: counts.
+    sessions.push(SimSession::new(
+        SimSession::id_for(5002),
+        "active-now",
+        now - 1000,
+    ));
+    expected.insert("active-now".into());
+
+    let env = start(
+        SimConfig::new(12)
+            .with_clock(Clock::manual(now))
+            .with_portal(PortalSpec::scripted(GOOD, sessions)),
+    )
+    .await;
+    let sched = Scheduler::start(
+        vec![plan(GOOD, HOUR, 100)],
+        &env.clients,
+        env.store.clone(),
+        1,
+    )
+    .await;
+    let snap = wait_portal(&env.store, GOOD, |p| p.polled).await;
+    sched.shutdown().await;
+    assert!(snap.up, "{:?}", snap.last_error);
+    assert_eq!(snap.monthly_active_users, Some(expected.len() as u64));
+    // History before T0 does not count in the session counters.
+    let totals = snap.totals.as_ref().expect("totals");
+    assert_eq!((totals.started, totals.terminated), (1, 0));
+    let t = String::from_utf8(env.store.scrape_text().to_vec()).expect("utf-8");
+    assert!(t.contains(&format!(
+        "workspacesweb_monthly_active_users{{portal_id=\"{GOOD}\",env=\"test\"}} {}\n",
+        expected.len()
+    )));
+}
