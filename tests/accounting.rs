@@ -20,8 +20,10 @@ use std::time::Duration;
 use common::*;
 use serde_json::json;
 use workspacesweb_exporter::aws::{GET_SESSION, LIST_SESSIONS};
-use workspacesweb_exporter::ledger::{DEFAULT_DURATION_BUCKETS, Histogram};
-use workspacesweb_exporter::poll::{SKEW_MARGIN_MS, Scheduler};
+use workspacesweb_exporter::ledger::{DEFAULT_DURATION_BUCKETS, Histogram, month_bounds};
+use workspacesweb_exporter::poll::{
+    BACKFILL_PAGES_PER_CYCLE, BACKFILL_REACH_MS, SKEW_MARGIN_MS, Scheduler,
+};
 use workspacesweb_exporter::session::{UnixMillis, now_ms};
 use workspacesweb_exporter::sim::{Clock, Faults, PortalSpec, SimConfig, SimSession, Simulator};
 use workspacesweb_exporter::snapshot::{PortalSnapshot, Store};
@@ -313,9 +315,25 @@ async fn api_budget_with_50k_terminated_sessions_of_history() {
         )
     };
 
-    // First poll: 3 active pages + 1 page of the scan (no history within a minute of T0).
+    // First poll: 3 active pages + 1 page of the scan (no history within a minute of T0), then
+    // the first cycle of the monthly-users backfill: a descending scan of Terminated sessions down
+    // to the month start minus a day, at most BACKFILL_PAGES_PER_CYCLE pages per poll cycle.
     let first = wait_portal(&env.store, P1, |p| p.up).await;
     check_sim_counts(&first);
+    let t0 = at_ms(&first);
+    let floor = month_bounds(t0).0 - BACKFILL_REACH_MS;
+    let at_base = truth(&sim, base);
+    let above_floor = at_base
+        .iter()
+        .filter(|s| s.end_ms.is_some() && s.start_ms >= floor)
+        .count() as u64;
+    assert!(
+        above_floor < HISTORY,
+        "the backfill stops before the end of the history"
+    );
+    let mut backfill_left = above_floor / PAGE + 1;
+    let backfill_total = backfill_left;
+    let per_cycle = u64::from(BACKFILL_PAGES_PER_CYCLE);
     let first_cost = PollCost {
         list_sessions: requests(&first, LIST_SESSIONS),
         get_session: requests(&first, GET_SESSION),
@@ -323,22 +341,54 @@ async fn api_budget_with_50k_terminated_sessions_of_history() {
     assert_eq!(
         first_cost,
         PollCost {
-            list_sessions: 4,
+            list_sessions: 4 + backfill_left.min(per_cycle),
             get_session: 0
         }
     );
+    backfill_left -= backfill_left.min(per_cycle);
     assert_totals(&first, OLD_ACTIVE, 0, 0, 0, &[]);
     assert_eq!(active(&first).sessions, OLD_ACTIVE);
     eprintln!(
-        "budget: first poll: ListSessions={} GetSession={} (active={OLD_ACTIVE}, history={HISTORY}, page={PAGE})",
+        "budget: first poll: ListSessions={} GetSession={} (active={OLD_ACTIVE}, history={HISTORY}, \
+         page={PAGE}; 4 for the poll, the rest for the backfill of {above_floor} sessions this month: \
+         {backfill_total} pages in all)",
         first_cost.list_sessions, first_cost.get_session
     );
 
+    // The rest of the backfill, one cycle per poll; monthly users appear when it completes.
     let mut prev = first;
+    while prev.monthly_active_users.is_none() {
+        let p = next_success(&env.store, P1, at_ms(&prev), |_| true).await;
+        check_sim_counts(&p);
+        let c = cost(&prev, &p);
+        eprintln!(
+            "budget: backfill poll: ListSessions={} GetSession={}",
+            c.list_sessions, c.get_session
+        );
+        assert_eq!(
+            c,
+            PollCost {
+                list_sessions: 4 + backfill_left.min(per_cycle),
+                get_session: 0
+            }
+        );
+        backfill_left -= backfill_left.min(per_cycle);
+        assert_eq!(p.monthly_active_users.is_some(), backfill_left == 0);
+        prev = p;
+    }
+    assert_eq!(backfill_left, 0);
+    let (month_start, month_end) = month_bounds(at_ms(&prev));
+    let month_users: BTreeSet<_> = at_base
+        .iter()
+        .filter(|s| s.start_ms < month_end && s.end_ms.is_none_or(|e| e >= month_start))
+        .map(|s| s.username.clone())
+        .collect();
+    assert_eq!(prev.monthly_active_users, Some(month_users.len() as u64));
+
     let mut prev_clock = clock.now_ms();
     let mut started = OLD_ACTIVE;
     let mut terminated = 0u64;
-    let mut measured = vec![(first_cost, 0u64)];
+    let mut measured = Vec::new();
     for (s, step) in steps.iter().enumerate() {
         // Apply the step atomically, right after a poll was published.
         let step_clock = base + (s as i64 + 1) * STEP_MS;
@@ -403,7 +453,7 @@ async fn api_budget_with_50k_terminated_sessions_of_history() {
         .collect();
     assert_eq!(
         figures,
-        vec![(4, 0), (4, 0), (5, 5), (6, 20), (6, 0), (6, 60), (6, 1)]
+        vec![(4, 0), (5, 5), (6, 20), (6, 0), (6, 60), (6, 1)]
     );
 }
 
@@ -591,10 +641,16 @@ async fn sessions_resolved_by_get_session_are_exact() {
     let t0 = at_ms(&first);
     assert_totals(&first, 3, 0, 0, 0, &[]);
     assert_active(&first, 3, 2, Some(base - 14_400 * S));
-    // One active page, one page of the scan (it crosses the watermark at once).
-    assert_eq!(requests(&first, LIST_SESSIONS), 2);
+    // One active page, one page of the scan (it crosses the watermark at once), and the whole
+    // monthly-users backfill: the 30 terminated sessions on 3 pages.
+    assert_eq!(requests(&first, LIST_SESSIONS), 2 + 3);
+    assert!(first.monthly_active_users.is_some(), "backfill complete");
 
     let before = next_success(&env.store, P3, t0, |_| true).await;
+    assert_eq!(
+        requests(&before, LIST_SESSIONS) - requests(&first, LIST_SESSIONS),
+        2
+    );
     clock.set(u + 100 * S);
     let p = next_success(&env.store, P3, at_ms(&before), |p| {
         totals(p).terminated == 2
