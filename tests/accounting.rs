@@ -33,6 +33,7 @@ const P1: &str = "bbbbbbbb-0000-4000-8000-000000000001";
 const P2: &str = "bbbbbbbb-0000-4000-8000-000000000002";
 const P3: &str = "bbbbbbbb-0000-4000-8000-000000000003";
 const P4: &str = "bbbbbbbb-0000-4000-8000-000000000004";
+const P5: &str = "bbbbbbbb-0000-4000-8000-000000000005";
 
 /// Start of the poll a snapshot describes (the ledger's `at`), in exact milliseconds.
 fn at_ms(p: &PortalSnapshot) -> UnixMillis {
@@ -823,4 +824,99 @@ async fn throttled_portal_counts_every_session_once() {
         &durations,
     );
     assert_active(&last, open.len() as u64, users.len() as u64, oldest);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Monthly-users backfill cut short by the poll timeout
+// ---------------------------------------------------------------------------------------------
+
+/// A backfill cycle that runs out of time must not skip the pages it read: every user of the
+/// month is counted once the backfill completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: backfill_step advances its nextToken page by page but applies the records only \
+            at the end, so a cycle cut by the timeout drops the pages it read"]
+async fn backfill_cut_short_by_the_timeout_loses_no_monthly_users() {
+    const USERS: i64 = 120;
+    let base = now_ms();
+    let clock = Clock::manual(base);
+    // One short session per user, all overlapping the current month, all ended before T0.
+    let sessions = (0..USERS)
+        .map(|i| {
+            SimSession::new(
+                SimSession::id_for(5_000 + i as u64),
+                format!("month{i}"),
+                base - 600 * S - i * S,
+            )
+            .ended(base - 60 * S)
+        })
+        .collect();
+    let mut spec = PortalSpec::scripted(P5, sessions);
+    // 20 ms per request: a poll (2 requests) fits in the 300 ms timeout, 100 backfill pages don't.
+    spec.faults = Faults {
+        latency: Duration::from_millis(20),
+        ..Faults::none()
+    };
+    let env = start(SimConfig::new(15).with_clock(clock).with_portal(spec)).await;
+    let mut plan = plan_for(P5, Duration::from_millis(500), 2);
+    plan.timeout = Duration::from_millis(300);
+    let sched = Scheduler::start(vec![plan], &env.clients, env.store.clone(), 4).await;
+    let done = wait_portal(&env.store, P5, |p| p.monthly_active_users.is_some()).await;
+    sched.shutdown().await;
+    let (month_start, _) = month_bounds(at_ms(&done));
+    assert!(
+        base - 60 * S >= month_start,
+        "run again: the month began a minute ago"
+    );
+    eprintln!(
+        "backfill: {} ListSessions requests, monthly_active_users={:?}",
+        requests(&done, LIST_SESSIONS),
+        done.monthly_active_users
+    );
+    assert_eq!(done.monthly_active_users, Some(USERS as u64));
+    assert_totals(&done, 0, 0, 0, 0, &[]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// GetSession answering an unknown status (the simulator cannot produce it: ledger level)
+// ---------------------------------------------------------------------------------------------
+
+/// A session that vanished from the Active listing and whose GetSession answers a status this
+/// exporter does not know (say `Expired`) has ended, as far as the exporter can tell: it must
+/// leave the pending set, or the poller sends one GetSession for it at every poll for 35 days
+/// (until the API forgets it), and `started - terminated` never again equals the open sessions.
+#[test]
+#[ignore = "bug: Ledger::observe_unknown leaves a vanished session open, so it stays pending for ever"]
+fn vanished_session_with_an_unknown_status_is_resolved() {
+    use workspacesweb_exporter::ledger::{Ledger, LedgerSettings};
+    use workspacesweb_exporter::session::{SessionRecord, SessionStatus};
+
+    let t0 = 1_764_000_000_000;
+    let rec = |status: SessionStatus| SessionRecord {
+        id: Some(SimSession::id_for(9)),
+        username: Some("ulla".into()),
+        status,
+        start_ms: Some(t0 - 60 * S),
+        end_ms: None,
+    };
+    let mut ledger = Ledger::new(LedgerSettings::default(), t0);
+    ledger.apply_poll(t0, &[rec(SessionStatus::Active)], &[]);
+    // Next poll: absent from the listing, so the poller asks GetSession, which says "Expired".
+    assert_eq!(ledger.pending(&[]).len(), 1);
+    ledger.apply_poll(
+        t0 + 60 * S,
+        &[],
+        &[rec(SessionStatus::Unknown("Expired".into()))],
+    );
+    let t = ledger.totals();
+    assert_eq!((t.started, t.incomplete), (1, 1));
+    assert!(
+        ledger.pending(&[]).is_empty(),
+        "GetSession would be sent again at every poll"
+    );
+    assert_eq!(t.terminated, 1, "started - terminated == open sessions");
+    assert_eq!(
+        ledger.session_ms(),
+        60 * S,
+        "time accrued while listed stays"
+    );
 }
