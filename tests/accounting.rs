@@ -263,13 +263,12 @@ async fn api_budget_with_50k_terminated_sessions_of_history() {
         built.elapsed()
     );
     let sim = env.sim.clone();
-    let sched = Scheduler::start(
-        vec![plan_for(P1, Duration::from_millis(600), PAGE as u32)],
-        &env.clients,
-        env.store.clone(),
-        4,
-    )
-    .await;
+    // A cycle of 100 backfill pages may take longer than the interval in a loaded debug build:
+    // the timeout must not cut it (that would change the figures; see the ignored test below).
+    // The incremental polls themselves take 10-100 ms, well inside the interval.
+    let mut budget_plan = plan_for(P1, Duration::from_millis(600), PAGE as u32);
+    budget_plan.timeout = Duration::from_secs(30);
+    let sched = Scheduler::start(vec![budget_plan], &env.clients, env.store.clone(), 4).await;
 
     let truth = |sim: &Simulator, clock: UnixMillis| sim.sessions_at(P1, clock);
     let cost = |prev: &PortalSnapshot, cur: &PortalSnapshot| PollCost {
@@ -332,8 +331,7 @@ async fn api_budget_with_50k_terminated_sessions_of_history() {
         above_floor < HISTORY,
         "the backfill stops before the end of the history"
     );
-    let mut backfill_left = above_floor / PAGE + 1;
-    let backfill_total = backfill_left;
+    let backfill_total = above_floor / PAGE + 1;
     let per_cycle = u64::from(BACKFILL_PAGES_PER_CYCLE);
     let first_cost = PollCost {
         list_sessions: requests(&first, LIST_SESSIONS),
@@ -342,11 +340,10 @@ async fn api_budget_with_50k_terminated_sessions_of_history() {
     assert_eq!(
         first_cost,
         PollCost {
-            list_sessions: 4 + backfill_left.min(per_cycle),
+            list_sessions: 4 + backfill_total.min(per_cycle),
             get_session: 0
         }
     );
-    backfill_left -= backfill_left.min(per_cycle);
     assert_totals(&first, OLD_ACTIVE, 0, 0, 0, &[]);
     assert_eq!(active(&first).sessions, OLD_ACTIVE);
     eprintln!(
@@ -357,27 +354,25 @@ async fn api_budget_with_50k_terminated_sessions_of_history() {
     );
 
     // The rest of the backfill, one cycle per poll; monthly users appear when it completes.
+    // (Cycles may follow each other at once here, so only the total is asserted.)
     let mut prev = first;
     while prev.monthly_active_users.is_none() {
         let p = next_success(&env.store, P1, at_ms(&prev), |_| true).await;
-        check_sim_counts(&p);
         let c = cost(&prev, &p);
         eprintln!(
-            "budget: backfill poll: ListSessions={} GetSession={}",
+            "budget: backfill poll(s): ListSessions={} GetSession={}",
             c.list_sessions, c.get_session
         );
-        assert_eq!(
-            c,
-            PollCost {
-                list_sessions: 4 + backfill_left.min(per_cycle),
-                get_session: 0
-            }
-        );
-        backfill_left -= backfill_left.min(per_cycle);
-        assert_eq!(p.monthly_active_users.is_some(), backfill_left == 0);
         prev = p;
     }
-    assert_eq!(backfill_left, 0);
+    check_sim_counts(&prev);
+    let cycles = backfill_total.div_ceil(per_cycle);
+    assert_eq!(
+        requests(&prev, LIST_SESSIONS),
+        4 * cycles + backfill_total,
+        "{cycles} polls of 4 pages and {backfill_total} backfill pages"
+    );
+    assert_eq!(requests(&prev, GET_SESSION), 0);
     let (month_start, month_end) = month_bounds(at_ms(&prev));
     let month_users: BTreeSet<_> = at_base
         .iter()
