@@ -19,13 +19,18 @@ use aws_sdk_workspacesweb::operation::list_sessions::ListSessionsError;
 use aws_sdk_workspacesweb::types::{self as sdk};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
 use aws_smithy_runtime_api::client::interceptors::context::{
     BeforeTransmitInterceptorContextRef, Error as ErasedError, FinalizerInterceptorContextRef,
 };
 use aws_smithy_runtime_api::client::orchestrator::OrchestratorError;
+use aws_smithy_runtime_api::client::retries::classifiers::{
+    ClassifyRetry, RetryAction, RetryClassifierPriority,
+};
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::DateTime;
 use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::retry::ErrorKind;
 
 use crate::session::{SessionRecord, SessionStatus, UnixMillis};
 
@@ -67,6 +72,7 @@ pub struct ApiCounters {
 struct CounterMaps {
     requests: BTreeMap<String, u64>,
     errors: BTreeMap<(String, String), u64>,
+    retry_after: Option<std::time::Duration>,
 }
 
 impl ApiCounters {
@@ -84,6 +90,21 @@ impl ApiCounters {
                 .entry((operation.to_string(), code.to_string()))
                 .or_default() += 1;
         }
+    }
+
+    /// Remembers the service's latest `Retry-After` hint.
+    pub fn note_retry_after(&self, delay: std::time::Duration) {
+        if let Ok(mut m) = self.inner.lock() {
+            m.retry_after = Some(delay);
+        }
+    }
+
+    /// The latest `Retry-After` hint since the last call, clearing it.
+    pub fn take_retry_after(&self) -> Option<std::time::Duration> {
+        self.inner
+            .lock()
+            .ok()
+            .and_then(|mut m| m.retry_after.take())
     }
 
     /// Copies of the request and error counts.
@@ -130,8 +151,55 @@ impl Intercept for CountingInterceptor {
                 .map(str::to_string);
             let code = attempt_error_label(err, header_code.as_deref());
             self.counters.error(self.operation, &code);
+            if let Some(delay) = context
+                .response()
+                .and_then(|r| retry_after(r.headers().get("retry-after")))
+            {
+                self.counters.note_retry_after(delay);
+            }
         }
         Ok(())
+    }
+}
+
+/// Longest `Retry-After` honoured; a larger hint is capped (the poll timeout bounds retries anyway).
+pub const MAX_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Parses a `Retry-After` header given in seconds (the form this service sends), capped.
+pub fn retry_after(value: Option<&str>) -> Option<std::time::Duration> {
+    let secs: f64 = value?.trim().parse().ok()?;
+    (secs.is_finite() && secs >= 0.0)
+        .then(|| std::time::Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER.as_secs_f64())))
+}
+
+/// Makes the SDK's retries wait what the service asks in `Retry-After` on throttling (429) and
+/// internal errors (5xx): the standard strategy honours an explicit delay but never reads the header.
+#[derive(Debug, Default)]
+struct RetryAfterClassifier;
+
+impl ClassifyRetry for RetryAfterClassifier {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        let Some(response) = ctx.response() else {
+            return RetryAction::NoActionIndicated;
+        };
+        let status = response.status().as_u16();
+        let kind = match status {
+            429 => ErrorKind::ThrottlingError,
+            500..=599 => ErrorKind::ServerError,
+            _ => return RetryAction::NoActionIndicated,
+        };
+        match retry_after(response.headers().get("retry-after")) {
+            Some(delay) => RetryAction::retryable_error_with_explicit_delay(kind, delay),
+            None => RetryAction::NoActionIndicated,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "workspacesweb-exporter-retry-after"
+    }
+
+    fn priority(&self) -> RetryClassifierPriority {
+        RetryClassifierPriority::run_after(RetryClassifierPriority::transient_error_classifier())
     }
 }
 
@@ -290,7 +358,8 @@ impl Clients {
             base = base.region(Region::new(region.clone()));
         }
         let base = base.build();
-        let mut conf = aws_sdk_workspacesweb::config::Builder::from(&base);
+        let mut conf = aws_sdk_workspacesweb::config::Builder::from(&base)
+            .retry_classifier(RetryAfterClassifier);
         if let Some(role) = &key.role_arn {
             let mut provider = aws_config::sts::AssumeRoleProvider::builder(role.clone())
                 .session_name("workspacesweb-exporter")
@@ -339,6 +408,11 @@ impl Clients {
 }
 
 impl RegionApi {
+    /// The counters this handle counts into.
+    pub fn counters(&self) -> &Arc<ApiCounters> {
+        &self.counters
+    }
+
     /// Fetches one page of `ListPortals`.
     pub async fn list_portals(
         &self,
@@ -622,6 +696,17 @@ mod tests {
             portal_id_of_arn("portal/11111111-2222-3333-4444-555555555555"),
             None
         );
+    }
+
+    #[test]
+    fn retry_after_is_parsed_and_capped() {
+        use std::time::Duration;
+        assert_eq!(retry_after(Some("3")), Some(Duration::from_secs(3)));
+        assert_eq!(retry_after(Some(" 0.5 ")), Some(Duration::from_millis(500)));
+        assert_eq!(retry_after(Some("3600")), Some(MAX_RETRY_AFTER));
+        assert_eq!(retry_after(Some("-1")), None);
+        assert_eq!(retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT")), None);
+        assert_eq!(retry_after(None), None);
     }
 
     #[test]

@@ -1,78 +1,25 @@
-//! Wires flags, config, AWS clients, the scheduler and the HTTP server together, and runs until a signal.
+//! Wires flags, config, AWS clients, the control loop and the HTTP server together, and runs
+//! until SIGTERM/SIGINT. SIGHUP reloads the configuration.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
-use crate::aws::{ClientKey, Clients};
+use crate::aws::Clients;
 use crate::cli::Cli;
-use crate::config::{self, Config, UsernameMode};
+use crate::config;
 use crate::demo::Demo;
 use crate::http::{self, HttpSettings};
-use crate::poll::{DEFAULT_METADATA_REFRESH, PortalPlan, Scheduler};
+use crate::reconcile::{Command, Reconciler, Source};
 use crate::session::now_ms;
 use crate::snapshot::{ReloadStatus, Store};
-use crate::users::{LabelMode, UserSettings};
 
 /// Exit code for bad flags or configuration.
 pub const EXIT_CONFIG: u8 = 1;
 /// Exit code when a listen address cannot be bound.
 pub const EXIT_BIND: u8 = 2;
-
-/// One poll plan per static portal of `config`.
-pub fn plans(config: &Config) -> Vec<PortalPlan> {
-    config
-        .targets()
-        .into_iter()
-        .map(|t| PortalPlan {
-            portal_id: t.id,
-            labels: t.labels,
-            client: ClientKey {
-                region: t.region,
-                role_arn: t.role_arn,
-                external_id: t.external_id,
-                endpoint_url: t.endpoint_url,
-            },
-            interval: t.interval,
-            timeout: t.timeout,
-            page_size: config.global.page_size,
-            max_pages: config.global.max_pages,
-            duration_buckets: config.global.duration_buckets.clone(),
-            per_user: user_settings(config),
-            arn: t.arn,
-            metadata_refresh: DEFAULT_METADATA_REFRESH,
-        })
-        .collect()
-}
-
-/// Per-user settings of `config`, when enabled.
-pub fn user_settings(config: &Config) -> Option<UserSettings> {
-    let p = &config.per_user;
-    p.enabled.then(|| UserSettings {
-        mode: match p.username {
-            UsernameMode::Raw => LabelMode::Raw,
-            UsernameMode::Hashed => LabelMode::Hashed {
-                salt: p.hash_salt.clone(),
-            },
-        },
-        max_users: p.max_users,
-        idle_ttl_ms: i64::try_from(p.idle_ttl.as_millis()).unwrap_or(i64::MAX),
-    })
-}
-
-/// Features of the config schema this version parses but does not run yet.
-fn unsupported(config: &Config) -> Option<String> {
-    if !config.discovery.is_empty() {
-        return Some("discovery: portal discovery is not supported by this version yet; list portals under portals:".into());
-    }
-    if config.sharding.total > 1 {
-        return Some(
-            "sharding.total: sharding is not supported by this version yet; use total: 1".into(),
-        );
-    }
-    None
-}
 
 /// `--config.check`: prints the summary (exit 0) or the errors (exit 1).
 pub fn check(cli: &Cli) -> ExitCode {
@@ -81,8 +28,12 @@ pub fn check(cli: &Cli) -> ExitCode {
             for w in &loaded.warnings {
                 eprintln!("warning: {w}");
             }
-            if let Some(msg) = unsupported(&loaded.config) {
-                eprintln!("{}: {msg}", cli.config_file.display());
+            if let Err(e) = loaded
+                .config
+                .sharding
+                .resolve_shard_index(|v| std::env::var(v).ok())
+            {
+                eprintln!("{e}");
                 return ExitCode::from(EXIT_CONFIG);
             }
             println!("{}", loaded.config.summary());
@@ -110,7 +61,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
     // Keeps the demo simulator alive as long as the exporter runs.
     let mut _demo_guard = None;
-    let (plans, clients, concurrency) = if cli.demo {
+    let (source, config, shard_index, clients) = if cli.demo {
         let demo = match Demo::start(1).await {
             Ok(d) => d,
             Err(e) => {
@@ -120,9 +71,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         };
         info!(endpoint = %demo.endpoint_url(), portals = demo.plans.len(), "demo simulator started");
         let clients = Clients::with_static_credentials("us-east-1", &demo.endpoint_url()).await;
-        let plans = demo.plans.clone();
+        let source = Source::Fixed(demo.plans.clone());
         _demo_guard = Some(demo);
-        (plans, clients, 4)
+        (source, None, 0, clients)
     } else {
         let loaded = match config::load(&cli.config_file) {
             Ok(l) => l,
@@ -135,16 +86,24 @@ pub async fn run(cli: Cli) -> ExitCode {
         for w in &loaded.warnings {
             warn!(file = %cli.config_file.display(), warning = %w, "configuration warning");
         }
-        if let Some(msg) = unsupported(&loaded.config) {
-            error!(file = %cli.config_file.display(), error = %msg, "unsupported configuration");
-            eprintln!("{}: {msg}", cli.config_file.display());
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        let index = match loaded
+            .config
+            .sharding
+            .resolve_shard_index(|v| std::env::var(v).ok())
+        {
+            Ok(i) => i,
+            Err(e) => {
+                error!(error = %e, "invalid sharding");
+                eprintln!("{e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        };
         let clients = Clients::from_environment().await;
         (
-            plans(&loaded.config),
+            Source::File(cli.config_file.clone()),
+            Some(loaded.config),
+            index,
             clients,
-            loaded.config.global.concurrency,
         )
     };
 
@@ -162,12 +121,51 @@ pub async fn run(cli: Cli) -> ExitCode {
         successful: true,
         success_unix: now_ms() as f64 / 1000.0,
     });
-    info!(version = crate::VERSION, portals = plans.len(), "starting");
-    let scheduler = Scheduler::start(plans, &clients, store.clone(), concurrency).await;
+    info!(version = crate::VERSION, shard_index, "starting");
+    let reconciler = Reconciler::start(source, config, shard_index, clients, store.clone()).await;
+    let (commands, commands_rx) = mpsc::channel(8);
+    let (stop, stop_rx) = watch::channel(false);
+    let control = tokio::spawn(reconciler.run(commands_rx, stop_rx));
+    let hup = tokio::spawn(reload_on_sighup(commands.clone()));
+
     http::serve(listeners, store, settings, shutdown_signal()).await;
-    scheduler.shutdown().await;
+    hup.abort();
+    let _ = stop.send(true);
+    let _ = control.await;
     info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// Asks the control loop to reload and waits for the outcome.
+pub async fn request_reload(commands: &mpsc::Sender<Command>) -> Result<(), String> {
+    let (reply, outcome) = oneshot::channel();
+    commands
+        .send(Command::Reload(reply))
+        .await
+        .map_err(|_| "the exporter is shutting down".to_string())?;
+    outcome
+        .await
+        .unwrap_or_else(|_| Err("the exporter is shutting down".to_string()))
+}
+
+/// Turns every SIGHUP into a reload.
+async fn reload_on_sighup(commands: mpsc::Sender<Command>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            warn!("cannot listen for SIGHUP; reload with POST /-/reload");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            info!(signal = "SIGHUP", "reloading configuration");
+            let _ = request_reload(&commands).await;
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = commands;
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -9,7 +9,7 @@ use std::sync::{Arc, LazyLock};
 use bytes::Bytes;
 use prometheus::Encoder as _;
 
-use crate::snapshot::{PortalSnapshot, ReloadStatus};
+use crate::snapshot::{DiscoverySnapshot, PortalSnapshot, ReloadStatus};
 
 /// Metric name prefix.
 pub const PREFIX: &str = "workspacesweb_";
@@ -33,9 +33,13 @@ static PROCESS: LazyLock<prometheus::Registry> = LazyLock::new(|| {
 });
 
 /// Renders the whole exposition: portal series, exporter series and `process_*`.
-pub fn render(portals: &[Arc<PortalSnapshot>], reload: ReloadStatus) -> Bytes {
+pub fn render(
+    portals: &[Arc<PortalSnapshot>],
+    discovery: &[DiscoverySnapshot],
+    reload: ReloadStatus,
+) -> Bytes {
     let mut out = String::with_capacity(4096 + portals.len() * 2048);
-    render_portals(&mut out, portals);
+    render_portals(&mut out, portals, discovery);
     render_exporter(&mut out, reload);
     let mut buf = Vec::new();
     if prometheus::TextEncoder::new()
@@ -137,7 +141,21 @@ fn portal_labels(p: &PortalSnapshot) -> Vec<(&str, &str)> {
     l
 }
 
-fn render_portals(out: &mut String, portals: &[Arc<PortalSnapshot>]) {
+fn render_portals(
+    out: &mut String,
+    portals: &[Arc<PortalSnapshot>],
+    discovery: &[DiscoverySnapshot],
+) {
+    let discovery_labels: Vec<Vec<(&str, &str)>> = discovery
+        .iter()
+        .map(|d| {
+            d.labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect()
+        })
+        .collect();
+    let sources = || discovery.iter().zip(discovery_labels.iter());
     let labels: Vec<Vec<(&str, &str)>> = portals.iter().map(|p| portal_labels(p)).collect();
     let each = || portals.iter().zip(labels.iter());
 
@@ -212,7 +230,9 @@ fn render_portals(out: &mut String, portals: &[Arc<PortalSnapshot>]) {
             }
         }
     }
-    if each().any(|(p, _)| !p.api_requests.is_empty()) {
+    if each().any(|(p, _)| !p.api_requests.is_empty())
+        || sources().any(|(d, _)| !d.api_requests.is_empty())
+    {
         let mut f = Family::new(
             out,
             "api_requests_total",
@@ -224,8 +244,16 @@ fn render_portals(out: &mut String, portals: &[Arc<PortalSnapshot>]) {
                 f.sample("", l, &[("operation", op)], *n as f64);
             }
         }
+        // Discovery belongs to no portal: its series carry `region` instead of `portal_id`.
+        for (d, l) in sources() {
+            for (op, n) in &d.api_requests {
+                f.sample("", l, &[("operation", op)], *n as f64);
+            }
+        }
     }
-    if each().any(|(p, _)| !p.api_errors.is_empty()) {
+    if each().any(|(p, _)| !p.api_errors.is_empty())
+        || sources().any(|(d, _)| !d.api_errors.is_empty())
+    {
         let mut f = Family::new(
             out,
             "api_request_errors_total",
@@ -236,6 +264,11 @@ fn render_portals(out: &mut String, portals: &[Arc<PortalSnapshot>]) {
         );
         for (p, l) in each() {
             for ((op, code), n) in &p.api_errors {
+                f.sample("", l, &[("operation", op), ("error", code)], *n as f64);
+            }
+        }
+        for (d, l) in sources() {
+            for ((op, code), n) in &d.api_errors {
                 f.sample("", l, &[("operation", op), ("error", code)], *n as f64);
             }
         }
@@ -480,6 +513,7 @@ mod tests {
         String::from_utf8(
             render(
                 &portals,
+                &[],
                 ReloadStatus {
                     successful: true,
                     success_unix: 5.0,

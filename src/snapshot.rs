@@ -62,6 +62,17 @@ pub struct PortalMeta {
     pub max_concurrent_sessions: Option<u64>,
 }
 
+/// API counters of one discovery source (`ListPortals` in one region).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DiscoverySnapshot {
+    /// Labels of its series (`region`).
+    pub labels: Vec<(String, String)>,
+    /// Requests by operation.
+    pub api_requests: BTreeMap<String, u64>,
+    /// Errors by (operation, error code).
+    pub api_errors: BTreeMap<(String, String), u64>,
+}
+
 /// The shared, lock-protected set of portal snapshots plus what readiness needs.
 #[derive(Debug)]
 pub struct Store {
@@ -70,6 +81,9 @@ pub struct Store {
     generation: tokio::sync::watch::Sender<u64>,
     owned: RwLock<BTreeSet<String>>,
     reload: RwLock<ReloadStatus>,
+    discovery: RwLock<Vec<DiscoverySnapshot>>,
+    /// Discovery sources that have not finished their first listing (readiness waits for them).
+    discovery_pending: std::sync::atomic::AtomicUsize,
 }
 
 /// Outcome of the last configuration (re)load.
@@ -88,6 +102,8 @@ impl Default for Store {
             generation: tokio::sync::watch::Sender::new(0),
             owned: RwLock::default(),
             reload: RwLock::default(),
+            discovery: RwLock::default(),
+            discovery_pending: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 }
@@ -160,8 +176,30 @@ impl Store {
             .unwrap_or_default()
     }
 
-    /// True once every owned portal has finished its first poll.
+    /// Replaces the discovery counters and the number of sources still awaiting a first listing.
+    pub fn set_discovery(&self, sources: Vec<DiscoverySnapshot>, pending: usize) {
+        if let Ok(mut d) = self.discovery.write() {
+            *d = sources;
+        }
+        self.discovery_pending
+            .store(pending, std::sync::atomic::Ordering::Relaxed);
+        self.changed();
+    }
+
+    /// Discovery counters.
+    pub fn discovery(&self) -> Vec<DiscoverySnapshot> {
+        self.discovery.read().map(|d| d.clone()).unwrap_or_default()
+    }
+
+    /// True once every discovery source listed once and every owned portal finished its first poll.
     pub fn ready(&self) -> bool {
+        if self
+            .discovery_pending
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+        {
+            return false;
+        }
         let (Ok(owned), Ok(portals)) = (self.owned.read(), self.portals.read()) else {
             return false;
         };
@@ -184,6 +222,6 @@ impl Store {
 
     /// The full Prometheus text exposition (format 0.0.4) as of now.
     pub fn scrape_text(&self) -> Bytes {
-        crate::metrics::render(&self.portals(), self.reload())
+        crate::metrics::render(&self.portals(), &self.discovery(), self.reload())
     }
 }

@@ -326,6 +326,21 @@ pub(crate) fn jitter(base: Duration, spread: f64) -> Duration {
     base.mul_f64(f)
 }
 
+/// Longest wait between two polls of a failing portal (unless its interval is longer).
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// Delay before the next poll after `failures` consecutive failures: exponential with full jitter
+/// (a uniform draw up to `interval * 2^(failures-1)`, capped), never shorter than the interval.
+pub(crate) fn backoff(interval: Duration, failures: u32) -> Duration {
+    let cap = MAX_BACKOFF.max(interval);
+    let exp = interval
+        .checked_mul(1u32 << failures.saturating_sub(1).min(20))
+        .unwrap_or(cap)
+        .min(cap);
+    let draw = exp.mul_f64(rand::rng().random_range(0.0..=1.0));
+    draw.max(interval)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,6 +361,27 @@ mod tests {
         .await;
         assert_eq!(runs.load(Ordering::Relaxed), 3);
         assert_eq!(panics.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn backoff_grows_with_failures_within_bounds() {
+        let i = Duration::from_secs(10);
+        for _ in 0..200 {
+            assert_eq!(backoff(i, 1), i);
+            let b3 = backoff(i, 3);
+            assert!(b3 >= i && b3 <= i * 4, "{b3:?}");
+            let b30 = backoff(i, 30);
+            assert!(b30 >= i && b30 <= MAX_BACKOFF, "{b30:?}");
+        }
+        let long = Duration::from_secs(3600);
+        assert_eq!(
+            backoff(long, 9),
+            long,
+            "never shorter than the interval, even above the cap"
+        );
+        // Full jitter: draws spread over the range instead of clustering at the top.
+        let draws: Vec<Duration> = (0..400).map(|_| backoff(i, 5)).collect();
+        assert!(draws.iter().any(|d| *d < i * 8) && draws.iter().any(|d| *d > i * 12));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use tracing::{debug, info, warn};
 
 use super::{
     BACKFILL_PAGES_PER_CYCLE, BACKFILL_REACH_MS, PollError, PortalPlan, SKEW_MARGIN_MS,
-    STALE_INTERVALS, jitter,
+    STALE_INTERVALS, backoff, jitter,
 };
 use crate::aws::{
     self, Clients, ListQuery, PortalApi, PortalInfo, SortOrder, portal_id_of_arn, region_of_arn,
@@ -40,6 +40,8 @@ pub(super) struct Poller {
     info: Option<PortalInfo>,
     metadata_due: Option<Instant>,
     metadata_denied_logged: bool,
+    /// Consecutive failed polls (drives the backoff).
+    failures: u32,
     snapshot: PortalSnapshot,
 }
 
@@ -86,6 +88,7 @@ impl Poller {
             info: None,
             metadata_due: None,
             metadata_denied_logged: false,
+            failures: 0,
             snapshot,
             plan,
         }
@@ -144,9 +147,20 @@ impl Poller {
                 }
             }
             drop(permit);
+            let failed = result.is_err();
             self.finish(result, start_ms, took);
-            // Drift-free schedule with ±5% jitter; an overrun poll starts the next one at once.
-            next = (scheduled + jitter(self.plan.interval, 0.05)).max(tokio::time::Instant::now());
+            let hint = self.api.counters().take_retry_after();
+            let now = tokio::time::Instant::now();
+            if failed {
+                // A failing portal backs off (full jitter), never sooner than the service asked.
+                self.failures = self.failures.saturating_add(1);
+                next =
+                    now + backoff(self.plan.interval, self.failures).max(hint.unwrap_or_default());
+            } else {
+                self.failures = 0;
+                // Drift-free schedule with ±5% jitter; an overrun poll starts the next one at once.
+                next = (scheduled + jitter(self.plan.interval, 0.05)).max(now);
+            }
         }
     }
 

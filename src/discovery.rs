@@ -1,0 +1,138 @@
+//! Portal discovery: `ListPortals` (all pages) in each region of each `discovery` entry, every
+//! `refresh`. Results go to the reconciler, which turns them into portal plans.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
+
+use crate::aws::{self, ApiCounters, ApiError, ClientKey, Clients, PortalInfo, RegionApi};
+use crate::config::DiscoveryConfig;
+
+/// Identifies one discovery source: the entry's position in `discovery` and one of its regions.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SourceKey {
+    /// Index of the entry in the config's `discovery` list.
+    pub entry: usize,
+    /// Region listed.
+    pub region: String,
+}
+
+/// The outcome of one listing of one source.
+#[derive(Debug, Clone)]
+pub struct Discovered {
+    /// Which source.
+    pub key: SourceKey,
+    /// The portals, or why the listing failed (the previous list then stays in force).
+    pub result: Result<Vec<PortalInfo>, ApiError>,
+}
+
+/// `ListPortals` page size.
+const PAGE_SIZE: i32 = 100;
+/// Pages after which a listing gives up (100,000 portals).
+const MAX_PAGES: usize = 1000;
+/// Bound on one complete listing.
+const LISTING_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Lists every portal, guarding against a repeated `nextToken` and endless pagination.
+pub async fn list_all(api: &RegionApi) -> Result<Vec<PortalInfo>, ApiError> {
+    let mut out = Vec::new();
+    let mut token = None;
+    let mut seen = HashSet::new();
+    for _ in 0..MAX_PAGES {
+        let (portals, next) = api.list_portals(PAGE_SIZE, token).await?;
+        out.extend(portals);
+        match next {
+            Some(t) if !t.is_empty() => {
+                if !seen.insert(t.clone()) {
+                    api.counters().error(aws::LIST_PORTALS, "other");
+                    return Err(pagination_error("the service repeated a nextToken"));
+                }
+                token = Some(t);
+            }
+            _ => return Ok(out),
+        }
+    }
+    api.counters().error(aws::LIST_PORTALS, "other");
+    Err(pagination_error("more than 1000 pages"))
+}
+
+fn pagination_error(reason: &str) -> ApiError {
+    ApiError {
+        operation: aws::LIST_PORTALS,
+        code: "other".into(),
+        message: format!("pagination stopped: {reason}"),
+    }
+}
+
+/// A running discovery source.
+#[derive(Debug)]
+pub struct SourceTask {
+    stop: watch::Sender<bool>,
+    handle: JoinHandle<()>,
+}
+
+impl SourceTask {
+    /// Stops the source and waits for it.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.handle.await;
+    }
+}
+
+/// Starts listing `key` every `entry.refresh`, sending each outcome to `tx`.
+pub async fn spawn(
+    key: SourceKey,
+    entry: &DiscoveryConfig,
+    clients: &Clients,
+    counters: Arc<ApiCounters>,
+    tx: mpsc::Sender<Discovered>,
+) -> SourceTask {
+    let client = ClientKey {
+        region: Some(key.region.clone()),
+        role_arn: entry.role_arn.clone(),
+        external_id: entry.external_id.clone(),
+        endpoint_url: entry.endpoint_url.clone(),
+    };
+    let api = clients.region_api(&client, counters).await;
+    let refresh = entry.refresh;
+    let (stop, mut stop_rx) = watch::channel(false);
+    let handle = tokio::spawn(async move {
+        loop {
+            let result = tokio::time::timeout(LISTING_TIMEOUT, list_all(&api))
+                .await
+                .unwrap_or_else(|_| {
+                    api.counters().error(aws::LIST_PORTALS, "timeout");
+                    Err(ApiError {
+                        operation: aws::LIST_PORTALS,
+                        code: "timeout".into(),
+                        message: format!("listing took longer than {LISTING_TIMEOUT:?}"),
+                    })
+                });
+            match &result {
+                Ok(p) => debug!(region = %key.region, portals = p.len(), "portals discovered"),
+                Err(e) => {
+                    warn!(region = %key.region, operation = e.operation, error = %e.code, message = %e.message, "portal discovery failed; keeping the previous list")
+                }
+            }
+            if tx
+                .send(Discovered {
+                    key: key.clone(),
+                    result,
+                })
+                .await
+                .is_err()
+            {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(refresh) => {}
+                _ = stop_rx.changed() => return,
+            }
+        }
+    });
+    SourceTask { stop, handle }
+}

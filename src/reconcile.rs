@@ -1,0 +1,424 @@
+//! Keeps the running portals equal to what the configuration and discovery say this replica owns.
+//!
+//! One control loop owns the [`Scheduler`]. It handles reload requests (SIGHUP, `POST /-/reload`),
+//! discovery results and sharding: the wanted plans are the static portals plus the discovered
+//! ones (a static entry wins over a discovered one with the same id), kept when the portal id
+//! hashes to this replica's shard index. A failed discovery listing keeps the previous list, so a
+//! transient error never drops portals; a portal that a successful listing no longer returns
+//! loses all its series.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{error, info, warn};
+
+use crate::aws::{ApiCounters, ClientKey, Clients, PortalInfo, portal_id_of_arn};
+use crate::config::{self, Config, PortalTarget, UsernameMode};
+use crate::discovery::{self, Discovered, SourceKey, SourceTask};
+use crate::poll::{DEFAULT_METADATA_REFRESH, PortalPlan, Scheduler};
+use crate::session::now_ms;
+use crate::snapshot::{DiscoverySnapshot, ReloadStatus, Store};
+use crate::users::{LabelMode, UserSettings};
+
+/// A request to the control loop.
+#[derive(Debug)]
+pub enum Command {
+    /// Re-read the configuration; the reply carries the error text of an invalid one.
+    Reload(oneshot::Sender<Result<(), String>>),
+}
+
+/// Per-user settings of `config`, when enabled.
+pub fn user_settings(config: &Config) -> Option<UserSettings> {
+    let p = &config.per_user;
+    p.enabled.then(|| UserSettings {
+        mode: match p.username {
+            UsernameMode::Raw => LabelMode::Raw,
+            UsernameMode::Hashed => LabelMode::Hashed {
+                salt: p.hash_salt.clone(),
+            },
+        },
+        max_users: p.max_users,
+        idle_ttl_ms: i64::try_from(p.idle_ttl.as_millis()).unwrap_or(i64::MAX),
+    })
+}
+
+/// The poll plan of one resolved portal target.
+pub fn plan_for(
+    config: &Config,
+    t: PortalTarget,
+    metadata_refresh: std::time::Duration,
+) -> PortalPlan {
+    PortalPlan {
+        portal_id: t.id,
+        labels: t.labels,
+        client: ClientKey {
+            region: t.region,
+            role_arn: t.role_arn,
+            external_id: t.external_id,
+            endpoint_url: t.endpoint_url,
+        },
+        interval: t.interval,
+        timeout: t.timeout,
+        page_size: config.global.page_size,
+        max_pages: config.global.max_pages,
+        duration_buckets: config.global.duration_buckets.clone(),
+        per_user: user_settings(config),
+        arn: t.arn,
+        metadata_refresh,
+    }
+}
+
+/// The wanted plans: static portals, then discovered ones not configured statically, each kept
+/// only when this replica's shard owns it.
+pub fn wanted_plans(
+    config: &Config,
+    shard_index: u32,
+    discovered: &BTreeMap<SourceKey, Vec<PortalInfo>>,
+) -> Vec<PortalPlan> {
+    let mut plans: BTreeMap<String, PortalPlan> = BTreeMap::new();
+    for t in config.targets() {
+        plans
+            .entry(t.id.clone())
+            .or_insert_with(|| plan_for(config, t, DEFAULT_METADATA_REFRESH));
+    }
+    for (key, portals) in discovered {
+        let Some(entry) = config.discovery.get(key.entry) else {
+            continue;
+        };
+        for p in portals {
+            let Some(id) = portal_id_of_arn(&p.arn) else {
+                continue;
+            };
+            if !plans.contains_key(id) {
+                let t = config.discovered_target(entry, id, Some(&p.arn), &key.region);
+                plans.insert(id.to_string(), plan_for(config, t, entry.refresh));
+            }
+        }
+    }
+    plans
+        .into_values()
+        .filter(|p| config.sharding.owns(shard_index, &p.portal_id))
+        .collect()
+}
+
+/// Where the portals come from.
+#[derive(Debug)]
+pub enum Source {
+    /// A configuration file, re-read on reload.
+    File(PathBuf),
+    /// Fixed plans (the demo); reload is a no-op.
+    Fixed(Vec<PortalPlan>),
+}
+
+/// The control loop's state.
+pub struct Reconciler {
+    source: Source,
+    config: Option<Config>,
+    shard_index: u32,
+    clients: Clients,
+    store: Arc<Store>,
+    scheduler: Scheduler,
+    discovered: BTreeMap<SourceKey, Vec<PortalInfo>>,
+    pending: std::collections::BTreeSet<SourceKey>,
+    sources: Vec<(SourceKey, SourceTask)>,
+    counters: BTreeMap<SourceKey, Arc<ApiCounters>>,
+    events_tx: mpsc::Sender<Discovered>,
+    events_rx: mpsc::Receiver<Discovered>,
+}
+
+impl Reconciler {
+    /// Starts the portals of `config` (or the fixed plans) and its discovery sources.
+    pub async fn start(
+        source: Source,
+        config: Option<Config>,
+        shard_index: u32,
+        clients: Clients,
+        store: Arc<Store>,
+    ) -> Self {
+        let concurrency = config.as_ref().map_or(4, |c| c.global.concurrency);
+        let (events_tx, events_rx) = mpsc::channel(64);
+        let mut r = Reconciler {
+            scheduler: Scheduler::new(clients.clone(), store.clone(), concurrency),
+            source,
+            config,
+            shard_index,
+            clients,
+            store,
+            discovered: BTreeMap::new(),
+            pending: Default::default(),
+            sources: Vec::new(),
+            counters: BTreeMap::new(),
+            events_tx,
+            events_rx,
+        };
+        r.start_discovery().await;
+        r.reconcile().await;
+        r
+    }
+
+    /// Handles commands and discovery results until `stop` fires, then stops everything.
+    pub async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        loop {
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Reload(reply)) => {
+                        let result = self.reload().await;
+                        let _ = reply.send(result);
+                    }
+                    None => break,
+                },
+                Some(event) = self.events_rx.recv() => self.on_discovered(event).await,
+                _ = stop.changed() => break,
+            }
+        }
+        for (_, task) in std::mem::take(&mut self.sources) {
+            task.stop().await;
+        }
+        self.scheduler.shutdown().await;
+    }
+
+    async fn on_discovered(&mut self, event: Discovered) {
+        let known = self.sources.iter().any(|(k, _)| *k == event.key);
+        if !known {
+            return; // a late result of a source stopped by a reload
+        }
+        self.pending.remove(&event.key);
+        if let Ok(portals) = event.result {
+            self.discovered.insert(event.key, portals);
+        }
+        self.reconcile().await;
+    }
+
+    /// Re-reads the configuration file; an invalid one changes nothing.
+    pub async fn reload(&mut self) -> Result<(), String> {
+        let path = match &self.source {
+            Source::File(p) => p.clone(),
+            Source::Fixed(_) => {
+                info!("reload requested in demo mode: nothing to re-read");
+                self.mark_reload(true);
+                return Ok(());
+            }
+        };
+        let loaded = config::load(&path).map_err(|e| e.to_string());
+        let loaded = match loaded.and_then(|l| {
+            let index = l
+                .config
+                .sharding
+                .resolve_shard_index(|v| std::env::var(v).ok())
+                .map_err(|e| e.to_string())?;
+            Ok((l, index))
+        }) {
+            Ok(l) => l,
+            Err(e) => {
+                error!(file = %path.display(), error = %e, "reload failed; the previous configuration keeps running");
+                self.mark_reload(false);
+                return Err(e);
+            }
+        };
+        let (loaded, index) = loaded;
+        for w in &loaded.warnings {
+            warn!(file = %path.display(), warning = %w, "configuration warning");
+        }
+        let discovery_changed =
+            self.config.as_ref().map(|c| &c.discovery) != Some(&loaded.config.discovery);
+        self.scheduler
+            .set_concurrency(loaded.config.global.concurrency);
+        self.config = Some(loaded.config);
+        self.shard_index = index;
+        if discovery_changed {
+            self.start_discovery().await;
+        }
+        self.reconcile().await;
+        self.mark_reload(true);
+        info!(file = %path.display(), "configuration reloaded");
+        Ok(())
+    }
+
+    fn mark_reload(&self, successful: bool) {
+        let previous = self.store.reload();
+        self.store.set_reload(ReloadStatus {
+            successful,
+            success_unix: if successful {
+                now_ms() as f64 / 1000.0
+            } else {
+                previous.success_unix
+            },
+        });
+    }
+
+    /// (Re)starts one source per (discovery entry, region).
+    async fn start_discovery(&mut self) {
+        for (_, task) in std::mem::take(&mut self.sources) {
+            task.stop().await;
+        }
+        self.discovered.clear();
+        self.pending.clear();
+        let entries = self
+            .config
+            .as_ref()
+            .map(|c| c.discovery.clone())
+            .unwrap_or_default();
+        for (i, entry) in entries.iter().enumerate() {
+            for region in &entry.regions {
+                let key = SourceKey {
+                    entry: i,
+                    region: region.clone(),
+                };
+                let counters = self.counters.entry(key.clone()).or_default().clone();
+                let task = discovery::spawn(
+                    key.clone(),
+                    entry,
+                    &self.clients,
+                    counters,
+                    self.events_tx.clone(),
+                )
+                .await;
+                self.pending.insert(key.clone());
+                self.sources.push((key, task));
+            }
+        }
+        self.counters
+            .retain(|k, _| self.sources.iter().any(|(s, _)| s == k));
+        self.publish_discovery();
+    }
+
+    fn publish_discovery(&self) {
+        let snaps = self
+            .counters
+            .iter()
+            .map(|(k, c)| {
+                let (api_requests, api_errors) = c.snapshot();
+                DiscoverySnapshot {
+                    labels: vec![
+                        ("discovery".to_string(), k.entry.to_string()),
+                        ("region".to_string(), k.region.clone()),
+                    ],
+                    api_requests,
+                    api_errors,
+                }
+            })
+            .collect();
+        self.store.set_discovery(snaps, self.pending.len());
+    }
+
+    async fn reconcile(&mut self) {
+        let plans = match (&self.source, &self.config) {
+            (Source::Fixed(plans), _) => plans.clone(),
+            (Source::File(_), Some(config)) => {
+                wanted_plans(config, self.shard_index, &self.discovered)
+            }
+            (Source::File(_), None) => Vec::new(),
+        };
+        self.scheduler.apply(plans).await;
+        self.publish_discovery();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATIC: &str = "11111111-1111-1111-1111-111111111111";
+    const FOUND: &str = "22222222-2222-2222-2222-222222222222";
+
+    fn config(extra: &str) -> Config {
+        let text = format!(
+            "portals:\n  - id: {STATIC}\n    labels: {{kind: static}}\ndiscovery:\n  - regions: [eu-west-1]\n    labels: {{kind: found}}\n{extra}"
+        );
+        match config::parse(&text, "test.yaml") {
+            Ok(l) => l.config,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn found(ids: &[&str]) -> BTreeMap<SourceKey, Vec<PortalInfo>> {
+        let portals = ids
+            .iter()
+            .map(|id| PortalInfo {
+                arn: format!("arn:aws:workspaces-web:eu-west-1:123456789012:portal/{id}"),
+                ..Default::default()
+            })
+            .collect();
+        [(
+            SourceKey {
+                entry: 0,
+                region: "eu-west-1".into(),
+            },
+            portals,
+        )]
+        .into()
+    }
+
+    #[test]
+    fn static_portals_win_over_discovered_ones() {
+        let c = config("");
+        let plans = wanted_plans(&c, 0, &found(&[STATIC, FOUND]));
+        assert_eq!(plans.len(), 2);
+        let s = plans
+            .iter()
+            .find(|p| p.portal_id == STATIC)
+            .expect("static");
+        assert_eq!(s.labels, vec![("kind".to_string(), "static".to_string())]);
+        let f = plans.iter().find(|p| p.portal_id == FOUND).expect("found");
+        assert_eq!(f.labels, vec![("kind".to_string(), "found".to_string())]);
+        assert_eq!(f.client.region.as_deref(), Some("eu-west-1"));
+        assert!(f.arn.as_deref().is_some_and(|a| a.ends_with(FOUND)));
+    }
+
+    #[test]
+    fn a_portal_no_longer_listed_is_no_longer_wanted() {
+        let c = config("");
+        assert_eq!(wanted_plans(&c, 0, &found(&[FOUND])).len(), 2);
+        let plans = wanted_plans(&c, 0, &found(&[]));
+        assert_eq!(
+            plans
+                .iter()
+                .map(|p| p.portal_id.as_str())
+                .collect::<Vec<_>>(),
+            vec![STATIC]
+        );
+    }
+
+    #[test]
+    fn shards_cover_every_portal_exactly_once() {
+        let ids: Vec<String> = (0..500u32)
+            .map(|i| {
+                format!(
+                    "{i:08x}-0000-4000-8000-{:012x}",
+                    i.wrapping_mul(2_654_435_761)
+                )
+            })
+            .collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        for total in 1..=5u32 {
+            let c = config(&format!("sharding:\n  total: {total}\n"));
+            let mut seen: BTreeMap<String, u32> = BTreeMap::new();
+            for index in 0..total {
+                for p in wanted_plans(&c, index, &found(&refs)) {
+                    *seen.entry(p.portal_id).or_default() += 1;
+                }
+            }
+            assert_eq!(seen.len(), ids.len() + 1, "total={total}");
+            assert!(
+                seen.values().all(|&n| n == 1),
+                "total={total}: a portal polled twice"
+            );
+            if total > 1 {
+                // Every shard gets a fair part (no empty replica).
+                for index in 0..total {
+                    let n = wanted_plans(&c, index, &found(&refs)).len();
+                    assert!(
+                        n > 500 / (total as usize) / 2,
+                        "shard {index}/{total} has only {n}"
+                    );
+                }
+            }
+        }
+    }
+}
