@@ -343,8 +343,16 @@ fn config_check_accepts_discovery_and_checks_the_shard_index_source() {
     );
     let out = check(&path);
     assert_eq!(out.code(), Some(1), "stderr:\n{}", out.stderr);
-    assert!(out.stderr.contains("sharding.index_from_env"), "{}", out.stderr);
-    assert!(out.stderr.contains(&path.display().to_string()), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("sharding.index_from_env"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&path.display().to_string()),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

@@ -771,6 +771,12 @@ impl Ledger {
                 e.incomplete = true;
                 self.books.incomplete(d);
             }
+            // A vanished session resolved to a status we cannot read is over as far as the
+            // listing is concerned: end it like `forget`, or GetSession would ask for it forever.
+            if e.phase == Phase::Vanished {
+                e.phase = Phase::Done;
+                self.books.terminated(&e.user, at_ms, d);
+            }
             return;
         }
         self.count_loose(r, at_ms, d);

@@ -288,7 +288,6 @@ impl Poller {
     async fn backfill_step(&mut self, at_ms: UnixMillis) -> Result<(), PollError> {
         let floor = month_bounds(at_ms).0 - BACKFILL_REACH_MS;
         let page_size = i32::try_from(self.plan.page_size).unwrap_or(i32::MAX);
-        let mut records = Vec::new();
         let mut result = Ok(());
         for _ in 0..BACKFILL_PAGES_PER_CYCLE {
             let query = ListQuery {
@@ -314,7 +313,10 @@ impl Poller {
                 .sessions
                 .iter()
                 .any(|s| s.start_ms.is_some_and(|t| t < floor));
-            records.extend(page.sessions);
+            // Applied before the token moves on: a cycle cut short by the timeout loses no page.
+            if let Some(ledger) = &mut self.ledger {
+                ledger.apply_records(at_ms, &page.sessions);
+            }
             match page.next_token {
                 Some(t) if !t.is_empty() && !below => {
                     if !self.backfill.tokens.insert(t.clone()) {
@@ -337,8 +339,7 @@ impl Poller {
                 }
             }
         }
-        if let Some(ledger) = &mut self.ledger {
-            ledger.apply_records(at_ms, &records);
+        if let Some(ledger) = &self.ledger {
             if self.backfill.done {
                 info!(portal_id = %self.plan.portal_id, monthly_active_users = ledger.monthly_active_users(), "monthly users backfill complete");
             }
