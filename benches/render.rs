@@ -16,6 +16,9 @@ use workspacesweb_exporter::metrics::render;
 use workspacesweb_exporter::snapshot::{PortalSnapshot, ReloadStatus};
 
 /// A portal as after a day of polling: every series present, histogram filled.
+// `..Default::default()` keeps this compiling while fields are added to `PortalSnapshot`
+// (per-user series are on their way); until then clippy finds it needless.
+#[allow(clippy::needless_update)]
 fn portal(n: usize) -> PortalSnapshot {
     let mut durations = Histogram::with_bounds(DEFAULT_DURATION_BUCKETS.to_vec());
     for (i, c) in durations.counts.iter_mut().enumerate() {
