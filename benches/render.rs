@@ -1,0 +1,124 @@
+//! Benchmarks of the `/metrics` body: `metrics::render` over portal snapshots, and gzip of the
+//! rendered body as the server does per scrape. See BENCHMARKS.md for the figures.
+//!
+//! `render` includes the `process_*` families (the `prometheus` process collector reads /proc at
+//! every render), as a real scrape does.
+
+use std::hint::black_box;
+use std::io::Write as _;
+use std::sync::Arc;
+
+use criterion::{Criterion, Throughput};
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use workspacesweb_exporter::ledger::{ActiveSummary, DEFAULT_DURATION_BUCKETS, Histogram, Totals};
+use workspacesweb_exporter::metrics::render;
+use workspacesweb_exporter::snapshot::{PortalSnapshot, ReloadStatus};
+
+/// A portal as after a day of polling: every series present, histogram filled.
+// `..Default::default()` keeps this compiling while fields are added to `PortalSnapshot`
+// (per-user series are on their way); until then clippy finds it needless.
+#[allow(clippy::needless_update)]
+fn portal(n: usize) -> PortalSnapshot {
+    let mut durations = Histogram::with_bounds(DEFAULT_DURATION_BUCKETS.to_vec());
+    for (i, c) in durations.counts.iter_mut().enumerate() {
+        *c = 1_000 + (i as u64 * 137 + n as u64) % 900;
+    }
+    durations.count = durations.counts.iter().sum();
+    durations.sum = durations.count as f64 * 1_234.567;
+    PortalSnapshot {
+        portal_id: format!("1a2b3c4d-5e6f-4a7b-8c9d-{n:012x}"),
+        labels: vec![
+            ("env".into(), "prod".into()),
+            ("region".into(), "eu-west-1".into()),
+        ],
+        up: true,
+        polled: true,
+        active: Some(ActiveSummary {
+            sessions: 10_000,
+            users: 2_500,
+            max_age_seconds: 43_210.5,
+        }),
+        totals: Some(Totals {
+            started: 123_456,
+            terminated: 113_456,
+            incomplete: 12,
+            session_seconds: 987_654_321.5,
+            durations,
+        }),
+        poll_duration_seconds: Some(1.234),
+        last_success_unix: Some(1_779_926_400.123),
+        last_poll_unix: Some(1_779_926_400.123),
+        last_error: None,
+        api_requests: [
+            ("GetSession".to_string(), 1_234),
+            ("ListSessions".to_string(), 56_789),
+        ]
+        .into(),
+        api_errors: [(
+            (
+                "ListSessions".to_string(),
+                "ThrottlingException".to_string(),
+            ),
+            17,
+        )]
+        .into(),
+        ..Default::default()
+    }
+}
+
+fn portals(n: usize) -> Vec<Arc<PortalSnapshot>> {
+    (0..n).map(|i| Arc::new(portal(i))).collect()
+}
+
+const RELOAD: ReloadStatus = ReloadStatus {
+    successful: true,
+    success_unix: 1_779_926_400.0,
+};
+
+fn gzip(body: &[u8], level: Compression) -> Vec<u8> {
+    let mut e = GzEncoder::new(Vec::with_capacity(body.len() / 4 + 64), level);
+    e.write_all(body).expect("gzip into a Vec");
+    e.finish().expect("gzip into a Vec")
+}
+
+fn benches(c: &mut Criterion) {
+    for n in [5, 20] {
+        let ps = portals(n);
+        let body = render(&ps, RELOAD);
+        let fast = gzip(&body, Compression::fast());
+        let default = gzip(&body, Compression::default());
+        println!(
+            "render/{n}_portals: body {} bytes, {} lines; gzip level 1: {} bytes; gzip default (6): {} bytes",
+            body.len(),
+            body.iter().filter(|b| **b == b'\n').count(),
+            fast.len(),
+            default.len()
+        );
+
+        let mut g = c.benchmark_group(format!("render/{n}_portals"));
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_function("render", |b| {
+            b.iter(|| black_box(render(black_box(&ps), RELOAD)))
+        });
+        g.bench_function("gzip_level1", |b| {
+            b.iter(|| black_box(gzip(black_box(&body), Compression::fast())))
+        });
+        g.bench_function("gzip_default", |b| {
+            b.iter(|| black_box(gzip(black_box(&body), Compression::default())))
+        });
+        g.bench_function("render+gzip_level1", |b| {
+            b.iter(|| {
+                let body = render(black_box(&ps), RELOAD);
+                black_box(gzip(&body, Compression::fast()))
+            })
+        });
+        g.finish();
+    }
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    benches(&mut c);
+    c.final_summary();
+}
