@@ -14,6 +14,7 @@ use flate2::write::GzEncoder;
 use workspacesweb_exporter::ledger::{ActiveSummary, DEFAULT_DURATION_BUCKETS, Histogram, Totals};
 use workspacesweb_exporter::metrics::render;
 use workspacesweb_exporter::snapshot::{PortalSnapshot, ReloadStatus};
+use workspacesweb_exporter::users::UserSeries;
 
 /// A portal as after a day of polling: every series present, histogram filled.
 // `..Default::default()` keeps this compiling while fields are added to `PortalSnapshot`
@@ -82,24 +83,42 @@ fn gzip(body: &[u8], level: Compression) -> Vec<u8> {
     e.finish().expect("gzip into a Vec")
 }
 
+/// One portal with `users` per-user series (per_user on, hashed-length names).
+fn portal_with_users(users: usize) -> Vec<Arc<PortalSnapshot>> {
+    let mut p = portal(0);
+    p.users = (0..users)
+        .map(|i| UserSeries {
+            username: format!("{:016x}", (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+            active: (i % 3) as u64,
+            started: 10 + i as u64,
+            session_seconds: 3600.5 * (i % 7) as f64,
+        })
+        .collect();
+    vec![Arc::new(p)]
+}
+
 fn benches(c: &mut Criterion) {
-    for n in [5, 20] {
-        let ps = portals(n);
-        let body = render(&ps, RELOAD);
+    for (name, ps) in [
+        ("5_portals".to_string(), portals(5)),
+        ("20_portals".to_string(), portals(20)),
+        ("1_portal_10k_users".to_string(), portal_with_users(10_000)),
+    ] {
+        let n = name;
+        let body = render(&ps, &[], RELOAD);
         let fast = gzip(&body, Compression::fast());
         let default = gzip(&body, Compression::default());
         println!(
-            "render/{n}_portals: body {} bytes, {} lines; gzip level 1: {} bytes; gzip default (6): {} bytes",
+            "render/{n}: body {} bytes, {} lines; gzip level 1: {} bytes; gzip default (6): {} bytes",
             body.len(),
             body.iter().filter(|b| **b == b'\n').count(),
             fast.len(),
             default.len()
         );
 
-        let mut g = c.benchmark_group(format!("render/{n}_portals"));
+        let mut g = c.benchmark_group(format!("render/{n}"));
         g.throughput(Throughput::Bytes(body.len() as u64));
         g.bench_function("render", |b| {
-            b.iter(|| black_box(render(black_box(&ps), RELOAD)))
+            b.iter(|| black_box(render(black_box(&ps), &[], RELOAD)))
         });
         g.bench_function("gzip_level1", |b| {
             b.iter(|| black_box(gzip(black_box(&body), Compression::fast())))
@@ -109,7 +128,7 @@ fn benches(c: &mut Criterion) {
         });
         g.bench_function("render+gzip_level1", |b| {
             b.iter(|| {
-                let body = render(black_box(&ps), RELOAD);
+                let body = render(black_box(&ps), &[], RELOAD);
                 black_box(gzip(&body, Compression::fast()))
             })
         });

@@ -264,7 +264,7 @@ async fn api_budget_with_50k_terminated_sessions_of_history() {
     );
     let sim = env.sim.clone();
     // A cycle of 100 backfill pages may take longer than the interval in a loaded debug build:
-    // the timeout must not cut it (that would change the figures; see the ignored test below).
+    // the timeout must not cut it (that would change the figures; the backfill-timeout test below covers that case).
     // The incremental polls themselves take 10-100 ms, well inside the interval.
     let mut budget_plan = plan_for(P1, Duration::from_millis(600), PAGE as u32);
     budget_plan.timeout = Duration::from_secs(30);
