@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use base64::Engine;
 use hyper::HeaderMap;
@@ -67,8 +67,9 @@ pub(super) struct BasicAuth {
     decoy: String,
     /// User → SHA-256 of (hash, last password that verified).
     verified: Mutex<HashMap<String, [u8; 32]>>,
-    /// One bcrypt at a time.
-    bcrypt: Semaphore,
+    /// One bcrypt at a time; the permit lives as long as the blocking task, which a
+    /// disconnecting client cannot cancel.
+    bcrypt: Arc<Semaphore>,
 }
 
 impl BasicAuth {
@@ -103,7 +104,7 @@ impl BasicAuth {
             users: users.into_iter().collect(),
             decoy,
             verified: Mutex::new(HashMap::new()),
-            bcrypt: Semaphore::new(1),
+            bcrypt: Arc::new(Semaphore::new(1)),
         })
     }
 
@@ -132,14 +133,17 @@ impl BasicAuth {
         if known && self.cached(&user, &digest) {
             return true;
         }
-        let Ok(_permit) = self.bcrypt.acquire().await else {
+        let Ok(permit) = Arc::clone(&self.bcrypt).acquire_owned().await else {
             return false;
         };
-        let matched = tokio::task::spawn_blocking(move || bcrypt::verify(&password, &hash))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or(false);
+        let matched = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            bcrypt::verify(&password, &hash)
+        })
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or(false);
         if !known || !matched {
             return false;
         }

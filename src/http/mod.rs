@@ -1,27 +1,48 @@
-//! The HTTP server: `/metrics`, the landing page, `/-/healthy` and `/-/ready`, on hyper 1.
+//! The HTTP server: `/metrics`, the landing page, `/-/healthy`, `/-/ready` and `/-/reload`, on
+//! hyper 1, with the exporter-toolkit web config (TLS, basic auth, extra headers).
 //!
-//! Shape of the server, so that TLS, basic auth and reload slot in later:
+//! Shape of the server:
 //! - [`bind`] turns `--web.listen-address` values into listeners (the caller exits 2 on error);
-//! - [`serve`] accepts on every listener, one task per connection, each connection holding a
-//!   permit of a semaphore shared by all listeners (`--web.max-connections`);
-//! - a connection's byte stream is wrapped (`io::WriteTimeout`) before hyper sees it; a TLS
-//!   acceptor would wrap it at the same place;
-//! - every request goes through one function (`routes::respond`), which is where basic auth and
-//!   the `http_server_config.headers` of a web config would apply, and where `POST /-/reload` is
-//!   answered (405 with an empty `Allow` until a reload hook is wired).
+//! - [`serve_with`] accepts on every listener, one task per connection, each connection holding
+//!   a permit of a semaphore shared by all listeners (`--web.max-connections`); [`serve`] is the
+//!   same without web config or reload hook;
+//! - a connection's byte stream is wrapped (`io::WriteTimeout`) before anything else; when the
+//!   web config has TLS, the handshake runs on top of it inside the connection's task (the
+//!   accept loop never waits for it), bounded by [`HttpTimeouts::tls_handshake`];
+//! - every request goes through one function (`routes::respond`): basic auth, routing, the
+//!   reload hook, then the web config's extra headers.
+//!
+//! Web config (`--web.config.file`, see `webconfig`'s docs for the accepted keys and the
+//! differences from the Go toolkit):
+//! - [`load_web_config`] reads and checks a file into a [`WebState`]; errors name the file and
+//!   the key. The daemon loads it at startup (exit 1 when invalid) and on reload.
+//! - A [`WebConfigHandle`] holds the state in force. The server reads it when a connection
+//!   opens (TLS: certificates, client CAs, versions) and at every request (users, headers), so
+//!   [`WebConfigHandle::replace`] takes effect for new connections and the next requests.
+//! - Basic auth (when `basic_auth_users` is set): every path except `/-/healthy` needs
+//!   credentials, 401 with `WWW-Authenticate: Basic realm="workspacesweb-exporter"` otherwise.
+//!   bcrypt runs on the blocking pool, one at a time; verified credentials are cached per user
+//!   as a SHA-256 digest compared in constant time; unknown users pay a decoy bcrypt (`auth`).
+//! - `POST /-/reload` calls the [`ReloadHook`] given in [`WebOptions`]: 200 `OK`, or 400 with
+//!   the hook's error; other methods 405 (`Allow: POST`). Without a hook, every method gets 405
+//!   with an empty `Allow`.
 //!
 //! Policies (for the operator documentation):
 //! - Connection limit: when `max_connections` connections are open, the accept loops stop
 //!   accepting; further clients wait in the kernel's listen backlog until a connection closes
 //!   (as Go's `netutil.LimitListener` does for Prometheus). `0` means no limit.
+//! - A TLS client that has not completed its handshake within [`HttpTimeouts::tls_handshake`]
+//!   of connecting is closed; so is a plain-HTTP client on a TLS listener.
 //! - A connection that has not sent a complete request head within
-//!   [`HttpTimeouts::header_read`] of opening, or of its previous response, is closed: this is
-//!   both the slow-client and the idle keep-alive timeout.
-//! - A response write that makes no progress for [`HttpTimeouts::write`] closes the connection.
+//!   [`HttpTimeouts::header_read`] of opening (of its handshake, with TLS), or of its previous
+//!   response, is closed: this is both the slow-client and the idle keep-alive timeout.
+//! - A socket write that makes no progress for [`HttpTimeouts::write`] closes the connection
+//!   (TLS records included).
 //! - Request bodies are never read; hyper drops the connection instead of draining a large one.
-//! - Shutdown stops accepting (listeners are closed), closes idle connections, lets in-flight
-//!   requests finish for at most [`HttpTimeouts::shutdown_grace`], then drops the rest.
-//! - HTTP/1.1 only (Prometheus scrapes over HTTP/1.1).
+//! - Shutdown stops accepting (listeners are closed), closes idle connections and pending TLS
+//!   handshakes, lets in-flight requests finish for at most [`HttpTimeouts::shutdown_grace`],
+//!   then drops the rest.
+//! - HTTP/1.1 only (Prometheus scrapes over HTTP/1.1); TLS offers ALPN `http/1.1` only.
 
 mod auth;
 mod encoding;
