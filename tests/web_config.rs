@@ -1006,3 +1006,40 @@ async fn the_binary_serves_tls_with_basic_auth() {
     assert_eq!(metrics.status, 401);
     assert_eq!(metrics.header("www-authenticate"), Some(REALM));
 }
+
+#[test]
+fn config_check_also_checks_the_web_config() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bad = write(dir.path(), "web.yml", "basic_auth_users:\n  bob: hunter2\n");
+    let bad = bad.display().to_string();
+    let config = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/config/minimal.yaml"
+    );
+    let (code, stderr) = run_binary(&[
+        "--config.check",
+        "--config.file",
+        config,
+        "--web.config.file",
+        &bad,
+    ]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&bad) && stderr.contains("basic_auth_users.bob"),
+        "{stderr}"
+    );
+    let good = write(
+        dir.path(),
+        "good.yml",
+        "http_server_config:\n  http2: false\n",
+    );
+    let good = good.display().to_string();
+    let (code, stderr) = run_binary(&[
+        "--config.check",
+        "--config.file",
+        config,
+        "--web.config.file",
+        &good,
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+}
