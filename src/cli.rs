@@ -58,6 +58,9 @@ pub struct Cli {
         default_value = "/metrics"
     )]
     pub telemetry_path: String,
+    /// Web configuration file (TLS, basic auth, extra headers), exporter-toolkit format.
+    #[arg(long = "web.config.file", value_name = "PATH")]
+    pub web_config_file: Option<PathBuf>,
     /// Maximum number of concurrent HTTP connections.
     #[arg(long = "web.max-connections", value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
@@ -135,6 +138,13 @@ mod tests {
         assert_eq!(c.log_level, LogLevel::Info);
         assert_eq!(c.log_format, LogFormat::Logfmt);
         assert!(!c.demo && !c.config_check);
+        assert_eq!(c.web_config_file, None);
+    }
+
+    #[test]
+    fn web_config_file_is_a_path() {
+        let c = run(&["--web.config.file", "web.yml"]);
+        assert_eq!(c.web_config_file, Some(PathBuf::from("web.yml")));
     }
 
     #[test]

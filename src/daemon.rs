@@ -11,7 +11,7 @@ use crate::aws::Clients;
 use crate::cli::Cli;
 use crate::config;
 use crate::demo::Demo;
-use crate::http::{self, HttpSettings};
+use crate::http::{self, HttpSettings, ReloadFuture, ReloadHook, WebConfigHandle, WebOptions, WebState};
 use crate::reconcile::{Command, Reconciler, Source};
 use crate::session::now_ms;
 use crate::snapshot::{ReloadStatus, Store};
@@ -21,8 +21,21 @@ pub const EXIT_CONFIG: u8 = 1;
 /// Exit code when a listen address cannot be bound.
 pub const EXIT_BIND: u8 = 2;
 
+/// The `--web.config.file` web config (plain HTTP without the flag); the error names the file
+/// and the key.
+pub fn web_state(cli: &Cli) -> Result<WebState, http::WebConfigError> {
+    match &cli.web_config_file {
+        Some(path) => http::load_web_config(path),
+        None => Ok(WebState::default()),
+    }
+}
+
 /// `--config.check`: prints the summary (exit 0) or the errors (exit 1).
 pub fn check(cli: &Cli) -> ExitCode {
+    if let Err(e) = web_state(cli) {
+        eprintln!("{e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     match config::load(&cli.config_file) {
         Ok(loaded) => {
             for w in &loaded.warnings {
@@ -61,6 +74,15 @@ pub async fn run(cli: Cli) -> ExitCode {
         eprintln!("{e}");
         return ExitCode::from(EXIT_CONFIG);
     }
+    // Web config (TLS, basic auth, headers): read once here; a reload replaces it in the handle.
+    let web = match web_state(&cli) {
+        Ok(state) => WebConfigHandle::new(state),
+        Err(e) => {
+            error!(error = %e, "invalid web configuration");
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     // Keeps the demo simulator alive as long as the exporter runs.
     let mut _demo_guard = None;
     let (source, config, shard_index, clients) = if cli.demo {
@@ -128,14 +150,75 @@ pub async fn run(cli: Cli) -> ExitCode {
     let (commands, commands_rx) = mpsc::channel(8);
     let (stop, stop_rx) = watch::channel(false);
     let control = tokio::spawn(reconciler.run(commands_rx, stop_rx));
-    let hup = tokio::spawn(reload_on_sighup(commands.clone()));
-
-    http::serve(listeners, store, settings, shutdown).await;
+    let reloader = Arc::new(Reloader {
+        commands,
+        web: web.clone(),
+        web_path: cli.web_config_file.clone(),
+        store: store.clone(),
+        serial: tokio::sync::Mutex::new(()),
+    });
+    let hup = tokio::spawn(reload_on_sighup(reloader.clone()));
+    let hook: ReloadHook = {
+        let reloader = reloader.clone();
+        Arc::new(move || -> ReloadFuture {
+            let reloader = reloader.clone();
+            Box::pin(async move { reloader.reload().await })
+        })
+    };
+    let options = WebOptions {
+        web,
+        reload: Some(hook),
+    };
+    http::serve_with(listeners, store, settings, options, shutdown).await;
     hup.abort();
     let _ = stop.send(true);
     let _ = control.await;
     info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// Reloads the configuration and the web configuration together (SIGHUP, `POST /-/reload`).
+struct Reloader {
+    commands: mpsc::Sender<Command>,
+    web: WebConfigHandle,
+    web_path: Option<std::path::PathBuf>,
+    store: Arc<Store>,
+    /// One reload at a time: a SIGHUP and a POST may overlap.
+    serial: tokio::sync::Mutex<()>,
+}
+
+impl Reloader {
+    /// Validates the web config first, then reloads the config; the new web config takes effect
+    /// only when both are valid, so an invalid file of either kind changes nothing.
+    async fn reload(&self) -> Result<(), String> {
+        let _one = self.serial.lock().await;
+        let web = match &self.web_path {
+            Some(path) => {
+                let path = path.clone();
+                let loaded = tokio::task::spawn_blocking(move || http::load_web_config(&path))
+                    .await
+                    .map_err(|e| format!("web config reload failed: {e}"))?;
+                match loaded {
+                    Ok(state) => Some(state),
+                    Err(e) => {
+                        error!(error = %e, "reload failed; the previous configuration keeps running");
+                        let previous = self.store.reload();
+                        self.store.set_reload(ReloadStatus {
+                            successful: false,
+                            ..previous
+                        });
+                        return Err(e.to_string());
+                    }
+                }
+            }
+            None => None,
+        };
+        request_reload(&self.commands).await?;
+        if let Some(state) = web {
+            self.web.replace(state);
+        }
+        Ok(())
+    }
 }
 
 /// Asks the control loop to reload and waits for the outcome.
@@ -151,7 +234,7 @@ pub async fn request_reload(commands: &mpsc::Sender<Command>) -> Result<(), Stri
 }
 
 /// Turns every SIGHUP into a reload.
-async fn reload_on_sighup(commands: mpsc::Sender<Command>) {
+async fn reload_on_sighup(reloader: Arc<Reloader>) {
     #[cfg(unix)]
     {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -161,12 +244,12 @@ async fn reload_on_sighup(commands: mpsc::Sender<Command>) {
         };
         while hup.recv().await.is_some() {
             info!(signal = "SIGHUP", "reloading configuration");
-            let _ = request_reload(&commands).await;
+            let _ = reloader.reload().await;
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = commands;
+        let _ = reloader;
     }
 }
 

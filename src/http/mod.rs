@@ -1,41 +1,67 @@
-//! The HTTP server: `/metrics`, the landing page, `/-/healthy` and `/-/ready`, on hyper 1.
+//! The HTTP server: `/metrics`, the landing page, `/-/healthy`, `/-/ready` and `/-/reload`, on
+//! hyper 1, with the exporter-toolkit web config (TLS, basic auth, extra headers).
 //!
-//! Shape of the server, so that TLS, basic auth and reload slot in later:
+//! Shape of the server:
 //! - [`bind`] turns `--web.listen-address` values into listeners (the caller exits 2 on error);
-//! - [`serve`] accepts on every listener, one task per connection, each connection holding a
-//!   permit of a semaphore shared by all listeners (`--web.max-connections`);
-//! - a connection's byte stream is wrapped (`io::WriteTimeout`) before hyper sees it; a TLS
-//!   acceptor would wrap it at the same place;
-//! - every request goes through one function (`routes::respond`), which is where basic auth and
-//!   the `http_server_config.headers` of a web config would apply, and where `POST /-/reload` is
-//!   answered (405 with an empty `Allow` until a reload hook is wired).
+//! - [`serve_with`] accepts on every listener, one task per connection, each connection holding
+//!   a permit of a semaphore shared by all listeners (`--web.max-connections`); [`serve`] is the
+//!   same without web config or reload hook;
+//! - a connection's byte stream is wrapped (`io::WriteTimeout`) before anything else; when the
+//!   web config has TLS, the handshake runs on top of it inside the connection's task (the
+//!   accept loop never waits for it), bounded by [`HttpTimeouts::tls_handshake`];
+//! - every request goes through one function (`routes::respond`): basic auth, routing, the
+//!   reload hook, then the web config's extra headers.
+//!
+//! Web config (`--web.config.file`, see `webconfig`'s docs for the accepted keys and the
+//! differences from the Go toolkit):
+//! - [`load_web_config`] reads and checks a file into a [`WebState`]; errors name the file and
+//!   the key. The daemon loads it at startup (exit 1 when invalid) and on reload.
+//! - A [`WebConfigHandle`] holds the state in force. The server reads it when a connection
+//!   opens (TLS: certificates, client CAs, versions) and at every request (users, headers), so
+//!   [`WebConfigHandle::replace`] takes effect for new connections and the next requests.
+//! - Basic auth (when `basic_auth_users` is set): every path except `/-/healthy` needs
+//!   credentials, 401 with `WWW-Authenticate: Basic realm="workspacesweb-exporter"` otherwise.
+//!   bcrypt runs on the blocking pool, one at a time; verified credentials are cached per user
+//!   as a SHA-256 digest compared in constant time; unknown users pay a decoy bcrypt (`auth`).
+//! - `POST /-/reload` calls the [`ReloadHook`] given in [`WebOptions`]: 200 `OK`, or 400 with
+//!   the hook's error; other methods 405 (`Allow: POST`). Without a hook, every method gets 405
+//!   with an empty `Allow`.
 //!
 //! Policies (for the operator documentation):
 //! - Connection limit: when `max_connections` connections are open, the accept loops stop
 //!   accepting; further clients wait in the kernel's listen backlog until a connection closes
 //!   (as Go's `netutil.LimitListener` does for Prometheus). `0` means no limit.
+//! - A TLS client that has not completed its handshake within [`HttpTimeouts::tls_handshake`]
+//!   of connecting is closed; so is a plain-HTTP client on a TLS listener.
 //! - A connection that has not sent a complete request head within
-//!   [`HttpTimeouts::header_read`] of opening, or of its previous response, is closed: this is
-//!   both the slow-client and the idle keep-alive timeout.
-//! - A response write that makes no progress for [`HttpTimeouts::write`] closes the connection.
+//!   [`HttpTimeouts::header_read`] of opening (of its handshake, with TLS), or of its previous
+//!   response, is closed: this is both the slow-client and the idle keep-alive timeout.
+//! - A socket write that makes no progress for [`HttpTimeouts::write`] closes the connection
+//!   (TLS records included).
 //! - Request bodies are never read; hyper drops the connection instead of draining a large one.
-//! - Shutdown stops accepting (listeners are closed), closes idle connections, lets in-flight
-//!   requests finish for at most [`HttpTimeouts::shutdown_grace`], then drops the rest.
-//! - HTTP/1.1 only (Prometheus scrapes over HTTP/1.1).
+//! - Shutdown stops accepting (listeners are closed), closes idle connections and pending TLS
+//!   handshakes, lets in-flight requests finish for at most [`HttpTimeouts::shutdown_grace`],
+//!   then drops the rest.
+//! - HTTP/1.1 only (Prometheus scrapes over HTTP/1.1); TLS offers ALPN `http/1.1` only.
 
+mod auth;
 mod encoding;
 mod io;
 mod landing;
 mod routes;
+mod tls;
+mod webconfig;
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
@@ -43,6 +69,7 @@ use crate::snapshot::Store;
 
 use self::io::WriteTimeout;
 use self::routes::Routes;
+pub use self::webconfig::{WebConfigError, WebState, load_web_config};
 
 /// Content type of `/metrics`: the Prometheus text exposition format 0.0.4.
 pub const EXPOSITION_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -113,6 +140,8 @@ pub struct HttpTimeouts {
     pub write: Duration,
     /// Time in-flight requests get to finish after shutdown is signalled. Default 10 s.
     pub shutdown_grace: Duration,
+    /// Time a TLS client gets to complete its handshake, from the connection's start. Default 10 s.
+    pub tls_handshake: Duration,
 }
 
 impl Default for HttpTimeouts {
@@ -121,6 +150,7 @@ impl Default for HttpTimeouts {
             header_read: Duration::from_secs(10),
             write: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
+            tls_handshake: Duration::from_secs(10),
         }
     }
 }
@@ -234,6 +264,65 @@ pub async fn bind(settings: &HttpSettings) -> Result<Vec<TcpListener>, HttpError
     Ok(listeners)
 }
 
+/// The web config in force, shared by the server and whoever reloads it.
+///
+/// [`serve_with`] reads it at every new connection (TLS) and every request (basic auth, extra
+/// headers), so [`WebConfigHandle::replace`] applies to new connections and to the next request
+/// of a kept-alive one; a TLS session already established keeps its certificate.
+#[derive(Clone, Default)]
+pub struct WebConfigHandle(Arc<RwLock<Arc<WebState>>>);
+
+impl std::fmt::Debug for WebConfigHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("WebConfigHandle")
+            .field(&self.current())
+            .finish()
+    }
+}
+
+impl WebConfigHandle {
+    /// A handle holding `state`.
+    pub fn new(state: WebState) -> Self {
+        Self(Arc::new(RwLock::new(Arc::new(state))))
+    }
+
+    /// The web config in force now.
+    pub fn current(&self) -> Arc<WebState> {
+        Arc::clone(&self.0.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Puts `state` in force and returns the one it replaces.
+    pub fn replace(&self, state: WebState) -> Arc<WebState> {
+        let mut current = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        std::mem::replace(&mut *current, Arc::new(state))
+    }
+}
+
+/// What a reload hook returns: `Err` carries the message sent back with HTTP 400.
+pub type ReloadFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// Called by `POST /-/reload`; re-reads the config (and the web config, through
+/// [`WebConfigHandle::replace`]). Concurrent calls are possible: the hook serialises itself.
+pub type ReloadHook = Arc<dyn Fn() -> ReloadFuture + Send + Sync>;
+
+/// What [`serve_with`] takes beyond [`serve`]: the web config and the reload hook.
+#[derive(Clone, Default)]
+pub struct WebOptions {
+    /// The web config in force; the default is plain HTTP without authentication.
+    pub web: WebConfigHandle,
+    /// `POST /-/reload` calls it; without one the route answers 405.
+    pub reload: Option<ReloadHook>,
+}
+
+impl std::fmt::Debug for WebOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebOptions")
+            .field("web", &self.web)
+            .field("reload", &self.reload.is_some())
+            .finish()
+    }
+}
+
 /// Where the server is in its life; connection tasks watch it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -255,19 +344,48 @@ struct Shared {
     /// Held by every connection task; `recv()` on the other end returns `None` once all are gone.
     alive: mpsc::Sender<()>,
     write_timeout: Duration,
+    tls_handshake: Duration,
+    web: WebConfigHandle,
 }
 
-/// Serves until `shutdown` resolves, then shuts down gracefully and returns.
-///
-/// After `shutdown`: the listeners are closed (new connections are refused), idle connections
-/// are closed, requests in flight finish within `settings.timeouts.shutdown_grace`.
+/// Serves plain HTTP without authentication until `shutdown` resolves; see [`serve_with`].
 pub async fn serve(
     listeners: Vec<TcpListener>,
     store: Arc<Store>,
     settings: HttpSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let routes = Arc::new(Routes::new(store, settings.telemetry_path.clone()));
+    serve_with(listeners, store, settings, WebOptions::default(), shutdown).await;
+}
+
+/// Serves until `shutdown` resolves, then shuts down gracefully and returns.
+///
+/// `options.web` decides TLS, basic auth and extra headers, read per connection and per
+/// request; `options.reload` answers `POST /-/reload`.
+///
+/// After `shutdown`: the listeners are closed (new connections are refused), idle connections
+/// are closed, requests in flight finish within `settings.timeouts.shutdown_grace`.
+pub async fn serve_with(
+    listeners: Vec<TcpListener>,
+    store: Arc<Store>,
+    settings: HttpSettings,
+    options: WebOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    {
+        let web = options.web.current();
+        tracing::info!(
+            tls = web.tls_enabled(),
+            basic_auth = web.basic_auth_enabled(),
+            extra_headers = web.extra_headers().len(),
+            reload = options.reload.is_some(),
+            "http server settings"
+        );
+    }
+    let routes = Arc::new(
+        Routes::new(store, settings.telemetry_path.clone())
+            .with_web(options.web.clone(), options.reload),
+    );
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -290,6 +408,8 @@ pub async fn serve(
         phase: phase_rx,
         alive: alive_tx,
         write_timeout: settings.timeouts.write,
+        tls_handshake: settings.timeouts.tls_handshake,
+        web: options.web,
     };
 
     let mut accept_loops = tokio::task::JoinSet::new();
@@ -351,7 +471,8 @@ async fn accept_loop(listener: TcpListener, shared: Shared) {
     }
 }
 
-/// Runs one HTTP/1 connection to its end, holding its connection slot meanwhile.
+/// Runs one connection to its end (TLS handshake first, when configured), holding its
+/// connection slot meanwhile.
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -363,13 +484,41 @@ async fn serve_connection(
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
     }
+    // Below TLS, so that handshake and record writes are bounded too.
+    let stream = WriteTimeout::new(stream, shared.write_timeout);
+    // The web config as it is when the connection opens decides TLS for its whole life.
+    let web = shared.web.current();
+    let Some(tls) = &web.tls else {
+        drop(web);
+        serve_http(stream, peer, &shared).await;
+        return;
+    };
+    let mut phase = shared.phase.clone();
+    let handshake = tokio::select! {
+        handshake = tls.accept(stream, shared.tls_handshake) => handshake,
+        _ = phase.wait_for(|p| *p != Phase::Serving) => return,
+    };
+    drop(web);
+    match handshake {
+        Ok(stream) => serve_http(stream, peer, &shared).await,
+        // Plain-HTTP clients, unknown CAs, missing client certificates, timeouts.
+        Err(error) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+    }
+}
+
+/// Runs HTTP/1 on an established byte stream until it ends or shutdown closes it.
+async fn serve_http<S>(stream: S, peer: SocketAddr, shared: &Shared)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let routes = Arc::clone(&shared.routes);
     let service = service_fn(move |request| {
         let response = routes.respond(&request);
         async move { Ok::<_, std::convert::Infallible>(response.await) }
     });
-    let io = TokioIo::new(WriteTimeout::new(stream, shared.write_timeout));
-    let connection = shared.builder.serve_connection(io, service);
+    let connection = shared
+        .builder
+        .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
     let mut phase = shared.phase.clone();
 

@@ -1,8 +1,14 @@
 //! Request → response: the one place every request passes through.
 //!
-//! Later additions land here: basic auth (check before routing, except `/-/healthy`), the web
-//! config's extra response headers (in [`Routes::respond`] after routing), and `POST /-/reload`
-//! (today answered 405 with an empty `Allow`, RFC 9110's "disabled by configuration").
+//! In order, for each request, with the web config in force at that moment:
+//! 1. basic auth, when `basic_auth_users` is set: every path but `/-/healthy` (unknown paths
+//!    included, so that they cannot be probed) needs valid credentials, otherwise 401 with
+//!    `WWW-Authenticate: Basic realm="workspacesweb-exporter"`;
+//! 2. routing: 404 for unknown paths, 405 with `Allow` for other methods; `POST /-/reload`
+//!    calls the reload hook (200 `OK`, or 400 with its error), and without a hook every method
+//!    gets 405 with an empty `Allow` (RFC 9110's "disabled by configuration");
+//! 3. the web config's `http_server_config.headers`, added to every response (401, 404 and
+//!    405 included) unless the handler set that header itself, as the Go toolkit does.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,7 +18,8 @@ use http_body_util::Full;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::{EXPOSITION_CONTENT_TYPE, encoding, landing};
+use super::auth::{CHALLENGE, Credentials};
+use super::{EXPOSITION_CONTENT_TYPE, ReloadHook, WebConfigHandle, encoding, landing};
 use crate::snapshot::Store;
 
 const TEXT: &str = "text/plain; charset=utf-8";
@@ -32,18 +39,30 @@ enum Route {
 }
 
 /// The data every request handler reads.
-#[derive(Debug)]
 pub(super) struct Routes {
     store: Arc<Store>,
     telemetry_path: String,
+    web: WebConfigHandle,
+    reload: Option<ReloadHook>,
 }
 
 impl Routes {
-    /// Routes for a store, with the exposition at `telemetry_path`.
+    /// Routes for a store, with the exposition at `telemetry_path`, no web config and no reload.
     pub(super) fn new(store: Arc<Store>, telemetry_path: String) -> Self {
         Self {
             store,
             telemetry_path,
+            web: WebConfigHandle::default(),
+            reload: None,
+        }
+    }
+
+    /// The same routes under a web config, with `POST /-/reload` calling `reload`.
+    pub(super) fn with_web(self, web: WebConfigHandle, reload: Option<ReloadHook>) -> Self {
+        Self {
+            web,
+            reload,
+            ..self
         }
     }
 
@@ -72,9 +91,30 @@ impl Routes {
             path: request.uri().path().to_string(),
             gzip: encoding::accepts_gzip(request.headers().get_all(header::ACCEPT_ENCODING)),
         };
+        let web = self.web.current();
+        let auth = match &web.auth {
+            Some(auth) if asked.route != Some(Route::Healthy) => Some((
+                Arc::clone(auth),
+                Credentials::from_headers(request.headers()),
+            )),
+            _ => None,
+        };
         let routes = Arc::clone(self);
         async move {
-            let response = routes.answer(&asked).await;
+            let allowed = match auth {
+                Some((auth, credentials)) => auth.verify(credentials).await,
+                None => true,
+            };
+            let mut response = if allowed {
+                routes.answer(&asked).await
+            } else {
+                unauthorized()
+            };
+            for (name, value) in &web.headers {
+                if !response.headers().contains_key(name) {
+                    response.headers_mut().insert(name.clone(), value.clone());
+                }
+            }
             tracing::debug!(method = %asked.method, path = ?asked.path, status = response.status().as_u16(), "http request");
             response
         }
@@ -83,8 +123,18 @@ impl Routes {
     async fn answer(&self, asked: &Asked) -> Response<Full<Bytes>> {
         match asked.route {
             None => text(StatusCode::NOT_FOUND, "Not Found\n"),
-            // Reload is not wired yet: no method is allowed.
-            Some(Route::Reload) => method_not_allowed(""),
+            // Without a hook, reload is disabled: no method is allowed.
+            Some(Route::Reload) => match &self.reload {
+                None => method_not_allowed(""),
+                Some(_) if asked.method != Method::POST => method_not_allowed("POST"),
+                Some(hook) => match hook().await {
+                    Ok(()) => text(StatusCode::OK, "OK"),
+                    Err(error) => {
+                        tracing::warn!(%error, "reload requested over HTTP failed");
+                        owned_text(StatusCode::BAD_REQUEST, format!("{error}\n"))
+                    }
+                },
+            },
             Some(_) if !matches!(asked.method, Method::GET | Method::HEAD) => {
                 method_not_allowed(READ_METHODS)
             }
@@ -164,6 +214,21 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *response.status_mut() = status;
     set(&mut response, header::CONTENT_TYPE, TEXT);
+    response
+}
+
+/// A plain-text response with a body made at run time.
+fn owned_text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    set(&mut response, header::CONTENT_TYPE, TEXT);
+    response
+}
+
+/// 401 with the basic-auth challenge.
+fn unauthorized() -> Response<Full<Bytes>> {
+    let mut response = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+    set(&mut response, header::WWW_AUTHENTICATE, CHALLENGE);
     response
 }
 
