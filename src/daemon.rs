@@ -11,7 +11,9 @@ use crate::aws::Clients;
 use crate::cli::Cli;
 use crate::config;
 use crate::demo::Demo;
-use crate::http::{self, HttpSettings, ReloadFuture, ReloadHook, WebConfigHandle, WebOptions, WebState};
+use crate::http::{
+    self, HttpSettings, ReloadFuture, ReloadHook, WebConfigHandle, WebOptions, WebState,
+};
 use crate::reconcile::{Command, Reconciler, Source};
 use crate::session::now_ms;
 use crate::snapshot::{ReloadStatus, Store};

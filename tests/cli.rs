@@ -1119,3 +1119,104 @@ fn sigterm_during_startup_is_a_clean_shutdown() {
     );
     drop(held);
 }
+
+/// A `POST` with an empty body over std TCP: (status, body).
+fn http_post(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(EXIT_LIMIT)).expect("timeout");
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read");
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = raw.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    (status, body)
+}
+
+#[test]
+fn reload_by_post_and_sighup_adds_removes_and_rejects_invalid_config() {
+    let sim = start_sim(8, 2);
+    let (p0, p1) = (sim.portals[0].clone(), sim.portals[1].clone());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = |ids: &[&str]| {
+        let portals: String = ids.iter().map(|id| format!("  - id: {id}\n")).collect();
+        format!("global:\n  interval: 60s\n  region: us-east-1\nportals:\n{portals}")
+    };
+    let path = config_file(dir.path(), "exporter.yaml", &config(&[&p0]));
+    let mut exporter = Exporter::start(
+        &["--config.file", path.to_str().expect("utf-8 path")],
+        &[
+            ("AWS_ENDPOINT_URL", sim.endpoint.as_str()),
+            ("AWS_ACCESS_KEY_ID", "AKIDTEST"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_CONFIG_FILE", "/nonexistent"),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
+        ],
+    );
+    exporter.wait_ready();
+    let up = |text: &str, id: &str| {
+        text.contains(&format!("workspacesweb_up{{portal_id=\"{id}\"}} 1\n"))
+    };
+    let m = exporter.metrics();
+    assert!(up(&m, &p0) && !m.contains(&p1), "{m}");
+    assert!(m.contains("workspacesweb_config_last_reload_successful 1\n"));
+
+    // POST /-/reload with a second portal: it starts; the first keeps running.
+    std::fs::write(&path, config(&[&p0, &p1])).expect("write");
+    let (status, body) = http_post(&exporter.addr, "/-/reload");
+    assert_eq!(status, 200, "{body}");
+    let m = poll_until(READY_LIMIT, || {
+        Some(exporter.metrics()).filter(|m| up(m, &p1))
+    })
+    .unwrap_or_else(|| panic!("added portal never polled; stderr:\n{}", exporter.stderr()));
+    assert!(up(&m, &p0));
+
+    // An invalid file: 400 naming the file, line and key; everything keeps running.
+    std::fs::write(&path, "global:\n  interval: 5x\nportals:\n  - id: nope\n").expect("write");
+    let (status, body) = http_post(&exporter.addr, "/-/reload");
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("exporter.yaml:2:") && body.contains("global.interval"),
+        "{body}"
+    );
+    let m = exporter.metrics();
+    assert!(
+        m.contains("workspacesweb_config_last_reload_successful 0\n"),
+        "{m}"
+    );
+    assert!(up(&m, &p0) && up(&m, &p1));
+
+    // SIGHUP with only the second portal: the first loses all its series.
+    std::fs::write(&path, config(&[&p1])).expect("write");
+    let pid = exporter.child.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let m = poll_until(READY_LIMIT, || {
+        Some(exporter.metrics())
+            .filter(|m| m.contains("workspacesweb_config_last_reload_successful 1\n"))
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "SIGHUP reload never succeeded; stderr:\n{}",
+            exporter.stderr()
+        )
+    });
+    assert!(!m.contains(&p0), "removed portal keeps series:\n{m}");
+    assert!(up(&m, &p1));
+    let status = exporter.signal_and_wait("TERM");
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", exporter.stderr());
+}
