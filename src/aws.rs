@@ -3,6 +3,13 @@
 //! This is the only module that imports SDK types. Every HTTP attempt (retries included) is counted in
 //! [`ApiCounters`] by an interceptor, and every failure is mapped to the `error` label value of
 //! `workspacesweb_api_request_errors_total` in one place: [`error_label`].
+//!
+//! Every call (`ListSessions`, `GetSession`, `GetPortal`, `ListPortals`) first waits for a slot of
+//! the [`TokenBucket`] of its region and account ([`LimitKey`]), `global.max_requests_per_second`
+//! ([`Clients::set_rate`]), so many portals never stampede the API. The SDK's own retries happen
+//! inside `send()`, after the slot: they are paced by the SDK's exponential backoff and the
+//! service's `Retry-After` ([`RetryAfterClassifier`]), not by the bucket (an interceptor cannot
+//! wait), so under throttling a call may use up to 3 attempts for one slot.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -302,11 +309,21 @@ pub struct ClientKey {
     pub endpoint_url: Option<String>,
 }
 
-/// A cache of SDK clients, one per [`ClientKey`], over a base SDK configuration.
+/// A cache of SDK clients, one per [`ClientKey`], over a base SDK configuration, and the
+/// client-side rate limits: one [`TokenBucket`] per [`LimitKey`] (region and account).
 #[derive(Debug, Clone)]
 pub struct Clients {
     base: SdkConfig,
     cache: Arc<tokio::sync::Mutex<HashMap<ClientKey, Client>>>,
+    limits: Arc<Mutex<Limits>>,
+}
+
+/// The rate every bucket runs at, and the buckets.
+#[derive(Debug, Default)]
+struct Limits {
+    /// Requests per second; `None` (the default of a bare [`Clients`]) sends unpaced.
+    rate: Option<f64>,
+    buckets: HashMap<LimitKey, Arc<TokenBucket>>,
 }
 
 impl Clients {
@@ -338,7 +355,37 @@ impl Clients {
         Self {
             base,
             cache: Arc::default(),
+            limits: Arc::default(),
         }
+    }
+
+    /// Sets the client-side limit (`global.max_requests_per_second`) of every (region, account)
+    /// bucket, existing and future; `None`, or a value that is not a positive number, lifts it.
+    /// Clones share the buckets, so a reload takes effect for every portal at once.
+    pub fn set_rate(&self, rate: Option<f64>) {
+        let rate = rate.filter(|r| r.is_finite() && *r > 0.0);
+        let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
+        limits.rate = rate;
+        for bucket in limits.buckets.values() {
+            bucket.set_rate(rate);
+        }
+    }
+
+    /// The current client-side limit, requests per second.
+    pub fn rate(&self) -> Option<f64> {
+        self.limits.lock().unwrap_or_else(|e| e.into_inner()).rate
+    }
+
+    /// The bucket that paces the requests made with `key` (shared by every key of the same
+    /// region and account).
+    pub fn bucket(&self, key: &ClientKey) -> Arc<TokenBucket> {
+        let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
+        let rate = limits.rate;
+        limits
+            .buckets
+            .entry(LimitKey::of(key))
+            .or_insert_with(|| Arc::new(TokenBucket::new(rate, tokio::time::Instant::now())))
+            .clone()
     }
 
     /// The shared client for `key`, created on first use.
@@ -386,6 +433,7 @@ impl Clients {
             client: self.client(key).await,
             portal_id: portal_id.to_string(),
             counters,
+            bucket: self.bucket(key),
         }
     }
 }
@@ -395,6 +443,7 @@ impl Clients {
 pub struct RegionApi {
     client: Client,
     counters: Arc<ApiCounters>,
+    bucket: Arc<TokenBucket>,
 }
 
 impl Clients {
@@ -403,6 +452,7 @@ impl Clients {
         RegionApi {
             client: self.client(key).await,
             counters,
+            bucket: self.bucket(key),
         }
     }
 }
@@ -419,6 +469,7 @@ impl RegionApi {
         max_results: i32,
         next_token: Option<String>,
     ) -> Result<(Vec<PortalInfo>, Option<String>), ApiError> {
+        self.bucket.acquire().await;
         let out = self
             .client
             .list_portals()
@@ -446,6 +497,120 @@ impl RegionApi {
             .collect();
         Ok((portals, out.next_token().map(str::to_string)))
     }
+}
+
+/// What a client-side rate limit is shared by: the region and the account the requests run as.
+///
+/// The account is the one of `role_arn` when a role is assumed (its ARN names it); without a role,
+/// every portal runs as the base credentials, one principal, so they share one bucket per region.
+/// A role ARN whose account cannot be read keys by the whole ARN. A different `endpoint_url` is a
+/// different service (a local simulator, a VPC endpoint) and gets its own bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LimitKey {
+    /// Region (`None`: the SDK's region chain).
+    pub region: Option<String>,
+    /// Account id of the assumed role, the role ARN itself if unreadable, or `None` (base credentials).
+    pub principal: Option<String>,
+    /// Endpoint override.
+    pub endpoint_url: Option<String>,
+}
+
+impl LimitKey {
+    /// The bucket key of the requests made with `key`.
+    pub fn of(key: &ClientKey) -> Self {
+        LimitKey {
+            region: key.region.clone(),
+            principal: key
+                .role_arn
+                .as_deref()
+                .map(|arn| account_of_arn(arn).unwrap_or(arn).to_string()),
+            endpoint_url: key.endpoint_url.clone(),
+        }
+    }
+}
+
+/// The account id of an ARN (`arn:<partition>:<service>:<region>:<account>:<resource>`), when it is 12 digits.
+pub fn account_of_arn(arn: &str) -> Option<&str> {
+    let mut parts = arn.splitn(6, ':');
+    if parts.next() != Some("arn") {
+        return None;
+    }
+    let account = parts.nth(3)?;
+    parts.next()?;
+    (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())).then_some(account)
+}
+
+/// An async token bucket (GCRA, "virtual scheduling"): `rate` requests per second on average,
+/// bursts of up to one second's worth (`max(1, rate)` requests) after an idle second.
+///
+/// Guarantee (unit-tested with synthetic instants): the send times it hands out put at most
+/// `rate × W + burst` requests in any window of length `W`. [`acquire`](Self::acquire) reserves
+/// a slot and sleeps until it; a caller that gives up while waiting (a poll timeout) still spends
+/// its slot, which only ever errs on the slow side. Waiters are served in arrival order.
+#[derive(Debug)]
+pub struct TokenBucket {
+    state: Mutex<BucketState>,
+}
+
+#[derive(Debug)]
+struct BucketState {
+    /// Spacing between two requests at the steady rate; `None`: unlimited.
+    emission: Option<std::time::Duration>,
+    /// Theoretical arrival time of the next request at the steady rate.
+    tat: tokio::time::Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket at `now` running at `rate` requests per second (`None`: unlimited).
+    pub fn new(rate: Option<f64>, now: tokio::time::Instant) -> Self {
+        TokenBucket {
+            state: Mutex::new(BucketState {
+                emission: emission(rate),
+                tat: now,
+            }),
+        }
+    }
+
+    /// Changes the rate; requests already scheduled keep their slots.
+    pub fn set_rate(&self, rate: Option<f64>) {
+        self.lock().emission = emission(rate);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BucketState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reserves the next slot for a request wanting to go at `now`; returns how long to wait.
+    pub fn reserve(&self, now: tokio::time::Instant) -> std::time::Duration {
+        let mut s = self.lock();
+        let Some(t) = s.emission else {
+            return std::time::Duration::ZERO;
+        };
+        // Burst: one second's worth, at least one request.
+        let tolerance = t.max(std::time::Duration::from_secs(1));
+        let tat = s.tat.max(now) + t;
+        s.tat = tat;
+        (tat - tolerance).saturating_duration_since(now)
+    }
+
+    /// Waits for a slot (tokio time: a paused test clock applies).
+    pub async fn acquire(&self) {
+        let wait = self.reserve(tokio::time::Instant::now());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// Spacing of one request at `rate` per second, rounded up to the nanosecond (never faster).
+fn emission(rate: Option<f64>) -> Option<std::time::Duration> {
+    let rate = rate.filter(|r| r.is_finite() && *r > 0.0)?;
+    let nanos = (1e9 / rate).ceil();
+    Some(std::time::Duration::from_nanos(if nanos >= u64::MAX as f64 {
+        u64::MAX
+    } else {
+        nanos as u64
+    }))
 }
 
 /// The portal id of a WorkSpaces Web portal ARN (`arn:<partition>:workspaces-web:<region>:<account>:portal/<id>`).
@@ -529,6 +694,7 @@ pub struct PortalApi {
     client: Client,
     portal_id: String,
     counters: Arc<ApiCounters>,
+    bucket: Arc<TokenBucket>,
 }
 
 impl PortalApi {
@@ -567,6 +733,7 @@ impl PortalApi {
             }
             None => {}
         }
+        self.bucket.acquire().await;
         let out = req
             .customize()
             .interceptor(self.counting(LIST_SESSIONS))
@@ -586,6 +753,7 @@ impl PortalApi {
 
     /// Fetches one session; `Ok(None)` when the service says it does not exist.
     pub async fn get_session(&self, session_id: &str) -> Result<Option<SessionRecord>, ApiError> {
+        self.bucket.acquire().await;
         let res = self
             .client
             .get_session()
@@ -606,6 +774,7 @@ impl PortalApi {
 
     /// Fetches the portal's metadata by ARN.
     pub async fn get_portal(&self, portal_arn: &str) -> Result<Option<PortalInfo>, ApiError> {
+        self.bucket.acquire().await;
         let out = self
             .client
             .get_portal()
@@ -729,5 +898,138 @@ mod tests {
             err.get(&(LIST_SESSIONS.to_string(), "ThrottlingException".to_string())),
             Some(&1)
         );
+    }
+
+    fn sends(bucket: &TokenBucket, arrivals: &[tokio::time::Instant]) -> Vec<tokio::time::Instant> {
+        arrivals.iter().map(|&a| a + bucket.reserve(a)).collect()
+    }
+
+    /// Most sends in any closed window of length `w` (windows start at a send).
+    fn max_in_window(sends: &[tokio::time::Instant], w: std::time::Duration) -> usize {
+        let mut s = sends.to_vec();
+        s.sort();
+        (0..s.len())
+            .map(|i| s[i..].iter().take_while(|&&t| t - s[i] <= w).count())
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn token_bucket_bounds_every_window() {
+        use std::time::Duration;
+        let t0 = tokio::time::Instant::now();
+        // Bursts of 40 requests at once, idle gaps, and a steady trickle faster than the rate.
+        let mut arrivals = Vec::new();
+        for burst in 0..5u64 {
+            for _ in 0..40 {
+                arrivals.push(t0 + Duration::from_secs(burst * 30));
+            }
+        }
+        for i in 0..300u64 {
+            arrivals.push(t0 + Duration::from_secs(200) + Duration::from_millis(i * 37));
+        }
+        arrivals.sort();
+        for rate in [5.0, 1.0, 0.5, 13.0] {
+            let bucket = TokenBucket::new(Some(rate), t0);
+            let s = sends(&bucket, &arrivals);
+            let burst = rate.max(1.0);
+            for ms in [1u64, 200, 999, 1000, 2500, 10_000, 60_000] {
+                let w = Duration::from_millis(ms);
+                let n = max_in_window(&s, w);
+                let bound = (rate * w.as_secs_f64() + burst).floor() as usize;
+                assert!(n <= bound, "rate {rate}: {n} sends in {w:?}, bound {bound}");
+            }
+            // Never sent before asked, and in arrival order.
+            assert!(s.iter().zip(&arrivals).all(|(s, a)| s >= a));
+            assert!(s.windows(2).all(|w| w[0] <= w[1]));
+        }
+    }
+
+    #[test]
+    fn token_bucket_allows_one_second_burst_then_paces() {
+        use std::time::Duration;
+        let t0 = tokio::time::Instant::now();
+        let bucket = TokenBucket::new(Some(5.0), t0);
+        let waits: Vec<Duration> = (0..8).map(|_| bucket.reserve(t0)).collect();
+        assert_eq!(&waits[..5], &[Duration::ZERO; 5]);
+        assert_eq!(waits[5], Duration::from_millis(200));
+        assert_eq!(waits[7], Duration::from_millis(600));
+        // Idle for a long time: the burst is back, not more.
+        let later = t0 + Duration::from_secs(100);
+        let waits: Vec<Duration> = (0..6).map(|_| bucket.reserve(later)).collect();
+        assert_eq!(&waits[..5], &[Duration::ZERO; 5]);
+        assert_eq!(waits[5], Duration::from_millis(200));
+        // Unlimited never waits; a new rate applies to the next reservation.
+        let free = TokenBucket::new(None, t0);
+        assert!((0..1000).all(|_| free.reserve(t0).is_zero()));
+        free.set_rate(Some(1.0));
+        assert!(free.reserve(t0).is_zero());
+        assert_eq!(free.reserve(t0), Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn token_bucket_acquire_waits_for_its_slot() {
+        let t0 = tokio::time::Instant::now();
+        let bucket = Arc::new(TokenBucket::new(Some(20.0), t0));
+        let mut tasks = Vec::new();
+        for _ in 0..23 {
+            let b = bucket.clone();
+            tasks.push(tokio::spawn(async move {
+                b.acquire().await;
+                tokio::time::Instant::now()
+            }));
+        }
+        let mut done = Vec::new();
+        for t in tasks {
+            done.push(t.await.expect("task"));
+        }
+        // 20 at once, then one every 50 ms: the last one not before 150 ms (a sleep never ends
+        // early, so this lower bound cannot flake).
+        let last = done.iter().max().copied().expect("some");
+        assert!(last - t0 >= std::time::Duration::from_millis(150));
+    }
+
+    #[test]
+    fn limit_keys_share_by_region_and_account() {
+        let role = |arn: &str| ClientKey {
+            region: Some("eu-west-1".into()),
+            role_arn: Some(arn.into()),
+            ..Default::default()
+        };
+        let a = LimitKey::of(&role("arn:aws:iam::123456789012:role/a"));
+        let b = LimitKey::of(&role("arn:aws:iam::123456789012:role/b"));
+        let c = LimitKey::of(&role("arn:aws:iam::210987654321:role/a"));
+        assert_eq!(a, b, "two roles of one account share the account's limit");
+        assert_ne!(a, c);
+        assert_eq!(a.principal.as_deref(), Some("123456789012"));
+        let base = LimitKey::of(&ClientKey {
+            region: Some("eu-west-1".into()),
+            ..Default::default()
+        });
+        assert_eq!(base.principal, None);
+        assert_eq!(account_of_arn("arn:aws:iam::12:role/x"), None);
+        assert_eq!(LimitKey::of(&role("not-an-arn")).principal.as_deref(), Some("not-an-arn"));
+    }
+
+    #[tokio::test]
+    async fn clients_share_buckets_and_apply_new_rates() {
+        let clients = Clients::with_static_credentials("us-east-1", "http://127.0.0.1:9").await;
+        let key = ClientKey {
+            region: Some("us-east-1".into()),
+            ..Default::default()
+        };
+        let other = ClientKey {
+            region: Some("eu-west-1".into()),
+            ..Default::default()
+        };
+        assert!(Arc::ptr_eq(&clients.bucket(&key), &clients.clone().bucket(&key)));
+        assert!(!Arc::ptr_eq(&clients.bucket(&key), &clients.bucket(&other)));
+        let now = tokio::time::Instant::now();
+        assert!((0..100).all(|_| clients.bucket(&key).reserve(now).is_zero()));
+        clients.set_rate(Some(2.0));
+        assert_eq!(clients.rate(), Some(2.0));
+        let b = clients.bucket(&other);
+        let waits: Vec<_> = (0..3).map(|_| b.reserve(now)).collect();
+        assert!(waits[0].is_zero() && waits[1].is_zero() && !waits[2].is_zero());
     }
 }

@@ -97,6 +97,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         };
         info!(endpoint = %demo.endpoint_url(), portals = demo.plans.len(), "demo simulator started");
         let clients = Clients::with_static_credentials("us-east-1", &demo.endpoint_url()).await;
+        clients.set_rate(Some(crate::demo::DEMO_MAX_REQUESTS_PER_SECOND));
         let source = Source::Fixed(demo.plans.clone());
         _demo_guard = Some(demo);
         (source, None, 0, clients)

@@ -11,6 +11,10 @@ use crate::users::{LabelMode, UserSettings};
 /// Poll interval of the demo portals: short, so numbers move while you watch.
 pub const DEMO_INTERVAL: Duration = Duration::from_secs(5);
 
+/// Client-side rate limit of the demo: the simulator is local, so higher than the default of 5
+/// (`global.max_requests_per_second`), while still showing the limiter at work during the backfill.
+pub const DEMO_MAX_REQUESTS_PER_SECOND: f64 = 50.0;
+
 /// Histogram buckets of the demo (the spec's defaults).
 pub const DEMO_BUCKETS: [f64; 10] = [
     60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 43200.0, 86400.0,

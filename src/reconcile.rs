@@ -138,6 +138,9 @@ impl Reconciler {
         store: Arc<Store>,
     ) -> Self {
         let concurrency = config.as_ref().map_or(4, |c| c.global.concurrency);
+        if let Some(c) = &config {
+            clients.set_rate(Some(c.global.max_requests_per_second));
+        }
         let (events_tx, events_rx) = mpsc::channel(64);
         let mut r = Reconciler {
             scheduler: Scheduler::new(clients.clone(), store.clone(), concurrency),
@@ -229,6 +232,8 @@ impl Reconciler {
             self.config.as_ref().map(|c| &c.discovery) != Some(&loaded.config.discovery);
         self.scheduler
             .set_concurrency(loaded.config.global.concurrency);
+        self.clients
+            .set_rate(Some(loaded.config.global.max_requests_per_second));
         self.config = Some(loaded.config);
         self.shard_index = index;
         if discovery_changed {
