@@ -434,6 +434,7 @@ impl Clients {
             portal_id: portal_id.to_string(),
             counters,
             bucket: self.bucket(key),
+            waited: Arc::default(),
         }
     }
 }
@@ -695,6 +696,8 @@ pub struct PortalApi {
     portal_id: String,
     counters: Arc<ApiCounters>,
     bucket: Arc<TokenBucket>,
+    /// Nanoseconds spent (or reserved) waiting for the bucket, in total.
+    waited: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl PortalApi {
@@ -708,6 +711,27 @@ impl PortalApi {
     /// The counters this handle counts into.
     pub fn counters(&self) -> &Arc<ApiCounters> {
         &self.counters
+    }
+
+    /// Time this handle has spent waiting for the rate limiter, in total (a poll's timeout does
+    /// not count it: the exporter's own pacing is not the API being slow).
+    pub fn limiter_wait(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.waited.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// A handle on [`limiter_wait`](Self::limiter_wait) that can be read while a call is in flight.
+    pub fn limiter_wait_counter(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.waited.clone()
+    }
+
+    async fn pace(&self) {
+        let wait = self.bucket.reserve(tokio::time::Instant::now());
+        if !wait.is_zero() {
+            let nanos = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
+            self.waited
+                .fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
+            tokio::time::sleep(wait).await;
+        }
     }
 
     /// Fetches one page of `ListSessions`.
@@ -733,7 +757,7 @@ impl PortalApi {
             }
             None => {}
         }
-        self.bucket.acquire().await;
+        self.pace().await;
         let out = req
             .customize()
             .interceptor(self.counting(LIST_SESSIONS))
@@ -753,7 +777,7 @@ impl PortalApi {
 
     /// Fetches one session; `Ok(None)` when the service says it does not exist.
     pub async fn get_session(&self, session_id: &str) -> Result<Option<SessionRecord>, ApiError> {
-        self.bucket.acquire().await;
+        self.pace().await;
         let res = self
             .client
             .get_session()
@@ -774,7 +798,7 @@ impl PortalApi {
 
     /// Fetches the portal's metadata by ARN.
     pub async fn get_portal(&self, portal_arn: &str) -> Result<Option<PortalInfo>, ApiError> {
-        self.bucket.acquire().await;
+        self.pace().await;
         let out = self
             .client
             .get_portal()

@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, watch};
@@ -42,7 +43,78 @@ pub(super) struct Poller {
     metadata_denied_logged: bool,
     /// Consecutive failed polls (drives the backoff).
     failures: u32,
+    /// A poll cut short by throttling, a server error or the timeout, resumed by the next attempt.
+    progress: Option<Progress>,
+    /// Pages and sessions fetched by the current attempt (a failed attempt that fetched some made
+    /// progress: the backoff does not grow).
+    fetched: u64,
     snapshot: PortalSnapshot,
+}
+
+/// Where a poll is in its listing: what it fetched so far and the token of the current phase.
+/// Kept across a failed attempt (see [`resumable`]) so the next one continues from there.
+#[derive(Debug)]
+struct Progress {
+    /// When the poll's first request was sent: the ledger applies the whole poll at this time.
+    start_ms: UnixMillis,
+    began: Instant,
+    phase: Phase,
+    active: Vec<SessionRecord>,
+    other: Vec<SessionRecord>,
+    /// Token of the next page of the current listing.
+    next_token: Option<String>,
+    /// Tokens seen in the current listing (a repeated one is a broken paginator).
+    tokens: HashSet<String>,
+    /// Pages read in the current listing (bounded by `max_pages` across attempts).
+    pages: u32,
+    /// Sessions still to resolve with `GetSession` (phase [`Phase::Resolve`]).
+    to_resolve: Vec<String>,
+    /// Sessions `GetSession` says no longer exist.
+    gone: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Active,
+    Terminated,
+    Resolve,
+}
+
+impl Progress {
+    fn new(start_ms: UnixMillis) -> Self {
+        Progress {
+            start_ms,
+            began: Instant::now(),
+            phase: Phase::Active,
+            active: Vec::new(),
+            other: Vec::new(),
+            next_token: None,
+            tokens: HashSet::new(),
+            pages: 0,
+            to_resolve: Vec::new(),
+            gone: Vec::new(),
+        }
+    }
+}
+
+/// Whether a failed attempt keeps its progress for the next one: throttling, server errors,
+/// timeouts and connection failures are transient; anything else (AccessDenied, a rejected token,
+/// a broken paginator...) starts the next poll over.
+fn resumable(err: &PollError) -> bool {
+    match err {
+        PollError::Timeout(..) => true,
+        PollError::Api(e) => matches!(
+            e.code.as_str(),
+            "ThrottlingException"
+                | "TooManyRequestsException"
+                | "InternalServerException"
+                | "ServiceUnavailableException"
+                | "InternalFailure"
+                | "timeout"
+                | "dispatch"
+        ),
+        PollError::Pagination { .. } => false,
+    }
 }
 
 /// Progress of the monthly-active-users backfill: a descending scan of Terminated sessions from
@@ -89,6 +161,8 @@ impl Poller {
             metadata_due: None,
             metadata_denied_logged: false,
             failures: 0,
+            progress: None,
+            fetched: 0,
             snapshot,
             plan,
         }
@@ -119,17 +193,46 @@ impl Poller {
                 return;
             };
             let began = Instant::now();
-            let start_ms = now_ms();
-            let result = tokio::select! {
-                r = tokio::time::timeout(self.plan.timeout, self.poll(start_ms)) => {
-                    match r {
-                        Ok(result) => result,
-                        Err(_elapsed) => Err(PollError::Timeout(self.plan.timeout, self.current_op)),
+            self.fetched = 0;
+            // The timeout bounds the time spent on the API: time waiting for the client-side
+            // rate limiter pushes the deadline back by as much.
+            let waited = self.api.limiter_wait_counter();
+            let waited_before = waited.load(Ordering::Relaxed);
+            let timeout = self.plan.timeout;
+            let outcome = {
+                let poll = self.poll(now_ms());
+                tokio::pin!(poll);
+                let begun = tokio::time::Instant::now();
+                let mut deadline = begun + timeout;
+                loop {
+                    tokio::select! {
+                        r = &mut poll => break Some(r),
+                        _ = tokio::time::sleep_until(deadline) => {
+                            let paced = waited.load(Ordering::Relaxed).saturating_sub(waited_before);
+                            let extended = begun + timeout + Duration::from_nanos(paced);
+                            if extended > deadline {
+                                deadline = extended;
+                            } else {
+                                break None;
+                            }
+                        }
+                        _ = stop.changed() => return,
                     }
                 }
-                _ = stop.changed() => return,
             };
+            let result = outcome.unwrap_or(Err(PollError::Timeout(timeout, self.current_op)));
             let took = began.elapsed();
+            // The poll's time: that of its first request, even when it took several attempts.
+            let start_ms = match &result {
+                Ok(start_ms) => *start_ms,
+                Err(e) => {
+                    if !resumable(e) {
+                        self.progress = None;
+                    }
+                    self.progress.as_ref().map_or_else(now_ms, |p| p.start_ms)
+                }
+            };
+            let result = result.map(|_| ());
             if result.is_ok() && !self.backfill.done {
                 tokio::select! {
                     r = tokio::time::timeout(self.plan.timeout, self.backfill_step(start_ms)) => {
@@ -153,7 +256,13 @@ impl Poller {
             let now = tokio::time::Instant::now();
             if failed {
                 // A failing portal backs off (full jitter), never sooner than the service asked.
-                self.failures = self.failures.saturating_add(1);
+                // An attempt that fetched pages before failing (throttled mid-listing) made
+                // progress: it resumes after one interval instead of backing off further.
+                self.failures = if self.fetched > 0 && self.progress.is_some() {
+                    1
+                } else {
+                    self.failures.saturating_add(1)
+                };
                 next =
                     now + backoff(self.plan.interval, self.failures).max(hint.unwrap_or_default());
             } else {
@@ -164,12 +273,26 @@ impl Poller {
         }
     }
 
-    /// One complete poll; the ledger is only touched after all I/O succeeded.
-    async fn poll(&mut self, start_ms: UnixMillis) -> Result<(), PollError> {
+    /// One complete poll, possibly resuming one cut short (see [`Progress`]); the ledger is only
+    /// touched after all I/O succeeded, once, with everything the attempts fetched, at the time of
+    /// the poll's first request, which it returns.
+    ///
+    /// A partial poll younger than [`STALE_INTERVALS`] intervals is resumed from the page where it
+    /// stopped; an older one starts over (its pages would describe a state older than the point
+    /// at which the portal's gauges go stale anyway).
+    async fn poll(&mut self, now: UnixMillis) -> Result<UnixMillis, PollError> {
+        let window = self.plan.interval * STALE_INTERVALS;
+        match &self.progress {
+            Some(p) if p.began.elapsed() < window => {
+                debug!(portal_id = %self.plan.portal_id, phase = ?p.phase, pages = p.active.len() + p.other.len(), "resuming a poll cut short");
+            }
+            _ => self.progress = Some(Progress::new(now)),
+        }
         let page_size = i32::try_from(self.plan.page_size).unwrap_or(i32::MAX);
-        self.current_op = aws::LIST_SESSIONS;
-        let active = self
-            .list(
+        let start_ms = self.progress.as_ref().map_or(now, |p| p.start_ms);
+        if self.phase() == Phase::Active {
+            self.current_op = aws::LIST_SESSIONS;
+            self.list(
                 ListQuery {
                     status: Some(SessionStatus::Active),
                     max_results: page_size,
@@ -178,9 +301,12 @@ impl Poller {
                 None,
             )
             .await?;
-        let watermark = self.last_start_ms.unwrap_or(start_ms) - SKEW_MARGIN_MS;
-        let mut other = self
-            .list(
+            self.next_phase(Phase::Terminated);
+        }
+        if self.phase() == Phase::Terminated {
+            self.current_op = aws::LIST_SESSIONS;
+            let watermark = self.last_start_ms.unwrap_or(start_ms) - SKEW_MARGIN_MS;
+            self.list(
                 ListQuery {
                     status: Some(SessionStatus::Terminated),
                     sort: Some(SortOrder::StartTimeDescending),
@@ -190,28 +316,54 @@ impl Poller {
                 Some(watermark),
             )
             .await?;
-        let seen: HashSet<&str> = active
-            .iter()
-            .chain(other.iter())
-            .filter_map(|r| r.id.as_deref())
-            .collect();
-        let to_resolve: Vec<String> = self
-            .ledger
-            .as_ref()
-            .map(|l| l.pending(&active))
-            .unwrap_or_default()
-            .into_iter()
-            .map(|p| p.id)
-            .filter(|id| !seen.contains(id.as_str()))
-            .collect();
-        let mut gone = Vec::new();
-        self.current_op = aws::GET_SESSION;
-        for id in to_resolve {
-            match self.api.get_session(&id).await? {
-                Some(record) => other.push(record),
-                None => gone.push(id),
+            let to_resolve = match (&self.ledger, &self.progress) {
+                (Some(ledger), Some(p)) => {
+                    let seen: HashSet<&str> = p
+                        .active
+                        .iter()
+                        .chain(p.other.iter())
+                        .filter_map(|r| r.id.as_deref())
+                        .collect();
+                    ledger
+                        .pending(&p.active)
+                        .into_iter()
+                        .map(|p| p.id)
+                        .filter(|id| !seen.contains(id.as_str()))
+                        .collect()
+                }
+                _ => Vec::new(),
+            };
+            self.next_phase(Phase::Resolve);
+            if let Some(p) = &mut self.progress {
+                p.to_resolve = to_resolve;
             }
         }
+        self.current_op = aws::GET_SESSION;
+        while let Some(id) = self
+            .progress
+            .as_ref()
+            .and_then(|p| p.to_resolve.last().cloned())
+        {
+            let found = self.api.get_session(&id).await?;
+            self.fetched += 1;
+            if let Some(p) = &mut self.progress {
+                p.to_resolve.pop();
+                match found {
+                    Some(record) => p.other.push(record),
+                    None => p.gone.push(id),
+                }
+            }
+        }
+        let Some(Progress {
+            start_ms,
+            active,
+            other,
+            gone,
+            ..
+        }) = self.progress.take()
+        else {
+            return Ok(start_ms);
+        };
         let ledger = self.ledger.get_or_insert_with(|| {
             Ledger::new(
                 LedgerSettings {
@@ -241,46 +393,75 @@ impl Poller {
             "poll applied"
         );
         self.last_start_ms = Some(start_ms);
-        Ok(())
+        Ok(start_ms)
     }
 
-    /// Lists all pages of `query`; with `stop_below`, stops after the first page whose oldest start is
-    /// below it (the listing must be sorted by descending start time).
+    fn phase(&self) -> Phase {
+        self.progress.as_ref().map_or(Phase::Active, |p| p.phase)
+    }
+
+    /// Moves the poll to its next phase, whose listing starts at its first page.
+    fn next_phase(&mut self, phase: Phase) {
+        if let Some(p) = &mut self.progress {
+            p.phase = phase;
+            p.next_token = None;
+            p.tokens.clear();
+            p.pages = 0;
+        }
+    }
+
+    /// Lists the remaining pages of `query` from the poll's current token, into the current
+    /// phase's records; with `stop_below`, stops after the first page whose oldest start is below
+    /// it (the listing must be sorted by descending start time). Each page is kept as soon as it
+    /// arrives, so an attempt cut short (error or timeout) loses nothing it fetched.
     async fn list(
         &mut self,
         mut query: ListQuery,
         stop_below: Option<UnixMillis>,
-    ) -> Result<Vec<SessionRecord>, PollError> {
-        let mut out = Vec::new();
-        let mut tokens = HashSet::new();
-        for _ in 0..self.plan.max_pages {
+    ) -> Result<(), PollError> {
+        loop {
+            let (pages, token) = self
+                .progress
+                .as_ref()
+                .map_or((0, None), |p| (p.pages, p.next_token.clone()));
+            if pages >= self.plan.max_pages {
+                self.api.counters().error(aws::LIST_SESSIONS, "other");
+                return Err(PollError::Pagination {
+                    operation: aws::LIST_SESSIONS,
+                    reason: format!("more than max_pages={} pages", self.plan.max_pages),
+                });
+            }
+            query.next_token = token;
             let page = self.api.list_sessions(&query).await?;
+            self.fetched += 1;
             self.learn_arn(page.portal_arn.as_deref());
             let reached_watermark = stop_below.is_some_and(|w| {
                 page.sessions
                     .iter()
                     .any(|s| s.start_ms.is_some_and(|start| start < w))
             });
-            out.extend(page.sessions);
+            let Some(p) = &mut self.progress else {
+                return Ok(());
+            };
+            p.pages += 1;
+            match p.phase {
+                Phase::Active => p.active.extend(page.sessions),
+                _ => p.other.extend(page.sessions),
+            }
             match page.next_token {
                 Some(token) if !token.is_empty() && !reached_watermark => {
-                    if !tokens.insert(token.clone()) {
+                    if !p.tokens.insert(token.clone()) {
                         self.api.counters().error(aws::LIST_SESSIONS, "other");
                         return Err(PollError::Pagination {
                             operation: aws::LIST_SESSIONS,
                             reason: "the service repeated a nextToken".into(),
                         });
                     }
-                    query.next_token = Some(token);
+                    p.next_token = Some(token);
                 }
-                _ => return Ok(out),
+                _ => return Ok(()),
             }
         }
-        self.api.counters().error(aws::LIST_SESSIONS, "other");
-        Err(PollError::Pagination {
-            operation: aws::LIST_SESSIONS,
-            reason: format!("more than max_pages={} pages", self.plan.max_pages),
-        })
     }
 
     /// Reads the next pages of the backfill into the ledger (monthly active users only, unless a
@@ -351,6 +532,13 @@ impl Poller {
     /// histogram buckets change (a histogram cannot change its buckets: the portal restarts at T0).
     async fn update_plan(&mut self) {
         let new = self.plan_rx.borrow_and_update().clone();
+        if new.client != self.plan.client
+            || new.page_size != self.plan.page_size
+            || new.duration_buckets != self.plan.duration_buckets
+        {
+            // Another endpoint, page size or ledger: a poll cut short starts over.
+            self.progress = None;
+        }
         if new.client != self.plan.client {
             let counters = self.api.counters().clone();
             self.api = self
