@@ -607,11 +607,13 @@ impl TokenBucket {
 fn emission(rate: Option<f64>) -> Option<std::time::Duration> {
     let rate = rate.filter(|r| r.is_finite() && *r > 0.0)?;
     let nanos = (1e9 / rate).ceil();
-    Some(std::time::Duration::from_nanos(if nanos >= u64::MAX as f64 {
-        u64::MAX
-    } else {
-        nanos as u64
-    }))
+    Some(std::time::Duration::from_nanos(
+        if nanos >= u64::MAX as f64 {
+            u64::MAX
+        } else {
+            nanos as u64
+        },
+    ))
 }
 
 /// The portal id of a WorkSpaces Web portal ARN (`arn:<partition>:workspaces-web:<region>:<account>:portal/<id>`).
@@ -1032,7 +1034,10 @@ mod tests {
         });
         assert_eq!(base.principal, None);
         assert_eq!(account_of_arn("arn:aws:iam::12:role/x"), None);
-        assert_eq!(LimitKey::of(&role("not-an-arn")).principal.as_deref(), Some("not-an-arn"));
+        assert_eq!(
+            LimitKey::of(&role("not-an-arn")).principal.as_deref(),
+            Some("not-an-arn")
+        );
     }
 
     #[tokio::test]
@@ -1046,7 +1051,10 @@ mod tests {
             region: Some("eu-west-1".into()),
             ..Default::default()
         };
-        assert!(Arc::ptr_eq(&clients.bucket(&key), &clients.clone().bucket(&key)));
+        assert!(Arc::ptr_eq(
+            &clients.bucket(&key),
+            &clients.clone().bucket(&key)
+        ));
         assert!(!Arc::ptr_eq(&clients.bucket(&key), &clients.bucket(&other)));
         let now = tokio::time::Instant::now();
         assert!((0..100).all(|_| clients.bucket(&key).reserve(now).is_zero()));

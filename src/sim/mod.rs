@@ -460,6 +460,23 @@ struct Inner {
     list_portals: Mutex<(Faults, u64)>,
     counters: Mutex<HashMap<(String, String), u64>>,
     request_seq: AtomicU64,
+    /// Every request, when [`Simulator::log_requests`] is on.
+    log: Mutex<Option<Vec<LoggedRequest>>>,
+}
+
+/// One request received, as logged by [`Simulator::log_requests`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedRequest {
+    /// When it arrived (tokio clock).
+    pub at: tokio::time::Instant,
+    /// Portal id (`""` for `ListPortals` and unroutable requests).
+    pub portal_id: String,
+    /// Operation name (see [`operation`]).
+    pub operation: String,
+    /// The raw query string (`status=Active&nextToken=...`).
+    pub query: String,
+    /// HTTP status of the answer.
+    pub status: u16,
 }
 
 /// Locks a mutex, ignoring poisoning (the state stays usable after a panicking test thread).
@@ -520,6 +537,7 @@ impl Simulator {
                 list_portals: Mutex::new((config.list_portals_faults, 0)),
                 counters: Mutex::new(HashMap::new()),
                 request_seq: AtomicU64::new(0),
+                log: Mutex::new(None),
             }),
         }
     }
@@ -597,6 +615,22 @@ impl Simulator {
             .filter(|((_, op), _)| op == operation)
             .map(|(_, n)| n)
             .sum()
+    }
+
+    /// Starts (`true`, clearing any earlier log) or stops (`false`) logging every request with
+    /// its arrival time, query and answer status (off by default: the log grows without bound).
+    pub fn log_requests(&self, on: bool) {
+        *lock(&self.inner.log) = on.then(Vec::new);
+    }
+
+    /// The requests logged for `portal_id` (all portals with `None`), in arrival order.
+    pub fn request_log(&self, portal_id: Option<&str>) -> Vec<LoggedRequest> {
+        lock(&self.inner.log)
+            .iter()
+            .flatten()
+            .filter(|r| portal_id.is_none_or(|p| r.portal_id == p))
+            .cloned()
+            .collect()
     }
 
     /// Every request received.

@@ -483,8 +483,11 @@ async fn apply_faults(inner: &Inner, key: &str, faults: &Faults, n: u64) -> Resu
 
 /// Serves one request.
 async fn handle(inner: Arc<Inner>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+    let arrived = tokio::time::Instant::now();
+    let query = req.uri().query().unwrap_or_default().to_string();
     let route = route(req.method(), req.uri().path());
     let key = route.portal_key();
+    let operation_name = route.operation().to_string();
     *lock(&inner.counters)
         .entry((key.clone(), route.operation().to_string()))
         .or_insert(0) += 1;
@@ -495,10 +498,20 @@ async fn handle(inner: Arc<Inner>, req: Request<Incoming>) -> Result<Resp, Infal
     };
     let params = query_params(req.uri().query());
     let result = dispatch(&inner, route, &key, region.as_deref(), &params).await;
-    Ok(match result {
+    let resp = match result {
         Ok(body) => response(&inner, StatusCode::OK, body),
         Err(e) => e.into_response(&inner),
-    })
+    };
+    if let Some(log) = lock(&inner.log).as_mut() {
+        log.push(super::LoggedRequest {
+            at: arrived,
+            portal_id: key,
+            operation: operation_name,
+            query,
+            status: resp.status().as_u16(),
+        });
+    }
+    Ok(resp)
 }
 
 async fn dispatch(
