@@ -1,0 +1,364 @@
+//! Soak: the exporter (scheduler + HTTP server, in process) against the simulator with churn and
+//! faults toggled during the run, scraped continuously; prints RSS over time and the errors, and
+//! checks at the end that the counters equal the simulator's ground truth.
+//!
+//! CI runs a 60 s smoke version; a long run:
+//! `SOAK_SECONDS=3600 cargo test --release --test soak -- --nocapture`.
+//!
+//! Ground truth. The simulator runs on a manual clock that the test moves ahead of the system
+//! clock (10 minutes ahead, and 5x faster than real time, for churn). The exporter counts from
+//! T0 = the start of its first successful poll (system clock, read back from the first snapshot).
+//! Because the simulator is ahead, a session listed Active at any poll ends after T0, so the
+//! exact counters are, from the sessions listable at the frozen final time C:
+//! `started` = sessions still active at C or ended at or after T0, `terminated` = sessions ended
+//! at or after T0. The final check freezes the clock, turns faults off and waits for a poll that
+//! started after the freeze (and a complete monthly-users backfill, which finds sessions that
+//! started long before T0 and ended after it).
+//!
+//! RSS criterion: the median of the last quarter of the samples is at most 1.5x the median of the
+//! first quarter plus 32 MiB. Medians ignore one-off spikes (a gzip buffer, allocator arenas); the
+//! slack covers the simulator, which lives in the same process and keeps every session it ever
+//! generated (35-day retention); a leak that grows with polls, pages or scrapes over an hour
+//! exceeds it.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use workspacesweb_exporter::http::{self, HttpSettings};
+use workspacesweb_exporter::poll::Scheduler;
+use workspacesweb_exporter::session::{UnixMillis, now_ms};
+use workspacesweb_exporter::sim::{
+    Clock, Faults, GeneratedModel, PortalSpec, SessionModel, SimConfig,
+};
+
+const PORTALS: usize = 5;
+/// How far the simulator's clock runs ahead of the system clock at the start.
+const AHEAD_MS: i64 = 10 * 60_000;
+/// How much faster the simulator's clock runs than the system clock.
+const SPEED: i64 = 5;
+
+fn portal_id(i: usize) -> String {
+    format!("dddddddd-0000-4000-8000-{i:012}")
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn median(v: &[u64]) -> u64 {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    v.get(v.len() / 2).copied().unwrap_or(0)
+}
+
+/// The faults of phase `n` (portal 0 never gets any: it is the control for isolation).
+fn phase_faults(n: usize) -> (&'static str, Faults) {
+    match n % 5 {
+        0 => ("none", Faults::none()),
+        1 => ("throttle 50%", Faults::throttle(0.5, 1)),
+        2 => ("InternalServerException", {
+            let mut f = Faults::error("InternalServerException");
+            f.retry_after_secs = 0;
+            f
+        }),
+        3 => (
+            "latency 2s",
+            Faults {
+                latency: Duration::from_secs(2),
+                ..Faults::none()
+            },
+        ),
+        _ => ("throttle 20% + 300ms", {
+            let mut f = Faults::throttle(0.2, 0);
+            f.latency = Duration::from_millis(300);
+            f
+        }),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_with_churn_faults_and_scrapes() {
+    let seconds: u64 = std::env::var("SOAK_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60)
+        .max(20);
+    let run = Duration::from_secs(seconds);
+    let real0 = now_ms();
+    let clock = Clock::manual(real0 + AHEAD_MS);
+    let mut sim = SimConfig::new(2026).with_clock(clock.clone());
+    for i in 0..PORTALS {
+        sim = sim.with_portal(PortalSpec::new(
+            portal_id(i),
+            SessionModel::Generated(GeneratedModel {
+                arrivals_per_hour: 1800.0 + 600.0 * i as f64,
+                mean_duration_secs: 90.0,
+                duration_sigma: 0.8,
+                users: 40,
+                history_sessions: 600,
+                odd_usernames: i == 1,
+                diurnal_amplitude: 0.0,
+            }),
+        ));
+    }
+    let env = start(sim).await;
+    env.clients.set_rate(Some(40.0));
+
+    // The simulator's clock: ahead of the system clock and faster, until frozen.
+    let frozen = Arc::new(AtomicBool::new(false));
+    let ticker = {
+        let (clock, frozen) = (clock.clone(), frozen.clone());
+        tokio::spawn(async move {
+            while !frozen.load(Ordering::Relaxed) {
+                let real = now_ms();
+                clock.set(real + AHEAD_MS + (real - real0) * (SPEED - 1));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+
+    let plans = (0..PORTALS)
+        .map(|i| {
+            let mut p = plan(&portal_id(i), Duration::from_secs(2), 100);
+            p.timeout = Duration::from_millis(1600);
+            p
+        })
+        .collect();
+    let sched = Scheduler::start(plans, &env.clients, env.store.clone(), 4).await;
+
+    let settings = HttpSettings {
+        listen_addresses: vec!["127.0.0.1:0".into()],
+        ..HttpSettings::default()
+    };
+    let listeners = http::bind(&settings).await.expect("bind");
+    let addr = listeners[0].local_addr().expect("addr").to_string();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(http::serve(
+        listeners,
+        env.store.clone(),
+        settings,
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+
+    // T0 of each portal: the start of its first successful poll.
+    let t0: Arc<std::sync::Mutex<BTreeMap<String, UnixMillis>>> = Arc::default();
+    let watcher = {
+        let (store, t0) = (env.store.clone(), t0.clone());
+        tokio::spawn(async move {
+            store
+                .wait_until(|ps| {
+                    let mut t0 = t0.lock().expect("t0");
+                    for p in ps {
+                        if let (true, Some(s)) = (p.up, p.last_success_unix) {
+                            t0.entry(p.portal_id.clone())
+                                .or_insert((s * 1000.0).round() as UnixMillis);
+                        }
+                    }
+                    t0.len() == PORTALS
+                })
+                .await;
+        })
+    };
+
+    // Continuous scraping, on a blocking thread (a plain HTTP client).
+    let scrapes_ok = Arc::new(AtomicU64::new(0));
+    let scrapes_failed = Arc::new(AtomicU64::new(0));
+    let scraping = Arc::new(AtomicBool::new(true));
+    let scraper = {
+        let (ok, failed, on, addr) = (
+            scrapes_ok.clone(),
+            scrapes_failed.clone(),
+            scraping.clone(),
+            addr.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let mut i = 0u64;
+            while on.load(Ordering::Relaxed) {
+                let accept = if i % 2 == 0 { "gzip" } else { "identity" };
+                let path = if i % 10 == 9 { "/" } else { "/metrics" };
+                match http_get_with(&addr, path, &[("Accept-Encoding", accept)]) {
+                    Ok((200, _, body)) if !body.is_empty() => ok.fetch_add(1, Ordering::Relaxed),
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+                i += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+
+    // Faults toggled during the run; RSS sampled.
+    let began = Instant::now();
+    let samples = 24u32;
+    let phases = 8usize;
+    let mut rss = Vec::new();
+    let mut phase = usize::MAX;
+    let mut control_always_up = true;
+    let mut control_seen_up = false;
+    println!(
+        "{:>6} {:>10} {:>8} {:>8} {:>6} {:>10}  faults",
+        "t(s)", "VmRSS kB", "scrapes", "failed", "up", "errors"
+    );
+    for k in 0..samples {
+        let due = began + run.mul_f64(0.85 * f64::from(k) / f64::from(samples));
+        tokio::time::sleep_until(due.into()).await;
+        let n =
+            (began.elapsed().as_secs_f64() / (run.as_secs_f64() * 0.85 / phases as f64)) as usize;
+        if n != phase {
+            phase = n;
+            let (_, faults) = phase_faults(phase);
+            for i in 1..PORTALS {
+                env.sim
+                    .set_faults(&portal_id(i), faults.clone())
+                    .expect("known portal");
+            }
+        }
+        let ps = env.store.portals();
+        let up = ps.iter().filter(|p| p.up).count();
+        // Once up, the portal without faults stays up whatever the others go through.
+        let control_up = ps.iter().any(|p| p.portal_id == portal_id(0) && p.up);
+        if control_seen_up && !control_up {
+            control_always_up = false;
+        }
+        control_seen_up |= control_up;
+        let errors: u64 = ps.iter().flat_map(|p| p.api_errors.values()).sum();
+        let r = rss_kib();
+        rss.push(r);
+        println!(
+            "{:>6.1} {:>10} {:>8} {:>8} {:>6} {:>10}  {}",
+            began.elapsed().as_secs_f64(),
+            r,
+            scrapes_ok.load(Ordering::Relaxed),
+            scrapes_failed.load(Ordering::Relaxed),
+            format!("{up}/{PORTALS}"),
+            errors,
+            phase_faults(phase).0
+        );
+    }
+
+    // The end: faults off, the clock frozen, one more successful poll of every portal.
+    for i in 0..PORTALS {
+        env.sim
+            .set_faults(&portal_id(i), Faults::none())
+            .expect("known portal");
+    }
+    tokio::time::sleep_until((began + run.mul_f64(0.85)).into()).await;
+    frozen.store(true, Ordering::Relaxed);
+    ticker.await.expect("ticker");
+    let final_sim_ms = clock.now_ms();
+    let frozen_at = now_ms();
+    tokio::time::timeout(Duration::from_secs(60), watcher)
+        .await
+        .expect("every portal had a first successful poll")
+        .expect("watcher");
+    for i in 0..PORTALS {
+        wait_portal(&env.store, &portal_id(i), |p| {
+            p.up && p.monthly_active_users.is_some()
+                && p.last_success_unix
+                    .is_some_and(|s| (s * 1000.0).round() as UnixMillis > frozen_at)
+        })
+        .await;
+    }
+    scraping.store(false, Ordering::Relaxed);
+    scraper.await.expect("scraper");
+    let (status, _, _) = http_get(&addr, "/-/healthy").expect("healthy");
+    assert_eq!(status, 200);
+    let _ = stop_tx.send(());
+    server.await.expect("server");
+    sched.shutdown().await;
+
+    // Errors seen over the run, by operation and code.
+    let mut by_code: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let mut requests = 0u64;
+    for p in env.store.portals() {
+        requests += p.api_requests.values().sum::<u64>();
+        for (k, v) in &p.api_errors {
+            *by_code.entry(k.clone()).or_default() += v;
+        }
+    }
+    println!(
+        "API requests sent: {requests} (simulator received {}); errors:",
+        env.sim.total_requests()
+    );
+    for ((op, code), n) in &by_code {
+        println!("  {op:<14} {code:<26} {n}");
+    }
+    println!(
+        "scrapes: {} ok, {} failed",
+        scrapes_ok.load(Ordering::Relaxed),
+        scrapes_failed.load(Ordering::Relaxed)
+    );
+
+    // Counters equal the simulator's ground truth.
+    let t0 = t0.lock().expect("t0").clone();
+    let mut sessions_total = 0;
+    for i in 0..PORTALS {
+        let id = portal_id(i);
+        let p = env.store.portal(&id).expect("published");
+        let totals = p.totals.clone().expect("totals");
+        let t0 = t0[&id];
+        let truth = env.sim.sessions_at(&id, final_sim_ms);
+        let started = truth
+            .iter()
+            .filter(|s| s.end_ms.is_none_or(|e| e >= t0))
+            .count() as u64;
+        let terminated = truth
+            .iter()
+            .filter(|s| s.end_ms.is_some_and(|e| e >= t0))
+            .count() as u64;
+        let active_now = truth.iter().filter(|s| s.end_ms.is_none()).count() as u64;
+        println!(
+            "{id}: started {} (truth {started}), terminated {} (truth {terminated}), active {} (truth {active_now})",
+            totals.started,
+            totals.terminated,
+            active(&p).sessions
+        );
+        assert_eq!(totals.started, started, "{id}: started");
+        assert_eq!(totals.terminated, terminated, "{id}: terminated");
+        assert_eq!(active(&p).sessions, active_now, "{id}: active");
+        assert_eq!(totals.incomplete, 0, "{id}");
+        sessions_total += started;
+    }
+    assert!(
+        sessions_total > 100,
+        "churn: {sessions_total} sessions counted"
+    );
+    assert!(
+        control_seen_up && control_always_up,
+        "the portal without faults stayed up"
+    );
+    assert_eq!(
+        scrapes_failed.load(Ordering::Relaxed),
+        0,
+        "every scrape answered"
+    );
+    assert!(scrapes_ok.load(Ordering::Relaxed) > 0);
+    assert!(
+        by_code.keys().any(|(_, c)| c == "ThrottlingException")
+            && by_code.keys().any(|(_, c)| c == "InternalServerException")
+            && by_code.keys().any(|(_, c)| c == "timeout"),
+        "every fault was injected: {by_code:?}"
+    );
+
+    let q = (rss.len() / 4).max(1);
+    let first = median(&rss[..q]);
+    let last = median(&rss[rss.len() - q..]);
+    println!("VmRSS median: first quarter {first} kB, last quarter {last} kB");
+    assert!(
+        last <= first + first / 2 + 32 * 1024,
+        "RSS grew from {first} kB to {last} kB"
+    );
+}
