@@ -263,6 +263,8 @@ pub fn error_label<E: ProvideErrorMetadata>(
             .unwrap_or_else(|| "other".into()),
         SdkError::TimeoutError(_) => "timeout".into(),
         SdkError::DispatchFailure(d) if d.is_timeout() => "timeout".into(),
+        // Not a connection failure: e.g. no credentials to sign with (nothing was sent).
+        SdkError::DispatchFailure(d) if d.is_other() => "other".into(),
         SdkError::DispatchFailure(_) => "dispatch".into(),
         _ => "other".into(),
     }

@@ -352,3 +352,41 @@ async fn a_slow_portal_delays_neither_another_portal_nor_metrics_and_its_poll_is
     sched.shutdown().await;
     drop(Arc::clone(&env.store));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_credentials_fail_the_poll_without_sending_anything() {
+    use workspacesweb_exporter::aws::{ApiCounters, Clients};
+    let base = now_ms();
+    let env = start(
+        SimConfig::new(13)
+            .with_clock(Clock::manual(base))
+            .with_portal(scripted(GOOD, 2, base)),
+    )
+    .await;
+    // No credentials provider at all (what an empty credential chain resolves to).
+    let config = aws_config::SdkConfig::builder()
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(env.running.endpoint_url())
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .build();
+    let clients = Clients::new(config);
+    let counters = Arc::new(ApiCounters::default());
+    let api = clients
+        .portal_api(&plan(GOOD, HOUR, 10).client, GOOD, counters.clone())
+        .await;
+    let err = api
+        .list_sessions(&Default::default())
+        .await
+        .expect_err("no credentials");
+    // Nothing to sign with: not a connection failure, and nothing reaches the service.
+    assert_eq!(err.code, "other", "{}", err.message);
+    assert!(err.message.contains("identity"), "{}", err.message);
+    assert_eq!(env.sim.request_count(GOOD, LIST_SESSIONS), 0);
+    let sched = Scheduler::start(vec![plan(GOOD, HOUR, 10)], &clients, env.store.clone(), 1).await;
+    let p = wait_portal(&env.store, GOOD, |p| p.polled).await;
+    sched.shutdown().await;
+    assert!(!p.up);
+    assert!(p.last_error.as_deref().is_some_and(|e| e.contains("other")));
+    assert_eq!(errors(&p, LIST_SESSIONS, "other"), 1);
+    assert_eq!(env.sim.request_count(GOOD, LIST_SESSIONS), 0);
+}
