@@ -17,6 +17,16 @@
 //! resolves it. Why nothing is double counted: the ledger deduplicates by session id.
 //! Steady-state cost: ceil(active/page) + ceil(new terminated/page) + 1 `ListSessions` calls, plus
 //! one `GetSession` per vanished session that started before the watermark.
+//!
+//! # A poll cut short
+//!
+//! Pages are kept as they arrive. When a poll fails on throttling, a server error, a connection
+//! failure or its timeout, the next attempt (one interval later: an attempt that made progress does
+//! not grow the backoff) resumes with the same phase and `nextToken`, as long as the partial poll is
+//! younger than [`STALE_INTERVALS`] intervals; the ledger then applies everything once, at the time
+//! of the poll's first request. Other failures (AccessDenied, a broken paginator, ...) start over.
+//! The poll's `timeout` does not count time spent waiting for the client-side rate limiter
+//! ([`crate::aws::TokenBucket`]).
 
 //!
 //! The [`Scheduler`] owns one task per portal and reconciles them with a new set of plans
