@@ -26,7 +26,7 @@
 //! younger than [`STALE_INTERVALS`] intervals; the ledger then applies everything once, at the time
 //! of the poll's first request. Other failures (AccessDenied, a broken paginator, ...) start over.
 //! The poll's `timeout` does not count time spent waiting for the client-side rate limiter
-//! ([`crate::aws::TokenBucket`]).
+//! ([`crate::aws::TokenBucket`]), up to one interval per attempt.
 
 //!
 //! The [`Scheduler`] owns one task per portal and reconciles them with a new set of plans

@@ -195,10 +195,12 @@ impl Poller {
             let began = Instant::now();
             self.fetched = 0;
             // The timeout bounds the time spent on the API: time waiting for the client-side
-            // rate limiter pushes the deadline back by as much.
+            // rate limiter pushes the deadline back by as much, but never past one interval (a
+            // listing that needs longer holds a concurrency slot no longer, and resumes).
             let waited = self.api.limiter_wait_counter();
             let waited_before = waited.load(Ordering::Relaxed);
             let timeout = self.plan.timeout;
+            let longest = self.plan.interval.max(timeout);
             let outcome = {
                 let poll = self.poll(now_ms());
                 tokio::pin!(poll);
@@ -209,7 +211,8 @@ impl Poller {
                         r = &mut poll => break Some(r),
                         _ = tokio::time::sleep_until(deadline) => {
                             let paced = waited.load(Ordering::Relaxed).saturating_sub(waited_before);
-                            let extended = begun + timeout + Duration::from_nanos(paced);
+                            let extended = (begun + timeout + Duration::from_nanos(paced))
+                                .min(begun + longest);
                             if extended > deadline {
                                 deadline = extended;
                             } else {
