@@ -335,10 +335,7 @@ pub(super) async fn serve(inner: &Inner, req: Request<Incoming>) -> Response<Ful
     let mut rng = Rng::new(mix(inner.seed ^ 0x5354_5300, st.seq));
     let key_id = format!("ASIA{}", random_chars(&mut rng, UPPER_DIGITS, 16));
     let secret = random_chars(&mut rng, BASE64, 40);
-    let token = format!(
-        "IQoJb3JpZ2luX2VjE{}",
-        random_chars(&mut rng, BASE64, 300)
-    );
+    let token = format!("IQoJb3JpZ2luX2VjE{}", random_chars(&mut rng, BASE64, 300));
     let role_id = format!("AROA{}", random_chars(&mut rng, UPPER_DIGITS, 17));
     st.issued.insert(key_id.clone(), role_arn.clone());
     call.issued_key_id = Some(key_id.clone());
