@@ -145,7 +145,9 @@ impl Intercept for CountingInterceptor {
         _runtime_components: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        if let Some(Err(err)) = context.output_or_error() {
+        if let Some(Err(err)) = context.output_or_error()
+            && !is_credentials_failure(err)
+        {
             let header_code = context
                 .response()
                 .and_then(|r| r.headers().get("x-amzn-errortype"))
@@ -677,6 +679,19 @@ impl ProvideCredentials for CountedAssumeRole {
             result
         })
     }
+}
+
+/// Whether an attempt failed because its credentials could not be loaded (e.g. `AssumeRole`
+/// refused): nothing was sent, and the refusal is counted under `AssumeRole` instead.
+fn is_credentials_failure(err: &OrchestratorError<ErasedError>) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if e.is::<CredentialsError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// The `error` label of a failed `AssumeRole`: the STS error code (`AccessDenied`, ...), or

@@ -40,6 +40,9 @@ const W1: &str = "b2000000-0000-4000-8000-000000000001";
 const W2: &str = "b2000000-0000-4000-8000-000000000002";
 /// Shard 0.
 const W3: &str = "b2000000-0000-4000-8000-000000000003";
+/// Portals of the `GetPortal` test only (its log capture filters on the portal id).
+const G1: &str = "c3000000-0000-4000-8000-000000000001";
+const G2: &str = "c3000000-0000-4000-8000-000000000002";
 
 fn portal(id: &str, region: &str, account: &str, sessions: u64, base: i64) -> PortalSpec {
     let list = (0..sessions)
@@ -458,11 +461,22 @@ portals:
     let ups = up_values(&text);
     assert_eq!(ups.get(W1).map(String::as_str), Some("0"), "{text}");
     assert_eq!(ups.get(E1).map(String::as_str), Some("1"), "{text}");
+    // Nothing was sent to WorkSpaces Web: the failure is counted under AssumeRole only.
+    assert_eq!(
+        w1.api_errors
+            .keys()
+            .map(|(op, _)| op.as_str())
+            .collect::<BTreeSet<_>>(),
+        [ASSUME_ROLE].into(),
+        "{:?}",
+        w1.api_errors
+    );
     assert!(
         text.lines()
             .any(|l| l.starts_with("workspacesweb_api_request_errors_total{")
                 && l.contains(W1)
-                && l.contains("operation=\"ListSessions\"")),
+                && l.contains("operation=\"AssumeRole\"")
+                && l.contains("error=\"AccessDenied\"")),
         "{text}"
     );
     assert_eq!(signer_roles(&sim, E1), [Some(ROLE_EAST.to_string())].into());
@@ -554,11 +568,11 @@ async fn get_portal_denied_hides_portal_info_only_and_warns_once() {
     let (sim, running) = serve(
         SimConfig::new(34)
             .with_clock(Clock::manual(base))
-            .with_portal(portal(W1, "eu-west-1", "222222222222", 2, base))
-            .with_portal(portal(W2, "eu-west-1", "222222222222", 3, base)),
+            .with_portal(portal(G1, "eu-west-1", "222222222222", 2, base))
+            .with_portal(portal(G2, "eu-west-1", "222222222222", 3, base)),
     )
     .await;
-    sim.set_operation_error(W2, operation::GET_PORTAL, Some("AccessDeniedException"));
+    sim.set_operation_error(G2, operation::GET_PORTAL, Some("AccessDeniedException"));
     let dir = tempfile::tempdir().expect("tempdir");
     // Discovered portals refresh their metadata every `refresh` (1 s): GetPortal is retried
     // several times, and denied each time.
@@ -568,15 +582,15 @@ async fn get_portal_denied_hides_portal_info_only_and_warns_once() {
     );
     let clients = Clients::with_static_credentials("us-east-1", &running.endpoint_url()).await;
     let r = run(&path, &clients).await;
-    r.wait(&[W1, W2], |p| {
-        if p.portal_id == W2 {
+    r.wait(&[G1, G2], |p| {
+        if p.portal_id == G2 {
             p.up && errors(p, operation::GET_PORTAL, "AccessDeniedException") >= 3
         } else {
             p.up && p.meta.is_some()
         }
     })
     .await;
-    let w2 = r.store.portal(W2).expect("w2");
+    let w2 = r.store.portal(G2).expect("w2");
     assert!(w2.meta.is_none());
     assert_eq!(active(&w2).sessions, 3);
     assert!(w2.last_error.is_none(), "{:?}", w2.last_error);
@@ -586,15 +600,15 @@ async fn get_portal_denied_hides_portal_info_only_and_warns_once() {
         .filter(|l| l.starts_with("workspacesweb_portal_info{"))
         .collect();
     assert_eq!(info.len(), 1, "{info:?}");
-    assert!(info[0].contains(W1) && !info[0].contains(W2), "{info:?}");
+    assert!(info[0].contains(G1) && !info[0].contains(G2), "{info:?}");
     assert!(
         !text.lines().any(
-            |l| l.starts_with("workspacesweb_portal_max_concurrent_sessions{") && l.contains(W2)
+            |l| l.starts_with("workspacesweb_portal_max_concurrent_sessions{") && l.contains(G2)
         ),
         "{text}"
     );
     assert_eq!(
-        up_values(&text).get(W2).map(String::as_str),
+        up_values(&text).get(G2).map(String::as_str),
         Some("1"),
         "{text}"
     );
@@ -602,7 +616,7 @@ async fn get_portal_denied_hides_portal_info_only_and_warns_once() {
     let logs = String::from_utf8_lossy(&logs.lock().unwrap_or_else(|e| e.into_inner())).to_string();
     let warnings: Vec<&str> = logs
         .lines()
-        .filter(|l| l.contains("WARN") && l.contains(W2) && l.contains("GetPortal"))
+        .filter(|l| l.contains("WARN") && l.contains(G2) && l.contains("GetPortal"))
         .collect();
     assert_eq!(warnings.len(), 1, "{logs}");
     assert!(warnings[0].contains("not permitted"), "{}", warnings[0]);
@@ -665,6 +679,13 @@ discovery:
             .portal(W1)
             .is_some_and(|p| p.labels.contains(&("origin".into(), "static".into())))
     );
+
+    // W2 is listed again: discovery adds it back as a new portal.
+    sim.set_portal_removed(W2, false);
+    r.wait(&[W1, W2, W3], |p| p.up).await;
+    let w2 = r.store.portal(W2).expect("w2 again");
+    assert_eq!(active(&w2).sessions, 2);
+    assert!(w2.labels.contains(&("origin".into(), "discovered".into())));
     r.stop().await;
 }
 
