@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
-use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
 use aws_sdk_workspacesweb::Client;
 use aws_sdk_workspacesweb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_workspacesweb::operation::get_portal::GetPortalError;
@@ -144,7 +145,9 @@ impl Intercept for CountingInterceptor {
         _runtime_components: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        if let Some(Err(err)) = context.output_or_error() {
+        if let Some(Err(err)) = context.output_or_error()
+            && !is_credentials_failure(err)
+        {
             let header_code = context
                 .response()
                 .and_then(|r| r.headers().get("x-amzn-errortype"))
@@ -367,7 +370,7 @@ impl Clients {
             if let Some(ext) = &key.external_id {
                 provider = provider.external_id(ext.clone());
             }
-            conf = conf.credentials_provider(provider.build().await);
+            conf = conf.credentials_provider(CountedAssumeRole(provider.build().await));
         }
         if let Some(url) = &key.endpoint_url {
             conf = conf.endpoint_url(url.clone());
@@ -430,6 +433,7 @@ impl RegionApi {
                 counters: self.counters.clone(),
             })
             .send()
+            .attributed(&self.counters)
             .await
             .map_err(|e| api_error(LIST_PORTALS, e))?;
         let portals = out
@@ -571,6 +575,7 @@ impl PortalApi {
             .customize()
             .interceptor(self.counting(LIST_SESSIONS))
             .send()
+            .attributed(&self.counters)
             .await
             .map_err(|e| api_error(LIST_SESSIONS, e))?;
         Ok(SessionPage {
@@ -594,6 +599,7 @@ impl PortalApi {
             .customize()
             .interceptor(self.counting(GET_SESSION))
             .send()
+            .attributed(&self.counters)
             .await;
         match res {
             Ok(out) => Ok(out.session().map(session_record)),
@@ -613,6 +619,7 @@ impl PortalApi {
             .customize()
             .interceptor(self.counting(GET_PORTAL))
             .send()
+            .attributed(&self.counters)
             .await
             .map_err(|e| api_error(GET_PORTAL, e))?;
         Ok(out.portal().map(|p| PortalInfo {
@@ -624,6 +631,86 @@ impl PortalApi {
             max_concurrent_sessions: p.max_concurrent_sessions(),
         }))
     }
+}
+
+/// Operation name of STS `AssumeRole`, counted for the portal (or discovery source) whose call
+/// needed fresh assumed-role credentials: the SDK caches them per client, so a call is counted
+/// only when the cache is empty or expiring, once per client and not per poll.
+pub const ASSUME_ROLE: &str = "AssumeRole";
+
+tokio::task_local! {
+    /// The counters of the API call being made, for the `AssumeRole` it may trigger.
+    static CALLER: Arc<ApiCounters>;
+}
+
+/// Runs an API call with its counters in scope, so that [`CountedAssumeRole`] can count the
+/// `AssumeRole` the call triggers (the STS client inside `AssumeRoleProvider` accepts no
+/// interceptor, and the provider is shared by every portal of a client).
+trait Attributed: std::future::Future + Sized {
+    fn attributed(
+        self,
+        counters: &Arc<ApiCounters>,
+    ) -> tokio::task::futures::TaskLocalFuture<Arc<ApiCounters>, Self> {
+        CALLER.scope(counters.clone(), self)
+    }
+}
+
+impl<F: std::future::Future> Attributed for F {}
+
+/// `AssumeRoleProvider`, counting each call (and each refusal, by STS error code) into the
+/// counters of the API call that needed the credentials.
+#[derive(Debug)]
+struct CountedAssumeRole(aws_config::sts::AssumeRoleProvider);
+
+impl ProvideCredentials for CountedAssumeRole {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(async move {
+            let counters = CALLER.try_with(Arc::clone).ok();
+            if let Some(c) = &counters {
+                c.request(ASSUME_ROLE);
+            }
+            let result = self.0.provide_credentials().await;
+            if let (Err(e), Some(c)) = (&result, &counters) {
+                c.error(ASSUME_ROLE, &credentials_error_label(e));
+            }
+            result
+        })
+    }
+}
+
+/// Whether an attempt failed because its credentials could not be loaded (e.g. `AssumeRole`
+/// refused): nothing was sent, and the refusal is counted under `AssumeRole` instead.
+fn is_credentials_failure(err: &OrchestratorError<ErasedError>) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if e.is::<CredentialsError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// The `error` label of a failed `AssumeRole`: the STS error code (`AccessDenied`, ...), or
+/// `timeout`, `other`.
+fn credentials_error_label(err: &CredentialsError) -> String {
+    if matches!(err, CredentialsError::ProviderTimedOut(_)) {
+        return "timeout".into();
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(code) = e
+            .downcast_ref::<aws_smithy_types::error::ErrorMetadata>()
+            .and_then(|m| m.code())
+        {
+            return sanitize_code(code);
+        }
+        source = e.source();
+    }
+    "other".into()
 }
 
 /// Milliseconds of an API time, rounded to nearest: the SDK parses epoch seconds through f64, so

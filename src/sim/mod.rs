@@ -37,6 +37,7 @@
 
 mod clock;
 mod model;
+mod sts;
 mod wire;
 
 use std::collections::HashMap;
@@ -51,6 +52,7 @@ use tokio::task::JoinHandle;
 
 pub use clock::Clock;
 pub use model::RETENTION_MS;
+pub use sts::{ASSUME_ROLE, AssumeRoleCall};
 
 use crate::session::{SessionRecord, SessionStatus, UnixMillis};
 use model::SessionStore;
@@ -460,6 +462,8 @@ struct Inner {
     list_portals: Mutex<(Faults, u64)>,
     counters: Mutex<HashMap<(String, String), u64>>,
     request_seq: AtomicU64,
+    /// STS, signers, portal owners, removed portals, per-operation errors.
+    access: sts::Access,
 }
 
 /// Locks a mutex, ignoring poisoning (the state stays usable after a panicking test thread).
@@ -520,6 +524,7 @@ impl Simulator {
                 list_portals: Mutex::new((config.list_portals_faults, 0)),
                 counters: Mutex::new(HashMap::new()),
                 request_seq: AtomicU64::new(0),
+                access: sts::Access::default(),
             }),
         }
     }

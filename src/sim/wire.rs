@@ -483,6 +483,9 @@ async fn apply_faults(inner: &Inner, key: &str, faults: &Faults, n: u64) -> Resu
 
 /// Serves one request.
 async fn handle(inner: Arc<Inner>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+    if super::sts::is_sts(req.method(), req.uri().path()) {
+        return Ok(super::sts::serve(&inner, req).await);
+    }
     let route = route(req.method(), req.uri().path());
     let key = route.portal_key();
     *lock(&inner.counters)
@@ -494,11 +497,22 @@ async fn handle(inner: Arc<Inner>, req: Request<Incoming>) -> Result<Resp, Infal
         None
     };
     let params = query_params(req.uri().query());
+    if let Some(denial) = inner.access.gate(&key, route.operation(), req.headers()) {
+        return Ok(denied(denial, &key).into_response(&inner));
+    }
     let result = dispatch(&inner, route, &key, region.as_deref(), &params).await;
     Ok(match result {
         Ok(body) => response(&inner, StatusCode::OK, body),
         Err(e) => e.into_response(&inner),
     })
+}
+
+/// The wire error of a request the access model refuses.
+fn denied(denial: super::sts::Denial, portal_id: &str) -> WireError {
+    match denial {
+        super::sts::Denial::NotFound => WireError::not_found("Portal", portal_id),
+        super::sts::Denial::Error(code) => WireError::injected(&code, 1),
+    }
 }
 
 async fn dispatch(
@@ -789,6 +803,7 @@ fn list_portals(
         .portals
         .iter()
         .filter(|p| region.is_none_or(|r| r == p.region))
+        .filter(|p| inner.access.listed(&p.id))
         .filter(|p| {
             cursor
                 .as_ref()
