@@ -339,10 +339,10 @@ impl Poller {
                 }
             }
         }
-        if let Some(ledger) = &self.ledger {
-            if self.backfill.done {
-                info!(portal_id = %self.plan.portal_id, monthly_active_users = ledger.monthly_active_users(), "monthly users backfill complete");
-            }
+        if let Some(ledger) = &self.ledger
+            && self.backfill.done
+        {
+            info!(portal_id = %self.plan.portal_id, monthly_active_users = ledger.monthly_active_users(), "monthly users backfill complete");
         }
         result
     }
