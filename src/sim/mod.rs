@@ -715,6 +715,21 @@ impl Simulator {
         Ok(())
     }
 
+    /// Like [`add_raw_record_bytes`](Self::add_raw_record_bytes), but listed whatever the filters,
+    /// as by a server that lets a record through its `status` filter (e.g. an unknown status, or a
+    /// `status` that is not a string).
+    pub fn add_raw_record_unfiltered(
+        &self,
+        portal_id: &str,
+        bytes: impl Into<Bytes>,
+    ) -> Result<(), SimError> {
+        self.state(portal_id)?.raw_records.push(RawRecord {
+            bytes: bytes.into(),
+            fields: None,
+        });
+        Ok(())
+    }
+
     /// Like [`add_raw_record`](Self::add_raw_record), but with arbitrary bytes spliced into the
     /// `sessions` array as they are (non-UTF-8, broken JSON...). Filters compare the fields of the
     /// lossy UTF-8 reading of the bytes when that parses as JSON; otherwise the record matches
