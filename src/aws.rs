@@ -49,17 +49,14 @@ pub const LIST_PORTALS: &str = "ListPortals";
 /// (without retries). A full page of 1000 sessions with 256-character usernames is below 2 MiB.
 pub const MAX_RESPONSE_BYTES: usize = 8 << 20;
 
-/// Longest `username` accepted (the service model's limit, in characters); a record with a longer
-/// one is malformed: it is counted as incomplete and its username is not kept.
+/// Longest `username` accepted (the service model's limit, in characters). A record with a longer
+/// one is malformed: its `sessionId` and `username` are dropped, so that the ledger counts it as
+/// an untrackable, incomplete record (once) and the huge string is neither kept nor exposed.
 pub const MAX_USERNAME_CHARS: usize = 256;
 
 /// Longest `sessionId` accepted, in bytes (the service's ids have 36); a record with a longer one
-/// is malformed, as above.
+/// is malformed, as above (the id would otherwise become a ledger key).
 pub const MAX_SESSION_ID_BYTES: usize = 128;
-
-/// The status given to a malformed record, so that the ledger counts it as incomplete (like any
-/// unknown status) and nothing else.
-pub const MALFORMED_STATUS: &str = "__malformed__";
 
 /// A failed API call, reduced to what metrics and logs need.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -359,23 +356,30 @@ where
 {
     let code = error_label(&err);
     let message = match &err {
-        SdkError::ServiceError(se) => se.err().message().unwrap_or("no message").to_string(),
-        other => {
-            let mut text = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(s) = source {
-                text.push_str(": ");
-                text.push_str(&s.to_string());
-                source = s.source();
-            }
-            text
-        }
+        SdkError::ServiceError(se) => match se.err().message() {
+            Some(m) => m.to_string(),
+            // An unmodeled error, e.g. a malformed response: its cause is the useful part.
+            None => error_chain(se.err()),
+        },
+        other => error_chain(other),
     };
     ApiError {
         operation,
         code,
         message,
     }
+}
+
+/// An error and its sources, `: `-separated.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// Where and as whom to reach the API for one portal.
@@ -549,7 +553,7 @@ impl PortalApi {
         ResponseGuard { operation }
     }
 
-    /// Marks records with an oversized username or id as malformed (see [`MALFORMED_STATUS`]) and
+    /// Strips records with an oversized username or id (see [`MAX_USERNAME_CHARS`]) and
     /// logs one line per batch that had malformed or unknown-status records (no usernames logged).
     fn screen(&self, operation: &'static str, records: &mut [SessionRecord]) {
         let mut malformed = 0usize;
@@ -564,10 +568,7 @@ impl PortalApi {
             if long_name || long_id {
                 malformed += 1;
                 r.username = None;
-                if long_id {
-                    r.id = None;
-                }
-                r.status = SessionStatus::Unknown(MALFORMED_STATUS.to_string());
+                r.id = None;
             } else if matches!(r.status, SessionStatus::Unknown(_)) {
                 unknown_status += 1;
             }
