@@ -14,7 +14,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use workspacesweb_exporter::aws::{Clients, GET_SESSION, LIST_SESSIONS, MAX_RESPONSE_BYTES};
 use workspacesweb_exporter::poll::{PortalPlan, Scheduler};
-use workspacesweb_exporter::session::now_ms;
+use workspacesweb_exporter::session::{SessionStatus, now_ms};
 use workspacesweb_exporter::sim::{Clock, Faults, PortalSpec, SimConfig, SimSession, Simulator};
 use workspacesweb_exporter::snapshot::{PortalSnapshot, Store};
 use workspacesweb_exporter::users::{LabelMode, UserSettings};
@@ -632,4 +632,47 @@ async fn truncated_body_from_a_raw_socket_fails_the_poll() {
     let n = requests(&p, LIST_SESSIONS);
     assert_eq!(n, 3, "{:?}", p.api_errors);
     assert_eq!(p.api_errors.values().sum::<u64>(), n, "{:?}", p.api_errors);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn never_ending_backfill_is_bounded_and_restarted() {
+    let base = now_ms();
+    let mut spec = portal(base);
+    // An old terminated session: the poll's own terminated scan stops on its first page (below the
+    // watermark), while the monthly-users backfill scans on, down to the month start.
+    if let workspacesweb_exporter::sim::SessionModel::Scripted(s) = &mut spec.model {
+        s.push(
+            SimSession::new(SimSession::id_for(50), "old", base - 7_200_000)
+                .ended(base - 3_600_000),
+        );
+    }
+    spec.faults = Faults::endless_pages().only_for(SessionStatus::Terminated);
+    let env = start(
+        SimConfig::new(8)
+            .with_clock(Clock::manual(base))
+            .with_portal(spec),
+    )
+    .await;
+    let mut plan = fast_plan();
+    plan.max_pages = 5;
+    let sched = Scheduler::start(vec![plan], &env.clients, env.store.clone(), 4).await;
+    // Two aborted backfill scans: the second proves the scan starts again instead of giving up.
+    let p = wait_portal(&env.store, GOOD, |p| errors(p, LIST_SESSIONS, "other") >= 2).await;
+    assert!(p.up, "the polls themselves succeed: {:?}", p.last_error);
+    assert_eq!(active(&p).sessions, 3);
+    assert_eq!(
+        p.monthly_active_users, None,
+        "never complete, never published"
+    );
+    // Per cycle: one Active page, one Terminated page, then max_pages backfill pages.
+    assert_eq!(
+        requests(&p, LIST_SESSIONS),
+        7 * errors(&p, LIST_SESSIONS, "other")
+    );
+    // Fixed paginator: the backfill completes.
+    env.sim.set_faults(GOOD, Faults::none()).expect("portal");
+    let done = wait_portal(&env.store, GOOD, |p| p.monthly_active_users.is_some()).await;
+    assert!(done.up);
+    assert_eq!(done.monthly_active_users, Some(4));
+    sched.shutdown().await;
 }
