@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod fuzzing;
 pub mod http;
 pub mod ledger;
 pub mod metrics;

@@ -764,6 +764,11 @@ impl Simulator {
     }
 }
 
+/// Fuzz body of the simulator's request parsing (used by [`crate::fuzzing::wire_parse`]).
+pub(crate) fn fuzz_wire(data: &[u8]) {
+    wire::fuzz(data);
+}
+
 /// A running simulator server; stops when [`RunningSim::shutdown`] is called or when dropped.
 #[derive(Debug)]
 pub struct RunningSim {
