@@ -22,6 +22,13 @@
 //! - When a request is signed (SigV4 `Authorization` header), only portals of the signing
 //!   region are visible, as with real regional endpoints ([`SimConfig::enforce_region`]).
 //!
+//! Fault injection ([`Faults`], per portal, changeable at runtime): a fixed AWS error, a throttling
+//! ratio with `Retry-After`, latency, a paginator that repeats its token or never ends, and broken
+//! bodies ([`BodyFault`]: any bytes instead of the answer, or the answer padded to N bytes),
+//! optionally only for `ListSessions` with one `status` filter. Raw records
+//! ([`Simulator::add_raw_record`], [`Simulator::add_raw_record_bytes`],
+//! [`Simulator::add_raw_record_unfiltered`]) put incomplete, odd or non-UTF-8 records in listings.
+//!
 //! Typical use in a test:
 //!
 //! ```text
