@@ -35,7 +35,7 @@ pub fn config_parse(data: &[u8]) {
 }
 
 /// The simulator's request parsing (routes, query strings, pagination tokens) and its JSON writers
-/// on arbitrary input: see [`crate::sim::fuzz_wire`].
+/// on arbitrary input: token round trips, JSON output that reads back, padded bodies that stay JSON.
 pub fn wire_parse(data: &[u8]) {
     crate::sim::fuzz_wire(data);
 }
