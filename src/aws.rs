@@ -16,19 +16,21 @@ use std::sync::{Arc, Mutex};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
-use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
 use aws_sdk_workspacesweb::Client;
 use aws_sdk_workspacesweb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_workspacesweb::operation::get_portal::GetPortalError;
-use aws_sdk_workspacesweb::operation::get_session::GetSessionError;
-use aws_sdk_workspacesweb::operation::list_portals::ListPortalsError;
-use aws_sdk_workspacesweb::operation::list_sessions::ListSessionsError;
+use aws_sdk_workspacesweb::operation::get_portal::{GetPortalError, GetPortalOutput};
+use aws_sdk_workspacesweb::operation::get_session::{GetSessionError, GetSessionOutput};
+use aws_sdk_workspacesweb::operation::list_portals::{ListPortalsError, ListPortalsOutput};
+use aws_sdk_workspacesweb::operation::list_sessions::{ListSessionsError, ListSessionsOutput};
 use aws_sdk_workspacesweb::types::{self as sdk};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
 use aws_smithy_runtime_api::client::interceptors::context::{
+    AfterDeserializationInterceptorContextRef, BeforeDeserializationInterceptorContextMut,
     BeforeTransmitInterceptorContextRef, Error as ErasedError, FinalizerInterceptorContextRef,
+    InterceptorContext,
 };
 use aws_smithy_runtime_api::client::orchestrator::OrchestratorError;
 use aws_smithy_runtime_api::client::retries::classifiers::{
@@ -36,8 +38,10 @@ use aws_smithy_runtime_api::client::retries::classifiers::{
 };
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::DateTime;
+use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::retry::ErrorKind;
+use tracing::warn;
 
 use crate::session::{SessionRecord, SessionStatus, UnixMillis};
 
@@ -49,6 +53,19 @@ pub const GET_SESSION: &str = "GetSession";
 pub const GET_PORTAL: &str = "GetPortal";
 /// Operation name of `ListPortals`.
 pub const LIST_PORTALS: &str = "ListPortals";
+
+/// Largest response body read from the API; a longer one fails the call with `error="other"`
+/// (without retries). A full page of 1000 sessions with 256-character usernames is below 2 MiB.
+pub const MAX_RESPONSE_BYTES: usize = 8 << 20;
+
+/// Longest `username` accepted (the service model's limit, in characters). A record with a longer
+/// one is malformed: its `sessionId` and `username` are dropped, so that the ledger counts it as
+/// an untrackable, incomplete record (once) and the huge string is neither kept nor exposed.
+pub const MAX_USERNAME_CHARS: usize = 256;
+
+/// Longest `sessionId` accepted, in bytes (the service's ids have 36); a record with a longer one
+/// is malformed, as above (the id would otherwise become a ledger key).
+pub const MAX_SESSION_ID_BYTES: usize = 128;
 
 /// A failed API call, reduced to what metrics and logs need.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -151,7 +168,9 @@ impl Intercept for CountingInterceptor {
         _runtime_components: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        if let Some(Err(err)) = context.output_or_error() {
+        if let Some(Err(err)) = context.output_or_error()
+            && !is_credentials_failure(err)
+        {
             let header_code = context
                 .response()
                 .and_then(|r| r.headers().get("x-amzn-errortype"))
@@ -203,6 +222,140 @@ impl ClassifyRetry for RetryAfterClassifier {
 
     fn name(&self) -> &'static str {
         "workspacesweb-exporter-retry-after"
+    }
+
+    fn priority(&self) -> RetryClassifierPriority {
+        RetryClassifierPriority::run_after(RetryClassifierPriority::transient_error_classifier())
+    }
+}
+
+/// Guards against hostile or broken responses of one operation: bounds the body read to
+/// [`MAX_RESPONSE_BYTES`], and rejects a successful answer whose required top-level member
+/// (`sessions`, `session`, `portal`, `portals`) is missing or null, which the SDK would otherwise
+/// silently read as an empty listing (or as "no such session").
+#[derive(Debug)]
+struct ResponseGuard {
+    operation: &'static str,
+}
+
+/// Why a response was rejected by [`ResponseGuard`] (the error label is `other`).
+#[derive(Debug, thiserror::Error)]
+enum MalformedResponse {
+    /// The body is longer than [`MAX_RESPONSE_BYTES`].
+    #[error("response body of {0} bytes exceeds the limit of {MAX_RESPONSE_BYTES} bytes")]
+    TooLarge(u64),
+    /// The required member is missing.
+    #[error("{operation} response has no `{member}` member")]
+    MissingMember {
+        operation: &'static str,
+        member: &'static str,
+    },
+}
+
+impl ResponseGuard {
+    /// The required top-level member of the operation's output.
+    fn required_member(&self) -> Option<&'static str> {
+        match self.operation {
+            LIST_SESSIONS => Some("sessions"),
+            GET_SESSION => Some("session"),
+            GET_PORTAL => Some("portal"),
+            LIST_PORTALS => Some("portals"),
+            _ => None,
+        }
+    }
+}
+
+/// Whether `body` is a JSON object with a non-null member `name`.
+fn has_member(body: &[u8], name: &str) -> bool {
+    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body)
+        .is_ok_and(|m| m.get(name).is_some_and(|v| !v.is_null()))
+}
+
+impl Intercept for ResponseGuard {
+    fn name(&self) -> &'static str {
+        "workspacesweb-exporter-response-guard"
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        context: &mut BeforeDeserializationInterceptorContextMut<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let response = context.response_mut();
+        let declared = response
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if let Some(len) = declared.filter(|l| *l > MAX_RESPONSE_BYTES as u64) {
+            return Err(MalformedResponse::TooLarge(len).into());
+        }
+        // Chunked or lying about its length: stop reading at the limit.
+        let body = std::mem::replace(response.body_mut(), SdkBody::taken());
+        *response.body_mut() =
+            SdkBody::from_body_1_x(http_body_util::Limited::new(body, MAX_RESPONSE_BYTES));
+        Ok(())
+    }
+
+    fn read_after_deserialization(
+        &self,
+        context: &AfterDeserializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Ok(output) = context.output_or_error() else {
+            return Ok(());
+        };
+        // Only an empty result needs a look at the raw body.
+        let empty = if let Some(o) = output.downcast_ref::<ListSessionsOutput>() {
+            o.sessions().is_empty()
+        } else if let Some(o) = output.downcast_ref::<GetSessionOutput>() {
+            o.session().is_none()
+        } else if let Some(o) = output.downcast_ref::<GetPortalOutput>() {
+            o.portal().is_none()
+        } else if let Some(o) = output.downcast_ref::<ListPortalsOutput>() {
+            o.portals().is_empty()
+        } else {
+            false
+        };
+        let Some(member) = self.required_member().filter(|_| empty) else {
+            return Ok(());
+        };
+        let body = context.response().body().bytes().unwrap_or_default();
+        if has_member(body, member) {
+            Ok(())
+        } else {
+            Err(MalformedResponse::MissingMember {
+                operation: self.operation,
+                member,
+            }
+            .into())
+        }
+    }
+}
+
+/// Forbids retrying a response whose body exceeded [`MAX_RESPONSE_BYTES`] (the SDK would retry the
+/// read error as transient, reading up to the limit again each time).
+#[derive(Debug)]
+struct BodyLimitClassifier;
+
+impl ClassifyRetry for BodyLimitClassifier {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        let Some(Err(err)) = ctx.output_or_error() else {
+            return RetryAction::NoActionIndicated;
+        };
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+        while let Some(e) = source {
+            if e.is::<http_body_util::LengthLimitError>() {
+                return RetryAction::RetryForbidden;
+            }
+            source = e.source();
+        }
+        RetryAction::NoActionIndicated
+    }
+
+    fn name(&self) -> &'static str {
+        "workspacesweb-exporter-body-limit"
     }
 
     fn priority(&self) -> RetryClassifierPriority {
@@ -279,23 +432,30 @@ where
 {
     let code = error_label(&err);
     let message = match &err {
-        SdkError::ServiceError(se) => se.err().message().unwrap_or("no message").to_string(),
-        other => {
-            let mut text = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(s) = source {
-                text.push_str(": ");
-                text.push_str(&s.to_string());
-                source = s.source();
-            }
-            text
-        }
+        SdkError::ServiceError(se) => match se.err().message() {
+            Some(m) => m.to_string(),
+            // An unmodeled error, e.g. a malformed response: its cause is the useful part.
+            None => error_chain(se.err()),
+        },
+        other => error_chain(other),
     };
     ApiError {
         operation,
         code,
         message,
     }
+}
+
+/// An error and its sources, `: `-separated.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// Where and as whom to reach the API for one portal.
@@ -416,11 +576,12 @@ impl Clients {
             if let Some(ext) = &key.external_id {
                 provider = provider.external_id(ext.clone());
             }
-            conf = conf.credentials_provider(provider.build().await);
+            conf = conf.credentials_provider(CountedAssumeRole(provider.build().await));
         }
         if let Some(url) = &key.endpoint_url {
             conf = conf.endpoint_url(url.clone());
         }
+        conf = conf.retry_classifier(BodyLimitClassifier);
         Client::from_conf(conf.build())
     }
 
@@ -484,6 +645,7 @@ impl RegionApi {
                 counters: self.counters.clone(),
             })
             .send()
+            .attributed(&self.counters)
             .await
             .map_err(|e| api_error(LIST_PORTALS, e))?;
         let portals = out
@@ -712,6 +874,41 @@ impl PortalApi {
         }
     }
 
+    fn guard(operation: &'static str) -> ResponseGuard {
+        ResponseGuard { operation }
+    }
+
+    /// Strips records with an oversized username or id (see [`MAX_USERNAME_CHARS`]) and
+    /// logs one line per batch that had malformed or unknown-status records (no usernames logged).
+    fn screen(&self, operation: &'static str, records: &mut [SessionRecord]) {
+        let mut malformed = 0usize;
+        let mut unknown_status = 0usize;
+        for r in records.iter_mut() {
+            let long_name = r.username.as_deref().is_some_and(|u| {
+                u.len() > MAX_USERNAME_CHARS && u.chars().count() > MAX_USERNAME_CHARS
+            });
+            let long_id =
+                r.id.as_deref()
+                    .is_some_and(|id| id.len() > MAX_SESSION_ID_BYTES);
+            if long_name || long_id {
+                malformed += 1;
+                r.username = None;
+                r.id = None;
+            } else if matches!(r.status, SessionStatus::Unknown(_)) {
+                unknown_status += 1;
+            }
+        }
+        if malformed > 0 || unknown_status > 0 {
+            warn!(
+                portal_id = %self.portal_id,
+                operation,
+                malformed,
+                unknown_status,
+                "session records with an oversized username or id, or an unknown status: counted as incomplete"
+            );
+        }
+    }
+
     /// The counters this handle counts into.
     pub fn counters(&self) -> &Arc<ApiCounters> {
         &self.counters
@@ -765,11 +962,15 @@ impl PortalApi {
         let out = req
             .customize()
             .interceptor(self.counting(LIST_SESSIONS))
+            .interceptor(Self::guard(LIST_SESSIONS))
             .send()
+            .attributed(&self.counters)
             .await
             .map_err(|e| api_error(LIST_SESSIONS, e))?;
+        let mut sessions: Vec<SessionRecord> = out.sessions().iter().map(summary_record).collect();
+        self.screen(LIST_SESSIONS, &mut sessions);
         Ok(SessionPage {
-            sessions: out.sessions().iter().map(summary_record).collect(),
+            sessions,
             next_token: out.next_token().map(str::to_string),
             portal_arn: out
                 .sessions()
@@ -789,10 +990,17 @@ impl PortalApi {
             .session_id(session_id)
             .customize()
             .interceptor(self.counting(GET_SESSION))
+            .interceptor(Self::guard(GET_SESSION))
             .send()
+            .attributed(&self.counters)
             .await;
         match res {
-            Ok(out) => Ok(out.session().map(session_record)),
+            Ok(out) => {
+                let mut record: Vec<SessionRecord> =
+                    out.session().map(session_record).into_iter().collect();
+                self.screen(GET_SESSION, &mut record);
+                Ok(record.pop())
+            }
             Err(SdkError::ServiceError(se)) if se.err().is_resource_not_found_exception() => {
                 Ok(None)
             }
@@ -809,7 +1017,9 @@ impl PortalApi {
             .portal_arn(portal_arn)
             .customize()
             .interceptor(self.counting(GET_PORTAL))
+            .interceptor(Self::guard(GET_PORTAL))
             .send()
+            .attributed(&self.counters)
             .await
             .map_err(|e| api_error(GET_PORTAL, e))?;
         Ok(out.portal().map(|p| PortalInfo {
@@ -821,6 +1031,86 @@ impl PortalApi {
             max_concurrent_sessions: p.max_concurrent_sessions(),
         }))
     }
+}
+
+/// Operation name of STS `AssumeRole`, counted for the portal (or discovery source) whose call
+/// needed fresh assumed-role credentials: the SDK caches them per client, so a call is counted
+/// only when the cache is empty or expiring, once per client and not per poll.
+pub const ASSUME_ROLE: &str = "AssumeRole";
+
+tokio::task_local! {
+    /// The counters of the API call being made, for the `AssumeRole` it may trigger.
+    static CALLER: Arc<ApiCounters>;
+}
+
+/// Runs an API call with its counters in scope, so that [`CountedAssumeRole`] can count the
+/// `AssumeRole` the call triggers (the STS client inside `AssumeRoleProvider` accepts no
+/// interceptor, and the provider is shared by every portal of a client).
+trait Attributed: std::future::Future + Sized {
+    fn attributed(
+        self,
+        counters: &Arc<ApiCounters>,
+    ) -> tokio::task::futures::TaskLocalFuture<Arc<ApiCounters>, Self> {
+        CALLER.scope(counters.clone(), self)
+    }
+}
+
+impl<F: std::future::Future> Attributed for F {}
+
+/// `AssumeRoleProvider`, counting each call (and each refusal, by STS error code) into the
+/// counters of the API call that needed the credentials.
+#[derive(Debug)]
+struct CountedAssumeRole(aws_config::sts::AssumeRoleProvider);
+
+impl ProvideCredentials for CountedAssumeRole {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(async move {
+            let counters = CALLER.try_with(Arc::clone).ok();
+            if let Some(c) = &counters {
+                c.request(ASSUME_ROLE);
+            }
+            let result = self.0.provide_credentials().await;
+            if let (Err(e), Some(c)) = (&result, &counters) {
+                c.error(ASSUME_ROLE, &credentials_error_label(e));
+            }
+            result
+        })
+    }
+}
+
+/// Whether an attempt failed because its credentials could not be loaded (e.g. `AssumeRole`
+/// refused): nothing was sent, and the refusal is counted under `AssumeRole` instead.
+fn is_credentials_failure(err: &OrchestratorError<ErasedError>) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if e.is::<CredentialsError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// The `error` label of a failed `AssumeRole`: the STS error code (`AccessDenied`, ...), or
+/// `timeout`, `other`.
+fn credentials_error_label(err: &CredentialsError) -> String {
+    if matches!(err, CredentialsError::ProviderTimedOut(_)) {
+        return "timeout".into();
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(code) = e
+            .downcast_ref::<aws_smithy_types::error::ErrorMetadata>()
+            .and_then(|m| m.code())
+        {
+            return sanitize_code(code);
+        }
+        source = e.source();
+    }
+    "other".into()
 }
 
 /// Milliseconds of an API time, rounded to nearest: the SDK parses epoch seconds through f64, so

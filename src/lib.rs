@@ -10,6 +10,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod discovery;
+pub mod fuzzing;
 pub mod http;
 pub mod ledger;
 pub mod metrics;

@@ -263,10 +263,10 @@ where
         .await
         .expect("the server answers and closes in time");
     // A peer that closes without TLS close_notify after a whole response is fine.
-    if let Err(e) = read {
-        if all.is_empty() {
-            return Err(e);
-        }
+    if let Err(e) = read
+        && all.is_empty()
+    {
+        return Err(e);
     }
     parse(&all)
 }

@@ -297,16 +297,16 @@ fn portals(
             }
             (Some(id), None) => (id.0, None, p.region.map(|r| r.0), "id"),
             (None, Some(arn)) => {
-                if let Some(r) = &p.region {
-                    if r.0 != arn.region {
-                        c.error(
-                            base.key("region"),
-                            format!(
-                                "region {:?} disagrees with the ARN's region {:?}; omit region when arn is given",
-                                r.0, arn.region
-                            ),
-                        );
-                    }
+                if let Some(r) = &p.region
+                    && r.0 != arn.region
+                {
+                    c.error(
+                        base.key("region"),
+                        format!(
+                            "region {:?} disagrees with the ARN's region {:?}; omit region when arn is given",
+                            r.0, arn.region
+                        ),
+                    );
                 }
                 (arn.id, Some(arn.arn), Some(arn.region), "arn")
             }
@@ -327,17 +327,18 @@ fn portals(
         let interval = p.interval.map(|Dur(d)| d);
         if let Some(iv) = interval {
             c.interval(base.key("interval"), iv);
-            if let Some(t) = global.timeout {
-                if iv >= MIN_DURATION && t >= iv {
-                    c.error(
-                        base.key("interval"),
-                        format!(
-                            "interval ({}) must be greater than global.timeout ({})",
-                            fmt(iv),
-                            fmt(t)
-                        ),
-                    );
-                }
+            if let Some(t) = global.timeout
+                && iv >= MIN_DURATION
+                && t >= iv
+            {
+                c.error(
+                    base.key("interval"),
+                    format!(
+                        "interval ({}) must be greater than global.timeout ({})",
+                        fmt(iv),
+                        fmt(t)
+                    ),
+                );
             }
         }
         out.push(PortalConfig {

@@ -1,5 +1,5 @@
 //! The scheduler: one task per portal, a jittered interval, a timeout per poll, a concurrency limit,
-//! and the staleness rule. Each successful poll feeds the portal's [`Ledger`] and publishes a snapshot.
+//! and the staleness rule. Each successful poll feeds the portal's [`Ledger`](crate::ledger::Ledger) and publishes a snapshot.
 //!
 //! # One poll (incremental listing)
 //!

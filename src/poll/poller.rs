@@ -123,6 +123,8 @@ fn resumable(err: &PollError) -> bool {
 struct Backfill {
     next_token: Option<String>,
     tokens: HashSet<String>,
+    /// Pages read by the current scan (bounded by `max_pages`, like any listing).
+    pages: u32,
     done: bool,
 }
 
@@ -486,8 +488,7 @@ impl Poller {
                 Err(e) => {
                     if e.code == "ValidationException" {
                         // An expired or rejected token: start the scan again (duplicates are harmless).
-                        self.backfill.next_token = None;
-                        self.backfill.tokens.clear();
+                        self.backfill = Backfill::default();
                     }
                     result = Err(e.into());
                     break;
@@ -503,16 +504,29 @@ impl Poller {
             }
             match page.next_token {
                 Some(t) if !t.is_empty() && !below => {
-                    if !self.backfill.tokens.insert(t.clone()) {
+                    self.backfill.pages = self.backfill.pages.saturating_add(1);
+                    let reason = if !self.backfill.tokens.insert(t.clone()) {
+                        Some(
+                            "the service repeated a nextToken during the monthly users backfill"
+                                .to_string(),
+                        )
+                    } else if self.backfill.pages >= self.plan.max_pages {
+                        // A paginator that never ends would otherwise grow `tokens` forever.
+                        Some(format!(
+                            "more than max_pages={} pages during the monthly users backfill",
+                            self.plan.max_pages
+                        ))
+                    } else {
+                        None
+                    };
+                    if let Some(reason) = reason {
                         self.api.counters().error(aws::LIST_SESSIONS, "other");
                         result = Err(PollError::Pagination {
                             operation: aws::LIST_SESSIONS,
-                            reason:
-                                "the service repeated a nextToken during the monthly users backfill"
-                                    .into(),
+                            reason,
                         });
-                        self.backfill.next_token = None;
-                        self.backfill.tokens.clear();
+                        // Start the scan again next cycle.
+                        self.backfill = Backfill::default();
                         break;
                     }
                     self.backfill.next_token = Some(t);
@@ -523,10 +537,10 @@ impl Poller {
                 }
             }
         }
-        if let Some(ledger) = &self.ledger {
-            if self.backfill.done {
-                info!(portal_id = %self.plan.portal_id, monthly_active_users = ledger.monthly_active_users(), "monthly users backfill complete");
-            }
+        if let Some(ledger) = &self.ledger
+            && self.backfill.done
+        {
+            info!(portal_id = %self.plan.portal_id, monthly_active_users = ledger.monthly_active_users(), "monthly users backfill complete");
         }
         result
     }

@@ -22,6 +22,13 @@
 //! - When a request is signed (SigV4 `Authorization` header), only portals of the signing
 //!   region are visible, as with real regional endpoints ([`SimConfig::enforce_region`]).
 //!
+//! Fault injection ([`Faults`], per portal, changeable at runtime): a fixed AWS error, a throttling
+//! ratio with `Retry-After`, latency, a paginator that repeats its token or never ends, and broken
+//! bodies ([`BodyFault`]: any bytes instead of the answer, or the answer padded to N bytes),
+//! optionally only for `ListSessions` with one `status` filter. Raw records
+//! ([`Simulator::add_raw_record`], [`Simulator::add_raw_record_bytes`],
+//! [`Simulator::add_raw_record_unfiltered`]) put incomplete, odd or non-UTF-8 records in listings.
+//!
 //! Typical use in a test:
 //!
 //! ```text
@@ -37,6 +44,7 @@
 
 mod clock;
 mod model;
+mod sts;
 mod wire;
 
 use std::collections::HashMap;
@@ -45,12 +53,14 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use clock::Clock;
 pub use model::RETENTION_MS;
+pub use sts::{ASSUME_ROLE, AssumeRoleCall};
 
 use crate::session::{SessionRecord, SessionStatus, UnixMillis};
 use model::SessionStore;
@@ -210,12 +220,68 @@ pub struct Faults {
     pub latency: Duration,
     /// A broken paginator: `ListSessions`/`ListPortals` return the request's `nextToken` again, forever.
     pub repeat_next_token: bool,
+    /// A paginator that never ends: `ListSessions`/`ListPortals` return a fresh `nextToken` on every
+    /// page, forever (the pages after the real data are empty).
+    pub endless_next_token: bool,
+    /// Replaces or pads the body of successful answers (hostile or broken responses).
+    pub body: Option<BodyFault>,
+    /// When set, the faults apply only to `ListSessions` requests with this `status` filter; every
+    /// other request of the portal is answered normally.
+    pub only_status: Option<SessionStatus>,
+}
+
+/// A broken body sent with status 200 instead of the real one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyFault {
+    /// Exactly these bytes (malformed JSON, `{}` without `sessions`, `{"sessions":null}`, non-UTF-8, ...).
+    Replace(Bytes),
+    /// The real body with an unknown member appended so that the body is this many bytes long
+    /// (valid JSON; the real body when it is already longer).
+    PadTo(usize),
 }
 
 impl Faults {
     /// No faults.
     pub fn none() -> Self {
         Self::default()
+    }
+
+    /// Successful answers carry exactly `body` (status 200, `application/json`).
+    pub fn body(body: impl Into<Bytes>) -> Self {
+        Self {
+            body: Some(BodyFault::Replace(body.into())),
+            ..Self::default()
+        }
+    }
+
+    /// Successful answers are padded with an unknown member to `bytes` bytes.
+    pub fn padded(bytes: usize) -> Self {
+        Self {
+            body: Some(BodyFault::PadTo(bytes)),
+            ..Self::default()
+        }
+    }
+
+    /// Listings never end: a fresh `nextToken` on every page.
+    pub fn endless_pages() -> Self {
+        Self {
+            endless_next_token: true,
+            ..Self::default()
+        }
+    }
+
+    /// The same faults, limited to `ListSessions` requests with this `status` filter.
+    pub fn only_for(mut self, status: SessionStatus) -> Self {
+        self.only_status = Some(status);
+        self
+    }
+
+    /// Whether these faults apply to a request for `operation` with this `status` query parameter.
+    pub(crate) fn applies_to(&self, operation: &str, status: Option<&str>) -> bool {
+        match &self.only_status {
+            None => true,
+            Some(only) => operation == operation::LIST_SESSIONS && status == Some(only.as_str()),
+        }
     }
 
     /// Every request fails with `code`.
@@ -443,7 +509,14 @@ struct PortalState {
     /// Requests seen, for deterministic throttling.
     requests: u64,
     /// Wire records listed verbatim after the model's sessions.
-    raw_records: Vec<serde_json::Value>,
+    raw_records: Vec<RawRecord>,
+}
+
+/// A wire record sent verbatim: its bytes, and its JSON value (for filters) when it parses.
+#[derive(Debug, Clone)]
+struct RawRecord {
+    bytes: Bytes,
+    fields: Option<serde_json::Value>,
 }
 
 /// Shared state behind a [`Simulator`].
@@ -462,6 +535,8 @@ struct Inner {
     request_seq: AtomicU64,
     /// Every request, when [`Simulator::log_requests`] is on.
     log: Mutex<Option<Vec<LoggedRequest>>>,
+    /// STS, signers, portal owners, removed portals, per-operation errors.
+    access: sts::Access,
 }
 
 /// One request received, as logged by [`Simulator::log_requests`].
@@ -538,6 +613,7 @@ impl Simulator {
                 counters: Mutex::new(HashMap::new()),
                 request_seq: AtomicU64::new(0),
                 log: Mutex::new(None),
+                access: sts::Access::default(),
             }),
         }
     }
@@ -677,7 +753,43 @@ impl Simulator {
         portal_id: &str,
         record: serde_json::Value,
     ) -> Result<(), SimError> {
-        self.state(portal_id)?.raw_records.push(record);
+        let bytes = Bytes::from(record.to_string());
+        self.state(portal_id)?.raw_records.push(RawRecord {
+            bytes,
+            fields: Some(record),
+        });
+        Ok(())
+    }
+
+    /// Like [`add_raw_record_bytes`](Self::add_raw_record_bytes), but listed whatever the filters,
+    /// as by a server that lets a record through its `status` filter (e.g. an unknown status, or a
+    /// `status` that is not a string).
+    pub fn add_raw_record_unfiltered(
+        &self,
+        portal_id: &str,
+        bytes: impl Into<Bytes>,
+    ) -> Result<(), SimError> {
+        self.state(portal_id)?.raw_records.push(RawRecord {
+            bytes: bytes.into(),
+            fields: None,
+        });
+        Ok(())
+    }
+
+    /// Like [`add_raw_record`](Self::add_raw_record), but with arbitrary bytes spliced into the
+    /// `sessions` array as they are (non-UTF-8, broken JSON...). Filters compare the fields of the
+    /// lossy UTF-8 reading of the bytes when that parses as JSON; otherwise the record matches
+    /// every filter.
+    pub fn add_raw_record_bytes(
+        &self,
+        portal_id: &str,
+        bytes: impl Into<Bytes>,
+    ) -> Result<(), SimError> {
+        let bytes = bytes.into();
+        let fields = serde_json::from_str(&String::from_utf8_lossy(&bytes)).ok();
+        self.state(portal_id)?
+            .raw_records
+            .push(RawRecord { bytes, fields });
         Ok(())
     }
 
@@ -696,6 +808,11 @@ impl Simulator {
     ) -> Result<(), SimError> {
         self.state(portal_id)?.store.end(session_id, end_ms)
     }
+}
+
+/// Fuzz body of the simulator's request parsing (used by `crate::fuzzing::wire_parse`).
+pub(crate) fn fuzz_wire(data: &[u8]) {
+    wire::fuzz(data);
 }
 
 /// A running simulator server; stops when [`RunningSim::shutdown`] is called or when dropped.

@@ -137,20 +137,20 @@ impl Stored {
     }
 
     fn matches(&self, now: i64, f: &Filter) -> bool {
-        if let Some(st) = &f.status {
-            if &self.status(now) != st {
-                return false;
-            }
+        if let Some(st) = &f.status
+            && &self.status(now) != st
+        {
+            return false;
         }
-        if let Some(u) = &f.username {
-            if self.username.as_deref() != Some(u.as_str()) {
-                return false;
-            }
+        if let Some(u) = &f.username
+            && self.username.as_deref() != Some(u.as_str())
+        {
+            return false;
         }
-        if let Some(id) = &f.session_id {
-            if &self.id != id {
-                return false;
-            }
+        if let Some(id) = &f.session_id
+            && &self.id != id
+        {
+            return false;
         }
         true
     }

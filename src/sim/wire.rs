@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
 use super::model::{Cursor, Filter, Order, Rng, fnv, mix};
-use super::{Faults, Inner, PortalInfo, SimSession, lock, operation};
+use super::{BodyFault, Faults, Inner, PortalInfo, RawRecord, SimSession, lock, operation};
 use crate::session::SessionStatus;
 
 /// Suffix real Coral services append to `X-Amzn-ErrorType` (clients strip everything after `:`).
@@ -141,8 +141,8 @@ fn signing_region(headers: &HeaderMap) -> Option<String> {
 /// An HTTP response under construction.
 type Resp = Response<Full<Bytes>>;
 
-fn response(inner: &Inner, status: StatusCode, body: String) -> Resp {
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+fn response(inner: &Inner, status: StatusCode, body: impl Into<Bytes>) -> Resp {
+    let mut resp = Response::new(Full::new(body.into()));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(
@@ -483,6 +483,9 @@ async fn apply_faults(inner: &Inner, key: &str, faults: &Faults, n: u64) -> Resu
 
 /// Serves one request.
 async fn handle(inner: Arc<Inner>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+    if super::sts::is_sts(req.method(), req.uri().path()) {
+        return Ok(super::sts::serve(&inner, req).await);
+    }
     let arrived = tokio::time::Instant::now();
     let query = req.uri().query().unwrap_or_default().to_string();
     let route = route(req.method(), req.uri().path());
@@ -497,10 +500,13 @@ async fn handle(inner: Arc<Inner>, req: Request<Incoming>) -> Result<Resp, Infal
         None
     };
     let params = query_params(req.uri().query());
-    let result = dispatch(&inner, route, &key, region.as_deref(), &params).await;
-    let resp = match result {
-        Ok(body) => response(&inner, StatusCode::OK, body),
-        Err(e) => e.into_response(&inner),
+    let resp = if let Some(denial) = inner.access.gate(&key, route.operation(), req.headers()) {
+        denied(denial, &key).into_response(&inner)
+    } else {
+        match dispatch(&inner, route, &key, region.as_deref(), &params).await {
+            Ok(body) => response(&inner, StatusCode::OK, body),
+            Err(e) => e.into_response(&inner),
+        }
     };
     if let Some(log) = lock(&inner.log).as_mut() {
         log.push(super::LoggedRequest {
@@ -514,13 +520,21 @@ async fn handle(inner: Arc<Inner>, req: Request<Incoming>) -> Result<Resp, Infal
     Ok(resp)
 }
 
+/// The wire error of a request the access model refuses.
+fn denied(denial: super::sts::Denial, portal_id: &str) -> WireError {
+    match denial {
+        super::sts::Denial::NotFound => WireError::not_found("Portal", portal_id),
+        super::sts::Denial::Error(code) => WireError::injected(&code, 1),
+    }
+}
+
 async fn dispatch(
     inner: &Inner,
     route: Route,
     key: &str,
     region: Option<&str>,
     params: &[(String, String)],
-) -> Result<String, WireError> {
+) -> Result<Bytes, WireError> {
     match route {
         Route::Unknown => Err(WireError::new(
             "UnknownOperationException",
@@ -541,7 +555,8 @@ async fn dispatch(
                 (lp.0.clone(), lp.1)
             };
             apply_faults(inner, "", &faults, n).await?;
-            list_portals(inner, region, params, faults.repeat_next_token)
+            let body = list_portals(inner, region, params, &faults)?;
+            Ok(apply_body_fault(body.into(), faults.body.as_ref()))
         }
         route => {
             // Portal-scoped operations.
@@ -564,88 +579,130 @@ async fn dispatch(
                 s.requests += 1;
                 (s.faults.clone(), s.requests)
             };
+            let faults = if faults.applies_to(route.operation(), param(params, "status")) {
+                faults
+            } else {
+                Faults::none()
+            };
             apply_faults(inner, key, &faults, n).await?;
-            let now = inner.clock.now_ms();
-            match route {
-                Route::GetPortal(arn) => {
-                    check_arn(&arn)?;
-                    if arn != info.arn {
-                        return Err(WireError::not_found("Portal", &arn));
-                    }
-                    Ok(format!("{{\"portal\":{}}}", portal_json(info)))
-                }
-                Route::ListSessions(_) => {
-                    let (page, next, raw) = list_sessions(
-                        inner,
-                        key,
-                        params,
-                        faults.repeat_next_token,
-                        |order, filter, cursor, limit| {
-                            let mut st = lock(state);
-                            let (page, next) = st.store.list(now, order, filter, cursor, limit);
-                            // Raw records go on the last page.
-                            let raw = if next.is_none() {
-                                st.raw_records
-                                    .iter()
-                                    .filter(|r| raw_matches(r, filter))
-                                    .map(|r| r.to_string())
-                                    .collect()
-                            } else {
-                                Vec::new()
-                            };
-                            (page, next, raw)
-                        },
-                    )?;
-                    let mut body = String::with_capacity(64 + page.len() * 260);
-                    body.push_str("{\"sessions\":[");
-                    for (i, s) in page.iter().enumerate() {
-                        if i > 0 {
-                            body.push(',');
-                        }
-                        body.push_str(&session_json(s, &info.arn, false));
-                    }
-                    for (i, r) in raw.iter().enumerate() {
-                        if i > 0 || !page.is_empty() {
-                            body.push(',');
-                        }
-                        body.push_str(r);
-                    }
-                    body.push(']');
-                    if let Some(t) = next {
-                        let _ = write!(body, ",\"nextToken\":{}", json_str(&t));
-                    }
-                    body.push('}');
-                    Ok(body)
-                }
-                Route::GetSession(_, sid) => {
-                    check_session_id(&sid)?;
-                    match lock(state).store.get(now, &sid) {
-                        Some(s) => Ok(format!(
-                            "{{\"session\":{}}}",
-                            session_json(&s, &info.arn, true)
-                        )),
-                        None => Err(WireError::not_found("Session", &sid)),
-                    }
-                }
-                Route::ExpireSession(_, sid) => {
-                    check_session_id(&sid)?;
-                    let mut st = lock(state);
-                    match st.store.get(now, &sid) {
-                        Some(s) if s.end_ms.is_none() => {
-                            st.store
-                                .end(&sid, now)
-                                .map_err(|_| WireError::not_found("Session", &sid))?;
-                            Ok("{}".to_string())
-                        }
-                        Some(_) => Ok("{}".to_string()),
-                        None => Err(WireError::not_found("Session", &sid)),
-                    }
-                }
-                _ => Err(WireError::new(
-                    "UnknownOperationException",
-                    "Unknown operation",
-                )),
+            let body = portal_operation(inner, route, key, info, state, params, &faults)?;
+            Ok(apply_body_fault(body, faults.body.as_ref()))
+        }
+    }
+}
+
+/// Answers a portal-scoped operation once faults let it through.
+fn portal_operation(
+    inner: &Inner,
+    route: Route,
+    key: &str,
+    info: &PortalInfo,
+    state: &std::sync::Mutex<super::PortalState>,
+    params: &[(String, String)],
+    faults: &Faults,
+) -> Result<Bytes, WireError> {
+    let now = inner.clock.now_ms();
+    match route {
+        Route::GetPortal(arn) => {
+            check_arn(&arn)?;
+            if arn != info.arn {
+                return Err(WireError::not_found("Portal", &arn));
             }
+            Ok(format!("{{\"portal\":{}}}", portal_json(info)).into())
+        }
+        Route::ListSessions(_) => {
+            let (page, next, raw) = list_sessions(
+                inner,
+                key,
+                params,
+                faults,
+                |order, filter, cursor, limit| {
+                    let mut st = lock(state);
+                    let (page, next) = st.store.list(now, order, filter, cursor, limit);
+                    // Raw records go on the last page.
+                    let raw = if next.is_none() {
+                        st.raw_records
+                            .iter()
+                            .filter(|r| raw_matches(r, filter))
+                            .map(|r| r.bytes.clone())
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    (page, next, raw)
+                },
+            )?;
+            let mut body = String::with_capacity(64 + page.len() * 260);
+            body.push_str("{\"sessions\":[");
+            for (i, s) in page.iter().enumerate() {
+                if i > 0 {
+                    body.push(',');
+                }
+                body.push_str(&session_json(s, &info.arn, false));
+            }
+            let mut body = body.into_bytes();
+            for (i, r) in raw.iter().enumerate() {
+                if i > 0 || !page.is_empty() {
+                    body.push(b',');
+                }
+                body.extend_from_slice(r);
+            }
+            body.push(b']');
+            if let Some(t) = next {
+                body.extend_from_slice(b",\"nextToken\":");
+                body.extend_from_slice(json_str(&t).as_bytes());
+            }
+            body.push(b'}');
+            Ok(body.into())
+        }
+        Route::GetSession(_, sid) => {
+            check_session_id(&sid)?;
+            match lock(state).store.get(now, &sid) {
+                Some(s) => {
+                    Ok(format!("{{\"session\":{}}}", session_json(&s, &info.arn, true)).into())
+                }
+                None => Err(WireError::not_found("Session", &sid)),
+            }
+        }
+        Route::ExpireSession(_, sid) => {
+            check_session_id(&sid)?;
+            let mut st = lock(state);
+            match st.store.get(now, &sid) {
+                Some(s) if s.end_ms.is_none() => {
+                    st.store
+                        .end(&sid, now)
+                        .map_err(|_| WireError::not_found("Session", &sid))?;
+                    Ok(Bytes::from_static(b"{}"))
+                }
+                Some(_) => Ok(Bytes::from_static(b"{}")),
+                None => Err(WireError::not_found("Session", &sid)),
+            }
+        }
+        _ => Err(WireError::new(
+            "UnknownOperationException",
+            "Unknown operation",
+        )),
+    }
+}
+
+/// The body actually sent for a successful answer under `fault`.
+fn apply_body_fault(body: Bytes, fault: Option<&BodyFault>) -> Bytes {
+    match fault {
+        None => body,
+        Some(BodyFault::Replace(b)) => b.clone(),
+        Some(BodyFault::PadTo(len)) => {
+            // `{...}` -> `{...,"padding":"xxxx"}`; the member adds 14 bytes besides its value.
+            let extra = len.saturating_sub(body.len());
+            if extra == 0 || body.last() != Some(&b'}') {
+                return body;
+            }
+            let fill = extra.saturating_sub(14).max(1);
+            let mut out = Vec::with_capacity(body.len() + 14 + fill);
+            out.extend_from_slice(&body[..body.len() - 1]);
+            out.extend_from_slice(b",\"padding\":\"");
+            out.resize(out.len() + fill, b'x');
+            out.extend_from_slice(b"\"}");
+            out.into()
         }
     }
 }
@@ -681,18 +738,18 @@ fn check_arn(arn: &str) -> Result<(), WireError> {
     }
 }
 
-/// One page of `ListSessions`: the model's sessions, the next cursor, raw records (JSON text).
-type Page = (Vec<SimSession>, Option<Cursor>, Vec<String>);
+/// One page of `ListSessions`: the model's sessions, the next cursor, raw records (bytes).
+type Page = (Vec<SimSession>, Option<Cursor>, Vec<Bytes>);
 
 /// The same page with the next token encoded.
-type ListedPage = (Vec<SimSession>, Option<String>, Vec<String>);
+type ListedPage = (Vec<SimSession>, Option<String>, Vec<Bytes>);
 
 /// Parses the `ListSessions` query, runs `fetch`, and builds the next token.
 fn list_sessions(
     inner: &Inner,
     portal_id: &str,
     params: &[(String, String)],
-    repeat_token: bool,
+    faults: &Faults,
     fetch: impl FnOnce(Order, &Filter, Option<&Cursor>, usize) -> Page,
 ) -> Result<ListedPage, WireError> {
     check_portal_id(portal_id)?;
@@ -753,7 +810,13 @@ fn list_sessions(
         session_id,
     };
     let (page, next, raw) = fetch(order, &filter, cursor.as_ref(), limit);
-    let next = match (repeat_token, raw_token) {
+    let next = if faults.endless_next_token && next.is_none() {
+        let (start_ms, id) = endless_cursor(order, cursor.as_ref());
+        Some(Cursor { start_ms, id })
+    } else {
+        next
+    };
+    let next = match (faults.repeat_next_token, raw_token) {
         (true, Some(t)) => Some(t.to_string()),
         (true, None) => {
             let c = next
@@ -774,8 +837,28 @@ fn list_sessions(
     Ok((page, next, raw))
 }
 
+/// Prefix of the cursor ids of a never-ending paginator (`~` sorts after every portal id).
+const ENDLESS: &str = "~endless-";
+
+/// The next cursor of a never-ending paginator: beyond every item in `order`, and different from
+/// the request's cursor.
+fn endless_cursor(order: Order, cursor: Option<&Cursor>) -> (i64, String) {
+    let n = cursor
+        .and_then(|c| c.id.strip_prefix(ENDLESS))
+        .and_then(|n| n.parse::<u64>().ok())
+        .map_or(0, |n| n.wrapping_add(1));
+    let start = match order {
+        Order::Ascending => i64::MAX,
+        Order::Descending => i64::MIN,
+    };
+    (start, format!("{ENDLESS}{n}"))
+}
+
 /// Whether a raw record passes the filters (compared as strings; a missing field never matches a filter).
-fn raw_matches(record: &serde_json::Value, f: &Filter) -> bool {
+fn raw_matches(record: &RawRecord, f: &Filter) -> bool {
+    let Some(record) = &record.fields else {
+        return true;
+    };
     let field = |name: &str| record.get(name).and_then(serde_json::Value::as_str);
     f.status
         .as_ref()
@@ -792,7 +875,7 @@ fn list_portals(
     inner: &Inner,
     region: Option<&str>,
     params: &[(String, String)],
-    repeat_token: bool,
+    faults: &Faults,
 ) -> Result<String, WireError> {
     let limit = page_size(inner, params)?;
     let fingerprint = fnv(region.unwrap_or(""));
@@ -802,6 +885,7 @@ fn list_portals(
         .portals
         .iter()
         .filter(|p| region.is_none_or(|r| r == p.region))
+        .filter(|p| inner.access.listed(&p.id))
         .filter(|p| {
             cursor
                 .as_ref()
@@ -809,7 +893,7 @@ fn list_portals(
         });
     let page: Vec<&PortalInfo> = visible.by_ref().take(limit).collect();
     let more = visible.next().is_some();
-    let next = if repeat_token {
+    let next = if faults.repeat_next_token {
         Some(raw_token.map(str::to_string).unwrap_or_else(|| {
             let last = page.last().map_or("~", |p| p.id.as_str());
             encode_token(KIND_PORTALS, fingerprint, 0, last)
@@ -817,6 +901,9 @@ fn list_portals(
     } else if more {
         page.last()
             .map(|p| encode_token(KIND_PORTALS, fingerprint, 0, &p.id))
+    } else if faults.endless_next_token {
+        let (_, id) = endless_cursor(Order::Ascending, cursor.as_ref());
+        Some(encode_token(KIND_PORTALS, fingerprint, 0, &id))
     } else {
         None
     };
@@ -833,6 +920,69 @@ fn list_portals(
     }
     body.push('}');
     Ok(body)
+}
+
+/// Fuzz body (see `crate::fuzzing::wire_parse`): routing, query parsing, pagination tokens, the
+/// JSON writers and body padding on arbitrary input; panics on a broken invariant.
+pub(crate) fn fuzz(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let (path, query) = text.split_once('?').unwrap_or((&text, ""));
+    for method in [Method::GET, Method::DELETE, Method::POST] {
+        let r = route(&method, path);
+        let _ = (r.operation(), r.portal_key());
+    }
+    let params = query_params(Some(query));
+    for (i, (k, _)) in params.iter().enumerate() {
+        assert!(
+            !params[..i].iter().any(|(x, _)| x == k),
+            "duplicate key {k}"
+        );
+    }
+    let fp = fnv(path);
+    for kind in [KIND_ASC, KIND_DESC, KIND_PORTALS] {
+        // A token from the query: decoding never panics, and what decodes re-encodes the same.
+        if let Ok(Some(c)) = decode_token(param(&params, "nextToken"), kind, fp) {
+            let again = encode_token(kind, fp, c.start_ms, &c.id);
+            assert_eq!(decode_token(Some(&again), kind, fp).ok().flatten(), Some(c));
+        }
+        // Any cursor round-trips while its token fits the 2048-character limit.
+        let start = i64::from_le_bytes(std::array::from_fn(|i| data.get(i).copied().unwrap_or(0)));
+        let token = encode_token(kind, fp, start, path);
+        let decoded = decode_token(Some(&token), kind, fp);
+        if token.len() <= 2048 {
+            let cursor = Cursor {
+                start_ms: start,
+                id: path.to_string(),
+            };
+            assert_eq!(decoded.ok().flatten(), Some(cursor.clone()));
+            let (_, id) = endless_cursor(Order::Ascending, Some(&cursor));
+            assert!(id.starts_with(ENDLESS));
+        } else {
+            assert!(decoded.is_err());
+        }
+        assert!(decode_token(Some(&token), kind, fp ^ 1).is_err());
+    }
+    // The JSON writers produce JSON that reads back.
+    let s: String = serde_json::from_str(&json_str(&text)).expect("json_str is valid JSON");
+    assert_eq!(s, text);
+    let ms = i64::from_le_bytes(std::array::from_fn(|i| {
+        data.get(i + 8).copied().unwrap_or(0)
+    }));
+    let secs: f64 = serde_json::from_str(&json_time(ms)).expect("json_time is a JSON number");
+    assert!(secs.is_finite());
+    // Padding keeps a JSON object valid.
+    if let Ok(obj) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(data) {
+        let body = Bytes::from(serde_json::Value::Object(obj).to_string());
+        let want = body.len() + usize::from(data.first().copied().unwrap_or(0));
+        let padded = apply_body_fault(body.clone(), Some(&BodyFault::PadTo(want)));
+        assert!(padded.len() >= body.len());
+        serde_json::from_slice::<serde_json::Value>(&padded).expect("padded body is JSON");
+    }
+    if let Ok(v) = HeaderValue::from_bytes(data) {
+        let mut h = HeaderMap::new();
+        h.insert(hyper::header::AUTHORIZATION, v);
+        let _ = signing_region(&h);
+    }
 }
 
 #[cfg(test)]
