@@ -188,7 +188,7 @@ async fn soak_with_churn_faults_and_scrapes() {
         tokio::task::spawn_blocking(move || {
             let mut i = 0u64;
             while on.load(Ordering::Relaxed) {
-                let accept = if i % 2 == 0 { "gzip" } else { "identity" };
+                let accept = if i.is_multiple_of(2) { "gzip" } else { "identity" };
                 let path = if i % 10 == 9 { "/" } else { "/metrics" };
                 match http_get_with(&addr, path, &[("Accept-Encoding", accept)]) {
                     Ok((200, _, body)) if !body.is_empty() => ok.fetch_add(1, Ordering::Relaxed),
