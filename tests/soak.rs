@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use workspacesweb_exporter::http::{self, HttpSettings};
-use workspacesweb_exporter::poll::Scheduler;
+use workspacesweb_exporter::poll::{MAX_BACKOFF, Scheduler};
 use workspacesweb_exporter::session::{UnixMillis, now_ms};
 use workspacesweb_exporter::sim::{
     Clock, Faults, GeneratedModel, PortalSpec, SessionModel, SimConfig,
@@ -188,7 +188,11 @@ async fn soak_with_churn_faults_and_scrapes() {
         tokio::task::spawn_blocking(move || {
             let mut i = 0u64;
             while on.load(Ordering::Relaxed) {
-                let accept = if i.is_multiple_of(2) { "gzip" } else { "identity" };
+                let accept = if i.is_multiple_of(2) {
+                    "gzip"
+                } else {
+                    "identity"
+                };
                 let path = if i % 10 == 9 { "/" } else { "/metrics" };
                 match http_get_with(&addr, path, &[("Accept-Encoding", accept)]) {
                     Ok((200, _, body)) if !body.is_empty() => ok.fetch_add(1, Ordering::Relaxed),
@@ -264,14 +268,31 @@ async fn soak_with_churn_faults_and_scrapes() {
         .await
         .expect("every portal had a first successful poll")
         .expect("watcher");
-    for i in 0..PORTALS {
-        wait_portal(&env.store, &portal_id(i), |p| {
-            p.up && p.monthly_active_users.is_some()
-                && p.last_success_unix
-                    .is_some_and(|s| (s * 1000.0).round() as UnixMillis > frozen_at)
-        })
-        .await;
-    }
+    // A portal that failed for long backs off up to MAX_BACKOFF (300 s) before its next poll: the
+    // hang guard allows for it.
+    let guard = MAX_BACKOFF + Duration::from_secs(60);
+    tokio::time::timeout(
+        guard,
+        env.store.wait_until(|ps| {
+            ps.len() == PORTALS
+                && ps.iter().all(|p| {
+                    p.up && p.monthly_active_users.is_some()
+                        && p.last_success_unix
+                            .is_some_and(|s| (s * 1000.0).round() as UnixMillis > frozen_at)
+                })
+        }),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "no poll of every portal after the faults ended: {:?}",
+            env.store.portals()
+        )
+    });
+    println!(
+        "final successful polls {:.1}s after the faults ended",
+        (now_ms() - frozen_at) as f64 / 1000.0
+    );
     scraping.store(false, Ordering::Relaxed);
     scraper.await.expect("scraper");
     let (status, _, _) = http_get(&addr, "/-/healthy").expect("healthy");
