@@ -146,24 +146,20 @@ impl Routes {
         }
     }
 
-    /// The exposition, rendered (and gzipped) on the blocking pool: a large exposition must
-    /// not stall the runtime threads that serve other connections.
+    /// The exposition: the `workspacesweb_*` part rendered (and gzipped) once per change and
+    /// shared by every scrape, followed by `process_*` gathered fresh for this scrape. With gzip,
+    /// the body is two gzip members (RFC 1952 §2.2: a gzip file is a series of members), which
+    /// Prometheus's and curl's decoders read as one stream. Rendering after a change runs on
+    /// the blocking pool: a large exposition must not stall the runtime threads that serve
+    /// other connections; serving the cached rendering does not need to.
     async fn telemetry(&self, gzip: bool) -> Response<Full<Bytes>> {
         let store = Arc::clone(&self.store);
-        let rendered = off_runtime(move || {
-            let body = store.scrape_text();
-            if !gzip {
-                return (body, false);
-            }
-            match encoding::gzip(&body) {
-                Ok(packed) => (packed, true),
-                Err(error) => {
-                    tracing::warn!(%error, "gzip of the exposition failed, sending it uncompressed");
-                    (body, false)
-                }
-            }
-        })
-        .await;
+        let work = move || exposition(&store, gzip);
+        let rendered = if self.store.rendered_is_fresh() {
+            Some(work())
+        } else {
+            off_runtime(work).await
+        };
         let Some((body, encoded)) = rendered else {
             return text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n");
         };
@@ -188,6 +184,33 @@ impl Routes {
         set(&mut response, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
         response
     }
+}
+
+/// The body of one scrape and whether it is gzipped.
+fn exposition(store: &Store, gzip: bool) -> (Bytes, bool) {
+    let main = store.rendered();
+    let process = crate::metrics::render_process();
+    if gzip {
+        match (main.gzip(), encoding::gzip(&process)) {
+            (Ok(main), Ok(process)) => return (concat(&main, &process), true),
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::warn!(%error, "gzip of the exposition failed, sending it uncompressed");
+            }
+        }
+    }
+    (concat(&main.text, &process), false)
+}
+
+/// `a` then `b` in one buffer (the body type is a single chunk); `a` itself, shared, when `b`
+/// is empty.
+fn concat(a: &Bytes, b: &[u8]) -> Bytes {
+    if b.is_empty() {
+        return a.clone();
+    }
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    out.extend_from_slice(a);
+    out.extend_from_slice(b);
+    Bytes::from(out)
 }
 
 /// What answering a request needs from it.
