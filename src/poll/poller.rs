@@ -187,7 +187,7 @@ impl Poller {
                     max_results: page_size,
                     ..Default::default()
                 },
-                Some(watermark),
+                (!super::full_scan()).then_some(watermark),
             )
             .await?;
         let seen: HashSet<&str> = active
