@@ -89,7 +89,14 @@ pub struct Store {
     version: AtomicU64,
     /// The `workspacesweb_*` exposition of some version; rebuilt by the first scrape after a change.
     rendered: Mutex<Option<Arc<Rendered>>>,
+    /// The last `process_*` rendering and when it was gathered (see [`PROCESS_MAX_AGE`]).
+    process: Mutex<Option<(std::time::Instant, Arc<Rendered>)>>,
 }
+
+/// Scrapes within this long of a `process_*` gathering share it: a burst of concurrent scrapers
+/// reads /proc once instead of once each. Far below any scrape interval and the 10 ms resolution
+/// of the CPU counters, so the values stay as fresh as a per-scrape gathering.
+pub const PROCESS_MAX_AGE: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The `workspacesweb_*` part of the exposition, rendered once per change and shared by every
 /// scrape until the next change; `process_*` are appended fresh by each scrape.
@@ -144,6 +151,7 @@ impl Default for Store {
             discovery_pending: std::sync::atomic::AtomicUsize::new(0),
             version: AtomicU64::new(0),
             rendered: Mutex::new(None),
+            process: Mutex::new(None),
         }
     }
 }
@@ -265,10 +273,11 @@ impl Store {
     /// The full Prometheus text exposition (format 0.0.4) as of now.
     pub fn scrape_text(&self) -> Bytes {
         let main = self.rendered();
-        let process = crate::metrics::render_process();
+        let process = self.process();
+        let process = &process.text;
         let mut out = Vec::with_capacity(main.text.len() + process.len());
         out.extend_from_slice(&main.text);
-        out.extend_from_slice(&process);
+        out.extend_from_slice(process);
         Bytes::from(out)
     }
 
@@ -289,6 +298,23 @@ impl Store {
             gzip: OnceLock::new(),
         });
         *cached = Some(Arc::clone(&fresh));
+        fresh
+    }
+
+    /// The `process_*` families, gathered now or at most [`PROCESS_MAX_AGE`] ago.
+    pub fn process(&self) -> Arc<Rendered> {
+        let mut cached = self.process.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, r)) = cached.as_ref()
+            && at.elapsed() <= PROCESS_MAX_AGE
+        {
+            return Arc::clone(r);
+        }
+        let fresh = Arc::new(Rendered {
+            version: 0,
+            text: Bytes::from(crate::metrics::render_process()),
+            gzip: OnceLock::new(),
+        });
+        *cached = Some((std::time::Instant::now(), Arc::clone(&fresh)));
         fresh
     }
 

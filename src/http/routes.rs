@@ -189,16 +189,16 @@ impl Routes {
 /// The body of one scrape and whether it is gzipped.
 fn exposition(store: &Store, gzip: bool) -> (Bytes, bool) {
     let main = store.rendered();
-    let process = crate::metrics::render_process();
+    let process = store.process();
     if gzip {
-        match (main.gzip(), encoding::gzip(&process)) {
+        match (main.gzip(), process.gzip()) {
             (Ok(main), Ok(process)) => return (concat(&main, &process), true),
             (Err(error), _) | (_, Err(error)) => {
                 tracing::warn!(%error, "gzip of the exposition failed, sending it uncompressed");
             }
         }
     }
-    (concat(&main.text, &process), false)
+    (concat(&main.text, &process.text), false)
 }
 
 /// `a` then `b` in one buffer (the body type is a single chunk); `a` itself, shared, when `b`
