@@ -167,6 +167,11 @@ impl Store {
         self.generation.send_modify(|g| *g = g.wrapping_add(1));
     }
 
+    /// A receiver notified of every change (the background renderer of the HTTP server waits on it).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
     /// Waits until `pred` holds for the current snapshots, re-checking after every publication.
     pub async fn wait_until(&self, mut pred: impl FnMut(&[Arc<PortalSnapshot>]) -> bool) {
         let mut rx = self.generation.subscribe();

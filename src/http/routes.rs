@@ -49,6 +49,12 @@ pub(super) struct Routes {
 impl Routes {
     /// Routes for a store, with the exposition at `telemetry_path`, no web config and no reload.
     pub(super) fn new(store: Arc<Store>, telemetry_path: String) -> Self {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(render_after_changes(
+                Arc::downgrade(&store),
+                store.subscribe(),
+            ));
+        }
         Self {
             store,
             telemetry_path,
@@ -185,6 +191,36 @@ impl Routes {
         response
     }
 }
+
+/// Renders the exposition (and its gzip member) on the blocking pool after each change, so that
+/// scrapes find it ready instead of one of them paying for it. Bursts of changes coalesce: after a
+/// rendering the next waits at least [`RENDER_GAP_MIN`] and ten times the rendering's own time,
+/// which bounds this task to about a tenth of a core however often portals publish (1,000
+/// portals); a scrape that finds the rendering stale in between renders it itself, as before.
+/// Ends when the store is dropped.
+async fn render_after_changes(
+    store: std::sync::Weak<Store>,
+    mut changes: tokio::sync::watch::Receiver<u64>,
+) {
+    while changes.changed().await.is_ok() {
+        changes.mark_unchanged();
+        let Some(strong) = store.upgrade() else {
+            return;
+        };
+        let began = std::time::Instant::now();
+        let rendered = tokio::task::spawn_blocking(move || {
+            let _ = strong.rendered().gzip();
+        })
+        .await;
+        if rendered.is_err() {
+            tracing::error!("rendering the exposition in the background failed");
+        }
+        tokio::time::sleep(RENDER_GAP_MIN.max(began.elapsed() * 10)).await;
+    }
+}
+
+/// Shortest pause between two background renderings.
+const RENDER_GAP_MIN: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The body of one scrape and whether it is gzipped.
 fn exposition(store: &Store, gzip: bool) -> (Bytes, bool) {
