@@ -12,8 +12,8 @@ use criterion::{Criterion, Throughput};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use workspacesweb_exporter::ledger::{ActiveSummary, DEFAULT_DURATION_BUCKETS, Histogram, Totals};
-use workspacesweb_exporter::metrics::render;
-use workspacesweb_exporter::snapshot::{PortalSnapshot, ReloadStatus};
+use workspacesweb_exporter::metrics::{render, render_process};
+use workspacesweb_exporter::snapshot::{PortalSnapshot, ReloadStatus, Store, gzip_member};
 use workspacesweb_exporter::users::UserSeries;
 
 /// A portal as after a day of polling: every series present, histogram filled.
@@ -130,6 +130,25 @@ fn benches(c: &mut Criterion) {
             b.iter(|| {
                 let body = render(black_box(&ps), &[], RELOAD);
                 black_box(gzip(&body, Compression::fast()))
+            })
+        });
+        // What a scrape costs now: the cached `workspacesweb_*` rendering (and its cached gzip
+        // member) shared, `process_*` gathered and gzipped fresh, the two members joined.
+        let store = Store::new();
+        for p in &ps {
+            store.publish((**p).clone());
+        }
+        let _ = store.rendered().gzip();
+        g.bench_function("scrape_cached_gzip", |b| {
+            b.iter(|| {
+                let main = store.rendered();
+                let process = render_process();
+                let packed = gzip_member(&process).expect("gzip");
+                let main = main.gzip().expect("gzip");
+                let mut out = Vec::with_capacity(main.len() + packed.len());
+                out.extend_from_slice(&main);
+                out.extend_from_slice(&packed);
+                black_box(out)
             })
         });
         g.finish();

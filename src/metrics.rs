@@ -38,17 +38,36 @@ pub fn render(
     discovery: &[DiscoverySnapshot],
     reload: ReloadStatus,
 ) -> Bytes {
-    let mut out = String::with_capacity(4096 + portals.len() * 2048);
+    let mut out = render_main(portals, discovery, reload).into_bytes();
+    out.extend_from_slice(&render_process());
+    Bytes::from(out)
+}
+
+/// The part of the exposition that changes only when a snapshot is published: every
+/// `workspacesweb_*` series (portal, discovery and exporter series), without `process_*`.
+pub fn render_main(
+    portals: &[Arc<PortalSnapshot>],
+    discovery: &[DiscoverySnapshot],
+    reload: ReloadStatus,
+) -> String {
+    let users: usize = portals.iter().map(|p| p.users.len()).sum();
+    let mut out = String::with_capacity(4096 + portals.len() * 2048 + users * 256);
     render_portals(&mut out, portals, discovery);
     render_exporter(&mut out, reload);
-    let mut buf = Vec::new();
+    out
+}
+
+/// The `process_*` families, gathered from /proc now (small; rendered on every scrape so they
+/// are always fresh). Empty where the process collector is not available.
+pub fn render_process() -> Vec<u8> {
+    let mut buf = Vec::with_capacity(1024);
     if prometheus::TextEncoder::new()
         .encode(&PROCESS.gather(), &mut buf)
-        .is_ok()
+        .is_err()
     {
-        out.push_str(&String::from_utf8_lossy(&buf));
+        buf.clear();
     }
-    Bytes::from(out)
+    buf
 }
 
 /// Name, help and getter of a portal gauge.

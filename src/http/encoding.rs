@@ -1,10 +1,6 @@
-//! Content negotiation for the exposition: `Accept-Encoding` parsing and gzip.
+//! Content negotiation for the exposition: `Accept-Encoding` parsing. The gzip members
+//! themselves are made once per rendering ([`crate::snapshot::gzip_member`]).
 
-use std::io::Write;
-
-use bytes::Bytes;
-use flate2::Compression;
-use flate2::write::GzEncoder;
 use hyper::header::HeaderValue;
 
 /// Whether the `Accept-Encoding` header values (all of them, in order) accept gzip.
@@ -59,13 +55,6 @@ fn quality<'a>(params: impl Iterator<Item = &'a str>) -> f32 {
     1.0
 }
 
-/// Gzips a body; fast compression, since a scrape repeats every few seconds.
-pub(super) fn gzip(body: &[u8]) -> std::io::Result<Bytes> {
-    let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4 + 64), Compression::fast());
-    encoder.write_all(body)?;
-    Ok(Bytes::from(encoder.finish()?))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,7 +99,7 @@ mod tests {
     fn gzip_round_trips() {
         use std::io::Read;
         let body = b"# HELP x y\nx 1\n".repeat(100);
-        let packed = gzip(&body).unwrap();
+        let packed = crate::snapshot::gzip_member(&body).unwrap();
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(&packed[..])
             .read_to_end(&mut out)

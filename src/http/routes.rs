@@ -49,6 +49,12 @@ pub(super) struct Routes {
 impl Routes {
     /// Routes for a store, with the exposition at `telemetry_path`, no web config and no reload.
     pub(super) fn new(store: Arc<Store>, telemetry_path: String) -> Self {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(render_after_changes(
+                Arc::downgrade(&store),
+                store.subscribe(),
+            ));
+        }
         Self {
             store,
             telemetry_path,
@@ -146,24 +152,20 @@ impl Routes {
         }
     }
 
-    /// The exposition, rendered (and gzipped) on the blocking pool: a large exposition must
-    /// not stall the runtime threads that serve other connections.
+    /// The exposition: the `workspacesweb_*` part rendered (and gzipped) once per change and
+    /// shared by every scrape, followed by `process_*` gathered fresh for this scrape. With gzip,
+    /// the body is two gzip members (RFC 1952 §2.2: a gzip file is a series of members), which
+    /// Prometheus's and curl's decoders read as one stream. Rendering after a change runs on
+    /// the blocking pool: a large exposition must not stall the runtime threads that serve
+    /// other connections; serving the cached rendering does not need to.
     async fn telemetry(&self, gzip: bool) -> Response<Full<Bytes>> {
         let store = Arc::clone(&self.store);
-        let rendered = off_runtime(move || {
-            let body = store.scrape_text();
-            if !gzip {
-                return (body, false);
-            }
-            match encoding::gzip(&body) {
-                Ok(packed) => (packed, true),
-                Err(error) => {
-                    tracing::warn!(%error, "gzip of the exposition failed, sending it uncompressed");
-                    (body, false)
-                }
-            }
-        })
-        .await;
+        let work = move || exposition(&store, gzip);
+        let rendered = if self.store.rendered_is_fresh() {
+            Some(work())
+        } else {
+            off_runtime(work).await
+        };
         let Some((body, encoded)) = rendered else {
             return text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n");
         };
@@ -188,6 +190,63 @@ impl Routes {
         set(&mut response, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
         response
     }
+}
+
+/// Renders the exposition (and its gzip member) on the blocking pool after each change, so that
+/// scrapes find it ready instead of one of them paying for it. Bursts of changes coalesce: after a
+/// rendering the next waits at least [`RENDER_GAP_MIN`] and ten times the rendering's own time,
+/// which bounds this task to about a tenth of a core however often portals publish (1,000
+/// portals); a scrape that finds the rendering stale in between renders it itself, as before.
+/// Ends when the store is dropped.
+async fn render_after_changes(
+    store: std::sync::Weak<Store>,
+    mut changes: tokio::sync::watch::Receiver<u64>,
+) {
+    while changes.changed().await.is_ok() {
+        changes.mark_unchanged();
+        let Some(strong) = store.upgrade() else {
+            return;
+        };
+        let began = std::time::Instant::now();
+        let rendered = tokio::task::spawn_blocking(move || {
+            let _ = strong.rendered().gzip();
+        })
+        .await;
+        if rendered.is_err() {
+            tracing::error!("rendering the exposition in the background failed");
+        }
+        tokio::time::sleep(RENDER_GAP_MIN.max(began.elapsed() * 10)).await;
+    }
+}
+
+/// Shortest pause between two background renderings.
+const RENDER_GAP_MIN: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// The body of one scrape and whether it is gzipped.
+fn exposition(store: &Store, gzip: bool) -> (Bytes, bool) {
+    let main = store.rendered();
+    let process = store.process();
+    if gzip {
+        match (main.gzip(), process.gzip()) {
+            (Ok(main), Ok(process)) => return (concat(&main, &process), true),
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::warn!(%error, "gzip of the exposition failed, sending it uncompressed");
+            }
+        }
+    }
+    (concat(&main.text, &process.text), false)
+}
+
+/// `a` then `b` in one buffer (the body type is a single chunk); `a` itself, shared, when `b`
+/// is empty.
+fn concat(a: &Bytes, b: &[u8]) -> Bytes {
+    if b.is_empty() {
+        return a.clone();
+    }
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    out.extend_from_slice(a);
+    out.extend_from_slice(b);
+    Bytes::from(out)
 }
 
 /// What answering a request needs from it.

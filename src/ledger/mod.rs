@@ -67,8 +67,11 @@ mod month;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
+
+// FxHash (rustc-hash): the keys are session ids and usernames from the AWS API, not from
+// scrapers, so a DoS-resistant hasher buys nothing; Fx hashes them several times faster.
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::Arc;
 
 use crate::session::{SessionRecord, SessionStatus, UnixMillis};
@@ -278,6 +281,19 @@ impl Books {
         k
     }
 
+    /// A user's aggregates, created if needed, touched at `at_ms`: one lookup when it exists.
+    fn user_mut(&mut self, name: &str, at_ms: UnixMillis) -> &mut UserTotals {
+        if !self.users.contains_key(name) {
+            self.user(name, at_ms);
+        }
+        let u = self
+            .users
+            .get_mut(name)
+            .expect("the user was inserted just above");
+        u.last_seen_ms = u.last_seen_ms.max(at_ms);
+        u
+    }
+
     fn touch(&mut self, user: &str, at_ms: UnixMillis) -> Option<&mut UserTotals> {
         let u = self.users.get_mut(user)?;
         u.last_seen_ms = u.last_seen_ms.max(at_ms);
@@ -387,13 +403,13 @@ impl Ledger {
                 },
                 session_ms: 0,
                 duration_sum_ms: 0,
-                users: HashMap::new(),
+                users: HashMap::default(),
             },
-            sessions: HashMap::new(),
-            loose: HashMap::new(),
+            sessions: HashMap::default(),
+            loose: HashMap::default(),
             active: ActiveSummary::default(),
             month: None,
-            month_users: HashSet::new(),
+            month_users: HashSet::default(),
             pruned_below: UnixMillis::MIN,
         }
     }
@@ -458,8 +474,20 @@ impl Ledger {
             u.active = 0;
         }
 
-        let mut listed: HashSet<&str> = HashSet::new();
-        let mut users_now: HashSet<&str> = HashSet::new();
+        // Sessions listed last time are presumed vanished; the loop below re-marks the ones
+        // listed now (every id it inserts into `listed` reaches `observe_active(.., true, ..)`).
+        // Same result as checking each tracked id against `listed` afterwards, without a lookup.
+        for e in self.sessions.values_mut() {
+            if e.phase == Phase::Listed {
+                e.phase = Phase::Vanished;
+            }
+        }
+
+        let mut listed: HashSet<&str> =
+            HashSet::with_capacity_and_hasher(active.len(), Default::default());
+        // Distinct users among the listed sessions: every user's `active` was reset above, so a
+        // user is new to this listing exactly when its count leaves 0.
+        let mut users_now: u64 = 0;
         let mut oldest: Option<UnixMillis> = None;
         let mut misfiled: Vec<&SessionRecord> = Vec::new();
         for r in active {
@@ -476,28 +504,22 @@ impl Ledger {
             if !listed.insert(id) {
                 continue;
             }
-            users_now.insert(name);
             if let Some(s) = r.start_ms {
                 oldest = Some(oldest.map_or(s, |o| o.min(s)));
             }
-            let user = self.books.user(name, at_ms);
-            if let Some(u) = self.books.touch(&user, at_ms) {
-                u.active = u.active.saturating_add(1);
+            let u = self.books.user_mut(name, at_ms);
+            if u.active == 0 {
+                users_now += 1;
             }
+            u.active = u.active.saturating_add(1);
             self.observe_active(id, r, at_ms, true, &mut d);
         }
         self.active = ActiveSummary {
             sessions: listed.len() as u64,
-            users: users_now.len() as u64,
+            users: users_now,
             max_age_seconds: oldest.map_or(0, |s| at_ms.saturating_sub(s).max(0)).max(0) as f64
                 / 1000.0,
         };
-
-        for (id, e) in self.sessions.iter_mut() {
-            if e.phase == Phase::Listed && !listed.contains(&**id) {
-                e.phase = Phase::Vanished;
-            }
-        }
 
         for r in misfiled.into_iter().chain(other) {
             self.observe_other(r, at_ms, &mut d);
@@ -691,7 +713,7 @@ impl Ledger {
             } else {
                 Phase::Vanished
             },
-            incomplete: self.loose.remove(&LooseKey::Id(id.into())).is_some(),
+            incomplete: self.take_loose_id(id),
         };
         self.books.started(&e.user, at_ms, d);
         self.books.accrue(&mut e, at_ms, at_ms, d);
@@ -746,7 +768,7 @@ impl Ledger {
             end_ms: r.end_ms.unwrap_or(NO_END),
             accrued_ms: 0,
             phase: Phase::Done,
-            incomplete: self.loose.remove(&LooseKey::Id(id.into())).is_some(),
+            incomplete: self.take_loose_id(id),
         };
         self.books.started(&e.user, at_ms, d);
         self.books.terminated(&e.user, at_ms, d);
@@ -780,6 +802,11 @@ impl Ledger {
             return;
         }
         self.count_loose(r, at_ms, d);
+    }
+
+    /// Removes the loose key of `id`, if any (no allocation in the usual case of no loose keys).
+    fn take_loose_id(&mut self, id: &str) -> bool {
+        !self.loose.is_empty() && self.loose.remove(&LooseKey::Id(id.into())).is_some()
     }
 
     /// A record that cannot be tracked: counts once in `incomplete` when relevant.

@@ -68,6 +68,16 @@ pub const BACKFILL_PAGES_PER_CYCLE: u32 = 100;
 /// previous month and ended in this one (longer than the longest session the service allows).
 pub const BACKFILL_REACH_MS: UnixMillis = 24 * 3_600_000;
 
+/// Benchmarks only (`examples/loadtest.rs --full-scan`): with `WORKSPACESWEB_BENCH_FULL_SCAN`
+/// set, every poll lists all Terminated pages instead of stopping at the watermark, as the
+/// scripts this exporter replaces do, so the cost of the incremental listing can be compared.
+#[doc(hidden)]
+pub fn full_scan() -> bool {
+    static FULL_SCAN: std::sync::LazyLock<bool> =
+        std::sync::LazyLock::new(|| std::env::var_os("WORKSPACESWEB_BENCH_FULL_SCAN").is_some());
+    *FULL_SCAN
+}
+
 /// Everything the scheduler needs to poll one portal.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PortalPlan {

@@ -318,7 +318,7 @@ impl Poller {
                     max_results: page_size,
                     ..Default::default()
                 },
-                Some(watermark),
+                (!super::full_scan()).then_some(watermark),
             )
             .await?;
             let to_resolve = match (&self.ledger, &self.progress) {
