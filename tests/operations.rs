@@ -193,16 +193,19 @@ async fn two_shards_cover_every_portal_exactly_once() {
     let portals: String = ids.iter().map(|id| format!("  - id: {id}\n")).collect();
     let cfg = |index: u32| {
         format!(
-            "global:\n  region: us-east-1\n  interval: 1s\nportals:\n{portals}sharding:\n  total: 2\n  index: {index}\n"
+            "global:\n  region: us-east-1\n  interval: 1s\n  max_requests_per_second: 200\nportals:\n{portals}sharding:\n  total: 2\n  index: {index}\n"
         )
     };
     let r0 = run(&write(dir0.path(), &cfg(0)), &env.clients).await;
     let r1 = run(&write(dir1.path(), &cfg(1)), &env.clients).await;
     let ready = |s: Arc<Store>| async move {
         let s2 = s.clone();
-        tokio::time::timeout(Duration::from_secs(60), s.wait_until(move |_| s2.ready()))
-            .await
-            .expect("ready");
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            s.wait_until(move |ps| s2.ready() && ps.iter().all(|p| p.up)),
+        )
+        .await
+        .expect("ready");
     };
     ready(r0.store.clone()).await;
     ready(r1.store.clone()).await;
