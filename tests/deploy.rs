@@ -194,11 +194,11 @@ fn dockerfile_is_multi_stage_pinned_non_root_and_without_secrets() {
         .expect("ENTRYPOINT");
     let argv: Vec<String> = serde_json::from_str(&entrypoint.1).expect("ENTRYPOINT in exec form");
     assert_eq!(argv, ["/usr/local/bin/workspacesweb-exporter"]);
-    // The release build is locked to Cargo.lock.
+    // The shipped build (the `dist` profile: fat LTO, smallest RSS) is locked to Cargo.lock.
     assert!(
         ins.iter()
-            .any(|(i, a)| i == "RUN" && a.contains("cargo build --release --locked")),
-        "cargo build --release --locked"
+            .any(|(i, a)| i == "RUN" && a.contains("cargo build --profile dist --locked")),
+        "cargo build --profile dist --locked"
     );
     // No secrets: no credential-looking ENV/ARG, no key material, no remote ADD.
     for (i, a) in &ins {
