@@ -9,11 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use tokio::sync::{mpsc, watch};
-use workspacesweb_exporter::aws::Clients;
-use workspacesweb_exporter::config;
 use workspacesweb_exporter::daemon::request_reload;
-use workspacesweb_exporter::reconcile::{Reconciler, Source};
 use workspacesweb_exporter::session::now_ms;
 use workspacesweb_exporter::sim::{Clock, PortalSpec, SimConfig, SimSession};
 use workspacesweb_exporter::snapshot::Store;
@@ -42,63 +38,7 @@ fn write(dir: &Path, text: &str) -> PathBuf {
     path
 }
 
-struct Running {
-    store: Arc<Store>,
-    commands: mpsc::Sender<workspacesweb_exporter::reconcile::Command>,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-async fn run(path: &Path, clients: &Clients) -> Running {
-    let loaded = config::load(path).unwrap_or_else(|e| panic!("{e}"));
-    let index = loaded
-        .config
-        .sharding
-        .resolve_shard_index(|_| None)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let store = Arc::new(Store::new());
-    let r = Reconciler::start(
-        Source::File(path.to_path_buf()),
-        Some(loaded.config),
-        index,
-        clients.clone(),
-        store.clone(),
-    )
-    .await;
-    let (commands, rx) = mpsc::channel(4);
-    let (stop, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(r.run(rx, stop_rx));
-    Running {
-        store,
-        commands,
-        stop,
-        task,
-    }
-}
-
-impl Running {
-    async fn wait_ids(&self, ids: &[&str]) {
-        let want: BTreeSet<String> = ids.iter().map(|s| s.to_string()).collect();
-        let store = self.store.clone();
-        tokio::time::timeout(
-            Duration::from_secs(60),
-            store.wait_until(|ps| {
-                ps.iter()
-                    .map(|p| p.portal_id.clone())
-                    .collect::<BTreeSet<_>>()
-                    == want
-                    && ps.iter().all(|p| p.up)
-            }),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("portals never became {want:?}: {:?}", self.store.portals()));
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
-    }
-}
+use common::run_control_loop as run;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_then_reload_keeps_adds_removes_and_rejects_invalid() {
@@ -119,7 +59,7 @@ async fn discovery_then_reload_keeps_adds_removes_and_rejects_invalid() {
         ),
     );
     let running = run(&path, &env.clients).await;
-    running.wait_ids(&[GOOD, EU1, EU2]).await;
+    running.wait(&[GOOD, EU1, EU2], |p| p.up).await;
     assert!(running.store.ready());
     let eu1 = running.store.portal(EU1).expect("discovered");
     assert!(

@@ -14,15 +14,11 @@ use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use common::*;
-use tokio::sync::{mpsc, watch};
 use workspacesweb_exporter::aws::{ASSUME_ROLE, Clients};
-use workspacesweb_exporter::config;
-use workspacesweb_exporter::reconcile::{Command, Reconciler, Source};
 use workspacesweb_exporter::session::now_ms;
 use workspacesweb_exporter::sim::{
     Clock, PortalSpec, RunningSim, SimConfig, SimSession, Simulator, operation,
 };
-use workspacesweb_exporter::snapshot::{PortalSnapshot, Store};
 
 const ROLE_EAST: &str = "arn:aws:iam::111111111111:role/wsw-east";
 const ROLE_WEST: &str = "arn:aws:iam::222222222222:role/wsw-west";
@@ -94,76 +90,7 @@ fn write(dir: &Path, text: &str) -> PathBuf {
     path
 }
 
-struct Running {
-    store: Arc<Store>,
-    _commands: mpsc::Sender<Command>,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-async fn run(path: &Path, clients: &Clients) -> Running {
-    let loaded = config::load(path).unwrap_or_else(|e| panic!("{e}"));
-    let index = loaded
-        .config
-        .sharding
-        .resolve_shard_index(|_| None)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let store = Arc::new(Store::new());
-    let r = Reconciler::start(
-        Source::File(path.to_path_buf()),
-        Some(loaded.config),
-        index,
-        clients.clone(),
-        store.clone(),
-    )
-    .await;
-    let (commands, rx) = mpsc::channel(4);
-    let (stop, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(r.run(rx, stop_rx));
-    Running {
-        store,
-        _commands: commands,
-        stop,
-        task,
-    }
-}
-
-impl Running {
-    /// Waits (60 s hang guard) until the published portals are exactly `ids` and `pred` holds for each.
-    async fn wait(&self, ids: &[&str], pred: impl Fn(&PortalSnapshot) -> bool) {
-        let want: BTreeSet<String> = ids.iter().map(|s| s.to_string()).collect();
-        let store = self.store.clone();
-        tokio::time::timeout(
-            Duration::from_secs(60),
-            store.wait_until(|ps| {
-                ps.iter()
-                    .map(|p| p.portal_id.clone())
-                    .collect::<BTreeSet<_>>()
-                    == want
-                    && ps.iter().all(|p| pred(p))
-            }),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("portals never became {want:?}: {:?}", self.store.portals()));
-    }
-
-    fn ids(&self) -> BTreeSet<String> {
-        self.store
-            .portals()
-            .iter()
-            .map(|p| p.portal_id.clone())
-            .collect()
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8(self.store.scrape_text().to_vec()).expect("utf-8 exposition")
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
-    }
-}
+use common::run_control_loop as run;
 
 /// The `workspacesweb_up` samples of an exposition: portal id -> value.
 fn up_values(text: &str) -> BTreeMap<String, String> {

@@ -106,33 +106,7 @@ pub fn errors(p: &PortalSnapshot, operation: &str, code: &str) -> u64 {
 
 /// A plain HTTP/1.1 GET over std TCP: (status, headers, body). For tests that run real processes.
 pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String, Vec<u8>)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other("no header end"))?;
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other("no status"))?;
-    let mut body = raw[split + 4..].to_vec();
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        body = dechunk(&body);
-    }
-    Ok((status, head, body))
+    http_get_with(addr, path, &[])
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
@@ -263,4 +237,82 @@ pub fn wait_exit(
     limit: Duration,
 ) -> Option<std::process::ExitStatus> {
     poll_until(limit, || child.try_wait().ok().flatten())
+}
+
+/// A control loop (config file -> reconciler -> scheduler) running against `clients`.
+pub struct ControlLoop {
+    pub store: Arc<Store>,
+    pub commands: tokio::sync::mpsc::Sender<workspacesweb_exporter::reconcile::Command>,
+    pub stop: tokio::sync::watch::Sender<bool>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Loads `path` and runs its control loop (the shard index comes from the file only).
+pub async fn run_control_loop(path: &std::path::Path, clients: &Clients) -> ControlLoop {
+    use workspacesweb_exporter::reconcile::{Reconciler, Source};
+    let loaded = workspacesweb_exporter::config::load(path).unwrap_or_else(|e| panic!("{e}"));
+    let index = loaded
+        .config
+        .sharding
+        .resolve_shard_index(|_| None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let store = Arc::new(Store::new());
+    let r = Reconciler::start(
+        Source::File(path.to_path_buf()),
+        Some(loaded.config),
+        index,
+        clients.clone(),
+        store.clone(),
+    )
+    .await;
+    let (commands, rx) = tokio::sync::mpsc::channel(4);
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(r.run(rx, stop_rx));
+    ControlLoop {
+        store,
+        commands,
+        stop,
+        task,
+    }
+}
+
+impl ControlLoop {
+    /// Waits (60 s hang guard) until the published portals are exactly `ids` and `pred` holds for each.
+    pub async fn wait(&self, ids: &[&str], pred: impl Fn(&PortalSnapshot) -> bool) {
+        use std::collections::BTreeSet;
+        let want: BTreeSet<String> = ids.iter().map(|s| s.to_string()).collect();
+        let store = self.store.clone();
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            store.wait_until(|ps| {
+                ps.iter()
+                    .map(|p| p.portal_id.clone())
+                    .collect::<BTreeSet<_>>()
+                    == want
+                    && ps.iter().all(|p| pred(p))
+            }),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("portals never became {want:?}: {:?}", self.store.portals()));
+    }
+
+    /// Ids of the published portals.
+    pub fn ids(&self) -> std::collections::BTreeSet<String> {
+        self.store
+            .portals()
+            .iter()
+            .map(|p| p.portal_id.clone())
+            .collect()
+    }
+
+    /// The exposition as text.
+    pub fn text(&self) -> String {
+        String::from_utf8(self.store.scrape_text().to_vec()).expect("utf-8 exposition")
+    }
+
+    /// Stops the loop and waits for it.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
 }
