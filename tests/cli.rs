@@ -683,11 +683,14 @@ fn sdk_environment_reaches_the_simulator(endpoint_var: &str) {
             "static labels on {id}"
         );
     }
-    // The busy portal of the simulator has sessions at any time of day.
-    assert!(
-        portal_value(&all, "workspacesweb_active_sessions", &sim.portals[0]) > 0.0,
-        "{exposition}"
-    );
+    // One of the two is the simulator's busy portal (~30 sessions open at any time of day); which
+    // id it gets depends on the seed, and the quiet one may well have none open right now.
+    let busiest = sim
+        .portals
+        .iter()
+        .map(|id| portal_value(&all, "workspacesweb_active_sessions", id))
+        .fold(0.0, f64::max);
+    assert!(busiest > 0.0, "{exposition}");
     let status = exporter.signal_and_wait("TERM");
     assert_eq!(status.code(), Some(0), "stderr:\n{}", exporter.stderr());
 }
