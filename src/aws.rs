@@ -45,6 +45,34 @@ use tracing::warn;
 
 use crate::session::{SessionRecord, SessionStatus, UnixMillis};
 
+/// A [`SessionRecord`] from either SDK session type (`SessionSummary`, `Session`): they share
+/// accessor names but no trait.
+macro_rules! session_record {
+    ($s:expr) => {
+        SessionRecord {
+            id: $s.session_id().map(str::to_string),
+            username: $s.username().map(str::to_string),
+            status: status($s.status()),
+            start_ms: millis($s.start_time()),
+            end_ms: millis($s.end_time()),
+        }
+    };
+}
+
+/// A [`PortalInfo`] from either SDK portal type (`Portal`, `PortalSummary`).
+macro_rules! portal_info {
+    ($p:expr) => {
+        PortalInfo {
+            arn: $p.portal_arn().to_string(),
+            display_name: $p.display_name().map(str::to_string),
+            browser_type: $p.browser_type().map(|b| b.as_str().to_string()),
+            instance_type: $p.instance_type().map(|i| i.as_str().to_string()),
+            status: $p.portal_status().map(|s| s.as_str().to_string()),
+            max_concurrent_sessions: $p.max_concurrent_sessions(),
+        }
+    };
+}
+
 /// Operation name of `ListSessions` (the `operation` label value).
 pub const LIST_SESSIONS: &str = "ListSessions";
 /// Operation name of `GetSession`.
@@ -648,18 +676,7 @@ impl RegionApi {
             .attributed(&self.counters)
             .await
             .map_err(|e| api_error(LIST_PORTALS, e))?;
-        let portals = out
-            .portals()
-            .iter()
-            .map(|p| PortalInfo {
-                arn: p.portal_arn().to_string(),
-                display_name: p.display_name().map(str::to_string),
-                browser_type: p.browser_type().map(|b| b.as_str().to_string()),
-                instance_type: p.instance_type().map(|i| i.as_str().to_string()),
-                status: p.portal_status().map(|s| s.as_str().to_string()),
-                max_concurrent_sessions: p.max_concurrent_sessions(),
-            })
-            .collect();
+        let portals = out.portals().iter().map(|p| portal_info!(p)).collect();
         Ok((portals, out.next_token().map(str::to_string)))
     }
 }
@@ -1022,14 +1039,7 @@ impl PortalApi {
             .attributed(&self.counters)
             .await
             .map_err(|e| api_error(GET_PORTAL, e))?;
-        Ok(out.portal().map(|p| PortalInfo {
-            arn: p.portal_arn().to_string(),
-            display_name: p.display_name().map(str::to_string),
-            browser_type: p.browser_type().map(|b| b.as_str().to_string()),
-            instance_type: p.instance_type().map(|i| i.as_str().to_string()),
-            status: p.portal_status().map(|s| s.as_str().to_string()),
-            max_concurrent_sessions: p.max_concurrent_sessions(),
-        }))
+        Ok(out.portal().map(|p| portal_info!(p)))
     }
 }
 
@@ -1127,23 +1137,11 @@ fn status(s: Option<&sdk::SessionStatus>) -> SessionStatus {
 }
 
 fn summary_record(s: &sdk::SessionSummary) -> SessionRecord {
-    SessionRecord {
-        id: s.session_id().map(str::to_string),
-        username: s.username().map(str::to_string),
-        status: status(s.status()),
-        start_ms: millis(s.start_time()),
-        end_ms: millis(s.end_time()),
-    }
+    session_record!(s)
 }
 
 fn session_record(s: &sdk::Session) -> SessionRecord {
-    SessionRecord {
-        id: s.session_id().map(str::to_string),
-        username: s.username().map(str::to_string),
-        status: status(s.status()),
-        start_ms: millis(s.start_time()),
-        end_ms: millis(s.end_time()),
-    }
+    session_record!(s)
 }
 
 #[cfg(test)]
