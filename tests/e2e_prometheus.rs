@@ -38,26 +38,7 @@ fn prometheus_scrapes_the_demo_exporter() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let exporter_addr = format!("127.0.0.1:{}", free_port());
-    let _exporter = Child(
-        Command::new(env!("CARGO_BIN_EXE_workspacesweb-exporter"))
-            .args([
-                "--demo",
-                "--web.listen-address",
-                &exporter_addr,
-                "--log.level",
-                "warn",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("exporter starts"),
-    );
-    let ready = poll_until(Duration::from_secs(60), || {
-        http_get(&exporter_addr, "/-/ready")
-            .ok()
-            .filter(|r| r.0 == 200)
-    });
-    assert!(ready.is_some(), "exporter never became ready");
+    let (_exporter, exporter_addr) = common::start_demo_exporter("warn");
 
     // The exposition is valid for promtool.
     let (status, _, body) = http_get(&exporter_addr, "/metrics").expect("scrape");

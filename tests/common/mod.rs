@@ -316,3 +316,27 @@ impl ControlLoop {
         let _ = self.task.await;
     }
 }
+
+/// The real exporter binary in `--demo` mode on a free loopback port, once `/-/ready` answers 200
+/// (60 s hang guard): the guard that kills it, and its address.
+pub fn start_demo_exporter(log_level: &str) -> (Child, String) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let child = Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_workspacesweb-exporter"))
+            .args([
+                "--demo",
+                "--web.listen-address",
+                &addr,
+                "--log.level",
+                log_level,
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("exporter starts"),
+    );
+    let ready = poll_until(Duration::from_secs(60), || {
+        http_get(&addr, "/-/ready").ok().filter(|r| r.0 == 200)
+    });
+    assert!(ready.is_some(), "demo exporter never became ready");
+    (child, addr)
+}
