@@ -1,5 +1,7 @@
-//! Benchmarks of the `/metrics` body: `metrics::render` over portal snapshots, and gzip of the
-//! rendered body as the server does per scrape. See BENCHMARKS.md for the figures.
+//! Benchmarks of the `/metrics` body: `metrics::render` over portal snapshots, gzip of a whole
+//! body, and what the server does: a rendering after one portal changed (only that portal's
+//! per-user samples are rendered and compressed again) and a scrape of the cached rendering.
+//! See BENCHMARKS.md for the figures.
 //!
 //! `render` includes the `process_*` families (the `prometheus` process collector reads /proc at
 //! every render), as a real scrape does.
@@ -12,8 +14,8 @@ use criterion::{Criterion, Throughput};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use workspacesweb_exporter::ledger::{ActiveSummary, DEFAULT_DURATION_BUCKETS, Histogram, Totals};
-use workspacesweb_exporter::metrics::{render, render_process};
-use workspacesweb_exporter::snapshot::{PortalSnapshot, ReloadStatus, Store, gzip_member};
+use workspacesweb_exporter::metrics::render;
+use workspacesweb_exporter::snapshot::{PortalSnapshot, ReloadStatus, Store};
 use workspacesweb_exporter::users::UserSeries;
 
 /// A portal as after a day of polling: every series present, histogram filled.
@@ -83,9 +85,19 @@ fn gzip(body: &[u8], level: Compression) -> Vec<u8> {
     e.finish().expect("gzip into a Vec")
 }
 
-/// One portal with `users` per-user series (per_user on, hashed-length names).
+/// One portal with `users` users (per_user on, hashed-length names).
 fn portal_with_users(users: usize) -> Vec<Arc<PortalSnapshot>> {
-    let mut p = portal(0);
+    portals_with_users(1, users)
+}
+
+/// `n` portals with `users` users each, as in the loadtest's memory workload.
+fn portals_with_users(n: usize, users: usize) -> Vec<Arc<PortalSnapshot>> {
+    (0..n)
+        .map(|i| Arc::new(users_of(portal(i), users)))
+        .collect()
+}
+
+fn users_of(mut p: PortalSnapshot, users: usize) -> PortalSnapshot {
     p.users = (0..users)
         .map(|i| UserSeries {
             username: format!("{:016x}", (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
@@ -94,7 +106,7 @@ fn portal_with_users(users: usize) -> Vec<Arc<PortalSnapshot>> {
             session_seconds: 3600.5 * (i % 7) as f64,
         })
         .collect();
-    vec![Arc::new(p)]
+    p
 }
 
 fn benches(c: &mut Criterion) {
@@ -102,6 +114,10 @@ fn benches(c: &mut Criterion) {
         ("5_portals".to_string(), portals(5)),
         ("20_portals".to_string(), portals(20)),
         ("1_portal_10k_users".to_string(), portal_with_users(10_000)),
+        (
+            "20_portals_1300_users".to_string(),
+            portals_with_users(20, 1_300),
+        ),
     ] {
         let n = name;
         let body = render(&ps, &[], RELOAD);
@@ -132,24 +148,32 @@ fn benches(c: &mut Criterion) {
                 black_box(gzip(&body, Compression::fast()))
             })
         });
-        // What a scrape costs now: the cached `workspacesweb_*` rendering (and its cached gzip
-        // member) shared, `process_*` gathered and gzipped fresh, the two members joined.
+        // What the server does: after one portal's poll publishes a new snapshot, the next
+        // rendering renders and compresses that portal's per-user samples and the small head
+        // again, and joins the other portals' compressed pieces as they were.
         let store = Store::new();
         for p in &ps {
             store.publish((**p).clone());
         }
-        let _ = store.rendered().gzip();
-        g.bench_function("scrape_cached_gzip", |b| {
+        store.rendered();
+        let mut flip = 0u64;
+        g.bench_function("rerender_after_one_portal_changed", |b| {
             b.iter(|| {
-                let main = store.rendered();
-                let process = render_process();
-                let packed = gzip_member(&process).expect("gzip");
-                let main = main.gzip().expect("gzip");
-                let mut out = Vec::with_capacity(main.len() + packed.len());
-                out.extend_from_slice(&main);
-                out.extend_from_slice(&packed);
-                black_box(out)
+                let mut p = (*ps[0]).clone();
+                flip += 1;
+                p.poll_duration_seconds = Some(flip as f64);
+                store.publish(p);
+                black_box(store.rendered())
             })
+        });
+        // A scrape: the cached rendering's shared bytes, `process_*` (gathered at most every
+        // 50 ms), and a 10-byte trailer; `scrape_text` is the same for a client without gzip.
+        store.rendered();
+        g.bench_function("scrape_cached_gzip", |b| {
+            b.iter(|| black_box(store.scrape(true).expect("scrape")))
+        });
+        g.bench_function("scrape_cached_text", |b| {
+            b.iter(|| black_box(store.scrape(false).expect("scrape")))
         });
         g.finish();
     }

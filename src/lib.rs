@@ -8,6 +8,7 @@ pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod deflate;
 pub mod demo;
 pub mod discovery;
 pub mod fuzzing;

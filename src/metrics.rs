@@ -10,6 +10,7 @@ use bytes::Bytes;
 use prometheus::Encoder as _;
 
 use crate::snapshot::{DiscoverySnapshot, PortalSnapshot, ReloadStatus};
+use crate::users::UserSeries;
 
 /// Metric name prefix.
 pub const PREFIX: &str = "workspacesweb_";
@@ -45,6 +46,8 @@ pub fn render(
 
 /// The part of the exposition that changes only when a snapshot is published: every
 /// `workspacesweb_*` series (portal, discovery and exporter series), without `process_*`.
+/// Laid out as [`render_head`], then each of [`USER_FAMILIES`]: its header (when any portal has a
+/// sample of it) and every portal's [`render_user_samples`], which is how the server assembles it.
 pub fn render_main(
     portals: &[Arc<PortalSnapshot>],
     discovery: &[DiscoverySnapshot],
@@ -52,8 +55,91 @@ pub fn render_main(
 ) -> String {
     let users: usize = portals.iter().map(|p| p.users.len()).sum();
     let mut out = String::with_capacity(4096 + portals.len() * 2048 + users * 256);
+    out.push_str(&render_head(portals, discovery, reload));
+    for family in &USER_FAMILIES {
+        let samples: Vec<String> = portals
+            .iter()
+            .map(|p| render_user_samples(family, p))
+            .collect();
+        if samples.iter().any(|s| !s.is_empty()) {
+            out.push_str(&family.header());
+            samples.iter().for_each(|s| out.push_str(s));
+        }
+    }
+    out
+}
+
+/// Every `workspacesweb_*` family except the per-user ones, whose samples are rendered per
+/// portal (they are most of the exposition, and most portals do not change between renderings).
+pub fn render_head(
+    portals: &[Arc<PortalSnapshot>],
+    discovery: &[DiscoverySnapshot],
+    reload: ReloadStatus,
+) -> String {
+    let mut out = String::with_capacity(4096 + portals.len() * 2048);
     render_portals(&mut out, portals, discovery);
     render_exporter(&mut out, reload);
+    out
+}
+
+/// A per-user family: exposed after every other family, one block of samples per portal.
+pub struct UserFamily {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    value: fn(&PortalSnapshot, &UserSeries) -> Option<f64>,
+}
+
+/// The per-user families, in exposition order.
+pub static USER_FAMILIES: [UserFamily; 3] = [
+    UserFamily {
+        name: "user_active_sessions",
+        kind: "gauge",
+        help: "Active sessions of each user with at least one, at the last successful poll.",
+        // A stale portal loses it with the other state gauges.
+        value: |p, u| (p.active.is_some() && u.active > 0).then_some(u.active as f64),
+    },
+    UserFamily {
+        name: "user_sessions_started_total",
+        kind: "counter",
+        help: "Distinct sessions of each user observed since the exporter's first successful poll of the portal.",
+        value: |_, u| Some(u.started as f64),
+    },
+    UserFamily {
+        name: "user_session_seconds_total",
+        kind: "counter",
+        help: "Session time of each user since the exporter's first successful poll of the portal.",
+        value: |_, u| Some(u.session_seconds),
+    },
+];
+
+impl UserFamily {
+    /// The family's `# HELP` and `# TYPE` lines.
+    pub fn header(&self) -> String {
+        let mut out = String::new();
+        Family::new(
+            &mut out,
+            self.name,
+            self.kind,
+            &format!("{} {REFRESH}", self.help),
+        );
+        out
+    }
+}
+
+/// One portal's samples of a per-user family, without the header ("" when it has none).
+pub fn render_user_samples(family: &UserFamily, p: &PortalSnapshot) -> String {
+    if p.users.is_empty() {
+        return String::new();
+    }
+    let mut out = String::with_capacity(p.users.len() * 128);
+    let labels = portal_labels(p);
+    let mut f = Family::continued(&mut out, family.name);
+    for u in &p.users {
+        if let Some(v) = (family.value)(p, u) {
+            f.sample("", &labels, &[("username", &u.username)], v);
+        }
+    }
     out
 }
 
@@ -91,10 +177,17 @@ struct Family<'a> {
 
 impl<'a> Family<'a> {
     fn new(out: &'a mut String, name: &str, kind: &str, help: &str) -> Self {
-        let name = format!("{PREFIX}{name}");
-        let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        Family { out, name }
+        let _ = writeln!(out, "# HELP {PREFIX}{name} {}", escape_help(help));
+        let _ = writeln!(out, "# TYPE {PREFIX}{name} {kind}");
+        Self::continued(out, name)
+    }
+
+    /// Samples of a family whose header is written elsewhere.
+    fn continued(out: &'a mut String, name: &str) -> Self {
+        Family {
+            out,
+            name: format!("{PREFIX}{name}"),
+        }
     }
 
     /// Writes `name{portal labels, extra labels} value`.
@@ -209,7 +302,7 @@ fn render_portals(
     }
 
     render_totals(out, portals, &labels);
-    render_users(out, portals, &labels);
+    render_monthly_users(out, portals, &labels);
     render_meta(out, portals, &labels);
 
     if !portals.is_empty() {
@@ -423,7 +516,11 @@ fn render_meta(out: &mut String, portals: &[Arc<PortalSnapshot>], labels: &[Vec<
     }
 }
 
-fn render_users(out: &mut String, portals: &[Arc<PortalSnapshot>], labels: &[Vec<(&str, &str)>]) {
+fn render_monthly_users(
+    out: &mut String,
+    portals: &[Arc<PortalSnapshot>],
+    labels: &[Vec<(&str, &str)>],
+) {
     let each = || portals.iter().zip(labels.iter());
     if each().any(|(p, _)| p.monthly_active_users.is_some()) {
         let mut f = Family::new(
@@ -438,53 +535,6 @@ fn render_users(out: &mut String, portals: &[Arc<PortalSnapshot>], labels: &[Vec
             if let Some(v) = p.monthly_active_users {
                 f.sample("", l, &[], v as f64);
             }
-        }
-    }
-    if each().all(|(p, _)| p.users.is_empty()) {
-        return;
-    }
-    if each().any(|(p, _)| p.active.is_some() && p.users.iter().any(|u| u.active > 0)) {
-        let mut f = Family::new(
-            out,
-            "user_active_sessions",
-            "gauge",
-            &format!(
-                "Active sessions of each user with at least one, at the last successful poll. {REFRESH}"
-            ),
-        );
-        for (p, l) in each() {
-            if p.active.is_none() {
-                continue; // stale: dropped with the other state gauges
-            }
-            for u in p.users.iter().filter(|u| u.active > 0) {
-                f.sample("", l, &[("username", &u.username)], u.active as f64);
-            }
-        }
-    }
-    let mut f = Family::new(
-        out,
-        "user_sessions_started_total",
-        "counter",
-        &format!(
-            "Distinct sessions of each user observed since the exporter's first successful poll of the portal. {REFRESH}"
-        ),
-    );
-    for (p, l) in each() {
-        for u in &p.users {
-            f.sample("", l, &[("username", &u.username)], u.started as f64);
-        }
-    }
-    let mut f = Family::new(
-        out,
-        "user_session_seconds_total",
-        "counter",
-        &format!(
-            "Session time of each user since the exporter's first successful poll of the portal. {REFRESH}"
-        ),
-    );
-    for (p, l) in each() {
-        for u in &p.users {
-            f.sample("", l, &[("username", &u.username)], u.session_seconds);
         }
     }
 }

@@ -1,10 +1,13 @@
 //! Per-portal snapshots published by the poller and read by `/metrics`, `/` and `/-/ready`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, LazyLock, Mutex, RwLock};
 
 use bytes::Bytes;
+
+use crate::deflate::{self, Piece};
+use crate::metrics;
 
 use crate::ledger::{ActiveSummary, Totals};
 use crate::users::UserSeries;
@@ -80,17 +83,33 @@ pub struct Store {
     portals: RwLock<BTreeMap<String, Arc<PortalSnapshot>>>,
     /// Bumped on every change, so waiters can react to publications instead of polling.
     generation: tokio::sync::watch::Sender<u64>,
-    owned: RwLock<BTreeSet<String>>,
+    /// The portals this replica polls; `None` until the control loop first declares them.
+    owned: RwLock<Option<BTreeSet<String>>>,
     reload: RwLock<ReloadStatus>,
     discovery: RwLock<Vec<DiscoverySnapshot>>,
     /// Discovery sources that have not finished their first listing (readiness waits for them).
     discovery_pending: std::sync::atomic::AtomicUsize,
     /// Bumped by every change that can alter the `workspacesweb_*` exposition.
     version: AtomicU64,
-    /// The `workspacesweb_*` exposition of some version; rebuilt by the first scrape after a change.
-    rendered: Mutex<Option<Arc<Rendered>>>,
+    /// The `workspacesweb_*` exposition of some version, and the pieces it was joined from.
+    rendered: Mutex<RenderCache>,
     /// The last `process_*` rendering and when it was gathered (see [`PROCESS_MAX_AGE`]).
-    process: Mutex<Option<(std::time::Instant, Arc<Rendered>)>>,
+    process: Mutex<Option<(std::time::Instant, Arc<Piece>)>>,
+}
+
+/// What the next rendering can reuse: the last exposition, and each portal's per-user pieces
+/// with the snapshot they were rendered from.
+#[derive(Debug, Default)]
+struct RenderCache {
+    last: Option<Arc<Rendered>>,
+    users: HashMap<String, UserPieces>,
+}
+
+/// One portal's samples of each of [`metrics::USER_FAMILIES`], compressed.
+#[derive(Debug)]
+struct UserPieces {
+    from: Arc<PortalSnapshot>,
+    pieces: [Piece; 3],
 }
 
 /// Scrapes within this long of a `process_*` gathering share it: a burst of concurrent scrapers
@@ -103,33 +122,16 @@ pub const PROCESS_MAX_AGE: std::time::Duration = std::time::Duration::from_milli
 #[derive(Debug)]
 pub struct Rendered {
     version: u64,
-    /// Text format 0.0.4.
-    pub text: Bytes,
-    gzip: OnceLock<Bytes>,
+    /// Text format 0.0.4, compressed (see [`crate::deflate`]).
+    pub main: Piece,
 }
 
-impl Rendered {
-    /// The text as one gzip member (fast level), compressed once per rendering on first use.
-    pub fn gzip(&self) -> std::io::Result<Bytes> {
-        if let Some(packed) = self.gzip.get() {
-            return Ok(packed.clone());
-        }
-        let packed = gzip_member(&self.text)?;
-        Ok(self.gzip.get_or_init(|| packed).clone())
-    }
-}
-
-/// One gzip member (RFC 1952) of `body`, at the fast level: members concatenate into a valid
-/// multi-member stream, which is how the cached main part and the fresh `process_*` are joined.
-pub fn gzip_member(body: &[u8]) -> std::io::Result<Bytes> {
-    use std::io::Write as _;
-    let mut encoder = flate2::write::GzEncoder::new(
-        Vec::with_capacity(body.len() / 4 + 64),
-        flate2::Compression::fast(),
-    );
-    encoder.write_all(body)?;
-    Ok(Bytes::from(encoder.finish()?))
-}
+/// The HELP and TYPE lines of each per-user family, compressed once.
+static USER_HEADERS: LazyLock<[Piece; 3]> = LazyLock::new(|| {
+    metrics::USER_FAMILIES
+        .each_ref()
+        .map(|f| Piece::compress(f.header().as_bytes()))
+});
 
 /// Outcome of the last configuration (re)load.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -150,7 +152,7 @@ impl Default for Store {
             discovery: RwLock::default(),
             discovery_pending: std::sync::atomic::AtomicUsize::new(0),
             version: AtomicU64::new(0),
-            rendered: Mutex::new(None),
+            rendered: Mutex::default(),
             process: Mutex::new(None),
         }
     }
@@ -201,7 +203,7 @@ impl Store {
             portals.retain(|id, _| ids.contains(id));
         }
         if let Ok(mut owned) = self.owned.write() {
-            *owned = ids;
+            *owned = Some(ids);
         }
         self.changed();
     }
@@ -245,7 +247,8 @@ impl Store {
         self.discovery.read().map(|d| d.clone()).unwrap_or_default()
     }
 
-    /// True once every discovery source listed once and every owned portal finished its first poll.
+    /// True once the owned portals are declared, every discovery source listed once and every
+    /// owned portal finished its first poll (the server answers before the control loop starts).
     pub fn ready(&self) -> bool {
         if self
             .discovery_pending
@@ -258,8 +261,8 @@ impl Store {
             return false;
         };
         owned
-            .iter()
-            .all(|id| portals.get(id).is_some_and(|p| p.polled))
+            .as_ref()
+            .is_some_and(|o| o.iter().all(|id| portals.get(id).is_some_and(|p| p.polled)))
     }
 
     /// Records the outcome of a configuration load.
@@ -276,57 +279,93 @@ impl Store {
     }
 
     /// The full Prometheus text exposition (format 0.0.4) as of now.
-    pub fn scrape_text(&self) -> Bytes {
+    pub fn scrape_text(&self) -> std::io::Result<Bytes> {
+        let mut text = self.rendered().main.text()?;
+        text.extend_from_slice(&self.process().text()?);
+        Ok(Bytes::from(text))
+    }
+
+    /// The body of a scrape as of now, as chunks: one gzip stream of the cached `workspacesweb_*`
+    /// part and fresh `process_*`, or their text.
+    pub fn scrape(&self, gzip: bool) -> std::io::Result<Vec<Bytes>> {
         let main = self.rendered();
         let process = self.process();
-        let process = &process.text;
-        let mut out = Vec::with_capacity(main.text.len() + process.len());
-        out.extend_from_slice(&main.text);
-        out.extend_from_slice(process);
-        Bytes::from(out)
+        if gzip {
+            return Ok(deflate::gzip_chunks(&[&main.main, &process]));
+        }
+        Ok(vec![
+            Bytes::from(main.main.text()?),
+            Bytes::from(process.text()?),
+        ])
     }
 
     /// The `workspacesweb_*` exposition of the current snapshots: rendered at most once per
-    /// change (concurrent scrapers after a change wait for one rendering and share it).
+    /// change (concurrent scrapers after a change wait for one rendering and share it). The
+    /// per-user samples of a portal whose snapshot did not change are reused as they were.
     pub fn rendered(&self) -> Arc<Rendered> {
-        let mut cached = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
         // Read the version before the snapshots: a change racing with the rendering bumps it
         // again, so the next scrape renders once more rather than serving stale series forever.
         let version = self.version.load(Ordering::Acquire);
-        if let Some(r) = cached.as_ref().filter(|r| r.version == version) {
+        if let Some(r) = cache.last.as_ref().filter(|r| r.version == version) {
             return Arc::clone(r);
         }
-        let text = crate::metrics::render_main(&self.portals(), &self.discovery(), self.reload());
+        let portals = self.portals();
+        let mut users = HashMap::with_capacity(portals.len());
+        for p in &portals {
+            let reused = cache
+                .users
+                .remove(&p.portal_id)
+                .filter(|u| Arc::ptr_eq(&u.from, p));
+            let pieces = reused.unwrap_or_else(|| UserPieces {
+                from: Arc::clone(p),
+                pieces: metrics::USER_FAMILIES
+                    .each_ref()
+                    .map(|f| Piece::compress(metrics::render_user_samples(f, p).as_bytes())),
+            });
+            users.insert(p.portal_id.clone(), pieces);
+        }
+        let head = metrics::render_head(&portals, &self.discovery(), self.reload());
+        let head = Piece::compress(head.as_bytes());
+        let mut parts = vec![&head];
+        for (i, header) in USER_HEADERS.iter().enumerate() {
+            let samples: Vec<&Piece> = portals
+                .iter()
+                .filter_map(|p| users.get(&p.portal_id).map(|u| &u.pieces[i]))
+                .filter(|piece| !piece.is_empty())
+                .collect();
+            if !samples.is_empty() {
+                parts.push(header);
+                parts.extend(samples);
+            }
+        }
         let fresh = Arc::new(Rendered {
             version,
-            text: Bytes::from(text),
-            gzip: OnceLock::new(),
+            main: Piece::join(parts.iter().copied()),
         });
-        *cached = Some(Arc::clone(&fresh));
+        cache.users = users;
+        cache.last = Some(Arc::clone(&fresh));
         fresh
     }
 
     /// The `process_*` families, gathered now or at most [`PROCESS_MAX_AGE`] ago.
-    pub fn process(&self) -> Arc<Rendered> {
+    pub fn process(&self) -> Arc<Piece> {
         let mut cached = self.process.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((at, r)) = cached.as_ref()
             && at.elapsed() <= PROCESS_MAX_AGE
         {
             return Arc::clone(r);
         }
-        let fresh = Arc::new(Rendered {
-            version: 0,
-            text: Bytes::from(crate::metrics::render_process()),
-            gzip: OnceLock::new(),
-        });
+        let fresh = Arc::new(Piece::compress(&crate::metrics::render_process()));
         *cached = Some((std::time::Instant::now(), Arc::clone(&fresh)));
         fresh
     }
 
     /// Whether [`rendered`](Self::rendered) would return its cached rendering without work.
     pub fn rendered_is_fresh(&self) -> bool {
-        let cached = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
-        cached
+        let cache = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .last
             .as_ref()
             .is_some_and(|r| r.version == self.version.load(Ordering::Acquire))
     }
@@ -335,6 +374,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::users::UserSeries;
     use std::io::Read as _;
 
     fn snapshot(id: &str, up: bool) -> PortalSnapshot {
@@ -344,6 +384,46 @@ mod tests {
             polled: true,
             ..PortalSnapshot::default()
         }
+    }
+
+    fn with_users(id: &str, n: u64) -> PortalSnapshot {
+        PortalSnapshot {
+            users: (0..n)
+                .map(|i| UserSeries {
+                    username: format!("u{i}"),
+                    active: i % 2,
+                    started: i,
+                    session_seconds: i as f64 * 1.5,
+                })
+                .collect(),
+            active: Some(crate::ledger::ActiveSummary::default()),
+            ..snapshot(id, true)
+        }
+    }
+
+    fn gunzip(chunks: &[Bytes]) -> String {
+        let stream: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+        let mut out = String::new();
+        flate2::read::GzDecoder::new(&stream[..])
+            .read_to_string(&mut out)
+            .unwrap();
+        out
+    }
+
+    fn main_text(store: &Store) -> String {
+        String::from_utf8(store.rendered().main.text().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn not_ready_before_the_owned_portals_are_declared() {
+        let store = Store::new();
+        assert!(!store.ready(), "nothing declared yet");
+        store.set_owned([]);
+        assert!(store.ready(), "owning nothing is ready");
+        store.set_owned(["p1".to_string()]);
+        assert!(!store.ready());
+        store.publish(snapshot("p1", false));
+        assert!(store.ready(), "a failed first poll counts as polled");
     }
 
     #[test]
@@ -358,7 +438,7 @@ mod tests {
         assert!(!store.rendered_is_fresh());
         let c = store.rendered();
         assert!(!Arc::ptr_eq(&a, &c));
-        let text = std::str::from_utf8(&c.text).unwrap();
+        let text = main_text(&store);
         assert!(text.contains("portal_id=\"p2\""), "{text}");
         store.set_reload(ReloadStatus {
             successful: true,
@@ -366,46 +446,71 @@ mod tests {
         });
         let d = store.rendered();
         assert!(!Arc::ptr_eq(&c, &d), "a reload changes the exporter series");
-        assert!(
-            std::str::from_utf8(&d.text)
-                .unwrap()
-                .contains("success_timestamp_seconds 7\n")
+        assert!(main_text(&store).contains("success_timestamp_seconds 7\n"));
+    }
+
+    #[test]
+    fn the_assembled_exposition_is_the_plain_rendering_of_the_snapshots() {
+        let store = Store::new();
+        store.publish(with_users("p1", 50));
+        store.publish(snapshot("p2", true));
+        store.publish(with_users("p3", 7));
+        let expected = metrics::render_main(&store.portals(), &[], store.reload());
+        assert_eq!(main_text(&store), expected);
+        // A portal that changes gets new pieces; the others keep theirs and the text still matches.
+        store.publish(with_users("p1", 3));
+        store.remove("p3");
+        let expected = metrics::render_main(&store.portals(), &[], store.reload());
+        assert_eq!(main_text(&store), expected);
+        assert_eq!(
+            expected
+                .matches("# TYPE workspacesweb_user_sessions_started_total")
+                .count(),
+            1
         );
+        assert!(!expected.contains("p3"));
     }
 
     #[test]
-    fn gzip_is_computed_once_per_rendering() {
+    fn unchanged_portals_keep_their_compressed_user_pieces() {
         let store = Store::new();
-        store.publish(snapshot("p1", true));
-        let r = store.rendered();
-        let a = r.gzip().unwrap();
-        let b = r.gzip().unwrap();
-        assert_eq!(a.as_ptr(), b.as_ptr(), "the same shared bytes");
+        store.publish(with_users("p1", 20));
+        store.publish(with_users("p2", 20));
+        store.rendered();
+        let before = |store: &Store, id: &str| {
+            let cache = store.rendered.lock().unwrap();
+            cache.users[id].pieces[1].clone()
+        };
+        let (p1, p2) = (before(&store, "p1"), before(&store, "p2"));
+        store.publish(with_users("p2", 21));
+        store.rendered();
+        let cache = store.rendered.lock().unwrap();
+        assert_eq!(cache.users["p1"].pieces[1], p1, "p1 did not change");
+        assert!(Arc::ptr_eq(
+            &cache.users["p1"].from,
+            &store.portals.read().unwrap()["p1"]
+        ));
+        assert_ne!(cache.users["p2"].pieces[1], p2, "p2 did");
     }
 
     #[test]
-    fn cached_main_plus_fresh_process_members_decode_as_one_stream() {
+    fn a_gzip_scrape_is_one_member_of_main_then_process() {
         let store = Store::new();
-        store.publish(snapshot("p1", true));
-        let main = store.rendered();
-        let process = b"# HELP process_x x\n# TYPE process_x gauge\nprocess_x 1\n";
-        let mut stream = main.gzip().unwrap().to_vec();
-        stream.extend_from_slice(&gzip_member(process).unwrap());
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(&stream[..])
-            .read_to_end(&mut out)
-            .unwrap();
-        let mut expected = main.text.to_vec();
-        expected.extend_from_slice(process);
-        assert_eq!(out, expected);
+        store.publish(with_users("p1", 10));
+        let gzip = gunzip(&store.scrape(true).unwrap());
+        let plain: Vec<u8> = store.scrape(false).unwrap().concat();
+        assert_eq!(gzip.as_bytes(), &plain[..]);
+        assert!(gzip.starts_with(&main_text(&store)));
+        #[cfg(target_os = "linux")]
+        assert!(gzip.contains("\nprocess_cpu_seconds_total "), "{gzip}");
     }
 
     #[test]
     fn scrape_text_is_the_main_part_then_process() {
         let store = Store::new();
         store.publish(snapshot("p1", true));
-        let text = store.scrape_text();
-        assert!(text.starts_with(&store.rendered().text));
+        let text = store.scrape_text().unwrap();
+        assert!(text.starts_with(main_text(&store).as_bytes()));
         #[cfg(target_os = "linux")]
         assert!(
             std::str::from_utf8(&text)

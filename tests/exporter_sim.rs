@@ -26,7 +26,13 @@ fn scripted(id: &str, n: u64, base_ms: i64) -> PortalSpec {
 }
 
 fn text(env: &Env) -> String {
-    String::from_utf8(env.store.scrape_text().to_vec()).expect("exposition is UTF-8")
+    String::from_utf8(
+        env.store
+            .scrape_text()
+            .expect("exposition decompresses")
+            .to_vec(),
+    )
+    .expect("exposition is UTF-8")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

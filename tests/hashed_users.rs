@@ -100,7 +100,13 @@ async fn hashed_mode_leaks_no_raw_username() {
     let _ = server.await;
     sched.shutdown().await;
 
-    let metrics = String::from_utf8(env.store.scrape_text().to_vec()).expect("utf-8");
+    let metrics = String::from_utf8(
+        env.store
+            .scrape_text()
+            .expect("exposition decompresses")
+            .to_vec(),
+    )
+    .expect("utf-8");
     let landing = String::from_utf8_lossy(&landing).to_string();
     let logs = String::from_utf8_lossy(&logs.0.lock().expect("logs").clone()).to_string();
     assert!(logs.contains("poll"), "the capture works: {logs}");

@@ -68,7 +68,13 @@ async fn run_with(
 }
 
 fn text(store: &Store) -> String {
-    String::from_utf8(store.scrape_text().to_vec()).expect("exposition is UTF-8")
+    String::from_utf8(
+        store
+            .scrape_text()
+            .expect("exposition decompresses")
+            .to_vec(),
+    )
+    .expect("exposition is UTF-8")
 }
 
 /// The value of one exposed sample of the test portal (`extra` labels after `env`).

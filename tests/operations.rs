@@ -68,7 +68,14 @@ async fn discovery_then_reload_keeps_adds_removes_and_rejects_invalid() {
         eu1.labels
     );
     assert_eq!(active(&eu1).sessions, 2);
-    let text = String::from_utf8(running.store.scrape_text().to_vec()).expect("utf-8");
+    let text = String::from_utf8(
+        running
+            .store
+            .scrape_text()
+            .expect("exposition decompresses")
+            .to_vec(),
+    )
+    .expect("utf-8");
     assert!(
         text.contains("workspacesweb_api_requests_total{discovery=\"0\",region=\"eu-west-1\",operation=\"ListPortals\"}"),
         "{text}"

@@ -79,7 +79,7 @@ async fn odd_usernames_are_escaped_and_promtool_accepts_them() {
     assert_eq!(active(&snap).users, 7);
     assert_eq!(snap.users.iter().map(|u| u.started).sum::<u64>(), 8);
 
-    let text = env.store.scrape_text();
+    let text = env.store.scrape_text().expect("exposition decompresses");
     let t = String::from_utf8(text.to_vec()).expect("utf-8");
     let l = format!("portal_id=\"{GOOD}\",env=\"test\"");
     for expected in [
@@ -167,7 +167,13 @@ async fn monthly_active_users_are_backfilled_across_many_pages() {
     // History before T0 does not count in the session counters.
     let totals = snap.totals.as_ref().expect("totals");
     assert_eq!((totals.started, totals.terminated), (1, 0));
-    let t = String::from_utf8(env.store.scrape_text().to_vec()).expect("utf-8");
+    let t = String::from_utf8(
+        env.store
+            .scrape_text()
+            .expect("exposition decompresses")
+            .to_vec(),
+    )
+    .expect("utf-8");
     assert!(t.contains(&format!(
         "workspacesweb_monthly_active_users{{portal_id=\"{GOOD}\",env=\"test\"}} {}\n",
         expected.len()

@@ -228,7 +228,13 @@ async fn server_errors_fail_polls_then_the_portal_recovers_with_exact_counters()
     let good = wait_portal(&env.store, GOOD, |p| p.up).await;
     assert!(good.api_errors.is_empty(), "{:?}", good.api_errors);
     assert!(!env.store.portal(THROTTLED).expect("failing").up);
-    let text = String::from_utf8(env.store.scrape_text().to_vec()).expect("utf-8");
+    let text = String::from_utf8(
+        env.store
+            .scrape_text()
+            .expect("exposition decompresses")
+            .to_vec(),
+    )
+    .expect("utf-8");
     assert!(text.contains(&format!(
         "workspacesweb_up{{portal_id=\"{THROTTLED}\",env=\"test\"}} 0\n"
     )));
@@ -243,7 +249,13 @@ async fn server_errors_fail_polls_then_the_portal_recovers_with_exact_counters()
     sched.shutdown().await;
     assert_eq!(active(&up).sessions, 12);
     assert_eq!(up.totals.clone().expect("totals").started, 12);
-    let text = String::from_utf8(env.store.scrape_text().to_vec()).expect("utf-8");
+    let text = String::from_utf8(
+        env.store
+            .scrape_text()
+            .expect("exposition decompresses")
+            .to_vec(),
+    )
+    .expect("utf-8");
     assert!(text.contains(&format!(
         "workspacesweb_up{{portal_id=\"{THROTTLED}\",env=\"test\"}} 1\n"
     )));

@@ -155,9 +155,12 @@ impl Server {
         let listeners = http::bind(&settings).await.expect("bind loopback");
         let addr = listeners[0].local_addr().expect("local address");
         let (tx, rx) = oneshot::channel::<()>();
+        // A replica that owns no portal: ready, with an exposition of exporter series only.
+        let store = Arc::new(Store::new());
+        store.set_owned([]);
         let task = tokio::spawn(http::serve_with(
             listeners,
-            Arc::new(Store::new()),
+            store,
             settings,
             WebOptions { web, reload },
             async move {

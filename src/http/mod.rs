@@ -45,6 +45,7 @@
 //! - HTTP/1.1 only (Prometheus scrapes over HTTP/1.1); TLS offers ALPN `http/1.1` only.
 
 mod auth;
+mod body;
 mod encoding;
 mod io;
 mod landing;

@@ -14,11 +14,11 @@ use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::auth::{CHALLENGE, Credentials};
+use super::body::Chunks;
 use super::{EXPOSITION_CONTENT_TYPE, ReloadHook, WebConfigHandle, encoding, landing};
 use crate::snapshot::Store;
 
@@ -90,7 +90,7 @@ impl Routes {
     pub(super) fn respond<B>(
         self: &Arc<Self>,
         request: &Request<B>,
-    ) -> impl Future<Output = Response<Full<Bytes>>> + Send + use<B> {
+    ) -> impl Future<Output = Response<Chunks>> + Send + use<B> {
         let asked = Asked {
             route: self.route(request.uri().path()),
             method: request.method().clone(),
@@ -126,7 +126,7 @@ impl Routes {
         }
     }
 
-    async fn answer(&self, asked: &Asked) -> Response<Full<Bytes>> {
+    async fn answer(&self, asked: &Asked) -> Response<Chunks> {
         match asked.route {
             None => text(StatusCode::NOT_FOUND, "Not Found\n"),
             // Without a hook, reload is disabled: no method is allowed.
@@ -152,39 +152,44 @@ impl Routes {
         }
     }
 
-    /// The exposition: the `workspacesweb_*` part rendered (and gzipped) once per change and
+    /// The exposition: the `workspacesweb_*` part rendered (and compressed) once per change and
     /// shared by every scrape, followed by `process_*` gathered fresh for this scrape. With gzip,
-    /// the body is two gzip members (RFC 1952 §2.2: a gzip file is a series of members), which
-    /// Prometheus's and curl's decoders read as one stream. Rendering after a change runs on
-    /// the blocking pool: a large exposition must not stall the runtime threads that serve
-    /// other connections; serving the cached rendering does not need to.
-    async fn telemetry(&self, gzip: bool) -> Response<Full<Bytes>> {
+    /// the body is one gzip stream joined from pieces compressed once each ([`crate::deflate`]),
+    /// sent as the cached buffers themselves. Rendering after a change, and the text for a client
+    /// without gzip, run on the blocking pool: a large exposition must not stall the runtime
+    /// threads that serve other connections; sending the cached rendering does not need to.
+    async fn telemetry(&self, gzip: bool) -> Response<Chunks> {
         let store = Arc::clone(&self.store);
-        let work = move || exposition(&store, gzip);
-        let rendered = if self.store.rendered_is_fresh() {
+        let work = move || store.scrape(gzip);
+        let body = if gzip && self.store.rendered_is_fresh() {
             Some(work())
         } else {
             off_runtime(work).await
         };
-        let Some((body, encoded)) = rendered else {
-            return text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n");
+        let body = match body {
+            Some(Ok(chunks)) => chunks,
+            Some(Err(error)) => {
+                tracing::error!(%error, "the cached exposition does not decompress");
+                return text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n");
+            }
+            None => return text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n"),
         };
-        let mut response = Response::new(Full::new(body));
+        let mut response = Response::new(Chunks::new(body));
         set(&mut response, header::CONTENT_TYPE, EXPOSITION_CONTENT_TYPE);
         set(&mut response, header::VARY, "Accept-Encoding");
-        if encoded {
+        if gzip {
             set(&mut response, header::CONTENT_ENCODING, "gzip");
         }
         response
     }
 
-    async fn landing(&self) -> Response<Full<Bytes>> {
+    async fn landing(&self) -> Response<Chunks> {
         let store = Arc::clone(&self.store);
         let path = self.telemetry_path.clone();
         let Some(page) = off_runtime(move || landing::render(&store, &path)).await else {
             return text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n");
         };
-        let mut response = Response::new(Full::new(Bytes::from(page)));
+        let mut response = Response::new(Chunks::from(Bytes::from(page)));
         set(&mut response, header::CONTENT_TYPE, HTML);
         set(&mut response, header::CONTENT_SECURITY_POLICY, LANDING_CSP);
         set(&mut response, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
@@ -192,7 +197,7 @@ impl Routes {
     }
 }
 
-/// Renders the exposition (and its gzip member) on the blocking pool after each change, so that
+/// Renders the exposition (compressed) on the blocking pool after each change, so that
 /// scrapes find it ready instead of one of them paying for it. Bursts of changes coalesce: after a
 /// rendering the next waits at least [`RENDER_GAP_MIN`] and ten times the rendering's own time,
 /// which bounds this task to about a tenth of a core however often portals publish (1,000
@@ -209,7 +214,7 @@ async fn render_after_changes(
         };
         let began = std::time::Instant::now();
         let rendered = tokio::task::spawn_blocking(move || {
-            let _ = strong.rendered().gzip();
+            strong.rendered();
         })
         .await;
         if rendered.is_err() {
@@ -221,33 +226,6 @@ async fn render_after_changes(
 
 /// Shortest pause between two background renderings.
 const RENDER_GAP_MIN: std::time::Duration = std::time::Duration::from_millis(50);
-
-/// The body of one scrape and whether it is gzipped.
-fn exposition(store: &Store, gzip: bool) -> (Bytes, bool) {
-    let main = store.rendered();
-    let process = store.process();
-    if gzip {
-        match (main.gzip(), process.gzip()) {
-            (Ok(main), Ok(process)) => return (concat(&main, &process), true),
-            (Err(error), _) | (_, Err(error)) => {
-                tracing::warn!(%error, "gzip of the exposition failed, sending it uncompressed");
-            }
-        }
-    }
-    (concat(&main.text, &process.text), false)
-}
-
-/// `a` then `b` in one buffer (the body type is a single chunk); `a` itself, shared, when `b`
-/// is empty.
-fn concat(a: &Bytes, b: &[u8]) -> Bytes {
-    if b.is_empty() {
-        return a.clone();
-    }
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    out.extend_from_slice(a);
-    out.extend_from_slice(b);
-    Bytes::from(out)
-}
 
 /// What answering a request needs from it.
 struct Asked {
@@ -269,36 +247,36 @@ async fn off_runtime<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'stati
 }
 
 /// A plain-text response.
-fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+fn text(status: StatusCode, body: &'static str) -> Response<Chunks> {
+    let mut response = Response::new(Chunks::from(Bytes::from_static(body.as_bytes())));
     *response.status_mut() = status;
     set(&mut response, header::CONTENT_TYPE, TEXT);
     response
 }
 
 /// A plain-text response with a body made at run time.
-fn owned_text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+fn owned_text(status: StatusCode, body: String) -> Response<Chunks> {
+    let mut response = Response::new(Chunks::from(Bytes::from(body)));
     *response.status_mut() = status;
     set(&mut response, header::CONTENT_TYPE, TEXT);
     response
 }
 
 /// 401 with the basic-auth challenge.
-fn unauthorized() -> Response<Full<Bytes>> {
+fn unauthorized() -> Response<Chunks> {
     let mut response = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
     set(&mut response, header::WWW_AUTHENTICATE, CHALLENGE);
     response
 }
 
 /// 405 with the `Allow` header RFC 9110 requires (empty: nothing is allowed).
-fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
+fn method_not_allowed(allow: &'static str) -> Response<Chunks> {
     let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
     set(&mut response, header::ALLOW, allow);
     response
 }
 
-fn set(response: &mut Response<Full<Bytes>>, name: HeaderName, value: &'static str) {
+fn set(response: &mut Response<Chunks>, name: HeaderName, value: &'static str) {
     response
         .headers_mut()
         .insert(name, HeaderValue::from_static(value));

@@ -307,7 +307,13 @@ impl ControlLoop {
 
     /// The exposition as text.
     pub fn text(&self) -> String {
-        String::from_utf8(self.store.scrape_text().to_vec()).expect("utf-8 exposition")
+        String::from_utf8(
+            self.store
+                .scrape_text()
+                .expect("exposition decompresses")
+                .to_vec(),
+        )
+        .expect("utf-8 exposition")
     }
 
     /// Stops the loop and waits for it.
