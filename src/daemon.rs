@@ -149,10 +149,11 @@ pub async fn run(cli: Cli) -> ExitCode {
         success_unix: now_ms() as f64 / 1000.0,
     });
     info!(version = crate::VERSION, shard_index, "starting");
-    let reconciler = Reconciler::start(source, config, shard_index, clients, store.clone()).await;
+    // Commands wait in the channel until the control loop runs, so the server (and its reload
+    // hook) can answer while the control loop sets up its portals: `/-/healthy` does not wait
+    // for a thousand portals, and `/-/ready` says 503 until they are declared and polled.
     let (commands, commands_rx) = mpsc::channel(8);
     let (stop, stop_rx) = watch::channel(false);
-    let control = tokio::spawn(reconciler.run(commands_rx, stop_rx));
     let reloader = Arc::new(Reloader {
         commands,
         web: web.clone(),
@@ -172,7 +173,34 @@ pub async fn run(cli: Cli) -> ExitCode {
         web,
         reload: Some(hook),
     };
-    http::serve_with(listeners, store, settings, options, shutdown).await;
+    let serving = http::serve_with(listeners, store.clone(), settings, options, shutdown);
+    tokio::pin!(serving);
+    // A task of its own, so that setting up many portals never delays the accept loops.
+    let mut starting = tokio::spawn(Reconciler::start(
+        source,
+        config,
+        shard_index,
+        clients,
+        store,
+    ));
+    let control = tokio::select! {
+        started = &mut starting => match started {
+            Ok(reconciler) => tokio::spawn(reconciler.run(commands_rx, stop_rx)),
+            Err(error) => {
+                error!(%error, "the control loop failed to start");
+                hup.abort();
+                return ExitCode::FAILURE;
+            }
+        },
+        () = &mut serving => {
+            // Shut down before the control loop started: nothing is polling yet.
+            starting.abort();
+            hup.abort();
+            info!("stopped");
+            return ExitCode::SUCCESS;
+        }
+    };
+    serving.await;
     hup.abort();
     let _ = stop.send(true);
     let _ = control.await;
