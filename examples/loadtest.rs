@@ -354,6 +354,52 @@ struct Polls {
     max_duration: f64,
 }
 
+/// `count` keep-alive clients that all GET /metrics (gzip) at the same instants every `every`
+/// until `deadline`, recording each answer's latency in milliseconds.
+async fn scrape_concurrently(
+    addr: SocketAddr,
+    count: usize,
+    every: Duration,
+    deadline: Instant,
+    latencies: Arc<Mutex<Vec<f64>>>,
+    errors: Arc<std::sync::atomic::AtomicU64>,
+    body_bytes: Arc<std::sync::atomic::AtomicU64>,
+) {
+    let start_at = tokio::time::Instant::now() + Duration::from_millis(100);
+    let mut scrapers = Vec::new();
+    for _ in 0..count {
+        let latencies = Arc::clone(&latencies);
+        let errors = Arc::clone(&errors);
+        let body_bytes = Arc::clone(&body_bytes);
+        scrapers.push(tokio::spawn(async move {
+            let mut conn = Conn::new(addr);
+            let mut tick = tokio::time::interval_at(start_at, every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let mut mine = Vec::new();
+            loop {
+                tick.tick().await;
+                if Instant::now() >= deadline {
+                    break;
+                }
+                let began = Instant::now();
+                match conn.get("/metrics", true).await {
+                    Ok((200, body)) => {
+                        mine.push(began.elapsed().as_secs_f64() * 1000.0);
+                        body_bytes.store(body.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    _ => {
+                        errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            }
+            latencies.lock().expect("lock").extend(mine);
+        }));
+    }
+    for s in scrapers {
+        let _ = s.await;
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let table = run(Args::parse()).await;
@@ -501,44 +547,42 @@ pub async fn run(a: Args) -> String {
     let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
     let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let body_bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let start_at = tokio::time::Instant::now() + Duration::from_millis(100);
-    let mut scrapers = Vec::new();
-    for _ in 0..a.scrapers {
+    // The scrapers run on a runtime of their own (two workers, like the machine's cores): the
+    // monitor's parsing of a large exposition and the simulator answering polls must not delay
+    // them, or the latency measured would include the bench's own stalls instead of the
+    // exporter's answer.
+    let scrape_interval = a.scrape_interval;
+    let scraper_count = a.scrapers;
+    let scraping = {
         let latencies = Arc::clone(&latencies);
         let errors = Arc::clone(&errors);
         let body_bytes = Arc::clone(&body_bytes);
-        let every = a.scrape_interval;
-        scrapers.push(tokio::spawn(async move {
-            let mut conn = Conn::new(addr);
-            let mut tick = tokio::time::interval_at(start_at, every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            let mut mine = Vec::new();
-            loop {
-                tick.tick().await;
-                if Instant::now() >= deadline {
-                    break;
-                }
-                let began = Instant::now();
-                match conn.get("/metrics", true).await {
-                    Ok((200, body)) => {
-                        mine.push(began.elapsed().as_secs_f64() * 1000.0);
-                        body_bytes.store(body.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    _ => {
-                        errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                }
-            }
-            latencies.lock().expect("lock").extend(mine);
-        }));
-    }
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("scrapers' runtime");
+            runtime.block_on(scrape_concurrently(
+                addr,
+                scraper_count,
+                scrape_interval,
+                deadline,
+                latencies,
+                errors,
+                body_bytes,
+            ));
+        })
+    };
 
     // Monitor: poll completions and durations from the exporter's own series.
     let mut polls = Polls::default();
     let mut last_text = String::new();
     while Instant::now() < deadline {
         if let Ok((200, body)) = monitor.get("/metrics", true).await {
-            let text = gunzip(&body);
+            let text = tokio::task::spawn_blocking(move || gunzip(&body))
+                .await
+                .unwrap_or_default();
             for (id, ts) in per_portal(
                 &text,
                 "workspacesweb_last_successful_poll_timestamp_seconds",
@@ -555,9 +599,7 @@ pub async fn run(a: Args) -> String {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    for s in scrapers {
-        let _ = s.await;
-    }
+    let _ = tokio::task::spawn_blocking(move || scraping.join()).await;
     let elapsed = t0.elapsed().as_secs_f64();
     let cpu = cpu_seconds(pid) - cpu0;
     let hwm_kib = status_kib(pid, "VmHWM:");
