@@ -33,23 +33,9 @@ pub struct Piece {
 impl Piece {
     /// Compresses `text` at the fast level into a piece of its own.
     pub fn compress(text: &[u8]) -> Piece {
-        if text.is_empty() {
-            return Piece::default();
-        }
-        let mut encoder = flate2::write::DeflateEncoder::new(
-            Vec::with_capacity(text.len() / 4 + 64),
-            flate2::Compression::fast(),
-        );
-        // Writing to and flushing into a Vec cannot fail; `flush` is the sync flush.
-        let _ = encoder.write_all(text);
-        let _ = encoder.flush();
-        // Take the bytes before the encoder finishes the stream with a final block on drop.
-        let bytes = std::mem::take(encoder.get_mut());
-        Piece {
-            bytes: Bytes::from(bytes),
-            crc: crc32fast::hash(text),
-            len: text.len() as u64,
-        }
+        let mut writer = PieceWriter::new();
+        writer.write(text);
+        writer.finish()
     }
 
     /// Joins pieces into one, in order (one copy of the compressed bytes, nothing recompressed).
@@ -102,6 +88,86 @@ impl Piece {
 
     fn hasher(&self) -> crc32fast::Hasher {
         crc32fast::Hasher::new_with_initial_len(self.crc, self.len)
+    }
+}
+
+/// Builds a [`Piece`] from text that arrives in parts, compressing as it goes, so the whole text
+/// never has to be in memory at once.
+pub struct PieceWriter {
+    encoder: flate2::write::DeflateEncoder<Vec<u8>>,
+    crc: crc32fast::Hasher,
+    pending: String,
+}
+
+/// Text buffered by [`PieceWriter::pending`] before it is compressed.
+const DRAIN_AT: usize = 32 * 1024;
+
+impl Default for PieceWriter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PieceWriter {
+    /// An empty piece, at the fast level.
+    pub fn new() -> Self {
+        PieceWriter {
+            encoder: flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast()),
+            crc: crc32fast::Hasher::new(),
+            pending: String::new(),
+        }
+    }
+
+    /// Appends `text` (after the text in [`pending`](Self::pending)).
+    pub fn write(&mut self, text: &[u8]) {
+        self.drain();
+        self.compress(text);
+    }
+
+    fn compress(&mut self, text: &[u8]) {
+        self.crc.update(text);
+        // Writing into a Vec cannot fail.
+        let _ = self.encoder.write_all(text);
+    }
+
+    /// A buffer for text to append; call [`drain_if_full`](Self::drain_if_full) now and then.
+    pub fn pending(&mut self) -> &mut String {
+        &mut self.pending
+    }
+
+    /// Compresses the buffered text once there is enough of it (a few tens of KB).
+    pub fn drain_if_full(&mut self) {
+        if self.pending.len() >= DRAIN_AT {
+            self.drain();
+        }
+    }
+
+    fn drain(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        self.compress(pending.as_bytes());
+        self.pending = pending;
+        self.pending.clear();
+    }
+
+    /// The piece: everything written, ending in a sync flush.
+    pub fn finish(mut self) -> Piece {
+        self.drain();
+        let len = self.crc.total_len();
+        if len == 0 {
+            return Piece::default();
+        }
+        // `flush` is the sync flush; flushing into a Vec cannot fail.
+        let _ = self.encoder.flush();
+        // Take the bytes before the encoder finishes the stream with a final block on drop.
+        let bytes = std::mem::take(self.encoder.get_mut());
+        Piece {
+            bytes: Bytes::from(bytes),
+            crc: self.crc.finalize(),
+            len,
+        }
     }
 }
 
@@ -162,6 +228,25 @@ mod tests {
         assert_eq!(joined.text().unwrap(), whole);
         assert_eq!(gunzip(&gzip_chunks(&[&joined])), whole);
         assert!(joined.compressed_len() < whole.len() / 4, "it compresses");
+    }
+
+    #[test]
+    fn text_written_in_parts_is_one_piece() {
+        let mut writer = PieceWriter::new();
+        let mut whole = String::new();
+        for i in 0..20_000 {
+            let line = format!("x{{i=\"{i}\"}} {i}\n");
+            writer.pending().push_str(&line);
+            writer.drain_if_full();
+            whole.push_str(&line);
+        }
+        writer.write(b"tail\n");
+        whole.push_str("tail\n");
+        let piece = writer.finish();
+        let text = piece.text().unwrap();
+        assert_eq!(text.len(), whole.len());
+        assert!(text == whole.as_bytes(), "the text differs");
+        assert_eq!(piece.text_len(), whole.len() as u64);
     }
 
     #[test]

@@ -77,9 +77,44 @@ pub fn render_head(
     reload: ReloadStatus,
 ) -> String {
     let mut out = String::with_capacity(4096 + portals.len() * 2048);
-    render_portals(&mut out, portals, discovery);
-    render_exporter(&mut out, reload);
+    render_head_into(&mut out, portals, discovery, reload);
     out
+}
+
+/// [`render_head`] into a sink.
+pub fn render_head_into(
+    out: &mut dyn Sink,
+    portals: &[Arc<PortalSnapshot>],
+    discovery: &[DiscoverySnapshot],
+    reload: ReloadStatus,
+) {
+    render_portals(out, portals, discovery);
+    render_exporter(out, reload);
+}
+
+/// Where rendered text goes: a `String`, or a compressor that takes the text as it grows (so a
+/// large exposition is never in memory as text).
+pub trait Sink {
+    /// The buffer to append text to.
+    fn text(&mut self) -> &mut String;
+    /// Called after each sample; a compressor takes the buffered text here.
+    fn sample_written(&mut self) {}
+}
+
+impl Sink for String {
+    fn text(&mut self) -> &mut String {
+        self
+    }
+}
+
+impl Sink for crate::deflate::PieceWriter {
+    fn text(&mut self) -> &mut String {
+        self.pending()
+    }
+
+    fn sample_written(&mut self) {
+        self.drain_if_full();
+    }
 }
 
 /// A per-user family: exposed after every other family, one block of samples per portal.
@@ -129,18 +164,23 @@ impl UserFamily {
 
 /// One portal's samples of a per-user family, without the header ("" when it has none).
 pub fn render_user_samples(family: &UserFamily, p: &PortalSnapshot) -> String {
-    if p.users.is_empty() {
-        return String::new();
-    }
     let mut out = String::with_capacity(p.users.len() * 128);
+    render_user_samples_into(&mut out, family, p);
+    out
+}
+
+/// [`render_user_samples`] into a sink.
+pub fn render_user_samples_into(out: &mut dyn Sink, family: &UserFamily, p: &PortalSnapshot) {
+    if p.users.is_empty() {
+        return;
+    }
     let labels = portal_labels(p);
-    let mut f = Family::continued(&mut out, family.name);
+    let mut f = Family::continued(out, family.name);
     for u in &p.users {
         if let Some(v) = (family.value)(p, u) {
             f.sample("", &labels, &[("username", &u.username)], v);
         }
     }
-    out
 }
 
 /// The `process_*` families, gathered from /proc now (small; rendered on every scrape so they
@@ -171,19 +211,20 @@ type CounterDef = (
 
 /// A metric family being written: HELP and TYPE once, then samples.
 struct Family<'a> {
-    out: &'a mut String,
+    out: &'a mut dyn Sink,
     name: String,
 }
 
 impl<'a> Family<'a> {
-    fn new(out: &'a mut String, name: &str, kind: &str, help: &str) -> Self {
-        let _ = writeln!(out, "# HELP {PREFIX}{name} {}", escape_help(help));
-        let _ = writeln!(out, "# TYPE {PREFIX}{name} {kind}");
+    fn new(out: &'a mut dyn Sink, name: &str, kind: &str, help: &str) -> Self {
+        let text = out.text();
+        let _ = writeln!(text, "# HELP {PREFIX}{name} {}", escape_help(help));
+        let _ = writeln!(text, "# TYPE {PREFIX}{name} {kind}");
         Self::continued(out, name)
     }
 
     /// Samples of a family whose header is written elsewhere.
-    fn continued(out: &'a mut String, name: &str) -> Self {
+    fn continued(out: &'a mut dyn Sink, name: &str) -> Self {
         Family {
             out,
             name: format!("{PREFIX}{name}"),
@@ -192,12 +233,14 @@ impl<'a> Family<'a> {
 
     /// Writes `name{portal labels, extra labels} value`.
     fn sample(&mut self, suffix: &str, base: &[(&str, &str)], extra: &[(&str, &str)], value: f64) {
-        self.out.push_str(&self.name);
-        self.out.push_str(suffix);
-        write_labels(self.out, base.iter().chain(extra.iter()));
-        self.out.push(' ');
-        push_value(self.out, value);
-        self.out.push('\n');
+        let out = self.out.text();
+        out.push_str(&self.name);
+        out.push_str(suffix);
+        write_labels(out, base.iter().chain(extra.iter()));
+        out.push(' ');
+        push_value(out, value);
+        out.push('\n');
+        self.out.sample_written();
     }
 }
 
@@ -254,7 +297,7 @@ fn portal_labels(p: &PortalSnapshot) -> Vec<(&str, &str)> {
 }
 
 fn render_portals(
-    out: &mut String,
+    out: &mut dyn Sink,
     portals: &[Arc<PortalSnapshot>],
     discovery: &[DiscoverySnapshot],
 ) {
@@ -387,7 +430,11 @@ fn render_portals(
     }
 }
 
-fn render_totals(out: &mut String, portals: &[Arc<PortalSnapshot>], labels: &[Vec<(&str, &str)>]) {
+fn render_totals(
+    out: &mut dyn Sink,
+    portals: &[Arc<PortalSnapshot>],
+    labels: &[Vec<(&str, &str)>],
+) {
     let with_totals: Vec<_> = portals
         .iter()
         .zip(labels.iter())
@@ -457,7 +504,7 @@ const INFO_LABELS: [&str; 5] = [
     "instance_type",
 ];
 
-fn render_meta(out: &mut String, portals: &[Arc<PortalSnapshot>], labels: &[Vec<(&str, &str)>]) {
+fn render_meta(out: &mut dyn Sink, portals: &[Arc<PortalSnapshot>], labels: &[Vec<(&str, &str)>]) {
     let each = || portals.iter().zip(labels.iter());
     if each().any(|(p, _)| p.meta.is_some()) {
         let mut f = Family::new(
@@ -517,7 +564,7 @@ fn render_meta(out: &mut String, portals: &[Arc<PortalSnapshot>], labels: &[Vec<
 }
 
 fn render_monthly_users(
-    out: &mut String,
+    out: &mut dyn Sink,
     portals: &[Arc<PortalSnapshot>],
     labels: &[Vec<(&str, &str)>],
 ) {
@@ -539,7 +586,7 @@ fn render_monthly_users(
     }
 }
 
-fn render_exporter(out: &mut String, reload: ReloadStatus) {
+fn render_exporter(out: &mut dyn Sink, reload: ReloadStatus) {
     let mut f = Family::new(
         out,
         "exporter_build_info",

@@ -6,7 +6,7 @@ use std::sync::{Arc, LazyLock, Mutex, RwLock};
 
 use bytes::Bytes;
 
-use crate::deflate::{self, Piece};
+use crate::deflate::{self, Piece, PieceWriter};
 use crate::metrics;
 
 use crate::ledger::{ActiveSummary, Totals};
@@ -319,14 +319,18 @@ impl Store {
                 .filter(|u| Arc::ptr_eq(&u.from, p));
             let pieces = reused.unwrap_or_else(|| UserPieces {
                 from: Arc::clone(p),
-                pieces: metrics::USER_FAMILIES
-                    .each_ref()
-                    .map(|f| Piece::compress(metrics::render_user_samples(f, p).as_bytes())),
+                pieces: metrics::USER_FAMILIES.each_ref().map(|f| {
+                    let mut piece = PieceWriter::new();
+                    metrics::render_user_samples_into(&mut piece, f, p);
+                    piece.finish()
+                }),
             });
             users.insert(p.portal_id.clone(), pieces);
         }
-        let head = metrics::render_head(&portals, &self.discovery(), self.reload());
-        let head = Piece::compress(head.as_bytes());
+        // Rendered straight into the compressor: a large head is never in memory as text.
+        let mut head = PieceWriter::new();
+        metrics::render_head_into(&mut head, &portals, &self.discovery(), self.reload());
+        let head = head.finish();
         let mut parts = vec![&head];
         for (i, header) in USER_HEADERS.iter().enumerate() {
             let samples: Vec<&Piece> = portals
