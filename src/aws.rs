@@ -976,14 +976,17 @@ impl PortalApi {
             None => {}
         }
         self.pace().await;
-        let out = req
-            .customize()
-            .interceptor(self.counting(LIST_SESSIONS))
-            .interceptor(Self::guard(LIST_SESSIONS))
-            .send()
-            .attributed(&self.counters)
-            .await
-            .map_err(|e| api_error(LIST_SESSIONS, e))?;
+        // Boxed: the SDK's send future is several KB, and each portal's task would otherwise
+        // carry it in its own state between polls (see BENCHMARKS.md, scale model).
+        let out = Box::pin(
+            req.customize()
+                .interceptor(self.counting(LIST_SESSIONS))
+                .interceptor(Self::guard(LIST_SESSIONS))
+                .send()
+                .attributed(&self.counters),
+        )
+        .await
+        .map_err(|e| api_error(LIST_SESSIONS, e))?;
         let mut sessions: Vec<SessionRecord> = out.sessions().iter().map(summary_record).collect();
         self.screen(LIST_SESSIONS, &mut sessions);
         Ok(SessionPage {
@@ -1000,17 +1003,18 @@ impl PortalApi {
     /// Fetches one session; `Ok(None)` when the service says it does not exist.
     pub async fn get_session(&self, session_id: &str) -> Result<Option<SessionRecord>, ApiError> {
         self.pace().await;
-        let res = self
-            .client
-            .get_session()
-            .portal_id(&self.portal_id)
-            .session_id(session_id)
-            .customize()
-            .interceptor(self.counting(GET_SESSION))
-            .interceptor(Self::guard(GET_SESSION))
-            .send()
-            .attributed(&self.counters)
-            .await;
+        let res = Box::pin(
+            self.client
+                .get_session()
+                .portal_id(&self.portal_id)
+                .session_id(session_id)
+                .customize()
+                .interceptor(self.counting(GET_SESSION))
+                .interceptor(Self::guard(GET_SESSION))
+                .send()
+                .attributed(&self.counters),
+        )
+        .await;
         match res {
             Ok(out) => {
                 let mut record: Vec<SessionRecord> =
@@ -1028,17 +1032,18 @@ impl PortalApi {
     /// Fetches the portal's metadata by ARN.
     pub async fn get_portal(&self, portal_arn: &str) -> Result<Option<PortalInfo>, ApiError> {
         self.pace().await;
-        let out = self
-            .client
-            .get_portal()
-            .portal_arn(portal_arn)
-            .customize()
-            .interceptor(self.counting(GET_PORTAL))
-            .interceptor(Self::guard(GET_PORTAL))
-            .send()
-            .attributed(&self.counters)
-            .await
-            .map_err(|e| api_error(GET_PORTAL, e))?;
+        let out = Box::pin(
+            self.client
+                .get_portal()
+                .portal_arn(portal_arn)
+                .customize()
+                .interceptor(self.counting(GET_PORTAL))
+                .interceptor(Self::guard(GET_PORTAL))
+                .send()
+                .attributed(&self.counters),
+        )
+        .await
+        .map_err(|e| api_error(GET_PORTAL, e))?;
         Ok(out.portal().map(|p| portal_info!(p)))
     }
 }

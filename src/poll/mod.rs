@@ -285,18 +285,13 @@ impl Scheduler {
             let panics = panics.clone();
             async move {
                 let plan = plan_rx.borrow().clone();
-                let api = clients
-                    .portal_api(&plan.client, &plan.portal_id, counters)
-                    .await;
-                let poller = Poller::new(
-                    plan,
-                    plan_rx,
-                    clients,
-                    api,
-                    store,
-                    panics.load(Ordering::Relaxed),
-                );
-                poller.run(permits, stop_rx).await;
+                // Both boxed: inline, building a client (config loading, credentials) and the
+                // poller would each reserve their largest state in this task for its whole life.
+                let api =
+                    Box::pin(clients.portal_api(&plan.client, &plan.portal_id, counters)).await;
+                let panics = panics.load(Ordering::Relaxed);
+                let poller = Poller::new(plan, plan_rx, clients, api, store, panics);
+                Box::pin(poller.run(permits, stop_rx)).await;
             }
         }));
         Task {

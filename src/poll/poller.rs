@@ -183,7 +183,7 @@ impl Poller {
                         return;
                     }
                     let old_interval = self.plan.interval;
-                    self.update_plan().await;
+                    Box::pin(self.update_plan()).await;
                     if self.plan.interval < old_interval {
                         next = next.min(tokio::time::Instant::now() + jitter(self.plan.interval, 0.05));
                     }
@@ -204,8 +204,10 @@ impl Poller {
             let timeout = self.plan.timeout;
             let longest = self.plan.interval.max(timeout);
             let outcome = {
-                let poll = self.poll(now_ms());
-                tokio::pin!(poll);
+                // The step futures are boxed, here and below: inline, the largest of them would
+                // be part of this task's state for its whole life, idle between polls included
+                // (14 KB of 16 KB per portal; see BENCHMARKS.md, scale model).
+                let mut poll = Box::pin(self.poll(now_ms()));
                 let begun = tokio::time::Instant::now();
                 let mut deadline = begun + timeout;
                 loop {
@@ -240,7 +242,7 @@ impl Poller {
             let result = result.map(|_| ());
             if result.is_ok() && !self.backfill.done {
                 tokio::select! {
-                    r = tokio::time::timeout(self.plan.timeout, self.backfill_step(start_ms)) => {
+                    r = tokio::time::timeout(self.plan.timeout, Box::pin(self.backfill_step(start_ms))) => {
                         if let Err(e) = r.unwrap_or(Err(PollError::Timeout(self.plan.timeout, aws::LIST_SESSIONS))) {
                             warn!(portal_id = %self.plan.portal_id, operation = e.operation(), error = e.label(), detail = %e, "monthly users backfill step failed; resuming next cycle");
                         }
@@ -250,7 +252,7 @@ impl Poller {
             }
             if result.is_ok() {
                 tokio::select! {
-                    _ = self.metadata_step() => {}
+                    _ = Box::pin(self.metadata_step()) => {}
                     _ = stop.changed() => return,
                 }
             }
