@@ -1,4 +1,5 @@
-//! Per-portal snapshots published by the poller and read by `/metrics`, `/` and `/-/ready`.
+//! Per-portal snapshots published by the poller and read by `/metrics`, `/` and `/-/ready`, and
+//! the exposition rendered from them, cached compressed until the next change.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
