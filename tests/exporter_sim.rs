@@ -8,22 +8,9 @@ use common::*;
 use workspacesweb_exporter::aws::LIST_SESSIONS;
 use workspacesweb_exporter::poll::Scheduler;
 use workspacesweb_exporter::session::now_ms;
-use workspacesweb_exporter::sim::{Clock, Faults, PortalSpec, SimConfig, SimSession};
+use workspacesweb_exporter::sim::{Clock, Faults, SimConfig, SimSession};
 
 const HOUR: Duration = Duration::from_secs(3600);
-
-fn scripted(id: &str, n: u64, base_ms: i64) -> PortalSpec {
-    let sessions = (0..n)
-        .map(|i| {
-            SimSession::new(
-                SimSession::id_for(i),
-                format!("user{}", i % 40),
-                base_ms - 1000 * (i as i64 + 1),
-            )
-        })
-        .collect();
-    PortalSpec::scripted(id, sessions)
-}
 
 fn text(env: &Env) -> String {
     String::from_utf8(
@@ -41,7 +28,7 @@ async fn portal_with_250_sessions_paged_at_100() {
     let env = start(
         SimConfig::new(1)
             .with_clock(Clock::manual(base))
-            .with_portal(scripted(GOOD, 250, base)),
+            .with_portal(scripted(GOOD, 250, base, 40)),
     )
     .await;
     let sched = Scheduler::start(
@@ -92,12 +79,12 @@ async fn portal_with_250_sessions_paged_at_100() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_denied_and_missing_portals_do_not_affect_a_good_one() {
     let base = now_ms();
-    let mut denied = scripted(DENIED, 3, base);
+    let mut denied = scripted(DENIED, 3, base, 40);
     denied.faults = Faults::error("AccessDeniedException");
     let env = start(
         SimConfig::new(2)
             .with_clock(Clock::manual(base))
-            .with_portal(scripted(GOOD, 5, base))
+            .with_portal(scripted(GOOD, 5, base, 40))
             .with_portal(denied),
     )
     .await;
@@ -164,7 +151,7 @@ async fn access_denied_and_missing_portals_do_not_affect_a_good_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttled_portal_recovers() {
     let base = now_ms();
-    let mut throttled = scripted(THROTTLED, 7, base);
+    let mut throttled = scripted(THROTTLED, 7, base, 40);
     throttled.faults = Faults::throttle(1.0, 0);
     let env = start(
         SimConfig::new(3)
@@ -203,7 +190,7 @@ async fn failing_portal_keeps_state_then_drops_it_after_five_intervals() {
     let env = start(
         SimConfig::new(4)
             .with_clock(Clock::manual(base))
-            .with_portal(scripted(GOOD, 9, base)),
+            .with_portal(scripted(GOOD, 9, base, 40)),
     )
     .await;
     let interval = Duration::from_millis(400);
@@ -247,7 +234,7 @@ async fn failing_portal_keeps_state_then_drops_it_after_five_intervals() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_portal_times_out_without_delaying_a_healthy_one() {
     let base = now_ms();
-    let mut slow = scripted(THROTTLED, 2, base);
+    let mut slow = scripted(THROTTLED, 2, base, 40);
     slow.faults = Faults {
         latency: Duration::from_secs(5),
         ..Faults::none()
@@ -256,7 +243,7 @@ async fn slow_portal_times_out_without_delaying_a_healthy_one() {
         SimConfig::new(5)
             .with_clock(Clock::manual(base))
             .with_portal(slow)
-            .with_portal(scripted(GOOD, 3, base)),
+            .with_portal(scripted(GOOD, 3, base, 40)),
     )
     .await;
     let mut slow_plan = plan(THROTTLED, HOUR, 100);
@@ -288,7 +275,7 @@ async fn slow_portal_times_out_without_delaying_a_healthy_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn portal_info_comes_from_get_portal_with_the_arn_learned_from_sessions() {
     let base = now_ms();
-    let mut spec = scripted(GOOD, 4, base);
+    let mut spec = scripted(GOOD, 4, base, 40);
     spec.display_name = "Support \"desk\"".into();
     spec.max_concurrent_sessions = 25;
     let arn = spec.arn();
@@ -330,9 +317,9 @@ async fn apply_keeps_staying_portals_counters_adds_and_removes() {
     let env = start(
         SimConfig::new(7)
             .with_clock(Clock::manual(base))
-            .with_portal(scripted(GOOD, 5, base))
-            .with_portal(scripted(DENIED, 3, base))
-            .with_portal(scripted(THROTTLED, 2, base)),
+            .with_portal(scripted(GOOD, 5, base, 40))
+            .with_portal(scripted(DENIED, 3, base, 40))
+            .with_portal(scripted(THROTTLED, 2, base, 40)),
     )
     .await;
     let interval = Duration::from_millis(300);

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use workspacesweb_exporter::http::{self, HttpSettings};
 use workspacesweb_exporter::poll::Scheduler;
 use workspacesweb_exporter::session::now_ms;
 use workspacesweb_exporter::sim::{Clock, PortalSpec, SimConfig, SimSession};
@@ -77,27 +76,14 @@ async fn hashed_mode_leaks_no_raw_username() {
     assert!(snap.up, "{:?}", snap.last_error);
     assert_eq!(snap.users.len(), NAMES.len());
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr").to_string();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(http::serve(
-        vec![listener],
-        env.store.clone(),
-        HttpSettings::default(),
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    let a = addr.clone();
+    let server = Serving::start(env.store.clone()).await;
+    let a = server.addr.clone();
     let (status, _, landing) = tokio::task::spawn_blocking(move || http_get(&a, "/"))
         .await
         .expect("join")
         .expect("GET /");
     assert_eq!(status, 200);
-    let _ = stop.send(());
-    let _ = server.await;
+    server.stop().await;
     sched.shutdown().await;
 
     let metrics = String::from_utf8(

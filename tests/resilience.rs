@@ -11,28 +11,11 @@ use std::time::Duration;
 
 use common::*;
 use workspacesweb_exporter::aws::LIST_SESSIONS;
-use workspacesweb_exporter::http::{self, HttpSettings};
 use workspacesweb_exporter::poll::Scheduler;
 use workspacesweb_exporter::session::now_ms;
-use workspacesweb_exporter::sim::{
-    Clock, Faults, LoggedRequest, PortalSpec, SimConfig, SimSession,
-};
+use workspacesweb_exporter::sim::{Clock, Faults, LoggedRequest, SimConfig};
 
 const HOUR: Duration = Duration::from_secs(3600);
-
-/// A scripted portal with `n` active sessions that started before `base_ms`.
-fn scripted(id: &str, n: u64, base_ms: i64) -> PortalSpec {
-    let sessions = (0..n)
-        .map(|i| {
-            SimSession::new(
-                SimSession::id_for(i),
-                format!("user{}", i % 7),
-                base_ms - 1000 * (i as i64 + 1),
-            )
-        })
-        .collect();
-    PortalSpec::scripted(id, sessions)
-}
 
 fn portal_id(i: usize) -> String {
     format!("bbbbbbbb-0000-4000-8000-{i:012}")
@@ -52,7 +35,7 @@ async fn ten_portals_in_one_region_share_the_rate_limit() {
     let base = now_ms();
     let mut sim = SimConfig::new(41).with_clock(Clock::manual(base));
     for i in 0..PORTALS {
-        sim = sim.with_portal(scripted(&portal_id(i), 8, base));
+        sim = sim.with_portal(scripted(&portal_id(i), 8, base, 7));
     }
     let env = start(sim).await;
     env.sim.log_requests(true);
@@ -119,7 +102,7 @@ async fn a_throttled_poll_resumes_where_it_stopped_and_counts_each_session_once(
     const PAGE: u32 = 5;
     const PAGES: usize = (SESSIONS as usize).div_ceil(PAGE as usize);
     let base = now_ms();
-    let mut spec = scripted(THROTTLED, SESSIONS, base);
+    let mut spec = scripted(THROTTLED, SESSIONS, base, 7);
     spec.faults = Faults::throttle(0.5, 0);
     let env = start(
         SimConfig::new(7)
@@ -196,14 +179,14 @@ async fn a_throttled_poll_resumes_where_it_stopped_and_counts_each_session_once(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_errors_fail_polls_then_the_portal_recovers_with_exact_counters() {
     let base = now_ms();
-    let mut failing = scripted(THROTTLED, 12, base);
+    let mut failing = scripted(THROTTLED, 12, base, 7);
     failing.faults = Faults::error("InternalServerException");
     failing.faults.retry_after_secs = 0;
     let env = start(
         SimConfig::new(9)
             .with_clock(Clock::manual(base))
             .with_portal(failing)
-            .with_portal(scripted(GOOD, 3, base)),
+            .with_portal(scripted(GOOD, 3, base, 7)),
     )
     .await;
     let fast = |id| {
@@ -265,7 +248,7 @@ async fn server_errors_fail_polls_then_the_portal_recovers_with_exact_counters()
 async fn a_slow_portal_delays_neither_another_portal_nor_metrics_and_its_poll_is_abandoned() {
     const SLOW: &str = "aaaaaaaa-0000-4000-8000-00000000005a";
     let base = now_ms();
-    let mut slow = scripted(SLOW, 4, base);
+    let mut slow = scripted(SLOW, 4, base, 7);
     slow.faults = Faults {
         latency: Duration::from_secs(5),
         ..Faults::none()
@@ -274,7 +257,7 @@ async fn a_slow_portal_delays_neither_another_portal_nor_metrics_and_its_poll_is
         SimConfig::new(11)
             .with_clock(Clock::manual(base))
             .with_portal(slow)
-            .with_portal(scripted(GOOD, 6, base)),
+            .with_portal(scripted(GOOD, 6, base, 7)),
     )
     .await;
     let mut healthy = plan(GOOD, Duration::from_millis(300), 100);
@@ -286,21 +269,8 @@ async fn a_slow_portal_delays_neither_another_portal_nor_metrics_and_its_poll_is
     let sched =
         Scheduler::start(vec![slow_plan, healthy], &env.clients, env.store.clone(), 4).await;
 
-    let settings = HttpSettings {
-        listen_addresses: vec!["127.0.0.1:0".into()],
-        ..HttpSettings::default()
-    };
-    let listeners = http::bind(&settings).await.expect("bind");
-    let addr = listeners[0].local_addr().expect("addr").to_string();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(http::serve(
-        listeners,
-        env.store.clone(),
-        settings,
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
+    let server = Serving::start(env.store.clone()).await;
+    let addr = server.addr.clone();
 
     // The healthy portal's snapshot updates several times while the slow one is in its first poll.
     let mut last = None;
@@ -361,8 +331,7 @@ async fn a_slow_portal_delays_neither_another_portal_nor_metrics_and_its_poll_is
         .expect("healthy");
     assert_eq!(status, 200);
 
-    let _ = stop_tx.send(());
-    let _ = server.await;
+    server.stop().await;
     sched.shutdown().await;
     drop(Arc::clone(&env.store));
 }
@@ -374,7 +343,7 @@ async fn missing_credentials_fail_the_poll_without_sending_anything() {
     let env = start(
         SimConfig::new(13)
             .with_clock(Clock::manual(base))
-            .with_portal(scripted(GOOD, 2, base)),
+            .with_portal(scripted(GOOD, 2, base, 7)),
     )
     .await;
     // No credentials provider at all (what an empty credential chain resolves to).

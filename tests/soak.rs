@@ -29,7 +29,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
-use workspacesweb_exporter::http::{self, HttpSettings};
 use workspacesweb_exporter::poll::{MAX_BACKOFF, Scheduler};
 use workspacesweb_exporter::session::{UnixMillis, now_ms};
 use workspacesweb_exporter::sim::{
@@ -138,21 +137,8 @@ async fn soak_with_churn_faults_and_scrapes() {
         .collect();
     let sched = Scheduler::start(plans, &env.clients, env.store.clone(), 4).await;
 
-    let settings = HttpSettings {
-        listen_addresses: vec!["127.0.0.1:0".into()],
-        ..HttpSettings::default()
-    };
-    let listeners = http::bind(&settings).await.expect("bind");
-    let addr = listeners[0].local_addr().expect("addr").to_string();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(http::serve(
-        listeners,
-        env.store.clone(),
-        settings,
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
+    let server = Serving::start(env.store.clone()).await;
+    let addr = server.addr.clone();
 
     // T0 of each portal: the start of its first successful poll.
     let t0: Arc<std::sync::Mutex<BTreeMap<String, UnixMillis>>> = Arc::default();
@@ -297,8 +283,7 @@ async fn soak_with_churn_faults_and_scrapes() {
     scraper.await.expect("scraper");
     let (status, _, _) = http_get(&addr, "/-/healthy").expect("healthy");
     assert_eq!(status, 200);
-    let _ = stop_tx.send(());
-    server.await.expect("server");
+    server.stop().await;
     sched.shutdown().await;
 
     // Errors seen over the run, by operation and code.

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use workspacesweb_exporter::aws::{ClientKey, Clients};
+use workspacesweb_exporter::http::{self, HttpSettings};
 use workspacesweb_exporter::ledger::ActiveSummary;
 use workspacesweb_exporter::poll::PortalPlan;
-use workspacesweb_exporter::sim::{RunningSim, SimConfig, Simulator};
+use workspacesweb_exporter::sim::{PortalSpec, RunningSim, SimConfig, SimSession, Simulator};
 use workspacesweb_exporter::snapshot::{PortalSnapshot, Store};
 
 /// Portal ids used across tests (36 chars).
@@ -41,6 +42,52 @@ pub async fn start(config: SimConfig) -> Env {
         running,
         clients,
         store: Arc::new(Store::new()),
+    }
+}
+
+/// A scripted portal with `n` active sessions that started 1 s apart before `base_ms`, spread over
+/// `users` usernames (`user0`, `user1`, ...).
+pub fn scripted(id: &str, n: u64, base_ms: i64, users: u64) -> PortalSpec {
+    let sessions = (0..n)
+        .map(|i| {
+            SimSession::new(
+                SimSession::id_for(i),
+                format!("user{}", i % users),
+                base_ms - 1000 * (i as i64 + 1),
+            )
+        })
+        .collect();
+    PortalSpec::scripted(id, sessions)
+}
+
+/// The exporter's HTTP server over a store, on a free loopback port, until [`Serving::stop`].
+pub struct Serving {
+    /// `host:port` it listens on.
+    pub addr: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Serving {
+    /// Serves `store` with default settings on 127.0.0.1.
+    pub async fn start(store: Arc<Store>) -> Self {
+        let settings = HttpSettings {
+            listen_addresses: vec!["127.0.0.1:0".into()],
+            ..HttpSettings::default()
+        };
+        let listeners = http::bind(&settings).await.expect("bind");
+        let addr = listeners[0].local_addr().expect("addr").to_string();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(http::serve(listeners, store, settings, async move {
+            let _ = stopped.await;
+        }));
+        Serving { addr, stop, task }
+    }
+
+    /// Shuts the server down and waits for it.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.expect("server task");
     }
 }
 
