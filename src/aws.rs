@@ -713,12 +713,9 @@ impl LimitKey {
 
 /// The account id of an ARN (`arn:<partition>:<service>:<region>:<account>:<resource>`), when it is 12 digits.
 pub fn account_of_arn(arn: &str) -> Option<&str> {
-    let mut parts = arn.splitn(6, ':');
-    if parts.next() != Some("arn") {
+    let ["arn", _, _, _, account, _] = crate::arn::fields(arn)? else {
         return None;
-    }
-    let account = parts.nth(3)?;
-    parts.next()?;
+    };
     (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())).then_some(account)
 }
 
@@ -799,15 +796,7 @@ fn emission(rate: Option<f64>) -> Option<std::time::Duration> {
 
 /// The portal id of a WorkSpaces Web portal ARN (`arn:<partition>:workspaces-web:<region>:<account>:portal/<id>`).
 pub fn portal_id_of_arn(arn: &str) -> Option<&str> {
-    let mut parts = arn.splitn(6, ':');
-    let (Some("arn"), Some(_), Some("workspaces-web"), Some(_), Some(_), Some(resource)) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
+    let ["arn", _, "workspaces-web", _, _, resource] = crate::arn::fields(arn)? else {
         return None;
     };
     let id = resource.strip_prefix("portal/")?;
@@ -817,7 +806,9 @@ pub fn portal_id_of_arn(arn: &str) -> Option<&str> {
 /// The region of a WorkSpaces Web ARN.
 pub fn region_of_arn(arn: &str) -> Option<&str> {
     portal_id_of_arn(arn)?;
-    arn.split(':').nth(3).filter(|r| !r.is_empty())
+    crate::arn::fields(arn)
+        .map(|f| f[3])
+        .filter(|r| !r.is_empty())
 }
 
 /// Sort order of `ListSessions`.

@@ -4,6 +4,7 @@
 //! The simulator of the API lives beside it in [`sim`].
 #![deny(missing_docs)]
 
+pub mod arn;
 pub mod aws;
 pub mod cli;
 pub mod config;

@@ -209,8 +209,7 @@ pub(crate) fn parse_portal_arn(s: &str) -> Result<PortalArn, String> {
              arn:<partition>:workspaces-web:<region>:<12-digit account>:portal/<portal id>"
         )
     };
-    let parts: Vec<&str> = s.splitn(6, ':').collect();
-    let [arn, partition, service, region, account, resource] = parts[..] else {
+    let Some([arn, partition, service, region, account, resource]) = crate::arn::fields(s) else {
         return Err(fail("too few ':'-separated parts"));
     };
     if arn != "arn" {
@@ -262,8 +261,7 @@ pub(crate) fn parse_role_arn(s: &str) -> Result<RoleArn, String> {
             "invalid role ARN {s:?}: {why}; expected arn:<partition>:iam::<12-digit account>:role/<name>"
         )
     };
-    let parts: Vec<&str> = s.splitn(6, ':').collect();
-    let [arn, partition, service, region, account, resource] = parts[..] else {
+    let Some([arn, partition, service, region, account, resource]) = crate::arn::fields(s) else {
         return Err(fail("too few ':'-separated parts"));
     };
     if arn != "arn" {

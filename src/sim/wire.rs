@@ -720,14 +720,14 @@ fn check_session_id(id: &str) -> Result<(), WireError> {
 
 /// `portalArn`: `arn:<partition>:<service>:<region>:<account>:<type>/<id>`, 20..2048 chars.
 fn check_arn(arn: &str) -> Result<(), WireError> {
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
     let ok = (20..=2048).contains(&arn.len())
-        && parts.len() == 6
-        && parts[0] == "arn"
-        && parts[4].len() <= 12
-        && parts[5]
-            .split_once('/')
-            .is_some_and(|(_, id)| !id.is_empty());
+        && crate::arn::fields(arn).is_some_and(|[prefix, _, _, _, account, resource]| {
+            prefix == "arn"
+                && account.len() <= 12
+                && resource
+                    .split_once('/')
+                    .is_some_and(|(_, id)| !id.is_empty())
+        });
     if ok {
         Ok(())
     } else {
