@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Child, free_port, http_get, poll_until};
+use common::{http_get, poll_until, start_prometheus};
 use serde_json::Value;
 
 /// Metric names the dashboard and rules may use although the exporter does not expose them yet.
@@ -1019,29 +1019,13 @@ fn dashboard_and_rule_queries_run_on_prometheus_against_the_demo_exporter() {
     }
 
     // A Prometheus scraping the demo every second, with our rules loaded (they must load).
-    let prom_addr = format!("127.0.0.1:{}", free_port());
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
+    let (_prom, prom_addr) = start_prometheus(
+        dir.path(),
         format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n  - {}\nscrape_configs:\n  - job_name: workspacesweb-exporter\n    static_configs:\n      - targets: ['{exporter_addr}']\n",
             deploy("prometheus/alerts.yml").display(),
             deploy("prometheus/recording.yml").display()
         ),
-    )
-    .expect("write prometheus.yml");
-    let _prom = Child(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address={prom_addr}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus starts"),
     );
     // Enough scrapes for rate() over 1m windows to have two samples.
     poll_until(Duration::from_secs(60), || {

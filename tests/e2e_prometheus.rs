@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Child, free_port, http_get, poll_until};
+use common::{http_get, poll_until, start_prometheus};
 
 fn have(tool: &str) -> bool {
     Command::new(tool)
@@ -58,27 +58,11 @@ fn prometheus_scrapes_the_demo_exporter() {
     );
 
     // Prometheus scrapes it and answers queries.
-    let prom_addr = format!("127.0.0.1:{}", free_port());
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
+    let (_prom, prom_addr) = start_prometheus(
+        dir.path(),
         format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: workspacesweb\n    static_configs:\n      - targets: ['{exporter_addr}']\n"
         ),
-    )
-    .expect("write prometheus.yml");
-    let _prom = Child(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address={prom_addr}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus starts"),
     );
     let series = poll_until(Duration::from_secs(90), || {
         query(&prom_addr, "workspacesweb_active_sessions").filter(|r| r.len() == 3)

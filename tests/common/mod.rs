@@ -60,6 +60,28 @@ pub fn scripted(id: &str, n: u64, base_ms: i64, users: u64) -> PortalSpec {
     PortalSpec::scripted(id, sessions)
 }
 
+/// A real Prometheus with `config` (prometheus.yml text) and its TSDB in `dir`, on a free
+/// loopback port: the process (killed on drop) and its `host:port`.
+pub fn start_prometheus(dir: &std::path::Path, config: String) -> (Child, String) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let path = dir.join("prometheus.yml");
+    std::fs::write(&path, config).expect("write prometheus.yml");
+    let child = Child(
+        std::process::Command::new("prometheus")
+            .arg(format!("--config.file={}", path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("prometheus starts"),
+    );
+    (child, addr)
+}
+
 /// The exporter's HTTP server over a store, on a free loopback port, until [`Serving::stop`].
 pub struct Serving {
     /// `host:port` it listens on.
