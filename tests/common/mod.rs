@@ -332,6 +332,7 @@ pub async fn run_control_loop(path: &std::path::Path, clients: &Clients) -> Cont
         index,
         clients.clone(),
         store.clone(),
+        None,
     )
     .await;
     let (commands, rx) = tokio::sync::mpsc::channel(4);
