@@ -353,7 +353,10 @@ pub fn parse(text: &str, source: &str) -> Result<Loaded, ConfigError> {
     let de = serde_norway::Deserializer::from_str(text);
     let raw: raw::Config = match serde_path_to_error::deserialize(de) {
         Ok(raw) => raw,
-        Err(e) => return Err(ConfigError::single(error::from_serde(text, source, &e))),
+        Err(e) => {
+            let d = error::from_serde(source, &e, |path| locate::locate(text, path));
+            return Err(ConfigError::single(d));
+        }
     };
     validate::validate(raw, text, source)
 }
