@@ -2,7 +2,7 @@
 //!
 //! This is the only module that imports SDK types. Every HTTP attempt (retries included) is counted in
 //! [`ApiCounters`] by an interceptor, and every failure is mapped to the `error` label value of
-//! `workspacesweb_api_request_errors_total` in one place: [`error_label`].
+//! `workspacesweb_api_request_errors_total` in one place: [`error_label`], as an [`ErrorLabel`].
 //!
 //! Every call (`ListSessions`, `GetSession`, `GetPortal`, `ListPortals`) first waits for a slot of
 //! the [`TokenBucket`] of its region and account ([`LimitKey`]), `global.max_requests_per_second`
@@ -43,6 +43,7 @@ use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::retry::ErrorKind;
 use tracing::warn;
 
+pub use crate::error_label::ErrorLabel;
 use crate::session::{SessionRecord, SessionStatus, UnixMillis};
 
 /// A [`SessionRecord`] from either SDK session type (`SessionSummary`, `Session`): they share
@@ -102,7 +103,7 @@ pub struct ApiError {
     /// The operation that failed (`ListSessions`, ...).
     pub operation: &'static str,
     /// The `error` label value: the AWS error code, or `timeout`, `dispatch`, `other`.
-    pub code: String,
+    pub code: ErrorLabel,
     /// Human-readable detail (never contains credentials).
     pub message: String,
 }
@@ -110,7 +111,7 @@ pub struct ApiError {
 impl ApiError {
     /// Whether the error is the service saying the caller may not do this.
     pub fn is_access_denied(&self) -> bool {
-        self.code == "AccessDeniedException"
+        self.code == ErrorLabel::ACCESS_DENIED
     }
 }
 
@@ -136,10 +137,10 @@ impl ApiCounters {
     }
 
     /// Counts one failed request of `operation` with the `error` label value `code`.
-    pub fn error(&self, operation: &str, code: &str) {
+    pub fn error(&self, operation: &str, label: ErrorLabel) {
         if let Ok(mut m) = self.inner.lock() {
             *m.errors
-                .entry((operation.to_string(), code.to_string()))
+                .entry((operation.to_string(), label.as_str().to_string()))
                 .or_default() += 1;
         }
     }
@@ -204,7 +205,7 @@ impl Intercept for CountingInterceptor {
                 .and_then(|r| r.headers().get("x-amzn-errortype"))
                 .map(str::to_string);
             let code = attempt_error_label(err, header_code.as_deref());
-            self.counters.error(self.operation, &code);
+            self.counters.error(self.operation, code);
             if let Some(delay) = context
                 .response()
                 .and_then(|r| retry_after(r.headers().get("retry-after")))
@@ -392,7 +393,7 @@ impl ClassifyRetry for BodyLimitClassifier {
 }
 
 /// The `error` label of one failed attempt, from the orchestrator's error and the raw error-type header.
-fn attempt_error_label(err: &OrchestratorError<ErasedError>, header: Option<&str>) -> String {
+fn attempt_error_label(err: &OrchestratorError<ErasedError>, header: Option<&str>) -> ErrorLabel {
     if let Some(op) = err.as_operation_error() {
         let code = op
             .downcast_ref::<ListSessionsError>()
@@ -400,22 +401,21 @@ fn attempt_error_label(err: &OrchestratorError<ErasedError>, header: Option<&str
             .or_else(|| op.downcast_ref::<GetSessionError>().and_then(|e| e.code()))
             .or_else(|| op.downcast_ref::<GetPortalError>().and_then(|e| e.code()))
             .or_else(|| op.downcast_ref::<ListPortalsError>().and_then(|e| e.code()));
-        if let Some(code) = code.or(header.map(normalize_error_type)) {
-            return sanitize_code(code);
-        }
-        return "other".into();
+        return code
+            .or(header.map(normalize_error_type))
+            .map_or(ErrorLabel::Other, ErrorLabel::from_code);
     }
     if err.is_timeout_error() {
-        return "timeout".into();
+        return ErrorLabel::Timeout;
     }
     if let Some(conn) = err.as_connector_error() {
         return if conn.is_timeout() {
-            "timeout".into()
+            ErrorLabel::Timeout
         } else {
-            "dispatch".into()
+            ErrorLabel::Dispatch
         };
     }
-    "other".into()
+    ErrorLabel::Other
 }
 
 /// `X-Amzn-ErrorType` may carry `Code:http://...` or `aws.protocols#Code`; keep the bare code.
@@ -424,30 +424,21 @@ fn normalize_error_type(raw: &str) -> &str {
     code.rsplit('#').next().unwrap_or(code)
 }
 
-/// Keeps an error code usable as a label value of bounded cardinality.
-fn sanitize_code(code: &str) -> String {
-    let ok = !code.is_empty()
-        && code.len() <= 64
-        && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '.');
-    if ok { code.to_string() } else { "other".into() }
-}
-
 /// The `error` label of a whole failed call (after the SDK's retries), in one place.
 pub fn error_label<E: ProvideErrorMetadata>(
     err: &SdkError<E, aws_smithy_runtime_api::http::Response>,
-) -> String {
+) -> ErrorLabel {
     match err {
         SdkError::ServiceError(se) => se
             .err()
             .code()
-            .map(sanitize_code)
-            .unwrap_or_else(|| "other".into()),
-        SdkError::TimeoutError(_) => "timeout".into(),
-        SdkError::DispatchFailure(d) if d.is_timeout() => "timeout".into(),
+            .map_or(ErrorLabel::Other, ErrorLabel::from_code),
+        SdkError::TimeoutError(_) => ErrorLabel::Timeout,
+        SdkError::DispatchFailure(d) if d.is_timeout() => ErrorLabel::Timeout,
         // Not a connection failure: e.g. no credentials to sign with (nothing was sent).
-        SdkError::DispatchFailure(d) if d.is_other() => "other".into(),
-        SdkError::DispatchFailure(_) => "dispatch".into(),
-        _ => "other".into(),
+        SdkError::DispatchFailure(d) if d.is_other() => ErrorLabel::Other,
+        SdkError::DispatchFailure(_) => ErrorLabel::Dispatch,
+        _ => ErrorLabel::Other,
     }
 }
 
@@ -1080,7 +1071,7 @@ impl ProvideCredentials for CountedAssumeRole {
             }
             let result = self.0.provide_credentials().await;
             if let (Err(e), Some(c)) = (&result, &counters) {
-                c.error(ASSUME_ROLE, &credentials_error_label(e));
+                c.error(ASSUME_ROLE, credentials_error_label(e));
             }
             result
         })
@@ -1102,9 +1093,9 @@ fn is_credentials_failure(err: &OrchestratorError<ErasedError>) -> bool {
 
 /// The `error` label of a failed `AssumeRole`: the STS error code (`AccessDenied`, ...), or
 /// `timeout`, `other`.
-fn credentials_error_label(err: &CredentialsError) -> String {
+fn credentials_error_label(err: &CredentialsError) -> ErrorLabel {
     if matches!(err, CredentialsError::ProviderTimedOut(_)) {
-        return "timeout".into();
+        return ErrorLabel::Timeout;
     }
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {
@@ -1112,11 +1103,11 @@ fn credentials_error_label(err: &CredentialsError) -> String {
             .downcast_ref::<aws_smithy_types::error::ErrorMetadata>()
             .and_then(|m| m.code())
         {
-            return sanitize_code(code);
+            return ErrorLabel::from_code(code);
         }
         source = e.source();
     }
-    "other".into()
+    ErrorLabel::Other
 }
 
 /// Milliseconds of an API time, rounded to nearest: the SDK parses epoch seconds through f64, so
@@ -1191,19 +1182,11 @@ mod tests {
     }
 
     #[test]
-    fn odd_codes_become_other() {
-        assert_eq!(sanitize_code("ThrottlingException"), "ThrottlingException");
-        assert_eq!(sanitize_code(""), "other");
-        assert_eq!(sanitize_code("bad code\n"), "other");
-        assert_eq!(sanitize_code(&"x".repeat(65)), "other");
-    }
-
-    #[test]
     fn counters_accumulate_by_operation_and_code() {
         let c = ApiCounters::default();
         c.request(LIST_SESSIONS);
         c.request(LIST_SESSIONS);
-        c.error(LIST_SESSIONS, "ThrottlingException");
+        c.error(LIST_SESSIONS, ErrorLabel::from_code("ThrottlingException"));
         let (req, err) = c.snapshot();
         assert_eq!(req.get(LIST_SESSIONS), Some(&2));
         assert_eq!(
