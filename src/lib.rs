@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod pagination;
 pub mod poll;
 pub mod reconcile;
+pub mod reload;
 pub mod session;
 pub mod sim;
 pub mod snapshot;
