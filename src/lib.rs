@@ -2,7 +2,7 @@
 //!
 //! Data flows one way: [`config`] → [`aws`] → [`poll`] → [`ledger`] → [`snapshot`] → [`metrics`] → [`http`].
 //! The simulator of the API lives beside it in [`sim`].
-#![deny(missing_docs)]
+#![deny(missing_docs, unreachable_pub)]
 
 pub mod arn;
 pub mod aws;
