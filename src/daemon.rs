@@ -193,7 +193,12 @@ pub async fn run(cli: Cli) -> ExitCode {
         let reloader = reloader.clone();
         Arc::new(move || -> ReloadFuture {
             let reloader = reloader.clone();
-            Box::pin(async move { reloader.reload().await.map_err(|e| e.to_string()) })
+            Box::pin(async move {
+                reloader
+                    .reload()
+                    .await
+                    .map_err(|e| reloader.public_message(&e))
+            })
         })
     };
     let options = WebOptions {

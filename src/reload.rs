@@ -96,6 +96,18 @@ impl Reloader {
         result
     }
 
+    /// The error as `POST /-/reload` answers it: the same text, with the config and web config
+    /// paths reduced to their file names (the directory layout of the host is nobody's business).
+    pub fn public_message(&self, e: &ReloadError) -> String {
+        let mut text = e.to_string();
+        for path in [&self.config_path, &self.web_path].into_iter().flatten() {
+            if let Some(name) = path.file_name() {
+                text = text.replace(&path.display().to_string(), &name.to_string_lossy());
+            }
+        }
+        text
+    }
+
     async fn load_and_apply(&self) -> Result<(), ReloadError> {
         let web: Option<WebState> = match self.web_path.clone() {
             Some(path) => Some(off_runtime(move || http::load_web_config(&path)).await??),

@@ -1240,6 +1240,11 @@ fn reload_by_post_and_sighup_adds_removes_and_rejects_invalid_config() {
         body.contains("exporter.yaml:2:") && body.contains("global.interval"),
         "{body}"
     );
+    let dir = path.parent().expect("dir").display().to_string();
+    assert!(
+        !body.contains(&dir),
+        "the body shows the host's paths: {body}"
+    );
     let m = exporter.metrics();
     assert!(
         m.contains("workspacesweb_config_last_reload_successful 0\n"),

@@ -799,7 +799,7 @@ impl Poller {
                     debug!(portal_id, operation = err.operation(), error = %err.label(), detail = %err, "poll failed again");
                 }
                 snap.up = false;
-                snap.last_error = Some(err.to_string());
+                snap.last_error = Some(format!("{} {}", err.operation(), err.label()));
                 let stale_after = self.plan.interval * STALE_INTERVALS;
                 if self.last_success.is_none_or(|t| t.elapsed() >= stale_after) {
                     snap.active = None;
