@@ -12,6 +12,7 @@ use crate::cli::Cli;
 use crate::config;
 use crate::config::ShardConfig;
 use crate::demo::Demo;
+use crate::exposition::{self, Exposition};
 use crate::http::{
     self, HttpSettings, ReloadFuture, ReloadHook, WebConfigHandle, WebOptions, WebState,
 };
@@ -205,9 +206,15 @@ pub async fn run(cli: Cli) -> ExitCode {
         web: started.web,
         reload: Some(hook),
     };
+    // The exposition's cache, rendered in the background after each change so that scrapes find
+    // it ready; the task ends when the exposition is dropped.
+    let exposition = Arc::new(Exposition::new(store.clone()));
+    tokio::spawn(exposition::render_after_changes(Arc::downgrade(
+        &exposition,
+    )));
     let serving = http::serve_with(
         started.listeners,
-        store.clone(),
+        exposition,
         started.settings,
         options,
         shutdown,

@@ -13,6 +13,7 @@ pub mod deflate;
 pub mod demo;
 pub mod discovery;
 pub mod error_label;
+pub mod exposition;
 pub mod fuzzing;
 pub mod http;
 pub mod ledger;

@@ -10,6 +10,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use workspacesweb_exporter::exposition::Exposition;
 use workspacesweb_exporter::http::{
     self, EXPOSITION_CONTENT_TYPE, HttpError, HttpSettings, HttpTimeouts, parse_listen_address,
 };
@@ -44,7 +45,7 @@ impl Server {
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(http::serve(
             listeners,
-            Arc::clone(&store),
+            Arc::new(Exposition::new(Arc::clone(&store))),
             settings,
             async move {
                 let _ = rx.await;
@@ -355,7 +356,9 @@ async fn metrics_serve_the_exposition_with_its_content_type() {
     assert_eq!(reply.header("content-encoding"), None);
     assert_eq!(
         stable_lines(&reply.body),
-        stable_lines(&server.store.scrape_text().expect("exposition decompresses"))
+        stable_lines(&workspacesweb_exporter::exposition::render_text(
+            &server.store
+        ))
     );
     server.stop().await;
 }
@@ -814,7 +817,7 @@ async fn every_listen_address_is_served() {
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(http::serve(
         listeners,
-        Arc::new(Store::new()),
+        Arc::new(Exposition::new(Arc::new(Store::new()))),
         settings,
         async move {
             let _ = rx.await;

@@ -64,7 +64,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
-use crate::snapshot::Store;
+use crate::exposition::Exposition;
 
 use self::io::WriteTimeout;
 use self::routes::Routes;
@@ -389,11 +389,18 @@ struct Shared {
 /// Serves plain HTTP without authentication until `shutdown` resolves; see [`serve_with`].
 pub async fn serve(
     listeners: Vec<TcpListener>,
-    store: Arc<Store>,
+    exposition: Arc<Exposition>,
     settings: HttpSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    serve_with(listeners, store, settings, WebOptions::default(), shutdown).await;
+    serve_with(
+        listeners,
+        exposition,
+        settings,
+        WebOptions::default(),
+        shutdown,
+    )
+    .await;
 }
 
 /// Serves until `shutdown` resolves, then shuts down gracefully and returns.
@@ -405,7 +412,7 @@ pub async fn serve(
 /// are closed, requests in flight finish within `settings.timeouts.shutdown_grace`.
 pub async fn serve_with(
     listeners: Vec<TcpListener>,
-    store: Arc<Store>,
+    exposition: Arc<Exposition>,
     settings: HttpSettings,
     options: WebOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -421,7 +428,7 @@ pub async fn serve_with(
         );
     }
     let routes = Arc::new(
-        Routes::new(store, settings.telemetry_path.clone())
+        Routes::new(exposition, settings.telemetry_path.clone())
             .with_web(options.web.clone(), options.reload),
     );
     let mut builder = http1::Builder::new();

@@ -6,11 +6,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use workspacesweb_exporter::aws::{ClientKey, Clients};
+use workspacesweb_exporter::exposition::{self, Exposition};
 use workspacesweb_exporter::http::{self, HttpSettings};
 use workspacesweb_exporter::ledger::ActiveSummary;
 use workspacesweb_exporter::poll::PortalPlan;
 use workspacesweb_exporter::sim::{PortalSpec, RunningSim, SimConfig, SimSession, Simulator};
 use workspacesweb_exporter::snapshot::{PortalSnapshot, Store};
+
+/// The exposition of a store as text, rendered now (tests read it where the HTTP server would
+/// serve the cached rendering; `tests/http_server.rs` checks the two are the same).
+pub trait ScrapeText {
+    /// `workspacesweb_*` then `process_*`, as a scrape without gzip receives it.
+    fn scrape_text(&self) -> std::io::Result<bytes::Bytes>;
+}
+
+impl ScrapeText for Store {
+    fn scrape_text(&self) -> std::io::Result<bytes::Bytes> {
+        Ok(exposition::render_text(self))
+    }
+}
 
 /// Portal ids used across tests (36 chars).
 pub const GOOD: &str = "aaaaaaaa-0000-4000-8000-000000000001";
@@ -100,7 +114,8 @@ impl Serving {
         let listeners = http::bind(&settings).await.expect("bind");
         let addr = listeners[0].local_addr().expect("addr").to_string();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(http::serve(listeners, store, settings, async move {
+        let exposition = Arc::new(Exposition::new(store));
+        let task = tokio::spawn(http::serve(listeners, exposition, settings, async move {
             let _ = stopped.await;
         }));
         Serving { addr, stop, task }
