@@ -169,8 +169,7 @@ impl Poller {
     }
 
     /// Resumes T0 and every counter from the portal's state file, when there is a usable one;
-    /// sets an unusable one aside. The counters are published at once, so Prometheus sees them
-    /// continue rather than vanish until the first poll.
+    /// sets an unusable one aside. The resumed counters appear with the first poll (see below).
     async fn restore(&mut self) {
         let Some(dir) = self.storage.clone() else {
             return;
@@ -215,17 +214,15 @@ impl Poller {
                 return;
             }
         };
-        let mut ledger = r.ledger;
+        let ledger = r.ledger;
         self.users = r.users;
-        if let Some(users) = &mut self.users {
-            self.snapshot.users = users.update(&mut ledger, r.watermark_ms);
-        }
         self.last_start_ms = Some(r.watermark_ms);
         self.backfill.done = r.backfill_done;
-        self.snapshot.totals = Some(ledger.totals().clone());
-        if r.backfill_done {
-            self.snapshot.monthly_active_users = Some(ledger.monthly_active_users());
-        }
+        // The counters are published by the first poll, not now: if the previous process failed
+        // to write its last states, it published more than the file holds, and publishing the
+        // file's values would show Prometheus a dip (a reset). The first poll re-observes
+        // everything since the stored watermark, so its values are at least what any earlier
+        // process published; a few seconds without the series cost Prometheus nothing.
         self.snapshot.state = Some(StateStatus {
             restored: true,
             last_write_unix: None,
