@@ -84,6 +84,10 @@ pub struct Args {
     /// Seed of the scripted sessions.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Run the exporter with durable state (`--storage.path` in a temp directory) and report the
+    /// state files' sizes.
+    #[arg(long)]
+    storage: bool,
 }
 
 /// Kills the exporter when the bench ends, however it ends.
@@ -458,6 +462,11 @@ pub async fn run(a: Args) -> String {
     if a.full_scan {
         cmd.env("WORKSPACESWEB_BENCH_FULL_SCAN", "1");
     }
+    let state_dir = std::env::temp_dir().join(format!("wsw-loadtest-state-{}", std::process::id()));
+    if a.storage {
+        let _ = std::fs::remove_dir_all(&state_dir);
+        cmd.arg("--storage.path").arg(&state_dir);
+    }
     let spawned = Instant::now();
     let child = Exporter(cmd.spawn().expect("exporter starts"));
     let pid = child.0.id();
@@ -646,10 +655,10 @@ pub async fn run(a: Args) -> String {
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .count();
-    let mode = if a.full_scan {
-        "full scan"
-    } else {
-        "incremental"
+    let mode = match (a.full_scan, a.storage) {
+        (true, _) => "full scan",
+        (false, true) => "incremental, --storage.path",
+        (false, false) => "incremental",
     };
 
     let mut out = String::new();
@@ -671,6 +680,23 @@ pub async fn run(a: Args) -> String {
     let row = |out: &mut String, k: &str, v: String| {
         let _ = writeln!(out, "| {k} | {v} |");
     };
+    if a.storage {
+        let sizes: Vec<u64> = std::fs::read_dir(&state_dir)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".state"))
+                    .filter_map(|e| e.metadata().ok().map(|m| m.len()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mean = sizes.iter().sum::<u64>() as f64 / sizes.len().max(1) as f64;
+        row(
+            &mut out,
+            "state file per portal (bytes, mean of files)",
+            format!("{mean:.0} ({} files)", sizes.len()),
+        );
+        let _ = std::fs::remove_dir_all(&state_dir);
+    }
     row(
         &mut out,
         "healthy after start (ms)",

@@ -70,6 +70,9 @@ pub struct Cli {
     /// Log line format.
     #[arg(long = "log.format", value_enum, default_value = "logfmt")]
     pub log_format: LogFormat,
+    /// Directory for durable state (counters continue across restarts); off when absent.
+    #[arg(long = "storage.path", value_name = "DIR")]
+    pub storage_path: Option<PathBuf>,
     /// Run against an in-process simulator with built-in demo portals (no AWS account or config needed).
     #[arg(long = "demo")]
     pub demo: bool,

@@ -17,6 +17,7 @@ use crate::http::{
 use crate::reconcile::{Command, Reconciler, Source};
 use crate::session::now_ms;
 use crate::snapshot::{ReloadStatus, Store};
+use crate::storage::StateDir;
 
 /// Exit code for bad flags or configuration.
 pub const EXIT_CONFIG: u8 = 1;
@@ -134,6 +135,23 @@ pub async fn run(cli: Cli) -> ExitCode {
         )
     };
 
+    // Durable state: a directory that cannot be created, locked or written is a misconfiguration
+    // that fails fast (exit 1), before anything is bound or polled.
+    let storage = match &cli.storage_path {
+        Some(path) => match StateDir::open(path) {
+            Ok(dir) => {
+                info!(path = %path.display(), "durable state enabled");
+                Some(Arc::new(dir))
+            }
+            Err(e) => {
+                error!(error = %e, "cannot use the storage path");
+                eprintln!("{e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+        None => None,
+    };
+
     let listeners = match http::bind(&settings).await {
         Ok(l) => l,
         Err(e) => {
@@ -182,6 +200,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         shard_index,
         clients,
         store,
+        storage,
     ));
     let control = tokio::select! {
         started = &mut starting => match started {

@@ -21,6 +21,7 @@ pub mod reconcile;
 pub mod session;
 pub mod sim;
 pub mod snapshot;
+pub mod storage;
 pub mod telemetry;
 pub mod users;
 

@@ -9,7 +9,9 @@ use std::sync::{Arc, LazyLock};
 use bytes::Bytes;
 use prometheus::Encoder as _;
 
-use crate::snapshot::{DiscoverySnapshot, PortalSnapshot, ReloadStatus};
+#[cfg(test)]
+use crate::snapshot::ReloadStatus;
+use crate::snapshot::{DiscoverySnapshot, ExporterStatus, PortalSnapshot};
 use crate::users::UserSeries;
 
 /// Metric name prefix.
@@ -37,9 +39,9 @@ static PROCESS: LazyLock<prometheus::Registry> = LazyLock::new(|| {
 pub fn render(
     portals: &[Arc<PortalSnapshot>],
     discovery: &[DiscoverySnapshot],
-    reload: ReloadStatus,
+    status: impl Into<ExporterStatus>,
 ) -> Bytes {
-    let mut out = render_main(portals, discovery, reload).into_bytes();
+    let mut out = render_main(portals, discovery, status).into_bytes();
     out.extend_from_slice(&render_process());
     Bytes::from(out)
 }
@@ -51,11 +53,11 @@ pub fn render(
 pub fn render_main(
     portals: &[Arc<PortalSnapshot>],
     discovery: &[DiscoverySnapshot],
-    reload: ReloadStatus,
+    status: impl Into<ExporterStatus>,
 ) -> String {
     let users: usize = portals.iter().map(|p| p.users.len()).sum();
     let mut out = String::with_capacity(4096 + portals.len() * 2048 + users * 256);
-    out.push_str(&render_head(portals, discovery, reload));
+    out.push_str(&render_head(portals, discovery, status));
     for family in &USER_FAMILIES {
         let samples: Vec<String> = portals
             .iter()
@@ -74,10 +76,10 @@ pub fn render_main(
 pub fn render_head(
     portals: &[Arc<PortalSnapshot>],
     discovery: &[DiscoverySnapshot],
-    reload: ReloadStatus,
+    status: impl Into<ExporterStatus>,
 ) -> String {
     let mut out = String::with_capacity(4096 + portals.len() * 2048);
-    render_head_into(&mut out, portals, discovery, reload);
+    render_head_into(&mut out, portals, discovery, status);
     out
 }
 
@@ -86,10 +88,10 @@ pub fn render_head_into(
     out: &mut dyn Sink,
     portals: &[Arc<PortalSnapshot>],
     discovery: &[DiscoverySnapshot],
-    reload: ReloadStatus,
+    status: impl Into<ExporterStatus>,
 ) {
     render_portals(out, portals, discovery);
-    render_exporter(out, reload);
+    render_exporter(out, status.into());
 }
 
 /// Where rendered text goes: a `String`, or a compressor that takes the text as it grows (so a
@@ -385,6 +387,7 @@ fn render_portals(
             }
         }
     }
+    render_state(out, portals, &labels);
     if each().any(|(p, _)| !p.api_requests.is_empty())
         || sources().any(|(d, _)| !d.api_requests.is_empty())
     {
@@ -425,6 +428,41 @@ fn render_portals(
         for (d, l) in sources() {
             for ((op, code), n) in &d.api_errors {
                 f.sample("", l, &[("operation", op), ("error", code)], *n as f64);
+            }
+        }
+    }
+}
+
+/// `state_restored` and `state_last_write_timestamp_seconds` (with `--storage.path`).
+fn render_state(out: &mut dyn Sink, portals: &[Arc<PortalSnapshot>], labels: &[Vec<(&str, &str)>]) {
+    let with_state = || {
+        portals
+            .iter()
+            .zip(labels.iter())
+            .filter_map(|(p, l)| p.state.map(|s| (s, l)))
+    };
+    if with_state().next().is_none() {
+        return;
+    }
+    let mut f = Family::new(
+        out,
+        "state_restored",
+        "gauge",
+        "1 when the portal resumed its counters from its state file at start, else 0.",
+    );
+    for (s, l) in with_state() {
+        f.sample("", l, &[], if s.restored { 1.0 } else { 0.0 });
+    }
+    if with_state().any(|(s, _)| s.last_write_unix.is_some()) {
+        let mut f = Family::new(
+            out,
+            "state_last_write_timestamp_seconds",
+            "gauge",
+            "Unix time of the last successful write of the portal's state file.",
+        );
+        for (s, l) in with_state() {
+            if let Some(t) = s.last_write_unix {
+                f.sample("", l, &[], t);
             }
         }
     }
@@ -586,7 +624,8 @@ fn render_monthly_users(
     }
 }
 
-fn render_exporter(out: &mut dyn Sink, reload: ReloadStatus) {
+fn render_exporter(out: &mut dyn Sink, status: ExporterStatus) {
+    let reload = status.reload;
     let mut f = Family::new(
         out,
         "exporter_build_info",
@@ -617,6 +656,15 @@ fn render_exporter(out: &mut dyn Sink, reload: ReloadStatus) {
         "Unix time of the last successful configuration load.",
     );
     f.sample("", &[], &[], reload.success_unix);
+    if let Some(errors) = status.state_write_errors {
+        let mut f = Family::new(
+            out,
+            "state_write_errors_total",
+            "counter",
+            "State file writes (--storage.path) that failed since the exporter started.",
+        );
+        f.sample("", &[], &[], errors as f64);
+    }
 }
 
 #[cfg(test)]

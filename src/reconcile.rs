@@ -20,6 +20,7 @@ use crate::discovery::{self, Discovered, SourceKey, SourceTask};
 use crate::poll::{DEFAULT_METADATA_REFRESH, PortalPlan, Scheduler};
 use crate::session::now_ms;
 use crate::snapshot::{DiscoverySnapshot, ReloadStatus, Store};
+use crate::storage::StateDir;
 use crate::users::{LabelMode, UserSettings};
 
 /// A request to the control loop.
@@ -136,14 +137,19 @@ impl Reconciler {
         shard_index: u32,
         clients: Clients,
         store: Arc<Store>,
+        storage: Option<Arc<StateDir>>,
     ) -> Self {
         let concurrency = config.as_ref().map_or(4, |c| c.global.concurrency);
         if let Some(c) = &config {
             clients.set_rate(Some(c.global.max_requests_per_second));
+            if let Some(dir) = &storage {
+                dir.set_max_age(c.storage.max_age);
+            }
         }
         let (events_tx, events_rx) = mpsc::channel(64);
         let mut r = Reconciler {
-            scheduler: Scheduler::new(clients.clone(), store.clone(), concurrency),
+            scheduler: Scheduler::new(clients.clone(), store.clone(), concurrency)
+                .with_storage(storage),
             source,
             config,
             shard_index,
@@ -234,6 +240,9 @@ impl Reconciler {
             .set_concurrency(loaded.config.global.concurrency);
         self.clients
             .set_rate(Some(loaded.config.global.max_requests_per_second));
+        if let Some(dir) = self.scheduler.storage() {
+            dir.set_max_age(loaded.config.storage.max_age);
+        }
         self.config = Some(loaded.config);
         self.shard_index = index;
         if discovery_changed {
@@ -322,6 +331,14 @@ impl Reconciler {
         };
         self.scheduler.apply(plans).await;
         self.publish_discovery();
+        if let Some(dir) = self.scheduler.storage().cloned() {
+            let owned: std::collections::BTreeSet<String> =
+                self.scheduler.portal_ids().into_iter().collect();
+            let _ = tokio::task::spawn_blocking(move || {
+                dir.prune(dir.max_age(), &|id| owned.contains(id))
+            })
+            .await;
+        }
     }
 }
 

@@ -48,6 +48,17 @@ pub struct PortalSnapshot {
     pub meta: Option<PortalMeta>,
     /// Panics of this portal's task since the exporter started.
     pub panics: u64,
+    /// Durable state of the portal; `None` without `--storage.path`.
+    pub state: Option<StateStatus>,
+}
+
+/// Durable state of one portal (`--storage.path`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StateStatus {
+    /// Whether the portal resumed from its state file.
+    pub restored: bool,
+    /// Unix time of the last successful state write, in seconds.
+    pub last_write_unix: Option<f64>,
 }
 
 /// Portal metadata for `workspacesweb_portal_info` and the capacity gauge.
@@ -87,6 +98,8 @@ pub struct Store {
     /// The portals this replica polls; `None` until the control loop first declares them.
     owned: RwLock<Option<BTreeSet<String>>>,
     reload: RwLock<ReloadStatus>,
+    /// Failed state writes; `None` without `--storage.path`.
+    state_write_errors: RwLock<Option<u64>>,
     discovery: RwLock<Vec<DiscoverySnapshot>>,
     /// Discovery sources that have not finished their first listing (readiness waits for them).
     discovery_pending: std::sync::atomic::AtomicUsize,
@@ -134,6 +147,24 @@ static USER_HEADERS: LazyLock<[Piece; 3]> = LazyLock::new(|| {
         .map(|f| Piece::compress(f.header().as_bytes()))
 });
 
+/// What the exporter-level series show.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ExporterStatus {
+    /// Outcome of the last configuration load.
+    pub reload: ReloadStatus,
+    /// Failed state writes; `None` without `--storage.path`.
+    pub state_write_errors: Option<u64>,
+}
+
+impl From<ReloadStatus> for ExporterStatus {
+    fn from(reload: ReloadStatus) -> Self {
+        ExporterStatus {
+            reload,
+            state_write_errors: None,
+        }
+    }
+}
+
 /// Outcome of the last configuration (re)load.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ReloadStatus {
@@ -150,6 +181,7 @@ impl Default for Store {
             generation: tokio::sync::watch::Sender::new(0),
             owned: RwLock::default(),
             reload: RwLock::default(),
+            state_write_errors: RwLock::default(),
             discovery: RwLock::default(),
             discovery_pending: std::sync::atomic::AtomicUsize::new(0),
             version: AtomicU64::new(0),
@@ -279,6 +311,29 @@ impl Store {
         self.reload.read().map(|r| *r).unwrap_or_default()
     }
 
+    /// Records how many state writes failed so far (`Some(0)` declares durable state on).
+    pub fn set_state_write_errors(&self, errors: u64) {
+        if let Ok(mut e) = self.state_write_errors.write() {
+            if *e == Some(errors) {
+                return;
+            }
+            *e = Some(errors);
+        }
+        self.version.fetch_add(1, Ordering::Release);
+    }
+
+    /// The exporter-level series: reload outcome and state write errors.
+    pub fn exporter_status(&self) -> ExporterStatus {
+        ExporterStatus {
+            reload: self.reload(),
+            state_write_errors: self
+                .state_write_errors
+                .read()
+                .map(|e| *e)
+                .unwrap_or_default(),
+        }
+    }
+
     /// The full Prometheus text exposition (format 0.0.4) as of now.
     pub fn scrape_text(&self) -> std::io::Result<Bytes> {
         let mut text = self.rendered().main.text()?;
@@ -330,7 +385,12 @@ impl Store {
         }
         // Rendered straight into the compressor: a large head is never in memory as text.
         let mut head = PieceWriter::new();
-        metrics::render_head_into(&mut head, &portals, &self.discovery(), self.reload());
+        metrics::render_head_into(
+            &mut head,
+            &portals,
+            &self.discovery(),
+            self.exporter_status(),
+        );
         let head = head.finish();
         let mut parts = vec![&head];
         for (i, header) in USER_HEADERS.iter().enumerate() {

@@ -168,6 +168,77 @@ impl UserLabels {
     }
 }
 
+/// [`UserLabels`] as plain data, for durable state: which users have series of their own and what
+/// the `__other__` series already holds. Label values are recomputed from the settings on load.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UserLabelsState {
+    /// Users and their slot: `None` for a series of its own, else the overflow totals already
+    /// added to `__other__` (`started`, `session_ms`).
+    pub slots: Vec<(String, Option<(u64, i64)>)>,
+    /// `__other__` started.
+    pub other_started: u64,
+    /// `__other__` session milliseconds.
+    pub other_ms: i64,
+    /// Whether `__other__` has been exposed.
+    pub other_seen: bool,
+}
+
+impl UserLabels {
+    /// The label state as plain data.
+    pub fn to_state(&self) -> UserLabelsState {
+        let mut slots: Vec<_> = self
+            .slots
+            .iter()
+            .map(|(name, slot)| {
+                let slot = match slot {
+                    Slot::Own(_) => None,
+                    Slot::Other {
+                        started,
+                        session_ms,
+                    } => Some((*started, *session_ms)),
+                };
+                (name.clone(), slot)
+            })
+            .collect();
+        slots.sort();
+        UserLabelsState {
+            slots,
+            other_started: self.other_started,
+            other_ms: self.other_ms,
+            other_seen: self.other_seen,
+        }
+    }
+
+    /// Label state that continues `state` under `settings` (the caller checks that the label
+    /// mode and salt are those the state was written with). Users beyond `max_users` keep the
+    /// slot they had: a lowered `max_users` applies to users seen from now on.
+    pub fn from_state(settings: UserSettings, state: UserLabelsState) -> Self {
+        let mut slots = HashMap::with_capacity(state.slots.len());
+        let mut own = 0;
+        for (name, slot) in state.slots {
+            let slot = match slot {
+                None => {
+                    own += 1;
+                    Slot::Own(label_for(&settings.mode, &name))
+                }
+                Some((started, session_ms)) => Slot::Other {
+                    started,
+                    session_ms,
+                },
+            };
+            slots.insert(name, slot);
+        }
+        UserLabels {
+            settings,
+            slots,
+            own,
+            other_started: state.other_started,
+            other_ms: state.other_ms,
+            other_seen: state.other_seen,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

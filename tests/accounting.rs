@@ -344,7 +344,8 @@ async fn api_budget_with_50k_terminated_sessions_of_history() {
             get_session: 0
         }
     );
-    assert_totals(&first, OLD_ACTIVE, 0, 0, 0, &[]);
+    // The old sessions ran before T0: the baseline, not starts.
+    assert_totals(&first, 0, 0, 0, 0, &[]);
     assert_eq!(active(&first).sessions, OLD_ACTIVE);
     eprintln!(
         "budget: first poll: ListSessions={} GetSession={} (active={OLD_ACTIVE}, history={HISTORY}, \
@@ -382,7 +383,7 @@ async fn api_budget_with_50k_terminated_sessions_of_history() {
     assert_eq!(prev.monthly_active_users, Some(month_users.len() as u64));
 
     let mut prev_clock = clock.now_ms();
-    let mut started = OLD_ACTIVE;
+    let mut started = 0u64;
     let mut terminated = 0u64;
     let mut measured = Vec::new();
     for (s, step) in steps.iter().enumerate() {
@@ -507,10 +508,11 @@ async fn exact_counters_over_a_scripted_timeline() {
     )
     .await;
 
-    // Poll 1 = T0: a1, a2, a3 (alice, bob) and f1 (carol) are active; nothing else counts.
+    // Poll 1 = T0: a1, a2, a3 (alice, bob) and f1 (carol) are active; a1, a2, a3 ran before T0
+    // (the baseline), so only f1 counts as started.
     let first = wait_portal(&env.store, P2, |p| p.up).await;
     let t0 = at_ms(&first);
-    assert_totals(&first, 4, 0, 0, 0, &[]);
+    assert_totals(&first, 1, 0, 0, 0, &[]);
     assert_active(&first, 4, 3, Some(base - 7_200 * S));
 
     // Step 1.
@@ -536,11 +538,12 @@ async fn exact_counters_over_a_scripted_timeline() {
     clock.set(u + 100 * S);
     let p1 = next_success(&env.store, P2, t0, |p| totals(p).terminated == 6).await;
     let at1 = at_ms(&p1);
-    // started: a1 a2 a3 f1 + b1 b2 r3 c1 + no-endTime + 404-to-be; terminated: a2 f1 b1 b2 r3
-    // no-endTime; incomplete: r3, no-endTime, the two records without id.
+    // started: f1 + b1 b2 r3 c1 + no-endTime + 404-to-be (a1 a2 a3 are the baseline);
+    // terminated: a2 f1 b1 b2 r3 no-endTime; incomplete: r3, no-endTime, the two records
+    // without id.
     let step1_durations = [31 * S, 45 * S, 70 * S, 2_450 * S];
     let step1_ms = 2 * (at1 - t0) + (u + 50 * S - t0) + 31 * S + 45 * S + 70 * S;
-    assert_totals(&p1, 10, 6, 4, step1_ms, &step1_durations);
+    assert_totals(&p1, 7, 6, 4, step1_ms, &step1_durations);
     // a1, a3 (alice), c1 (frank), the 404-to-be (judy).
     assert_active(&p1, 4, 3, Some(base - 7_200 * S));
     assert_eq!(requests(&p1, GET_SESSION), 0);
@@ -548,14 +551,7 @@ async fn exact_counters_over_a_scripted_timeline() {
     // A poll without change counts nothing again (raw records are listed at every poll).
     let p1b = next_success(&env.store, P2, at1, |_| true).await;
     let at1b = at_ms(&p1b);
-    assert_totals(
-        &p1b,
-        10,
-        6,
-        4,
-        step1_ms + 2 * (at1b - at1),
-        &step1_durations,
-    );
+    assert_totals(&p1b, 7, 6, 4, step1_ms + 2 * (at1b - at1), &step1_durations);
 
     // Step 2: a1 and c1 end, b3 starts and ends, g1 starts, the judy record disappears.
     env.sim.clear_raw_records(P2).expect("portal");
@@ -570,7 +566,7 @@ async fn exact_counters_over_a_scripted_timeline() {
     let step2_ms =
         (at2 - t0) + (u + 150 * S - t0) + (u + 50 * S - t0) + (31 + 45 + 70 + 130) * S + 1_500;
     // terminated += a1, c1, b3, forgotten (404, also incomplete).
-    assert_totals(&p2, 12, 10, 5, step2_ms, &step2_durations);
+    assert_totals(&p2, 9, 10, 5, step2_ms, &step2_durations);
     assert_active(&p2, 2, 2, Some(base - 300 * S));
     assert_eq!(
         requests(&p2, GET_SESSION),
@@ -586,7 +582,7 @@ async fn exact_counters_over_a_scripted_timeline() {
     let mut step3_durations = step2_durations.to_vec();
     step3_durations.extend([50_000 * S, 90_000 * S, 900 * S, 900 * S + 1]);
     let step3_ms = step2_ms - (at2 - t0) + (at3 - t0) + (50_000 + 90_000 + 900 + 900) * S + 1;
-    assert_totals(&p3, 16, 14, 5, step3_ms, &step3_durations);
+    assert_totals(&p3, 13, 14, 5, step3_ms, &step3_durations);
     assert_eq!(
         totals(&p3).durations.counts,
         vec![3, 2, 1, 1, 1, 0, 1, 0, 0, 1, 1],
@@ -598,7 +594,7 @@ async fn exact_counters_over_a_scripted_timeline() {
     let p4 = next_success(&env.store, P2, at3, |_| true).await;
     sched.shutdown().await;
     let at4 = at_ms(&p4);
-    assert_totals(&p4, 16, 14, 5, step3_ms + (at4 - at3), &step3_durations);
+    assert_totals(&p4, 13, 14, 5, step3_ms + (at4 - at3), &step3_durations);
     assert_eq!(requests(&p4, GET_SESSION), 1);
 }
 
@@ -635,7 +631,8 @@ async fn sessions_resolved_by_get_session_are_exact() {
     .await;
     let first = wait_portal(&env.store, P3, |p| p.up).await;
     let t0 = at_ms(&first);
-    assert_totals(&first, 3, 0, 0, 0, &[]);
+    // All three ran before T0: the baseline, not starts.
+    assert_totals(&first, 0, 0, 0, 0, &[]);
     assert_active(&first, 3, 2, Some(base - 14_400 * S));
     // One active page, one page of the scan (it crosses the watermark at once), and the whole
     // monthly-users backfill: the 30 terminated sessions on 3 pages.
@@ -663,7 +660,7 @@ async fn sessions_resolved_by_get_session_are_exact() {
     );
     let durations = [600 * S + 50 * S + 10_800 * S, 600 * S + 70 * S + 10_860 * S];
     let ms = (u + 50 * S - t0) + (u + 70 * S - t0) + (at - t0);
-    assert_totals(&p, 3, 2, 0, ms, &durations);
+    assert_totals(&p, 0, 2, 0, ms, &durations);
     assert_active(&p, 1, 1, Some(base - 14_400 * S));
 
     let after = next_success(&env.store, P3, at, |_| true).await;
@@ -673,7 +670,7 @@ async fn sessions_resolved_by_get_session_are_exact() {
         requests(&after, LIST_SESSIONS) - requests(&p, LIST_SESSIONS),
         2
     );
-    assert_totals(&after, 3, 2, 0, ms + (at_ms(&after) - at), &durations);
+    assert_totals(&after, 0, 2, 0, ms + (at_ms(&after) - at), &durations);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -742,7 +739,8 @@ async fn throttled_portal_counts_every_session_once() {
     // T0: the first successful poll (the only one with no session time yet).
     let first = wait_portal(&env.store, P4, |p| p.up).await;
     let t0 = at_ms(&first);
-    assert_totals(&first, 6, 0, 1, 0, &[]);
+    // The six ran before T0: the baseline, not starts.
+    assert_totals(&first, 0, 0, 1, 0, &[]);
 
     // Move the simulator on every 40 ms, regardless of the polls (so also in the middle of a
     // poll, between its pages and its retries).
@@ -810,9 +808,11 @@ async fn throttled_portal_counts_every_session_once() {
         requests(&last, GET_SESSION) >= 3,
         "the three sessions active at T0 that ended"
     );
+    let started = truth.iter().filter(|s| s.start_ms >= t0).count() as u64;
+    assert_eq!(started, truth.len() as u64 - 6, "all but the baseline");
     assert_totals(
         &last,
-        truth.len() as u64,
+        started,
         durations.len() as u64,
         1,
         session_ms,
@@ -876,7 +876,7 @@ async fn backfill_cut_short_by_the_timeout_loses_no_monthly_users() {
 /// A session that vanished from the Active listing and whose GetSession answers a status this
 /// exporter does not know (say `Expired`) has ended, as far as the exporter can tell: it must
 /// leave the pending set, or the poller sends one GetSession for it at every poll for 35 days
-/// (until the API forgets it), and `started - terminated` never again equals the open sessions.
+/// (until the API forgets it), and `terminated` never counts it.
 #[test]
 fn vanished_session_with_an_unknown_status_is_resolved() {
     use workspacesweb_exporter::ledger::{Ledger, LedgerSettings};
@@ -900,11 +900,12 @@ fn vanished_session_with_an_unknown_status_is_resolved() {
         &[rec(SessionStatus::Unknown("Expired".into()))],
     );
     let t = ledger.totals();
-    assert_eq!((t.started, t.incomplete), (1, 1));
+    // It ran before T0: the baseline, not a start.
+    assert_eq!((t.started, t.incomplete), (0, 1));
     assert!(
         ledger.pending(&[]).is_empty(),
         "GetSession would be sent again at every poll"
     );
-    assert_eq!(t.terminated, 1, "started - terminated == open sessions");
+    assert_eq!(t.terminated, 1, "it ended, as far as the exporter can tell");
     assert_eq!(ledger.session_ms(), 0, "listed only at T0: no time accrued");
 }

@@ -307,7 +307,7 @@ fn config_check_rejects_invalid_files_naming_file_line_and_key() {
         (
             "bad-duration.yaml",
             format!("portals:\n  - id: {ID}\n  - id: {ID2}\n    interval: 5x\n"),
-            "4:15: portals[1].interval: invalid duration \"5x\": expected a number followed by ms, s, m or h".to_string(),
+            "4:15: portals[1].interval: invalid duration \"5x\": expected a number followed by ms, s, m, h or d".to_string(),
         ),
         (
             "timeout.yaml",

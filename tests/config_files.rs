@@ -192,7 +192,7 @@ fn timeout_must_be_below_interval() {
 fn unknown_keys_are_errors_at_top_level_and_nested() {
     assert_eq!(
         err(&format!("portals:\n  - id: {ID}\nportal:\n  - id: {ID}\n")),
-        "config.yaml:3:1: portal: unknown key \"portal\"; expected one of `global`, `per_user`, `portals`, `discovery`, `sharding`"
+        "config.yaml:3:1: portal: unknown key \"portal\"; expected one of `global`, `per_user`, `portals`, `discovery`, `sharding`, `storage`"
     );
     assert_eq!(
         err(&format!("portals:\n  - id: {ID}\n    intervall: 30s\n")),
@@ -219,21 +219,21 @@ fn bad_durations_are_named_precisely() {
     let cases = [
         (
             "5x",
-            "invalid duration \"5x\": expected a number followed by ms, s, m or h",
+            "invalid duration \"5x\": expected a number followed by ms, s, m, h or d",
         ),
         (
             "60",
-            "invalid duration 60: a unit is required (ms, s, m or h), e.g. \"60s\"",
+            "invalid duration 60: a unit is required (ms, s, m, h or d), e.g. \"60s\"",
         ),
         (
             "\"60\"",
-            "invalid duration \"60\": a unit is required (ms, s, m or h), e.g. \"60s\"",
+            "invalid duration \"60\": a unit is required (ms, s, m, h or d), e.g. \"60s\"",
         ),
         ("-5s", "invalid duration \"-5s\": must not be negative"),
         ("-5", "invalid duration -5: must not be negative"),
         (
-            "1d",
-            "invalid duration \"1d\": expected a number followed by ms, s, m or h",
+            "1w",
+            "invalid duration \"1w\": expected a number followed by ms, s, m, h or d",
         ),
     ];
     for (value, message) in cases {
@@ -563,7 +563,7 @@ fn yaml_shape_errors_carry_position_and_path() {
     );
     assert_eq!(
         err("hello"),
-        "config.yaml:1:1: (top level): invalid type: string \"hello\", expected a mapping with global, per_user, portals, discovery, sharding"
+        "config.yaml:1:1: (top level): invalid type: string \"hello\", expected a mapping with global, per_user, portals, discovery, sharding, storage"
     );
     assert_eq!(
         err(&format!("global:\n  timeout: 0s\nportals:\n  - id: {ID}\n")),

@@ -986,7 +986,11 @@ fn dashboard_and_rule_queries_run_on_prometheus_against_the_demo_exporter() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_exporter, exporter_addr) = common::start_demo_exporter("error");
+    // With durable state, so that the state panels and alerts have series to query too.
+    let state = dir.path().join("state");
+    let state = state.to_str().expect("utf-8 temp path");
+    let (_exporter, exporter_addr) =
+        common::start_demo_exporter_with("error", &["--storage.path", state]);
     // The demo enables per-user series and backfills monthly users: wait for the full exposition.
     let exposition = poll_until(Duration::from_secs(30), || {
         let (_, _, body) = http_get(&exporter_addr, "/metrics").ok()?;

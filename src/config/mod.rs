@@ -57,6 +57,27 @@ pub struct Config {
     pub discovery: Vec<DiscoveryConfig>,
     /// Which share of the portals this replica polls.
     pub sharding: Sharding,
+    /// Durable state settings (used with `--storage.path`).
+    pub storage: Storage,
+}
+
+/// Default age after which a state file no longer resumes its portal.
+pub const DEFAULT_STATE_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// `storage:` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Storage {
+    /// A state file older than this starts its portal fresh; a removed portal's file is pruned
+    /// after it.
+    pub max_age: Duration,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage {
+            max_age: DEFAULT_STATE_MAX_AGE,
+        }
+    }
 }
 
 /// `global:` settings.
@@ -332,7 +353,10 @@ pub fn parse(text: &str, source: &str) -> Result<Loaded, ConfigError> {
     let de = serde_norway::Deserializer::from_str(text);
     let raw: raw::Config = match serde_path_to_error::deserialize(de) {
         Ok(raw) => raw,
-        Err(e) => return Err(ConfigError::single(error::from_serde(text, source, &e))),
+        Err(e) => {
+            let d = error::from_serde(source, &e, |path| locate::locate(text, path));
+            return Err(ConfigError::single(d));
+        }
     };
     validate::validate(raw, text, source)
 }
@@ -472,6 +496,11 @@ impl Config {
                 let _ = writeln!(s, "sharding: total={} index={}", sh.total, sh.index);
             }
         }
+        let _ = writeln!(
+            s,
+            "storage: max_age={} (used with --storage.path)",
+            values::format_duration(self.storage.max_age)
+        );
         s
     }
 }

@@ -10,7 +10,7 @@ use super::values::{Dur, EndpointUrl, EnvVarName, Labels, PortalArn, PortalId, R
 #[derive(Debug, Default, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping with global, per_user, portals, discovery, sharding"
+    expecting = "a mapping with global, per_user, portals, discovery, sharding, storage"
 )]
 pub(crate) struct Config {
     #[serde(default)]
@@ -23,6 +23,14 @@ pub(crate) struct Config {
     pub(crate) discovery: Option<Vec<Discovery>>,
     #[serde(default)]
     pub(crate) sharding: Option<Sharding>,
+    #[serde(default)]
+    pub(crate) storage: Option<Storage>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping of storage settings")]
+pub(crate) struct Storage {
+    pub(crate) max_age: Option<Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -9,8 +9,8 @@ use super::error::{ConfigError, Diagnostic, KeyPath};
 use super::locate::locate;
 use super::values::Dur;
 use super::{
-    Config, DiscoveryConfig, Global, IndexFromEnv, Loaded, PerUser, PortalConfig, Sharding,
-    UsernameMode, raw,
+    Config, DEFAULT_STATE_MAX_AGE, DiscoveryConfig, Global, IndexFromEnv, Loaded, PerUser,
+    PortalConfig, Sharding, Storage, UsernameMode, raw,
 };
 
 /// Intervals below this draw a warning (the API is slow and rate-limited).
@@ -127,6 +127,11 @@ pub(crate) fn validate(raw: raw::Config, text: &str, file: &str) -> Result<Loade
         raw.sharding.unwrap_or_default(),
         &root.key("sharding"),
     );
+    let storage = storage(
+        &mut c,
+        raw.storage.unwrap_or_default(),
+        &root.key("storage"),
+    );
     if nothing_to_poll {
         c.error(
             root.key("portals"),
@@ -158,6 +163,7 @@ pub(crate) fn validate(raw: raw::Config, text: &str, file: &str) -> Result<Loade
             portals,
             discovery,
             sharding,
+            storage,
         },
         warnings: warnings.iter().map(ToString::to_string).collect(),
     })
@@ -243,6 +249,16 @@ fn global(c: &mut Checker<'_>, g: raw::Global, path: &KeyPath) -> Global {
         max_pages,
         max_requests_per_second: rps,
     }
+}
+
+fn storage(c: &mut Checker<'_>, s: raw::Storage, path: &KeyPath) -> Storage {
+    let out = Storage {
+        max_age: s.max_age.map_or(DEFAULT_STATE_MAX_AGE, |Dur(t)| t),
+    };
+    if s.max_age.is_some() {
+        c.at_least_1s(path.key("max_age"), out.max_age);
+    }
+    out
 }
 
 fn per_user(c: &mut Checker<'_>, u: raw::PerUser, path: &KeyPath) -> PerUser {

@@ -38,14 +38,14 @@ macro_rules! string_newtype {
     };
 }
 
-/// A duration written as `500ms`, `90s`, `5m`, `1h` (or combined: `1h30m`).
+/// A duration written as `500ms`, `90s`, `5m`, `1h`, `30d` (or combined: `1h30m`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Dur(pub(crate) Duration);
 
-const DURATION_HINT: &str = "expected a number followed by ms, s, m or h";
+const DURATION_HINT: &str = "expected a number followed by ms, s, m, h or d";
 
 /// Parses a config duration. `humantime` does the arithmetic; we first
-/// restrict the units to ms, s, m and h (humantime also takes days, months,
+/// restrict the units to ms, s, m, h and d (humantime also takes weeks, months,
 /// years, `min`, `sec`... which the config does not document).
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
@@ -54,7 +54,7 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     }
     if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!(
-            "invalid duration {s:?}: a unit is required (ms, s, m or h), e.g. \"{t}s\""
+            "invalid duration {s:?}: a unit is required (ms, s, m, h or d), e.g. \"{t}s\""
         ));
     }
     let bad = || format!("invalid duration {s:?}: {DURATION_HINT}");
@@ -68,7 +68,7 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
             .bytes()
             .take_while(u8::is_ascii_alphabetic)
             .count();
-        if digits == 0 || !matches!(&rest[digits..digits + unit], "ms" | "s" | "m" | "h") {
+        if digits == 0 || !matches!(&rest[digits..digits + unit], "ms" | "s" | "m" | "h" | "d") {
             return Err(bad());
         }
         rest = rest[digits + unit..].trim_start();
@@ -108,7 +108,7 @@ impl<'de> Deserialize<'de> for Dur {
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Dur, E> {
                 Err(E::custom(format!(
-                    "invalid duration {v}: a unit is required (ms, s, m or h), e.g. \"{v}s\""
+                    "invalid duration {v}: a unit is required (ms, s, m, h or d), e.g. \"{v}s\""
                 )))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Dur, E> {
@@ -421,17 +421,17 @@ mod tests {
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
         assert_eq!(
             parse_duration("5x").unwrap_err(),
-            "invalid duration \"5x\": expected a number followed by ms, s, m or h"
+            "invalid duration \"5x\": expected a number followed by ms, s, m, h or d"
         );
         assert_eq!(
             parse_duration("60").unwrap_err(),
-            "invalid duration \"60\": a unit is required (ms, s, m or h), e.g. \"60s\""
+            "invalid duration \"60\": a unit is required (ms, s, m, h or d), e.g. \"60s\""
         );
         assert_eq!(
             parse_duration("-5s").unwrap_err(),
             "invalid duration \"-5s\": must not be negative"
         );
-        for bad in ["", "s", "1d", "2min", "1.5s", "5 m", "m5", "1w"] {
+        for bad in ["", "s", "1y", "2min", "1.5s", "5 m", "m5", "1w"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
         }
     }

@@ -44,13 +44,11 @@
 //!   then drops the rest.
 //! - HTTP/1.1 only (Prometheus scrapes over HTTP/1.1); TLS offers ALPN `http/1.1` only.
 
-mod auth;
 mod body;
 mod encoding;
 mod io;
 mod landing;
 mod routes;
-mod tls;
 mod webconfig;
 
 use std::future::Future;

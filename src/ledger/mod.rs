@@ -11,7 +11,10 @@
 //! cannot panic or wrap.
 //!
 //! * **Tracked session**: a record with a `sessionId` and a `startTime` that is either Active in a
-//!   poll, or Terminated and *relevant*. A tracked session counts once in `started`.
+//!   poll, or Terminated and *relevant*. A tracked session counts once in `started` when its
+//!   `startTime >= T0`; a session already running at T0 is the *baseline*: it is tracked (active
+//!   gauges, session seconds from T0, `terminated` and the histogram when it ends) but never
+//!   counted as started, so a restart without durable state never counts a running session twice.
 //! * **Relevant** (for records not already tracked): an Active record always; another record when
 //!   its latest known instant, `max(startTime, endTime)` over the fields present, is `>= T0`
 //!   (for a complete record that is `endTime >= T0`). Older records are history: they only feed
@@ -19,7 +22,7 @@
 //! * **Terminated**: a tracked session whose Terminated record arrives (or that is
 //!   [forgotten](Ledger::forget)) counts once in `terminated`. A session already observed Active
 //!   counts even if its `endTime` is before T0 (clock skew), so that
-//!   `started - terminated == sessions still open` always holds.
+//!   `started + baseline - terminated == sessions still open` always holds.
 //! * **Complete** terminated record: `endTime` present and `>= startTime`. Its duration
 //!   `endTime - startTime` goes to the histogram and its session seconds become exact.
 //!   Otherwise the session counts in `incomplete` and keeps the seconds accrued so far.
@@ -63,6 +66,7 @@
 //! 3. After the poll, [`Ledger::prune`]`(at - margin)`.
 
 mod month;
+mod state;
 
 #[cfg(test)]
 mod tests;
@@ -77,6 +81,7 @@ use std::sync::Arc;
 use crate::session::{SessionRecord, SessionStatus, UnixMillis};
 
 pub use month::month_bounds;
+pub use state::{LedgerState, LooseState, PhaseState, SessionState, StateError};
 
 /// Username key used for sessions whose username is missing or empty.
 pub const UNKNOWN_USER: &str = "__unknown__";
@@ -300,7 +305,13 @@ impl Books {
         Some(u)
     }
 
-    fn started(&mut self, user: &str, at_ms: UnixMillis, d: &mut PollDeltas) {
+    /// Counts a newly tracked session in `started` when it started at or after T0; a session
+    /// already running at T0 is the baseline, not a start.
+    fn started(&mut self, user: &str, start_ms: UnixMillis, at_ms: UnixMillis, d: &mut PollDeltas) {
+        if start_ms < self.t0_ms {
+            self.touch(user, at_ms);
+            return;
+        }
         self.totals.started = self.totals.started.saturating_add(1);
         d.started = d.started.saturating_add(1);
         if let Some(u) = self.touch(user, at_ms) {
@@ -715,7 +726,7 @@ impl Ledger {
             },
             incomplete: self.take_loose_id(id),
         };
-        self.books.started(&e.user, at_ms, d);
+        self.books.started(&e.user, e.start_ms, at_ms, d);
         self.books.accrue(&mut e, at_ms, at_ms, d);
         self.sessions.insert(id.into(), e);
     }
@@ -770,7 +781,7 @@ impl Ledger {
             phase: Phase::Done,
             incomplete: self.take_loose_id(id),
         };
-        self.books.started(&e.user, at_ms, d);
+        self.books.started(&e.user, e.start_ms, at_ms, d);
         self.books.terminated(&e.user, at_ms, d);
         match complete_end {
             Some((s, end)) => {

@@ -57,9 +57,38 @@ fn user<'a>(l: &'a Ledger, name: &str) -> Option<&'a UserTotals> {
 }
 
 #[test]
+fn a_session_running_at_t0_is_baseline_not_a_start() {
+    let mut l = ledger();
+    // "old" ran before T0: active, accrues from T0, terminates with its duration, never started.
+    let old = act("old", "alice", T0 - HOUR);
+    let new = act("new", "bob", T0 + MIN);
+    let d = l.apply_poll(T0 + 2 * MIN, &[old, new], &[]);
+    assert_eq!(
+        (d.started, d.terminated, d.session_ms),
+        (1, 0, 2 * MIN + MIN)
+    );
+    assert_eq!(l.active_summary().sessions, 2);
+    assert_eq!(user(&l, "alice").map(|u| u.started), Some(0));
+    assert_eq!(user(&l, "bob").map(|u| u.started), Some(1));
+    let d = l.apply_poll(
+        T0 + 3 * MIN,
+        &[],
+        &[
+            term("old", "alice", T0 - HOUR, T0 + 3 * MIN),
+            // Started before T0, first seen terminated after T0: baseline too.
+            term("gone", "carol", T0 - 2 * HOUR, T0 + MIN),
+        ],
+    );
+    assert_eq!((d.started, d.terminated), (0, 2));
+    assert_eq!(d.durations, vec![3780.0, 7260.0]);
+    assert_eq!(l.totals().started, 1);
+    assert_eq!(l.totals().terminated, 2);
+}
+
+#[test]
 fn started_once_across_duplicates_and_polls() {
     let mut l = ledger();
-    let a = act("a", "alice", T0 - HOUR);
+    let a = act("a", "alice", T0 + MIN);
     let d = l.apply_poll(T0, &[a.clone(), a.clone(), a.clone()], &[]);
     assert_eq!(d.started, 1);
     let d = l.apply_poll(T0 + MIN, &[a.clone(), a], &[]);
@@ -126,8 +155,12 @@ fn history_before_t0_only_feeds_monthly_users() {
 #[test]
 fn ended_between_t0_and_first_poll_counts() {
     let mut l = ledger();
+    // Started before T0 (baseline): terminated, its seconds from T0, not started.
     let d = l.apply_poll(T0 + 5_000, &[], &[term("x", "xi", T0 - HOUR, T0 + 1_000)]);
-    assert_eq!((d.started, d.terminated, d.session_ms), (1, 1, 1_000));
+    assert_eq!((d.started, d.terminated, d.session_ms), (0, 1, 1_000));
+    // Started and ended between T0 and the first listing: both.
+    let d = l.apply_poll(T0 + 6_000, &[], &[term("y", "yu", T0 + 500, T0 + 2_000)]);
+    assert_eq!((d.started, d.terminated, d.session_ms), (1, 1, 1_500));
 }
 
 #[test]
@@ -311,9 +344,10 @@ fn gauges_users_and_oldest_age() {
         }
     );
     assert_eq!(user(&l, "alice").map(|u| u.active), Some(2));
+    // "c" started before T0 (baseline), "d" after.
     assert_eq!(
         user(&l, UNKNOWN_USER).map(|u| (u.active, u.started)),
-        Some((2, 2))
+        Some((2, 1))
     );
     l.apply_poll(T0 + 2 * HOUR, &[], &[]);
     assert_eq!(l.active_summary(), ActiveSummary::default());

@@ -36,6 +36,7 @@
 //! `workspacesweb_poller_panics_total`, and the portal restarts with a fresh ledger.
 
 mod poller;
+pub mod state;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -51,6 +52,7 @@ use tracing::{error, info};
 use crate::aws::{ApiCounters, ApiError, ClientKey, Clients};
 use crate::session::UnixMillis;
 use crate::snapshot::Store;
+use crate::storage::StateDir;
 use crate::users::UserSettings;
 
 use poller::Poller;
@@ -174,6 +176,7 @@ pub struct Scheduler {
     permits: Arc<Semaphore>,
     concurrency: usize,
     tasks: BTreeMap<String, Task>,
+    storage: Option<Arc<StateDir>>,
 }
 
 impl Scheduler {
@@ -186,7 +189,23 @@ impl Scheduler {
             permits: Arc::new(Semaphore::new(concurrency)),
             concurrency,
             tasks: BTreeMap::new(),
+            storage: None,
         }
+    }
+
+    /// Keeps every portal's accounting state in `storage` (`--storage.path`): portals started
+    /// from now on resume from their state file and write it after each successful poll.
+    pub fn with_storage(mut self, storage: Option<Arc<StateDir>>) -> Self {
+        if let Some(dir) = &storage {
+            self.store.set_state_write_errors(dir.write_errors());
+        }
+        self.storage = storage;
+        self
+    }
+
+    /// The state directory, if any.
+    pub fn storage(&self) -> Option<&Arc<StateDir>> {
+        self.storage.as_ref()
     }
 
     /// A scheduler running `plans`.
@@ -274,6 +293,7 @@ impl Scheduler {
         let clients = self.clients.clone();
         let store = self.store.clone();
         let permits = self.permits.clone();
+        let storage = self.storage.clone();
         let portal_id = plan.portal_id.clone();
         let handle = tokio::spawn(supervise(portal_id, panics.clone(), move || {
             let plan_rx = plan_rx.clone();
@@ -283,6 +303,7 @@ impl Scheduler {
             let permits = permits.clone();
             let counters = counters.clone();
             let panics = panics.clone();
+            let storage = storage.clone();
             async move {
                 let plan = plan_rx.borrow().clone();
                 // Both boxed: inline, building a client (config loading, credentials) and the
@@ -290,7 +311,10 @@ impl Scheduler {
                 let api =
                     Box::pin(clients.portal_api(&plan.client, &plan.portal_id, counters)).await;
                 let panics = panics.load(Ordering::Relaxed);
-                let poller = Poller::new(plan, plan_rx, clients, api, store, panics);
+                let poller = Box::pin(Poller::new(
+                    plan, plan_rx, clients, api, store, panics, storage,
+                ))
+                .await;
                 Box::pin(poller.run(permits, stop_rx)).await;
             }
         }));

@@ -18,8 +18,11 @@ use crate::aws::{
 };
 use crate::ledger::{Ledger, LedgerSettings, month_bounds};
 use crate::session::{SessionRecord, SessionStatus, UnixMillis, now_ms};
-use crate::snapshot::{PortalMeta, PortalSnapshot, Store};
+use crate::snapshot::{PortalMeta, PortalSnapshot, StateStatus, Store};
+use crate::storage::StateDir;
 use crate::users::UserLabels;
+
+use super::state::{self, LabelFingerprint, PortalState, STATE_VERSION, Unusable};
 
 /// One portal's poll loop and state.
 pub(super) struct Poller {
@@ -49,6 +52,10 @@ pub(super) struct Poller {
     /// progress: the backoff does not grow).
     fetched: u64,
     snapshot: PortalSnapshot,
+    /// Where the accounting state is kept across restarts (`--storage.path`).
+    storage: Option<Arc<StateDir>>,
+    /// Whether the last state write failed (a warning is logged on the first failure only).
+    state_write_failing: bool,
 }
 
 /// Where a poll is in its listing: what it fetched so far and the token of the current phase.
@@ -129,13 +136,14 @@ struct Backfill {
 }
 
 impl Poller {
-    pub(super) fn new(
+    pub(super) async fn new(
         plan: PortalPlan,
         plan_rx: watch::Receiver<PortalPlan>,
         clients: Clients,
         api: PortalApi,
         store: Arc<Store>,
         panics: u64,
+        storage: Option<Arc<StateDir>>,
     ) -> Self {
         let (requests, errors) = api.counters().snapshot();
         let snapshot = PortalSnapshot {
@@ -144,10 +152,10 @@ impl Poller {
             panics,
             api_requests: requests,
             api_errors: errors,
+            state: storage.as_ref().map(|_| StateStatus::default()),
             ..Default::default()
         };
-        store.publish(snapshot.clone());
-        Poller {
+        let mut poller = Poller {
             plan_rx,
             clients,
             api,
@@ -167,7 +175,131 @@ impl Poller {
             fetched: 0,
             snapshot,
             plan,
+            storage,
+            state_write_failing: false,
+        };
+        poller.restore().await;
+        poller.store.publish(poller.snapshot.clone());
+        poller
+    }
+
+    /// Resumes T0 and every counter from the portal's state file, when there is a usable one;
+    /// sets an unusable one aside. The counters are published at once, so Prometheus sees them
+    /// continue rather than vanish until the first poll.
+    async fn restore(&mut self) {
+        let Some(dir) = self.storage.clone() else {
+            return;
+        };
+        let portal_id = self.plan.portal_id.clone();
+        let read = {
+            let (dir, id) = (dir.clone(), portal_id.clone());
+            tokio::task::spawn_blocking(move || dir.read(&id)).await
+        };
+        let bytes = match read {
+            Ok(Ok(Some(bytes))) => bytes,
+            Ok(Ok(None)) => return,
+            Ok(Err(e)) => {
+                let reason = format!("cannot read: {e}");
+                let (dir, id) = (dir.clone(), portal_id.clone());
+                let _ = tokio::task::spawn_blocking(move || dir.set_aside(&id, &reason)).await;
+                return;
+            }
+            Err(_) => return,
+        };
+        let settings = LedgerSettings {
+            duration_buckets: self.plan.duration_buckets.clone(),
+        };
+        let max_age_ms = i64::try_from(dir.max_age().as_millis()).unwrap_or(i64::MAX);
+        let resumed = state::decode(
+            &bytes,
+            &portal_id,
+            &settings,
+            self.plan.per_user.as_ref(),
+            now_ms(),
+            max_age_ms,
+        );
+        let r = match resumed {
+            Ok(r) => r,
+            Err(Unusable::Expired { age_s }) => {
+                info!(portal_id = %portal_id, file = %dir.state_file(&portal_id).display(), age_s, "state file older than storage.max_age; the portal starts fresh");
+                return;
+            }
+            Err(Unusable::Bad(reason)) => {
+                let _ =
+                    tokio::task::spawn_blocking(move || dir.set_aside(&portal_id, &reason)).await;
+                return;
+            }
+        };
+        let mut ledger = r.ledger;
+        self.users = r.users;
+        if let Some(users) = &mut self.users {
+            self.snapshot.users = users.update(&mut ledger, r.watermark_ms);
         }
+        self.last_start_ms = Some(r.watermark_ms);
+        self.backfill.done = r.backfill_done;
+        self.snapshot.totals = Some(ledger.totals().clone());
+        if r.backfill_done {
+            self.snapshot.monthly_active_users = Some(ledger.monthly_active_users());
+        }
+        self.snapshot.state = Some(StateStatus {
+            restored: true,
+            last_write_unix: None,
+        });
+        info!(portal_id = %portal_id, t0_ms = ledger.t0_ms(), watermark_ms = r.watermark_ms, started = ledger.totals().started, terminated = ledger.totals().terminated, "resumed from the state file");
+        self.ledger = Some(ledger);
+    }
+
+    /// Writes the portal's accounting state (after a successful poll, before its values are
+    /// published). A failure is counted and logged; polling goes on.
+    async fn save_state(&mut self, start_ms: UnixMillis) {
+        let (Some(dir), Some(ledger)) = (self.storage.clone(), &self.ledger) else {
+            return;
+        };
+        let portal_id = self.plan.portal_id.clone();
+        let state = PortalState {
+            version: STATE_VERSION,
+            portal_id: portal_id.clone(),
+            written_at_ms: now_ms(),
+            t0_ms: ledger.t0_ms(),
+            watermark_ms: start_ms,
+            backfill_done: self.backfill.done,
+            labels: self
+                .plan
+                .per_user
+                .as_ref()
+                .map(|u| LabelFingerprint::of(&u.mode)),
+            ledger: ledger.to_state(),
+            users: self.users.as_ref().map(UserLabels::to_state),
+        };
+        let result = {
+            let dir = dir.clone();
+            let id = portal_id.clone();
+            tokio::task::spawn_blocking(move || {
+                let bytes = state::encode(&state).map_err(std::io::Error::other)?;
+                dir.write(&id, &bytes)
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        };
+        match result {
+            Ok(()) => {
+                if self.state_write_failing {
+                    info!(portal_id = %portal_id, "state file written again");
+                }
+                self.state_write_failing = false;
+                let status = self.snapshot.state.get_or_insert_with(StateStatus::default);
+                status.last_write_unix = Some(now_ms() as f64 / 1000.0);
+            }
+            Err(e) => {
+                if self.state_write_failing {
+                    debug!(portal_id = %portal_id, file = %dir.state_file(&portal_id).display(), error = %e, "state write failed again");
+                } else {
+                    warn!(portal_id = %portal_id, file = %dir.state_file(&portal_id).display(), error = %e, "state write failed; polling goes on, a restart would resume from the last state written");
+                }
+                self.state_write_failing = true;
+            }
+        }
+        self.store.set_state_write_errors(dir.write_errors());
     }
 
     pub(super) async fn run(mut self, permits: Arc<Semaphore>, mut stop: watch::Receiver<bool>) {
@@ -257,6 +389,12 @@ impl Poller {
                 }
             }
             drop(permit);
+            if result.is_ok() {
+                tokio::select! {
+                    _ = Box::pin(self.save_state(start_ms)) => {}
+                    _ = stop.changed() => return,
+                }
+            }
             let failed = result.is_err();
             self.finish(result, start_ms, took);
             let hint = self.api.counters().take_retry_after();

@@ -332,6 +332,7 @@ pub async fn run_control_loop(path: &std::path::Path, clients: &Clients) -> Cont
         index,
         clients.clone(),
         store.clone(),
+        None,
     )
     .await;
     let (commands, rx) = tokio::sync::mpsc::channel(4);
@@ -395,6 +396,11 @@ impl ControlLoop {
 /// The real exporter binary in `--demo` mode on a free loopback port, once `/-/ready` answers 200
 /// (60 s hang guard): the guard that kills it, and its address.
 pub fn start_demo_exporter(log_level: &str) -> (Child, String) {
+    start_demo_exporter_with(log_level, &[])
+}
+
+/// [`start_demo_exporter`] with more flags (e.g. `--storage.path`).
+pub fn start_demo_exporter_with(log_level: &str, extra: &[&str]) -> (Child, String) {
     let addr = format!("127.0.0.1:{}", free_port());
     let child = Child(
         std::process::Command::new(env!("CARGO_BIN_EXE_workspacesweb-exporter"))
@@ -405,6 +411,7 @@ pub fn start_demo_exporter(log_level: &str) -> (Child, String) {
                 "--log.level",
                 log_level,
             ])
+            .args(extra)
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("exporter starts"),

@@ -1,0 +1,276 @@
+//! The ledger as plain data, for durable state: everything needed to continue counting exactly
+//! after a restart (T0, every counter, per-user aggregates, the sessions still held, the month's
+//! users). Pure: serialization formats and files belong to the caller.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    ActiveSummary, Books, Entry, HashMap, HashSet, Histogram, Ledger, LedgerSettings, LooseKey,
+    NO_END, Phase, Totals, UserTotals,
+};
+use crate::session::UnixMillis;
+
+/// A [`Ledger`] as plain data ([`Ledger::to_state`], [`Ledger::from_state`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LedgerState {
+    /// T0 of the ledger.
+    pub t0_ms: UnixMillis,
+    /// `sessions_started_total`.
+    pub started: u64,
+    /// `sessions_terminated_total`.
+    pub terminated: u64,
+    /// `session_records_incomplete_total`.
+    pub incomplete: u64,
+    /// `session_seconds_total`, in exact milliseconds.
+    pub session_ms: i64,
+    /// Histogram upper bounds (seconds).
+    pub duration_bounds: Vec<f64>,
+    /// Non-cumulative bucket counts (`duration_bounds.len() + 1`, the last is `+Inf`).
+    pub duration_counts: Vec<u64>,
+    /// Sum of the observed durations, in exact milliseconds.
+    pub duration_sum_ms: i64,
+    /// Per-user aggregates: `(username, active, started, session_ms, last_seen_ms)`.
+    pub users: Vec<(String, u64, u64, i64, UnixMillis)>,
+    /// Sessions held: `(id, username, start_ms, end_ms or null, accrued_ms, phase, incomplete)`.
+    pub sessions: Vec<SessionState>,
+    /// Untrackable records already counted as incomplete, with when they were last seen.
+    pub loose: Vec<(LooseState, UnixMillis)>,
+    /// Gauges of the last Active listing.
+    pub active: (u64, u64, f64),
+    /// The current UTC month `(start, end)`, once a poll was applied.
+    pub month: Option<(UnixMillis, UnixMillis)>,
+    /// Usernames with a session in that month.
+    pub month_users: Vec<String>,
+    /// Highest prune bound so far.
+    pub pruned_below: UnixMillis,
+}
+
+/// One held session (see [`LedgerState::sessions`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionState(
+    pub String,
+    pub String,
+    pub UnixMillis,
+    pub Option<UnixMillis>,
+    pub i64,
+    pub PhaseState,
+    pub bool,
+);
+
+/// Where a held session stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PhaseState {
+    /// In the last Active listing.
+    Listed,
+    /// Seen Active before, absent from the listing since, not yet resolved.
+    Vanished,
+    /// Terminated and counted.
+    Done,
+}
+
+/// Identity of an untrackable record.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum LooseState {
+    /// By session id.
+    Id(String),
+    /// By content hash.
+    Content(u64),
+}
+
+/// Why a [`LedgerState`] cannot be resumed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StateError {
+    /// The histogram buckets differ from the configured ones.
+    #[error("duration_buckets changed (state {stored:?}, config {configured:?})")]
+    Buckets {
+        /// Buckets in the state.
+        stored: Vec<f64>,
+        /// Buckets configured now.
+        configured: Vec<f64>,
+    },
+    /// The numbers do not add up (a damaged or hand-edited state).
+    #[error("inconsistent state: {0}")]
+    Inconsistent(&'static str),
+}
+
+impl Ledger {
+    /// This ledger as plain data.
+    pub fn to_state(&self) -> LedgerState {
+        let b = &self.books;
+        let mut users: Vec<_> = b
+            .users
+            .iter()
+            .map(|(k, u)| {
+                (
+                    k.to_string(),
+                    u.active,
+                    u.started,
+                    u.session_ms,
+                    u.last_seen_ms,
+                )
+            })
+            .collect();
+        users.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut sessions: Vec<_> = self
+            .sessions
+            .iter()
+            .map(|(id, e)| {
+                SessionState(
+                    id.to_string(),
+                    e.user.to_string(),
+                    e.start_ms,
+                    (e.end_ms != NO_END).then_some(e.end_ms),
+                    e.accrued_ms,
+                    match e.phase {
+                        Phase::Listed => PhaseState::Listed,
+                        Phase::Vanished => PhaseState::Vanished,
+                        Phase::Done => PhaseState::Done,
+                    },
+                    e.incomplete,
+                )
+            })
+            .collect();
+        sessions.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut loose: Vec<_> = self
+            .loose
+            .iter()
+            .map(|(k, seen)| {
+                let k = match k {
+                    LooseKey::Id(id) => LooseState::Id(id.to_string()),
+                    LooseKey::Content(h) => LooseState::Content(*h),
+                };
+                (k, *seen)
+            })
+            .collect();
+        loose.sort();
+        let mut month_users: Vec<String> = self.month_users.iter().map(|u| u.to_string()).collect();
+        month_users.sort();
+        LedgerState {
+            t0_ms: b.t0_ms,
+            started: b.totals.started,
+            terminated: b.totals.terminated,
+            incomplete: b.totals.incomplete,
+            session_ms: b.session_ms,
+            duration_bounds: b.totals.durations.bounds.clone(),
+            duration_counts: b.totals.durations.counts.clone(),
+            duration_sum_ms: b.duration_sum_ms,
+            users,
+            sessions,
+            loose,
+            active: (
+                self.active.sessions,
+                self.active.users,
+                self.active.max_age_seconds,
+            ),
+            month: self.month,
+            month_users,
+            pruned_below: self.pruned_below,
+        }
+    }
+
+    /// A ledger that continues `state` exactly, if it was made with the same `settings`.
+    pub fn from_state(settings: &LedgerSettings, state: LedgerState) -> Result<Self, StateError> {
+        if state.duration_bounds != settings.duration_buckets {
+            return Err(StateError::Buckets {
+                stored: state.duration_bounds,
+                configured: settings.duration_buckets.clone(),
+            });
+        }
+        if state.duration_counts.len() != state.duration_bounds.len() + 1 {
+            return Err(StateError::Inconsistent(
+                "histogram bucket counts do not match its bounds",
+            ));
+        }
+        let count = state
+            .duration_counts
+            .iter()
+            .try_fold(0u64, |a, c| a.checked_add(*c))
+            .ok_or(StateError::Inconsistent("histogram count overflows"))?;
+        if state.session_ms < 0 || state.duration_sum_ms < 0 {
+            return Err(StateError::Inconsistent("negative session time"));
+        }
+        let durations = Histogram {
+            bounds: state.duration_bounds,
+            counts: state.duration_counts,
+            sum: state.duration_sum_ms as f64 / 1000.0,
+            count,
+        };
+        let mut books = Books {
+            t0_ms: state.t0_ms,
+            totals: Totals {
+                started: state.started,
+                terminated: state.terminated,
+                incomplete: state.incomplete,
+                session_seconds: state.session_ms as f64 / 1000.0,
+                durations,
+            },
+            session_ms: state.session_ms,
+            duration_sum_ms: state.duration_sum_ms,
+            users: HashMap::default(),
+        };
+        for (name, active, started, session_ms, last_seen_ms) in state.users {
+            books.users.insert(
+                Arc::from(name.as_str()),
+                UserTotals {
+                    active,
+                    started,
+                    session_ms,
+                    session_seconds: session_ms as f64 / 1000.0,
+                    last_seen_ms,
+                },
+            );
+        }
+        let mut sessions = HashMap::default();
+        for SessionState(id, user, start_ms, end_ms, accrued_ms, phase, incomplete) in
+            state.sessions
+        {
+            let user = books.user(&user, start_ms);
+            let phase = match phase {
+                PhaseState::Listed => Phase::Listed,
+                PhaseState::Vanished => Phase::Vanished,
+                PhaseState::Done => Phase::Done,
+            };
+            let entry = Entry {
+                user,
+                start_ms,
+                end_ms: end_ms.unwrap_or(NO_END),
+                accrued_ms,
+                phase,
+                incomplete,
+            };
+            sessions.insert(id.into_boxed_str(), entry);
+        }
+        let loose = state
+            .loose
+            .into_iter()
+            .map(|(k, seen)| {
+                let k = match k {
+                    LooseState::Id(id) => LooseKey::Id(id.into_boxed_str()),
+                    LooseState::Content(h) => LooseKey::Content(h),
+                };
+                (k, seen)
+            })
+            .collect();
+        let month_users: HashSet<Box<str>> = state
+            .month_users
+            .into_iter()
+            .map(String::into_boxed_str)
+            .collect();
+        let (sessions_now, users_now, max_age_seconds) = state.active;
+        Ok(Ledger {
+            books,
+            sessions,
+            loose,
+            active: ActiveSummary {
+                sessions: sessions_now,
+                users: users_now,
+                max_age_seconds,
+            },
+            month: state.month,
+            month_users,
+            pruned_below: state.pruned_below,
+        })
+    }
+}
