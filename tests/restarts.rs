@@ -1054,6 +1054,11 @@ fn restart_with_state_counts_downtime_sessions_exactly_once() {
     let state = state_json(&storage, PORTAL);
     assert_eq!(state["version"], 1, "{state}");
     assert_eq!(state["portal_id"], PORTAL, "{state}");
+    // Session counts and usernames are nobody else's business: 0700 and 0600 (SPEC 9).
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+    assert_eq!(mode(&storage), 0o700, "{}", storage.display());
+    assert_eq!(mode(&state_path(&storage, PORTAL)), 0o600);
     eprintln!("took {:?}", began.elapsed());
 }
 
@@ -1554,6 +1559,49 @@ fn state_from_incompatible_settings_is_set_aside() {
     eprintln!("took {:?}", began.elapsed());
 }
 
+#[test]
+fn state_older_than_max_age_starts_fresh_and_is_not_set_aside() {
+    const PORTAL: &str = "cccccccc-0000-4000-8000-000000000058";
+    let began = Instant::now();
+    let sim = start_sim(vec![PortalSpec::scripted(
+        PORTAL,
+        baseline(now_ms(), &[("ann", 100 * S)]),
+    )]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = dir.path().join("state");
+    let config = write_config(
+        dir.path(),
+        &sim.endpoint,
+        &[PORTAL],
+        FAST,
+        false,
+        "storage:\n  max_age: 5s\n",
+    );
+    let mut a = Exporter::start(&config, Some(&storage));
+    a.wait_ready();
+    a.stop();
+    let t0 = state_t0(&storage, PORTAL);
+    let written = state_written(&storage, PORTAL).expect("written_at_ms");
+
+    // Young enough: resumes.
+    let mut b = Exporter::start(&config, Some(&storage));
+    b.wait_ready();
+    assert_eq!(b.metrics().portal(RESTORED, PORTAL), Some(1.0));
+    b.kill9();
+    let written = state_written(&storage, PORTAL).unwrap_or(written);
+
+    // Older than max_age: a fresh start, the old file is not "corrupt".
+    sleep_past(written + 5500);
+    let mut c = Exporter::start(&config, Some(&storage));
+    c.wait_ready();
+    let m = c.wait_metrics("a state write", |m| m.portal(LAST_WRITE, PORTAL).is_some());
+    assert_eq!(m.portal(RESTORED, PORTAL), Some(0.0), "{}", m.dump());
+    assert!(state_t0(&storage, PORTAL) > t0, "a new T0");
+    assert_eq!(corrupt_files(&storage), Vec::<String>::new());
+    c.stop();
+    eprintln!("took {:?}", began.elapsed());
+}
+
 // ---------------------------------------------------------------------------------------------
 // 6. Lock, unwritable directory, later write failures
 // ---------------------------------------------------------------------------------------------
@@ -1718,5 +1766,63 @@ fn state_write_failure_later_is_counted_and_polling_goes_on() {
     let state = state_json(&storage, PORTAL);
     assert_eq!(state["portal_id"], PORTAL, "{state}");
     e.stop();
+    eprintln!("took {:?}", began.elapsed());
+}
+
+/// SPEC 9: "Published counters never go below what an earlier process published." While state
+/// writes fail, the exporter goes on publishing counters that are not on disk; a restart then
+/// resumes from the last state written and publishes its older, lower counters at once, until
+/// its first poll catches up. Prometheus reads the dip as a counter reset and `increase()` counts
+/// the sessions again. Found while writing these tests; ignored until fixed (run it with
+/// `-- --ignored`).
+#[test]
+#[ignore = "defect: a restart after failed state writes publishes lower counters until its first poll"]
+fn counters_do_not_go_down_when_a_restart_follows_failed_state_writes() {
+    const PORTAL: &str = "cccccccc-0000-4000-8000-000000000064";
+    let began = Instant::now();
+    let sim = start_sim(vec![PortalSpec::scripted(
+        PORTAL,
+        baseline(now_ms(), &[("ann", 100 * S)]),
+    )]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = dir.path().join("state");
+    let config = write_config(dir.path(), &sim.endpoint, &[PORTAL], FAST, false, "");
+    let s = &sim.sim;
+
+    let mut a = Exporter::start(&config, Some(&storage));
+    a.wait_ready();
+    a.wait_metrics("a state write", |m| m.portal(LAST_WRITE, PORTAL).is_some());
+    // Writes fail from now on (as on a full disk), the last state written stays readable: the
+    // temp file's name is taken by a non-empty directory.
+    let tmp = storage.join(format!(".{PORTAL}.state.tmp"));
+    std::fs::create_dir(&tmp).expect("mkdir");
+    std::fs::write(tmp.join("occupied"), "x").expect("fill");
+    let mut last = 0;
+    for n in 100..105 {
+        last = add(s, PORTAL, n, "ben", soon());
+    }
+    sleep_past(last);
+    let m = a.wait_metrics("the five sessions counted, writes failing", |m| {
+        m.portal(STARTED, PORTAL) == Some(5.0) && m.get(WRITE_ERRORS, &[]).is_some_and(|e| e > 0.0)
+    });
+    let mut history = History::default();
+    history.record(0, &m, PORTAL);
+    a.kill9();
+
+    // The next process, scraped as often as possible from its start to its first poll.
+    let spawned = now_ms();
+    let b = Exporter::start(&config, Some(&storage));
+    let polled = poll_until(LIMIT, || {
+        let m = b.try_metrics()?;
+        history.record(1, &m, PORTAL);
+        m.poll_ms(PORTAL).filter(|p| *p > spawned).map(|_| m)
+    })
+    .expect("a poll of the second process");
+    assert_eq!(polled.portal(STARTED, PORTAL), Some(5.0));
+    assert_eq!(
+        history.decreases(),
+        Vec::<String>::new(),
+        "the second process published less than the first"
+    );
     eprintln!("took {:?}", began.elapsed());
 }
