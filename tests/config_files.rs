@@ -743,3 +743,21 @@ fn null_sections_mean_defaults() {
     assert_eq!(c.global.interval, secs(60));
     assert!(c.portals[0].labels.is_empty());
 }
+
+/// An invalid endpoint_url is named in the error with its userinfo masked: the message goes to
+/// logs, stderr and the reload response.
+#[test]
+fn endpoint_url_errors_never_echo_credentials() {
+    for url in [
+        "ftp://alice:hunter2secret@example.com",
+        "http://alice:hunter2secret@[not-an-ip",
+        "https://alice:hunter2secret@example.com/?q=1",
+    ] {
+        let e = err(&format!(
+            "portals:\n  - id: {ID}\n    endpoint_url: \"{url}\"\n"
+        ));
+        assert!(e.contains("invalid endpoint_url"), "{e}");
+        assert!(e.contains("***@"), "{e}");
+        assert!(!e.contains("hunter2secret") && !e.contains("alice"), "{e}");
+    }
+}
