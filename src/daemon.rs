@@ -4,25 +4,63 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::aws::Clients;
 use crate::cli::Cli;
 use crate::config;
+use crate::config::ShardConfig;
 use crate::demo::Demo;
 use crate::http::{
     self, HttpSettings, ReloadFuture, ReloadHook, WebConfigHandle, WebOptions, WebState,
 };
-use crate::reconcile::{Command, Reconciler, Source};
+use crate::reconcile::{Reconciler, Source};
+use crate::reload::Reloader;
 use crate::session::now_ms;
 use crate::snapshot::{ReloadStatus, Store};
-use crate::storage::StateDir;
+use crate::storage::{StateDir, StorageError};
 
 /// Exit code for bad flags or configuration.
 pub const EXIT_CONFIG: u8 = 1;
 /// Exit code when a listen address cannot be bound.
 pub const EXIT_BIND: u8 = 2;
+
+/// Why the exporter could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// A flag is invalid (listen address, telemetry path).
+    #[error("{0}")]
+    Flags(http::HttpError),
+    /// The web config file is invalid.
+    #[error("{0}")]
+    WebConfig(#[from] http::WebConfigError),
+    /// The config file is invalid.
+    #[error("{0}")]
+    Config(#[from] config::ConfigError),
+    /// The storage directory cannot be used.
+    #[error("{0}")]
+    Storage(#[from] StorageError),
+    /// The demo simulator could not start.
+    #[error("could not start the demo simulator: {0}")]
+    Demo(std::io::Error),
+    /// A listen address cannot be bound.
+    #[error("{0}")]
+    Bind(http::HttpError),
+    /// Reading the config file was cancelled (the runtime is shutting down).
+    #[error("reading the configuration was interrupted")]
+    Interrupted,
+}
+
+impl StartupError {
+    /// The process exit code: 2 when something could not be bound, else 1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StartupError::Bind(_) | StartupError::Demo(_) => EXIT_BIND,
+            _ => EXIT_CONFIG,
+        }
+    }
+}
 
 /// The `--web.config.file` web config (plain HTTP without the flag); the error names the file
 /// and the key.
@@ -35,172 +73,149 @@ pub fn web_state(cli: &Cli) -> Result<WebState, http::WebConfigError> {
 
 /// `--config.check`: prints the summary (exit 0) or the errors (exit 1).
 pub fn check(cli: &Cli) -> ExitCode {
-    if let Err(e) = web_state(cli) {
-        eprintln!("{e}");
-        return ExitCode::from(EXIT_CONFIG);
-    }
-    match config::load(&cli.config_file) {
+    let checked = web_state(cli)
+        .map_err(StartupError::from)
+        .and_then(|_| config::load_for_shard(&cli.config_file).map_err(StartupError::from));
+    match checked {
         Ok(loaded) => {
             for w in &loaded.warnings {
                 eprintln!("warning: {w}");
-            }
-            if let Err(e) = loaded
-                .config
-                .sharding
-                .resolve_shard_index(|v| std::env::var(v).ok())
-            {
-                eprintln!("{e}");
-                return ExitCode::from(EXIT_CONFIG);
             }
             println!("{}", loaded.config.summary());
             ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("{e}");
-            ExitCode::from(EXIT_CONFIG)
+            ExitCode::from(e.exit_code())
         }
     }
 }
 
-/// Runs the exporter until SIGTERM/SIGINT.
-pub async fn run(cli: Cli) -> ExitCode {
-    // Installed first: a SIGTERM during startup must not kill the process (exit 0, SPEC section 3).
-    let shutdown = shutdown_signal();
+/// Everything `run` sets up before it serves.
+struct Started {
+    settings: HttpSettings,
+    web: WebConfigHandle,
+    listeners: Vec<tokio::net::TcpListener>,
+    source: Source,
+    config: Option<ShardConfig>,
+    clients: Clients,
+    storage: Option<Arc<StateDir>>,
+    /// Keeps the demo simulator alive as long as the exporter runs.
+    _demo: Option<Demo>,
+}
+
+/// Validates the flags and the web config, loads the config (or starts the demo), opens the
+/// storage directory, and binds: every failure here ends the process with its exit code.
+async fn start(cli: &Cli) -> Result<Started, StartupError> {
     let settings = HttpSettings {
         listen_addresses: cli.listen_addresses.clone(),
         telemetry_path: cli.telemetry_path.clone(),
         max_connections: cli.max_connections as usize,
         ..HttpSettings::default()
     };
-    if let Err(e) = settings.validate() {
-        error!(error = %e, "invalid flag");
-        eprintln!("{e}");
-        return ExitCode::from(EXIT_CONFIG);
-    }
+    settings.validate().map_err(StartupError::Flags)?;
     // Web config (TLS, basic auth, headers): read once here; a reload replaces it in the handle.
-    let web = match web_state(&cli) {
-        Ok(state) => WebConfigHandle::new(state),
-        Err(e) => {
-            error!(error = %e, "invalid web configuration");
-            eprintln!("{e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    // Keeps the demo simulator alive as long as the exporter runs.
-    let mut _demo_guard = None;
-    let (source, config, shard_index, clients) = if cli.demo {
-        let demo = match Demo::start(1).await {
-            Ok(d) => d,
-            Err(e) => {
-                error!(error = %e, "could not start the demo simulator");
-                return ExitCode::from(EXIT_BIND);
-            }
-        };
+    let web = WebConfigHandle::new(web_state(cli)?);
+    let (source, config, clients, demo) = if cli.demo {
+        let demo = Demo::start(1).await.map_err(StartupError::Demo)?;
         info!(endpoint = %demo.endpoint_url(), portals = demo.plans.len(), "demo simulator started");
         let clients = Clients::with_static_credentials("us-east-1", &demo.endpoint_url()).await;
         clients.set_rate(Some(crate::demo::DEMO_MAX_REQUESTS_PER_SECOND));
-        let source = Source::Fixed(demo.plans.clone());
-        _demo_guard = Some(demo);
-        (source, None, 0, clients)
+        (Source::Fixed(demo.plans.clone()), None, clients, Some(demo))
     } else {
-        let loaded = match config::load(&cli.config_file) {
-            Ok(l) => l,
-            Err(e) => {
-                error!(error = %e, "invalid configuration");
-                eprintln!("{e}");
-                return ExitCode::from(EXIT_CONFIG);
-            }
-        };
+        let path = cli.config_file.clone();
+        let loaded = tokio::task::spawn_blocking(move || config::load_for_shard(&path))
+            .await
+            .map_err(|_| StartupError::Interrupted)??;
         for w in &loaded.warnings {
             warn!(file = %cli.config_file.display(), warning = %w, "configuration warning");
         }
-        let index = match loaded
-            .config
-            .sharding
-            .resolve_shard_index(|v| std::env::var(v).ok())
-        {
-            Ok(i) => i,
-            Err(e) => {
-                error!(error = %e, "invalid sharding");
-                eprintln!("{e}");
-                return ExitCode::from(EXIT_CONFIG);
-            }
-        };
         let clients = Clients::from_environment().await;
-        (
-            Source::File(cli.config_file.clone()),
-            Some(loaded.config),
-            index,
-            clients,
-        )
+        (Source::Config, Some(loaded), clients, None)
     };
-
     // Durable state: a directory that cannot be created, locked or written is a misconfiguration
     // that fails fast (exit 1), before anything is bound or polled.
     let storage = match &cli.storage_path {
-        Some(path) => match StateDir::open(path) {
-            Ok(dir) => {
-                info!(path = %path.display(), "durable state enabled");
-                Some(Arc::new(dir))
-            }
-            Err(e) => {
-                error!(error = %e, "cannot use the storage path");
-                eprintln!("{e}");
-                return ExitCode::from(EXIT_CONFIG);
-            }
-        },
+        Some(path) => {
+            let dir = StateDir::open(path)?;
+            info!(path = %path.display(), "durable state enabled");
+            Some(Arc::new(dir))
+        }
         None => None,
     };
+    let listeners = http::bind(&settings).await.map_err(StartupError::Bind)?;
+    Ok(Started {
+        settings,
+        web,
+        listeners,
+        source,
+        config,
+        clients,
+        storage,
+        _demo: demo,
+    })
+}
 
-    let listeners = match http::bind(&settings).await {
-        Ok(l) => l,
+/// Runs the exporter until SIGTERM/SIGINT.
+pub async fn run(cli: Cli) -> ExitCode {
+    // Installed first: a SIGTERM during startup must not kill the process (exit 0, SPEC section 3).
+    let shutdown = shutdown_signal();
+    let started = match start(&cli).await {
+        Ok(s) => s,
         Err(e) => {
-            error!(error = %e, "could not bind");
+            error!(error = %e, "cannot start");
             eprintln!("{e}");
-            return ExitCode::from(EXIT_BIND);
+            return ExitCode::from(e.exit_code());
         }
     };
-
     let store = Arc::new(Store::new());
     store.set_reload(ReloadStatus {
         successful: true,
         success_unix: now_ms() as f64 / 1000.0,
     });
+    let shard_index = started.config.as_ref().map_or(0, |c| c.shard_index);
     info!(version = crate::VERSION, shard_index, "starting");
     // Commands wait in the channel until the control loop runs, so the server (and its reload
     // hook) can answer while the control loop sets up its portals: `/-/healthy` does not wait
     // for a thousand portals, and `/-/ready` says 503 until they are declared and polled.
     let (commands, commands_rx) = mpsc::channel(8);
     let (stop, stop_rx) = watch::channel(false);
-    let reloader = Arc::new(Reloader {
+    let config_path = (!cli.demo).then(|| cli.config_file.clone());
+    let reloader = Arc::new(Reloader::new(
         commands,
-        web: web.clone(),
-        web_path: cli.web_config_file.clone(),
-        store: store.clone(),
-        serial: tokio::sync::Mutex::new(()),
-    });
+        started.web.clone(),
+        cli.web_config_file.clone(),
+        config_path,
+        store.clone(),
+    ));
     let hup = tokio::spawn(reload_on_sighup(reloader.clone()));
     let hook: ReloadHook = {
         let reloader = reloader.clone();
         Arc::new(move || -> ReloadFuture {
             let reloader = reloader.clone();
-            Box::pin(async move { reloader.reload().await })
+            Box::pin(async move { reloader.reload().await.map_err(|e| e.to_string()) })
         })
     };
     let options = WebOptions {
-        web,
+        web: started.web,
         reload: Some(hook),
     };
-    let serving = http::serve_with(listeners, store.clone(), settings, options, shutdown);
+    let serving = http::serve_with(
+        started.listeners,
+        store.clone(),
+        started.settings,
+        options,
+        shutdown,
+    );
     tokio::pin!(serving);
     // A task of its own, so that setting up many portals never delays the accept loops.
     let mut starting = tokio::spawn(Reconciler::start(
-        source,
-        config,
+        started.source,
+        started.config.map(|c| c.config),
         shard_index,
-        clients,
+        started.clients,
         store,
-        storage,
+        started.storage,
     ));
     let control = tokio::select! {
         started = &mut starting => match started {
@@ -225,62 +240,6 @@ pub async fn run(cli: Cli) -> ExitCode {
     let _ = control.await;
     info!("stopped");
     ExitCode::SUCCESS
-}
-
-/// Reloads the configuration and the web configuration together (SIGHUP, `POST /-/reload`).
-struct Reloader {
-    commands: mpsc::Sender<Command>,
-    web: WebConfigHandle,
-    web_path: Option<std::path::PathBuf>,
-    store: Arc<Store>,
-    /// One reload at a time: a SIGHUP and a POST may overlap.
-    serial: tokio::sync::Mutex<()>,
-}
-
-impl Reloader {
-    /// Validates the web config first, then reloads the config; the new web config takes effect
-    /// only when both are valid, so an invalid file of either kind changes nothing.
-    async fn reload(&self) -> Result<(), String> {
-        let _one = self.serial.lock().await;
-        let web = match &self.web_path {
-            Some(path) => {
-                let path = path.clone();
-                let loaded = tokio::task::spawn_blocking(move || http::load_web_config(&path))
-                    .await
-                    .map_err(|e| format!("web config reload failed: {e}"))?;
-                match loaded {
-                    Ok(state) => Some(state),
-                    Err(e) => {
-                        error!(error = %e, "reload failed; the previous configuration keeps running");
-                        let previous = self.store.reload();
-                        self.store.set_reload(ReloadStatus {
-                            successful: false,
-                            ..previous
-                        });
-                        return Err(e.to_string());
-                    }
-                }
-            }
-            None => None,
-        };
-        request_reload(&self.commands).await?;
-        if let Some(state) = web {
-            self.web.replace(state);
-        }
-        Ok(())
-    }
-}
-
-/// Asks the control loop to reload and waits for the outcome.
-pub async fn request_reload(commands: &mpsc::Sender<Command>) -> Result<(), String> {
-    let (reply, outcome) = oneshot::channel();
-    commands
-        .send(Command::Reload(reply))
-        .await
-        .map_err(|_| "the exporter is shutting down".to_string())?;
-    outcome
-        .await
-        .unwrap_or_else(|_| Err("the exporter is shutting down".to_string()))
 }
 
 /// Turns every SIGHUP into a reload.

@@ -1,7 +1,6 @@
 //! Portal discovery: `ListPortals` (all pages) in each region of each `discovery` entry, every
 //! `refresh`. Results go to the reconciler, which turns them into portal plans.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +10,8 @@ use tracing::{debug, warn};
 
 use crate::aws::{self, ApiCounters, ApiError, ClientKey, Clients, PortalInfo, RegionApi};
 use crate::config::DiscoveryConfig;
+use crate::error_label::ErrorLabel;
+use crate::pagination::PageGuard;
 
 /// Identifies one discovery source: the entry's position in `discovery` and one of its regions.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -33,7 +34,7 @@ pub struct Discovered {
 /// `ListPortals` page size.
 const PAGE_SIZE: i32 = 100;
 /// Pages after which a listing gives up (100,000 portals).
-const MAX_PAGES: usize = 1000;
+const MAX_PAGES: u32 = 1000;
 /// Bound on one complete listing.
 const LISTING_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -41,30 +42,22 @@ const LISTING_TIMEOUT: Duration = Duration::from_secs(60);
 pub async fn list_all(api: &RegionApi) -> Result<Vec<PortalInfo>, ApiError> {
     let mut out = Vec::new();
     let mut token = None;
-    let mut seen = HashSet::new();
-    for _ in 0..MAX_PAGES {
+    let mut guard = PageGuard::new();
+    loop {
         let (portals, next) = api.list_portals(PAGE_SIZE, token).await?;
         out.extend(portals);
-        match next {
-            Some(t) if !t.is_empty() => {
-                if !seen.insert(t.clone()) {
-                    api.counters().error(aws::LIST_PORTALS, "other");
-                    return Err(pagination_error("the service repeated a nextToken"));
-                }
-                token = Some(t);
+        match guard.next(next, MAX_PAGES) {
+            Ok(Some(t)) => token = Some(t),
+            Ok(None) => return Ok(out),
+            Err(stop) => {
+                api.counters().error(aws::LIST_PORTALS, ErrorLabel::Other);
+                return Err(ApiError {
+                    operation: aws::LIST_PORTALS,
+                    code: ErrorLabel::Other,
+                    message: format!("pagination stopped: {stop}"),
+                });
             }
-            _ => return Ok(out),
         }
-    }
-    api.counters().error(aws::LIST_PORTALS, "other");
-    Err(pagination_error("more than 1000 pages"))
-}
-
-fn pagination_error(reason: &str) -> ApiError {
-    ApiError {
-        operation: aws::LIST_PORTALS,
-        code: "other".into(),
-        message: format!("pagination stopped: {reason}"),
     }
 }
 
@@ -105,10 +98,10 @@ pub async fn spawn(
             let result = tokio::time::timeout(LISTING_TIMEOUT, list_all(&api))
                 .await
                 .unwrap_or_else(|_| {
-                    api.counters().error(aws::LIST_PORTALS, "timeout");
+                    api.counters().error(aws::LIST_PORTALS, ErrorLabel::Timeout);
                     Err(ApiError {
                         operation: aws::LIST_PORTALS,
-                        code: "timeout".into(),
+                        code: ErrorLabel::Timeout,
                         message: format!("listing took longer than {LISTING_TIMEOUT:?}"),
                     })
                 });

@@ -759,6 +759,55 @@ fn log_level_warn_hides_info_lines() {
     assert!(!stderr.contains("level=info"), "{stderr}");
 }
 
+/// `--log.level error` silences every warning, the SDK's included: a missing AWS config file
+/// makes the SDK warn, and a portal whose endpoint refuses connections makes the exporter warn.
+#[test]
+fn log_level_error_hides_warnings_of_dependencies_too() {
+    let closed = free_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config_file(
+        dir.path(),
+        "exporter.yaml",
+        &format!(
+            "global:\n  region: us-east-1\n  interval: 10m\nportals:\n  - id: {ID}\n    endpoint_url: http://127.0.0.1:{closed}\n"
+        ),
+    );
+    let run = |level: &str| {
+        let mut exporter = Exporter::start(
+            &[
+                "--config.file",
+                config.to_str().expect("utf-8 path"),
+                "--log.level",
+                level,
+            ],
+            &[
+                ("AWS_ACCESS_KEY_ID", "AKIDTEST"),
+                ("AWS_SECRET_ACCESS_KEY", "secret"),
+                ("AWS_EC2_METADATA_DISABLED", "true"),
+                ("AWS_CONFIG_FILE", "/nonexistent"),
+                ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
+            ],
+        );
+        exporter.wait_ready();
+        let status = exporter.signal_and_wait("TERM");
+        let stderr = exporter.stderr();
+        assert_eq!(status.code(), Some(0), "stderr:\n{stderr}");
+        stderr
+    };
+    // At warn, both kinds of warning are there (so the scenario does provoke them)...
+    let warn = run("warn");
+    assert!(warn.contains("level=warn"), "{warn}");
+    assert!(
+        warn.lines()
+            .any(|l| l.contains("level=warn") && !l.contains("target=workspacesweb_exporter")),
+        "a dependency's warning: {warn}"
+    );
+    // ...and at error, none.
+    let error = run("error");
+    assert!(!error.contains("level=warn"), "{error}");
+    assert!(!error.contains("level=info"), "{error}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 8. Landing page, gzip, telemetry path
 // ---------------------------------------------------------------------------------------------

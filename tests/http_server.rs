@@ -687,10 +687,35 @@ async fn shutdown_with_no_connections_returns() {
 // ---------------------------------------------------------------------------------------------
 // Addresses and binding.
 
+/// `:PORT` listens on IPv6 and IPv4, as Go exporters do (an IPv6-only pod network reaches it);
+/// explicit `0.0.0.0:PORT` and `[::]:PORT` keep working.
+#[tokio::test]
+async fn colon_port_listens_on_ipv6_and_ipv4() {
+    let bound = |address: &str| {
+        let settings = HttpSettings {
+            listen_addresses: vec![address.to_string()],
+            ..HttpSettings::default()
+        };
+        async move { http::bind(&settings).await.expect("bind") }
+    };
+    let any = bound(":0").await;
+    let port = any[0].local_addr().expect("addr").port();
+    for target in [format!("127.0.0.1:{port}"), format!("[::1]:{port}")] {
+        std::net::TcpStream::connect(&target).unwrap_or_else(|e| panic!("{target}: {e}"));
+    }
+    let v4 = bound("0.0.0.0:0").await;
+    let port = v4[0].local_addr().expect("addr").port();
+    std::net::TcpStream::connect(format!("127.0.0.1:{port}")).expect("0.0.0.0 takes IPv4");
+    let v6 = bound("[::]:0").await;
+    let port = v6[0].local_addr().expect("addr").port();
+    std::net::TcpStream::connect(format!("[::1]:{port}")).expect("[::] takes IPv6");
+}
+
 #[test]
 fn listen_addresses_parse_like_prometheus_flags() {
     let ok = |s: &str| parse_listen_address(s).unwrap_or_else(|e| panic!("{s}: {e}"));
-    assert_eq!(ok(":10049"), "0.0.0.0:10049".parse().unwrap());
+    // `:port` is every interface, IPv6 and IPv4 (one dual-stack socket, see `bind`).
+    assert_eq!(ok(":10049"), "[::]:10049".parse().unwrap());
     assert_eq!(ok("127.0.0.1:0"), "127.0.0.1:0".parse().unwrap());
     assert_eq!(ok("[::1]:9000"), "[::1]:9000".parse().unwrap());
     assert_eq!(ok("[::]:10049"), "[::]:10049".parse().unwrap());

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use workspacesweb_exporter::daemon::request_reload;
 use workspacesweb_exporter::session::now_ms;
 use workspacesweb_exporter::sim::{Clock, PortalSpec, SimConfig, SimSession};
 use workspacesweb_exporter::snapshot::Store;
@@ -95,9 +94,7 @@ async fn discovery_then_reload_keeps_adds_removes_and_rejects_invalid() {
             "global:\n  interval: 1s\n  labels: {{env: test}}\nportals:\n  - id: {GOOD}\n    region: us-east-1\n"
         ),
     );
-    request_reload(&running.commands)
-        .await
-        .expect("valid reload");
+    running.reload().await.expect("valid reload");
     assert!(running.store.portal(EU1).is_none() && running.store.portal(EU2).is_none());
     assert!(running.store.reload().successful);
     let good_after = running
@@ -114,9 +111,7 @@ async fn discovery_then_reload_keeps_adds_removes_and_rejects_invalid() {
         dir.path(),
         "global:\n  interval: 1s\nportals:\n  - id: not-an-id\n",
     );
-    let err = request_reload(&running.commands)
-        .await
-        .expect_err("invalid config");
+    let err = running.reload().await.expect_err("invalid config");
     assert!(err.contains("exporter.yaml:4:"), "{err}");
     assert!(err.contains("portals[0].id"), "{err}");
     assert!(!running.store.reload().successful);

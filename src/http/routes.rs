@@ -17,8 +17,8 @@ use bytes::Bytes;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::auth::{CHALLENGE, Credentials};
 use super::body::Chunks;
+use super::webconfig::auth::{CHALLENGE, Credentials};
 use super::{EXPOSITION_CONTENT_TYPE, ReloadHook, WebConfigHandle, encoding, landing};
 use crate::snapshot::Store;
 

@@ -50,6 +50,7 @@ use tokio::task::JoinHandle;
 use tracing::{error, info};
 
 use crate::aws::{ApiCounters, ApiError, ClientKey, Clients};
+use crate::error_label::ErrorLabel;
 use crate::session::UnixMillis;
 use crate::snapshot::Store;
 use crate::storage::StateDir;
@@ -140,11 +141,11 @@ impl PollError {
     }
 
     /// The `error` label value of this failure.
-    pub fn label(&self) -> &str {
+    pub fn label(&self) -> ErrorLabel {
         match self {
-            PollError::Api(e) => &e.code,
-            PollError::Pagination { .. } => "other",
-            PollError::Timeout(..) => "timeout",
+            PollError::Api(e) => e.code,
+            PollError::Pagination { .. } => ErrorLabel::Other,
+            PollError::Timeout(..) => ErrorLabel::Timeout,
         }
     }
 }

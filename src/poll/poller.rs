@@ -16,7 +16,9 @@ use super::{
 use crate::aws::{
     self, Clients, ListQuery, PortalApi, PortalInfo, SortOrder, portal_id_of_arn, region_of_arn,
 };
+use crate::error_label::ErrorLabel;
 use crate::ledger::{Ledger, LedgerSettings, month_bounds};
+use crate::pagination::{PageGuard, PageStop};
 use crate::session::{SessionRecord, SessionStatus, UnixMillis, now_ms};
 use crate::snapshot::{PortalMeta, PortalSnapshot, StateStatus, Store};
 use crate::storage::StateDir;
@@ -70,10 +72,8 @@ struct Progress {
     other: Vec<SessionRecord>,
     /// Token of the next page of the current listing.
     next_token: Option<String>,
-    /// Tokens seen in the current listing (a repeated one is a broken paginator).
-    tokens: HashSet<String>,
-    /// Pages read in the current listing (bounded by `max_pages` across attempts).
-    pages: u32,
+    /// Pages and tokens of the current listing (bounded by `max_pages` across attempts).
+    guard: PageGuard,
     /// Sessions still to resolve with `GetSession` (phase [`Phase::Resolve`]).
     to_resolve: Vec<String>,
     /// Sessions `GetSession` says no longer exist.
@@ -96,8 +96,7 @@ impl Progress {
             active: Vec::new(),
             other: Vec::new(),
             next_token: None,
-            tokens: HashSet::new(),
-            pages: 0,
+            guard: PageGuard::new(),
             to_resolve: Vec::new(),
             gone: Vec::new(),
         }
@@ -108,20 +107,7 @@ impl Progress {
 /// timeouts and connection failures are transient; anything else (AccessDenied, a rejected token,
 /// a broken paginator...) starts the next poll over.
 fn resumable(err: &PollError) -> bool {
-    match err {
-        PollError::Timeout(..) => true,
-        PollError::Api(e) => matches!(
-            e.code.as_str(),
-            "ThrottlingException"
-                | "TooManyRequestsException"
-                | "InternalServerException"
-                | "ServiceUnavailableException"
-                | "InternalFailure"
-                | "timeout"
-                | "dispatch"
-        ),
-        PollError::Pagination { .. } => false,
-    }
+    err.label().is_transient()
 }
 
 /// Progress of the monthly-active-users backfill: a descending scan of Terminated sessions from
@@ -129,9 +115,8 @@ fn resumable(err: &PollError) -> bool {
 #[derive(Debug, Default)]
 struct Backfill {
     next_token: Option<String>,
-    tokens: HashSet<String>,
-    /// Pages read by the current scan (bounded by `max_pages`, like any listing).
-    pages: u32,
+    /// Pages and tokens of the current scan (bounded by `max_pages`, like any listing).
+    guard: PageGuard,
     done: bool,
 }
 
@@ -376,7 +361,7 @@ impl Poller {
                 tokio::select! {
                     r = tokio::time::timeout(self.plan.timeout, Box::pin(self.backfill_step(start_ms))) => {
                         if let Err(e) = r.unwrap_or(Err(PollError::Timeout(self.plan.timeout, aws::LIST_SESSIONS))) {
-                            warn!(portal_id = %self.plan.portal_id, operation = e.operation(), error = e.label(), detail = %e, "monthly users backfill step failed; resuming next cycle");
+                            warn!(portal_id = %self.plan.portal_id, operation = e.operation(), error = %e.label(), detail = %e, "monthly users backfill step failed; resuming next cycle");
                         }
                     }
                     _ = stop.changed() => return,
@@ -550,8 +535,7 @@ impl Poller {
         if let Some(p) = &mut self.progress {
             p.phase = phase;
             p.next_token = None;
-            p.tokens.clear();
-            p.pages = 0;
+            p.guard = PageGuard::new();
         }
     }
 
@@ -565,18 +549,7 @@ impl Poller {
         stop_below: Option<UnixMillis>,
     ) -> Result<(), PollError> {
         loop {
-            let (pages, token) = self
-                .progress
-                .as_ref()
-                .map_or((0, None), |p| (p.pages, p.next_token.clone()));
-            if pages >= self.plan.max_pages {
-                self.api.counters().error(aws::LIST_SESSIONS, "other");
-                return Err(PollError::Pagination {
-                    operation: aws::LIST_SESSIONS,
-                    reason: format!("more than max_pages={} pages", self.plan.max_pages),
-                });
-            }
-            query.next_token = token;
+            query.next_token = self.progress.as_ref().and_then(|p| p.next_token.clone());
             let page = self.api.list_sessions(&query).await?;
             self.fetched += 1;
             self.learn_arn(page.portal_arn.as_deref());
@@ -588,24 +561,27 @@ impl Poller {
             let Some(p) = &mut self.progress else {
                 return Ok(());
             };
-            p.pages += 1;
             match p.phase {
                 Phase::Active => p.active.extend(page.sessions),
                 _ => p.other.extend(page.sessions),
             }
-            match page.next_token {
-                Some(token) if !token.is_empty() && !reached_watermark => {
-                    if !p.tokens.insert(token.clone()) {
-                        self.api.counters().error(aws::LIST_SESSIONS, "other");
-                        return Err(PollError::Pagination {
-                            operation: aws::LIST_SESSIONS,
-                            reason: "the service repeated a nextToken".into(),
-                        });
-                    }
-                    p.next_token = Some(token);
-                }
-                _ => return Ok(()),
+            let next = page.next_token.filter(|_| !reached_watermark);
+            match p.guard.next(next, self.plan.max_pages) {
+                Ok(Some(token)) => p.next_token = Some(token),
+                Ok(None) => return Ok(()),
+                Err(stop) => return Err(self.pagination_stopped(&stop, "")),
             }
+        }
+    }
+
+    /// Counts a listing stopped by the page guard and turns it into the poll's error.
+    fn pagination_stopped(&self, stop: &PageStop, during: &str) -> PollError {
+        self.api
+            .counters()
+            .error(aws::LIST_SESSIONS, ErrorLabel::Other);
+        PollError::Pagination {
+            operation: aws::LIST_SESSIONS,
+            reason: format!("{stop}{during}"),
         }
     }
 
@@ -626,7 +602,7 @@ impl Poller {
             let page = match self.api.list_sessions(&query).await {
                 Ok(p) => p,
                 Err(e) => {
-                    if e.code == "ValidationException" {
+                    if e.code == ErrorLabel::VALIDATION {
                         // An expired or rejected token: start the scan again (duplicates are harmless).
                         self.backfill = Backfill::default();
                     }
@@ -642,37 +618,18 @@ impl Poller {
             if let Some(ledger) = &mut self.ledger {
                 ledger.apply_records(at_ms, &page.sessions);
             }
-            match page.next_token {
-                Some(t) if !t.is_empty() && !below => {
-                    self.backfill.pages = self.backfill.pages.saturating_add(1);
-                    let reason = if !self.backfill.tokens.insert(t.clone()) {
-                        Some(
-                            "the service repeated a nextToken during the monthly users backfill"
-                                .to_string(),
-                        )
-                    } else if self.backfill.pages >= self.plan.max_pages {
-                        // A paginator that never ends would otherwise grow `tokens` forever.
-                        Some(format!(
-                            "more than max_pages={} pages during the monthly users backfill",
-                            self.plan.max_pages
-                        ))
-                    } else {
-                        None
-                    };
-                    if let Some(reason) = reason {
-                        self.api.counters().error(aws::LIST_SESSIONS, "other");
-                        result = Err(PollError::Pagination {
-                            operation: aws::LIST_SESSIONS,
-                            reason,
-                        });
-                        // Start the scan again next cycle.
-                        self.backfill = Backfill::default();
-                        break;
-                    }
-                    self.backfill.next_token = Some(t);
-                }
-                _ => {
+            let next = page.next_token.filter(|_| !below);
+            match self.backfill.guard.next(next, self.plan.max_pages) {
+                Ok(Some(t)) => self.backfill.next_token = Some(t),
+                Ok(None) => {
                     self.backfill.done = true;
+                    break;
+                }
+                Err(stop) => {
+                    result =
+                        Err(self.pagination_stopped(&stop, " during the monthly users backfill"));
+                    // Start the scan again next cycle.
+                    self.backfill = Backfill::default();
                     break;
                 }
             }
@@ -761,7 +718,7 @@ impl Poller {
                 self.info = None;
                 self.metadata_due = Some(refresh);
             }
-            Ok(Err(e)) if e.code == "ResourceNotFoundException" => {
+            Ok(Err(e)) if e.code == ErrorLabel::NOT_FOUND => {
                 self.info = None;
                 self.metadata_due = Some(refresh);
             }
@@ -769,11 +726,13 @@ impl Poller {
                 debug!(portal_id, operation = e.operation, error = %e.code, detail = %e.message, "GetPortal failed; retrying next cycle");
             }
             Err(_) => {
-                self.api.counters().error(aws::GET_PORTAL, "timeout");
+                self.api
+                    .counters()
+                    .error(aws::GET_PORTAL, ErrorLabel::Timeout);
                 debug!(
                     portal_id,
                     operation = aws::GET_PORTAL,
-                    error = "timeout",
+                    error = %ErrorLabel::Timeout,
                     "GetPortal timed out; retrying next cycle"
                 );
             }
@@ -830,12 +789,14 @@ impl Poller {
             }
             Err(err) => {
                 if let PollError::Timeout(..) = err {
-                    self.api.counters().error(err.operation(), "timeout");
+                    self.api
+                        .counters()
+                        .error(err.operation(), ErrorLabel::Timeout);
                 }
                 if was_up {
-                    warn!(portal_id, operation = err.operation(), error = err.label(), detail = %err, "poll failed");
+                    warn!(portal_id, operation = err.operation(), error = %err.label(), detail = %err, "poll failed");
                 } else {
-                    debug!(portal_id, operation = err.operation(), error = err.label(), detail = %err, "poll failed again");
+                    debug!(portal_id, operation = err.operation(), error = %err.label(), detail = %err, "poll failed again");
                 }
                 snap.up = false;
                 snap.last_error = Some(err.to_string());

@@ -311,7 +311,7 @@ pub fn wait_exit(
 /// A control loop (config file -> reconciler -> scheduler) running against `clients`.
 pub struct ControlLoop {
     pub store: Arc<Store>,
-    pub commands: tokio::sync::mpsc::Sender<workspacesweb_exporter::reconcile::Command>,
+    pub reloader: workspacesweb_exporter::reload::Reloader,
     pub stop: tokio::sync::watch::Sender<bool>,
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -327,7 +327,7 @@ pub async fn run_control_loop(path: &std::path::Path, clients: &Clients) -> Cont
         .unwrap_or_else(|e| panic!("{e}"));
     let store = Arc::new(Store::new());
     let r = Reconciler::start(
-        Source::File(path.to_path_buf()),
+        Source::Config,
         Some(loaded.config),
         index,
         clients.clone(),
@@ -338,15 +338,27 @@ pub async fn run_control_loop(path: &std::path::Path, clients: &Clients) -> Cont
     let (commands, rx) = tokio::sync::mpsc::channel(4);
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(r.run(rx, stop_rx));
+    let reloader = workspacesweb_exporter::reload::Reloader::new(
+        commands,
+        http::WebConfigHandle::default(),
+        None,
+        Some(path.to_path_buf()),
+        store.clone(),
+    );
     ControlLoop {
         store,
-        commands,
+        reloader,
         stop,
         task,
     }
 }
 
 impl ControlLoop {
+    /// Re-reads the config file, as SIGHUP does; the error as the HTTP 400 body would give it.
+    pub async fn reload(&self) -> Result<(), String> {
+        self.reloader.reload().await.map_err(|e| e.to_string())
+    }
+
     /// Waits (60 s hang guard) until the published portals are exactly `ids` and `pred` holds for each.
     pub async fn wait(&self, ids: &[&str], pred: impl Fn(&PortalSnapshot) -> bool) {
         use std::collections::BTreeSet;
