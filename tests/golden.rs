@@ -177,8 +177,8 @@ async fn exposition() -> String {
         wait_portal(&env.store, id, |p| p.polled).await;
     }
     sched.shutdown().await;
-    let served = env
-        .store
+    // What the server serves: the cached, compressed rendering, inflated.
+    let served = workspacesweb_exporter::exposition::Exposition::new(env.store.clone())
         .rendered()
         .main
         .text()

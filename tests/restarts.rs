@@ -1770,13 +1770,11 @@ fn state_write_failure_later_is_counted_and_polling_goes_on() {
 }
 
 /// SPEC 9: "Published counters never go below what an earlier process published." While state
-/// writes fail, the exporter goes on publishing counters that are not on disk; a restart then
-/// resumes from the last state written and publishes its older, lower counters at once, until
-/// its first poll catches up. Prometheus reads the dip as a counter reset and `increase()` counts
-/// the sessions again. Found while writing these tests; ignored until fixed (run it with
-/// `-- --ignored`).
+/// writes fail, the exporter goes on publishing counters that are not on disk; a restart resumes
+/// from the last state written. It used to publish those older, lower counters at once, until
+/// its first poll caught up: Prometheus read the dip as a counter reset and `increase()` counted
+/// the sessions again. The resumed counters now appear with the first poll.
 #[test]
-#[ignore = "defect: a restart after failed state writes publishes lower counters until its first poll"]
 fn counters_do_not_go_down_when_a_restart_follows_failed_state_writes() {
     const PORTAL: &str = "cccccccc-0000-4000-8000-000000000064";
     let began = Instant::now();
