@@ -40,12 +40,18 @@ impl Server {
     }
 
     async fn start_with(store: Arc<Store>, settings: HttpSettings) -> Self {
+        Self::serve(Arc::new(Exposition::new(store)), settings).await
+    }
+
+    /// Serves an exposition the test keeps a handle on.
+    async fn serve(exposition: Arc<Exposition>, settings: HttpSettings) -> Self {
+        let store = Arc::clone(exposition.store());
         let listeners = http::bind(&settings).await.expect("bind loopback");
         let addr = listeners[0].local_addr().expect("local address");
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(http::serve(
             listeners,
-            Arc::new(Exposition::new(Arc::clone(&store))),
+            exposition,
             settings,
             async move {
                 let _ = rx.await;
@@ -599,6 +605,95 @@ async fn connections_beyond_the_limit_wait_for_a_free_slot() {
     let reply = read_response(&mut queued, false).await;
     assert_eq!(reply.status, 200);
     drop(held);
+    server.stop().await;
+}
+
+/// One portal with `n` per-user series: a plain-text exposition of about 130 bytes × 3 × `n`.
+fn store_with_users(n: u64) -> Arc<Store> {
+    let store = Arc::new(Store::new());
+    store.publish(PortalSnapshot {
+        users: (0..n)
+            .map(|i| workspacesweb_exporter::users::UserSeries {
+                username: format!("user-{i:08}@example.com"),
+                active: i % 2,
+                started: i,
+                session_seconds: i as f64,
+            })
+            .collect(),
+        ..up_portal()
+    });
+    store
+}
+
+/// Opens a connection whose receive buffer is tiny, so that the server's writes follow the
+/// client's reads.
+async fn connect_small_window(addr: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .set_recv_buffer_size(4096)
+        .expect("small receive buffer");
+    tokio::time::timeout(STEP, socket.connect(addr))
+        .await
+        .expect("connect in time")
+        .expect("connect")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_reading_steadily_but_slowly_is_cut_off_at_the_write_deadline() {
+    let write = Duration::from_secs(1);
+    let settings = HttpSettings {
+        timeouts: HttpTimeouts {
+            write,
+            ..HttpTimeouts::default()
+        },
+        ..settings()
+    };
+    let server = Server::start_with(store_with_users(60_000), settings).await;
+    let mut slow = connect_small_window(server.addr).await;
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("send");
+    // Reads at most 4 KiB a millisecond: every write of the server makes progress well within
+    // the timeout (no pause of the client lasts anywhere near 1 s), but the 20 MB body would
+    // take several seconds. Before the deadline was absolute, the whole body arrived.
+    let mut received = Vec::new();
+    let mut first_byte = None;
+    let mut chunk = vec![0u8; 4096];
+    let ended = tokio::time::timeout(STEP, async {
+        loop {
+            match slow.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    first_byte.get_or_insert_with(std::time::Instant::now);
+                    received.extend_from_slice(&chunk[..n]);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the server never closed the connection");
+    let head_end = received
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("the response head arrived");
+    let head = String::from_utf8_lossy(&received[..head_end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map(|v| v.trim().parse().expect("numeric content-length"))
+        .expect("content-length");
+    assert!(length > 15_000_000, "exposition of {length} bytes");
+    let body = received.len() - head_end - 4;
+    assert!(
+        body < length,
+        "the whole body of {length} bytes arrived: the deadline was extended by each read"
+    );
+    // Cut off at about the deadline (generous bound: the machine may be busy).
+    let lasted = first_byte.expect("some bytes arrived").elapsed();
+    assert!(lasted < write * 10, "the response lasted {lasted:?}");
+    // The server keeps serving others.
+    assert_eq!(server.get("/-/healthy").await.status, 200);
     server.stop().await;
 }
 

@@ -36,8 +36,9 @@
 //! - A connection that has not sent a complete request head within
 //!   [`HttpTimeouts::header_read`] of opening (of its handshake, with TLS), or of its previous
 //!   response, is closed: this is both the slow-client and the idle keep-alive timeout.
-//! - A socket write that makes no progress for [`HttpTimeouts::write`] closes the connection
-//!   (TLS records included).
+//! - A response that is not written within [`HttpTimeouts::write`] of its first byte closes the
+//!   connection (TLS records included). The deadline is absolute: a client that reads a byte
+//!   now and then does not extend it.
 //! - Request bodies are never read; hyper drops the connection instead of draining a large one.
 //! - Shutdown stops accepting (listeners are closed), closes idle connections and pending TLS
 //!   handshakes, lets in-flight requests finish for at most [`HttpTimeouts::shutdown_grace`],
@@ -66,7 +67,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::exposition::Exposition;
 
-use self::io::WriteTimeout;
+use self::io::{ResponseStart, WriteTimeout};
 use self::routes::Routes;
 pub use self::webconfig::{WebConfigError, WebState, load_web_config};
 
@@ -135,7 +136,8 @@ pub struct HttpTimeouts {
     /// Time allowed for a complete request head after the connection opens or after the
     /// previous response; also closes idle keep-alive connections. Default 10 s.
     pub header_read: Duration,
-    /// Time a response write may make no progress (a client not reading). Default 30 s.
+    /// Time a response may take to write, from its first byte, however the client reads it
+    /// (absolute, not reset by progress). Default 30 s.
     pub write: Duration,
     /// Time in-flight requests get to finish after shutdown is signalled. Default 10 s.
     pub shutdown_grace: Duration,
@@ -531,11 +533,12 @@ async fn serve_connection(
     }
     // Below TLS, so that handshake and record writes are bounded too.
     let stream = WriteTimeout::new(stream, shared.write_timeout);
+    let start = stream.response_start();
     // The web config as it is when the connection opens decides TLS for its whole life.
     let web = shared.web.current();
     let Some(tls) = &web.tls else {
         drop(web);
-        serve_http(stream, peer, &shared).await;
+        serve_http(stream, peer, start, &shared).await;
         return;
     };
     let mut phase = shared.phase.clone();
@@ -545,19 +548,21 @@ async fn serve_connection(
     };
     drop(web);
     match handshake {
-        Ok(stream) => serve_http(stream, peer, &shared).await,
+        Ok(stream) => serve_http(stream, peer, start, &shared).await,
         // Plain-HTTP clients, unknown CAs, missing client certificates, timeouts.
         Err(error) => tracing::debug!(%peer, %error, "TLS handshake failed"),
     }
 }
 
 /// Runs HTTP/1 on an established byte stream until it ends or shutdown closes it.
-async fn serve_http<S>(stream: S, peer: SocketAddr, shared: &Shared)
+async fn serve_http<S>(stream: S, peer: SocketAddr, start: ResponseStart, shared: &Shared)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let routes = Arc::clone(&shared.routes);
     let service = service_fn(move |request| {
+        // The response's write deadline starts with its first byte (see `io`).
+        start.begin();
         let response = routes.respond(&request);
         async move { Ok::<_, std::convert::Infallible>(response.await) }
     });
