@@ -14,11 +14,10 @@ use crate::deflate::{self, Piece, PieceWriter};
 use crate::metrics;
 use crate::snapshot::{PortalSnapshot, Store};
 
-/// What the next rendering can reuse: the last exposition, and each portal's per-user pieces
-/// with the snapshot they were rendered from.
+/// What the next rendering can reuse: each portal's per-user pieces with the snapshot they were
+/// rendered from. Locked for a whole rendering, and only off the async workers.
 #[derive(Debug, Default)]
 struct RenderCache {
-    last: Option<Arc<Rendered>>,
     users: HashMap<String, UserPieces>,
 }
 
@@ -51,11 +50,20 @@ static USER_HEADERS: LazyLock<[Piece; 3]> = LazyLock::new(|| {
 });
 
 /// The store's exposition and its cache.
+///
+/// Locks: `latest` and `process` guard a pointer each and are held only to read or
+/// replace it, never while rendering; `rendering` is held for a whole rendering, and is taken
+/// only by [`rendered`](Self::rendered)
+/// and [`scrape`](Self::scrape), which run on the blocking pool. So a scrape on an async worker
+/// ([`scrape_cached`](Self::scrape_cached)) and [`rendered_is_fresh`](Self::rendered_is_fresh)
+/// never wait for a rendering in progress.
 #[derive(Debug)]
 pub struct Exposition {
     store: Arc<Store>,
-    /// The `workspacesweb_*` exposition of some version, and the pieces it was joined from.
-    rendered: Mutex<RenderCache>,
+    /// The newest `workspacesweb_*` rendering.
+    latest: Mutex<Option<Arc<Rendered>>>,
+    /// The pieces the next rendering reuses; held while rendering.
+    rendering: Mutex<RenderCache>,
     /// The last `process_*` rendering and when it was gathered (see [`PROCESS_MAX_AGE`]).
     process: Mutex<Option<(std::time::Instant, Arc<Piece>)>>,
 }
@@ -65,7 +73,8 @@ impl Exposition {
     pub fn new(store: Arc<Store>) -> Self {
         Exposition {
             store,
-            rendered: Mutex::default(),
+            latest: Mutex::default(),
+            rendering: Mutex::default(),
             process: Mutex::new(None),
         }
     }
@@ -83,29 +92,65 @@ impl Exposition {
     }
 
     /// The body of a scrape as of now, as chunks: one gzip stream of the cached `workspacesweb_*`
-    /// part and fresh `process_*`, or their text.
+    /// part and fresh `process_*`, or their text. May render, inflate and wait for a rendering
+    /// in progress: call it on the blocking pool.
     pub fn scrape(&self, gzip: bool) -> std::io::Result<Vec<Bytes>> {
         let main = self.rendered();
         let process = self.process();
         if gzip {
             return Ok(deflate::gzip_chunks(&[&main.main, &process]));
         }
-        Ok(vec![
-            Bytes::from(main.main.text()?),
-            Bytes::from(process.text()?),
-        ])
+        Ok(vec![self.text_of(&main)?, Bytes::from(process.text()?)])
     }
 
-    /// The `workspacesweb_*` exposition of the current snapshots: rendered at most once per
+    /// The body of a scrape if it needs no rendering and no inflation (a gzip scrape of a fresh
+    /// rendering): cheap, and never waits for a rendering or an
+    /// inflation in progress, so async workers may call it. `None`: call [`scrape`](Self::scrape)
+    /// on the blocking pool.
+    pub fn scrape_cached(&self, gzip: bool) -> Option<std::io::Result<Vec<Bytes>>> {
+        let main = self.fresh()?;
+        if gzip {
+            let process = self.process();
+            return Some(Ok(deflate::gzip_chunks(&[&main.main, &process])));
+        }
+        None
+    }
+
+    /// The newest rendering if it is of the current version.
+    fn fresh(&self) -> Option<Arc<Rendered>> {
+        let latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
+        let version = self.store.version();
+        latest.as_ref().filter(|r| r.version == version).cloned()
+    }
+
+    /// The text of `main`.
+    fn text_of(&self, main: &Arc<Rendered>) -> std::io::Result<Bytes> {
+        main.main.text().map(Bytes::from)
+    }
+
+    /// Holds the rendering lock as a rendering in progress does (tests: a rendering that
+    /// never ends).
+    #[doc(hidden)]
+    pub fn hold_rendering(&self) -> impl Drop + '_ {
+        self.rendering.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+/// The `workspacesweb_*` exposition of the current snapshots: rendered at most once per
     /// change (concurrent scrapers after a change wait for one rendering and share it). The
     /// per-user samples of a portal whose snapshot did not change are reused as they were.
+    ///
+    /// Blocks while another rendering is in progress: never call it on an async worker.
     pub fn rendered(&self) -> Arc<Rendered> {
-        let mut cache = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(fresh) = self.fresh() {
+            return fresh;
+        }
+        let mut cache = self.rendering.lock().unwrap_or_else(|e| e.into_inner());
         // Read the version before the snapshots: a change racing with the rendering bumps it
         // again, so the next scrape renders once more rather than serving stale series forever.
         let version = self.store.version();
-        if let Some(r) = cache.last.as_ref().filter(|r| r.version == version) {
-            return Arc::clone(r);
+        // Rendered by whoever held the lock before.
+        if let Some(fresh) = self.fresh().filter(|r| r.version == version) {
+            return fresh;
         }
         let portals = self.store.portals();
         let mut users = HashMap::with_capacity(portals.len());
@@ -150,30 +195,34 @@ impl Exposition {
             main: Piece::join(parts.iter().copied()),
         });
         cache.users = users;
-        cache.last = Some(Arc::clone(&fresh));
+        let mut latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
+        if latest.as_ref().is_none_or(|r| r.version <= version) {
+            *latest = Some(Arc::clone(&fresh));
+        }
         fresh
     }
 
-    /// The `process_*` families, gathered now or at most [`PROCESS_MAX_AGE`] ago.
+    /// The `process_*` families, gathered now or at most [`PROCESS_MAX_AGE`] ago. The lock
+    /// is not held while gathering.
     pub fn process(&self) -> Arc<Piece> {
-        let mut cached = self.process.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((at, r)) = cached.as_ref()
-            && at.elapsed() <= PROCESS_MAX_AGE
         {
-            return Arc::clone(r);
+            let cached = self.process.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((at, r)) = cached.as_ref()
+                && at.elapsed() <= PROCESS_MAX_AGE
+            {
+                return Arc::clone(r);
+            }
         }
         let fresh = Arc::new(Piece::compress(&crate::metrics::render_process()));
-        *cached = Some((std::time::Instant::now(), Arc::clone(&fresh)));
+        *self.process.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((std::time::Instant::now(), Arc::clone(&fresh)));
         fresh
     }
 
     /// Whether [`rendered`](Self::rendered) would return its cached rendering without work.
+    /// Never waits for a rendering in progress.
     pub fn rendered_is_fresh(&self) -> bool {
-        let cache = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
-        cache
-            .last
-            .as_ref()
-            .is_some_and(|r| r.version == self.store.version())
+        self.fresh().is_some()
     }
 }
 
@@ -321,13 +370,13 @@ mod tests {
         e.store().publish(with_users("p2", 20));
         e.rendered();
         let before = |e: &Exposition, id: &str| {
-            let cache = e.rendered.lock().unwrap();
+            let cache = e.rendering.lock().unwrap();
             cache.users[id].pieces[1].clone()
         };
         let (p1, p2) = (before(&e, "p1"), before(&e, "p2"));
         e.store().publish(with_users("p2", 21));
         e.rendered();
-        let cache = e.rendered.lock().unwrap();
+        let cache = e.rendering.lock().unwrap();
         assert_eq!(cache.users["p1"].pieces[1], p1, "p1 did not change");
         assert!(Arc::ptr_eq(
             &cache.users["p1"].from,

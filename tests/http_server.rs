@@ -697,6 +697,65 @@ async fn a_client_reading_steadily_but_slowly_is_cut_off_at_the_write_deadline()
     server.stop().await;
 }
 
+/// Before: `rendered_is_fresh` and the rendering shared one std mutex, held for a whole
+/// rendering, so a scrape on an async worker blocked that worker until the rendering ended;
+/// two such scrapes stopped this two-worker server entirely, `/-/healthy` included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rendering_in_progress_blocks_no_async_worker() {
+    let exposition = Arc::new(Exposition::new(store_with_portals()));
+    let server = Server::serve(Arc::clone(&exposition), settings()).await;
+    let gzip = [("Accept-Encoding", "gzip")];
+    let guard = Duration::from_secs(10);
+    // A fresh rendering, with its text cached too.
+    assert_eq!(server.request("GET", "/metrics", &gzip).await.status, 200);
+    assert_eq!(server.get("/metrics").await.status, 200);
+
+    // A rendering that does not end until released.
+    let held = exposition.hold_rendering();
+    // The fresh rendering is still served, gzipped or not, and health answers.
+    for headers in [&gzip[..], &[]] {
+        let reply = tokio::time::timeout(guard, server.request("GET", "/metrics", headers))
+            .await
+            .expect("the fresh rendering is served while another renders");
+        assert_eq!(reply.status, 200);
+    }
+    // After a change, scrapes wait for the rendering, but on the blocking pool: as many of
+    // them as there are workers leave the server answering.
+    let mut changed = up_portal();
+    changed.portal_id = "44444444-5555-6666-7777-888888888888".to_string();
+    server.store.publish(changed);
+    assert!(!exposition.rendered_is_fresh());
+    let addr = server.addr;
+    let waiting: Vec<_> = (0..4)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut stream = connect(addr).await;
+                stream
+                    .write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n")
+                    .await
+                    .expect("send");
+                read_response(&mut stream, false).await
+            })
+        })
+        .collect();
+    for _ in 0..3 {
+        let reply = tokio::time::timeout(guard, server.get("/-/healthy"))
+            .await
+            .expect("health answers while scrapes wait for a rendering");
+        assert_eq!(reply.status, 200);
+    }
+    assert!(waiting.iter().all(|w| !w.is_finished()), "nothing rendered the change yet");
+    // The rendering ends: the waiting scrapes get the new exposition.
+    drop(held);
+    for w in waiting {
+        let reply = w.await.expect("scrape task");
+        assert_eq!(reply.status, 200);
+        let body = String::from_utf8(gunzip(&reply.body)).expect("utf-8");
+        assert!(body.contains("44444444-5555-6666-7777-888888888888"));
+    }
+    server.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Shutdown.
 

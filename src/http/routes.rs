@@ -152,16 +152,21 @@ impl Routes {
     /// The exposition: the `workspacesweb_*` part rendered (and compressed) once per change and
     /// shared by every scrape, followed by `process_*` gathered fresh for this scrape. With gzip,
     /// the body is one gzip stream joined from pieces compressed once each ([`crate::deflate`]),
-    /// sent as the cached buffers themselves. Rendering after a change, and the text for a client
-    /// without gzip, run on the blocking pool: a large exposition must not stall the runtime
-    /// threads that serve other connections; sending the cached rendering does not need to.
+    /// sent as the cached buffers themselves. Without gzip, the text is inflated once per rendering
+    /// and shared by every such scrape. Rendering after a change and inflating run on the
+    /// blocking pool: a large exposition must not stall the runtime threads that serve other
+    /// connections; sending the cached rendering or text does not need to.
+    ///
+    /// The async worker only takes what is ready ([`Exposition::scrape_cached`], which never
+    /// waits for a rendering in progress); anything that may render, inflate or wait for
+    /// either runs on the blocking pool.
     async fn telemetry(&self, gzip: bool) -> Response<Chunks> {
-        let exposition = Arc::clone(&self.exposition);
-        let work = move || exposition.scrape(gzip);
-        let body = if gzip && self.exposition.rendered_is_fresh() {
-            Some(work())
-        } else {
-            off_runtime(work).await
+        let body = match self.exposition.scrape_cached(gzip) {
+            Some(body) => Some(body),
+            None => {
+                let exposition = Arc::clone(&self.exposition);
+                off_runtime(move || exposition.scrape(gzip)).await
+            }
         };
         let body = match body {
             Some(Ok(chunks)) => chunks,
