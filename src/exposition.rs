@@ -51,9 +51,9 @@ static USER_HEADERS: LazyLock<[Piece; 3]> = LazyLock::new(|| {
 
 /// The store's exposition and its cache.
 ///
-/// Locks: `latest` and `process` guard a pointer each and are held only to read or
-/// replace it, never while rendering; `rendering` is held for a whole rendering, and is taken
-/// only by [`rendered`](Self::rendered)
+/// Locks: `latest`, `text` and `process` guard a pointer each and are held only to read or
+/// replace it, never while rendering; `rendering` is held for a whole rendering and
+/// `inflating` for a whole inflation, and both are taken only by [`rendered`](Self::rendered)
 /// and [`scrape`](Self::scrape), which run on the blocking pool. So a scrape on an async worker
 /// ([`scrape_cached`](Self::scrape_cached)) and [`rendered_is_fresh`](Self::rendered_is_fresh)
 /// never wait for a rendering in progress.
@@ -64,6 +64,11 @@ pub struct Exposition {
     latest: Mutex<Option<Arc<Rendered>>>,
     /// The pieces the next rendering reuses; held while rendering.
     rendering: Mutex<RenderCache>,
+    /// The text of one rendering's main part, for scrapes without gzip: inflated once per
+    /// rendering and shared by every such scrape; only the newest is kept.
+    text: Mutex<Option<(Arc<Rendered>, Bytes)>>,
+    /// Held while inflating, so that concurrent plain scrapes inflate once, not once each.
+    inflating: Mutex<()>,
     /// The last `process_*` rendering and when it was gathered (see [`PROCESS_MAX_AGE`]).
     process: Mutex<Option<(std::time::Instant, Arc<Piece>)>>,
 }
@@ -75,6 +80,8 @@ impl Exposition {
             store,
             latest: Mutex::default(),
             rendering: Mutex::default(),
+            text: Mutex::default(),
+            inflating: Mutex::default(),
             process: Mutex::new(None),
         }
     }
@@ -103,8 +110,8 @@ impl Exposition {
         Ok(vec![self.text_of(&main)?, Bytes::from(process.text()?)])
     }
 
-    /// The body of a scrape if it needs no rendering and no inflation (a gzip scrape of a fresh
-    /// rendering): cheap, and never waits for a rendering or an
+    /// The body of a scrape if it needs no rendering and no inflation (the rendering is fresh
+    /// and, without gzip, its text is cached): cheap, and never waits for a rendering or an
     /// inflation in progress, so async workers may call it. `None`: call [`scrape`](Self::scrape)
     /// on the blocking pool.
     pub fn scrape_cached(&self, gzip: bool) -> Option<std::io::Result<Vec<Bytes>>> {
@@ -113,7 +120,9 @@ impl Exposition {
             let process = self.process();
             return Some(Ok(deflate::gzip_chunks(&[&main.main, &process])));
         }
-        None
+        let text = self.cached_text(&main)?;
+        let process = self.process();
+        Some(process.text().map(|p| vec![text, Bytes::from(p)]))
     }
 
     /// The newest rendering if it is of the current version.
@@ -123,9 +132,32 @@ impl Exposition {
         latest.as_ref().filter(|r| r.version == version).cloned()
     }
 
-    /// The text of `main`.
+    /// The cached text of `main`, if it is the one cached.
+    fn cached_text(&self, main: &Arc<Rendered>) -> Option<Bytes> {
+        let text = self.text.lock().unwrap_or_else(|e| e.into_inner());
+        text.as_ref()
+            .filter(|(of, _)| Arc::ptr_eq(of, main))
+            .map(|(_, t)| t.clone())
+    }
+
+    /// The text of `main`, inflated at most once (concurrent callers wait for one inflation).
+    /// The cache keeps only the newest: memory holds one text, plus older ones only while
+    /// responses still being sent use them.
     fn text_of(&self, main: &Arc<Rendered>) -> std::io::Result<Bytes> {
-        main.main.text().map(Bytes::from)
+        if let Some(text) = self.cached_text(main) {
+            return Ok(text);
+        }
+        let _inflating = self.inflating.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(text) = self.cached_text(main) {
+            return Ok(text);
+        }
+        let text = Bytes::from(main.main.text()?);
+        let mut cached = self.text.lock().unwrap_or_else(|e| e.into_inner());
+        // An older rendering's text never replaces a newer one's.
+        if cached.as_ref().is_none_or(|(of, _)| of.version <= main.version) {
+            *cached = Some((Arc::clone(main), text.clone()));
+        }
+        Ok(text)
     }
 
     /// Holds the rendering lock as a rendering in progress does (tests: a rendering that
@@ -395,6 +427,30 @@ mod tests {
         assert!(gzip.starts_with(&main_text(&e)));
         #[cfg(target_os = "linux")]
         assert!(gzip.contains("\nprocess_cpu_seconds_total "), "{gzip}");
+    }
+
+    /// Before, every scrape without gzip inflated its own copy of the text: 100 of them at once
+    /// held 100 copies. Now one copy per rendering is shared, and only the newest is kept.
+    #[test]
+    fn plain_scrapes_share_one_text_per_rendering() {
+        let e = exposition();
+        e.store().publish(with_users("p1", 200));
+        let a = e.scrape(false).unwrap();
+        let b = e.scrape(false).unwrap();
+        assert_eq!(a[0], b[0]);
+        assert_eq!(a[0].as_ptr(), b[0].as_ptr(), "one inflated copy, shared");
+        // Served without rendering or inflating once cached.
+        let c = e.scrape_cached(false).expect("cached").unwrap();
+        assert_eq!(c[0].as_ptr(), a[0].as_ptr());
+        // A change: a new text replaces the old one in the cache.
+        e.store().publish(with_users("p1", 201));
+        assert!(e.scrape_cached(false).is_none(), "stale: needs a rendering");
+        let d = e.scrape(false).unwrap();
+        assert_ne!(d[0], a[0]);
+        let cached = e.text.lock().unwrap();
+        let (of, text) = cached.as_ref().expect("one text cached");
+        assert_eq!(text.as_ptr(), d[0].as_ptr());
+        assert_eq!(of.version, e.store().version());
     }
 
     #[test]

@@ -756,6 +756,75 @@ async fn a_rendering_in_progress_blocks_no_async_worker() {
     server.stop().await;
 }
 
+/// `VmRSS` and `VmHWM` of this process, in bytes.
+fn rss_and_peak() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let kib = |key: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            .expect("a figure in kB")
+    };
+    (kib("VmRSS:") * 1024, kib("VmHWM:") * 1024)
+}
+
+/// Peak memory of 100 concurrent scrapes without gzip at about 77,000 per-user series (the
+/// figure in BENCHMARKS.md): `cargo test --test http_server --
+/// --ignored --nocapture plain_scrapes_memory`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check: prints peak RSS"]
+async fn plain_scrapes_memory() {
+    let server = Server::start(store_with_users(25_700)).await;
+    let first = server.get("/metrics").await;
+    assert_eq!(first.status, 200);
+    let text = first.body.len();
+    drop(first);
+    let (before, _) = rss_and_peak();
+    let addr = server.addr;
+    let scrapes: Vec<_> = (0..100)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut stream = connect_small_window(addr).await;
+                stream
+                    .write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                    .await
+                    .expect("send");
+                // Read slowly enough that all 100 responses are in flight at once.
+                let mut sink = vec![0u8; 64 * 1024];
+                let mut total = 0usize;
+                let mut first = true;
+                loop {
+                    match stream.read(&mut sink).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => total += n,
+                    }
+                    if first {
+                        first = false;
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+                total
+            })
+        })
+        .collect();
+    let mut bytes = 0;
+    for s in scrapes {
+        bytes += s.await.expect("scrape");
+    }
+    let (after, peak) = rss_and_peak();
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    println!(
+        "plain text {:.1} MiB; 100 scrapes received {:.1} MiB; RSS before {:.1} MiB, after {:.1} MiB, peak {:.1} MiB",
+        mib(text as u64),
+        mib(bytes as u64),
+        mib(before),
+        mib(after),
+        mib(peak)
+    );
+    server.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Shutdown.
 
