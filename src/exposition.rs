@@ -154,7 +154,10 @@ impl Exposition {
         let text = Bytes::from(main.main.text()?);
         let mut cached = self.text.lock().unwrap_or_else(|e| e.into_inner());
         // An older rendering's text never replaces a newer one's.
-        if cached.as_ref().is_none_or(|(of, _)| of.version <= main.version) {
+        if cached
+            .as_ref()
+            .is_none_or(|(of, _)| of.version <= main.version)
+        {
             *cached = Some((Arc::clone(main), text.clone()));
         }
         Ok(text)
@@ -167,7 +170,7 @@ impl Exposition {
         self.rendering.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-/// The `workspacesweb_*` exposition of the current snapshots: rendered at most once per
+    /// The `workspacesweb_*` exposition of the current snapshots: rendered at most once per
     /// change (concurrent scrapers after a change wait for one rendering and share it). The
     /// per-user samples of a portal whose snapshot did not change are reused as they were.
     ///

@@ -189,13 +189,11 @@ mod tests {
             read
         });
         let mut stream = WriteTimeout::new(near, Duration::from_millis(100));
-        let started = std::time::Instant::now();
         let error = tokio::time::timeout(Duration::from_secs(10), stream.write_all(&[1u8; 400]))
             .await
             .expect("the write ends")
             .unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
-        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
         drop(stream);
         let read = reader.await.unwrap();
         assert!(read < 400, "the client got the whole response: {read}");
