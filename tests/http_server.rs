@@ -49,14 +49,9 @@ impl Server {
         let listeners = http::bind(&settings).await.expect("bind loopback");
         let addr = listeners[0].local_addr().expect("local address");
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(http::serve(
-            listeners,
-            exposition,
-            settings,
-            async move {
-                let _ = rx.await;
-            },
-        ));
+        let task = tokio::spawn(http::serve(listeners, exposition, settings, async move {
+            let _ = rx.await;
+        }));
         Self {
             addr,
             store,
@@ -744,7 +739,10 @@ async fn a_rendering_in_progress_blocks_no_async_worker() {
             .expect("health answers while scrapes wait for a rendering");
         assert_eq!(reply.status, 200);
     }
-    assert!(waiting.iter().all(|w| !w.is_finished()), "nothing rendered the change yet");
+    assert!(
+        waiting.iter().all(|w| !w.is_finished()),
+        "nothing rendered the change yet"
+    );
     // The rendering ends: the waiting scrapes get the new exposition.
     drop(held);
     for w in waiting {
@@ -753,6 +751,40 @@ async fn a_rendering_in_progress_blocks_no_async_worker() {
         let body = String::from_utf8(gunzip(&reply.body)).expect("utf-8");
         assert!(body.contains("44444444-5555-6666-7777-888888888888"));
     }
+    server.stop().await;
+}
+
+/// Before: a request had no deadline; a scrape waiting for a rendering that does not end
+/// waited without end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_past_its_deadline_gets_503() {
+    let exposition = Arc::new(Exposition::new(store_with_portals()));
+    let settings = HttpSettings {
+        timeouts: HttpTimeouts {
+            request: Duration::from_millis(300),
+            ..HttpTimeouts::default()
+        },
+        ..settings()
+    };
+    let server = Server::serve(Arc::clone(&exposition), settings).await;
+    let held = exposition.hold_rendering();
+    // Stale: the scrape needs the rendering that is held.
+    let mut changed = up_portal();
+    changed.portal_id = "44444444-5555-6666-7777-888888888888".to_string();
+    server.store.publish(changed);
+    let reply = tokio::time::timeout(Duration::from_secs(10), server.get("/metrics"))
+        .await
+        .expect("answered at the request deadline");
+    assert_eq!(reply.status, 503);
+    assert_eq!(server.get("/-/healthy").await.status, 200);
+    drop(held);
+    let reply = server.get("/metrics").await;
+    assert_eq!(reply.status, 200);
+    assert!(
+        reply
+            .text()
+            .contains("44444444-5555-6666-7777-888888888888")
+    );
     server.stop().await;
 }
 

@@ -839,6 +839,63 @@ fn an_invalid_bcrypt_hash_is_rejected_naming_the_user() {
 }
 
 #[test]
+fn a_bcrypt_cost_above_14_is_rejected_naming_the_user() {
+    let pki = Pki::new();
+    // A real cost-4 hash with its cost field raised: well-formed, and no need to spend the
+    // seconds a cost-15 hash takes to make.
+    let cost4 = bcrypt::hash("pw", 4).expect("bcrypt");
+    assert!(cost4.starts_with("$2b$04$"));
+    let yaml = |cost: &str| {
+        format!(
+            "basic_auth_users:\n  ok: '{cost4}'\n  slow: '{}'\n",
+            cost4.replacen("$04$", &format!("${cost}$"), 1)
+        )
+    };
+    let error = pki.error("cost15.yml", &yaml("15"));
+    assert!(error.contains("cost15.yml"), "{error}");
+    assert!(error.contains("basic_auth_users.slow"), "{error}");
+    assert!(error.contains("bcrypt cost 15"), "{error}");
+    assert!(error.contains("4 to 14"), "{error}");
+    // 14 is the highest accepted.
+    pki.load("cost14.yml", &yaml("14"));
+}
+
+/// Before: a request waited for the single bcrypt slot without bound, so a flood of wrong
+/// passwords queued every scrape behind it.
+#[tokio::test]
+async fn a_request_waiting_too_long_for_bcrypt_gets_503() {
+    let pki = Pki::new();
+    let web = WebConfigHandle::new(pki.load("web.yml", &users(&[("prometheus", "s3cret")])));
+    let server = Server::start(web.clone(), None).await;
+    let good = basic("prometheus", "s3cret");
+    let wrong = basic("prometheus", "guess");
+    // A verification that does not end holds the slot.
+    let held = web.current().hold_bcrypt_slot().expect("the slot is free");
+    for credentials in [&good, &wrong] {
+        let reply = tokio::time::timeout(
+            Duration::from_secs(15),
+            server.get("/metrics", &[("Authorization", credentials.as_str())]),
+        )
+        .await
+        .expect("answered within the slot wait (2 s), not queued without end");
+        assert_eq!(reply.status, 503);
+        assert_eq!(reply.header("retry-after"), Some("1"));
+    }
+    // Health needs no credentials and is not affected.
+    assert_eq!(server.get("/-/healthy", &[]).await.status, 200);
+    drop(held);
+    let reply = server
+        .get("/metrics", &[("Authorization", good.as_str())])
+        .await;
+    assert_eq!(reply.status, 200);
+    let reply = server
+        .get("/metrics", &[("Authorization", wrong.as_str())])
+        .await;
+    assert_eq!(reply.status, 401);
+    server.stop().await;
+}
+
+#[test]
 fn tls_settings_rustls_cannot_honour_are_rejected_clearly() {
     let pki = Pki::new();
     for (extra, key, words) in [

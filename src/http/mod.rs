@@ -21,8 +21,12 @@
 //!   [`WebConfigHandle::replace`] takes effect for new connections and the next requests.
 //! - Basic auth (when `basic_auth_users` is set): every path except `/-/healthy` needs
 //!   credentials, 401 with `WWW-Authenticate: Basic realm="workspacesweb-exporter"` otherwise.
-//!   bcrypt runs on the blocking pool, one at a time; verified credentials are cached per user
-//!   as a SHA-256 digest compared in constant time; unknown users pay a decoy bcrypt (`auth`).
+//!   bcrypt runs on the blocking pool, one at a time; a request that waits more than 2 s for
+//!   that slot gets 503 (`Retry-After: 1`); costs above 14 are refused in the web config;
+//!   verified credentials are cached per user as a SHA-256 digest compared in constant time;
+//!   unknown users pay a decoy bcrypt (`auth`).
+//! - Every request (basic auth included) is answered within [`HttpTimeouts::request`], 503
+//!   otherwise; an authenticated reload runs to its end.
 //! - `POST /-/reload` calls the [`ReloadHook`] given in [`WebOptions`]: 200 `OK`, or 400 with
 //!   the hook's error; other methods 405 (`Allow: POST`). Without a hook, every method gets 405
 //!   with an empty `Allow`.
@@ -143,6 +147,9 @@ pub struct HttpTimeouts {
     pub shutdown_grace: Duration,
     /// Time a TLS client gets to complete its handshake, from the connection's start. Default 10 s.
     pub tls_handshake: Duration,
+    /// Time from a request's head to its response (basic auth included; an authenticated
+    /// `POST /-/reload` is not cut short): beyond it, 503. Default 30 s.
+    pub request: Duration,
 }
 
 impl Default for HttpTimeouts {
@@ -152,6 +159,7 @@ impl Default for HttpTimeouts {
             write: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
             tls_handshake: Duration::from_secs(10),
+            request: Duration::from_secs(30),
         }
     }
 }
@@ -431,7 +439,8 @@ pub async fn serve_with(
     }
     let routes = Arc::new(
         Routes::new(exposition, settings.telemetry_path.clone())
-            .with_web(options.web.clone(), options.reload),
+            .with_web(options.web.clone(), options.reload)
+            .with_deadline(settings.timeouts.request),
     );
     let mut builder = http1::Builder::new();
     builder

@@ -18,7 +18,7 @@ use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::body::Chunks;
-use super::webconfig::auth::{CHALLENGE, Credentials};
+use super::webconfig::auth::{CHALLENGE, Credentials, Verdict};
 use super::{EXPOSITION_CONTENT_TYPE, ReloadHook, WebConfigHandle, encoding, landing};
 use crate::exposition::Exposition;
 use crate::snapshot::Store;
@@ -46,6 +46,8 @@ pub(super) struct Routes {
     telemetry_path: String,
     web: WebConfigHandle,
     reload: Option<ReloadHook>,
+    /// Longest a request may take from its head to its response (reload excepted).
+    deadline: std::time::Duration,
 }
 
 impl Routes {
@@ -57,7 +59,13 @@ impl Routes {
             telemetry_path,
             web: WebConfigHandle::default(),
             reload: None,
+            deadline: super::HttpTimeouts::default().request,
         }
+    }
+
+    /// The same routes with another request deadline.
+    pub(super) fn with_deadline(self, deadline: std::time::Duration) -> Self {
+        Self { deadline, ..self }
     }
 
     /// The same routes under a web config, with `POST /-/reload` calling `reload`.
@@ -104,14 +112,29 @@ impl Routes {
         };
         let routes = Arc::clone(self);
         async move {
-            let allowed = match auth {
-                Some((auth, credentials)) => auth.verify(credentials).await,
-                None => true,
+            // Authentication and the answer share one deadline. A reload, once authenticated,
+            // is not cut short: dropping it halfway could leave a config half applied.
+            let deadline = tokio::time::Instant::now() + routes.deadline;
+            let verdict = match auth {
+                Some((auth, credentials)) => {
+                    tokio::time::timeout_at(deadline, auth.verify(credentials))
+                        .await
+                        .unwrap_or(Verdict::Busy)
+                }
+                None => Verdict::Allowed,
             };
-            let mut response = if allowed {
-                routes.answer(&asked).await
-            } else {
-                unauthorized()
+            let mut response = match verdict {
+                Verdict::Allowed if asked.route == Some(Route::Reload) => {
+                    routes.answer(&asked).await
+                }
+                Verdict::Allowed => tokio::time::timeout_at(deadline, routes.answer(&asked))
+                    .await
+                    .unwrap_or_else(|_| {
+                        tracing::warn!(path = ?asked.path, deadline = ?routes.deadline, "request not answered within its deadline");
+                        unavailable()
+                    }),
+                Verdict::Denied => unauthorized(),
+                Verdict::Busy => unavailable(),
             };
             for (name, value) in &web.headers {
                 if !response.headers().contains_key(name) {
@@ -238,6 +261,13 @@ fn owned_text(status: StatusCode, body: String) -> Response<Chunks> {
 fn unauthorized() -> Response<Chunks> {
     let mut response = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
     set(&mut response, header::WWW_AUTHENTICATE, CHALLENGE);
+    response
+}
+
+/// 503: the bcrypt slot stayed busy, or the request ran past its deadline.
+fn unavailable() -> Response<Chunks> {
+    let mut response = text(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n");
+    set(&mut response, header::RETRY_AFTER, "1");
     response
 }
 

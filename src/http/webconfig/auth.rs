@@ -3,7 +3,10 @@
 //! Cost and timing:
 //! - bcrypt runs on the blocking pool, one verification at a time per web config (as the Go
 //!   toolkit serialises it): a flood of wrong passwords costs one core, not all of them, and
-//!   never stalls the async workers that serve other connections.
+//!   never stalls the async workers that serve other connections. A request waits at most
+//!   [`BCRYPT_SLOT_WAIT`] (2 s) for that slot, then gets 503: a flood cannot queue every
+//!   scrape behind it. Costs above [`MAX_COST`] (14, about a second per verification) are
+//!   refused in the web config.
 //! - After a password verifies, the SHA-256 of (user's bcrypt hash, password) is remembered
 //!   for that user, so later scrapes with the same credentials skip bcrypt. The digest is
 //!   compared in constant time. The cache holds at most one entry per configured user (its
@@ -26,9 +29,26 @@ use tokio::sync::Semaphore;
 
 use super::Invalid;
 
-/// Lowest and highest bcrypt cost (the bcrypt crate does not export its bounds).
+/// Lowest bcrypt cost (the bcrypt crate does not export its bounds).
 const MIN_COST: u32 = 4;
-const MAX_COST: u32 = 31;
+/// Highest bcrypt cost accepted. Each step doubles the work: at 14 a verification takes about
+/// a second of a core; above, one wrong password per second would take the only bcrypt slot.
+pub(in crate::http) const MAX_COST: u32 = 14;
+
+/// Longest a request waits for the bcrypt slot before it is answered 503: a flood of wrong
+/// passwords makes others wait at most this long instead of queueing without end.
+pub(in crate::http) const BCRYPT_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What [`BasicAuth::verify`] decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::http) enum Verdict {
+    /// Valid credentials.
+    Allowed,
+    /// Missing or wrong credentials: 401.
+    Denied,
+    /// The bcrypt slot stayed busy for [`BCRYPT_SLOT_WAIT`]: 503.
+    Busy,
+}
 
 /// Value of `WWW-Authenticate` on a 401.
 pub(in crate::http) const CHALLENGE: &str = "Basic realm=\"workspacesweb-exporter\"";
@@ -90,7 +110,10 @@ impl BasicAuth {
             if !(MIN_COST..=MAX_COST).contains(&cost) {
                 return Err(Invalid::new(
                     key,
-                    format!("bcrypt cost {cost} is out of range"),
+                    format!(
+                        "bcrypt cost {cost} is out of range: use {MIN_COST} to {MAX_COST} (each \
+                         step doubles the time every request with a new password takes)"
+                    ),
                 ));
             }
             if decoy.as_ref().is_none_or(|(c, _)| cost > *c) {
@@ -120,10 +143,11 @@ impl BasicAuth {
         users
     }
 
-    /// Whether `credentials` name a configured user with the right password.
-    pub(in crate::http) async fn verify(&self, credentials: Option<Credentials>) -> bool {
+    /// Whether `credentials` name a configured user with the right password; `Busy` when the
+    /// bcrypt slot stays taken for [`BCRYPT_SLOT_WAIT`].
+    pub(in crate::http) async fn verify(&self, credentials: Option<Credentials>) -> Verdict {
         let Some(Credentials { user, password }) = credentials else {
-            return false;
+            return Verdict::Denied;
         };
         let (hash, known) = match self.users.get(&user) {
             Some(hash) => (hash.clone(), true),
@@ -131,11 +155,16 @@ impl BasicAuth {
         };
         let digest = digest(&hash, &password);
         if known && self.cached(&user, &digest) {
-            return true;
+            return Verdict::Allowed;
         }
-        let Ok(permit) = Arc::clone(&self.bcrypt).acquire_owned().await else {
-            return false;
-        };
+        let permit =
+            match tokio::time::timeout(BCRYPT_SLOT_WAIT, Arc::clone(&self.bcrypt).acquire_owned())
+                .await
+            {
+                Ok(Ok(permit)) => permit,
+                Ok(Err(_)) => return Verdict::Denied,
+                Err(_) => return Verdict::Busy,
+            };
         let matched = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             bcrypt::verify(&password, &hash)
@@ -145,13 +174,18 @@ impl BasicAuth {
         .and_then(Result::ok)
         .unwrap_or(false);
         if !known || !matched {
-            return false;
+            return Verdict::Denied;
         }
         self.verified
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(user, digest);
-        true
+        Verdict::Allowed
+    }
+
+    /// Takes the bcrypt slot as a verification in progress does (tests: one that never ends).
+    pub(in crate::http) fn hold_bcrypt_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        Arc::clone(&self.bcrypt).try_acquire_owned().ok()
     }
 
     /// Whether `digest` is the one remembered for `user` (compared in constant time).
@@ -210,15 +244,16 @@ mod tests {
         let auth = BasicAuth::new(BTreeMap::from([("alice".to_string(), hash)])).expect("valid");
         let creds =
             |u: &str, p: &str| Credentials::from_headers(&headers(&basic(&format!("{u}:{p}"))));
-        assert!(!auth.verify(creds("alice", "wrong")).await);
+        let ok = Verdict::Allowed;
+        assert_ne!(auth.verify(creds("alice", "wrong")).await, ok);
         assert!(auth.verified.lock().expect("lock").is_empty());
-        assert!(!auth.verify(creds("mallory", "secret")).await);
-        assert!(auth.verify(creds("alice", "secret")).await);
+        assert_ne!(auth.verify(creds("mallory", "secret")).await, ok);
+        assert_eq!(auth.verify(creds("alice", "secret")).await, ok);
         assert_eq!(auth.verified.lock().expect("lock").len(), 1);
         // Served from the cache now; a different password still goes to bcrypt and fails.
-        assert!(auth.verify(creds("alice", "secret")).await);
-        assert!(!auth.verify(creds("alice", "secret2")).await);
-        assert!(!auth.verify(None).await);
+        assert_eq!(auth.verify(creds("alice", "secret")).await, ok);
+        assert_ne!(auth.verify(creds("alice", "secret2")).await, ok);
+        assert_eq!(auth.verify(None).await, Verdict::Denied);
     }
 
     #[test]

@@ -130,6 +130,13 @@ impl WebState {
         self.auth.as_ref().map(|a| a.users()).unwrap_or_default()
     }
 
+    /// Takes the bcrypt slot as a verification that never ends would (tests of the wait bound);
+    /// `None` without basic auth or when the slot is taken.
+    #[doc(hidden)]
+    pub fn hold_bcrypt_slot(&self) -> Option<impl Drop + Send + use<>> {
+        self.auth.as_ref()?.hold_bcrypt_slot()
+    }
+
     /// The extra response headers, in the file's (sorted) order.
     pub fn extra_headers(&self) -> &[(HeaderName, HeaderValue)] {
         &self.headers
