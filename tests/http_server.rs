@@ -226,6 +226,7 @@ fn up_portal() -> PortalSnapshot {
             sessions: 42,
             users: 40,
             max_age_seconds: 3600.0,
+            peak: 45,
         }),
         last_poll_unix: Some(1_700_000_000.0),
         last_success_unix: Some(1_700_000_000.0),

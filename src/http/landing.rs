@@ -182,6 +182,7 @@ mod tests {
                 sessions: 7,
                 users: 3,
                 max_age_seconds: 1.0,
+                peak: 9,
             }),
             last_poll_unix: Some(0.0),
             ..Default::default()

@@ -45,6 +45,20 @@ pub struct LedgerState {
     pub month_users: Vec<String>,
     /// Highest prune bound so far.
     pub pruned_below: UnixMillis,
+    /// `active_sessions_peak` of the last poll. Fields from here on were added after the first
+    /// state format and default when absent, so older state files still load.
+    #[serde(default)]
+    pub active_peak: u64,
+    /// `at_ms` of the latest poll applied: where the next concurrency interval begins (`None`:
+    /// the next poll is treated as the first, its peak is its active count).
+    #[serde(default)]
+    pub last_poll_ms: Option<UnixMillis>,
+    /// The portal's `maxConcurrentSessions` as last known.
+    #[serde(default)]
+    pub capacity_limit: Option<u64>,
+    /// `portal_at_capacity_seconds_total`, in exact milliseconds.
+    #[serde(default)]
+    pub at_capacity_ms: i64,
 }
 
 /// One held session (see [`LedgerState::sessions`]).
@@ -167,6 +181,10 @@ impl Ledger {
             month: self.month,
             month_users,
             pruned_below: self.pruned_below,
+            active_peak: self.active.peak,
+            last_poll_ms: self.last_poll_ms,
+            capacity_limit: self.capacity_limit,
+            at_capacity_ms: b.at_capacity_ms,
         }
     }
 
@@ -188,7 +206,7 @@ impl Ledger {
             .iter()
             .try_fold(0u64, |a, c| a.checked_add(*c))
             .ok_or(StateError::Inconsistent("histogram count overflows"))?;
-        if state.session_ms < 0 || state.duration_sum_ms < 0 {
+        if state.session_ms < 0 || state.duration_sum_ms < 0 || state.at_capacity_ms < 0 {
             return Err(StateError::Inconsistent("negative session time"));
         }
         let durations = Histogram {
@@ -205,9 +223,11 @@ impl Ledger {
                 incomplete: state.incomplete,
                 session_seconds: state.session_ms as f64 / 1000.0,
                 durations,
+                at_capacity_seconds: None,
             },
             session_ms: state.session_ms,
             duration_sum_ms: state.duration_sum_ms,
+            at_capacity_ms: state.at_capacity_ms,
             users: HashMap::default(),
         };
         for (name, active, started, session_ms, last_seen_ms) in state.users {
@@ -259,7 +279,7 @@ impl Ledger {
             .map(String::into_boxed_str)
             .collect();
         let (sessions_now, users_now, max_age_seconds) = state.active;
-        Ok(Ledger {
+        let mut ledger = Ledger {
             books,
             sessions,
             loose,
@@ -267,10 +287,15 @@ impl Ledger {
                 sessions: sessions_now,
                 users: users_now,
                 max_age_seconds,
+                peak: state.active_peak,
             },
             month: state.month,
             month_users,
             pruned_below: state.pruned_below,
-        })
+            last_poll_ms: state.last_poll_ms,
+            capacity_limit: None,
+        };
+        ledger.set_capacity_limit(state.capacity_limit);
+        Ok(ledger)
     }
 }

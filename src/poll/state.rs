@@ -269,6 +269,25 @@ mod tests {
     }
 
     #[test]
+    fn a_state_file_without_the_capacity_fields_still_loads() {
+        let (state, ledger) = sample(None);
+        let mut json: serde_json::Value = serde_json::from_slice(&encode(&state).unwrap()).unwrap();
+        let fields = json["ledger"].as_object_mut().unwrap();
+        for key in [
+            "active_peak",
+            "last_poll_ms",
+            "capacity_limit",
+            "at_capacity_ms",
+        ] {
+            assert!(fields.remove(key).is_some(), "{key} is written");
+        }
+        let r = load(&serde_json::to_vec(&json).unwrap(), None).unwrap();
+        assert_eq!(r.ledger.totals(), ledger.totals());
+        assert_eq!(r.ledger.at_capacity_ms(), 0);
+        assert_eq!(r.ledger.capacity_limit(), None);
+    }
+
+    #[test]
     fn bad_files_say_why() {
         let (state, _) = sample(None);
         let good = encode(&state).unwrap();
