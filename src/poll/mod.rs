@@ -18,6 +18,12 @@
 //! Steady-state cost: ceil(active/page) + ceil(new terminated/page) + 1 `ListSessions` calls, plus
 //! one `GetSession` per vanished session that started before the watermark.
 //!
+//! The ledger applies the poll at the time of its first request, which also closes the interval
+//! since the previous successful poll: its peak concurrency and time at capacity (see the ledger's
+//! module docs). After a successful poll, `GetPortal` (every `metadata_refresh`) refreshes the
+//! portal's metadata; each answer also sets the ledger's capacity limit (`maxConcurrentSessions`)
+//! for the next interval.
+//!
 //! # A poll cut short
 //!
 //! Pages are kept as they arrive. When a poll fails on throttling, a server error, a connection

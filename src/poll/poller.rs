@@ -509,13 +509,16 @@ impl Poller {
         else {
             return Ok(start_ms);
         };
+        let limit = self.capacity_limit();
         let ledger = self.ledger.get_or_insert_with(|| {
-            Ledger::new(
+            let mut ledger = Ledger::new(
                 LedgerSettings {
                     duration_buckets: self.plan.duration_buckets.clone(),
                 },
                 start_ms,
-            )
+            );
+            ledger.set_capacity_limit(limit);
+            ledger
         });
         for id in &gone {
             ledger.forget(id, start_ms);
@@ -748,25 +751,20 @@ impl Poller {
         }
         let portal_id = self.plan.portal_id.as_str();
         let refresh = Instant::now() + self.plan.metadata_refresh;
-        match tokio::time::timeout(self.plan.timeout, self.api.get_portal(&arn)).await {
-            Ok(Ok(info)) => {
-                self.info = info;
-                self.metadata_due = Some(refresh);
-            }
+        let answer = match tokio::time::timeout(self.plan.timeout, self.api.get_portal(&arn)).await
+        {
+            Ok(Ok(info)) => Some(info),
             Ok(Err(e)) if e.is_access_denied() => {
                 if !self.metadata_denied_logged {
                     warn!(portal_id, operation = e.operation, error = %e.code, "GetPortal is not permitted; portal info series are absent");
                     self.metadata_denied_logged = true;
                 }
-                self.info = None;
-                self.metadata_due = Some(refresh);
+                Some(None)
             }
-            Ok(Err(e)) if e.code == "ResourceNotFoundException" => {
-                self.info = None;
-                self.metadata_due = Some(refresh);
-            }
+            Ok(Err(e)) if e.code == "ResourceNotFoundException" => Some(None),
             Ok(Err(e)) => {
                 debug!(portal_id, operation = e.operation, error = %e.code, detail = %e.message, "GetPortal failed; retrying next cycle");
+                None
             }
             Err(_) => {
                 self.api.counters().error(aws::GET_PORTAL, "timeout");
@@ -776,9 +774,29 @@ impl Poller {
                     error = "timeout",
                     "GetPortal timed out; retrying next cycle"
                 );
+                None
+            }
+        };
+        // An answer (the portal, AccessDenied or not found) also tells the ledger the limit for
+        // the next interval. Without one, the ledger keeps the limit it knew (restored from the
+        // state file included), so the at-capacity counter stays continuous across restarts.
+        if let Some(info) = answer {
+            self.info = info;
+            self.metadata_due = Some(refresh);
+            let limit = self.capacity_limit();
+            if let Some(ledger) = &mut self.ledger {
+                ledger.set_capacity_limit(limit);
             }
         }
         self.snapshot.meta = self.meta();
+    }
+
+    /// The portal's `maxConcurrentSessions` per the last GetPortal answer (`None`: unknown).
+    fn capacity_limit(&self) -> Option<u64> {
+        self.info
+            .as_ref()
+            .and_then(|i| i.max_concurrent_sessions)
+            .and_then(|m| u64::try_from(m).ok())
     }
 
     /// The `portal_info` labels and capacity, when metadata is known.
@@ -797,9 +815,7 @@ impl Poller {
             display_name: info.display_name.clone().unwrap_or_default(),
             browser_type: info.browser_type.clone().unwrap_or_default(),
             instance_type: info.instance_type.clone().unwrap_or_default(),
-            max_concurrent_sessions: info
-                .max_concurrent_sessions
-                .and_then(|m| u64::try_from(m).ok()),
+            max_concurrent_sessions: self.capacity_limit(),
         })
     }
 
