@@ -223,8 +223,8 @@ fn known_span(s: &Sess, o: &Seen, t0: i64) -> Option<(i64, Option<i64>)> {
         return None;
     }
     let latest = s.reported_end().map_or(s.start, |e| e.max(s.start));
-    let was_listed = !o.listed_at.is_empty();
-    if !was_listed && !(o.terminated_delivered && latest >= t0) {
+    let tracked = !o.listed_at.is_empty() || (o.terminated_delivered && latest >= t0);
+    if !tracked {
         return None;
     }
     if !o.terminated_delivered {
