@@ -33,10 +33,12 @@ pub struct PortalSnapshot {
     pub last_success_unix: Option<f64>,
     /// Unix time at which the last poll finished, in seconds.
     pub last_poll_unix: Option<f64>,
-    /// Operation and error code of the last failed poll (`ListSessions AccessDeniedException`),
-    /// cleared by a success. Never the service's message, which may name accounts and roles: the
-    /// landing page shows this; the detail goes to the log.
+    /// Error text of the last failed poll, cleared by a success: for logs and tests, never
+    /// served (the service's message may name accounts and roles).
     pub last_error: Option<String>,
+    /// Operation and error code of the last failed poll (`ListSessions AccessDeniedException`),
+    /// cleared by a success: what the landing page shows.
+    pub last_error_code: Option<String>,
     /// API requests sent, retries included, by operation.
     pub api_requests: BTreeMap<String, u64>,
     /// API request errors by (operation, error code).

@@ -776,6 +776,7 @@ impl Poller {
                 }
                 snap.up = true;
                 snap.last_error = None;
+                snap.last_error_code = None;
                 snap.last_success_unix = Some(start_ms as f64 / 1000.0);
                 self.last_success = Some(Instant::now());
                 if let Some(ledger) = &self.ledger {
@@ -798,7 +799,8 @@ impl Poller {
                     debug!(portal_id, operation = err.operation(), error = %err.label(), detail = %err, "poll failed again");
                 }
                 snap.up = false;
-                snap.last_error = Some(format!("{} {}", err.operation(), err.label()));
+                snap.last_error = Some(err.to_string());
+                snap.last_error_code = Some(format!("{} {}", err.operation(), err.label()));
                 let stale_after = self.plan.interval * STALE_INTERVALS;
                 if self.last_success.is_none_or(|t| t.elapsed() >= stale_after) {
                     snap.active = None;
