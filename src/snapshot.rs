@@ -297,17 +297,23 @@ impl Store {
     }
 }
 
+/// A polled portal's snapshot with nothing else set (unit tests of the modules that read them).
+#[cfg(test)]
+pub(crate) fn polled(id: &str, up: bool) -> PortalSnapshot {
+    PortalSnapshot {
+        portal_id: id.to_string(),
+        up,
+        polled: true,
+        ..PortalSnapshot::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn snapshot(id: &str, up: bool) -> PortalSnapshot {
-        PortalSnapshot {
-            portal_id: id.to_string(),
-            up,
-            polled: true,
-            ..PortalSnapshot::default()
-        }
+        polled(id, up)
     }
 
     #[test]
