@@ -186,7 +186,7 @@ pub struct UserLabelsState<S = String> {
 impl UserLabels {
     /// The label state as plain data, borrowing the names (what a state write serializes).
     pub fn view(&self) -> UserLabelsState<&str> {
-        let mut slots: Vec<_> = self
+        let slots: Vec<_> = self
             .slots
             .iter()
             .map(|(name, slot)| {
@@ -200,7 +200,6 @@ impl UserLabels {
                 (name.as_str(), slot)
             })
             .collect();
-        slots.sort_unstable();
         UserLabelsState {
             slots,
             other_started: self.other_started,
@@ -209,15 +208,17 @@ impl UserLabels {
         }
     }
 
-    /// The label state as owned plain data.
+    /// The label state as owned plain data, sorted by name.
     pub fn to_state(&self) -> UserLabelsState {
         let v = self.view();
+        let mut slots: Vec<_> = v
+            .slots
+            .into_iter()
+            .map(|(n, slot)| (n.to_owned(), slot))
+            .collect();
+        slots.sort_unstable();
         UserLabelsState {
-            slots: v
-                .slots
-                .into_iter()
-                .map(|(n, slot)| (n.to_owned(), slot))
-                .collect(),
+            slots,
             other_started: v.other_started,
             other_ms: v.other_ms,
             other_seen: v.other_seen,

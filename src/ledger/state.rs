@@ -98,16 +98,15 @@ pub enum StateError {
 
 impl Ledger {
     /// This ledger as plain data, borrowing its strings: what a state write serializes, without
-    /// copying the sessions (sorted, so that equal ledgers give equal files).
+    /// copying or sorting the sessions (the order of the lists is that of the maps).
     pub fn view(&self) -> LedgerState<&str> {
         let b = &self.books;
-        let mut users: Vec<_> = b
+        let users: Vec<_> = b
             .users
             .iter()
             .map(|(k, u)| (&**k, u.active, u.started, u.session_ms, u.last_seen_ms))
             .collect();
-        users.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let mut sessions: Vec<_> = self
+        let sessions: Vec<_> = self
             .sessions
             .iter()
             .map(|(id, e)| {
@@ -126,8 +125,7 @@ impl Ledger {
                 )
             })
             .collect();
-        sessions.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let mut loose: Vec<_> = self
+        let loose: Vec<_> = self
             .loose
             .iter()
             .map(|(k, seen)| {
@@ -138,9 +136,7 @@ impl Ledger {
                 (k, *seen)
             })
             .collect();
-        loose.sort_unstable();
-        let mut month_users: Vec<&str> = self.month_users.iter().map(|u| &**u).collect();
-        month_users.sort_unstable();
+        let month_users: Vec<&str> = self.month_users.iter().map(|u| &**u).collect();
         LedgerState {
             t0_ms: b.t0_ms,
             started: b.totals.started,
@@ -164,10 +160,10 @@ impl Ledger {
         }
     }
 
-    /// This ledger as owned plain data.
+    /// This ledger as owned plain data, every list sorted (equal ledgers give equal states).
     pub fn to_state(&self) -> LedgerState {
         let v = self.view();
-        LedgerState {
+        let mut state = LedgerState {
             t0_ms: v.t0_ms,
             started: v.started,
             terminated: v.terminated,
@@ -203,7 +199,12 @@ impl Ledger {
             month: v.month,
             month_users: v.month_users.into_iter().map(str::to_owned).collect(),
             pruned_below: v.pruned_below,
-        }
+        };
+        state.users.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        state.sessions.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        state.loose.sort_unstable();
+        state.month_users.sort_unstable();
+        state
     }
 
     /// A ledger that continues `state` exactly, if it was made with the same `settings`.
