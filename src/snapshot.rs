@@ -102,6 +102,8 @@ pub struct Store {
     discovery_pending: std::sync::atomic::AtomicUsize,
     /// Bumped by every change that can alter the `workspacesweb_*` exposition.
     version: AtomicU64,
+    /// Set when the control loop died (a panic): `/-/healthy` then fails.
+    failed: std::sync::atomic::AtomicBool,
 }
 
 /// What the exporter-level series show.
@@ -142,6 +144,7 @@ impl Default for Store {
             discovery: RwLock::default(),
             discovery_pending: std::sync::atomic::AtomicUsize::new(0),
             version: AtomicU64::new(0),
+            failed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -233,6 +236,16 @@ impl Store {
         owned
             .as_ref()
             .is_some_and(|o| o.iter().all(|id| portals.get(id).is_some_and(|p| p.polled)))
+    }
+
+    /// Marks the exporter as broken for good (its control loop died): `/-/healthy` fails.
+    pub fn set_failed(&self) {
+        self.failed.store(true, Ordering::Release);
+    }
+
+    /// False once [`set_failed`](Self::set_failed) was called.
+    pub fn healthy(&self) -> bool {
+        !self.failed.load(Ordering::Acquire)
     }
 
     /// Records the outcome of a configuration load.

@@ -33,7 +33,9 @@
 //! ([`Scheduler::apply`]): added portals start, removed ones stop and lose their series, and
 //! portals that stay keep their ledger (counters continue) and take the new plan at once.
 //! A panic inside a portal's task is caught by its supervisor, logged, counted in
-//! `workspacesweb_poller_panics_total`, and the portal restarts with a fresh ledger.
+//! `workspacesweb_poller_panics_total`, and the portal restarts with a fresh ledger after a delay
+//! that doubles with each consecutive panic ([`RESTART_DELAY`] up to [`MAX_RESTART_DELAY`]), so a
+//! task that panics at once does not spin a core.
 
 mod poller;
 pub mod state;
@@ -296,7 +298,11 @@ impl Scheduler {
         let permits = self.permits.clone();
         let storage = self.storage.clone();
         let portal_id = plan.portal_id.clone();
-        let handle = tokio::spawn(supervise(portal_id, panics.clone(), move || {
+        let restarts = Restarts {
+            first: RESTART_DELAY,
+            stop: stop_rx.clone(),
+        };
+        let handle = tokio::spawn(supervise(portal_id, panics.clone(), restarts, move || {
             let plan_rx = plan_rx.clone();
             let stop_rx = stop_rx.clone();
             let clients = clients.clone();
@@ -337,23 +343,63 @@ impl Scheduler {
     }
 }
 
-/// Runs `make()` in its own task until it returns; restarts it after a panic, counting it.
-async fn supervise<F, Fut>(portal_id: String, panics: Arc<AtomicU64>, make: F)
+/// Delay before restarting a portal task after its first panic; it doubles with each consecutive
+/// panic, up to [`MAX_RESTART_DELAY`].
+pub const RESTART_DELAY: Duration = Duration::from_secs(1);
+
+/// Longest delay before restarting a panicked portal task. A task that ran at least this long
+/// before panicking starts a new series of delays.
+pub const MAX_RESTART_DELAY: Duration = Duration::from_secs(60);
+
+/// How [`supervise`] restarts: the first delay, and the portal's stop signal (which ends a wait).
+#[derive(Debug)]
+struct Restarts {
+    first: Duration,
+    stop: watch::Receiver<bool>,
+}
+
+/// Delay before the restart that follows `streak` consecutive panics (1 for the first).
+fn restart_delay(first: Duration, streak: u32) -> Duration {
+    let cap = MAX_RESTART_DELAY.max(first);
+    first
+        .checked_mul(1u32 << streak.saturating_sub(1).min(20))
+        .unwrap_or(cap)
+        .min(cap)
+}
+
+/// Runs `make()` in its own task until it returns; after a panic, counts it and restarts it once
+/// a delay has passed (see [`restart_delay`]), unless the portal is stopped meanwhile.
+async fn supervise<F, Fut>(portal_id: String, panics: Arc<AtomicU64>, restarts: Restarts, make: F)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let Restarts { first, mut stop } = restarts;
+    let mut streak = 0u32;
     loop {
+        let began = tokio::time::Instant::now();
         match tokio::spawn(make()).await {
             Err(e) if e.is_panic() => {
                 let n = panics.fetch_add(1, Ordering::Relaxed) + 1;
+                if began.elapsed() >= MAX_RESTART_DELAY.max(first) {
+                    streak = 0;
+                }
+                streak = streak.saturating_add(1);
+                let delay = restart_delay(first, streak);
                 let what = e
                     .into_panic()
                     .downcast::<String>()
                     .map(|s| *s)
                     .or_else(|p| p.downcast::<&str>().map(|s| s.to_string()))
                     .unwrap_or_else(|_| "non-string panic".to_string());
-                error!(portal_id = %portal_id, panics = n, panic = %what, "portal task panicked; restarting it");
+                error!(portal_id = %portal_id, panics = n, panic = %what, restart_in = ?delay, "portal task panicked; restarting it");
+                if *stop.borrow_and_update() {
+                    return;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop.changed() => return,
+                }
             }
             _ => return,
         }
@@ -385,12 +431,18 @@ pub(crate) fn backoff(interval: Duration, failures: u32) -> Duration {
 mod tests {
     use super::*;
 
+    fn restarts(first: Duration) -> (watch::Sender<bool>, Restarts) {
+        let (stop_tx, stop) = watch::channel(false);
+        (stop_tx, Restarts { first, stop })
+    }
+
     #[tokio::test]
     async fn a_panicking_task_is_restarted_and_counted() {
         let runs = Arc::new(AtomicU64::new(0));
         let panics = Arc::new(AtomicU64::new(0));
         let r = runs.clone();
-        supervise("p".into(), panics.clone(), move || {
+        let (_stop, restarts) = restarts(Duration::from_millis(1));
+        supervise("p".into(), panics.clone(), restarts, move || {
             let r = r.clone();
             async move {
                 if r.fetch_add(1, Ordering::Relaxed) < 2 {
@@ -401,6 +453,72 @@ mod tests {
         .await;
         assert_eq!(runs.load(Ordering::Relaxed), 3);
         assert_eq!(panics.load(Ordering::Relaxed), 2);
+    }
+
+    /// Each restart waits at least its delay, and the delays double (they are lower bounds: a
+    /// sleep never ends early, so this holds on any machine).
+    #[tokio::test]
+    async fn restarts_after_a_panic_back_off() {
+        let starts = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let panics = Arc::new(AtomicU64::new(0));
+        let s = starts.clone();
+        let first = Duration::from_millis(100);
+        let (_stop, restarts) = restarts(first);
+        supervise("p".into(), panics.clone(), restarts, move || {
+            let s = s.clone();
+            async move {
+                let n = {
+                    let mut starts = s.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    starts.push(tokio::time::Instant::now());
+                    starts.len()
+                };
+                if n < 4 {
+                    panic!("boom");
+                }
+            }
+        })
+        .await;
+        let starts = starts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        assert_eq!(starts.len(), 4);
+        assert_eq!(panics.load(Ordering::Relaxed), 3);
+        for (i, want) in [first, first * 2, first * 4].into_iter().enumerate() {
+            let gap = starts[i + 1] - starts[i];
+            assert!(
+                gap >= want,
+                "restart {} after {gap:?}, before {want:?}",
+                i + 1
+            );
+        }
+        assert_eq!(restart_delay(first, 30), MAX_RESTART_DELAY);
+        assert_eq!(
+            restart_delay(Duration::from_secs(1), 1),
+            Duration::from_secs(1)
+        );
+    }
+
+    /// A portal stopped while its task waits to restart stops at once, not after the delay.
+    #[tokio::test]
+    async fn stopping_ends_the_wait_before_a_restart() {
+        let panics = Arc::new(AtomicU64::new(0));
+        let (stop, restarts) = restarts(Duration::from_secs(3600));
+        let (ran_tx, mut ran_rx) = tokio::sync::mpsc::unbounded_channel();
+        let supervisor = tokio::spawn(supervise("p".into(), panics.clone(), restarts, move || {
+            let ran = ran_tx.clone();
+            async move {
+                let _ = ran.send(());
+                panic!("boom");
+            }
+        }));
+        ran_rx.recv().await.expect("the task ran");
+        stop.send(true).expect("supervisor listening");
+        tokio::time::timeout(Duration::from_secs(30), supervisor)
+            .await
+            .expect("hang guard: the supervisor waited out its restart delay")
+            .expect("supervisor");
+        assert!(ran_rx.try_recv().is_err(), "not restarted after the stop");
     }
 
     #[test]
