@@ -27,6 +27,14 @@ pub const EXIT_CONFIG: u8 = 1;
 /// Exit code when a listen address cannot be bound.
 pub const EXIT_BIND: u8 = 2;
 
+/// Longest wait for the control loop to stop its portals and discovery after SIGTERM. With the
+/// HTTP server's grace period (10 s) and [`BLOCKING_SHUTDOWN_GRACE`], the whole shutdown stays
+/// well below Kubernetes' 30 s before SIGKILL.
+pub const CONTROL_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Longest wait, at exit, for blocking work still running (a state write on a hung disk).
+pub const BLOCKING_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Why the exporter could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -254,13 +262,22 @@ pub async fn run(cli: Cli) -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
-    let code = until_stopped(serving, control, &store, failed_tx, stop).await;
+    let code = until_stopped(
+        serving,
+        control,
+        &store,
+        failed_tx,
+        stop,
+        CONTROL_SHUTDOWN_GRACE,
+    )
+    .await;
     hup.abort();
     info!("stopped");
     code
 }
 
-/// Serves until `serving` ends (SIGTERM/SIGINT), then stops the control loop and waits for it.
+/// Serves until `serving` ends (SIGTERM/SIGINT), then stops the control loop and waits for it,
+/// for at most `grace` (what it has not finished by then is abandoned with the process).
 ///
 /// The control loop only ends on its own when it panicked: then `/-/healthy` fails at once, the
 /// server is told to stop (`fail`) and the exit code is 1, so that an orchestrator restarts a
@@ -271,12 +288,16 @@ async fn until_stopped(
     store: &Store,
     fail: tokio::sync::oneshot::Sender<()>,
     stop: watch::Sender<bool>,
+    grace: std::time::Duration,
 ) -> ExitCode {
     tokio::pin!(serving);
     tokio::select! {
         () = &mut serving => {
             let _ = stop.send(true);
-            let _ = control.await;
+            if tokio::time::timeout(grace, &mut control).await.is_err() {
+                control.abort();
+                warn!(grace = ?grace, "the control loop did not stop in time; exiting anyway");
+            }
             ExitCode::SUCCESS
         }
         ended = &mut control => {
@@ -387,7 +408,14 @@ mod tests {
         let control = tokio::spawn(async { panic!("control loop bug") });
         let code = tokio::time::timeout(
             Duration::from_secs(30),
-            until_stopped(serving, control, &store, fail, stop),
+            until_stopped(
+                serving,
+                control,
+                &store,
+                fail,
+                stop,
+                Duration::from_secs(3600),
+            ),
         )
         .await
         .expect("hang guard: the server was not stopped");
@@ -409,11 +437,42 @@ mod tests {
         });
         let code = tokio::time::timeout(
             Duration::from_secs(30),
-            until_stopped(async {}, control, &store, fail, stop),
+            until_stopped(
+                async {},
+                control,
+                &store,
+                fail,
+                stop,
+                Duration::from_secs(3600),
+            ),
         )
         .await
         .expect("hang guard");
         assert_eq!(code, ExitCode::SUCCESS);
         assert!(store.healthy());
+    }
+
+    /// A control loop that does not stop (a task stuck past its stop signal) cannot hold the
+    /// exit: the wait for it is bounded.
+    #[tokio::test]
+    async fn shutdown_does_not_wait_for_a_stuck_control_loop_beyond_its_grace() {
+        let store = Store::new();
+        let (fail, _failed) = tokio::sync::oneshot::channel::<()>();
+        let (stop, _stop_rx) = watch::channel(false);
+        let control = tokio::spawn(std::future::pending::<()>());
+        let code = tokio::time::timeout(
+            Duration::from_secs(30),
+            until_stopped(
+                async {},
+                control,
+                &store,
+                fail,
+                stop,
+                Duration::from_millis(50),
+            ),
+        )
+        .await
+        .expect("hang guard: shutdown waited for the control loop past its grace");
+        assert_eq!(code, ExitCode::SUCCESS);
     }
 }
