@@ -227,14 +227,7 @@ mod tests {
     use crate::users::UserSeries;
     use std::io::Read as _;
 
-    fn snapshot(id: &str, up: bool) -> PortalSnapshot {
-        PortalSnapshot {
-            portal_id: id.to_string(),
-            up,
-            polled: true,
-            ..PortalSnapshot::default()
-        }
-    }
+    use crate::snapshot::polled as snapshot;
 
     fn with_users(id: &str, n: u64) -> PortalSnapshot {
         PortalSnapshot {

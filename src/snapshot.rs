@@ -33,10 +33,12 @@ pub struct PortalSnapshot {
     pub last_success_unix: Option<f64>,
     /// Unix time at which the last poll finished, in seconds.
     pub last_poll_unix: Option<f64>,
-    /// Operation and error code of the last failed poll (`ListSessions AccessDeniedException`),
-    /// cleared by a success. Never the service's message, which may name accounts and roles: the
-    /// landing page shows this; the detail goes to the log.
+    /// Error text of the last failed poll, cleared by a success: for logs and tests, never
+    /// served (the service's message may name accounts and roles).
     pub last_error: Option<String>,
+    /// Operation and error code of the last failed poll (`ListSessions AccessDeniedException`),
+    /// cleared by a success: what the landing page shows.
+    pub last_error_code: Option<String>,
     /// API requests sent, retries included, by operation.
     pub api_requests: BTreeMap<String, u64>,
     /// API request errors by (operation, error code).
@@ -297,17 +299,23 @@ fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// A polled portal's snapshot with nothing else set (unit tests of the modules that read them).
+#[cfg(test)]
+pub(crate) fn polled(id: &str, up: bool) -> PortalSnapshot {
+    PortalSnapshot {
+        portal_id: id.to_string(),
+        up,
+        polled: true,
+        ..PortalSnapshot::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn snapshot(id: &str, up: bool) -> PortalSnapshot {
-        PortalSnapshot {
-            portal_id: id.to_string(),
-            up,
-            polled: true,
-            ..PortalSnapshot::default()
-        }
+        polled(id, up)
     }
 
     #[test]

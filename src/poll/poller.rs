@@ -238,7 +238,9 @@ impl Poller {
             return;
         };
         let portal_id = self.plan.portal_id.clone();
-        let state = PortalState {
+        // Serialized here, borrowing the ledger (no copy of its sessions); only the bytes go to
+        // the blocking pool for the write and its fsyncs.
+        let encoded = state::encode(&PortalState {
             version: STATE_VERSION,
             portal_id: portal_id.clone(),
             written_at_ms: now_ms(),
@@ -250,18 +252,18 @@ impl Poller {
                 .per_user
                 .as_ref()
                 .map(|u| LabelFingerprint::of(&u.mode)),
-            ledger: ledger.to_state(),
-            users: self.users.as_ref().map(UserLabels::to_state),
-        };
-        let result = {
-            let dir = dir.clone();
-            let id = portal_id.clone();
-            tokio::task::spawn_blocking(move || {
-                let bytes = state::encode(&state).map_err(std::io::Error::other)?;
-                dir.write(&id, &bytes)
-            })
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+            ledger: ledger.view(),
+            users: self.users.as_ref().map(UserLabels::view),
+        });
+        let result = match encoded {
+            Ok(bytes) => {
+                let dir = dir.clone();
+                let id = portal_id.clone();
+                tokio::task::spawn_blocking(move || dir.write(&id, &bytes))
+                    .await
+                    .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+            }
+            Err(e) => Err(std::io::Error::other(e)),
         };
         match result {
             Ok(()) => {
@@ -774,6 +776,7 @@ impl Poller {
                 }
                 snap.up = true;
                 snap.last_error = None;
+                snap.last_error_code = None;
                 snap.last_success_unix = Some(start_ms as f64 / 1000.0);
                 self.last_success = Some(Instant::now());
                 if let Some(ledger) = &self.ledger {
@@ -796,7 +799,8 @@ impl Poller {
                     debug!(portal_id, operation = err.operation(), error = %err.label(), detail = %err, "poll failed again");
                 }
                 snap.up = false;
-                snap.last_error = Some(format!("{} {}", err.operation(), err.label()));
+                snap.last_error = Some(err.to_string());
+                snap.last_error_code = Some(format!("{} {}", err.operation(), err.label()));
                 let stale_after = self.plan.interval * STALE_INTERVALS;
                 if self.last_success.is_none_or(|t| t.elapsed() >= stale_after) {
                     snap.active = None;
