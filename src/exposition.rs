@@ -6,7 +6,7 @@
 //! renders after each change so that scrapes find the rendering ready (the daemon starts it).
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
 
 use bytes::Bytes;
 
@@ -100,7 +100,7 @@ impl Exposition {
     /// change (concurrent scrapers after a change wait for one rendering and share it). The
     /// per-user samples of a portal whose snapshot did not change are reused as they were.
     pub fn rendered(&self) -> Arc<Rendered> {
-        let mut cache = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.rendered.lock().unwrap_or_else(PoisonError::into_inner);
         // Read the version before the snapshots: a change racing with the rendering bumps it
         // again, so the next scrape renders once more rather than serving stale series forever.
         let version = self.store.version();
@@ -156,7 +156,7 @@ impl Exposition {
 
     /// The `process_*` families, gathered now or at most [`PROCESS_MAX_AGE`] ago.
     pub fn process(&self) -> Arc<Piece> {
-        let mut cached = self.process.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cached = self.process.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((at, r)) = cached.as_ref()
             && at.elapsed() <= PROCESS_MAX_AGE
         {
@@ -169,7 +169,7 @@ impl Exposition {
 
     /// Whether [`rendered`](Self::rendered) would return its cached rendering without work.
     pub fn rendered_is_fresh(&self) -> bool {
-        let cache = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
+        let cache = self.rendered.lock().unwrap_or_else(PoisonError::into_inner);
         cache
             .last
             .as_ref()
