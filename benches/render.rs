@@ -13,6 +13,7 @@ use std::sync::Arc;
 use criterion::{Criterion, Throughput};
 use flate2::Compression;
 use flate2::write::GzEncoder;
+use workspacesweb_exporter::exposition::Exposition;
 use workspacesweb_exporter::ledger::{ActiveSummary, DEFAULT_DURATION_BUCKETS, Histogram, Totals};
 use workspacesweb_exporter::metrics::render;
 use workspacesweb_exporter::snapshot::{PortalSnapshot, ReloadStatus, Store};
@@ -153,9 +154,9 @@ fn benches(c: &mut Criterion) {
         // What the server does: after one portal's poll publishes a new snapshot, the next
         // rendering renders and compresses that portal's per-user samples and the small head
         // again, and joins the other portals' compressed pieces as they were.
-        let store = Store::new();
+        let store = Exposition::new(Arc::new(Store::new()));
         for p in &ps {
-            store.publish((**p).clone());
+            store.store().publish((**p).clone());
         }
         store.rendered();
         let mut flip = 0u64;
@@ -164,7 +165,7 @@ fn benches(c: &mut Criterion) {
                 let mut p = (*ps[0]).clone();
                 flip += 1;
                 p.poll_duration_seconds = Some(flip as f64);
-                store.publish(p);
+                store.store().publish(p);
                 black_box(store.rendered())
             })
         });

@@ -4,25 +4,72 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::aws::Clients;
 use crate::cli::Cli;
 use crate::config;
+use crate::config::ShardConfig;
 use crate::demo::Demo;
+use crate::exposition::{self, Exposition};
 use crate::http::{
     self, HttpSettings, ReloadFuture, ReloadHook, WebConfigHandle, WebOptions, WebState,
 };
-use crate::reconcile::{Command, Reconciler, Source};
+use crate::reconcile::{Reconciler, Source};
+use crate::reload::Reloader;
 use crate::session::now_ms;
 use crate::snapshot::{ReloadStatus, Store};
-use crate::storage::StateDir;
+use crate::storage::{StateDir, StorageError};
 
 /// Exit code for bad flags or configuration.
 pub const EXIT_CONFIG: u8 = 1;
 /// Exit code when a listen address cannot be bound.
 pub const EXIT_BIND: u8 = 2;
+
+/// Longest wait for the control loop to stop its portals and discovery after SIGTERM. With the
+/// HTTP server's grace period (10 s) and [`BLOCKING_SHUTDOWN_GRACE`], the whole shutdown stays
+/// well below Kubernetes' 30 s before SIGKILL.
+pub const CONTROL_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Longest wait, at exit, for blocking work still running (a state write on a hung disk).
+pub const BLOCKING_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Why the exporter could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// A flag is invalid (listen address, telemetry path).
+    #[error("{0}")]
+    Flags(http::HttpError),
+    /// The web config file is invalid.
+    #[error("{0}")]
+    WebConfig(#[from] http::WebConfigError),
+    /// The config file is invalid.
+    #[error("{0}")]
+    Config(#[from] config::ConfigError),
+    /// The storage directory cannot be used.
+    #[error("{0}")]
+    Storage(#[from] StorageError),
+    /// The demo simulator could not start.
+    #[error("could not start the demo simulator: {0}")]
+    Demo(std::io::Error),
+    /// A listen address cannot be bound.
+    #[error("{0}")]
+    Bind(http::HttpError),
+    /// Reading the config file was cancelled (the runtime is shutting down).
+    #[error("reading the configuration was interrupted")]
+    Interrupted,
+}
+
+impl StartupError {
+    /// The process exit code: 2 when something could not be bound, else 1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StartupError::Bind(_) | StartupError::Demo(_) => EXIT_BIND,
+            _ => EXIT_CONFIG,
+        }
+    }
+}
 
 /// The `--web.config.file` web config (plain HTTP without the flag); the error names the file
 /// and the key.
@@ -35,172 +82,168 @@ pub fn web_state(cli: &Cli) -> Result<WebState, http::WebConfigError> {
 
 /// `--config.check`: prints the summary (exit 0) or the errors (exit 1).
 pub fn check(cli: &Cli) -> ExitCode {
-    if let Err(e) = web_state(cli) {
-        eprintln!("{e}");
-        return ExitCode::from(EXIT_CONFIG);
-    }
-    match config::load(&cli.config_file) {
+    let checked = web_state(cli)
+        .map_err(StartupError::from)
+        .and_then(|_| config::load_for_shard(&cli.config_file).map_err(StartupError::from));
+    match checked {
         Ok(loaded) => {
             for w in &loaded.warnings {
                 eprintln!("warning: {w}");
-            }
-            if let Err(e) = loaded
-                .config
-                .sharding
-                .resolve_shard_index(|v| std::env::var(v).ok())
-            {
-                eprintln!("{e}");
-                return ExitCode::from(EXIT_CONFIG);
             }
             println!("{}", loaded.config.summary());
             ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("{e}");
-            ExitCode::from(EXIT_CONFIG)
+            ExitCode::from(e.exit_code())
         }
     }
 }
 
-/// Runs the exporter until SIGTERM/SIGINT.
-pub async fn run(cli: Cli) -> ExitCode {
-    // Installed first: a SIGTERM during startup must not kill the process (exit 0, SPEC section 3).
-    let shutdown = shutdown_signal();
+/// Everything `run` sets up before it serves.
+struct Started {
+    settings: HttpSettings,
+    web: WebConfigHandle,
+    listeners: Vec<tokio::net::TcpListener>,
+    source: Source,
+    config: Option<ShardConfig>,
+    clients: Clients,
+    storage: Option<Arc<StateDir>>,
+    /// Keeps the demo simulator alive as long as the exporter runs.
+    _demo: Option<Demo>,
+}
+
+/// Validates the flags and the web config, loads the config (or starts the demo), opens the
+/// storage directory, and binds: every failure here ends the process with its exit code.
+async fn start(cli: &Cli) -> Result<Started, StartupError> {
     let settings = HttpSettings {
         listen_addresses: cli.listen_addresses.clone(),
         telemetry_path: cli.telemetry_path.clone(),
         max_connections: cli.max_connections as usize,
         ..HttpSettings::default()
     };
-    if let Err(e) = settings.validate() {
-        error!(error = %e, "invalid flag");
-        eprintln!("{e}");
-        return ExitCode::from(EXIT_CONFIG);
-    }
+    settings.validate().map_err(StartupError::Flags)?;
     // Web config (TLS, basic auth, headers): read once here; a reload replaces it in the handle.
-    let web = match web_state(&cli) {
-        Ok(state) => WebConfigHandle::new(state),
-        Err(e) => {
-            error!(error = %e, "invalid web configuration");
-            eprintln!("{e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    // Keeps the demo simulator alive as long as the exporter runs.
-    let mut _demo_guard = None;
-    let (source, config, shard_index, clients) = if cli.demo {
-        let demo = match Demo::start(1).await {
-            Ok(d) => d,
-            Err(e) => {
-                error!(error = %e, "could not start the demo simulator");
-                return ExitCode::from(EXIT_BIND);
-            }
-        };
+    let web = WebConfigHandle::new(web_state(cli)?);
+    let (source, config, clients, demo) = if cli.demo {
+        let demo = Demo::start(1).await.map_err(StartupError::Demo)?;
         info!(endpoint = %demo.endpoint_url(), portals = demo.plans.len(), "demo simulator started");
         let clients = Clients::with_static_credentials("us-east-1", &demo.endpoint_url()).await;
         clients.set_rate(Some(crate::demo::DEMO_MAX_REQUESTS_PER_SECOND));
-        let source = Source::Fixed(demo.plans.clone());
-        _demo_guard = Some(demo);
-        (source, None, 0, clients)
+        (Source::Fixed(demo.plans.clone()), None, clients, Some(demo))
     } else {
-        let loaded = match config::load(&cli.config_file) {
-            Ok(l) => l,
-            Err(e) => {
-                error!(error = %e, "invalid configuration");
-                eprintln!("{e}");
-                return ExitCode::from(EXIT_CONFIG);
-            }
-        };
+        let path = cli.config_file.clone();
+        let loaded = tokio::task::spawn_blocking(move || config::load_for_shard(&path))
+            .await
+            .map_err(|_| StartupError::Interrupted)??;
         for w in &loaded.warnings {
             warn!(file = %cli.config_file.display(), warning = %w, "configuration warning");
         }
-        let index = match loaded
-            .config
-            .sharding
-            .resolve_shard_index(|v| std::env::var(v).ok())
-        {
-            Ok(i) => i,
-            Err(e) => {
-                error!(error = %e, "invalid sharding");
-                eprintln!("{e}");
-                return ExitCode::from(EXIT_CONFIG);
-            }
-        };
         let clients = Clients::from_environment().await;
-        (
-            Source::File(cli.config_file.clone()),
-            Some(loaded.config),
-            index,
-            clients,
-        )
+        (Source::Config, Some(loaded), clients, None)
     };
-
     // Durable state: a directory that cannot be created, locked or written is a misconfiguration
     // that fails fast (exit 1), before anything is bound or polled.
     let storage = match &cli.storage_path {
-        Some(path) => match StateDir::open(path) {
-            Ok(dir) => {
-                info!(path = %path.display(), "durable state enabled");
-                Some(Arc::new(dir))
-            }
-            Err(e) => {
-                error!(error = %e, "cannot use the storage path");
-                eprintln!("{e}");
-                return ExitCode::from(EXIT_CONFIG);
-            }
-        },
+        Some(path) => {
+            let dir = StateDir::open(path)?;
+            info!(path = %path.display(), "durable state enabled");
+            Some(Arc::new(dir))
+        }
         None => None,
     };
+    let listeners = http::bind(&settings).await.map_err(StartupError::Bind)?;
+    Ok(Started {
+        settings,
+        web,
+        listeners,
+        source,
+        config,
+        clients,
+        storage,
+        _demo: demo,
+    })
+}
 
-    let listeners = match http::bind(&settings).await {
-        Ok(l) => l,
+/// Runs the exporter until SIGTERM/SIGINT.
+pub async fn run(cli: Cli) -> ExitCode {
+    // Installed first: a SIGTERM during startup must not kill the process (exit 0, SPEC section 3).
+    let shutdown = shutdown_signal();
+    let started = match start(&cli).await {
+        Ok(s) => s,
         Err(e) => {
-            error!(error = %e, "could not bind");
+            error!(error = %e, "cannot start");
             eprintln!("{e}");
-            return ExitCode::from(EXIT_BIND);
+            return ExitCode::from(e.exit_code());
         }
     };
-
     let store = Arc::new(Store::new());
     store.set_reload(ReloadStatus {
         successful: true,
         success_unix: now_ms() as f64 / 1000.0,
     });
+    let shard_index = started.config.as_ref().map_or(0, |c| c.shard_index);
     info!(version = crate::VERSION, shard_index, "starting");
     // Commands wait in the channel until the control loop runs, so the server (and its reload
     // hook) can answer while the control loop sets up its portals: `/-/healthy` does not wait
     // for a thousand portals, and `/-/ready` says 503 until they are declared and polled.
     let (commands, commands_rx) = mpsc::channel(8);
     let (stop, stop_rx) = watch::channel(false);
-    let reloader = Arc::new(Reloader {
+    let config_path = (!cli.demo).then(|| cli.config_file.clone());
+    let reloader = Arc::new(Reloader::new(
         commands,
-        web: web.clone(),
-        web_path: cli.web_config_file.clone(),
-        store: store.clone(),
-        serial: tokio::sync::Mutex::new(()),
-    });
+        started.web.clone(),
+        cli.web_config_file.clone(),
+        config_path,
+        store.clone(),
+    ));
     let hup = tokio::spawn(reload_on_sighup(reloader.clone()));
     let hook: ReloadHook = {
         let reloader = reloader.clone();
         Arc::new(move || -> ReloadFuture {
             let reloader = reloader.clone();
-            Box::pin(async move { reloader.reload().await })
+            Box::pin(async move {
+                reloader
+                    .reload()
+                    .await
+                    .map_err(|e| reloader.public_message(&e))
+            })
         })
     };
     let options = WebOptions {
-        web,
+        web: started.web,
         reload: Some(hook),
     };
-    let serving = http::serve_with(listeners, store.clone(), settings, options, shutdown);
+    // The exposition's cache, rendered in the background after each change so that scrapes find
+    // it ready; the task ends when the exposition is dropped.
+    let exposition = Arc::new(Exposition::new(store.clone()));
+    tokio::spawn(exposition::render_after_changes(Arc::downgrade(
+        &exposition,
+    )));
+    // The server also stops when the control loop dies (see `until_stopped`).
+    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        tokio::select! {
+            () = shutdown => {}
+            _ = failed_rx => {}
+        }
+    };
+    let serving = http::serve_with(
+        started.listeners,
+        exposition,
+        started.settings,
+        options,
+        shutdown,
+    );
     tokio::pin!(serving);
     // A task of its own, so that setting up many portals never delays the accept loops.
     let mut starting = tokio::spawn(Reconciler::start(
-        source,
-        config,
+        started.source,
+        started.config.map(|c| c.config),
         shard_index,
-        clients,
-        store,
-        storage,
+        started.clients,
+        store.clone(),
+        started.storage,
     ));
     let control = tokio::select! {
         started = &mut starting => match started {
@@ -219,68 +262,66 @@ pub async fn run(cli: Cli) -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
-    serving.await;
+    let code = until_stopped(
+        serving,
+        control,
+        &store,
+        failed_tx,
+        stop,
+        CONTROL_SHUTDOWN_GRACE,
+    )
+    .await;
     hup.abort();
-    let _ = stop.send(true);
-    let _ = control.await;
     info!("stopped");
-    ExitCode::SUCCESS
+    code
 }
 
-/// Reloads the configuration and the web configuration together (SIGHUP, `POST /-/reload`).
-struct Reloader {
-    commands: mpsc::Sender<Command>,
-    web: WebConfigHandle,
-    web_path: Option<std::path::PathBuf>,
-    store: Arc<Store>,
-    /// One reload at a time: a SIGHUP and a POST may overlap.
-    serial: tokio::sync::Mutex<()>,
-}
-
-impl Reloader {
-    /// Validates the web config first, then reloads the config; the new web config takes effect
-    /// only when both are valid, so an invalid file of either kind changes nothing.
-    async fn reload(&self) -> Result<(), String> {
-        let _one = self.serial.lock().await;
-        let web = match &self.web_path {
-            Some(path) => {
-                let path = path.clone();
-                let loaded = tokio::task::spawn_blocking(move || http::load_web_config(&path))
-                    .await
-                    .map_err(|e| format!("web config reload failed: {e}"))?;
-                match loaded {
-                    Ok(state) => Some(state),
-                    Err(e) => {
-                        error!(error = %e, "reload failed; the previous configuration keeps running");
-                        let previous = self.store.reload();
-                        self.store.set_reload(ReloadStatus {
-                            successful: false,
-                            ..previous
-                        });
-                        return Err(e.to_string());
-                    }
-                }
+/// Serves until `serving` ends (SIGTERM/SIGINT), then stops the control loop and waits for it,
+/// for at most `grace` (what it has not finished by then is abandoned with the process).
+///
+/// The control loop only ends on its own when it panicked: then `/-/healthy` fails at once, the
+/// server is told to stop (`fail`) and the exit code is 1, so that an orchestrator restarts a
+/// process that would otherwise serve frozen series with a healthy status.
+async fn until_stopped(
+    serving: impl std::future::Future<Output = ()>,
+    mut control: tokio::task::JoinHandle<()>,
+    store: &Store,
+    fail: tokio::sync::oneshot::Sender<()>,
+    stop: watch::Sender<bool>,
+    grace: std::time::Duration,
+) -> ExitCode {
+    tokio::pin!(serving);
+    tokio::select! {
+        () = &mut serving => {
+            let _ = stop.send(true);
+            if tokio::time::timeout(grace, &mut control).await.is_err() {
+                control.abort();
+                warn!(grace = ?grace, "the control loop did not stop in time; exiting anyway");
             }
-            None => None,
-        };
-        request_reload(&self.commands).await?;
-        if let Some(state) = web {
-            self.web.replace(state);
+            ExitCode::SUCCESS
         }
-        Ok(())
+        ended = &mut control => {
+            store.set_failed();
+            match ended {
+                Err(e) if e.is_panic() => {
+                    error!(panic = %panic_message(e.into_panic()), "the control loop panicked; exiting")
+                }
+                _ => error!("the control loop ended unexpectedly; exiting"),
+            }
+            let _ = fail.send(());
+            serving.await;
+            ExitCode::FAILURE
+        }
     }
 }
 
-/// Asks the control loop to reload and waits for the outcome.
-pub async fn request_reload(commands: &mpsc::Sender<Command>) -> Result<(), String> {
-    let (reply, outcome) = oneshot::channel();
-    commands
-        .send(Command::Reload(reply))
-        .await
-        .map_err(|_| "the exporter is shutting down".to_string())?;
-    outcome
-        .await
-        .unwrap_or_else(|_| Err("the exporter is shutting down".to_string()))
+/// The text of a panic payload.
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast::<String>()
+        .map(|s| *s)
+        .or_else(|p| p.downcast::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|_| "non-string panic".to_string())
 }
 
 /// Turns every SIGHUP into a reload.
@@ -345,5 +386,93 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
     async {
         let _ = tokio::signal::ctrl_c().await;
         info!(signal = "SIGINT", "shutting down");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A panic in the control loop fails `/-/healthy`, stops the server and exits non-zero;
+    /// before, the process went on serving with `/-/healthy` at 200 until a SIGTERM, then exited 0.
+    #[tokio::test]
+    async fn a_panicking_control_loop_fails_health_and_the_exit_code() {
+        let store = Store::new();
+        let (fail, failed) = tokio::sync::oneshot::channel::<()>();
+        // The server: runs until told to stop (a real one also stops on SIGTERM, never sent here).
+        let (stop, _stop_rx) = watch::channel(false);
+        let serving = async move {
+            let _ = failed.await;
+        };
+        let control = tokio::spawn(async { panic!("control loop bug") });
+        let code = tokio::time::timeout(
+            Duration::from_secs(30),
+            until_stopped(
+                serving,
+                control,
+                &store,
+                fail,
+                stop,
+                Duration::from_secs(3600),
+            ),
+        )
+        .await
+        .expect("hang guard: the server was not stopped");
+        assert_eq!(code, ExitCode::FAILURE);
+        assert!(
+            !store.healthy(),
+            "/-/healthy answers from this (see http::routes tests)"
+        );
+    }
+
+    /// A signal stops the control loop and exits 0.
+    #[tokio::test]
+    async fn a_signal_stops_the_control_loop_and_exits_zero() {
+        let store = Store::new();
+        let (fail, _failed) = tokio::sync::oneshot::channel::<()>();
+        let (stop, mut stop_rx) = watch::channel(false);
+        let control = tokio::spawn(async move {
+            let _ = stop_rx.changed().await;
+        });
+        let code = tokio::time::timeout(
+            Duration::from_secs(30),
+            until_stopped(
+                async {},
+                control,
+                &store,
+                fail,
+                stop,
+                Duration::from_secs(3600),
+            ),
+        )
+        .await
+        .expect("hang guard");
+        assert_eq!(code, ExitCode::SUCCESS);
+        assert!(store.healthy());
+    }
+
+    /// A control loop that does not stop (a task stuck past its stop signal) cannot hold the
+    /// exit: the wait for it is bounded.
+    #[tokio::test]
+    async fn shutdown_does_not_wait_for_a_stuck_control_loop_beyond_its_grace() {
+        let store = Store::new();
+        let (fail, _failed) = tokio::sync::oneshot::channel::<()>();
+        let (stop, _stop_rx) = watch::channel(false);
+        let control = tokio::spawn(std::future::pending::<()>());
+        let code = tokio::time::timeout(
+            Duration::from_secs(30),
+            until_stopped(
+                async {},
+                control,
+                &store,
+                fail,
+                stop,
+                Duration::from_millis(50),
+            ),
+        )
+        .await
+        .expect("hang guard: shutdown waited for the control loop past its grace");
+        assert_eq!(code, ExitCode::SUCCESS);
     }
 }

@@ -1,7 +1,6 @@
 //! Portal discovery: `ListPortals` (all pages) in each region of each `discovery` entry, every
 //! `refresh`. Results go to the reconciler, which turns them into portal plans.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +10,8 @@ use tracing::{debug, warn};
 
 use crate::aws::{self, ApiCounters, ApiError, ClientKey, Clients, PortalInfo, RegionApi};
 use crate::config::DiscoveryConfig;
+use crate::error_label::ErrorLabel;
+use crate::pagination::PageGuard;
 
 /// Identifies one discovery source: the entry's position in `discovery` and one of its regions.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -26,6 +27,8 @@ pub struct SourceKey {
 pub struct Discovered {
     /// Which source.
     pub key: SourceKey,
+    /// The generation of sources that produced it (see [`spawn`]).
+    pub generation: u64,
     /// The portals, or why the listing failed (the previous list then stays in force).
     pub result: Result<Vec<PortalInfo>, ApiError>,
 }
@@ -33,7 +36,7 @@ pub struct Discovered {
 /// `ListPortals` page size.
 const PAGE_SIZE: i32 = 100;
 /// Pages after which a listing gives up (100,000 portals).
-const MAX_PAGES: usize = 1000;
+const MAX_PAGES: u32 = 1000;
 /// Bound on one complete listing.
 const LISTING_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -41,30 +44,22 @@ const LISTING_TIMEOUT: Duration = Duration::from_secs(60);
 pub async fn list_all(api: &RegionApi) -> Result<Vec<PortalInfo>, ApiError> {
     let mut out = Vec::new();
     let mut token = None;
-    let mut seen = HashSet::new();
-    for _ in 0..MAX_PAGES {
+    let mut guard = PageGuard::new();
+    loop {
         let (portals, next) = api.list_portals(PAGE_SIZE, token).await?;
         out.extend(portals);
-        match next {
-            Some(t) if !t.is_empty() => {
-                if !seen.insert(t.clone()) {
-                    api.counters().error(aws::LIST_PORTALS, "other");
-                    return Err(pagination_error("the service repeated a nextToken"));
-                }
-                token = Some(t);
+        match guard.next(next, MAX_PAGES) {
+            Ok(Some(t)) => token = Some(t),
+            Ok(None) => return Ok(out),
+            Err(stop) => {
+                api.counters().error(aws::LIST_PORTALS, ErrorLabel::Other);
+                return Err(ApiError {
+                    operation: aws::LIST_PORTALS,
+                    code: ErrorLabel::Other,
+                    message: format!("pagination stopped: {stop}"),
+                });
             }
-            _ => return Ok(out),
         }
-    }
-    api.counters().error(aws::LIST_PORTALS, "other");
-    Err(pagination_error("more than 1000 pages"))
-}
-
-fn pagination_error(reason: &str) -> ApiError {
-    ApiError {
-        operation: aws::LIST_PORTALS,
-        code: "other".into(),
-        message: format!("pagination stopped: {reason}"),
     }
 }
 
@@ -76,16 +71,24 @@ pub struct SourceTask {
 }
 
 impl SourceTask {
-    /// Stops the source and waits for it.
+    /// Stops the source and waits for it, at once: a listing in flight (up to
+    /// [`LISTING_TIMEOUT`]) is abandoned, and so is a result waiting for room in the control
+    /// loop's channel (which the control loop does not drain while it stops sources, so waiting
+    /// for that send would never end).
     pub async fn stop(self) {
         let _ = self.stop.send(true);
+        self.handle.abort();
         let _ = self.handle.await;
     }
 }
 
-/// Starts listing `key` every `entry.refresh`, sending each outcome to `tx`.
+/// Starts listing `key` every `entry.refresh`, sending each outcome to `tx`, tagged with
+/// `generation`: results of an earlier generation may still wait in the channel after a reload
+/// restarted the sources (a stopped source's result can have been sent just before), and are
+/// then told apart from the new source's with the same key.
 pub async fn spawn(
     key: SourceKey,
+    generation: u64,
     entry: &DiscoveryConfig,
     clients: &Clients,
     counters: Arc<ApiCounters>,
@@ -105,10 +108,10 @@ pub async fn spawn(
             let result = tokio::time::timeout(LISTING_TIMEOUT, list_all(&api))
                 .await
                 .unwrap_or_else(|_| {
-                    api.counters().error(aws::LIST_PORTALS, "timeout");
+                    api.counters().error(aws::LIST_PORTALS, ErrorLabel::Timeout);
                     Err(ApiError {
                         operation: aws::LIST_PORTALS,
-                        code: "timeout".into(),
+                        code: ErrorLabel::Timeout,
                         message: format!("listing took longer than {LISTING_TIMEOUT:?}"),
                     })
                 });
@@ -121,6 +124,7 @@ pub async fn spawn(
             if tx
                 .send(Discovered {
                     key: key.clone(),
+                    generation,
                     result,
                 })
                 .await

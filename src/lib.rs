@@ -2,7 +2,7 @@
 //!
 //! Data flows one way: [`config`] → [`aws`] → [`poll`] → [`ledger`] → [`snapshot`] → [`metrics`] → [`http`].
 //! The simulator of the API lives beside it in [`sim`].
-#![deny(missing_docs)]
+#![deny(missing_docs, unreachable_pub)]
 
 pub mod arn;
 pub mod aws;
@@ -12,12 +12,16 @@ pub mod daemon;
 pub mod deflate;
 pub mod demo;
 pub mod discovery;
+pub mod error_label;
+pub mod exposition;
 pub mod fuzzing;
 pub mod http;
 pub mod ledger;
 pub mod metrics;
+pub mod pagination;
 pub mod poll;
 pub mod reconcile;
+pub mod reload;
 pub mod session;
 pub mod sim;
 pub mod snapshot;

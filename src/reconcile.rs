@@ -8,26 +8,23 @@
 //! loses all its series.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{error, info, warn};
 
 use crate::aws::{ApiCounters, ClientKey, Clients, PortalInfo, portal_id_of_arn};
-use crate::config::{self, Config, PortalTarget, UsernameMode};
+use crate::config::{Config, PortalTarget, ShardConfig, UsernameMode};
 use crate::discovery::{self, Discovered, SourceKey, SourceTask};
 use crate::poll::{DEFAULT_METADATA_REFRESH, PortalPlan, Scheduler};
-use crate::session::now_ms;
-use crate::snapshot::{DiscoverySnapshot, ReloadStatus, Store};
+use crate::snapshot::{DiscoverySnapshot, Store};
 use crate::storage::StateDir;
 use crate::users::{LabelMode, UserSettings};
 
 /// A request to the control loop.
 #[derive(Debug)]
 pub enum Command {
-    /// Re-read the configuration; the reply carries the error text of an invalid one.
-    Reload(oneshot::Sender<Result<(), String>>),
+    /// Put a validated configuration in force (sent by the reloader); the reply says it is.
+    Apply(Box<ShardConfig>, oneshot::Sender<()>),
 }
 
 /// Per-user settings of `config`, when enabled.
@@ -107,8 +104,9 @@ pub fn wanted_plans(
 /// Where the portals come from.
 #[derive(Debug)]
 pub enum Source {
-    /// A configuration file, re-read on reload.
-    File(PathBuf),
+    /// The configuration file (re-read by the reloader, applied by
+    /// [`Reconciler::apply`]).
+    Config,
     /// Fixed plans (the demo); reload is a no-op.
     Fixed(Vec<PortalPlan>),
 }
@@ -124,6 +122,8 @@ pub struct Reconciler {
     discovered: BTreeMap<SourceKey, Vec<PortalInfo>>,
     pending: std::collections::BTreeSet<SourceKey>,
     sources: Vec<(SourceKey, SourceTask)>,
+    /// Bumped each time the discovery sources restart; results of older ones are ignored.
+    generation: u64,
     counters: BTreeMap<SourceKey, Arc<ApiCounters>>,
     events_tx: mpsc::Sender<Discovered>,
     events_rx: mpsc::Receiver<Discovered>,
@@ -158,6 +158,7 @@ impl Reconciler {
             discovered: BTreeMap::new(),
             pending: Default::default(),
             sources: Vec::new(),
+            generation: 0,
             counters: BTreeMap::new(),
             events_tx,
             events_rx,
@@ -176,9 +177,9 @@ impl Reconciler {
         loop {
             tokio::select! {
                 cmd = commands.recv() => match cmd {
-                    Some(Command::Reload(reply)) => {
-                        let result = self.reload().await;
-                        let _ = reply.send(result);
+                    Some(Command::Apply(config, reply)) => {
+                        self.apply(*config).await;
+                        let _ = reply.send(());
                     }
                     None => break,
                 },
@@ -193,7 +194,8 @@ impl Reconciler {
     }
 
     async fn on_discovered(&mut self, event: Discovered) {
-        let known = self.sources.iter().any(|(k, _)| *k == event.key);
+        let known = event.generation == self.generation
+            && self.sources.iter().any(|(k, _)| *k == event.key);
         if !known {
             return; // a late result of a source stopped by a reload
         }
@@ -204,66 +206,32 @@ impl Reconciler {
         self.reconcile().await;
     }
 
-    /// Re-reads the configuration file; an invalid one changes nothing.
-    pub async fn reload(&mut self) -> Result<(), String> {
-        let path = match &self.source {
-            Source::File(p) => p.clone(),
-            Source::Fixed(_) => {
-                info!("reload requested in demo mode: nothing to re-read");
-                self.mark_reload(true);
-                return Ok(());
-            }
-        };
-        let loaded = config::load(&path).map_err(|e| e.to_string());
-        let loaded = match loaded.and_then(|l| {
-            let index = l
-                .config
-                .sharding
-                .resolve_shard_index(|v| std::env::var(v).ok())
-                .map_err(|e| e.to_string())?;
-            Ok((l, index))
-        }) {
-            Ok(l) => l,
-            Err(e) => {
-                error!(file = %path.display(), error = %e, "reload failed; the previous configuration keeps running");
-                self.mark_reload(false);
-                return Err(e);
-            }
-        };
-        let (loaded, index) = loaded;
-        for w in &loaded.warnings {
-            warn!(file = %path.display(), warning = %w, "configuration warning");
+    /// Puts a validated configuration in force: rate, concurrency, storage settings, discovery
+    /// sources (restarted only when they changed) and the portals. Demo mode has no
+    /// configuration to apply.
+    pub async fn apply(&mut self, loaded: ShardConfig) {
+        if matches!(self.source, Source::Fixed(_)) {
+            return;
         }
+        let ShardConfig {
+            config,
+            shard_index,
+            ..
+        } = loaded;
         let discovery_changed =
-            self.config.as_ref().map(|c| &c.discovery) != Some(&loaded.config.discovery);
-        self.scheduler
-            .set_concurrency(loaded.config.global.concurrency);
+            self.config.as_ref().map(|c| &c.discovery) != Some(&config.discovery);
+        self.scheduler.set_concurrency(config.global.concurrency);
         self.clients
-            .set_rate(Some(loaded.config.global.max_requests_per_second));
+            .set_rate(Some(config.global.max_requests_per_second));
         if let Some(dir) = self.scheduler.storage() {
-            dir.set_max_age(loaded.config.storage.max_age);
+            dir.set_max_age(config.storage.max_age);
         }
-        self.config = Some(loaded.config);
-        self.shard_index = index;
+        self.config = Some(config);
+        self.shard_index = shard_index;
         if discovery_changed {
             self.start_discovery().await;
         }
         self.reconcile().await;
-        self.mark_reload(true);
-        info!(file = %path.display(), "configuration reloaded");
-        Ok(())
-    }
-
-    fn mark_reload(&self, successful: bool) {
-        let previous = self.store.reload();
-        self.store.set_reload(ReloadStatus {
-            successful,
-            success_unix: if successful {
-                now_ms() as f64 / 1000.0
-            } else {
-                previous.success_unix
-            },
-        });
     }
 
     /// (Re)starts one source per (discovery entry, region).
@@ -273,6 +241,7 @@ impl Reconciler {
         }
         self.discovered.clear();
         self.pending.clear();
+        self.generation += 1;
         let entries = self
             .config
             .as_ref()
@@ -287,6 +256,7 @@ impl Reconciler {
                 let counters = self.counters.entry(key.clone()).or_default().clone();
                 let task = discovery::spawn(
                     key.clone(),
+                    self.generation,
                     entry,
                     &self.clients,
                     counters,
@@ -324,10 +294,10 @@ impl Reconciler {
     async fn reconcile(&mut self) {
         let plans = match (&self.source, &self.config) {
             (Source::Fixed(plans), _) => plans.clone(),
-            (Source::File(_), Some(config)) => {
+            (Source::Config, Some(config)) => {
                 wanted_plans(config, self.shard_index, &self.discovered)
             }
-            (Source::File(_), None) => Vec::new(),
+            (Source::Config, None) => Vec::new(),
         };
         self.scheduler.apply(plans).await;
         self.publish_discovery();
@@ -353,7 +323,7 @@ mod tests {
         let text = format!(
             "portals:\n  - id: {STATIC}\n    labels: {{kind: static}}\ndiscovery:\n  - regions: [eu-west-1]\n    labels: {{kind: found}}\n{extra}"
         );
-        match config::parse(&text, "test.yaml") {
+        match crate::config::parse(&text, "test.yaml") {
             Ok(l) => l.config,
             Err(e) => panic!("{e}"),
         }

@@ -1,14 +1,9 @@
-//! Per-portal snapshots published by the poller and read by `/metrics`, `/` and `/-/ready`, and
-//! the exposition rendered from them, cached compressed until the next change.
+//! Per-portal snapshots published by the poller and read by `/metrics`, `/` and `/-/ready`: the
+//! data only. The exposition module renders and caches the exposition of it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, RwLock};
-
-use bytes::Bytes;
-
-use crate::deflate::{self, Piece, PieceWriter};
-use crate::metrics;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::ledger::{ActiveSummary, Totals};
 use crate::users::UserSeries;
@@ -38,8 +33,12 @@ pub struct PortalSnapshot {
     pub last_success_unix: Option<f64>,
     /// Unix time at which the last poll finished, in seconds.
     pub last_poll_unix: Option<f64>,
-    /// Error text of the last failed poll, cleared by a success.
+    /// Error text of the last failed poll, cleared by a success: for logs and tests, never
+    /// served (the service's message may name accounts and roles).
     pub last_error: Option<String>,
+    /// Operation and error code of the last failed poll (`ListSessions AccessDeniedException`),
+    /// cleared by a success: what the landing page shows.
+    pub last_error_code: Option<String>,
     /// API requests sent, retries included, by operation.
     pub api_requests: BTreeMap<String, u64>,
     /// API request errors by (operation, error code).
@@ -105,47 +104,9 @@ pub struct Store {
     discovery_pending: std::sync::atomic::AtomicUsize,
     /// Bumped by every change that can alter the `workspacesweb_*` exposition.
     version: AtomicU64,
-    /// The `workspacesweb_*` exposition of some version, and the pieces it was joined from.
-    rendered: Mutex<RenderCache>,
-    /// The last `process_*` rendering and when it was gathered (see [`PROCESS_MAX_AGE`]).
-    process: Mutex<Option<(std::time::Instant, Arc<Piece>)>>,
+    /// Set when the control loop died (a panic): `/-/healthy` then fails.
+    failed: std::sync::atomic::AtomicBool,
 }
-
-/// What the next rendering can reuse: the last exposition, and each portal's per-user pieces
-/// with the snapshot they were rendered from.
-#[derive(Debug, Default)]
-struct RenderCache {
-    last: Option<Arc<Rendered>>,
-    users: HashMap<String, UserPieces>,
-}
-
-/// One portal's samples of each of [`metrics::USER_FAMILIES`], compressed.
-#[derive(Debug)]
-struct UserPieces {
-    from: Arc<PortalSnapshot>,
-    pieces: [Piece; 3],
-}
-
-/// Scrapes within this long of a `process_*` gathering share it: a burst of concurrent scrapers
-/// reads /proc once instead of once each. Far below any scrape interval and the 10 ms resolution
-/// of the CPU counters, so the values stay as fresh as a per-scrape gathering.
-pub const PROCESS_MAX_AGE: std::time::Duration = std::time::Duration::from_millis(50);
-
-/// The `workspacesweb_*` part of the exposition, rendered once per change and shared by every
-/// scrape until the next change; `process_*` are appended fresh by each scrape.
-#[derive(Debug)]
-pub struct Rendered {
-    version: u64,
-    /// Text format 0.0.4, compressed (see [`crate::deflate`]).
-    pub main: Piece,
-}
-
-/// The HELP and TYPE lines of each per-user family, compressed once.
-static USER_HEADERS: LazyLock<[Piece; 3]> = LazyLock::new(|| {
-    metrics::USER_FAMILIES
-        .each_ref()
-        .map(|f| Piece::compress(f.header().as_bytes()))
-});
 
 /// What the exporter-level series show.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -185,8 +146,7 @@ impl Default for Store {
             discovery: RwLock::default(),
             discovery_pending: std::sync::atomic::AtomicUsize::new(0),
             version: AtomicU64::new(0),
-            rendered: Mutex::default(),
-            process: Mutex::new(None),
+            failed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -223,53 +183,37 @@ impl Store {
 
     /// The snapshot of one portal.
     pub fn portal(&self, portal_id: &str) -> Option<Arc<PortalSnapshot>> {
-        self.portals
-            .read()
-            .ok()
-            .and_then(|p| p.get(portal_id).cloned())
+        read(&self.portals).get(portal_id).cloned()
     }
 
     /// Declares the portals this replica polls; `/-/ready` waits for each of them.
     pub fn set_owned(&self, ids: impl IntoIterator<Item = String>) {
         let ids: BTreeSet<String> = ids.into_iter().collect();
-        if let Ok(mut portals) = self.portals.write() {
-            portals.retain(|id, _| ids.contains(id));
-        }
-        if let Ok(mut owned) = self.owned.write() {
-            *owned = Some(ids);
-        }
+        write(&self.portals).retain(|id, _| ids.contains(id));
+        *write(&self.owned) = Some(ids);
         self.changed();
     }
 
     /// Replaces the snapshot of one portal.
     pub fn publish(&self, snapshot: PortalSnapshot) {
-        if let Ok(mut portals) = self.portals.write() {
-            portals.insert(snapshot.portal_id.clone(), Arc::new(snapshot));
-        }
+        write(&self.portals).insert(snapshot.portal_id.clone(), Arc::new(snapshot));
         self.changed();
     }
 
     /// Drops every series of a portal.
     pub fn remove(&self, portal_id: &str) {
-        if let Ok(mut portals) = self.portals.write() {
-            portals.remove(portal_id);
-        }
+        write(&self.portals).remove(portal_id);
         self.changed();
     }
 
     /// All snapshots, ordered by portal id.
     pub fn portals(&self) -> Vec<Arc<PortalSnapshot>> {
-        self.portals
-            .read()
-            .map(|p| p.values().cloned().collect())
-            .unwrap_or_default()
+        read(&self.portals).values().cloned().collect()
     }
 
     /// Replaces the discovery counters and the number of sources still awaiting a first listing.
     pub fn set_discovery(&self, sources: Vec<DiscoverySnapshot>, pending: usize) {
-        if let Ok(mut d) = self.discovery.write() {
-            *d = sources;
-        }
+        *write(&self.discovery) = sources;
         self.discovery_pending
             .store(pending, std::sync::atomic::Ordering::Relaxed);
         self.changed();
@@ -277,7 +221,7 @@ impl Store {
 
     /// Discovery counters.
     pub fn discovery(&self) -> Vec<DiscoverySnapshot> {
-        self.discovery.read().map(|d| d.clone()).unwrap_or_default()
+        read(&self.discovery).clone()
     }
 
     /// True once the owned portals are declared, every discovery source listed once and every
@@ -290,30 +234,37 @@ impl Store {
         {
             return false;
         }
-        let (Ok(owned), Ok(portals)) = (self.owned.read(), self.portals.read()) else {
-            return false;
-        };
+        let (owned, portals) = (read(&self.owned), read(&self.portals));
         owned
             .as_ref()
             .is_some_and(|o| o.iter().all(|id| portals.get(id).is_some_and(|p| p.polled)))
     }
 
+    /// Marks the exporter as broken for good (its control loop died): `/-/healthy` fails.
+    pub fn set_failed(&self) {
+        self.failed.store(true, Ordering::Release);
+    }
+
+    /// False once [`set_failed`](Self::set_failed) was called.
+    pub fn healthy(&self) -> bool {
+        !self.failed.load(Ordering::Acquire)
+    }
+
     /// Records the outcome of a configuration load.
     pub fn set_reload(&self, status: ReloadStatus) {
-        if let Ok(mut r) = self.reload.write() {
-            *r = status;
-        }
+        *write(&self.reload) = status;
         self.version.fetch_add(1, Ordering::Release);
     }
 
     /// Outcome of the last configuration load.
     pub fn reload(&self) -> ReloadStatus {
-        self.reload.read().map(|r| *r).unwrap_or_default()
+        *read(&self.reload)
     }
 
     /// Records how many state writes failed so far (`Some(0)` declares durable state on).
     pub fn set_state_write_errors(&self, errors: u64) {
-        if let Ok(mut e) = self.state_write_errors.write() {
+        {
+            let mut e = write(&self.state_write_errors);
             if *e == Some(errors) {
                 return;
             }
@@ -322,161 +273,49 @@ impl Store {
         self.version.fetch_add(1, Ordering::Release);
     }
 
+    /// A number that changes whenever the `workspacesweb_*` exposition may have changed.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
     /// The exporter-level series: reload outcome and state write errors.
     pub fn exporter_status(&self) -> ExporterStatus {
         ExporterStatus {
             reload: self.reload(),
-            state_write_errors: self
-                .state_write_errors
-                .read()
-                .map(|e| *e)
-                .unwrap_or_default(),
+            state_write_errors: *read(&self.state_write_errors),
         }
     }
+}
 
-    /// The full Prometheus text exposition (format 0.0.4) as of now.
-    pub fn scrape_text(&self) -> std::io::Result<Bytes> {
-        let mut text = self.rendered().main.text()?;
-        text.extend_from_slice(&self.process().text()?);
-        Ok(Bytes::from(text))
-    }
+// A poisoned lock is recovered, never skipped: every write guarded here replaces or edits the
+// data in one step that cannot panic halfway, so the data behind a poisoned lock is consistent.
+// Skipping would freeze (writes dropped) or empty (reads defaulted) `/metrics` after one panic
+// anywhere; the one way this crate handles poisoning is `unwrap_or_else(PoisonError::into_inner)`.
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
 
-    /// The body of a scrape as of now, as chunks: one gzip stream of the cached `workspacesweb_*`
-    /// part and fresh `process_*`, or their text.
-    pub fn scrape(&self, gzip: bool) -> std::io::Result<Vec<Bytes>> {
-        let main = self.rendered();
-        let process = self.process();
-        if gzip {
-            return Ok(deflate::gzip_chunks(&[&main.main, &process]));
-        }
-        Ok(vec![
-            Bytes::from(main.main.text()?),
-            Bytes::from(process.text()?),
-        ])
-    }
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
 
-    /// The `workspacesweb_*` exposition of the current snapshots: rendered at most once per
-    /// change (concurrent scrapers after a change wait for one rendering and share it). The
-    /// per-user samples of a portal whose snapshot did not change are reused as they were.
-    pub fn rendered(&self) -> Arc<Rendered> {
-        let mut cache = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
-        // Read the version before the snapshots: a change racing with the rendering bumps it
-        // again, so the next scrape renders once more rather than serving stale series forever.
-        let version = self.version.load(Ordering::Acquire);
-        if let Some(r) = cache.last.as_ref().filter(|r| r.version == version) {
-            return Arc::clone(r);
-        }
-        let portals = self.portals();
-        let mut users = HashMap::with_capacity(portals.len());
-        for p in &portals {
-            let reused = cache
-                .users
-                .remove(&p.portal_id)
-                .filter(|u| Arc::ptr_eq(&u.from, p));
-            let pieces = reused.unwrap_or_else(|| UserPieces {
-                from: Arc::clone(p),
-                pieces: metrics::USER_FAMILIES.each_ref().map(|f| {
-                    let mut piece = PieceWriter::new();
-                    metrics::render_user_samples_into(&mut piece, f, p);
-                    piece.finish()
-                }),
-            });
-            users.insert(p.portal_id.clone(), pieces);
-        }
-        // Rendered straight into the compressor: a large head is never in memory as text.
-        let mut head = PieceWriter::new();
-        metrics::render_head_into(
-            &mut head,
-            &portals,
-            &self.discovery(),
-            self.exporter_status(),
-        );
-        let head = head.finish();
-        let mut parts = vec![&head];
-        for (i, header) in USER_HEADERS.iter().enumerate() {
-            let samples: Vec<&Piece> = portals
-                .iter()
-                .filter_map(|p| users.get(&p.portal_id).map(|u| &u.pieces[i]))
-                .filter(|piece| !piece.is_empty())
-                .collect();
-            if !samples.is_empty() {
-                parts.push(header);
-                parts.extend(samples);
-            }
-        }
-        let fresh = Arc::new(Rendered {
-            version,
-            main: Piece::join(parts.iter().copied()),
-        });
-        cache.users = users;
-        cache.last = Some(Arc::clone(&fresh));
-        fresh
-    }
-
-    /// The `process_*` families, gathered now or at most [`PROCESS_MAX_AGE`] ago.
-    pub fn process(&self) -> Arc<Piece> {
-        let mut cached = self.process.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((at, r)) = cached.as_ref()
-            && at.elapsed() <= PROCESS_MAX_AGE
-        {
-            return Arc::clone(r);
-        }
-        let fresh = Arc::new(Piece::compress(&crate::metrics::render_process()));
-        *cached = Some((std::time::Instant::now(), Arc::clone(&fresh)));
-        fresh
-    }
-
-    /// Whether [`rendered`](Self::rendered) would return its cached rendering without work.
-    pub fn rendered_is_fresh(&self) -> bool {
-        let cache = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
-        cache
-            .last
-            .as_ref()
-            .is_some_and(|r| r.version == self.version.load(Ordering::Acquire))
+/// A polled portal's snapshot with nothing else set (unit tests of the modules that read them).
+#[cfg(test)]
+pub(crate) fn polled(id: &str, up: bool) -> PortalSnapshot {
+    PortalSnapshot {
+        portal_id: id.to_string(),
+        up,
+        polled: true,
+        ..PortalSnapshot::default()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::users::UserSeries;
-    use std::io::Read as _;
 
     fn snapshot(id: &str, up: bool) -> PortalSnapshot {
-        PortalSnapshot {
-            portal_id: id.to_string(),
-            up,
-            polled: true,
-            ..PortalSnapshot::default()
-        }
-    }
-
-    fn with_users(id: &str, n: u64) -> PortalSnapshot {
-        PortalSnapshot {
-            users: (0..n)
-                .map(|i| UserSeries {
-                    username: format!("u{i}"),
-                    active: i % 2,
-                    started: i,
-                    session_seconds: i as f64 * 1.5,
-                })
-                .collect(),
-            active: Some(crate::ledger::ActiveSummary::default()),
-            ..snapshot(id, true)
-        }
-    }
-
-    fn gunzip(chunks: &[Bytes]) -> String {
-        let stream: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
-        let mut out = String::new();
-        flate2::read::GzDecoder::new(&stream[..])
-            .read_to_string(&mut out)
-            .unwrap();
-        out
-    }
-
-    fn main_text(store: &Store) -> String {
-        String::from_utf8(store.rendered().main.text().unwrap()).unwrap()
+        polled(id, up)
     }
 
     #[test]
@@ -491,96 +330,66 @@ mod tests {
         assert!(store.ready(), "a failed first poll counts as polled");
     }
 
+    /// Poisons every lock of `store`: a thread panics while holding each one for writing.
+    fn poison_all(store: &Arc<Store>) {
+        let s = Arc::clone(store);
+        let outcome = std::thread::spawn(move || {
+            let _p = s.portals.write();
+            let _o = s.owned.write();
+            let _r = s.reload.write();
+            let _e = s.state_write_errors.write();
+            let _d = s.discovery.write();
+            panic!("a panic while every store lock is held");
+        })
+        .join();
+        assert!(outcome.is_err());
+        assert!(store.portals.is_poisoned() && store.owned.is_poisoned());
+        assert!(store.reload.is_poisoned() && store.discovery.is_poisoned());
+        assert!(store.state_write_errors.is_poisoned());
+    }
+
     #[test]
-    fn the_main_part_is_rendered_once_per_change() {
-        let store = Store::new();
+    fn a_poisoned_store_still_publishes_and_serves() {
+        let store = Arc::new(Store::new());
         store.publish(snapshot("p1", true));
-        let a = store.rendered();
-        let b = store.rendered();
-        assert!(Arc::ptr_eq(&a, &b), "no change, no new rendering");
-        assert!(store.rendered_is_fresh());
+        poison_all(&store);
+        // Reads see what was there before the panic...
+        assert_eq!(store.portal("p1").map(|p| p.up), Some(true));
+        // ...and writes still land: nothing is frozen or emptied.
+        store.set_owned(["p1".to_string(), "p2".to_string()]);
+        assert!(!store.ready(), "p2 not polled yet");
         store.publish(snapshot("p2", false));
-        assert!(!store.rendered_is_fresh());
-        let c = store.rendered();
-        assert!(!Arc::ptr_eq(&a, &c));
-        let text = main_text(&store);
-        assert!(text.contains("portal_id=\"p2\""), "{text}");
+        assert!(store.ready());
+        store.remove("p1");
+        let ids: Vec<String> = store
+            .portals()
+            .iter()
+            .map(|p| p.portal_id.clone())
+            .collect();
+        assert_eq!(ids, ["p2"]);
         store.set_reload(ReloadStatus {
             successful: true,
-            success_unix: 7.0,
+            success_unix: 42.0,
         });
-        let d = store.rendered();
-        assert!(!Arc::ptr_eq(&c, &d), "a reload changes the exporter series");
-        assert!(main_text(&store).contains("success_timestamp_seconds 7\n"));
-    }
-
-    #[test]
-    fn the_assembled_exposition_is_the_plain_rendering_of_the_snapshots() {
-        let store = Store::new();
-        store.publish(with_users("p1", 50));
-        store.publish(snapshot("p2", true));
-        store.publish(with_users("p3", 7));
-        let expected = metrics::render_main(&store.portals(), &[], store.reload());
-        assert_eq!(main_text(&store), expected);
-        // A portal that changes gets new pieces; the others keep theirs and the text still matches.
-        store.publish(with_users("p1", 3));
-        store.remove("p3");
-        let expected = metrics::render_main(&store.portals(), &[], store.reload());
-        assert_eq!(main_text(&store), expected);
-        assert_eq!(
-            expected
-                .matches("# TYPE workspacesweb_user_sessions_started_total")
-                .count(),
-            1
-        );
-        assert!(!expected.contains("p3"));
-    }
-
-    #[test]
-    fn unchanged_portals_keep_their_compressed_user_pieces() {
-        let store = Store::new();
-        store.publish(with_users("p1", 20));
-        store.publish(with_users("p2", 20));
-        store.rendered();
-        let before = |store: &Store, id: &str| {
-            let cache = store.rendered.lock().unwrap();
-            cache.users[id].pieces[1].clone()
+        assert_eq!(store.reload().success_unix, 42.0);
+        store.set_state_write_errors(3);
+        assert_eq!(store.exporter_status().state_write_errors, Some(3));
+        let source = DiscoverySnapshot {
+            labels: vec![("region".into(), "eu-west-1".into())],
+            api_requests: [("ListPortals".to_string(), 1)].into(),
+            ..DiscoverySnapshot::default()
         };
-        let (p1, p2) = (before(&store, "p1"), before(&store, "p2"));
-        store.publish(with_users("p2", 21));
-        store.rendered();
-        let cache = store.rendered.lock().unwrap();
-        assert_eq!(cache.users["p1"].pieces[1], p1, "p1 did not change");
-        assert!(Arc::ptr_eq(
-            &cache.users["p1"].from,
-            &store.portals.read().unwrap()["p1"]
-        ));
-        assert_ne!(cache.users["p2"].pieces[1], p2, "p2 did");
-    }
-
-    #[test]
-    fn a_gzip_scrape_is_one_member_of_main_then_process() {
-        let store = Store::new();
-        store.publish(with_users("p1", 10));
-        let gzip = gunzip(&store.scrape(true).unwrap());
-        let plain: Vec<u8> = store.scrape(false).unwrap().concat();
-        assert_eq!(gzip.as_bytes(), &plain[..]);
-        assert!(gzip.starts_with(&main_text(&store)));
-        #[cfg(target_os = "linux")]
-        assert!(gzip.contains("\nprocess_cpu_seconds_total "), "{gzip}");
-    }
-
-    #[test]
-    fn scrape_text_is_the_main_part_then_process() {
-        let store = Store::new();
-        store.publish(snapshot("p1", true));
-        let text = store.scrape_text().unwrap();
-        assert!(text.starts_with(main_text(&store).as_bytes()));
-        #[cfg(target_os = "linux")]
+        store.set_discovery(vec![source.clone()], 0);
+        assert_eq!(store.discovery(), [source]);
+        // And `/metrics` renders them.
+        let exposition = crate::exposition::Exposition::new(Arc::clone(&store));
+        let text =
+            String::from_utf8(exposition.scrape_text().expect("render").to_vec()).expect("utf-8");
         assert!(
-            std::str::from_utf8(&text)
-                .unwrap()
-                .contains("\nprocess_cpu_seconds_total ")
+            text.contains("workspacesweb_up{portal_id=\"p2\"} 0\n"),
+            "{text}"
         );
+        assert!(!text.contains("portal_id=\"p1\""), "{text}");
+        assert!(text.contains("region=\"eu-west-1\""), "{text}");
     }
 }

@@ -14,17 +14,21 @@ fn directive(level: LogLevel) -> &'static str {
     }
 }
 
-/// Installs the global subscriber. Dependencies (SDK, hyper) log at warn unless `--log.level=debug`.
-pub fn init(level: LogLevel, format: LogFormat) {
+/// The filter of `--log.level`: the exporter at that level; dependencies (SDK, hyper, rustls) at
+/// that level too, one step quieter only at `debug` and `info` (their info lines are noise).
+pub fn filter_directives(level: LogLevel) -> String {
     let lvl = directive(level);
-    let deps = if level == LogLevel::Debug {
-        "info"
-    } else {
-        "warn"
+    let deps = match level {
+        LogLevel::Debug => "info",
+        LogLevel::Info | LogLevel::Warn => "warn",
+        LogLevel::Error => "error",
     };
-    let filter = EnvFilter::new(format!(
-        "{deps},workspacesweb_exporter={lvl},workspacesweb_exporter::sim={lvl}"
-    ));
+    format!("{deps},workspacesweb_exporter={lvl},workspacesweb_exporter::sim={lvl}")
+}
+
+/// Installs the global subscriber with [`filter_directives`].
+pub fn init(level: LogLevel, format: LogFormat) {
+    let filter = EnvFilter::new(filter_directives(level));
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
         LogFormat::Logfmt => registry
@@ -47,4 +51,20 @@ pub fn init(level: LogLevel, format: LogFormat) {
     };
     // A second init (tests) keeps the first subscriber.
     let _ = result;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_line_follows_the_level_dependencies_included() {
+        assert_eq!(
+            filter_directives(LogLevel::Error),
+            "error,workspacesweb_exporter=error,workspacesweb_exporter::sim=error"
+        );
+        assert!(filter_directives(LogLevel::Warn).starts_with("warn,"));
+        assert!(filter_directives(LogLevel::Info).starts_with("warn,"));
+        assert!(filter_directives(LogLevel::Debug).starts_with("info,"));
+    }
 }

@@ -115,12 +115,19 @@ async fn access_denied_and_missing_portals_do_not_affect_a_good_one() {
     // AccessDenied is not retried: one request, one error.
     assert_eq!(requests(&denied, LIST_SESSIONS), 1);
     assert_eq!(errors(&denied, LIST_SESSIONS, "AccessDeniedException"), 1);
+    // What the landing page shows: the operation and the code, never the service's message,
+    // which names an account and a role (that stays in the log).
+    assert_eq!(
+        denied.last_error_code.as_deref(),
+        Some("ListSessions AccessDeniedException")
+    );
     assert!(
         denied
             .last_error
             .as_deref()
-            .unwrap_or("")
-            .contains("AccessDeniedException")
+            .is_some_and(|e| e.contains("123456789012")),
+        "{:?}",
+        denied.last_error
     );
 
     let missing = env.store.portal(MISSING).expect("missing");
@@ -262,6 +269,10 @@ async fn slow_portal_times_out_without_delaying_a_healthy_one() {
     sched.shutdown().await;
     assert!(!slow.up);
     assert_eq!(errors(&slow, LIST_SESSIONS, "timeout"), 1);
+    assert_eq!(
+        slow.last_error_code.as_deref(),
+        Some("ListSessions timeout")
+    );
     assert!(
         slow.last_error
             .as_deref()
@@ -332,9 +343,29 @@ async fn apply_keeps_staying_portals_counters_adds_and_removes() {
     .await;
     wait_portal(&env.store, DENIED, |p| p.up).await;
     let first = wait_portal(&env.store, GOOD, |p| p.up).await;
-    assert_eq!(first.totals.as_ref().map(|t| t.started), Some(5));
+    assert_eq!(active(&first).sessions, 5);
+    // The five scripted sessions ran before T0 (the first successful poll): baseline, not starts.
+    assert_eq!(first.totals.as_ref().map(|t| t.started), Some(0));
 
-    // One session of GOOD ends; the counters see it.
+    // Three sessions start on GOOD after T0 (listed once the simulator's clock, still at `base`,
+    // reaches them): each counts once.
+    let late = now_ms();
+    for i in 0..3 {
+        env.sim
+            .add_session(
+                GOOD,
+                SimSession::new(SimSession::id_for(100 + i), "late", late + i as i64),
+            )
+            .expect("portal exists");
+    }
+    env.sim.clock().set(late + 3);
+    let grown = wait_portal(&env.store, GOOD, |p| {
+        p.active.is_some_and(|a| a.sessions == 8)
+    })
+    .await;
+    assert_eq!(grown.totals.as_ref().map(|t| t.started), Some(3));
+
+    // One (baseline) session of GOOD ends; the counters see it.
     env.sim
         .end_session(GOOD, &SimSession::id_for(0), base)
         .expect("session exists");
@@ -365,7 +396,7 @@ async fn apply_keeps_staying_portals_counters_adds_and_removes() {
     let totals = after.totals.as_ref().expect("counters kept");
     assert_eq!(
         (totals.started, totals.terminated),
-        (5, 1),
+        (3, 1),
         "counters survive the reload"
     );
     let added = wait_portal(&env.store, THROTTLED, |p| p.up).await;
@@ -373,6 +404,6 @@ async fn apply_keeps_staying_portals_counters_adds_and_removes() {
     sched.shutdown().await;
     let t = text(&env);
     assert!(t.contains(&format!(
-        "workspacesweb_sessions_started_total{{portal_id=\"{GOOD}\",env=\"test\",team=\"support\"}} 5\n"
+        "workspacesweb_sessions_started_total{{portal_id=\"{GOOD}\",env=\"test\",team=\"support\"}} 3\n"
     )));
 }

@@ -119,7 +119,8 @@ async fn first_poll_fails(env: &Env) -> Arc<PortalSnapshot> {
     p
 }
 
-/// Removes the faults and waits for a good poll: the three sessions, counted once.
+/// Removes the faults and waits for a good poll: the three sessions, listed once. They started
+/// before the exporter's first successful poll (T0): the baseline, active but never started.
 async fn recovers(env: &Env) -> Arc<PortalSnapshot> {
     env.sim.set_faults(GOOD, Faults::none()).expect("portal");
     env.sim.clear_raw_records(GOOD).expect("portal");
@@ -127,7 +128,10 @@ async fn recovers(env: &Env) -> Arc<PortalSnapshot> {
     assert_eq!(active(&p).sessions, 3);
     assert_eq!(active(&p).users, 3);
     let totals = p.totals.clone().expect("counters after a good poll");
-    assert_eq!(totals.started, 3);
+    assert_eq!(
+        totals.started, 0,
+        "the three sessions ran before T0: baseline, not starts"
+    );
     assert_eq!(totals.incomplete, 0);
     assert!(p.last_error.is_none());
     assert_eq!(sample(&env.store, "workspacesweb_up", ""), Some(1.0));
@@ -159,6 +163,31 @@ async fn malformed_json_fails_the_poll_without_retries() {
         "{:?}",
         p.last_error
     );
+    recovers(&env).await;
+    sched.shutdown().await;
+}
+
+/// A broken or hostile endpoint can answer with any error code: only the codes the service model,
+/// STS and the SDKs define become label values; an invented one is `other`, so it cannot create
+/// series at will.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invented_error_codes_are_other_not_new_series() {
+    let (env, sched, _) = run(Faults::error("InventedByAnEndpoint42"), fast_plan()).await;
+    let p = first_poll_fails(&env).await;
+    assert!(
+        errors(&p, LIST_SESSIONS, "other") >= 1,
+        "{:?}",
+        p.api_errors
+    );
+    assert!(
+        p.api_errors
+            .keys()
+            .all(|(_, code)| code != "InventedByAnEndpoint42"),
+        "{:?}",
+        p.api_errors
+    );
+    assert!(!text(&env.store).contains("InventedByAnEndpoint42"));
+    assert_eq!(p.last_error_code.as_deref(), Some("ListSessions other"));
     recovers(&env).await;
     sched.shutdown().await;
 }
@@ -365,6 +394,8 @@ async fn huge_username_counts_as_incomplete_and_never_becomes_a_label() {
         max_users: 100,
         idle_ttl_ms: 86_400_000,
     });
+    // The malformed records start after T0: were they taken for sessions, they would count as
+    // started (the three scripted sessions, which ran before T0, are the baseline and do not).
     let (env, sched, _) = run_with(Faults::none(), plan, |sim, base| {
         sim.add_raw_record(
             GOOD,
@@ -372,7 +403,7 @@ async fn huge_username_counts_as_incomplete_and_never_becomes_a_label() {
                 "sessionId": SimSession::id_for(99),
                 "username": "x".repeat(100 * 1024),
                 "status": "Active",
-                "startTime": (base - 1000) as f64 / 1000.0,
+                "startTime": (base + 3_600_000) as f64 / 1000.0,
             }),
         )
         .expect("portal");
@@ -383,7 +414,7 @@ async fn huge_username_counts_as_incomplete_and_never_becomes_a_label() {
                 "sessionId": "s".repeat(64 * 1024),
                 "username": "fine",
                 "status": "Active",
-                "startTime": (base - 2000) as f64 / 1000.0,
+                "startTime": (base + 3_600_000 + 1000) as f64 / 1000.0,
             }),
         )
         .expect("portal");
@@ -392,7 +423,7 @@ async fn huge_username_counts_as_incomplete_and_never_becomes_a_label() {
     let p = wait_portal(&env.store, GOOD, |p| p.up).await;
     let totals = p.totals.clone().expect("totals");
     assert_eq!(totals.incomplete, 2, "{totals:?}");
-    assert_eq!(totals.started, 3, "the malformed records are not sessions");
+    assert_eq!(totals.started, 0, "the malformed records are not sessions");
     assert_eq!(totals.terminated, 0);
     assert_eq!(active(&p).sessions, 3);
     assert!(
@@ -452,7 +483,9 @@ async fn unknown_enum_values_count_as_incomplete_and_the_poll_succeeds() {
     let p = wait_portal(&env.store, GOOD, |p| p.up).await;
     let totals = p.totals.clone().expect("totals");
     assert_eq!(totals.incomplete, 4, "{totals:?}");
-    assert_eq!(totals.started, 3);
+    // The unknown-status records start after T0 but are not sessions; the three scripted sessions
+    // ran before T0 (baseline, not starts).
+    assert_eq!(totals.started, 0);
     assert_eq!(active(&p).sessions, 3);
     assert!(p.api_errors.is_empty(), "{:?}", p.api_errors);
     assert_eq!(
@@ -529,7 +562,9 @@ async fn wrongly_typed_or_absurd_fields() {
     // history. The two active ones with an id are still listed in the gauges.
     assert_eq!(a.sessions, 5, "{a:?}");
     let totals = p.totals.clone().expect("totals");
-    assert_eq!(totals.started, 3, "{totals:?}");
+    // None of the absurd records is a start (one starting at 1e300 s would be, were it read as a
+    // far-future time); the three scripted sessions ran before T0: baseline, not starts.
+    assert_eq!(totals.started, 0, "{totals:?}");
     assert_eq!(totals.incomplete, 4, "{totals:?}");
     assert_eq!(totals.durations.count, 0);
     sched.shutdown().await;

@@ -10,6 +10,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use workspacesweb_exporter::exposition::Exposition;
 use workspacesweb_exporter::http::{
     self, EXPOSITION_CONTENT_TYPE, HttpError, HttpSettings, HttpTimeouts, parse_listen_address,
 };
@@ -44,7 +45,7 @@ impl Server {
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(http::serve(
             listeners,
-            Arc::clone(&store),
+            Arc::new(Exposition::new(Arc::clone(&store))),
             settings,
             async move {
                 let _ = rx.await;
@@ -242,7 +243,8 @@ fn down_portal() -> PortalSnapshot {
         up: false,
         polled: true,
         last_poll_unix: Some(1_700_000_060.0),
-        last_error: Some("AccessDeniedException: <script>alert('x')</script>".to_string()),
+        last_error: Some("User: arn:aws:sts::123456789012:assumed-role/secret".to_string()),
+        last_error_code: Some("AccessDeniedException: <script>alert('x')</script>".to_string()),
         ..Default::default()
     }
 }
@@ -334,6 +336,10 @@ async fn landing_page_shows_version_links_and_every_portal_escaped() {
         page.contains("AccessDeniedException: &lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;")
     );
     assert!(!page.contains("<script"), "unescaped markup from an error");
+    assert!(
+        !page.contains("123456789012"),
+        "the service's message is never shown, only the code"
+    );
     assert!(page.contains("support &amp; &lt;ops&gt;"));
     assert!(
         page.contains("2023-11-14T22:13:20Z"),
@@ -356,7 +362,9 @@ async fn metrics_serve_the_exposition_with_its_content_type() {
     assert_eq!(reply.header("content-encoding"), None);
     assert_eq!(
         stable_lines(&reply.body),
-        stable_lines(&server.store.scrape_text().expect("exposition decompresses"))
+        stable_lines(&workspacesweb_exporter::exposition::render_text(
+            &server.store
+        ))
     );
     server.stop().await;
 }
@@ -613,7 +621,7 @@ async fn shutdown_lets_the_request_in_flight_finish_then_refuses_connections() {
         store.publish(PortalSnapshot {
             portal_id: format!("{i:08}-0000-0000-0000-000000000000"),
             polled: true,
-            last_error: Some(error.clone()),
+            last_error_code: Some(error.clone()),
             ..Default::default()
         });
     }
@@ -688,10 +696,35 @@ async fn shutdown_with_no_connections_returns() {
 // ---------------------------------------------------------------------------------------------
 // Addresses and binding.
 
+/// `:PORT` listens on IPv6 and IPv4, as Go exporters do (an IPv6-only pod network reaches it);
+/// explicit `0.0.0.0:PORT` and `[::]:PORT` keep working.
+#[tokio::test]
+async fn colon_port_listens_on_ipv6_and_ipv4() {
+    let bound = |address: &str| {
+        let settings = HttpSettings {
+            listen_addresses: vec![address.to_string()],
+            ..HttpSettings::default()
+        };
+        async move { http::bind(&settings).await.expect("bind") }
+    };
+    let any = bound(":0").await;
+    let port = any[0].local_addr().expect("addr").port();
+    for target in [format!("127.0.0.1:{port}"), format!("[::1]:{port}")] {
+        std::net::TcpStream::connect(&target).unwrap_or_else(|e| panic!("{target}: {e}"));
+    }
+    let v4 = bound("0.0.0.0:0").await;
+    let port = v4[0].local_addr().expect("addr").port();
+    std::net::TcpStream::connect(format!("127.0.0.1:{port}")).expect("0.0.0.0 takes IPv4");
+    let v6 = bound("[::]:0").await;
+    let port = v6[0].local_addr().expect("addr").port();
+    std::net::TcpStream::connect(format!("[::1]:{port}")).expect("[::] takes IPv6");
+}
+
 #[test]
 fn listen_addresses_parse_like_prometheus_flags() {
     let ok = |s: &str| parse_listen_address(s).unwrap_or_else(|e| panic!("{s}: {e}"));
-    assert_eq!(ok(":10049"), "0.0.0.0:10049".parse().unwrap());
+    // `:port` is every interface, IPv6 and IPv4 (one dual-stack socket, see `bind`).
+    assert_eq!(ok(":10049"), "[::]:10049".parse().unwrap());
     assert_eq!(ok("127.0.0.1:0"), "127.0.0.1:0".parse().unwrap());
     assert_eq!(ok("[::1]:9000"), "[::1]:9000".parse().unwrap());
     assert_eq!(ok("[::]:10049"), "[::]:10049".parse().unwrap());
@@ -790,7 +823,7 @@ async fn every_listen_address_is_served() {
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(http::serve(
         listeners,
-        Arc::new(Store::new()),
+        Arc::new(Exposition::new(Arc::new(Store::new()))),
         settings,
         async move {
             let _ = rx.await;

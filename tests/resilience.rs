@@ -13,7 +13,9 @@ use common::*;
 use workspacesweb_exporter::aws::LIST_SESSIONS;
 use workspacesweb_exporter::poll::Scheduler;
 use workspacesweb_exporter::session::now_ms;
-use workspacesweb_exporter::sim::{Clock, Faults, LoggedRequest, SimConfig};
+use workspacesweb_exporter::sim::{
+    Clock, Faults, LoggedRequest, PortalSpec, SimConfig, SimSession,
+};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -102,35 +104,66 @@ async fn a_throttled_poll_resumes_where_it_stopped_and_counts_each_session_once(
     const PAGE: u32 = 5;
     const PAGES: usize = (SESSIONS as usize).div_ceil(PAGE as usize);
     let base = now_ms();
-    let mut spec = scripted(THROTTLED, SESSIONS, base, 7);
-    spec.faults = Faults::throttle(0.5, 0);
+    // The portal is empty at first: an unthrottled first poll fixes T0. The sessions then start
+    // after T0, so that each must count once in `started` (sessions already running at T0 would be
+    // the baseline, never counted as started).
     let env = start(
         SimConfig::new(7)
             .with_clock(Clock::manual(base))
-            .with_portal(spec),
+            .with_portal(PortalSpec::scripted(THROTTLED, Vec::new())),
     )
     .await;
-    env.sim.log_requests(true);
     // A poll cut short resumes within 5 intervals (10 s); its next attempt comes one interval
-    // after the failure. (Seed 7 throttles the SDK out of its retries 3 times in this listing.)
+    // after the failure.
     let mut p = plan(THROTTLED, Duration::from_secs(2), PAGE);
     p.timeout = Duration::from_millis(1500);
     let sched = Scheduler::start(vec![p], &env.clients, env.store.clone(), 4).await;
-    let snap = wait_portal(&env.store, THROTTLED, |p| p.up).await;
+    let first = wait_portal(&env.store, THROTTLED, |p| p.up).await;
+    assert_eq!(active(&first).sessions, 0);
+    assert_eq!(first.totals.as_ref().map(|t| t.started), Some(0));
+
+    // T0 is the first request of that poll, before it was published: the sessions start after it.
+    // They are listed once the simulator's clock (still at `base`) reaches them, all at once, while
+    // every request is throttled half of the time. The next poll is due about 2 s after the first.
+    // (Seed 7 throttles the SDK out of its retries twice in this listing.)
+    let t = now_ms();
+    for i in 0..SESSIONS {
+        env.sim
+            .add_session(
+                THROTTLED,
+                SimSession::new(
+                    SimSession::id_for(i),
+                    format!("user{}", i % 7),
+                    t + i as i64,
+                ),
+            )
+            .expect("portal");
+    }
+    env.sim
+        .set_faults(THROTTLED, Faults::throttle(0.5, 0))
+        .expect("portal");
+    env.sim.log_requests(true);
+    env.sim.clock().set(t + SESSIONS as i64);
+    let snap = wait_portal(&env.store, THROTTLED, |p| {
+        p.up && p.active.is_some_and(|a| a.sessions == SESSIONS)
+    })
+    .await;
     sched.shutdown().await;
 
-    // Counters equal the simulator's truth: every listed session counted once.
-    let truth = env.sim.sessions_at(THROTTLED, base);
+    // Counters equal the simulator's truth: every listed session, started after T0, counted once.
+    let truth = env.sim.sessions_at(THROTTLED, t + SESSIONS as i64);
     assert_eq!(truth.len() as u64, SESSIONS);
+    assert!(truth.iter().all(|s| s.start_ms >= t && s.end_ms.is_none()));
     let totals = snap.totals.clone().expect("totals");
     assert_eq!(active(&snap).sessions, SESSIONS);
     assert_eq!(totals.started, SESSIONS);
     assert_eq!(totals.terminated, 0);
     assert!(errors(&snap, LIST_SESSIONS, "ThrottlingException") > 0);
 
-    // The active listing of the first successful poll, from the simulator's side: every page was
-    // answered 200 exactly once (no page fetched twice), although the SDK gave up on some pages
-    // (3 throttled attempts in a row) and the poll failed there.
+    // The active listing of the first poll that saw the sessions (logged from the moment they
+    // appeared), from the simulator's side: every page was answered 200 exactly once (no page
+    // fetched twice), although the SDK gave up on some pages (3 throttled attempts in a row) and
+    // the poll failed there.
     let log: Vec<LoggedRequest> = env
         .sim
         .request_log(Some(THROTTLED))
@@ -229,9 +262,27 @@ async fn server_errors_fail_polls_then_the_portal_recovers_with_exact_counters()
         .set_faults(THROTTLED, Faults::none())
         .expect("known portal");
     let up = wait_portal(&env.store, THROTTLED, |p| p.up).await;
-    sched.shutdown().await;
     assert_eq!(active(&up).sessions, 12);
-    assert_eq!(up.totals.clone().expect("totals").started, 12);
+    let totals = up.totals.clone().expect("totals");
+    // T0 is the first successful poll: the twelve sessions ran before it (baseline, not starts).
+    assert_eq!((totals.started, totals.terminated), (0, 0));
+    // A session starting after the recovery is a start, counted once.
+    let late = now_ms();
+    env.sim
+        .add_session(
+            THROTTLED,
+            SimSession::new(SimSession::id_for(100), "late", late),
+        )
+        .expect("known portal");
+    env.sim.clock().set(late);
+    let later = wait_portal(&env.store, THROTTLED, |p| {
+        p.active.is_some_and(|a| a.sessions == 13)
+    })
+    .await;
+    sched.shutdown().await;
+    assert!(later.up, "{:?}", later.last_error);
+    let totals = later.totals.clone().expect("totals");
+    assert_eq!((totals.started, totals.terminated), (1, 0));
     let text = String::from_utf8(
         env.store
             .scrape_text()

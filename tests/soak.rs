@@ -6,14 +6,21 @@
 //! `SOAK_SECONDS=3600 cargo test --release --test soak -- --nocapture`.
 //!
 //! Ground truth. The simulator runs on a manual clock that the test moves ahead of the system
-//! clock (10 minutes ahead, and 5x faster than real time, for churn). The exporter counts from
-//! T0 = the start of its first successful poll (system clock, read back from the first snapshot).
-//! Because the simulator is ahead, a session listed Active at any poll ends after T0, so the
-//! exact counters are, from the sessions listable at the frozen final time C:
-//! `started` = sessions still active at C or ended at or after T0, `terminated` = sessions ended
-//! at or after T0. The final check freezes the clock, turns faults off and waits for a poll that
-//! started after the freeze (and a complete monthly-users backfill, which finds sessions that
-//! started long before T0 and ended after it).
+//! clock (20 to 80 minutes ahead, and 5x faster than real time, for churn). The exporter counts
+//! from T0 = the start of its first successful poll (system clock, read back from the first
+//! snapshot). The simulator's random arrivals begin at its anchor hour, which the test puts at
+//! least 10 minutes after the system clock at the start: every one of them starts clearly after
+//! T0. Before the anchor there are only the generated history (a few hundred sessions over 35
+//! days) and, per portal, three *baseline* sessions the test adds, started an hour before T0 and
+//! still running at the first poll (two end during the run). Because the simulator is ahead, a
+//! session listed Active at any poll ends after T0, so the exact counters are, from the sessions
+//! listable at the frozen final time C: `started` = sessions that started at or after T0 (never
+//! the baseline), `terminated` = sessions ended at or after T0 (the baseline ones included). The
+//! test checks that no session starts or ends between the scheduler's start and the T0 it read
+//! back, so the truth does not depend on where exactly T0 lies in that window. The final check
+//! freezes the clock, turns faults off and waits for a poll that started after the freeze (and a
+//! complete monthly-users backfill, which finds sessions that started long before T0 and ended
+//! after it).
 //!
 //! RSS criterion: the median of the last quarter of the samples is at most 1.5x the median of the
 //! first quarter plus 32 MiB. Medians ignore one-off spikes (a gzip buffer, allocator arenas); the
@@ -32,12 +39,14 @@ use common::*;
 use workspacesweb_exporter::poll::{MAX_BACKOFF, Scheduler};
 use workspacesweb_exporter::session::{UnixMillis, now_ms};
 use workspacesweb_exporter::sim::{
-    Clock, Faults, GeneratedModel, PortalSpec, SessionModel, SimConfig,
+    Clock, Faults, GeneratedModel, PortalSpec, SessionModel, SimConfig, SimSession,
 };
 
 const PORTALS: usize = 5;
-/// How far the simulator's clock runs ahead of the system clock at the start.
+/// The simulator's arrivals begin at least this long after the system clock at the start, and its
+/// clock starts this long after they begin.
 const AHEAD_MS: i64 = 10 * 60_000;
+const HOUR_MS: i64 = 3_600_000;
 /// How much faster the simulator's clock runs than the system clock.
 const SPEED: i64 = 5;
 
@@ -96,7 +105,11 @@ async fn soak_with_churn_faults_and_scrapes() {
         .max(20);
     let run = Duration::from_secs(seconds);
     let real0 = now_ms();
-    let clock = Clock::manual(real0 + AHEAD_MS);
+    // The simulator's anchor hour (where its arrivals begin) is the hour of its starting time: the
+    // first hour boundary after real0 + AHEAD_MS. Its clock starts AHEAD_MS later.
+    let anchor = (real0 + AHEAD_MS).div_euclid(HOUR_MS) * HOUR_MS + HOUR_MS;
+    let sim0 = anchor + AHEAD_MS;
+    let clock = Clock::manual(sim0);
     let mut sim = SimConfig::new(2026).with_clock(clock.clone());
     for i in 0..PORTALS {
         sim = sim.with_portal(PortalSpec::new(
@@ -114,6 +127,22 @@ async fn soak_with_churn_faults_and_scrapes() {
     }
     let env = start(sim).await;
     env.clients.set_rate(Some(40.0));
+    // The baseline: started an hour before T0, running at the first poll; two of them end during
+    // the run (the first 20 s of simulated time after the start, i.e. 4 s of real time, in).
+    for i in 0..PORTALS {
+        for (k, end) in [Some(sim0 + 20_000), Some(sim0 + 60_000), None]
+            .into_iter()
+            .enumerate()
+        {
+            let mut s = SimSession::new(
+                SimSession::id_for(1_000 + k as u64),
+                format!("baseline-{k}"),
+                real0 - HOUR_MS - 60_000 * k as i64,
+            );
+            s.end_ms = end;
+            env.sim.add_session(&portal_id(i), s).expect("known portal");
+        }
+    }
 
     // The simulator's clock: ahead of the system clock and faster, until frozen.
     let frozen = Arc::new(AtomicBool::new(false));
@@ -122,7 +151,7 @@ async fn soak_with_churn_faults_and_scrapes() {
         tokio::spawn(async move {
             while !frozen.load(Ordering::Relaxed) {
                 let real = now_ms();
-                clock.set(real + AHEAD_MS + (real - real0) * (SPEED - 1));
+                clock.set(sim0 + (real - real0) * SPEED);
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         })
@@ -135,6 +164,8 @@ async fn soak_with_churn_faults_and_scrapes() {
             p
         })
         .collect();
+    // No T0 is earlier than this.
+    let t0_min = now_ms();
     let sched = Scheduler::start(plans, &env.clients, env.store.clone(), 4).await;
 
     let server = Serving::start(env.store.clone()).await;
@@ -317,20 +348,40 @@ async fn soak_with_churn_faults_and_scrapes() {
         let totals = p.totals.clone().expect("totals");
         let t0 = t0[&id];
         let truth = env.sim.sessions_at(&id, final_sim_ms);
-        let started = truth
+        // T0 lies in [t0_min, t0] (t0 itself, unless the watcher missed the first successful
+        // snapshot): no session starts or ends in that window, so the counts below hold for any
+        // T0 in it.
+        let window = t0_min..=t0;
+        let ambiguous: Vec<_> = truth
             .iter()
-            .filter(|s| s.end_ms.is_none_or(|e| e >= t0))
-            .count() as u64;
+            .filter(|s| {
+                window.contains(&s.start_ms) || s.end_ms.is_some_and(|e| window.contains(&e))
+            })
+            .collect();
+        assert!(
+            ambiguous.is_empty(),
+            "{id}: sessions start or end around T0 ({window:?}): {ambiguous:?}"
+        );
+        let started = truth.iter().filter(|s| s.start_ms >= t0).count() as u64;
         let terminated = truth
             .iter()
             .filter(|s| s.end_ms.is_some_and(|e| e >= t0))
             .count() as u64;
         let active_now = truth.iter().filter(|s| s.end_ms.is_none()).count() as u64;
+        // Running at T0: tracked, counted in `terminated` when they end, never in `started`.
+        let baseline = truth
+            .iter()
+            .filter(|s| s.start_ms < t0 && s.end_ms.is_none_or(|e| e >= t0))
+            .count() as u64;
         println!(
-            "{id}: started {} (truth {started}), terminated {} (truth {terminated}), active {} (truth {active_now})",
+            "{id}: started {} (truth {started}), terminated {} (truth {terminated}), active {} (truth {active_now}), baseline {baseline}",
             totals.started,
             totals.terminated,
             active(&p).sessions
+        );
+        assert!(
+            baseline >= 3,
+            "{id}: the three baseline sessions are in the truth ({baseline})"
         );
         assert_eq!(totals.started, started, "{id}: started");
         assert_eq!(totals.terminated, terminated, "{id}: terminated");

@@ -23,6 +23,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 
+use workspacesweb_exporter::exposition::Exposition;
 use workspacesweb_exporter::http::{
     self, HttpSettings, HttpTimeouts, ReloadHook, WebConfigHandle, WebOptions, WebState,
     load_web_config,
@@ -160,7 +161,7 @@ impl Server {
         store.set_owned([]);
         let task = tokio::spawn(http::serve_with(
             listeners,
-            store,
+            Arc::new(Exposition::new(store)),
             settings,
             WebOptions { web, reload },
             async move {

@@ -69,11 +69,11 @@ impl ConfigError {
 }
 
 /// Turns a `serde_norway` error into a diagnostic with our path and the
-/// error's own position.
+/// error's own position, or where `locate` finds the path when the error has none.
 pub(crate) fn from_serde(
-    text: &str,
     source: &str,
     e: &serde_path_to_error::Error<serde_norway::Error>,
+    locate: impl FnOnce(&KeyPath) -> Location,
 ) -> Diagnostic {
     let mut path = KeyPath::from_serde(e.path());
     let inner = e.inner();
@@ -112,7 +112,7 @@ pub(crate) fn from_serde(
         path = path.key(&key);
         message = format!("key {key:?} is given more than once");
     }
-    let location = location.unwrap_or_else(|| super::locate::locate(text, &path));
+    let location = location.unwrap_or_else(|| locate(&path));
     Diagnostic {
         file: source.to_owned(),
         location: Some(location),

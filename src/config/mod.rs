@@ -61,6 +61,32 @@ pub struct Config {
     pub storage: Storage,
 }
 
+/// A validated configuration and the shard index of this replica.
+#[derive(Debug, Clone)]
+pub struct ShardConfig {
+    /// The configuration.
+    pub config: Config,
+    /// This replica's shard index (from the file or the environment).
+    pub shard_index: u32,
+    /// Warnings about the file (valid, but probably not what was meant).
+    pub warnings: Vec<String>,
+}
+
+/// Reads and validates `path`, and resolves the shard index (with `sharding.index_from_env`,
+/// from the process environment). Blocking: call it off the async runtime.
+pub fn load_for_shard(path: &Path) -> Result<ShardConfig, ConfigError> {
+    let loaded = load(path)?;
+    let shard_index = loaded
+        .config
+        .sharding
+        .resolve_shard_index(|v| std::env::var(v).ok())?;
+    Ok(ShardConfig {
+        config: loaded.config,
+        shard_index,
+        warnings: loaded.warnings,
+    })
+}
+
 /// Default age after which a state file no longer resumes its portal.
 pub const DEFAULT_STATE_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -353,7 +379,10 @@ pub fn parse(text: &str, source: &str) -> Result<Loaded, ConfigError> {
     let de = serde_norway::Deserializer::from_str(text);
     let raw: raw::Config = match serde_path_to_error::deserialize(de) {
         Ok(raw) => raw,
-        Err(e) => return Err(ConfigError::single(error::from_serde(text, source, &e))),
+        Err(e) => {
+            let d = error::from_serde(source, &e, |path| locate::locate(text, path));
+            return Err(ConfigError::single(d));
+        }
     };
     validate::validate(raw, text, source)
 }

@@ -302,8 +302,22 @@ string_newtype!(RoleArn, "an IAM role ARN", parse_role_arn);
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct EndpointUrl(pub(crate) String);
 
-pub(crate) fn parse_endpoint_url(s: &str) -> Result<EndpointUrl, String> {
-    let url = url::Url::parse(s).map_err(|e| format!("invalid endpoint_url {s:?}: {e}"))?;
+/// `s` with the userinfo of its authority (`user:password@`) replaced by `***@`, so that an error
+/// message about an endpoint never echoes credentials, even for a URL that does not parse.
+pub(crate) fn mask_userinfo(s: &str) -> String {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return s.to_owned();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => s.to_owned(),
+    }
+}
+
+pub(crate) fn parse_endpoint_url(raw: &str) -> Result<EndpointUrl, String> {
+    let s = &mask_userinfo(raw);
+    let url = url::Url::parse(raw).map_err(|e| format!("invalid endpoint_url {s:?}: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
             "invalid endpoint_url {s:?}: scheme must be http or https, not {:?}",
@@ -318,7 +332,7 @@ pub(crate) fn parse_endpoint_url(s: &str) -> Result<EndpointUrl, String> {
             "invalid endpoint_url {s:?}: must not have a query or fragment"
         ));
     }
-    Ok(EndpointUrl(s.to_owned()))
+    Ok(EndpointUrl(raw.to_owned()))
 }
 string_newtype!(EndpointUrl, "an http or https URL", parse_endpoint_url);
 

@@ -44,17 +44,15 @@
 //!   then drops the rest.
 //! - HTTP/1.1 only (Prometheus scrapes over HTTP/1.1); TLS offers ALPN `http/1.1` only.
 
-mod auth;
 mod body;
 mod encoding;
 mod io;
 mod landing;
 mod routes;
-mod tls;
 mod webconfig;
 
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
@@ -66,7 +64,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
-use crate::snapshot::Store;
+use crate::exposition::Exposition;
 
 use self::io::WriteTimeout;
 use self::routes::Routes;
@@ -186,11 +184,12 @@ pub enum HttpError {
     },
 }
 
-/// Parses a listen address: `host:port`, `[v6]:port`, or `:port` for all IPv4 interfaces.
+/// Parses a listen address: `host:port`, `[v6]:port`, or `:port` for every interface.
 ///
-/// `:port` binds `0.0.0.0` (IPv4 only), so that a host without IPv6 still starts; use
-/// `[::]:port` for IPv6 (dual-stack on Linux unless `net.ipv6.bindv6only` is set), or give
-/// both. The host must be an IP literal or `localhost` (`127.0.0.1`): no DNS at startup.
+/// `:port` is `[::]:port`, and [`bind`] makes it one dual-stack socket (IPv6 and IPv4, whatever
+/// `net.ipv6.bindv6only` says), as Go exporters listen; on a host without IPv6 it falls back to
+/// `0.0.0.0:port`. `0.0.0.0:port` and `[::]:port` bind exactly that. The host must be an IP
+/// literal or `localhost` (`127.0.0.1`): no DNS at startup.
 pub fn parse_listen_address(s: &str) -> Result<SocketAddr, HttpError> {
     let invalid = |reason: &str| HttpError::InvalidListenAddress {
         address: s.to_string(),
@@ -206,7 +205,7 @@ pub fn parse_listen_address(s: &str) -> Result<SocketAddr, HttpError> {
         .parse()
         .map_err(|_| invalid("the port must be a number from 0 to 65535"))?;
     let ip: IpAddr = if host.is_empty() {
-        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
     } else if host.eq_ignore_ascii_case("localhost") {
         IpAddr::V4(Ipv4Addr::LOCALHOST)
     } else if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
@@ -249,12 +248,15 @@ pub async fn bind(settings: &HttpSettings) -> Result<Vec<TcpListener>, HttpError
     let mut listeners = Vec::with_capacity(settings.listen_addresses.len());
     for address in &settings.listen_addresses {
         let addr = parse_listen_address(address)?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| HttpError::Bind {
-                address: address.clone(),
-                source,
-            })?;
+        let bound = if address.starts_with(':') {
+            bind_every_interface(addr.port())
+        } else {
+            TcpListener::bind(addr).await
+        };
+        let listener = bound.map_err(|source| HttpError::Bind {
+            address: address.clone(),
+            source,
+        })?;
         let local = listener.local_addr().map_err(|source| HttpError::Bind {
             address: address.clone(),
             source,
@@ -263,6 +265,41 @@ pub async fn bind(settings: &HttpSettings) -> Result<Vec<TcpListener>, HttpError
         listeners.push(listener);
     }
     Ok(listeners)
+}
+
+/// `:port`: one IPv6 socket that accepts IPv4 too (IPV6_V6ONLY off), so that probes and scrapes
+/// reach the exporter on IPv4-only, IPv6-only and dual-stack networks alike; IPv4 only on a
+/// host without IPv6.
+fn bind_every_interface(port: u16) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let dual = || -> std::io::Result<std::net::TcpListener> {
+        let socket = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_only_v6(false)?;
+        socket.set_reuse_address(true)?;
+        socket.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)).into())?;
+        socket.listen(1024)?;
+        Ok(socket.into())
+    };
+    let listener = match dual() {
+        Ok(l) => l,
+        Err(e) if ipv6_unavailable(&e) => {
+            tracing::info!(port, error = %e, "no IPv6 on this host; listening on IPv4 only");
+            let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+            socket.set_reuse_address(true)?;
+            socket.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into())?;
+            socket.listen(1024)?;
+            socket.into()
+        }
+        Err(e) => return Err(e),
+    };
+    listener.set_nonblocking(true)?;
+    TcpListener::from_std(listener)
+}
+
+/// Whether binding failed because the host has no IPv6 at all.
+fn ipv6_unavailable(e: &std::io::Error) -> bool {
+    const EAFNOSUPPORT: i32 = 97;
+    e.kind() == std::io::ErrorKind::AddrNotAvailable || e.raw_os_error() == Some(EAFNOSUPPORT)
 }
 
 /// The web config in force, shared by the server and whoever reloads it.
@@ -352,11 +389,18 @@ struct Shared {
 /// Serves plain HTTP without authentication until `shutdown` resolves; see [`serve_with`].
 pub async fn serve(
     listeners: Vec<TcpListener>,
-    store: Arc<Store>,
+    exposition: Arc<Exposition>,
     settings: HttpSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    serve_with(listeners, store, settings, WebOptions::default(), shutdown).await;
+    serve_with(
+        listeners,
+        exposition,
+        settings,
+        WebOptions::default(),
+        shutdown,
+    )
+    .await;
 }
 
 /// Serves until `shutdown` resolves, then shuts down gracefully and returns.
@@ -368,7 +412,7 @@ pub async fn serve(
 /// are closed, requests in flight finish within `settings.timeouts.shutdown_grace`.
 pub async fn serve_with(
     listeners: Vec<TcpListener>,
-    store: Arc<Store>,
+    exposition: Arc<Exposition>,
     settings: HttpSettings,
     options: WebOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -384,7 +428,7 @@ pub async fn serve_with(
         );
     }
     let routes = Arc::new(
-        Routes::new(store, settings.telemetry_path.clone())
+        Routes::new(exposition, settings.telemetry_path.clone())
             .with_web(options.web.clone(), options.reload),
     );
     let mut builder = http1::Builder::new();

@@ -17,9 +17,10 @@ use bytes::Bytes;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::auth::{CHALLENGE, Credentials};
 use super::body::Chunks;
+use super::webconfig::auth::{CHALLENGE, Credentials};
 use super::{EXPOSITION_CONTENT_TYPE, ReloadHook, WebConfigHandle, encoding, landing};
+use crate::exposition::Exposition;
 use crate::snapshot::Store;
 
 const TEXT: &str = "text/plain; charset=utf-8";
@@ -40,6 +41,7 @@ enum Route {
 
 /// The data every request handler reads.
 pub(super) struct Routes {
+    exposition: Arc<Exposition>,
     store: Arc<Store>,
     telemetry_path: String,
     web: WebConfigHandle,
@@ -47,16 +49,11 @@ pub(super) struct Routes {
 }
 
 impl Routes {
-    /// Routes for a store, with the exposition at `telemetry_path`, no web config and no reload.
-    pub(super) fn new(store: Arc<Store>, telemetry_path: String) -> Self {
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(render_after_changes(
-                Arc::downgrade(&store),
-                store.subscribe(),
-            ));
-        }
+    /// Routes serving `exposition` at `telemetry_path`, no web config and no reload.
+    pub(super) fn new(exposition: Arc<Exposition>, telemetry_path: String) -> Self {
         Self {
-            store,
+            store: Arc::clone(exposition.store()),
+            exposition,
             telemetry_path,
             web: WebConfigHandle::default(),
             reload: None,
@@ -146,7 +143,8 @@ impl Routes {
             }
             Some(Route::Telemetry) => self.telemetry(asked.gzip).await,
             Some(Route::Landing) => self.landing().await,
-            Some(Route::Healthy) => text(StatusCode::OK, "Healthy"),
+            Some(Route::Healthy) if self.store.healthy() => text(StatusCode::OK, "Healthy"),
+            Some(Route::Healthy) => text(StatusCode::SERVICE_UNAVAILABLE, "Unhealthy"),
             Some(Route::Ready) if self.store.ready() => text(StatusCode::OK, "Ready"),
             Some(Route::Ready) => text(StatusCode::SERVICE_UNAVAILABLE, "Not Ready"),
         }
@@ -159,9 +157,9 @@ impl Routes {
     /// without gzip, run on the blocking pool: a large exposition must not stall the runtime
     /// threads that serve other connections; sending the cached rendering does not need to.
     async fn telemetry(&self, gzip: bool) -> Response<Chunks> {
-        let store = Arc::clone(&self.store);
-        let work = move || store.scrape(gzip);
-        let body = if gzip && self.store.rendered_is_fresh() {
+        let exposition = Arc::clone(&self.exposition);
+        let work = move || exposition.scrape(gzip);
+        let body = if gzip && self.exposition.rendered_is_fresh() {
             Some(work())
         } else {
             off_runtime(work).await
@@ -196,36 +194,6 @@ impl Routes {
         response
     }
 }
-
-/// Renders the exposition (compressed) on the blocking pool after each change, so that
-/// scrapes find it ready instead of one of them paying for it. Bursts of changes coalesce: after a
-/// rendering the next waits at least [`RENDER_GAP_MIN`] and ten times the rendering's own time,
-/// which bounds this task to about a tenth of a core however often portals publish (1,000
-/// portals); a scrape that finds the rendering stale in between renders it itself, as before.
-/// Ends when the store is dropped.
-async fn render_after_changes(
-    store: std::sync::Weak<Store>,
-    mut changes: tokio::sync::watch::Receiver<u64>,
-) {
-    while changes.changed().await.is_ok() {
-        changes.mark_unchanged();
-        let Some(strong) = store.upgrade() else {
-            return;
-        };
-        let began = std::time::Instant::now();
-        let rendered = tokio::task::spawn_blocking(move || {
-            strong.rendered();
-        })
-        .await;
-        if rendered.is_err() {
-            tracing::error!("rendering the exposition in the background failed");
-        }
-        tokio::time::sleep(RENDER_GAP_MIN.max(began.elapsed() * 10)).await;
-    }
-}
-
-/// Shortest pause between two background renderings.
-const RENDER_GAP_MIN: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// What answering a request needs from it.
 struct Asked {
@@ -287,7 +255,10 @@ mod tests {
     use super::*;
 
     fn routes() -> Arc<Routes> {
-        Arc::new(Routes::new(Arc::new(Store::new()), "/metrics".to_string()))
+        Arc::new(Routes::new(
+            Arc::new(Exposition::new(Arc::new(Store::new()))),
+            "/metrics".to_string(),
+        ))
     }
 
     fn request(method: Method, path: &str) -> Request<()> {
@@ -303,6 +274,20 @@ mod tests {
             .respond(&request(Method::GET, "/-/healthy?x=1"))
             .await;
         assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn healthy_fails_once_the_store_is_marked_failed() {
+        let store = Arc::new(Store::new());
+        let routes = Arc::new(Routes::new(
+            Arc::new(Exposition::new(store.clone())),
+            "/metrics".to_string(),
+        ));
+        let ok = routes.respond(&request(Method::GET, "/-/healthy")).await;
+        assert_eq!(ok.status(), StatusCode::OK);
+        store.set_failed();
+        let failed = routes.respond(&request(Method::GET, "/-/healthy")).await;
+        assert_eq!(failed.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 
     #[tokio::test]
@@ -330,7 +315,7 @@ mod tests {
     #[tokio::test]
     async fn a_custom_telemetry_path_replaces_metrics() {
         let routes = Arc::new(Routes::new(
-            Arc::new(Store::new()),
+            Arc::new(Exposition::new(Arc::new(Store::new()))),
             "/custom/metrics".to_string(),
         ));
         let ok = routes

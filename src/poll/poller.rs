@@ -16,7 +16,9 @@ use super::{
 use crate::aws::{
     self, Clients, ListQuery, PortalApi, PortalInfo, SortOrder, portal_id_of_arn, region_of_arn,
 };
+use crate::error_label::ErrorLabel;
 use crate::ledger::{Ledger, LedgerSettings, month_bounds};
+use crate::pagination::{PageGuard, PageStop};
 use crate::session::{SessionRecord, SessionStatus, UnixMillis, now_ms};
 use crate::snapshot::{PortalMeta, PortalSnapshot, StateStatus, Store};
 use crate::storage::StateDir;
@@ -70,10 +72,8 @@ struct Progress {
     other: Vec<SessionRecord>,
     /// Token of the next page of the current listing.
     next_token: Option<String>,
-    /// Tokens seen in the current listing (a repeated one is a broken paginator).
-    tokens: HashSet<String>,
-    /// Pages read in the current listing (bounded by `max_pages` across attempts).
-    pages: u32,
+    /// Pages and tokens of the current listing (bounded by `max_pages` across attempts).
+    guard: PageGuard,
     /// Sessions still to resolve with `GetSession` (phase [`Phase::Resolve`]).
     to_resolve: Vec<String>,
     /// Sessions `GetSession` says no longer exist.
@@ -96,8 +96,7 @@ impl Progress {
             active: Vec::new(),
             other: Vec::new(),
             next_token: None,
-            tokens: HashSet::new(),
-            pages: 0,
+            guard: PageGuard::new(),
             to_resolve: Vec::new(),
             gone: Vec::new(),
         }
@@ -108,20 +107,7 @@ impl Progress {
 /// timeouts and connection failures are transient; anything else (AccessDenied, a rejected token,
 /// a broken paginator...) starts the next poll over.
 fn resumable(err: &PollError) -> bool {
-    match err {
-        PollError::Timeout(..) => true,
-        PollError::Api(e) => matches!(
-            e.code.as_str(),
-            "ThrottlingException"
-                | "TooManyRequestsException"
-                | "InternalServerException"
-                | "ServiceUnavailableException"
-                | "InternalFailure"
-                | "timeout"
-                | "dispatch"
-        ),
-        PollError::Pagination { .. } => false,
-    }
+    err.label().is_transient()
 }
 
 /// Progress of the monthly-active-users backfill: a descending scan of Terminated sessions from
@@ -129,9 +115,8 @@ fn resumable(err: &PollError) -> bool {
 #[derive(Debug, Default)]
 struct Backfill {
     next_token: Option<String>,
-    tokens: HashSet<String>,
-    /// Pages read by the current scan (bounded by `max_pages`, like any listing).
-    pages: u32,
+    /// Pages and tokens of the current scan (bounded by `max_pages`, like any listing).
+    guard: PageGuard,
     done: bool,
 }
 
@@ -184,8 +169,7 @@ impl Poller {
     }
 
     /// Resumes T0 and every counter from the portal's state file, when there is a usable one;
-    /// sets an unusable one aside. The counters are published at once, so Prometheus sees them
-    /// continue rather than vanish until the first poll.
+    /// sets an unusable one aside. The resumed counters appear with the first poll (see below).
     async fn restore(&mut self) {
         let Some(dir) = self.storage.clone() else {
             return;
@@ -230,17 +214,15 @@ impl Poller {
                 return;
             }
         };
-        let mut ledger = r.ledger;
+        let ledger = r.ledger;
         self.users = r.users;
-        if let Some(users) = &mut self.users {
-            self.snapshot.users = users.update(&mut ledger, r.watermark_ms);
-        }
         self.last_start_ms = Some(r.watermark_ms);
         self.backfill.done = r.backfill_done;
-        self.snapshot.totals = Some(ledger.totals().clone());
-        if r.backfill_done {
-            self.snapshot.monthly_active_users = Some(ledger.monthly_active_users());
-        }
+        // The counters are published by the first poll, not now: if the previous process failed
+        // to write its last states, it published more than the file holds, and publishing the
+        // file's values would show Prometheus a dip (a reset). The first poll re-observes
+        // everything since the stored watermark, so its values are at least what any earlier
+        // process published; a few seconds without the series cost Prometheus nothing.
         self.snapshot.state = Some(StateStatus {
             restored: true,
             last_write_unix: None,
@@ -256,7 +238,9 @@ impl Poller {
             return;
         };
         let portal_id = self.plan.portal_id.clone();
-        let state = PortalState {
+        // Serialized here, borrowing the ledger (no copy of its sessions); only the bytes go to
+        // the blocking pool for the write and its fsyncs.
+        let encoded = state::encode(&PortalState {
             version: STATE_VERSION,
             portal_id: portal_id.clone(),
             written_at_ms: now_ms(),
@@ -268,18 +252,18 @@ impl Poller {
                 .per_user
                 .as_ref()
                 .map(|u| LabelFingerprint::of(&u.mode)),
-            ledger: ledger.to_state(),
-            users: self.users.as_ref().map(UserLabels::to_state),
-        };
-        let result = {
-            let dir = dir.clone();
-            let id = portal_id.clone();
-            tokio::task::spawn_blocking(move || {
-                let bytes = state::encode(&state).map_err(std::io::Error::other)?;
-                dir.write(&id, &bytes)
-            })
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+            ledger: ledger.view(),
+            users: self.users.as_ref().map(UserLabels::view),
+        });
+        let result = match encoded {
+            Ok(bytes) => {
+                let dir = dir.clone();
+                let id = portal_id.clone();
+                tokio::task::spawn_blocking(move || dir.write(&id, &bytes))
+                    .await
+                    .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+            }
+            Err(e) => Err(std::io::Error::other(e)),
         };
         match result {
             Ok(()) => {
@@ -376,7 +360,7 @@ impl Poller {
                 tokio::select! {
                     r = tokio::time::timeout(self.plan.timeout, Box::pin(self.backfill_step(start_ms))) => {
                         if let Err(e) = r.unwrap_or(Err(PollError::Timeout(self.plan.timeout, aws::LIST_SESSIONS))) {
-                            warn!(portal_id = %self.plan.portal_id, operation = e.operation(), error = e.label(), detail = %e, "monthly users backfill step failed; resuming next cycle");
+                            warn!(portal_id = %self.plan.portal_id, operation = e.operation(), error = %e.label(), detail = %e, "monthly users backfill step failed; resuming next cycle");
                         }
                     }
                     _ = stop.changed() => return,
@@ -553,8 +537,7 @@ impl Poller {
         if let Some(p) = &mut self.progress {
             p.phase = phase;
             p.next_token = None;
-            p.tokens.clear();
-            p.pages = 0;
+            p.guard = PageGuard::new();
         }
     }
 
@@ -568,18 +551,7 @@ impl Poller {
         stop_below: Option<UnixMillis>,
     ) -> Result<(), PollError> {
         loop {
-            let (pages, token) = self
-                .progress
-                .as_ref()
-                .map_or((0, None), |p| (p.pages, p.next_token.clone()));
-            if pages >= self.plan.max_pages {
-                self.api.counters().error(aws::LIST_SESSIONS, "other");
-                return Err(PollError::Pagination {
-                    operation: aws::LIST_SESSIONS,
-                    reason: format!("more than max_pages={} pages", self.plan.max_pages),
-                });
-            }
-            query.next_token = token;
+            query.next_token = self.progress.as_ref().and_then(|p| p.next_token.clone());
             let page = self.api.list_sessions(&query).await?;
             self.fetched += 1;
             self.learn_arn(page.portal_arn.as_deref());
@@ -591,24 +563,27 @@ impl Poller {
             let Some(p) = &mut self.progress else {
                 return Ok(());
             };
-            p.pages += 1;
             match p.phase {
                 Phase::Active => p.active.extend(page.sessions),
                 _ => p.other.extend(page.sessions),
             }
-            match page.next_token {
-                Some(token) if !token.is_empty() && !reached_watermark => {
-                    if !p.tokens.insert(token.clone()) {
-                        self.api.counters().error(aws::LIST_SESSIONS, "other");
-                        return Err(PollError::Pagination {
-                            operation: aws::LIST_SESSIONS,
-                            reason: "the service repeated a nextToken".into(),
-                        });
-                    }
-                    p.next_token = Some(token);
-                }
-                _ => return Ok(()),
+            let next = page.next_token.filter(|_| !reached_watermark);
+            match p.guard.next(next, self.plan.max_pages) {
+                Ok(Some(token)) => p.next_token = Some(token),
+                Ok(None) => return Ok(()),
+                Err(stop) => return Err(self.pagination_stopped(&stop, "")),
             }
+        }
+    }
+
+    /// Counts a listing stopped by the page guard and turns it into the poll's error.
+    fn pagination_stopped(&self, stop: &PageStop, during: &str) -> PollError {
+        self.api
+            .counters()
+            .error(aws::LIST_SESSIONS, ErrorLabel::Other);
+        PollError::Pagination {
+            operation: aws::LIST_SESSIONS,
+            reason: format!("{stop}{during}"),
         }
     }
 
@@ -629,7 +604,7 @@ impl Poller {
             let page = match self.api.list_sessions(&query).await {
                 Ok(p) => p,
                 Err(e) => {
-                    if e.code == "ValidationException" {
+                    if e.code == ErrorLabel::VALIDATION {
                         // An expired or rejected token: start the scan again (duplicates are harmless).
                         self.backfill = Backfill::default();
                     }
@@ -645,37 +620,18 @@ impl Poller {
             if let Some(ledger) = &mut self.ledger {
                 ledger.apply_records(at_ms, &page.sessions);
             }
-            match page.next_token {
-                Some(t) if !t.is_empty() && !below => {
-                    self.backfill.pages = self.backfill.pages.saturating_add(1);
-                    let reason = if !self.backfill.tokens.insert(t.clone()) {
-                        Some(
-                            "the service repeated a nextToken during the monthly users backfill"
-                                .to_string(),
-                        )
-                    } else if self.backfill.pages >= self.plan.max_pages {
-                        // A paginator that never ends would otherwise grow `tokens` forever.
-                        Some(format!(
-                            "more than max_pages={} pages during the monthly users backfill",
-                            self.plan.max_pages
-                        ))
-                    } else {
-                        None
-                    };
-                    if let Some(reason) = reason {
-                        self.api.counters().error(aws::LIST_SESSIONS, "other");
-                        result = Err(PollError::Pagination {
-                            operation: aws::LIST_SESSIONS,
-                            reason,
-                        });
-                        // Start the scan again next cycle.
-                        self.backfill = Backfill::default();
-                        break;
-                    }
-                    self.backfill.next_token = Some(t);
-                }
-                _ => {
+            let next = page.next_token.filter(|_| !below);
+            match self.backfill.guard.next(next, self.plan.max_pages) {
+                Ok(Some(t)) => self.backfill.next_token = Some(t),
+                Ok(None) => {
                     self.backfill.done = true;
+                    break;
+                }
+                Err(stop) => {
+                    result =
+                        Err(self.pagination_stopped(&stop, " during the monthly users backfill"));
+                    // Start the scan again next cycle.
+                    self.backfill = Backfill::default();
                     break;
                 }
             }
@@ -761,17 +717,19 @@ impl Poller {
                 }
                 Some(None)
             }
-            Ok(Err(e)) if e.code == "ResourceNotFoundException" => Some(None),
+            Ok(Err(e)) if e.code == ErrorLabel::NOT_FOUND => Some(None),
             Ok(Err(e)) => {
                 debug!(portal_id, operation = e.operation, error = %e.code, detail = %e.message, "GetPortal failed; retrying next cycle");
                 None
             }
             Err(_) => {
-                self.api.counters().error(aws::GET_PORTAL, "timeout");
+                self.api
+                    .counters()
+                    .error(aws::GET_PORTAL, ErrorLabel::Timeout);
                 debug!(
                     portal_id,
                     operation = aws::GET_PORTAL,
-                    error = "timeout",
+                    error = %ErrorLabel::Timeout,
                     "GetPortal timed out; retrying next cycle"
                 );
                 None
@@ -834,6 +792,7 @@ impl Poller {
                 }
                 snap.up = true;
                 snap.last_error = None;
+                snap.last_error_code = None;
                 snap.last_success_unix = Some(start_ms as f64 / 1000.0);
                 self.last_success = Some(Instant::now());
                 if let Some(ledger) = &self.ledger {
@@ -846,15 +805,18 @@ impl Poller {
             }
             Err(err) => {
                 if let PollError::Timeout(..) = err {
-                    self.api.counters().error(err.operation(), "timeout");
+                    self.api
+                        .counters()
+                        .error(err.operation(), ErrorLabel::Timeout);
                 }
                 if was_up {
-                    warn!(portal_id, operation = err.operation(), error = err.label(), detail = %err, "poll failed");
+                    warn!(portal_id, operation = err.operation(), error = %err.label(), detail = %err, "poll failed");
                 } else {
-                    debug!(portal_id, operation = err.operation(), error = err.label(), detail = %err, "poll failed again");
+                    debug!(portal_id, operation = err.operation(), error = %err.label(), detail = %err, "poll failed again");
                 }
                 snap.up = false;
                 snap.last_error = Some(err.to_string());
+                snap.last_error_code = Some(format!("{} {}", err.operation(), err.label()));
                 let stale_after = self.plan.interval * STALE_INTERVALS;
                 if self.last_success.is_none_or(|t| t.elapsed() >= stale_after) {
                     snap.active = None;

@@ -45,9 +45,9 @@ impl LabelFingerprint {
     }
 }
 
-/// One portal's state file.
+/// One portal's state file; `S` is `&str` when it borrows a live ledger to be written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PortalState {
+pub struct PortalState<S = String> {
     /// [`STATE_VERSION`].
     pub version: u32,
     /// The portal it belongs to.
@@ -64,9 +64,9 @@ pub struct PortalState {
     /// Per-user label mode, when per-user series were on.
     pub labels: Option<LabelFingerprint>,
     /// The ledger.
-    pub ledger: LedgerState,
+    pub ledger: LedgerState<S>,
     /// Per-user label slots, when per-user series were on.
-    pub users: Option<UserLabelsState>,
+    pub users: Option<UserLabelsState<S>>,
 }
 
 /// A state that resumes a portal.
@@ -97,7 +97,7 @@ pub enum Unusable {
 }
 
 /// Serializes a portal's state.
-pub fn encode(state: &PortalState) -> Result<Vec<u8>, serde_json::Error> {
+pub fn encode<S: Serialize>(state: &PortalState<S>) -> Result<Vec<u8>, serde_json::Error> {
     serde_json::to_vec(state)
 }
 

@@ -813,7 +813,7 @@ impl Simulator {
     }
 }
 
-/// Fuzz body of the simulator's request parsing (used by `crate::fuzzing::wire_parse`).
+/// Fuzz body of the simulator's request parsing (the `wire_parse` fuzz target).
 pub(crate) fn fuzz_wire(data: &[u8]) {
     wire::fuzz(data);
 }

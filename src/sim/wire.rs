@@ -922,7 +922,7 @@ fn list_portals(
     Ok(body)
 }
 
-/// Fuzz body (see `crate::fuzzing::wire_parse`): routing, query parsing, pagination tokens, the
+/// Fuzz body (the `wire_parse` fuzz target): routing, query parsing, pagination tokens, the
 /// JSON writers and body padding on arbitrary input; panics on a broken invariant.
 pub(crate) fn fuzz(data: &[u8]) {
     let text = String::from_utf8_lossy(data);

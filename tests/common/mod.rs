@@ -6,11 +6,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use workspacesweb_exporter::aws::{ClientKey, Clients};
+use workspacesweb_exporter::exposition::{self, Exposition};
 use workspacesweb_exporter::http::{self, HttpSettings};
 use workspacesweb_exporter::ledger::ActiveSummary;
 use workspacesweb_exporter::poll::PortalPlan;
 use workspacesweb_exporter::sim::{PortalSpec, RunningSim, SimConfig, SimSession, Simulator};
 use workspacesweb_exporter::snapshot::{PortalSnapshot, Store};
+
+/// The exposition of a store as text, rendered now (tests read it where the HTTP server would
+/// serve the cached rendering; `tests/http_server.rs` checks the two are the same).
+pub trait ScrapeText {
+    /// `workspacesweb_*` then `process_*`, as a scrape without gzip receives it.
+    fn scrape_text(&self) -> std::io::Result<bytes::Bytes>;
+}
+
+impl ScrapeText for Store {
+    fn scrape_text(&self) -> std::io::Result<bytes::Bytes> {
+        Ok(exposition::render_text(self))
+    }
+}
 
 /// Portal ids used across tests (36 chars).
 pub const GOOD: &str = "aaaaaaaa-0000-4000-8000-000000000001";
@@ -100,7 +114,8 @@ impl Serving {
         let listeners = http::bind(&settings).await.expect("bind");
         let addr = listeners[0].local_addr().expect("addr").to_string();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(http::serve(listeners, store, settings, async move {
+        let exposition = Arc::new(Exposition::new(store));
+        let task = tokio::spawn(http::serve(listeners, exposition, settings, async move {
             let _ = stopped.await;
         }));
         Serving { addr, stop, task }
@@ -311,7 +326,7 @@ pub fn wait_exit(
 /// A control loop (config file -> reconciler -> scheduler) running against `clients`.
 pub struct ControlLoop {
     pub store: Arc<Store>,
-    pub commands: tokio::sync::mpsc::Sender<workspacesweb_exporter::reconcile::Command>,
+    pub reloader: workspacesweb_exporter::reload::Reloader,
     pub stop: tokio::sync::watch::Sender<bool>,
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -327,7 +342,7 @@ pub async fn run_control_loop(path: &std::path::Path, clients: &Clients) -> Cont
         .unwrap_or_else(|e| panic!("{e}"));
     let store = Arc::new(Store::new());
     let r = Reconciler::start(
-        Source::File(path.to_path_buf()),
+        Source::Config,
         Some(loaded.config),
         index,
         clients.clone(),
@@ -338,15 +353,27 @@ pub async fn run_control_loop(path: &std::path::Path, clients: &Clients) -> Cont
     let (commands, rx) = tokio::sync::mpsc::channel(4);
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(r.run(rx, stop_rx));
+    let reloader = workspacesweb_exporter::reload::Reloader::new(
+        commands,
+        http::WebConfigHandle::default(),
+        None,
+        Some(path.to_path_buf()),
+        store.clone(),
+    );
     ControlLoop {
         store,
-        commands,
+        reloader,
         stop,
         task,
     }
 }
 
 impl ControlLoop {
+    /// Re-reads the config file, as SIGHUP does; the error as the HTTP 400 body would give it.
+    pub async fn reload(&self) -> Result<(), String> {
+        self.reloader.reload().await.map_err(|e| e.to_string())
+    }
+
     /// Waits (60 s hang guard) until the published portals are exactly `ids` and `pred` holds for each.
     pub async fn wait(&self, ids: &[&str], pred: impl Fn(&PortalSnapshot) -> bool) {
         use std::collections::BTreeSet;
@@ -421,4 +448,34 @@ pub fn start_demo_exporter_with(log_level: &str, extra: &[&str]) -> (Child, Stri
     });
     assert!(ready.is_some(), "demo exporter never became ready");
     (child, addr)
+}
+
+/// Waits (up to `limit`) for `/-/ready` on `addr` to answer 200; panics with the process's stderr
+/// (read from `stderr_file`) if it exits first or never gets ready.
+pub fn wait_ready_or_exit(
+    child: &mut Child,
+    addr: &str,
+    limit: Duration,
+    stderr_file: &std::path::Path,
+) {
+    let stderr = || std::fs::read_to_string(stderr_file).unwrap_or_default();
+    let mut exited = None;
+    let ready = poll_until(limit, || {
+        if let Ok(Some(status)) = child.0.try_wait() {
+            exited = Some(status);
+            return Some(false);
+        }
+        http_get(addr, "/-/ready")
+            .ok()
+            .filter(|r| r.0 == 200)
+            .map(|_| true)
+    });
+    match (ready, exited) {
+        (Some(true), _) => {}
+        (_, Some(status)) => panic!(
+            "exporter exited ({status}) before it was ready; stderr:\n{}",
+            stderr()
+        ),
+        _ => panic!("exporter not ready after {limit:?}; stderr:\n{}", stderr()),
+    }
 }

@@ -24,24 +24,24 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
-use super::webconfig::Invalid;
+use super::Invalid;
 
 /// Lowest and highest bcrypt cost (the bcrypt crate does not export its bounds).
 const MIN_COST: u32 = 4;
 const MAX_COST: u32 = 31;
 
 /// Value of `WWW-Authenticate` on a 401.
-pub(super) const CHALLENGE: &str = "Basic realm=\"workspacesweb-exporter\"";
+pub(in crate::http) const CHALLENGE: &str = "Basic realm=\"workspacesweb-exporter\"";
 
 /// Credentials from an `Authorization: Basic` header.
-pub(super) struct Credentials {
+pub(in crate::http) struct Credentials {
     user: String,
     password: Vec<u8>,
 }
 
 impl Credentials {
     /// The credentials of a request, if it carries a well-formed `Authorization: Basic` header.
-    pub(super) fn from_headers(headers: &HeaderMap) -> Option<Self> {
+    pub(in crate::http) fn from_headers(headers: &HeaderMap) -> Option<Self> {
         let value = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
         let (scheme, encoded) = value.split_once(' ')?;
         if !scheme.eq_ignore_ascii_case("basic") {
@@ -60,7 +60,7 @@ impl Credentials {
 }
 
 /// The users of a web config and what has been verified for them.
-pub(super) struct BasicAuth {
+pub(in crate::http) struct BasicAuth {
     /// User → bcrypt hash.
     users: HashMap<String, String>,
     /// Hash verified against for unknown users (the costliest configured one).
@@ -74,7 +74,7 @@ pub(super) struct BasicAuth {
 
 impl BasicAuth {
     /// Checks every hash; `users` must not be empty.
-    pub(super) fn new(users: BTreeMap<String, String>) -> Result<Self, Invalid> {
+    pub(in crate::http) fn new(users: BTreeMap<String, String>) -> Result<Self, Invalid> {
         let mut decoy: Option<(u32, String)> = None;
         for (user, hash) in &users {
             let key = format!("basic_auth_users.{user}");
@@ -109,19 +109,19 @@ impl BasicAuth {
     }
 
     /// Number of configured users.
-    pub(super) fn user_count(&self) -> usize {
+    pub(in crate::http) fn user_count(&self) -> usize {
         self.users.len()
     }
 
     /// Configured user names, sorted.
-    pub(super) fn users(&self) -> Vec<String> {
+    pub(in crate::http) fn users(&self) -> Vec<String> {
         let mut users: Vec<String> = self.users.keys().cloned().collect();
         users.sort();
         users
     }
 
     /// Whether `credentials` name a configured user with the right password.
-    pub(super) async fn verify(&self, credentials: Option<Credentials>) -> bool {
+    pub(in crate::http) async fn verify(&self, credentials: Option<Credentials>) -> bool {
         let Some(Credentials { user, password }) = credentials else {
             return false;
         };

@@ -25,16 +25,16 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use super::webconfig::{Invalid, RawTls, resolve};
+use super::{Invalid, RawTls, resolve};
 
 /// A prepared TLS configuration.
-pub(super) struct Tls {
+pub(in crate::http) struct Tls {
     acceptor: TlsAcceptor,
 }
 
 impl Tls {
     /// Runs the server side of a handshake, failing after `timeout` (slow or silent clients).
-    pub(super) async fn accept<S>(
+    pub(in crate::http) async fn accept<S>(
         &self,
         stream: S,
         timeout: Duration,
@@ -109,7 +109,7 @@ fn source(
 }
 
 /// Builds the TLS configuration; `None` when `tls_server_config` configures no TLS.
-pub(super) fn build(raw: RawTls, dir: &Path) -> Result<Option<Tls>, Invalid> {
+pub(in crate::http) fn build(raw: RawTls, dir: &Path) -> Result<Option<Tls>, Invalid> {
     const K: &str = "tls_server_config";
     let unsupported = [
         ("cipher_suites", raw.cipher_suites.is_some()),

@@ -40,8 +40,11 @@ use std::sync::Arc;
 use hyper::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 
-use super::auth::BasicAuth;
-use super::tls::{self, Tls};
+pub(super) mod auth;
+mod tls;
+
+use self::auth::BasicAuth;
+use self::tls::Tls;
 
 /// Why a web config file was rejected: the file, the key at fault and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]

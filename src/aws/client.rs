@@ -1,0 +1,426 @@
+//! SDK clients per (region, role, endpoint), and the read operations as plain Rust types.
+
+use super::*;
+
+/// A [`SessionRecord`] from either SDK session type (`SessionSummary`, `Session`): they share
+/// accessor names but no trait.
+macro_rules! session_record {
+    ($s:expr) => {
+        SessionRecord {
+            id: $s.session_id().map(str::to_string),
+            username: $s.username().map(str::to_string),
+            status: status($s.status()),
+            start_ms: millis($s.start_time()),
+            end_ms: millis($s.end_time()),
+        }
+    };
+}
+
+/// A [`PortalInfo`] from either SDK portal type (`Portal`, `PortalSummary`).
+macro_rules! portal_info {
+    ($p:expr) => {
+        PortalInfo {
+            arn: $p.portal_arn().to_string(),
+            display_name: $p.display_name().map(str::to_string),
+            browser_type: $p.browser_type().map(|b| b.as_str().to_string()),
+            instance_type: $p.instance_type().map(|i| i.as_str().to_string()),
+            status: $p.portal_status().map(|s| s.as_str().to_string()),
+            max_concurrent_sessions: $p.max_concurrent_sessions(),
+        }
+    };
+}
+
+/// Where and as whom to reach the API for one portal.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct ClientKey {
+    /// Region; `None` uses the SDK's region chain.
+    pub region: Option<String>,
+    /// Role to assume with STS on top of the base credentials.
+    pub role_arn: Option<String>,
+    /// External id for the assumed role.
+    pub external_id: Option<String>,
+    /// Endpoint override (`endpoint_url` in config).
+    pub endpoint_url: Option<String>,
+}
+
+/// A cache of SDK clients, one per [`ClientKey`], over a base SDK configuration, and the
+/// client-side rate limits: one [`TokenBucket`] per [`LimitKey`] (region and account).
+#[derive(Debug, Clone)]
+pub struct Clients {
+    base: SdkConfig,
+    cache: Arc<tokio::sync::Mutex<HashMap<ClientKey, Client>>>,
+    limits: Arc<Mutex<Limits>>,
+}
+
+/// The rate every bucket runs at, and the buckets.
+#[derive(Debug, Default)]
+pub(super) struct Limits {
+    /// Requests per second; `None` (the default of a bare [`Clients`]) sends unpaced.
+    rate: Option<f64>,
+    buckets: HashMap<LimitKey, Arc<TokenBucket>>,
+}
+
+impl Clients {
+    /// Clients over the default credential, region and endpoint chains (env, profile, IMDS, IRSA, ...).
+    pub async fn from_environment() -> Self {
+        Self::new(aws_config::defaults(BehaviorVersion::latest()).load().await)
+    }
+
+    /// Clients with fixed dummy credentials against `endpoint_url` (demo and tests): a local simulator,
+    /// so retries back off from 20 ms instead of the SDK's 1 s.
+    pub async fn with_static_credentials(region: &str, endpoint_url: &str) -> Self {
+        let creds = Credentials::new("AKIDEXAMPLE", "demo-secret", None, None, "static");
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(region.to_string()))
+            .credentials_provider(SharedCredentialsProvider::new(creds))
+            .endpoint_url(endpoint_url)
+            .retry_config(
+                aws_config::retry::RetryConfig::standard()
+                    .with_initial_backoff(std::time::Duration::from_millis(20))
+                    .with_max_backoff(std::time::Duration::from_millis(200)),
+            )
+            .load()
+            .await;
+        Self::new(config)
+    }
+
+    /// Clients over an explicit base configuration.
+    pub fn new(base: SdkConfig) -> Self {
+        Self {
+            base,
+            cache: Arc::default(),
+            limits: Arc::default(),
+        }
+    }
+
+    /// Sets the client-side limit (`global.max_requests_per_second`) of every (region, account)
+    /// bucket, existing and future; `None`, or a value that is not a positive number, lifts it.
+    /// Clones share the buckets, so a reload takes effect for every portal at once.
+    pub fn set_rate(&self, rate: Option<f64>) {
+        let rate = rate.filter(|r| r.is_finite() && *r > 0.0);
+        let mut limits = self.limits.lock().unwrap_or_else(PoisonError::into_inner);
+        limits.rate = rate;
+        for bucket in limits.buckets.values() {
+            bucket.set_rate(rate);
+        }
+    }
+
+    /// The current client-side limit, requests per second.
+    pub fn rate(&self) -> Option<f64> {
+        self.limits
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .rate
+    }
+
+    /// The bucket that paces the requests made with `key` (shared by every key of the same
+    /// region and account).
+    pub fn bucket(&self, key: &ClientKey) -> Arc<TokenBucket> {
+        let mut limits = self.limits.lock().unwrap_or_else(PoisonError::into_inner);
+        let rate = limits.rate;
+        limits
+            .buckets
+            .entry(LimitKey::of(key))
+            .or_insert_with(|| Arc::new(TokenBucket::new(rate, tokio::time::Instant::now())))
+            .clone()
+    }
+
+    /// The shared client for `key`, created on first use.
+    pub async fn client(&self, key: &ClientKey) -> Client {
+        let mut cache = self.cache.lock().await;
+        if let Some(c) = cache.get(key) {
+            return c.clone();
+        }
+        let client = self.build(key).await;
+        cache.insert(key.clone(), client.clone());
+        client
+    }
+
+    async fn build(&self, key: &ClientKey) -> Client {
+        let mut base = self.base.to_builder();
+        if let Some(region) = &key.region {
+            base = base.region(Region::new(region.clone()));
+        }
+        let base = base.build();
+        let mut conf = aws_sdk_workspacesweb::config::Builder::from(&base)
+            .retry_classifier(RetryAfterClassifier);
+        if let Some(role) = &key.role_arn {
+            let mut provider = aws_config::sts::AssumeRoleProvider::builder(role.clone())
+                .session_name("workspacesweb-exporter")
+                .configure(&base);
+            if let Some(ext) = &key.external_id {
+                provider = provider.external_id(ext.clone());
+            }
+            conf = conf.credentials_provider(CountedAssumeRole(provider.build().await));
+        }
+        if let Some(url) = &key.endpoint_url {
+            conf = conf.endpoint_url(url.clone());
+        }
+        conf = conf.retry_classifier(BodyLimitClassifier);
+        Client::from_conf(conf.build())
+    }
+
+    /// An API handle for one portal, counting into `counters`.
+    pub async fn portal_api(
+        &self,
+        key: &ClientKey,
+        portal_id: &str,
+        counters: Arc<ApiCounters>,
+    ) -> PortalApi {
+        PortalApi {
+            client: self.client(key).await,
+            portal_id: portal_id.to_string(),
+            counters,
+            bucket: self.bucket(key),
+            waited: Arc::default(),
+        }
+    }
+}
+
+/// The API as seen by discovery in one region: `ListPortals`.
+#[derive(Debug, Clone)]
+pub struct RegionApi {
+    client: Client,
+    counters: Arc<ApiCounters>,
+    bucket: Arc<TokenBucket>,
+}
+
+impl Clients {
+    /// An API handle for listing the portals reachable with `key`, counting into `counters`.
+    pub async fn region_api(&self, key: &ClientKey, counters: Arc<ApiCounters>) -> RegionApi {
+        RegionApi {
+            client: self.client(key).await,
+            counters,
+            bucket: self.bucket(key),
+        }
+    }
+}
+
+impl RegionApi {
+    /// The counters this handle counts into.
+    pub fn counters(&self) -> &Arc<ApiCounters> {
+        &self.counters
+    }
+
+    /// Fetches one page of `ListPortals`.
+    pub async fn list_portals(
+        &self,
+        max_results: i32,
+        next_token: Option<String>,
+    ) -> Result<(Vec<PortalInfo>, Option<String>), ApiError> {
+        self.bucket.acquire().await;
+        let out = self
+            .client
+            .list_portals()
+            .max_results(max_results)
+            .set_next_token(next_token)
+            .customize()
+            .interceptor(CountingInterceptor {
+                operation: LIST_PORTALS,
+                counters: self.counters.clone(),
+            })
+            .send()
+            .attributed(&self.counters)
+            .await
+            .map_err(|e| api_error(LIST_PORTALS, e))?;
+        let portals = out.portals().iter().map(|p| portal_info!(p)).collect();
+        Ok((portals, out.next_token().map(str::to_string)))
+    }
+}
+
+/// The API as seen by one portal's poller.
+#[derive(Debug, Clone)]
+pub struct PortalApi {
+    client: Client,
+    portal_id: String,
+    counters: Arc<ApiCounters>,
+    bucket: Arc<TokenBucket>,
+    /// Nanoseconds spent (or reserved) waiting for the bucket, in total.
+    waited: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl PortalApi {
+    fn counting(&self, operation: &'static str) -> CountingInterceptor {
+        CountingInterceptor {
+            operation,
+            counters: self.counters.clone(),
+        }
+    }
+
+    fn guard(operation: &'static str) -> ResponseGuard {
+        ResponseGuard { operation }
+    }
+
+    /// Strips records with an oversized username or id (see [`MAX_USERNAME_CHARS`]) and
+    /// logs one line per batch that had malformed or unknown-status records (no usernames logged).
+    fn screen(&self, operation: &'static str, records: &mut [SessionRecord]) {
+        let mut malformed = 0usize;
+        let mut unknown_status = 0usize;
+        for r in records.iter_mut() {
+            let long_name = r.username.as_deref().is_some_and(|u| {
+                u.len() > MAX_USERNAME_CHARS && u.chars().count() > MAX_USERNAME_CHARS
+            });
+            let long_id =
+                r.id.as_deref()
+                    .is_some_and(|id| id.len() > MAX_SESSION_ID_BYTES);
+            if long_name || long_id {
+                malformed += 1;
+                r.username = None;
+                r.id = None;
+            } else if matches!(r.status, SessionStatus::Unknown(_)) {
+                unknown_status += 1;
+            }
+        }
+        if malformed > 0 || unknown_status > 0 {
+            warn!(
+                portal_id = %self.portal_id,
+                operation,
+                malformed,
+                unknown_status,
+                "session records with an oversized username or id, or an unknown status: counted as incomplete"
+            );
+        }
+    }
+
+    /// The counters this handle counts into.
+    pub fn counters(&self) -> &Arc<ApiCounters> {
+        &self.counters
+    }
+
+    /// Time this handle has spent waiting for the rate limiter, in total (a poll's timeout does
+    /// not count it: the exporter's own pacing is not the API being slow).
+    pub fn limiter_wait(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.waited.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// A handle on [`limiter_wait`](Self::limiter_wait) that can be read while a call is in flight.
+    pub fn limiter_wait_counter(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.waited.clone()
+    }
+
+    async fn pace(&self) {
+        let wait = self.bucket.reserve(tokio::time::Instant::now());
+        if !wait.is_zero() {
+            let nanos = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
+            self.waited
+                .fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Fetches one page of `ListSessions`.
+    pub async fn list_sessions(&self, q: &ListQuery) -> Result<SessionPage, ApiError> {
+        let mut req = self
+            .client
+            .list_sessions()
+            .portal_id(&self.portal_id)
+            .max_results(q.max_results)
+            .set_next_token(q.next_token.clone())
+            .set_session_id(q.session_id.clone());
+        match &q.status {
+            Some(SessionStatus::Active) => req = req.status(sdk::SessionStatus::Active),
+            Some(SessionStatus::Terminated) => req = req.status(sdk::SessionStatus::Terminated),
+            _ => {}
+        }
+        match q.sort {
+            Some(SortOrder::StartTimeAscending) => {
+                req = req.sort_by(sdk::SessionSortBy::StartTimeAscending)
+            }
+            Some(SortOrder::StartTimeDescending) => {
+                req = req.sort_by(sdk::SessionSortBy::StartTimeDescending)
+            }
+            None => {}
+        }
+        self.pace().await;
+        // Boxed: the SDK's send future is several KB, and each portal's task would otherwise
+        // carry it in its own state between polls (see BENCHMARKS.md, scale model).
+        let out = Box::pin(
+            req.customize()
+                .interceptor(self.counting(LIST_SESSIONS))
+                .interceptor(Self::guard(LIST_SESSIONS))
+                .send()
+                .attributed(&self.counters),
+        )
+        .await
+        .map_err(|e| api_error(LIST_SESSIONS, e))?;
+        let mut sessions: Vec<SessionRecord> = out.sessions().iter().map(summary_record).collect();
+        self.screen(LIST_SESSIONS, &mut sessions);
+        Ok(SessionPage {
+            sessions,
+            next_token: out.next_token().map(str::to_string),
+            portal_arn: out
+                .sessions()
+                .iter()
+                .find_map(|s| s.portal_arn())
+                .map(str::to_string),
+        })
+    }
+
+    /// Fetches one session; `Ok(None)` when the service says it does not exist.
+    pub async fn get_session(&self, session_id: &str) -> Result<Option<SessionRecord>, ApiError> {
+        self.pace().await;
+        let res = Box::pin(
+            self.client
+                .get_session()
+                .portal_id(&self.portal_id)
+                .session_id(session_id)
+                .customize()
+                .interceptor(self.counting(GET_SESSION))
+                .interceptor(Self::guard(GET_SESSION))
+                .send()
+                .attributed(&self.counters),
+        )
+        .await;
+        match res {
+            Ok(out) => {
+                let mut record: Vec<SessionRecord> =
+                    out.session().map(session_record).into_iter().collect();
+                self.screen(GET_SESSION, &mut record);
+                Ok(record.pop())
+            }
+            Err(SdkError::ServiceError(se)) if se.err().is_resource_not_found_exception() => {
+                Ok(None)
+            }
+            Err(e) => Err(api_error(GET_SESSION, e)),
+        }
+    }
+
+    /// Fetches the portal's metadata by ARN.
+    pub async fn get_portal(&self, portal_arn: &str) -> Result<Option<PortalInfo>, ApiError> {
+        self.pace().await;
+        let out = Box::pin(
+            self.client
+                .get_portal()
+                .portal_arn(portal_arn)
+                .customize()
+                .interceptor(self.counting(GET_PORTAL))
+                .interceptor(Self::guard(GET_PORTAL))
+                .send()
+                .attributed(&self.counters),
+        )
+        .await
+        .map_err(|e| api_error(GET_PORTAL, e))?;
+        Ok(out.portal().map(|p| portal_info!(p)))
+    }
+}
+
+/// Milliseconds of an API time, rounded to nearest: the SDK parses epoch seconds through f64, so
+/// `…400.123` arrives as `…400.122999…`, which `DateTime::to_millis` would truncate.
+pub(super) fn millis(t: Option<&DateTime>) -> Option<UnixMillis> {
+    let t = t?;
+    let sub = (i64::from(t.subsec_nanos()) + 500_000) / 1_000_000;
+    t.secs().checked_mul(1000)?.checked_add(sub)
+}
+
+pub(super) fn status(s: Option<&sdk::SessionStatus>) -> SessionStatus {
+    s.map(|s| SessionStatus::from_wire(s.as_str()))
+        .unwrap_or_else(|| SessionStatus::Unknown(String::new()))
+}
+
+pub(super) fn summary_record(s: &sdk::SessionSummary) -> SessionRecord {
+    session_record!(s)
+}
+
+pub(super) fn session_record(s: &sdk::Session) -> SessionRecord {
+    session_record!(s)
+}

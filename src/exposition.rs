@@ -1,0 +1,360 @@
+//! The exposition served on `/metrics`: rendered from the store's snapshots once per change,
+//! kept compressed (each portal's per-user samples as pieces of their own, reused while the
+//! portal does not change), joined into one gzip stream per scrape, with `process_*` appended.
+//!
+//! [`Exposition`] owns the cache; [`render_after_changes`] is the optional background task that
+//! renders after each change so that scrapes find the rendering ready (the daemon starts it).
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
+
+use bytes::Bytes;
+
+use crate::deflate::{self, Piece, PieceWriter};
+use crate::metrics;
+use crate::snapshot::{PortalSnapshot, Store};
+
+/// What the next rendering can reuse: the last exposition, and each portal's per-user pieces
+/// with the snapshot they were rendered from.
+#[derive(Debug, Default)]
+struct RenderCache {
+    last: Option<Arc<Rendered>>,
+    users: HashMap<String, UserPieces>,
+}
+
+/// One portal's samples of each of [`metrics::USER_FAMILIES`], compressed.
+#[derive(Debug)]
+struct UserPieces {
+    from: Arc<PortalSnapshot>,
+    pieces: [Piece; 3],
+}
+
+/// Scrapes within this long of a `process_*` gathering share it: a burst of concurrent scrapers
+/// reads /proc once instead of once each. Far below any scrape interval and the 10 ms resolution
+/// of the CPU counters, so the values stay as fresh as a per-scrape gathering.
+pub const PROCESS_MAX_AGE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// The `workspacesweb_*` part of the exposition, rendered once per change and shared by every
+/// scrape until the next change; `process_*` are appended fresh by each scrape.
+#[derive(Debug)]
+pub struct Rendered {
+    version: u64,
+    /// Text format 0.0.4, compressed (see [`crate::deflate`]).
+    pub main: Piece,
+}
+
+/// The HELP and TYPE lines of each per-user family, compressed once.
+static USER_HEADERS: LazyLock<[Piece; 3]> = LazyLock::new(|| {
+    metrics::USER_FAMILIES
+        .each_ref()
+        .map(|f| Piece::compress(f.header().as_bytes()))
+});
+
+/// The store's exposition and its cache.
+#[derive(Debug)]
+pub struct Exposition {
+    store: Arc<Store>,
+    /// The `workspacesweb_*` exposition of some version, and the pieces it was joined from.
+    rendered: Mutex<RenderCache>,
+    /// The last `process_*` rendering and when it was gathered (see [`PROCESS_MAX_AGE`]).
+    process: Mutex<Option<(std::time::Instant, Arc<Piece>)>>,
+}
+
+impl Exposition {
+    /// The exposition of `store`, nothing rendered yet.
+    pub fn new(store: Arc<Store>) -> Self {
+        Exposition {
+            store,
+            rendered: Mutex::default(),
+            process: Mutex::new(None),
+        }
+    }
+
+    /// The store it renders.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The full Prometheus text exposition (format 0.0.4) as of now.
+    pub fn scrape_text(&self) -> std::io::Result<Bytes> {
+        let mut text = self.rendered().main.text()?;
+        text.extend_from_slice(&self.process().text()?);
+        Ok(Bytes::from(text))
+    }
+
+    /// The body of a scrape as of now, as chunks: one gzip stream of the cached `workspacesweb_*`
+    /// part and fresh `process_*`, or their text.
+    pub fn scrape(&self, gzip: bool) -> std::io::Result<Vec<Bytes>> {
+        let main = self.rendered();
+        let process = self.process();
+        if gzip {
+            return Ok(deflate::gzip_chunks(&[&main.main, &process]));
+        }
+        Ok(vec![
+            Bytes::from(main.main.text()?),
+            Bytes::from(process.text()?),
+        ])
+    }
+
+    /// The `workspacesweb_*` exposition of the current snapshots: rendered at most once per
+    /// change (concurrent scrapers after a change wait for one rendering and share it). The
+    /// per-user samples of a portal whose snapshot did not change are reused as they were.
+    pub fn rendered(&self) -> Arc<Rendered> {
+        let mut cache = self.rendered.lock().unwrap_or_else(PoisonError::into_inner);
+        // Read the version before the snapshots: a change racing with the rendering bumps it
+        // again, so the next scrape renders once more rather than serving stale series forever.
+        let version = self.store.version();
+        if let Some(r) = cache.last.as_ref().filter(|r| r.version == version) {
+            return Arc::clone(r);
+        }
+        let portals = self.store.portals();
+        let mut users = HashMap::with_capacity(portals.len());
+        for p in &portals {
+            let reused = cache
+                .users
+                .remove(&p.portal_id)
+                .filter(|u| Arc::ptr_eq(&u.from, p));
+            let pieces = reused.unwrap_or_else(|| UserPieces {
+                from: Arc::clone(p),
+                pieces: metrics::USER_FAMILIES.each_ref().map(|f| {
+                    let mut piece = PieceWriter::new();
+                    metrics::render_user_samples_into(&mut piece, f, p);
+                    piece.finish()
+                }),
+            });
+            users.insert(p.portal_id.clone(), pieces);
+        }
+        // Rendered straight into the compressor: a large head is never in memory as text.
+        let mut head = PieceWriter::new();
+        metrics::render_head_into(
+            &mut head,
+            &portals,
+            &self.store.discovery(),
+            self.store.exporter_status(),
+        );
+        let head = head.finish();
+        let mut parts = vec![&head];
+        for (i, header) in USER_HEADERS.iter().enumerate() {
+            let samples: Vec<&Piece> = portals
+                .iter()
+                .filter_map(|p| users.get(&p.portal_id).map(|u| &u.pieces[i]))
+                .filter(|piece| !piece.is_empty())
+                .collect();
+            if !samples.is_empty() {
+                parts.push(header);
+                parts.extend(samples);
+            }
+        }
+        let fresh = Arc::new(Rendered {
+            version,
+            main: Piece::join(parts.iter().copied()),
+        });
+        cache.users = users;
+        cache.last = Some(Arc::clone(&fresh));
+        fresh
+    }
+
+    /// The `process_*` families, gathered now or at most [`PROCESS_MAX_AGE`] ago.
+    pub fn process(&self) -> Arc<Piece> {
+        let mut cached = self.process.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, r)) = cached.as_ref()
+            && at.elapsed() <= PROCESS_MAX_AGE
+        {
+            return Arc::clone(r);
+        }
+        let fresh = Arc::new(Piece::compress(&crate::metrics::render_process()));
+        *cached = Some((std::time::Instant::now(), Arc::clone(&fresh)));
+        fresh
+    }
+
+    /// Whether [`rendered`](Self::rendered) would return its cached rendering without work.
+    pub fn rendered_is_fresh(&self) -> bool {
+        let cache = self.rendered.lock().unwrap_or_else(PoisonError::into_inner);
+        cache
+            .last
+            .as_ref()
+            .is_some_and(|r| r.version == self.store.version())
+    }
+}
+
+/// The exposition of `store` rendered now, without cache, as text (`workspacesweb_*` then
+/// `process_*`): what a scrape without gzip receives.
+pub fn render_text(store: &Store) -> Bytes {
+    let mut text = metrics::render_main(
+        &store.portals(),
+        &store.discovery(),
+        store.exporter_status(),
+    )
+    .into_bytes();
+    text.extend_from_slice(&metrics::render_process());
+    Bytes::from(text)
+}
+
+/// Renders the exposition (compressed) on the blocking pool after each change, so that
+/// scrapes find it ready instead of one of them paying for it. Bursts of changes coalesce: after a
+/// rendering the next waits at least [`RENDER_GAP_MIN`] and ten times the rendering's own time,
+/// which bounds this task to about a tenth of a core however often portals publish (1,000
+/// portals); a scrape that finds the rendering stale in between renders it itself.
+/// Ends when the exposition is dropped.
+pub async fn render_after_changes(exposition: Weak<Exposition>) {
+    let Some(mut changes) = exposition.upgrade().map(|e| e.store.subscribe()) else {
+        return;
+    };
+    while changes.changed().await.is_ok() {
+        changes.mark_unchanged();
+        let Some(strong) = exposition.upgrade() else {
+            return;
+        };
+        let began = std::time::Instant::now();
+        let rendered = tokio::task::spawn_blocking(move || {
+            strong.rendered();
+        })
+        .await;
+        if rendered.is_err() {
+            tracing::error!("rendering the exposition in the background failed");
+        }
+        tokio::time::sleep(RENDER_GAP_MIN.max(began.elapsed() * 10)).await;
+    }
+}
+
+/// Shortest pause between two background renderings.
+pub const RENDER_GAP_MIN: std::time::Duration = std::time::Duration::from_millis(50);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::ReloadStatus;
+    use crate::users::UserSeries;
+    use std::io::Read as _;
+
+    use crate::snapshot::polled as snapshot;
+
+    fn with_users(id: &str, n: u64) -> PortalSnapshot {
+        PortalSnapshot {
+            users: (0..n)
+                .map(|i| UserSeries {
+                    username: format!("u{i}"),
+                    active: i % 2,
+                    started: i,
+                    session_seconds: i as f64 * 1.5,
+                })
+                .collect(),
+            active: Some(crate::ledger::ActiveSummary::default()),
+            ..snapshot(id, true)
+        }
+    }
+
+    fn exposition() -> Exposition {
+        Exposition::new(Arc::new(Store::new()))
+    }
+
+    fn gunzip(chunks: &[Bytes]) -> String {
+        let stream: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+        let mut out = String::new();
+        flate2::read::GzDecoder::new(&stream[..])
+            .read_to_string(&mut out)
+            .unwrap();
+        out
+    }
+
+    fn main_text(e: &Exposition) -> String {
+        String::from_utf8(e.rendered().main.text().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_main_part_is_rendered_once_per_change() {
+        let e = exposition();
+        e.store().publish(snapshot("p1", true));
+        let a = e.rendered();
+        let b = e.rendered();
+        assert!(Arc::ptr_eq(&a, &b), "no change, no new rendering");
+        assert!(e.rendered_is_fresh());
+        e.store().publish(snapshot("p2", false));
+        assert!(!e.rendered_is_fresh());
+        let c = e.rendered();
+        assert!(!Arc::ptr_eq(&a, &c));
+        let text = main_text(&e);
+        assert!(text.contains("portal_id=\"p2\""), "{text}");
+        e.store().set_reload(ReloadStatus {
+            successful: true,
+            success_unix: 7.0,
+        });
+        let d = e.rendered();
+        assert!(!Arc::ptr_eq(&c, &d), "a reload changes the exporter series");
+        assert!(main_text(&e).contains("success_timestamp_seconds 7\n"));
+    }
+
+    #[test]
+    fn the_assembled_exposition_is_the_plain_rendering_of_the_snapshots() {
+        let e = exposition();
+        let store = e.store();
+        store.publish(with_users("p1", 50));
+        store.publish(snapshot("p2", true));
+        store.publish(with_users("p3", 7));
+        let expected = metrics::render_main(&store.portals(), &[], store.reload());
+        assert_eq!(main_text(&e), expected);
+        // A portal that changes gets new pieces; the others keep theirs and the text still matches.
+        store.publish(with_users("p1", 3));
+        store.remove("p3");
+        let expected = metrics::render_main(&store.portals(), &[], store.reload());
+        assert_eq!(main_text(&e), expected);
+        assert_eq!(
+            expected
+                .matches("# TYPE workspacesweb_user_sessions_started_total")
+                .count(),
+            1
+        );
+        assert!(!expected.contains("p3"));
+    }
+
+    #[test]
+    fn unchanged_portals_keep_their_compressed_user_pieces() {
+        let e = exposition();
+        e.store().publish(with_users("p1", 20));
+        e.store().publish(with_users("p2", 20));
+        e.rendered();
+        let before = |e: &Exposition, id: &str| {
+            let cache = e.rendered.lock().unwrap();
+            cache.users[id].pieces[1].clone()
+        };
+        let (p1, p2) = (before(&e, "p1"), before(&e, "p2"));
+        e.store().publish(with_users("p2", 21));
+        e.rendered();
+        let cache = e.rendered.lock().unwrap();
+        assert_eq!(cache.users["p1"].pieces[1], p1, "p1 did not change");
+        assert!(Arc::ptr_eq(
+            &cache.users["p1"].from,
+            &e.store().portal("p1").unwrap()
+        ));
+        assert_ne!(cache.users["p2"].pieces[1], p2, "p2 did");
+    }
+
+    #[test]
+    fn a_gzip_scrape_is_one_member_of_main_then_process() {
+        let e = exposition();
+        e.store().publish(with_users("p1", 10));
+        let gzip = gunzip(&e.scrape(true).unwrap());
+        let plain: Vec<u8> = e.scrape(false).unwrap().concat();
+        assert_eq!(gzip.as_bytes(), &plain[..]);
+        assert!(gzip.starts_with(&main_text(&e)));
+        #[cfg(target_os = "linux")]
+        assert!(gzip.contains("\nprocess_cpu_seconds_total "), "{gzip}");
+    }
+
+    #[test]
+    fn scrape_text_is_the_main_part_then_process_as_rendered_without_cache() {
+        let e = exposition();
+        e.store().publish(with_users("p1", 5));
+        let text = e.scrape_text().unwrap();
+        assert!(text.starts_with(main_text(&e).as_bytes()));
+        let fresh = render_text(e.store());
+        let main = main_text(&e);
+        assert_eq!(&fresh[..main.len()], main.as_bytes());
+        #[cfg(target_os = "linux")]
+        assert!(
+            std::str::from_utf8(&text)
+                .unwrap()
+                .contains("\nprocess_cpu_seconds_total ")
+        );
+    }
+}

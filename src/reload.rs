@@ -1,0 +1,144 @@
+//! Loading and reloading the configuration, in one place.
+//!
+//! [`load_for_shard`](crate::config::load_for_shard) is the one function that reads the config file and resolves this replica's
+//! shard index (startup, `--config.check` and every reload use it). [`Reloader::reload`] is the
+//! one reload (SIGHUP, `POST /-/reload`): it reads and validates the config and the web config off
+//! the async runtime, hands a valid config to the control loop, puts the web config in force,
+//! and records the outcome in `workspacesweb_config_last_reload_successful` exactly once. An
+//! invalid file of either kind changes nothing: the previous configuration keeps running.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, info, warn};
+
+use crate::config::{ConfigError, ShardConfig, load_for_shard};
+use crate::http::{self, WebConfigError, WebConfigHandle, WebState};
+use crate::reconcile::Command;
+use crate::session::now_ms;
+use crate::snapshot::{ReloadStatus, Store};
+
+/// Why a (re)load failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The config file is invalid (or its shard index cannot be resolved).
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// The web config file is invalid.
+    #[error("{0}")]
+    WebConfig(#[from] WebConfigError),
+    /// The exporter is stopping: nothing was applied.
+    #[error("the exporter is shutting down")]
+    ShuttingDown,
+}
+
+/// Runs blocking file reading on the blocking pool.
+async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ReloadError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| ReloadError::ShuttingDown)
+}
+
+/// The one owner of reloads.
+#[derive(Debug)]
+pub struct Reloader {
+    commands: mpsc::Sender<Command>,
+    web: WebConfigHandle,
+    web_path: Option<PathBuf>,
+    config_path: Option<PathBuf>,
+    store: Arc<Store>,
+    /// One reload at a time: a SIGHUP and a POST may overlap.
+    serial: tokio::sync::Mutex<()>,
+}
+
+impl Reloader {
+    /// A reloader of `config_path` (none in demo mode) and `web_path`, applying configs through
+    /// the control loop's `commands` and web configs to `web`.
+    pub fn new(
+        commands: mpsc::Sender<Command>,
+        web: WebConfigHandle,
+        web_path: Option<PathBuf>,
+        config_path: Option<PathBuf>,
+        store: Arc<Store>,
+    ) -> Self {
+        Reloader {
+            commands,
+            web,
+            web_path,
+            config_path,
+            store,
+            serial: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Re-reads the config and the web config and applies both, or neither.
+    pub async fn reload(&self) -> Result<(), ReloadError> {
+        let _one = self.serial.lock().await;
+        let result = self.load_and_apply().await;
+        let previous = self.store.reload();
+        self.store.set_reload(ReloadStatus {
+            successful: result.is_ok(),
+            success_unix: if result.is_ok() {
+                now_ms() as f64 / 1000.0
+            } else {
+                previous.success_unix
+            },
+        });
+        match &result {
+            Ok(()) => info!("configuration reloaded"),
+            Err(e) => {
+                error!(error = %e, "reload failed; the previous configuration keeps running")
+            }
+        }
+        result
+    }
+
+    /// The error as `POST /-/reload` answers it: the same text, with the config and web config
+    /// paths reduced to their file names (the directory layout of the host is nobody's business).
+    pub fn public_message(&self, e: &ReloadError) -> String {
+        let mut text = e.to_string();
+        for path in [&self.config_path, &self.web_path].into_iter().flatten() {
+            if let Some(name) = path.file_name() {
+                text = text.replace(&path.display().to_string(), &name.to_string_lossy());
+            }
+        }
+        text
+    }
+
+    async fn load_and_apply(&self) -> Result<(), ReloadError> {
+        let web: Option<WebState> = match self.web_path.clone() {
+            Some(path) => Some(off_runtime(move || http::load_web_config(&path)).await??),
+            None => None,
+        };
+        match self.config_path.clone() {
+            Some(path) => {
+                let loaded = off_runtime(move || load_for_shard(&path)).await??;
+                for w in &loaded.warnings {
+                    warn!(warning = %w, "configuration warning");
+                }
+                apply(&self.commands, loaded).await?;
+            }
+            None => info!("no configuration file to re-read (demo mode)"),
+        }
+        if let Some(state) = web {
+            self.web.replace(state);
+        }
+        Ok(())
+    }
+}
+
+/// Hands a validated configuration to the control loop and waits until it is in force.
+pub async fn apply(
+    commands: &mpsc::Sender<Command>,
+    config: ShardConfig,
+) -> Result<(), ReloadError> {
+    let (reply, done) = oneshot::channel();
+    commands
+        .send(Command::Apply(Box::new(config), reply))
+        .await
+        .map_err(|_| ReloadError::ShuttingDown)?;
+    done.await.map_err(|_| ReloadError::ShuttingDown)
+}

@@ -1,0 +1,311 @@
+//! The golden exposition: the `workspacesweb_*` part of `/metrics` for one fixed scenario, compared
+//! byte for byte with `tests/golden/exposition.txt` (as node_exporter's `e2e-output.txt`). Any
+//! change to metric names, help texts, label names or order, escaping or value formatting shows
+//! in review as a diff of that file.
+//!
+//! Regenerate it after an intended change with
+//! `UPDATE_GOLDEN=1 cargo test --test golden`, and review the diff.
+//!
+//! The scenario runs the real poller through the real SDK against the simulator: three portals,
+//! per-user series with raw usernames (quotes, backslashes, a newline, non-ASCII, empty and
+//! missing ones), odd static-label and metadata values, an incomplete record, and one portal that
+//! answers AccessDenied. Each portal is polled exactly once (the interval is an hour and a failure
+//! backs off at least that long), so every counter, request counts included, is exact.
+//!
+//! Time: the simulator runs on a manual clock at [`T0`], and the exporter's wall clock
+//! (`session::now_ms`, which stamps polls, T0 and reloads) is pinned to the same instant with
+//! `session::set_manual_now_ms`. That pin is process-global, which is why this file is a test
+//! binary of its own, holding no test that needs the real clock. What cannot be pinned is
+//! normalised (see [`normalise`]): `poll_duration_seconds`, measured with `Instant`, and the
+//! build's revision and rustc version. `process_*` are left out (they describe this test
+//! process). Counters are never normalised.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+use workspacesweb_exporter::poll::{PortalPlan, Scheduler};
+use workspacesweb_exporter::session::{UnixMillis, now_ms, set_manual_now_ms};
+use workspacesweb_exporter::sim::{Clock, Faults, PortalSpec, SimConfig, SimSession};
+use workspacesweb_exporter::snapshot::ReloadStatus;
+use workspacesweb_exporter::users::{LabelMode, UserSettings};
+
+/// 2026-03-18T09:30:15.250Z: mid-month, with milliseconds so timestamps show their fraction.
+const T0: UnixMillis = 1_773_826_215_250;
+const S: i64 = 1000;
+const DAY: i64 = 86_400 * S;
+
+/// Odd usernames, per-user series, an incomplete record.
+const ODD: &str = "90000000-0000-4000-8000-000000000001";
+/// Ordinary users over several pages; odd static-label and display-name values.
+const PLAIN: &str = "90000000-0000-4000-8000-000000000002";
+/// Answers AccessDeniedException to everything: `up` 0 and an error counter.
+const DENIED_PORTAL: &str = "90000000-0000-4000-8000-000000000003";
+
+/// Env var that makes the test write the golden file instead of comparing with it.
+const UPDATE: &str = "UPDATE_GOLDEN";
+
+fn golden_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/exposition.txt")
+}
+
+fn active(id: u64, user: Option<&str>, start_ms: UnixMillis) -> SimSession {
+    SimSession {
+        id: SimSession::id_for(id),
+        username: user.map(str::to_string),
+        start_ms,
+        end_ms: None,
+    }
+}
+
+fn ended(id: u64, user: &str, start_ms: UnixMillis, end_ms: UnixMillis) -> SimSession {
+    SimSession::new(SimSession::id_for(id), user, start_ms).ended(end_ms)
+}
+
+fn odd_portal() -> PortalSpec {
+    PortalSpec::scripted(
+        ODD,
+        vec![
+            // Running before T0: the baseline (active, never counted as started).
+            active(0, Some("quote\"d"), T0 - 90 * S - 500),
+            active(1, Some("back\\slash"), T0 - 3600 * S),
+            active(2, Some(""), T0 - 600 * S),
+            active(3, None, T0 - 30 * S),
+            // Starts at T0 exactly: a start.
+            active(4, Some("new\nline"), T0),
+            // Ends at T0: terminated, with its duration in the histogram.
+            ended(5, "emoji 😀 ünïcode", T0 - 7200 * S - 250, T0),
+            // Starts and ends at T0: started, terminated, a zero duration.
+            ended(6, "plain", T0, T0),
+            // History of this month (monthly active users only) and of last month (not even that).
+            ended(7, "earlier this month", T0 - 2 * DAY, T0 - DAY),
+            ended(8, "last month", T0 - 40 * DAY, T0 - 40 * DAY + 3600 * S),
+        ],
+    )
+}
+
+fn plain_portal() -> PortalSpec {
+    let mut sessions: Vec<SimSession> = (0..5)
+        .map(|i| {
+            active(
+                i,
+                Some(&format!("user{}", i % 3)),
+                T0 - (i as i64 + 1) * 45 * S,
+            )
+        })
+        .collect();
+    sessions.push(ended(5, "user0", T0 - 1800 * S, T0));
+    sessions.push(ended(6, "user3", T0 - 3 * DAY, T0 - 3 * DAY + 20 * 60 * S));
+    let mut p = PortalSpec::scripted(PLAIN, sessions);
+    p.display_name = "Café \"Ops\" \\ Team".into();
+    p.instance_type = "standard.large".into();
+    p.max_concurrent_sessions = 25;
+    p
+}
+
+fn denied_portal() -> PortalSpec {
+    let mut p = PortalSpec::scripted(DENIED_PORTAL, vec![active(0, Some("never seen"), T0)]);
+    p.faults = Faults::error("AccessDeniedException");
+    p
+}
+
+fn plan_for(portal_id: &str, labels: &[(&str, &str)]) -> PortalPlan {
+    // An hour: the first poll comes within two seconds, the next one long after the test.
+    let mut p = plan(portal_id, Duration::from_secs(3600), 2);
+    p.labels = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    // Far above the number of users: which users overflow into `__other__` would depend on
+    // hash order.
+    p.per_user = Some(UserSettings {
+        mode: LabelMode::Raw,
+        max_users: 1000,
+        idle_ttl_ms: 24 * 3_600_000,
+    });
+    p
+}
+
+/// Runs the scenario and returns the `workspacesweb_*` exposition, as `/metrics` serves it.
+async fn exposition() -> String {
+    let clock = Clock::manual(T0);
+    set_manual_now_ms(Some(clock.now_ms()));
+    let env = start(
+        SimConfig::new(14)
+            .with_clock(clock)
+            .with_portal(odd_portal())
+            .with_portal(plain_portal())
+            .with_portal(denied_portal()),
+    )
+    .await;
+    // An Active record without startTime: an active session of its user, and an incomplete
+    // record. Active, so that the poll's own listing, which reads every Active page, sees it: a
+    // Terminated record on a late page would be found by the backfill, which runs after the
+    // poll has computed the per-user series, so those would lag the totals until the next poll.
+    env.sim
+        .add_raw_record(
+            ODD,
+            json!({
+                "sessionId": "raw-incomplete",
+                "username": "raw \"record\"",
+                "status": "Active",
+                "portalArn": format!("arn:aws:workspaces-web:us-east-1:123456789012:portal/{ODD}"),
+            }),
+        )
+        .expect("raw record");
+    // As the daemon does at start, on the (pinned) wall clock.
+    env.store.set_reload(ReloadStatus {
+        successful: true,
+        success_unix: now_ms() as f64 / 1000.0,
+    });
+    let plans = vec![
+        plan_for(ODD, &[("env", "golden")]),
+        plan_for(
+            PLAIN,
+            &[
+                ("env", "golden"),
+                ("team", "a \"quoted\" \\ value\nover two lines"),
+            ],
+        ),
+        plan_for(DENIED_PORTAL, &[("env", "golden")]),
+    ];
+    let sched = Scheduler::start(plans, &env.clients, env.store.clone(), 3).await;
+    for id in [ODD, PLAIN, DENIED_PORTAL] {
+        wait_portal(&env.store, id, |p| p.polled).await;
+    }
+    sched.shutdown().await;
+    // What the server serves: the cached, compressed rendering, inflated.
+    let served = workspacesweb_exporter::exposition::Exposition::new(env.store.clone())
+        .rendered()
+        .main
+        .text()
+        .expect("exposition decompresses");
+    String::from_utf8(served).expect("utf-8 exposition")
+}
+
+/// Replaces, in place, the values that no fixed clock can pin, keeping every line:
+/// - `workspacesweb_poll_duration_seconds` samples: measured with `Instant`; the value (checked
+///   to be a finite, non-negative number first) becomes `NaN`.
+/// - the `revision` and `rustc_version` labels of `workspacesweb_exporter_build_info`: they
+///   depend on the checkout and the toolchain; the values become `REVISION` and `RUSTC_VERSION`.
+///   `version` is kept (it changes only with Cargo.toml).
+fn normalise(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        if line.starts_with("workspacesweb_poll_duration_seconds{") {
+            let (series, value) = line.trim_end().rsplit_once(' ').expect("sample value");
+            let v: f64 = value.parse().expect("poll duration is a number");
+            assert!(v.is_finite() && v >= 0.0, "poll duration {v}");
+            out.push_str(series);
+            out.push_str(" NaN\n");
+        } else if line.starts_with("workspacesweb_exporter_build_info{") {
+            let line = replace_label(line, "revision", "REVISION");
+            out.push_str(&replace_label(&line, "rustc_version", "RUSTC_VERSION"));
+        } else {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
+/// `line` with the value of label `name` replaced by `with`.
+fn replace_label(line: &str, name: &str, with: &str) -> String {
+    let key = format!("{name}=\"");
+    let begin = line
+        .find(&key)
+        .unwrap_or_else(|| panic!("no label {name} in {line}"))
+        + key.len();
+    let mut end = begin;
+    let mut escaped = false;
+    for (i, c) in line[begin..].char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => {
+                end = begin + i;
+                break;
+            }
+            _ => {}
+        }
+    }
+    format!("{}{with}{}", &line[..begin], &line[end..])
+}
+
+/// A readable account of how `actual` differs from `expected`: the lines between their common
+/// beginning and common end (so an inserted or removed line shows as itself), at most 20 each.
+fn diff(expected: &str, actual: &str) -> String {
+    let (e, a): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), actual.lines().collect());
+    let head = e.iter().zip(&a).take_while(|(x, y)| x == y).count();
+    let tail = e[head..]
+        .iter()
+        .rev()
+        .zip(a[head..].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    let mut out = format!("first difference at line {}:\n", head + 1);
+    for (sign, lines) in [
+        ("-", &e[head..e.len() - tail]),
+        ("+", &a[head..a.len() - tail]),
+    ] {
+        for l in lines.iter().take(20) {
+            out.push_str(&format!("{sign} {l}\n"));
+        }
+        if lines.len() > 20 {
+            out.push_str(&format!("{sign} ... {} more lines\n", lines.len() - 20));
+        }
+    }
+    if e == a {
+        out = "the lines are the same; only the final newline differs\n".into();
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exposition_matches_the_golden_file() {
+    let actual = normalise(&exposition().await);
+    let path = golden_path();
+    if std::env::var_os(UPDATE).is_some_and(|v| v != "0") {
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("create tests/golden");
+        std::fs::write(&path, &actual).expect("write golden file");
+        eprintln!("wrote {}", path.display());
+    } else {
+        let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "cannot read {}: {e}\nCreate it with: {UPDATE}=1 cargo test --test golden",
+                path.display()
+            )
+        });
+        assert!(
+            expected == actual,
+            "the exposition differs from {} (- golden, + now):\n{}\n\
+             If the change is intended, regenerate the file with\n  \
+             {UPDATE}=1 cargo test --test golden\nand review its diff.",
+            path.display(),
+            diff(&expected, &actual)
+        );
+    }
+    // The golden file is valid exposition (NaN included).
+    promtool_check(actual.as_bytes()).expect("promtool accepts the golden exposition");
+}
+
+#[test]
+fn normalise_replaces_values_only() {
+    let text = "workspacesweb_poll_duration_seconds{portal_id=\"p\"} 0.0123\n\
+        workspacesweb_exporter_build_info{version=\"0.1.0\",revision=\"ab\\\"c\",rustc_version=\"rustc 1.89\"} 1\n\
+        workspacesweb_up{portal_id=\"p\"} 1\n";
+    assert_eq!(
+        normalise(text),
+        "workspacesweb_poll_duration_seconds{portal_id=\"p\"} NaN\n\
+        workspacesweb_exporter_build_info{version=\"0.1.0\",revision=\"REVISION\",rustc_version=\"RUSTC_VERSION\"} 1\n\
+        workspacesweb_up{portal_id=\"p\"} 1\n"
+    );
+}
+
+#[test]
+fn diff_shows_inserted_and_changed_lines() {
+    let d = diff("a\nb\nc\nd\n", "a\nb\nX\nnew\nd\n");
+    assert_eq!(d, "first difference at line 3:\n- c\n+ X\n+ new\n");
+}
