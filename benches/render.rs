@@ -42,6 +42,7 @@ fn portal(n: usize) -> PortalSnapshot {
             sessions: 10_000,
             users: 2_500,
             max_age_seconds: 43_210.5,
+            peak: 10_250,
         }),
         totals: Some(Totals {
             started: 123_456,
@@ -49,6 +50,7 @@ fn portal(n: usize) -> PortalSnapshot {
             incomplete: 12,
             session_seconds: 987_654_321.5,
             durations,
+            at_capacity_seconds: Some(1_234.5),
         }),
         poll_duration_seconds: Some(1.234),
         last_success_unix: Some(1_779_926_400.123),

@@ -323,7 +323,7 @@ fn write_config(a: &Args, endpoint: &str, ids: &[String]) -> PathBuf {
     let mut y = String::new();
     y.push_str("global:\n  region: us-east-1\n");
     y.push_str(&format!(
-        "  interval: {}ms\n  page_size: {}\n  concurrency: {}\n  max_requests_per_second: 100000\n",
+        "  interval: {}ms\n  page_size: {}\n  concurrency: {}\n  max_requests_per_second: 10000\n",
         a.interval.as_millis(),
         a.page_size,
         a.concurrency

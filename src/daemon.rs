@@ -27,6 +27,14 @@ pub const EXIT_CONFIG: u8 = 1;
 /// Exit code when a listen address cannot be bound.
 pub const EXIT_BIND: u8 = 2;
 
+/// Longest wait for the control loop to stop its portals and discovery after SIGTERM. With the
+/// HTTP server's grace period (10 s) and [`BLOCKING_SHUTDOWN_GRACE`], the whole shutdown stays
+/// well below Kubernetes' 30 s before SIGKILL.
+pub const CONTROL_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Longest wait, at exit, for blocking work still running (a state write on a hung disk).
+pub const BLOCKING_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Why the exporter could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -212,6 +220,14 @@ pub async fn run(cli: Cli) -> ExitCode {
     tokio::spawn(exposition::render_after_changes(Arc::downgrade(
         &exposition,
     )));
+    // The server also stops when the control loop dies (see `until_stopped`).
+    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        tokio::select! {
+            () = shutdown => {}
+            _ = failed_rx => {}
+        }
+    };
     let serving = http::serve_with(
         started.listeners,
         exposition,
@@ -226,7 +242,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         started.config.map(|c| c.config),
         shard_index,
         started.clients,
-        store,
+        store.clone(),
         started.storage,
     ));
     let control = tokio::select! {
@@ -246,12 +262,66 @@ pub async fn run(cli: Cli) -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
-    serving.await;
+    let code = until_stopped(
+        serving,
+        control,
+        &store,
+        failed_tx,
+        stop,
+        CONTROL_SHUTDOWN_GRACE,
+    )
+    .await;
     hup.abort();
-    let _ = stop.send(true);
-    let _ = control.await;
     info!("stopped");
-    ExitCode::SUCCESS
+    code
+}
+
+/// Serves until `serving` ends (SIGTERM/SIGINT), then stops the control loop and waits for it,
+/// for at most `grace` (what it has not finished by then is abandoned with the process).
+///
+/// The control loop only ends on its own when it panicked: then `/-/healthy` fails at once, the
+/// server is told to stop (`fail`) and the exit code is 1, so that an orchestrator restarts a
+/// process that would otherwise serve frozen series with a healthy status.
+async fn until_stopped(
+    serving: impl std::future::Future<Output = ()>,
+    mut control: tokio::task::JoinHandle<()>,
+    store: &Store,
+    fail: tokio::sync::oneshot::Sender<()>,
+    stop: watch::Sender<bool>,
+    grace: std::time::Duration,
+) -> ExitCode {
+    tokio::pin!(serving);
+    tokio::select! {
+        () = &mut serving => {
+            let _ = stop.send(true);
+            if tokio::time::timeout(grace, &mut control).await.is_err() {
+                control.abort();
+                warn!(grace = ?grace, "the control loop did not stop in time; exiting anyway");
+            }
+            ExitCode::SUCCESS
+        }
+        ended = &mut control => {
+            store.set_failed();
+            match ended {
+                Err(e) if e.is_panic() => {
+                    error!(panic = %panic_message(e.into_panic()), "the control loop panicked; exiting")
+                }
+                _ => error!("the control loop ended unexpectedly; exiting"),
+            }
+            let _ = fail.send(());
+            serving.await;
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The text of a panic payload.
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast::<String>()
+        .map(|s| *s)
+        .or_else(|p| p.downcast::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|_| "non-string panic".to_string())
 }
 
 /// Turns every SIGHUP into a reload.
@@ -316,5 +386,93 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
     async {
         let _ = tokio::signal::ctrl_c().await;
         info!(signal = "SIGINT", "shutting down");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A panic in the control loop fails `/-/healthy`, stops the server and exits non-zero;
+    /// before, the process went on serving with `/-/healthy` at 200 until a SIGTERM, then exited 0.
+    #[tokio::test]
+    async fn a_panicking_control_loop_fails_health_and_the_exit_code() {
+        let store = Store::new();
+        let (fail, failed) = tokio::sync::oneshot::channel::<()>();
+        // The server: runs until told to stop (a real one also stops on SIGTERM, never sent here).
+        let (stop, _stop_rx) = watch::channel(false);
+        let serving = async move {
+            let _ = failed.await;
+        };
+        let control = tokio::spawn(async { panic!("control loop bug") });
+        let code = tokio::time::timeout(
+            Duration::from_secs(30),
+            until_stopped(
+                serving,
+                control,
+                &store,
+                fail,
+                stop,
+                Duration::from_secs(3600),
+            ),
+        )
+        .await
+        .expect("hang guard: the server was not stopped");
+        assert_eq!(code, ExitCode::FAILURE);
+        assert!(
+            !store.healthy(),
+            "/-/healthy answers from this (see http::routes tests)"
+        );
+    }
+
+    /// A signal stops the control loop and exits 0.
+    #[tokio::test]
+    async fn a_signal_stops_the_control_loop_and_exits_zero() {
+        let store = Store::new();
+        let (fail, _failed) = tokio::sync::oneshot::channel::<()>();
+        let (stop, mut stop_rx) = watch::channel(false);
+        let control = tokio::spawn(async move {
+            let _ = stop_rx.changed().await;
+        });
+        let code = tokio::time::timeout(
+            Duration::from_secs(30),
+            until_stopped(
+                async {},
+                control,
+                &store,
+                fail,
+                stop,
+                Duration::from_secs(3600),
+            ),
+        )
+        .await
+        .expect("hang guard");
+        assert_eq!(code, ExitCode::SUCCESS);
+        assert!(store.healthy());
+    }
+
+    /// A control loop that does not stop (a task stuck past its stop signal) cannot hold the
+    /// exit: the wait for it is bounded.
+    #[tokio::test]
+    async fn shutdown_does_not_wait_for_a_stuck_control_loop_beyond_its_grace() {
+        let store = Store::new();
+        let (fail, _failed) = tokio::sync::oneshot::channel::<()>();
+        let (stop, _stop_rx) = watch::channel(false);
+        let control = tokio::spawn(std::future::pending::<()>());
+        let code = tokio::time::timeout(
+            Duration::from_secs(30),
+            until_stopped(
+                async {},
+                control,
+                &store,
+                fail,
+                stop,
+                Duration::from_millis(50),
+            ),
+        )
+        .await
+        .expect("hang guard: shutdown waited for the control loop past its grace");
+        assert_eq!(code, ExitCode::SUCCESS);
     }
 }

@@ -27,6 +27,8 @@ pub struct SourceKey {
 pub struct Discovered {
     /// Which source.
     pub key: SourceKey,
+    /// The generation of sources that produced it (see [`spawn`]).
+    pub generation: u64,
     /// The portals, or why the listing failed (the previous list then stays in force).
     pub result: Result<Vec<PortalInfo>, ApiError>,
 }
@@ -69,16 +71,24 @@ pub struct SourceTask {
 }
 
 impl SourceTask {
-    /// Stops the source and waits for it.
+    /// Stops the source and waits for it, at once: a listing in flight (up to
+    /// [`LISTING_TIMEOUT`]) is abandoned, and so is a result waiting for room in the control
+    /// loop's channel (which the control loop does not drain while it stops sources, so waiting
+    /// for that send would never end).
     pub async fn stop(self) {
         let _ = self.stop.send(true);
+        self.handle.abort();
         let _ = self.handle.await;
     }
 }
 
-/// Starts listing `key` every `entry.refresh`, sending each outcome to `tx`.
+/// Starts listing `key` every `entry.refresh`, sending each outcome to `tx`, tagged with
+/// `generation`: results of an earlier generation may still wait in the channel after a reload
+/// restarted the sources (a stopped source's result can have been sent just before), and are
+/// then told apart from the new source's with the same key.
 pub async fn spawn(
     key: SourceKey,
+    generation: u64,
     entry: &DiscoveryConfig,
     clients: &Clients,
     counters: Arc<ApiCounters>,
@@ -114,6 +124,7 @@ pub async fn spawn(
             if tx
                 .send(Discovered {
                     key: key.clone(),
+                    generation,
                     result,
                 })
                 .await

@@ -6,7 +6,7 @@
 //! renders after each change so that scrapes find the rendering ready (the daemon starts it).
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
 
 use bytes::Bytes;
 
@@ -127,14 +127,14 @@ impl Exposition {
 
     /// The newest rendering if it is of the current version.
     fn fresh(&self) -> Option<Arc<Rendered>> {
-        let latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
+        let latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
         let version = self.store.version();
         latest.as_ref().filter(|r| r.version == version).cloned()
     }
 
     /// The cached text of `main`, if it is the one cached.
     fn cached_text(&self, main: &Arc<Rendered>) -> Option<Bytes> {
-        let text = self.text.lock().unwrap_or_else(|e| e.into_inner());
+        let text = self.text.lock().unwrap_or_else(PoisonError::into_inner);
         text.as_ref()
             .filter(|(of, _)| Arc::ptr_eq(of, main))
             .map(|(_, t)| t.clone())
@@ -147,12 +147,15 @@ impl Exposition {
         if let Some(text) = self.cached_text(main) {
             return Ok(text);
         }
-        let _inflating = self.inflating.lock().unwrap_or_else(|e| e.into_inner());
+        let _inflating = self
+            .inflating
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(text) = self.cached_text(main) {
             return Ok(text);
         }
         let text = Bytes::from(main.main.text()?);
-        let mut cached = self.text.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cached = self.text.lock().unwrap_or_else(PoisonError::into_inner);
         // An older rendering's text never replaces a newer one's.
         if cached
             .as_ref()
@@ -167,7 +170,9 @@ impl Exposition {
     /// never ends).
     #[doc(hidden)]
     pub fn hold_rendering(&self) -> impl Drop + '_ {
-        self.rendering.lock().unwrap_or_else(|e| e.into_inner())
+        self.rendering
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The `workspacesweb_*` exposition of the current snapshots: rendered at most once per
@@ -179,7 +184,10 @@ impl Exposition {
         if let Some(fresh) = self.fresh() {
             return fresh;
         }
-        let mut cache = self.rendering.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self
+            .rendering
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         // Read the version before the snapshots: a change racing with the rendering bumps it
         // again, so the next scrape renders once more rather than serving stale series forever.
         let version = self.store.version();
@@ -230,7 +238,7 @@ impl Exposition {
             main: Piece::join(parts.iter().copied()),
         });
         cache.users = users;
-        let mut latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
+        let mut latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
         if latest.as_ref().is_none_or(|r| r.version <= version) {
             *latest = Some(Arc::clone(&fresh));
         }
@@ -241,7 +249,7 @@ impl Exposition {
     /// is not held while gathering.
     pub fn process(&self) -> Arc<Piece> {
         {
-            let cached = self.process.lock().unwrap_or_else(|e| e.into_inner());
+            let cached = self.process.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some((at, r)) = cached.as_ref()
                 && at.elapsed() <= PROCESS_MAX_AGE
             {
@@ -249,7 +257,7 @@ impl Exposition {
             }
         }
         let fresh = Arc::new(Piece::compress(&crate::metrics::render_process()));
-        *self.process.lock().unwrap_or_else(|e| e.into_inner()) =
+        *self.process.lock().unwrap_or_else(PoisonError::into_inner) =
             Some((std::time::Instant::now(), Arc::clone(&fresh)));
         fresh
     }
@@ -311,14 +319,7 @@ mod tests {
     use crate::users::UserSeries;
     use std::io::Read as _;
 
-    fn snapshot(id: &str, up: bool) -> PortalSnapshot {
-        PortalSnapshot {
-            portal_id: id.to_string(),
-            up,
-            polled: true,
-            ..PortalSnapshot::default()
-        }
-    }
+    use crate::snapshot::polled as snapshot;
 
     fn with_users(id: &str, n: u64) -> PortalSnapshot {
         PortalSnapshot {

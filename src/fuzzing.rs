@@ -103,8 +103,9 @@ impl Bytes<'_> {
     }
 }
 
-/// A ledger driven by arbitrary polls, record batches, prunes and forgets (16 session ids, a few
-/// users, extreme times): no panic, and after every step the counters never decrease, the
+/// A ledger driven by arbitrary polls (with an arbitrary capacity limit), record batches, prunes and
+/// forgets (16 session ids, a few users, extreme times): no panic, and after every step the
+/// counters (time at capacity included) never decrease, the peak is never below the listing, the
 /// histogram adds up, the per-user sums equal the totals, and the ledger survives its durable
 /// state format unchanged.
 pub fn ledger_apply(data: &[u8]) {
@@ -113,6 +114,7 @@ pub fn ledger_apply(data: &[u8]) {
     let mut at = t0 + i64::from(r.byte()) * 60_000 - 7_200_000;
     let mut ledger = Ledger::new(LedgerSettings::default(), at);
     let mut before = ledger.totals().clone();
+    let mut at_capacity_before = 0;
     let mut steps = 0;
     while !r.done() && steps < 64 {
         steps += 1;
@@ -128,8 +130,14 @@ pub fn ledger_apply(data: &[u8]) {
                 let active = r.records(at);
                 let other = r.records(at);
                 let pending = ledger.pending(&active);
+                // The portal's limit: usually known and small, sometimes unknown or 0.
+                ledger.set_capacity_limit(match r.byte() % 4 {
+                    0 => None,
+                    b => Some(u64::from(b - 1)),
+                });
                 let d = ledger.apply_poll(at, &active, &other);
                 assert!(d.session_ms >= 0, "negative accrual {d:?}");
+                assert!(d.at_capacity_ms >= 0, "negative time at capacity {d:?}");
                 let _ = pending;
             }
             3 => {
@@ -165,8 +173,11 @@ pub fn ledger_apply(data: &[u8]) {
         }
         assert_eq!(started, now.started, "per-user started");
         assert_eq!(ms, ledger.session_ms(), "per-user session ms");
+        assert!(ledger.at_capacity_ms() >= at_capacity_before);
+        at_capacity_before = ledger.at_capacity_ms();
         let a = ledger.active_summary();
         assert!(a.users <= a.sessions, "{a:?}");
+        assert!(a.peak >= a.sessions, "{a:?}");
         let state = ledger.to_state();
         let text = serde_json::to_string(&state).expect("state serializes");
         let back = serde_json::from_str(&text).expect("state parses");

@@ -31,5 +31,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(daemon::run(cli))
+    let code = runtime.block_on(daemon::run(cli));
+    // Blocking work still running (a state write on a hung disk) must not hold the exit.
+    runtime.shutdown_timeout(daemon::BLOCKING_SHUTDOWN_GRACE);
+    code
 }

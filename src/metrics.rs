@@ -317,11 +317,16 @@ fn render_portals(
     let each = || portals.iter().zip(labels.iter());
 
     // State gauges: present after a successful poll, dropped after the staleness limit.
-    let gauges: [GaugeDef; 3] = [
+    let gauges: [GaugeDef; 4] = [
         (
             "active_sessions",
             "Sessions with status Active at the last successful poll.",
             |p| p.active.map(|a| a.sessions as f64),
+        ),
+        (
+            "active_sessions_peak",
+            "Highest number of simultaneously active sessions between the previous successful poll and the last one, from API start and end times (active_sessions on the first poll).",
+            |p| p.active.map(|a| a.peak as f64),
         ),
         (
             "active_users",
@@ -507,6 +512,24 @@ fn render_totals(
         let mut f = Family::new(out, name, "counter", &format!("{help} {REFRESH}"));
         for (t, l) in &with_totals {
             f.sample("", l, &[], get(t));
+        }
+    }
+    if with_totals
+        .iter()
+        .any(|(t, _)| t.at_capacity_seconds.is_some())
+    {
+        let mut f = Family::new(
+            out,
+            "portal_at_capacity_seconds_total",
+            "counter",
+            &format!(
+                "Time since the exporter's first successful poll of the portal during which its concurrent sessions were at or above maxConcurrentSessions, from API start and end times; absent while the limit is unknown. {REFRESH}"
+            ),
+        );
+        for (t, l) in &with_totals {
+            if let Some(v) = t.at_capacity_seconds {
+                f.sample("", l, &[], v);
+            }
         }
     }
     let mut f = Family::new(
@@ -724,6 +747,7 @@ mod tests {
                 sessions: 3,
                 users: 2,
                 max_age_seconds: 61.5,
+                peak: 5,
             }),
             api_requests: [("ListSessions".to_string(), 4)].into(),
             api_errors: [(
@@ -744,6 +768,9 @@ mod tests {
         assert!(t.contains(
             "workspacesweb_active_session_max_age_seconds{portal_id=\"p1\",env=\"prod\"} 61.5\n"
         ));
+        assert!(
+            t.contains("workspacesweb_active_sessions_peak{portal_id=\"p1\",env=\"prod\"} 5\n")
+        );
         assert!(t.contains("workspacesweb_up{portal_id=\"p1\",env=\"prod\"} 1\n"));
         assert!(t.contains("workspacesweb_api_requests_total{portal_id=\"p1\",env=\"prod\",operation=\"ListSessions\"} 4\n"));
         assert!(t.contains(
@@ -774,8 +801,48 @@ mod tests {
         ]);
         assert!(t.contains("workspacesweb_up{portal_id=\"a\"} 0\n"));
         assert!(!t.contains("workspacesweb_active_sessions{portal_id=\"a\"}"));
+        assert!(!t.contains("workspacesweb_active_sessions_peak{portal_id=\"a\"}"));
         assert!(t.contains("workspacesweb_active_sessions{portal_id=\"b\"} 0\n"));
         // HELP/TYPE appear once per family even with several portals.
         assert_eq!(t.matches("# TYPE workspacesweb_up gauge").count(), 1);
+    }
+
+    #[test]
+    fn the_at_capacity_counter_is_present_only_with_a_known_limit() {
+        let totals = |at_capacity_seconds| crate::ledger::Totals {
+            at_capacity_seconds,
+            ..Default::default()
+        };
+        let t = text(vec![
+            PortalSnapshot {
+                portal_id: "known".into(),
+                totals: Some(totals(Some(42.5))),
+                ..Default::default()
+            },
+            PortalSnapshot {
+                portal_id: "unknown".into(),
+                totals: Some(totals(None)),
+                ..Default::default()
+            },
+        ]);
+        assert!(t.contains("# TYPE workspacesweb_portal_at_capacity_seconds_total counter\n"));
+        assert!(
+            t.contains(
+                "workspacesweb_portal_at_capacity_seconds_total{portal_id=\"known\"} 42.5\n"
+            ),
+            "{t}"
+        );
+        assert!(
+            !t.contains("workspacesweb_portal_at_capacity_seconds_total{portal_id=\"unknown\"}")
+        );
+        let t = text(vec![PortalSnapshot {
+            portal_id: "unknown".into(),
+            totals: Some(totals(None)),
+            ..Default::default()
+        }]);
+        assert!(
+            !t.contains("workspacesweb_portal_at_capacity_seconds_total"),
+            "{t}"
+        );
     }
 }

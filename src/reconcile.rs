@@ -122,6 +122,8 @@ pub struct Reconciler {
     discovered: BTreeMap<SourceKey, Vec<PortalInfo>>,
     pending: std::collections::BTreeSet<SourceKey>,
     sources: Vec<(SourceKey, SourceTask)>,
+    /// Bumped each time the discovery sources restart; results of older ones are ignored.
+    generation: u64,
     counters: BTreeMap<SourceKey, Arc<ApiCounters>>,
     events_tx: mpsc::Sender<Discovered>,
     events_rx: mpsc::Receiver<Discovered>,
@@ -156,6 +158,7 @@ impl Reconciler {
             discovered: BTreeMap::new(),
             pending: Default::default(),
             sources: Vec::new(),
+            generation: 0,
             counters: BTreeMap::new(),
             events_tx,
             events_rx,
@@ -191,7 +194,8 @@ impl Reconciler {
     }
 
     async fn on_discovered(&mut self, event: Discovered) {
-        let known = self.sources.iter().any(|(k, _)| *k == event.key);
+        let known = event.generation == self.generation
+            && self.sources.iter().any(|(k, _)| *k == event.key);
         if !known {
             return; // a late result of a source stopped by a reload
         }
@@ -237,6 +241,7 @@ impl Reconciler {
         }
         self.discovered.clear();
         self.pending.clear();
+        self.generation += 1;
         let entries = self
             .config
             .as_ref()
@@ -251,6 +256,7 @@ impl Reconciler {
                 let counters = self.counters.entry(key.clone()).or_default().clone();
                 let task = discovery::spawn(
                     key.clone(),
+                    self.generation,
                     entry,
                     &self.clients,
                     counters,

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::ledger::{ActiveSummary, Totals};
 use crate::users::UserSeries;
@@ -33,10 +33,12 @@ pub struct PortalSnapshot {
     pub last_success_unix: Option<f64>,
     /// Unix time at which the last poll finished, in seconds.
     pub last_poll_unix: Option<f64>,
-    /// Operation and error code of the last failed poll (`ListSessions AccessDeniedException`),
-    /// cleared by a success. Never the service's message, which may name accounts and roles: the
-    /// landing page shows this; the detail goes to the log.
+    /// Error text of the last failed poll, cleared by a success: for logs and tests, never
+    /// served (the service's message may name accounts and roles).
     pub last_error: Option<String>,
+    /// Operation and error code of the last failed poll (`ListSessions AccessDeniedException`),
+    /// cleared by a success: what the landing page shows.
+    pub last_error_code: Option<String>,
     /// API requests sent, retries included, by operation.
     pub api_requests: BTreeMap<String, u64>,
     /// API request errors by (operation, error code).
@@ -102,6 +104,8 @@ pub struct Store {
     discovery_pending: std::sync::atomic::AtomicUsize,
     /// Bumped by every change that can alter the `workspacesweb_*` exposition.
     version: AtomicU64,
+    /// Set when the control loop died (a panic): `/-/healthy` then fails.
+    failed: std::sync::atomic::AtomicBool,
 }
 
 /// What the exporter-level series show.
@@ -142,6 +146,7 @@ impl Default for Store {
             discovery: RwLock::default(),
             discovery_pending: std::sync::atomic::AtomicUsize::new(0),
             version: AtomicU64::new(0),
+            failed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -178,53 +183,37 @@ impl Store {
 
     /// The snapshot of one portal.
     pub fn portal(&self, portal_id: &str) -> Option<Arc<PortalSnapshot>> {
-        self.portals
-            .read()
-            .ok()
-            .and_then(|p| p.get(portal_id).cloned())
+        read(&self.portals).get(portal_id).cloned()
     }
 
     /// Declares the portals this replica polls; `/-/ready` waits for each of them.
     pub fn set_owned(&self, ids: impl IntoIterator<Item = String>) {
         let ids: BTreeSet<String> = ids.into_iter().collect();
-        if let Ok(mut portals) = self.portals.write() {
-            portals.retain(|id, _| ids.contains(id));
-        }
-        if let Ok(mut owned) = self.owned.write() {
-            *owned = Some(ids);
-        }
+        write(&self.portals).retain(|id, _| ids.contains(id));
+        *write(&self.owned) = Some(ids);
         self.changed();
     }
 
     /// Replaces the snapshot of one portal.
     pub fn publish(&self, snapshot: PortalSnapshot) {
-        if let Ok(mut portals) = self.portals.write() {
-            portals.insert(snapshot.portal_id.clone(), Arc::new(snapshot));
-        }
+        write(&self.portals).insert(snapshot.portal_id.clone(), Arc::new(snapshot));
         self.changed();
     }
 
     /// Drops every series of a portal.
     pub fn remove(&self, portal_id: &str) {
-        if let Ok(mut portals) = self.portals.write() {
-            portals.remove(portal_id);
-        }
+        write(&self.portals).remove(portal_id);
         self.changed();
     }
 
     /// All snapshots, ordered by portal id.
     pub fn portals(&self) -> Vec<Arc<PortalSnapshot>> {
-        self.portals
-            .read()
-            .map(|p| p.values().cloned().collect())
-            .unwrap_or_default()
+        read(&self.portals).values().cloned().collect()
     }
 
     /// Replaces the discovery counters and the number of sources still awaiting a first listing.
     pub fn set_discovery(&self, sources: Vec<DiscoverySnapshot>, pending: usize) {
-        if let Ok(mut d) = self.discovery.write() {
-            *d = sources;
-        }
+        *write(&self.discovery) = sources;
         self.discovery_pending
             .store(pending, std::sync::atomic::Ordering::Relaxed);
         self.changed();
@@ -232,7 +221,7 @@ impl Store {
 
     /// Discovery counters.
     pub fn discovery(&self) -> Vec<DiscoverySnapshot> {
-        self.discovery.read().map(|d| d.clone()).unwrap_or_default()
+        read(&self.discovery).clone()
     }
 
     /// True once the owned portals are declared, every discovery source listed once and every
@@ -245,30 +234,37 @@ impl Store {
         {
             return false;
         }
-        let (Ok(owned), Ok(portals)) = (self.owned.read(), self.portals.read()) else {
-            return false;
-        };
+        let (owned, portals) = (read(&self.owned), read(&self.portals));
         owned
             .as_ref()
             .is_some_and(|o| o.iter().all(|id| portals.get(id).is_some_and(|p| p.polled)))
     }
 
+    /// Marks the exporter as broken for good (its control loop died): `/-/healthy` fails.
+    pub fn set_failed(&self) {
+        self.failed.store(true, Ordering::Release);
+    }
+
+    /// False once [`set_failed`](Self::set_failed) was called.
+    pub fn healthy(&self) -> bool {
+        !self.failed.load(Ordering::Acquire)
+    }
+
     /// Records the outcome of a configuration load.
     pub fn set_reload(&self, status: ReloadStatus) {
-        if let Ok(mut r) = self.reload.write() {
-            *r = status;
-        }
+        *write(&self.reload) = status;
         self.version.fetch_add(1, Ordering::Release);
     }
 
     /// Outcome of the last configuration load.
     pub fn reload(&self) -> ReloadStatus {
-        self.reload.read().map(|r| *r).unwrap_or_default()
+        *read(&self.reload)
     }
 
     /// Records how many state writes failed so far (`Some(0)` declares durable state on).
     pub fn set_state_write_errors(&self, errors: u64) {
-        if let Ok(mut e) = self.state_write_errors.write() {
+        {
+            let mut e = write(&self.state_write_errors);
             if *e == Some(errors) {
                 return;
             }
@@ -286,12 +282,31 @@ impl Store {
     pub fn exporter_status(&self) -> ExporterStatus {
         ExporterStatus {
             reload: self.reload(),
-            state_write_errors: self
-                .state_write_errors
-                .read()
-                .map(|e| *e)
-                .unwrap_or_default(),
+            state_write_errors: *read(&self.state_write_errors),
         }
+    }
+}
+
+// A poisoned lock is recovered, never skipped: every write guarded here replaces or edits the
+// data in one step that cannot panic halfway, so the data behind a poisoned lock is consistent.
+// Skipping would freeze (writes dropped) or empty (reads defaulted) `/metrics` after one panic
+// anywhere; the one way this crate handles poisoning is `unwrap_or_else(PoisonError::into_inner)`.
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A polled portal's snapshot with nothing else set (unit tests of the modules that read them).
+#[cfg(test)]
+pub(crate) fn polled(id: &str, up: bool) -> PortalSnapshot {
+    PortalSnapshot {
+        portal_id: id.to_string(),
+        up,
+        polled: true,
+        ..PortalSnapshot::default()
     }
 }
 
@@ -300,12 +315,7 @@ mod tests {
     use super::*;
 
     fn snapshot(id: &str, up: bool) -> PortalSnapshot {
-        PortalSnapshot {
-            portal_id: id.to_string(),
-            up,
-            polled: true,
-            ..PortalSnapshot::default()
-        }
+        polled(id, up)
     }
 
     #[test]
@@ -318,5 +328,68 @@ mod tests {
         assert!(!store.ready());
         store.publish(snapshot("p1", false));
         assert!(store.ready(), "a failed first poll counts as polled");
+    }
+
+    /// Poisons every lock of `store`: a thread panics while holding each one for writing.
+    fn poison_all(store: &Arc<Store>) {
+        let s = Arc::clone(store);
+        let outcome = std::thread::spawn(move || {
+            let _p = s.portals.write();
+            let _o = s.owned.write();
+            let _r = s.reload.write();
+            let _e = s.state_write_errors.write();
+            let _d = s.discovery.write();
+            panic!("a panic while every store lock is held");
+        })
+        .join();
+        assert!(outcome.is_err());
+        assert!(store.portals.is_poisoned() && store.owned.is_poisoned());
+        assert!(store.reload.is_poisoned() && store.discovery.is_poisoned());
+        assert!(store.state_write_errors.is_poisoned());
+    }
+
+    #[test]
+    fn a_poisoned_store_still_publishes_and_serves() {
+        let store = Arc::new(Store::new());
+        store.publish(snapshot("p1", true));
+        poison_all(&store);
+        // Reads see what was there before the panic...
+        assert_eq!(store.portal("p1").map(|p| p.up), Some(true));
+        // ...and writes still land: nothing is frozen or emptied.
+        store.set_owned(["p1".to_string(), "p2".to_string()]);
+        assert!(!store.ready(), "p2 not polled yet");
+        store.publish(snapshot("p2", false));
+        assert!(store.ready());
+        store.remove("p1");
+        let ids: Vec<String> = store
+            .portals()
+            .iter()
+            .map(|p| p.portal_id.clone())
+            .collect();
+        assert_eq!(ids, ["p2"]);
+        store.set_reload(ReloadStatus {
+            successful: true,
+            success_unix: 42.0,
+        });
+        assert_eq!(store.reload().success_unix, 42.0);
+        store.set_state_write_errors(3);
+        assert_eq!(store.exporter_status().state_write_errors, Some(3));
+        let source = DiscoverySnapshot {
+            labels: vec![("region".into(), "eu-west-1".into())],
+            api_requests: [("ListPortals".to_string(), 1)].into(),
+            ..DiscoverySnapshot::default()
+        };
+        store.set_discovery(vec![source.clone()], 0);
+        assert_eq!(store.discovery(), [source]);
+        // And `/metrics` renders them.
+        let exposition = crate::exposition::Exposition::new(Arc::clone(&store));
+        let text =
+            String::from_utf8(exposition.scrape_text().expect("render").to_vec()).expect("utf-8");
+        assert!(
+            text.contains("workspacesweb_up{portal_id=\"p2\"} 0\n"),
+            "{text}"
+        );
+        assert!(!text.contains("portal_id=\"p1\""), "{text}");
+        assert!(text.contains("region=\"eu-west-1\""), "{text}");
     }
 }

@@ -171,10 +171,10 @@ impl UserLabels {
 /// [`UserLabels`] as plain data, for durable state: which users have series of their own and what
 /// the `__other__` series already holds. Label values are recomputed from the settings on load.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct UserLabelsState {
+pub struct UserLabelsState<S = String> {
     /// Users and their slot: `None` for a series of its own, else the overflow totals already
     /// added to `__other__` (`started`, `session_ms`).
-    pub slots: Vec<(String, Option<(u64, i64)>)>,
+    pub slots: Vec<(S, Option<(u64, i64)>)>,
     /// `__other__` started.
     pub other_started: u64,
     /// `__other__` session milliseconds.
@@ -184,9 +184,9 @@ pub struct UserLabelsState {
 }
 
 impl UserLabels {
-    /// The label state as plain data.
-    pub fn to_state(&self) -> UserLabelsState {
-        let mut slots: Vec<_> = self
+    /// The label state as plain data, borrowing the names (what a state write serializes).
+    pub fn view(&self) -> UserLabelsState<&str> {
+        let slots: Vec<_> = self
             .slots
             .iter()
             .map(|(name, slot)| {
@@ -197,15 +197,31 @@ impl UserLabels {
                         session_ms,
                     } => Some((*started, *session_ms)),
                 };
-                (name.clone(), slot)
+                (name.as_str(), slot)
             })
             .collect();
-        slots.sort();
         UserLabelsState {
             slots,
             other_started: self.other_started,
             other_ms: self.other_ms,
             other_seen: self.other_seen,
+        }
+    }
+
+    /// The label state as owned plain data, sorted by name.
+    pub fn to_state(&self) -> UserLabelsState {
+        let v = self.view();
+        let mut slots: Vec<_> = v
+            .slots
+            .into_iter()
+            .map(|(n, slot)| (n.to_owned(), slot))
+            .collect();
+        slots.sort_unstable();
+        UserLabelsState {
+            slots,
+            other_started: v.other_started,
+            other_ms: v.other_ms,
+            other_seen: v.other_seen,
         }
     }
 

@@ -34,6 +34,7 @@ const P2: &str = "bbbbbbbb-0000-4000-8000-000000000002";
 const P3: &str = "bbbbbbbb-0000-4000-8000-000000000003";
 const P4: &str = "bbbbbbbb-0000-4000-8000-000000000004";
 const P5: &str = "bbbbbbbb-0000-4000-8000-000000000005";
+const P6: &str = "bbbbbbbb-0000-4000-8000-000000000006";
 
 /// Start of the poll a snapshot describes (the ledger's `at`), in exact milliseconds.
 fn at_ms(p: &PortalSnapshot) -> UnixMillis {
@@ -867,6 +868,104 @@ async fn backfill_cut_short_by_the_timeout_loses_no_monthly_users() {
     );
     assert_eq!(done.monthly_active_users, Some(USERS as u64));
     assert_totals(&done, 0, 0, 0, 0, &[]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Concurrency between polls: the peak and the time at capacity
+// ---------------------------------------------------------------------------------------------
+
+/// A burst that fills the portal between two polls: the sampled `active_sessions` never sees it
+/// (the next poll finds its sessions already Terminated), but the peak and the time at capacity,
+/// computed from their API start and end times, show it exactly. The limit comes from GetPortal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_between_two_polls_shows_in_the_peak_and_at_capacity_not_in_active_sessions() {
+    const LIMIT: u32 = 5;
+    let base = now_ms();
+    // The simulator's clock stays at `base`, before T0, until the burst is revealed in one step:
+    // the burst's sessions start after T0, so no poll before that step can list them.
+    let clock = Clock::manual(base);
+    let id = |n: u64| SimSession::id_for(6_000 + n);
+    let long = vec![
+        SimSession::new(id(0), "ann", base - 3_600 * S),
+        SimSession::new(id(1), "ben", base - 1_800 * S),
+    ];
+    let mut spec = PortalSpec::scripted(P6, long);
+    spec.max_concurrent_sessions = LIMIT;
+    let env = start(
+        SimConfig::new(16)
+            .with_clock(clock.clone())
+            .with_portal(spec),
+    )
+    .await;
+    // Polls 2 s apart (±5%): the burst below lies well inside one interval.
+    let sched = Scheduler::start(
+        vec![plan_for(P6, Duration::from_secs(2), 100)],
+        &env.clients,
+        env.store.clone(),
+        4,
+    )
+    .await;
+
+    // A poll after which the limit is known (GetPortal, with the ARN learned from the sessions).
+    let before = wait_portal(&env.store, P6, |p| {
+        p.up && p
+            .totals
+            .as_ref()
+            .is_some_and(|t| t.at_capacity_seconds.is_some())
+    })
+    .await;
+    let a0 = at_ms(&before);
+    assert_eq!(
+        before.meta.as_ref().and_then(|m| m.max_concurrent_sessions),
+        Some(u64::from(LIMIT))
+    );
+    assert_eq!((active(&before).sessions, active(&before).peak), (2, 2));
+    assert_eq!(totals(&before).at_capacity_seconds, Some(0.0));
+
+    // The burst, 100 ms to 1 s after that poll: with the two long sessions, 5 at once during
+    // [300, 800) ms. x3 ends at 700 ms exactly when x4 starts: the end goes first, so the
+    // concurrency stays 5 (a start first would make it 6).
+    let burst = [(100, 900), (200, 800), (300, 700), (700, 1_000)];
+    for (i, (start, end)) in burst.iter().enumerate() {
+        let s = SimSession::new(id(10 + i as u64), format!("x{i}"), a0 + start).ended(a0 + end);
+        env.sim.add_session(P6, s).expect("portal");
+    }
+    clock.set(a0 + 1_000);
+    let after = next_success(&env.store, P6, a0, |_| true).await;
+    let a1 = at_ms(&after);
+    assert!(
+        a1 >= a0 + 1_000,
+        "the burst must lie inside the interval ({a0}, {a1}]"
+    );
+    assert_eq!(totals(&after).started, 4);
+    assert_eq!(totals(&after).terminated, 4);
+    // The sample at the poll: the two long sessions only.
+    assert_eq!(active(&after).sessions, 2);
+    assert_eq!(active(&after).peak, 5);
+    assert_eq!(totals(&after).at_capacity_seconds, Some(0.5));
+    let text = workspacesweb_exporter::metrics::render_main(
+        std::slice::from_ref(&after),
+        &[],
+        workspacesweb_exporter::snapshot::ReloadStatus::default(),
+    );
+    for line in [
+        format!("workspacesweb_active_sessions{{portal_id=\"{P6}\",env=\"test\"}} 2\n"),
+        format!("workspacesweb_active_sessions_peak{{portal_id=\"{P6}\",env=\"test\"}} 5\n"),
+        format!(
+            "workspacesweb_portal_at_capacity_seconds_total{{portal_id=\"{P6}\",env=\"test\"}} 0.5\n"
+        ),
+        format!(
+            "workspacesweb_portal_max_concurrent_sessions{{portal_id=\"{P6}\",env=\"test\"}} 5\n"
+        ),
+    ] {
+        assert!(text.contains(&line), "{line} not in\n{text}");
+    }
+
+    // The next interval is quiet: the peak falls back, the counter keeps its 0.5 s.
+    let quiet = next_success(&env.store, P6, a1, |_| true).await;
+    sched.shutdown().await;
+    assert_eq!((active(&quiet).sessions, active(&quiet).peak), (2, 2));
+    assert_eq!(totals(&quiet).at_capacity_seconds, Some(0.5));
 }
 
 // ---------------------------------------------------------------------------------------------

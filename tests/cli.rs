@@ -130,28 +130,7 @@ impl Exporter {
 
     /// Waits for `/-/ready` to answer 200; fails at once if the exporter exits instead.
     fn wait_ready(&mut self) {
-        let mut exited = None;
-        let ready = poll_until(READY_LIMIT, || {
-            if let Ok(Some(status)) = self.child.0.try_wait() {
-                exited = Some(status);
-                return Some(false);
-            }
-            http_get(&self.addr, "/-/ready")
-                .ok()
-                .filter(|r| r.0 == 200)
-                .map(|_| true)
-        });
-        match (ready, exited) {
-            (Some(true), _) => {}
-            (_, Some(status)) => panic!(
-                "exporter exited ({status}) before it was ready; stderr:\n{}",
-                self.stderr()
-            ),
-            _ => panic!(
-                "exporter not ready after {READY_LIMIT:?}; stderr:\n{}",
-                self.stderr()
-            ),
-        }
+        common::wait_ready_or_exit(&mut self.child, &self.addr, READY_LIMIT, &self.stderr);
     }
 
     /// Sends `signal` (`TERM`, `INT`) with kill(1) and waits for the exit.
@@ -971,6 +950,56 @@ fn sigterm_during_a_hanging_first_poll_exits_0_and_ready_stays_503_until_then() 
             || portal_value(&all, "workspacesweb_up", ID) == 0.0,
         "up before any poll: {:?}",
         portal_samples(&all, "workspacesweb_up", ID)
+    );
+    let status = exporter.signal_and_wait("TERM");
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", exporter.stderr());
+    drop(held);
+}
+
+/// A `ListPortals` that never answers (the listing would wait for its 60 s timeout) does not hold
+/// SIGTERM: the exporter exits 0 within the exit guard (30 s, the time Kubernetes gives before
+/// SIGKILL); before, it exited only once the listing timed out, after 60 s.
+#[test]
+fn sigterm_during_a_hanging_discovery_listing_exits_0() {
+    let blackhole = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let endpoint = format!("http://{}", blackhole.local_addr().expect("addr"));
+    blackhole.set_nonblocking(true).expect("nonblocking");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config_file(
+        dir.path(),
+        "exporter.yaml",
+        &format!(
+            "discovery:\n  - regions: [us-east-1]\n    endpoint_url: {endpoint}\n    refresh: 10m\n"
+        ),
+    );
+    let mut exporter = Exporter::start(
+        &["--config.file", config.to_str().expect("utf-8 path")],
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIDTEST"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_CONFIG_FILE", "/nonexistent"),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
+        ],
+    );
+    // The listing is in flight once the exporter has connected to the black hole.
+    let held =
+        poll_until(READY_LIMIT, || blackhole.accept().ok().map(|(s, _)| s)).unwrap_or_else(|| {
+            panic!(
+                "no listing reached the endpoint; stderr:\n{}",
+                exporter.stderr()
+            )
+        });
+    let healthy = poll_until(READY_LIMIT, || {
+        http_get(&exporter.addr, "/-/healthy")
+            .ok()
+            .filter(|r| r.0 == 200)
+    });
+    assert!(healthy.is_some(), "stderr:\n{}", exporter.stderr());
+    assert_eq!(
+        exporter.get("/-/ready").0,
+        503,
+        "ready before discovery listed"
     );
     let status = exporter.signal_and_wait("TERM");
     assert_eq!(status.code(), Some(0), "stderr:\n{}", exporter.stderr());

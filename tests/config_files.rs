@@ -418,6 +418,80 @@ fn label_names_are_checked_and_reserved_ones_refused() {
     );
 }
 
+/// Absurd values are located config errors, not panics at run time: before these bounds,
+/// `interval: 2500000000000000h` overflowed `interval * 5` in the poller (a panic per poll, the
+/// portal restarted in a loop) and `concurrency: 10000000000000000000` panicked the control loop
+/// when it built the semaphore.
+#[test]
+fn upper_bounds_are_located_errors() {
+    let global = [
+        (
+            "interval: 2500000000000000h",
+            "2:13: global.interval: must be at most 24h, got 2500000000000000h",
+        ),
+        (
+            "interval: 25h",
+            "2:13: global.interval: must be at most 24h, got 25h",
+        ),
+        (
+            "timeout: 100000000h",
+            "2:12: global.timeout: must be at most 24h, got 100000000h",
+        ),
+        (
+            "concurrency: 10000000000000000000",
+            "2:16: global.concurrency: must be at most 1000, got 10000000000000000000",
+        ),
+        (
+            "concurrency: 1000000000000",
+            "2:16: global.concurrency: must be at most 1000, got 1000000000000",
+        ),
+        (
+            "max_pages: 4000000000",
+            "2:14: global.max_pages: must be at most 100000, got 4000000000",
+        ),
+        (
+            "max_requests_per_second: 1e5",
+            "2:28: global.max_requests_per_second: must be at most 10000, got 100000",
+        ),
+    ];
+    for (line, expected) in global {
+        assert_eq!(
+            err(&format!("global:\n  {line}\nportals:\n  - id: {ID}\n")),
+            format!("config.yaml:{expected}"),
+            "{line}"
+        );
+    }
+    assert_eq!(
+        err(&format!(
+            "portals:\n  - id: {ID}\n    interval: 100000000h\n"
+        )),
+        "config.yaml:3:15: portals[0].interval: must be at most 24h, got 100000000h"
+    );
+    assert_eq!(
+        err("discovery:\n  - regions: [us-east-1]\n    refresh: 1000d\n"),
+        "config.yaml:3:14: discovery[0].refresh: must be at most 24h, got 24000h"
+    );
+    assert_eq!(
+        err(&format!(
+            "storage:\n  max_age: 400d\nportals:\n  - id: {ID}\n"
+        )),
+        "config.yaml:2:12: storage.max_age: must be at most 8784h, got 9600h"
+    );
+    assert_eq!(
+        err(&format!(
+            "per_user:\n  idle_ttl: 100000000h\nportals:\n  - id: {ID}\n"
+        )),
+        "config.yaml:2:13: per_user.idle_ttl: must be at most 8784h, got 100000000h"
+    );
+    // The bounds themselves are accepted.
+    let c = ok(&format!(
+        "global:\n  interval: 24h\n  timeout: 23h\n  concurrency: 1000\n  max_pages: 100000\n  max_requests_per_second: 10000\nstorage:\n  max_age: 366d\nper_user:\n  idle_ttl: 366d\nportals:\n  - id: {ID}\ndiscovery:\n  - regions: [us-east-1]\n    refresh: 1d\n"
+    ))
+    .config;
+    assert_eq!(c.global.concurrency, 1000);
+    assert_eq!(c.global.interval, std::time::Duration::from_secs(24 * 3600));
+}
+
 #[test]
 fn numeric_ranges() {
     let cases = [

@@ -943,10 +943,11 @@ fn dashboard_structure_is_templated_and_consistent() {
             }
         }
     }
-    // The panels the deployment issue asks for.
+    // The panels the deployment and capacity issues ask for.
     let titles: BTreeSet<&str> = panels.iter().filter_map(|p| p["title"].as_str()).collect();
     for t in [
         "Active sessions vs capacity",
+        "Peak concurrent sessions vs capacity",
         "Active users",
         "Session starts and terminations",
         "Session duration",

@@ -115,10 +115,19 @@ async fn access_denied_and_missing_portals_do_not_affect_a_good_one() {
     // AccessDenied is not retried: one request, one error.
     assert_eq!(requests(&denied, LIST_SESSIONS), 1);
     assert_eq!(errors(&denied, LIST_SESSIONS, "AccessDeniedException"), 1);
-    // The operation and the code, never the service's message (it names an account and a role).
+    // What the landing page shows: the operation and the code, never the service's message,
+    // which names an account and a role (that stays in the log).
     assert_eq!(
-        denied.last_error.as_deref(),
+        denied.last_error_code.as_deref(),
         Some("ListSessions AccessDeniedException")
+    );
+    assert!(
+        denied
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("123456789012")),
+        "{:?}",
+        denied.last_error
     );
 
     let missing = env.store.portal(MISSING).expect("missing");
@@ -260,7 +269,18 @@ async fn slow_portal_times_out_without_delaying_a_healthy_one() {
     sched.shutdown().await;
     assert!(!slow.up);
     assert_eq!(errors(&slow, LIST_SESSIONS, "timeout"), 1);
-    assert_eq!(slow.last_error.as_deref(), Some("ListSessions timeout"));
+    assert_eq!(
+        slow.last_error_code.as_deref(),
+        Some("ListSessions timeout")
+    );
+    assert!(
+        slow.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("timed out"),
+        "{:?}",
+        slow.last_error
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

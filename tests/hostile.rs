@@ -167,6 +167,31 @@ async fn malformed_json_fails_the_poll_without_retries() {
     sched.shutdown().await;
 }
 
+/// A broken or hostile endpoint can answer with any error code: only the codes the service model,
+/// STS and the SDKs define become label values; an invented one is `other`, so it cannot create
+/// series at will.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invented_error_codes_are_other_not_new_series() {
+    let (env, sched, _) = run(Faults::error("InventedByAnEndpoint42"), fast_plan()).await;
+    let p = first_poll_fails(&env).await;
+    assert!(
+        errors(&p, LIST_SESSIONS, "other") >= 1,
+        "{:?}",
+        p.api_errors
+    );
+    assert!(
+        p.api_errors
+            .keys()
+            .all(|(_, code)| code != "InventedByAnEndpoint42"),
+        "{:?}",
+        p.api_errors
+    );
+    assert!(!text(&env.store).contains("InventedByAnEndpoint42"));
+    assert_eq!(p.last_error_code.as_deref(), Some("ListSessions other"));
+    recovers(&env).await;
+    sched.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listing_without_sessions_member_fails_instead_of_reading_as_empty() {
     for body in [

@@ -228,6 +228,7 @@ fn up_portal() -> PortalSnapshot {
             sessions: 42,
             users: 40,
             max_age_seconds: 3600.0,
+            peak: 45,
         }),
         last_poll_unix: Some(1_700_000_000.0),
         last_success_unix: Some(1_700_000_000.0),
@@ -243,7 +244,8 @@ fn down_portal() -> PortalSnapshot {
         up: false,
         polled: true,
         last_poll_unix: Some(1_700_000_060.0),
-        last_error: Some("AccessDeniedException: <script>alert('x')</script>".to_string()),
+        last_error: Some("User: arn:aws:sts::123456789012:assumed-role/secret".to_string()),
+        last_error_code: Some("AccessDeniedException: <script>alert('x')</script>".to_string()),
         ..Default::default()
     }
 }
@@ -335,6 +337,10 @@ async fn landing_page_shows_version_links_and_every_portal_escaped() {
         page.contains("AccessDeniedException: &lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;")
     );
     assert!(!page.contains("<script"), "unescaped markup from an error");
+    assert!(
+        !page.contains("123456789012"),
+        "the service's message is never shown, only the code"
+    );
     assert!(page.contains("support &amp; &lt;ops&gt;"));
     assert!(
         page.contains("2023-11-14T22:13:20Z"),
@@ -870,7 +876,7 @@ async fn shutdown_lets_the_request_in_flight_finish_then_refuses_connections() {
         store.publish(PortalSnapshot {
             portal_id: format!("{i:08}-0000-0000-0000-000000000000"),
             polled: true,
-            last_error: Some(error.clone()),
+            last_error_code: Some(error.clone()),
             ..Default::default()
         });
     }

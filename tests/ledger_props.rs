@@ -3,6 +3,11 @@
 //! scan down to a watermark, GetSession for vanished sessions that sometimes fails, backfill of
 //! history, duplicates and stale re-deliveries), checked after every poll against the truth
 //! computed directly from the timeline.
+//!
+//! The peak of concurrent sessions and the time at capacity are checked against a brute-force
+//! evaluation of the timeline the ledger knows: the concurrency counted afresh at every instant
+//! (every millisecond on the short timelines of `peak_and_time_at_capacity_equal_brute_force`,
+//! every start, end and poll time on the long ones of `counters_equal_the_timeline_truth`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -210,6 +215,55 @@ struct Seen {
     unknown_delivered: bool,
 }
 
+/// The span the ledger knows for a session after what the harness delivered: `[start, end)`,
+/// `None` as end while open (listed, or vanished and not yet resolved); `None` when the session
+/// is not on the timeline (never tracked, or terminated without a usable endTime).
+fn known_span(s: &Sess, o: &Seen, t0: i64) -> Option<(i64, Option<i64>)> {
+    if !s.trackable() {
+        return None;
+    }
+    let latest = s.reported_end().map_or(s.start, |e| e.max(s.start));
+    let tracked = !o.listed_at.is_empty() || (o.terminated_delivered && latest >= t0);
+    if !tracked {
+        return None;
+    }
+    if !o.terminated_delivered {
+        return Some((s.start, None));
+    }
+    match s.kind {
+        Kind::Normal => Some((s.start, s.end)),
+        _ => None,
+    }
+}
+
+/// Concurrency at instant `t`, counted afresh: spans with `start <= t < end`.
+fn concurrency(spans: &[(i64, Option<i64>)], t: i64) -> u64 {
+    spans
+        .iter()
+        .filter(|(s, e)| *s <= t && e.is_none_or(|e| t < e))
+        .count() as u64
+}
+
+/// The peak the ledger must show after the poll at `polls.last()`: the listing's count on the
+/// first poll, else the highest concurrency at any of `instants` (which must include every
+/// instant at which the concurrency over `[prev, at]` can change), never below the listing.
+fn expected_peak(
+    spans: &[(i64, Option<i64>)],
+    polls: &[i64],
+    listed: u64,
+    instants: impl Fn(i64, i64) -> Vec<i64>,
+) -> u64 {
+    let [.., prev, at] = polls else {
+        return listed;
+    };
+    instants(*prev, *at)
+        .into_iter()
+        .map(|t| concurrency(spans, t))
+        .max()
+        .unwrap_or(0)
+        .max(listed)
+}
+
 /// Per-user (active, started, session_ms).
 type UserRow = (u64, u64, i64);
 
@@ -318,6 +372,18 @@ fn truth(sessions: &[Sess], seen: &[Seen], t0: i64, polls: &[i64]) -> Truth {
     }
     t.active.users = active_users.len() as u64;
     t.active.max_age_seconds = oldest.map_or(0, |o| (now - o).max(0)) as f64 / 1000.0;
+    // Minutes-long intervals: the concurrency changes only at starts and ends, so evaluating it
+    // at those (and at both ends of the interval) finds the peak.
+    let spans: Vec<_> = sessions
+        .iter()
+        .zip(seen)
+        .filter_map(|(s, o)| known_span(s, o, t0))
+        .collect();
+    t.active.peak = expected_peak(&spans, polls, t.active.sessions, |prev, at| {
+        let inside = |x: &i64| prev < *x && *x <= at;
+        let edges = spans.iter().flat_map(|(s, e)| [Some(*s), *e]).flatten();
+        [prev, at].into_iter().chain(edges.filter(inside)).collect()
+    });
     t.mau = month_users.len() as u64;
     t.users.retain(|_, u| *u != (0, 0, 0));
     t.unresolved.sort();
@@ -496,6 +562,204 @@ fn run(sessions: &[Sess], plans: &[PollPlan], t0_offset: i64) -> Result<(), Test
     Ok(())
 }
 
+/// One poll of a short timeline (milliseconds).
+#[derive(Debug, Clone)]
+struct CapacityPoll {
+    gap: i64,
+    /// `maxConcurrentSessions` known at this poll (`None`: GetPortal not permitted).
+    limit: Option<u64>,
+    /// Bit i: GetSession fails for the i-th pending session (it stays vanished, resolved later).
+    getsession_fail: u8,
+    /// Every record delivered twice.
+    duplicate: bool,
+    /// Prune after the poll, as the poller does.
+    prune: bool,
+    /// Resume from the durable state after the poll.
+    restart: bool,
+}
+
+/// Skew margin of the short timelines.
+const SHORT_MARGIN: i64 = 10;
+
+/// Sessions on a short timeline: starts and durations on a 5 ms grid (so ends and starts often
+/// meet at the same millisecond), some running at T0, some of zero length, some never ending.
+fn short_sessions() -> impl Strategy<Value = Vec<Sess>> {
+    prop::collection::vec(
+        (
+            kind(),
+            0..USERS.len(),
+            prop_oneof![3 => (0i64..60).prop_map(|k| k * 5), 1 => 0i64..300],
+            prop::option::weighted(
+                0.85,
+                prop_oneof![3 => (0i64..24).prop_map(|k| k * 5), 1 => 0i64..120],
+            ),
+        ),
+        0..12,
+    )
+    .prop_map(|v| {
+        v.into_iter()
+            .enumerate()
+            .map(|(idx, (kind, u, start, dur))| {
+                let start = BASE - 50 + start;
+                Sess {
+                    idx,
+                    kind,
+                    user: USERS.get(u).copied().flatten(),
+                    start,
+                    end: dur.map(|d| start + d),
+                }
+            })
+            .collect()
+    })
+}
+
+fn capacity_polls() -> impl Strategy<Value = Vec<CapacityPoll>> {
+    prop::collection::vec(
+        (
+            prop_oneof![(1i64..16).prop_map(|k| k * 5), 1i64..80],
+            prop::option::weighted(0.85, 1u64..5),
+            any::<u8>(),
+            prop::bool::weighted(0.2),
+            any::<bool>(),
+            prop::bool::weighted(0.2),
+        )
+            .prop_map(|(gap, limit, getsession_fail, duplicate, prune, restart)| {
+                CapacityPoll {
+                    gap,
+                    limit,
+                    getsession_fail,
+                    duplicate,
+                    prune,
+                    restart,
+                }
+            }),
+        1..9,
+    )
+}
+
+/// Runs a short timeline through a ledger as the poller would, and after every poll compares
+/// the peak and the time at capacity with the concurrency counted at every millisecond.
+fn run_capacity(
+    sessions: &[Sess],
+    polls: &[CapacityPoll],
+    first_at: i64,
+) -> Result<(), TestCaseError> {
+    let settings = || LedgerSettings {
+        duration_buckets: BUCKETS.to_vec(),
+    };
+    let t0 = first_at;
+    let mut ledger = Ledger::new(settings(), t0);
+    let mut seen = vec![Seen::default(); sessions.len()];
+    let mut times: Vec<i64> = Vec::new();
+    let mut at_capacity_ms: i64 = 0;
+    let mut at = first_at;
+    for (k, poll) in polls.iter().enumerate() {
+        if k > 0 {
+            at += poll.gap;
+        }
+        let mut active = Vec::new();
+        for (s, o) in sessions.iter().zip(seen.iter_mut()) {
+            if s.active_at(at) {
+                active.push(s.active_record());
+                o.listed_at.push(at);
+            }
+        }
+        // The first poll's backfill brings every terminated record; later polls scan down to the
+        // watermark and ask GetSession for older vanished sessions, some of which fail.
+        let watermark = times.last().map(|p| p - SHORT_MARGIN);
+        let mut other = Vec::new();
+        for (s, o) in sessions.iter().zip(seen.iter_mut()) {
+            if s.ended_by(at) && watermark.is_none_or(|w| s.start >= w) {
+                other.push(s.terminated_record());
+                o.terminated_delivered = true;
+            }
+            if s.kind == Kind::Unknown && s.start <= at {
+                other.push(s.unknown_record());
+                o.unknown_delivered = true;
+            }
+        }
+        if let Some(w) = watermark {
+            for (bit, p) in ledger.pending(&active).into_iter().enumerate() {
+                if p.start_ms >= w || poll.getsession_fail & (1 << (bit % 8)) != 0 {
+                    continue;
+                }
+                let i = sessions
+                    .iter()
+                    .position(|s| s.id().as_deref() == Some(p.id.as_str()))
+                    .expect("pending sessions come from the timeline");
+                if sessions[i].ended_by(at) {
+                    other.push(sessions[i].terminated_record());
+                    seen[i].terminated_delivered = true;
+                }
+            }
+        }
+        if poll.duplicate {
+            active.extend(active.clone());
+            other.extend(other.clone());
+        }
+
+        ledger.set_capacity_limit(poll.limit);
+        let d = ledger.apply_poll(at, &active, &other);
+        times.push(at);
+
+        // The truth: the spans known now, the concurrency counted at every millisecond.
+        let spans: Vec<_> = sessions
+            .iter()
+            .zip(&seen)
+            .filter_map(|(s, o)| known_span(s, o, t0))
+            .collect();
+        let listed = sessions
+            .iter()
+            .filter(|s| s.active_at(at) && s.kind != Kind::MissingId)
+            .count() as u64;
+        let peak = expected_peak(&spans, &times, listed, |prev, at| (prev..=at).collect());
+        let mut added = 0;
+        if let ([.., prev, _], Some(limit)) = (times.as_slice(), poll.limit) {
+            added = ((*prev).max(t0)..at)
+                .filter(|t| concurrency(&spans, *t) >= limit)
+                .count() as i64;
+        }
+        at_capacity_ms += added;
+        prop_assert_eq!(
+            ledger.active_summary().peak,
+            peak,
+            "peak after poll {} at {}",
+            k,
+            at
+        );
+        prop_assert_eq!(d.at_capacity_ms, added, "added at poll {} at {}", k, at);
+        prop_assert_eq!(ledger.at_capacity_ms(), at_capacity_ms);
+        prop_assert_eq!(
+            ledger.totals().at_capacity_seconds,
+            poll.limit.map(|_| at_capacity_ms as f64 / 1000.0)
+        );
+
+        if poll.prune {
+            ledger.prune(at - SHORT_MARGIN);
+        }
+        if poll.restart {
+            let text = serde_json::to_string(&ledger.to_state()).expect("state serializes");
+            let state = serde_json::from_str(&text).expect("state parses");
+            ledger = Ledger::from_state(&settings(), state).expect("state resumes");
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 10_000, ..ProptestConfig::default() })]
+
+    /// The acceptance property: 10,000 random short timelines.
+    #[test]
+    fn peak_and_time_at_capacity_equal_brute_force(
+        s in short_sessions(),
+        p in capacity_polls(),
+        first in 0i64..100,
+    ) {
+        run_capacity(&s, &p, BASE + first)?;
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 192, ..ProptestConfig::default() })]
 
@@ -507,8 +771,10 @@ proptest! {
     #[test]
     fn poll_deltas_sum_to_totals(s in sessions(), p in plans()) {
         let mut ledger = Ledger::new(LedgerSettings { duration_buckets: BUCKETS.to_vec() }, BASE);
+        ledger.set_capacity_limit(Some(2));
         let mut at = BASE;
         let (mut started, mut terminated, mut incomplete, mut ms, mut durations) = (0, 0, 0, 0, 0);
+        let mut at_capacity_ms = 0;
         for plan in &p {
             at += plan.gap_min * MIN;
             let active: Vec<_> = s.iter().filter(|x| x.active_at(at)).map(Sess::active_record).collect();
@@ -519,7 +785,9 @@ proptest! {
             incomplete += d.incomplete;
             ms += d.session_ms;
             durations += d.durations.len() as u64;
+            at_capacity_ms += d.at_capacity_ms;
         }
+        prop_assert_eq!(at_capacity_ms, ledger.at_capacity_ms());
         prop_assert_eq!(started, ledger.totals().started);
         prop_assert_eq!(terminated, ledger.totals().terminated);
         prop_assert_eq!(incomplete, ledger.totals().incomplete);
@@ -552,12 +820,18 @@ proptest! {
         ),
         ats in prop::collection::vec(prop_oneof![any::<i64>(), Just(i64::MIN), Just(i64::MAX), -5i64..5], 1..6),
         t0 in prop_oneof![any::<i64>(), Just(i64::MIN), Just(i64::MAX), -5i64..5],
+        limits in prop::collection::vec(prop::option::of(prop_oneof![Just(0u64), Just(u64::MAX), 1u64..4]), 6),
     ) {
         let mut ledger = Ledger::new(LedgerSettings::default(), t0);
         let mut last = ledger.totals().clone();
+        let mut last_at_capacity = 0;
         for (i, at) in ats.iter().enumerate() {
             let (a, o) = recs.split_at(i.min(recs.len()));
+            ledger.set_capacity_limit(limits[i]);
             ledger.apply_poll(*at, a, o);
+            prop_assert!(ledger.at_capacity_ms() >= last_at_capacity);
+            prop_assert!(ledger.active_summary().peak >= ledger.active_summary().sessions);
+            last_at_capacity = ledger.at_capacity_ms();
             if i % 2 == 0 {
                 for id in ledger.unresolved() {
                     ledger.forget(&id, *at);

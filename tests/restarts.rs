@@ -263,28 +263,7 @@ impl Exporter {
 
     /// Waits for `/-/ready` to answer 200; fails at once if the exporter exits instead.
     fn wait_ready(&mut self) {
-        let mut exited = None;
-        let ready = poll_until(LIMIT, || {
-            if let Ok(Some(status)) = self.child.0.try_wait() {
-                exited = Some(status);
-                return Some(false);
-            }
-            http_get(&self.addr, "/-/ready")
-                .ok()
-                .filter(|r| r.0 == 200)
-                .map(|_| true)
-        });
-        match (ready, exited) {
-            (Some(true), _) => {}
-            (_, Some(status)) => panic!(
-                "exporter exited ({status}) before it was ready; stderr:\n{}",
-                self.stderr()
-            ),
-            _ => panic!(
-                "exporter not ready after {LIMIT:?}; stderr:\n{}",
-                self.stderr()
-            ),
-        }
+        common::wait_ready_or_exit(&mut self.child, &self.addr, LIMIT, &self.stderr);
     }
 
     fn try_metrics(&self) -> Option<Expo> {

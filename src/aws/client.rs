@@ -98,7 +98,7 @@ impl Clients {
     /// Clones share the buckets, so a reload takes effect for every portal at once.
     pub fn set_rate(&self, rate: Option<f64>) {
         let rate = rate.filter(|r| r.is_finite() && *r > 0.0);
-        let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
+        let mut limits = self.limits.lock().unwrap_or_else(PoisonError::into_inner);
         limits.rate = rate;
         for bucket in limits.buckets.values() {
             bucket.set_rate(rate);
@@ -107,13 +107,16 @@ impl Clients {
 
     /// The current client-side limit, requests per second.
     pub fn rate(&self) -> Option<f64> {
-        self.limits.lock().unwrap_or_else(|e| e.into_inner()).rate
+        self.limits
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .rate
     }
 
     /// The bucket that paces the requests made with `key` (shared by every key of the same
     /// region and account).
     pub fn bucket(&self, key: &ClientKey) -> Arc<TokenBucket> {
-        let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
+        let mut limits = self.limits.lock().unwrap_or_else(PoisonError::into_inner);
         let rate = limits.rate;
         limits
             .buckets

@@ -12,7 +12,7 @@
 //! wait), so under throttling a call may use up to 3 attempts for one slot.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
@@ -113,41 +113,42 @@ struct CounterMaps {
 impl ApiCounters {
     /// Counts one HTTP request sent for `operation`.
     pub fn request(&self, operation: &str) {
-        if let Ok(mut m) = self.inner.lock() {
-            *m.requests.entry(operation.to_string()).or_default() += 1;
-        }
+        *self
+            .lock()
+            .requests
+            .entry(operation.to_string())
+            .or_default() += 1;
     }
 
     /// Counts one failed request of `operation` with the `error` label value `code`.
     pub fn error(&self, operation: &str, label: ErrorLabel) {
-        if let Ok(mut m) = self.inner.lock() {
-            *m.errors
-                .entry((operation.to_string(), label.as_str().to_string()))
-                .or_default() += 1;
-        }
+        *self
+            .lock()
+            .errors
+            .entry((operation.to_string(), label.as_str().to_string()))
+            .or_default() += 1;
     }
 
     /// Remembers the service's latest `Retry-After` hint.
     pub fn note_retry_after(&self, delay: std::time::Duration) {
-        if let Ok(mut m) = self.inner.lock() {
-            m.retry_after = Some(delay);
-        }
+        self.lock().retry_after = Some(delay);
     }
 
     /// The latest `Retry-After` hint since the last call, clearing it.
     pub fn take_retry_after(&self) -> Option<std::time::Duration> {
-        self.inner
-            .lock()
-            .ok()
-            .and_then(|mut m| m.retry_after.take())
+        self.lock().retry_after.take()
     }
 
     /// Copies of the request and error counts.
     pub fn snapshot(&self) -> (BTreeMap<String, u64>, BTreeMap<(String, String), u64>) {
-        self.inner
-            .lock()
-            .map(|m| (m.requests.clone(), m.errors.clone()))
-            .unwrap_or_default()
+        let m = self.lock();
+        (m.requests.clone(), m.errors.clone())
+    }
+
+    /// The counters, recovered when a panic poisoned the lock (the crate's one rule for poisoned
+    /// locks: a panic elsewhere must not freeze or empty the API series).
+    fn lock(&self) -> MutexGuard<'_, CounterMaps> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -223,6 +224,24 @@ pub struct PortalInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn api_counters_keep_counting_after_a_panic_poisoned_them() {
+        let counters = Arc::new(ApiCounters::default());
+        counters.request("ListSessions");
+        let c = Arc::clone(&counters);
+        let outcome = std::thread::spawn(move || {
+            let _held = c.inner.lock();
+            panic!("a panic while the counters are locked");
+        })
+        .join();
+        assert!(outcome.is_err() && counters.inner.is_poisoned());
+        counters.request("ListSessions");
+        counters.error("ListSessions", ErrorLabel::Timeout);
+        let (requests, errors) = counters.snapshot();
+        assert_eq!(requests.get("ListSessions"), Some(&2));
+        assert_eq!(errors.len(), 1);
+    }
 
     #[test]
     fn error_type_header_is_reduced_to_the_code() {

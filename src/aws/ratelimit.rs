@@ -77,7 +77,7 @@ impl TokenBucket {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BucketState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Reserves the next slot for a request wanting to go at `now`; returns how long to wait.

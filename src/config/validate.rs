@@ -17,6 +17,18 @@ use super::{
 const WARN_INTERVAL_BELOW: Duration = Duration::from_secs(10);
 const MIN_DURATION: Duration = Duration::from_secs(1);
 const MAX_PAGE_SIZE: u32 = 1000;
+/// Upper bounds: values past them are mistakes, and some (a duration that overflows when the
+/// poller scales it, a concurrency past the semaphore's limit) would panic a task at run time.
+/// Longest interval, timeout and discovery refresh.
+pub(crate) const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+/// Longest `storage.max_age` and `per_user.idle_ttl`.
+pub(crate) const MAX_RETENTION: Duration = Duration::from_secs(366 * 24 * 3600);
+/// Most portals polled at once.
+pub(crate) const MAX_CONCURRENCY: usize = 1000;
+/// Most pages of one listing (100 million sessions at the largest page size).
+pub(crate) const MAX_MAX_PAGES: u32 = 100_000;
+/// Highest client-side request rate.
+pub(crate) const MAX_REQUESTS_PER_SECOND: f64 = 10_000.0;
 
 struct Checker<'a> {
     text: &'a str,
@@ -50,10 +62,31 @@ impl Checker<'_> {
         }
     }
 
-    /// An interval: at least 1s, a warning below 10s.
+    /// A duration of at most `max`.
+    fn at_most(&mut self, path: KeyPath, d: Duration, max: Duration) {
+        if d > max {
+            self.error(
+                path,
+                format!("must be at most {}, got {}", fmt(max), fmt(d)),
+            );
+        }
+    }
+
+    /// A duration between 1s and `max`.
+    fn between_1s_and(&mut self, path: KeyPath, d: Duration, max: Duration) {
+        if d < MIN_DURATION {
+            self.at_least_1s(path, d);
+        } else {
+            self.at_most(path, d, max);
+        }
+    }
+
+    /// An interval: between 1s and [`MAX_INTERVAL`], a warning below 10s.
     fn interval(&mut self, path: KeyPath, d: Duration) {
         if d < MIN_DURATION {
             self.at_least_1s(path, d);
+        } else if d > MAX_INTERVAL {
+            self.at_most(path, d, MAX_INTERVAL);
         } else if d < WARN_INTERVAL_BELOW {
             self.warn(
                 path,
@@ -179,6 +212,8 @@ fn global(c: &mut Checker<'_>, g: raw::Global, path: &KeyPath) -> Global {
     if let Some(t) = timeout {
         if t.is_zero() {
             c.error(path.key("timeout"), "must be greater than 0");
+        } else if t > MAX_INTERVAL {
+            c.at_most(path.key("timeout"), t, MAX_INTERVAL);
         } else if t >= interval {
             c.error(
                 path.key("timeout"),
@@ -200,6 +235,11 @@ fn global(c: &mut Checker<'_>, g: raw::Global, path: &KeyPath) -> Global {
     let concurrency = g.concurrency.unwrap_or(d.concurrency);
     if concurrency < 1 {
         c.error(path.key("concurrency"), "must be at least 1, got 0");
+    } else if concurrency > MAX_CONCURRENCY {
+        c.error(
+            path.key("concurrency"),
+            format!("must be at most {MAX_CONCURRENCY}, got {concurrency}"),
+        );
     }
     let buckets = g.duration_buckets.unwrap_or(d.duration_buckets);
     if buckets.is_empty() {
@@ -228,6 +268,11 @@ fn global(c: &mut Checker<'_>, g: raw::Global, path: &KeyPath) -> Global {
     let max_pages = g.max_pages.unwrap_or(d.max_pages);
     if max_pages < 1 {
         c.error(path.key("max_pages"), "must be at least 1, got 0");
+    } else if max_pages > MAX_MAX_PAGES {
+        c.error(
+            path.key("max_pages"),
+            format!("must be at most {MAX_MAX_PAGES}, got {max_pages}"),
+        );
     }
     let rps = g
         .max_requests_per_second
@@ -236,6 +281,11 @@ fn global(c: &mut Checker<'_>, g: raw::Global, path: &KeyPath) -> Global {
         c.error(
             path.key("max_requests_per_second"),
             format!("must be a positive finite number, got {rps}"),
+        );
+    } else if rps > MAX_REQUESTS_PER_SECOND {
+        c.error(
+            path.key("max_requests_per_second"),
+            format!("must be at most {MAX_REQUESTS_PER_SECOND}, got {rps}"),
         );
     }
     Global {
@@ -256,7 +306,7 @@ fn storage(c: &mut Checker<'_>, s: raw::Storage, path: &KeyPath) -> Storage {
         max_age: s.max_age.map_or(DEFAULT_STATE_MAX_AGE, |Dur(t)| t),
     };
     if s.max_age.is_some() {
-        c.at_least_1s(path.key("max_age"), out.max_age);
+        c.between_1s_and(path.key("max_age"), out.max_age, MAX_RETENTION);
     }
     out
 }
@@ -274,7 +324,7 @@ fn per_user(c: &mut Checker<'_>, u: raw::PerUser, path: &KeyPath) -> PerUser {
         c.error(path.key("max_users"), "must be at least 1, got 0");
     }
     if u.idle_ttl.is_some() {
-        c.at_least_1s(path.key("idle_ttl"), out.idle_ttl);
+        c.between_1s_and(path.key("idle_ttl"), out.idle_ttl, MAX_RETENTION);
     }
     if out.enabled && out.username == UsernameMode::Hashed && out.hash_salt.is_empty() {
         c.warn(
@@ -345,6 +395,7 @@ fn portals(
             c.interval(base.key("interval"), iv);
             if let Some(t) = global.timeout
                 && iv >= MIN_DURATION
+                && iv <= MAX_INTERVAL
                 && t >= iv
             {
                 c.error(
@@ -412,7 +463,7 @@ fn discovery(
         let refresh = d
             .refresh
             .map_or(super::DEFAULT_DISCOVERY_REFRESH, |Dur(r)| r);
-        c.at_least_1s(base.key("refresh"), refresh);
+        c.between_1s_and(base.key("refresh"), refresh, MAX_INTERVAL);
         out.push(DiscoveryConfig {
             regions,
             role_arn: role,

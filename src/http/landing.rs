@@ -119,7 +119,7 @@ fn row(html: &mut String, portal: &PortalSnapshot) {
         .as_ref()
         .map_or_else(|| "\u{2014}".to_string(), |a| a.sessions.to_string());
     let error = portal
-        .last_error
+        .last_error_code
         .as_deref()
         .map(escape_html)
         .unwrap_or_default();
@@ -182,6 +182,7 @@ mod tests {
                 sessions: 7,
                 users: 3,
                 max_age_seconds: 1.0,
+                peak: 9,
             }),
             last_poll_unix: Some(0.0),
             ..Default::default()
@@ -189,7 +190,7 @@ mod tests {
         store.publish(PortalSnapshot {
             portal_id: "p-down".into(),
             polled: true,
-            last_error: Some("<img src=x>".into()),
+            last_error_code: Some("<img src=x>".into()),
             ..Default::default()
         });
         store.publish(PortalSnapshot {

@@ -166,7 +166,8 @@ impl Routes {
             }
             Some(Route::Telemetry) => self.telemetry(asked.gzip).await,
             Some(Route::Landing) => self.landing().await,
-            Some(Route::Healthy) => text(StatusCode::OK, "Healthy"),
+            Some(Route::Healthy) if self.store.healthy() => text(StatusCode::OK, "Healthy"),
+            Some(Route::Healthy) => text(StatusCode::SERVICE_UNAVAILABLE, "Unhealthy"),
             Some(Route::Ready) if self.store.ready() => text(StatusCode::OK, "Ready"),
             Some(Route::Ready) => text(StatusCode::SERVICE_UNAVAILABLE, "Not Ready"),
         }
@@ -308,6 +309,20 @@ mod tests {
             .respond(&request(Method::GET, "/-/healthy?x=1"))
             .await;
         assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn healthy_fails_once_the_store_is_marked_failed() {
+        let store = Arc::new(Store::new());
+        let routes = Arc::new(Routes::new(
+            Arc::new(Exposition::new(store.clone())),
+            "/metrics".to_string(),
+        ));
+        let ok = routes.respond(&request(Method::GET, "/-/healthy")).await;
+        assert_eq!(ok.status(), StatusCode::OK);
+        store.set_failed();
+        let failed = routes.respond(&request(Method::GET, "/-/healthy")).await;
+        assert_eq!(failed.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 
     #[tokio::test]

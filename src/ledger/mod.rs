@@ -53,6 +53,43 @@
 //! * **Monthly active users**: see [`Ledger::monthly_active_users`].
 //! * **Memory**: see [`Ledger::prune`]. About 120 bytes per tracked session (36-char id).
 //!
+//! # Concurrency: the peak and the time at capacity
+//!
+//! Each [`Ledger::apply_poll`] at `at` closes the *interval* `(prev, at]`, where `prev` is the
+//! `at` of the previous `apply_poll` (kept in the durable state, so after a restart the interval
+//! spans the downtime, whose sessions the first poll lists back to the watermark).
+//!
+//! * **Timeline**: every tracked session is the half-open span `[startTime, endTime)` of API times;
+//!   the concurrency at instant `t` is the number of spans with `start <= t < end`. A session
+//!   listed Active, or *vanished and not yet resolved* (no Terminated record yet, e.g. GetSession
+//!   could not say), is open (`end = +inf`): it counts as active until its end is known, so an
+//!   interval closed before its record arrives may overstate; the figures of an interval are
+//!   final when it closes and are never revised. A session terminated without a usable `endTime`
+//!   (missing, or before `startTime`) or forgotten is kept out of the timeline entirely, as it is
+//!   kept out of durations; records without `sessionId` or `startTime` are never on it.
+//! * **Ties**: at one millisecond an end comes before a start (a session ending at `t` and one
+//!   starting at `t` are never active together); a session with `endTime == startTime` never
+//!   counts.
+//! * **Peak** ([`ActiveSummary::peak`]): the highest concurrency at any instant of `(prev, at]`,
+//!   i.e. the concurrency just after `prev` and after every start and end inside the interval
+//!   (events at `at` itself included), swept over the start and end events of the sessions that
+//!   overlap the interval: those open now, those terminated this poll (including sessions that
+//!   started and ended between the two polls) and the baseline running since before T0. It is
+//!   never below `sessions` of the same poll: the listing is itself an observation at `at`, and it
+//!   may hold sessions the timeline lacks (no `startTime`, or a `startTime` after `at` through
+//!   clock skew). On the first poll, and when `at <= prev` (the host clock stepped back), it
+//!   equals `sessions`.
+//! * **Time at capacity** ([`Totals::at_capacity_seconds`], exact in [`Ledger::at_capacity_ms`]):
+//!   the measure, in milliseconds, of the instants of `[max(prev, T0), at)` where the concurrency
+//!   is at or above the portal's limit, added at each poll while the limit is known
+//!   ([`Ledger::set_capacity_limit`]; the limit known when an interval closes applies to all of
+//!   it). Integer milliseconds throughout, like session seconds; it never decreases, and an
+//!   interval with `at <= prev` adds nothing, so no stretch of time is counted twice.
+//! * **Limits**: a record the API lists only after the poll that closes its interval (beyond the
+//!   watermark's skew margin) is counted in the counters but not in that interval's figures;
+//!   terminated sessions already pruned do not come back. Both need clock skew or listing lag
+//!   beyond the margin.
+//!
 //! # Use by the poller, per portal
 //!
 //! 1. `Ledger::new(settings, t0)` when the first poll succeeds (T0 = its first request).
@@ -64,7 +101,10 @@
 //!    A GetSession answering 404 is [`Ledger::forget`]; a failed one is simply retried next poll
 //!    (the session stays [unresolved](Ledger::unresolved)).
 //! 3. After the poll, [`Ledger::prune`]`(at - margin)`.
+//! 4. Whenever GetPortal answers (and when a ledger is created), [`Ledger::set_capacity_limit`]
+//!    with the portal's `maxConcurrentSessions` (`None` when not permitted or not set).
 
+mod capacity;
 mod month;
 mod state;
 
@@ -103,6 +143,9 @@ pub struct ActiveSummary {
     pub users: u64,
     /// Age in seconds of the oldest active session at the poll time (0 when none).
     pub max_age_seconds: f64,
+    /// Highest number of sessions active at once between the previous poll and this one, from
+    /// API start and end times (see "Concurrency" in the module docs); never below `sessions`.
+    pub peak: u64,
 }
 
 /// A histogram with fixed upper bounds (seconds), non-cumulative bucket counts.
@@ -161,6 +204,8 @@ pub struct Totals {
     pub session_seconds: f64,
     /// `session_duration_seconds`.
     pub durations: Histogram,
+    /// `portal_at_capacity_seconds_total`; `None` while the portal's limit is unknown.
+    pub at_capacity_seconds: Option<f64>,
 }
 
 /// Settings of a ledger.
@@ -193,6 +238,8 @@ pub struct PollDeltas {
     pub session_seconds: f64,
     /// Durations (seconds) observed into the histogram.
     pub durations: Vec<f64>,
+    /// Milliseconds at capacity added (exact).
+    pub at_capacity_ms: i64,
 }
 
 /// Raw per-user aggregates, keyed by username (`__unknown__` for missing/empty).
@@ -250,6 +297,18 @@ struct Entry {
     incomplete: bool,
 }
 
+impl Entry {
+    /// Its place on the concurrency timeline: `[start, end)`, open-ended while it is listed or
+    /// vanished; `None` when it terminated without a usable `endTime` (kept out, as for durations).
+    fn span(&self) -> Option<(UnixMillis, Option<UnixMillis>)> {
+        match self.phase {
+            Phase::Listed | Phase::Vanished => Some((self.start_ms, None)),
+            Phase::Done => (self.end_ms != NO_END && self.end_ms >= self.start_ms)
+                .then_some((self.start_ms, Some(self.end_ms))),
+        }
+    }
+}
+
 /// Identity of an untrackable record counted in `incomplete`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum LooseKey {
@@ -266,6 +325,8 @@ struct Books {
     totals: Totals,
     session_ms: i64,
     duration_sum_ms: i64,
+    /// `portal_at_capacity_seconds_total` in exact milliseconds.
+    at_capacity_ms: i64,
     users: HashMap<Arc<str>, UserTotals>,
 }
 
@@ -400,6 +461,10 @@ pub struct Ledger {
     month: Option<(UnixMillis, UnixMillis)>,
     month_users: HashSet<Box<str>>,
     pruned_below: UnixMillis,
+    /// `at_ms` of the latest [`apply_poll`](Ledger::apply_poll): where the next interval begins.
+    last_poll_ms: Option<UnixMillis>,
+    /// The portal's `maxConcurrentSessions`, when known.
+    capacity_limit: Option<u64>,
 }
 
 impl Ledger {
@@ -414,6 +479,7 @@ impl Ledger {
                 },
                 session_ms: 0,
                 duration_sum_ms: 0,
+                at_capacity_ms: 0,
                 users: HashMap::default(),
             },
             sessions: HashMap::default(),
@@ -422,6 +488,8 @@ impl Ledger {
             month: None,
             month_users: HashSet::default(),
             pruned_below: UnixMillis::MIN,
+            last_poll_ms: None,
+            capacity_limit: None,
         }
     }
 
@@ -530,12 +598,51 @@ impl Ledger {
             users: users_now,
             max_age_seconds: oldest.map_or(0, |s| at_ms.saturating_sub(s).max(0)).max(0) as f64
                 / 1000.0,
+            peak: 0,
         };
 
         for r in misfiled.into_iter().chain(other) {
             self.observe_other(r, at_ms, &mut d);
         }
+        self.close_interval(at_ms, &mut d);
         d
+    }
+
+    /// Sets the portal's `maxConcurrentSessions` (`None`: unknown, e.g. GetPortal not permitted).
+    ///
+    /// The limit applies to the whole interval that the next [`apply_poll`](Self::apply_poll)
+    /// closes; `portal_at_capacity_seconds_total` ([`Totals::at_capacity_seconds`]) exists while it
+    /// is known. A limit of 0, outside the API's range (1 to 5000), counts as unknown.
+    pub fn set_capacity_limit(&mut self, limit: Option<u64>) {
+        self.capacity_limit = limit.filter(|l| *l > 0);
+        self.books.totals.at_capacity_seconds = self
+            .capacity_limit
+            .map(|_| self.books.at_capacity_ms as f64 / 1000.0);
+    }
+
+    /// The limit set by [`set_capacity_limit`](Self::set_capacity_limit), if known.
+    pub fn capacity_limit(&self) -> Option<u64> {
+        self.capacity_limit
+    }
+
+    /// Ends the interval `(last poll, at_ms]`: its peak and its time at capacity.
+    fn close_interval(&mut self, at_ms: UnixMillis, d: &mut PollDeltas) {
+        let from = self
+            .last_poll_ms
+            .replace(self.last_poll_ms.map_or(at_ms, |l| l.max(at_ms)));
+        self.active.peak = self.active.sessions;
+        let Some(from) = from.filter(|f| *f < at_ms) else {
+            return;
+        };
+        let spans = self.sessions.values().filter_map(Entry::span);
+        let figures = capacity::evaluate(spans, from, at_ms, self.books.t0_ms, self.capacity_limit);
+        self.active.peak = self.active.peak.max(figures.peak);
+        if self.capacity_limit.is_some() {
+            let b = &mut self.books;
+            b.at_capacity_ms = b.at_capacity_ms.saturating_add(figures.at_capacity_ms);
+            b.totals.at_capacity_seconds = Some(b.at_capacity_ms as f64 / 1000.0);
+            d.at_capacity_ms = figures.at_capacity_ms;
+        }
     }
 
     /// Applies records obtained outside a full poll (a backfill fed in several parts, a late
@@ -603,6 +710,11 @@ impl Ledger {
     /// `session_seconds_total` in exact milliseconds.
     pub fn session_ms(&self) -> i64 {
         self.books.session_ms
+    }
+
+    /// `portal_at_capacity_seconds_total` in exact milliseconds (counted while the limit is known).
+    pub fn at_capacity_ms(&self) -> i64 {
+        self.books.at_capacity_ms
     }
 
     /// Raw per-user aggregates (unordered); sums of `started` and `session_ms` equal the totals.

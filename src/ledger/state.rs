@@ -12,9 +12,10 @@ use super::{
 };
 use crate::session::UnixMillis;
 
-/// A [`Ledger`] as plain data ([`Ledger::to_state`], [`Ledger::from_state`]).
+/// A [`Ledger`] as plain data ([`Ledger::to_state`], [`Ledger::from_state`]); `S` is `String`
+/// when owned, `&str` when it only borrows the ledger to be written ([`Ledger::view`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LedgerState {
+pub struct LedgerState<S = String> {
     /// T0 of the ledger.
     pub t0_ms: UnixMillis,
     /// `sessions_started_total`.
@@ -32,26 +33,40 @@ pub struct LedgerState {
     /// Sum of the observed durations, in exact milliseconds.
     pub duration_sum_ms: i64,
     /// Per-user aggregates: `(username, active, started, session_ms, last_seen_ms)`.
-    pub users: Vec<(String, u64, u64, i64, UnixMillis)>,
+    pub users: Vec<(S, u64, u64, i64, UnixMillis)>,
     /// Sessions held: `(id, username, start_ms, end_ms or null, accrued_ms, phase, incomplete)`.
-    pub sessions: Vec<SessionState>,
+    pub sessions: Vec<SessionState<S>>,
     /// Untrackable records already counted as incomplete, with when they were last seen.
-    pub loose: Vec<(LooseState, UnixMillis)>,
+    pub loose: Vec<(LooseState<S>, UnixMillis)>,
     /// Gauges of the last Active listing.
     pub active: (u64, u64, f64),
     /// The current UTC month `(start, end)`, once a poll was applied.
     pub month: Option<(UnixMillis, UnixMillis)>,
     /// Usernames with a session in that month.
-    pub month_users: Vec<String>,
+    pub month_users: Vec<S>,
     /// Highest prune bound so far.
     pub pruned_below: UnixMillis,
+    /// `active_sessions_peak` of the last poll. Fields from here on were added after the first
+    /// state format and default when absent, so older state files still load.
+    #[serde(default)]
+    pub active_peak: u64,
+    /// `at_ms` of the latest poll applied: where the next concurrency interval begins (`None`:
+    /// the next poll is treated as the first, its peak is its active count).
+    #[serde(default)]
+    pub last_poll_ms: Option<UnixMillis>,
+    /// The portal's `maxConcurrentSessions` as last known.
+    #[serde(default)]
+    pub capacity_limit: Option<u64>,
+    /// `portal_at_capacity_seconds_total`, in exact milliseconds.
+    #[serde(default)]
+    pub at_capacity_ms: i64,
 }
 
 /// One held session (see [`LedgerState::sessions`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SessionState(
-    pub String,
-    pub String,
+pub struct SessionState<S = String>(
+    pub S,
+    pub S,
     pub UnixMillis,
     pub Option<UnixMillis>,
     pub i64,
@@ -72,9 +87,9 @@ pub enum PhaseState {
 
 /// Identity of an untrackable record.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum LooseState {
+pub enum LooseState<S = String> {
     /// By session id.
-    Id(String),
+    Id(S),
     /// By content hash.
     Content(u64),
 }
@@ -96,30 +111,22 @@ pub enum StateError {
 }
 
 impl Ledger {
-    /// This ledger as plain data.
-    pub fn to_state(&self) -> LedgerState {
+    /// This ledger as plain data, borrowing its strings: what a state write serializes, without
+    /// copying or sorting the sessions (the order of the lists is that of the maps).
+    pub fn view(&self) -> LedgerState<&str> {
         let b = &self.books;
-        let mut users: Vec<_> = b
+        let users: Vec<_> = b
             .users
             .iter()
-            .map(|(k, u)| {
-                (
-                    k.to_string(),
-                    u.active,
-                    u.started,
-                    u.session_ms,
-                    u.last_seen_ms,
-                )
-            })
+            .map(|(k, u)| (&**k, u.active, u.started, u.session_ms, u.last_seen_ms))
             .collect();
-        users.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut sessions: Vec<_> = self
+        let sessions: Vec<_> = self
             .sessions
             .iter()
             .map(|(id, e)| {
                 SessionState(
-                    id.to_string(),
-                    e.user.to_string(),
+                    &**id,
+                    &*e.user,
                     e.start_ms,
                     (e.end_ms != NO_END).then_some(e.end_ms),
                     e.accrued_ms,
@@ -132,21 +139,18 @@ impl Ledger {
                 )
             })
             .collect();
-        sessions.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut loose: Vec<_> = self
+        let loose: Vec<_> = self
             .loose
             .iter()
             .map(|(k, seen)| {
                 let k = match k {
-                    LooseKey::Id(id) => LooseState::Id(id.to_string()),
+                    LooseKey::Id(id) => LooseState::Id(&**id),
                     LooseKey::Content(h) => LooseState::Content(*h),
                 };
                 (k, *seen)
             })
             .collect();
-        loose.sort();
-        let mut month_users: Vec<String> = self.month_users.iter().map(|u| u.to_string()).collect();
-        month_users.sort();
+        let month_users: Vec<&str> = self.month_users.iter().map(|u| &**u).collect();
         LedgerState {
             t0_ms: b.t0_ms,
             started: b.totals.started,
@@ -167,7 +171,62 @@ impl Ledger {
             month: self.month,
             month_users,
             pruned_below: self.pruned_below,
+            active_peak: self.active.peak,
+            last_poll_ms: self.last_poll_ms,
+            capacity_limit: self.capacity_limit,
+            at_capacity_ms: b.at_capacity_ms,
         }
+    }
+
+    /// This ledger as owned plain data, every list sorted (equal ledgers give equal states).
+    pub fn to_state(&self) -> LedgerState {
+        let v = self.view();
+        let mut state = LedgerState {
+            t0_ms: v.t0_ms,
+            started: v.started,
+            terminated: v.terminated,
+            incomplete: v.incomplete,
+            session_ms: v.session_ms,
+            duration_bounds: v.duration_bounds,
+            duration_counts: v.duration_counts,
+            duration_sum_ms: v.duration_sum_ms,
+            users: v
+                .users
+                .into_iter()
+                .map(|(n, a, s, ms, seen)| (n.to_owned(), a, s, ms, seen))
+                .collect(),
+            sessions: v
+                .sessions
+                .into_iter()
+                .map(|SessionState(id, u, s, e, a, p, i)| {
+                    SessionState(id.to_owned(), u.to_owned(), s, e, a, p, i)
+                })
+                .collect(),
+            loose: v
+                .loose
+                .into_iter()
+                .map(|(k, seen)| {
+                    let k = match k {
+                        LooseState::Id(id) => LooseState::Id(id.to_owned()),
+                        LooseState::Content(h) => LooseState::Content(h),
+                    };
+                    (k, seen)
+                })
+                .collect(),
+            active: v.active,
+            month: v.month,
+            month_users: v.month_users.into_iter().map(str::to_owned).collect(),
+            pruned_below: v.pruned_below,
+            active_peak: v.active_peak,
+            last_poll_ms: v.last_poll_ms,
+            capacity_limit: v.capacity_limit,
+            at_capacity_ms: v.at_capacity_ms,
+        };
+        state.users.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        state.sessions.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        state.loose.sort_unstable();
+        state.month_users.sort_unstable();
+        state
     }
 
     /// A ledger that continues `state` exactly, if it was made with the same `settings`.
@@ -188,7 +247,7 @@ impl Ledger {
             .iter()
             .try_fold(0u64, |a, c| a.checked_add(*c))
             .ok_or(StateError::Inconsistent("histogram count overflows"))?;
-        if state.session_ms < 0 || state.duration_sum_ms < 0 {
+        if state.session_ms < 0 || state.duration_sum_ms < 0 || state.at_capacity_ms < 0 {
             return Err(StateError::Inconsistent("negative session time"));
         }
         let durations = Histogram {
@@ -205,9 +264,11 @@ impl Ledger {
                 incomplete: state.incomplete,
                 session_seconds: state.session_ms as f64 / 1000.0,
                 durations,
+                at_capacity_seconds: None,
             },
             session_ms: state.session_ms,
             duration_sum_ms: state.duration_sum_ms,
+            at_capacity_ms: state.at_capacity_ms,
             users: HashMap::default(),
         };
         for (name, active, started, session_ms, last_seen_ms) in state.users {
@@ -259,7 +320,7 @@ impl Ledger {
             .map(String::into_boxed_str)
             .collect();
         let (sessions_now, users_now, max_age_seconds) = state.active;
-        Ok(Ledger {
+        let mut ledger = Ledger {
             books,
             sessions,
             loose,
@@ -267,10 +328,15 @@ impl Ledger {
                 sessions: sessions_now,
                 users: users_now,
                 max_age_seconds,
+                peak: state.active_peak,
             },
             month: state.month,
             month_users,
             pruned_below: state.pruned_below,
-        })
+            last_poll_ms: state.last_poll_ms,
+            capacity_limit: None,
+        };
+        ledger.set_capacity_limit(state.capacity_limit);
+        Ok(ledger)
     }
 }

@@ -302,7 +302,8 @@ fn active_without_start_is_gauged_not_tracked() {
         ActiveSummary {
             sessions: 1,
             users: 1,
-            max_age_seconds: 0.0
+            max_age_seconds: 0.0,
+            peak: 1,
         }
     );
     assert_eq!(user(&l, UNKNOWN_USER).map(|u| u.active), Some(1));
@@ -340,7 +341,8 @@ fn gauges_users_and_oldest_age() {
         ActiveSummary {
             sessions: 4,
             users: 2,
-            max_age_seconds: 7200.0
+            max_age_seconds: 7200.0,
+            peak: 4,
         }
     );
     assert_eq!(user(&l, "alice").map(|u| u.active), Some(2));
@@ -350,7 +352,14 @@ fn gauges_users_and_oldest_age() {
         Some((2, 1))
     );
     l.apply_poll(T0 + 2 * HOUR, &[], &[]);
-    assert_eq!(l.active_summary(), ActiveSummary::default());
+    // None listed now; the four vanished without a Terminated record, so the peak still has them.
+    assert_eq!(
+        l.active_summary(),
+        ActiveSummary {
+            peak: 4,
+            ..ActiveSummary::default()
+        }
+    );
     assert_eq!(user(&l, "alice").map(|u| u.active), Some(0));
 }
 
@@ -606,4 +615,246 @@ fn evict_idle_users_keeps_users_still_referenced() {
     assert_eq!(l.evict_idle_users(T0 + 2 * HOUR), 2);
     assert!(user(&l, "alice").is_some());
     assert!(user(&l, "bob").is_none());
+}
+
+// --- Concurrency: peak and time at capacity -------------------------------------------------
+
+const S: i64 = 1000;
+
+#[test]
+fn the_first_poll_peak_is_the_active_count() {
+    let mut l = ledger();
+    l.set_capacity_limit(Some(1));
+    let d = l.apply_poll(
+        T0,
+        &[act("a", "u", T0 - HOUR), act("b", "v", T0 - MIN)],
+        &[term("c", "w", T0 - 2 * MIN, T0)],
+    );
+    assert_eq!(l.active_summary().peak, 2);
+    // No interval yet: nothing at capacity, but the counter exists since the limit is known.
+    assert_eq!(d.at_capacity_ms, 0);
+    assert_eq!(l.totals().at_capacity_seconds, Some(0.0));
+}
+
+#[test]
+fn a_burst_between_two_polls_is_the_peak_and_its_time_at_capacity_is_exact() {
+    let mut l = ledger();
+    l.set_capacity_limit(Some(4));
+    l.apply_poll(T0, &[act("long", "u", T0 - HOUR)], &[]);
+    // Between the polls: three sessions, all three at once during [30 s, 40 s); a fourth starts
+    // at 40 s exactly when one of them ends (the end goes first: still 4, never 5).
+    let at = T0 + MIN;
+    let d = l.apply_poll(
+        at,
+        &[act("long", "u", T0 - HOUR)],
+        &[
+            term("x", "u", T0 + 10 * S, T0 + 50 * S),
+            term("y", "u", T0 + 20 * S, T0 + 45 * S),
+            term("z", "u", T0 + 30 * S, T0 + 40 * S),
+            term("w", "u", T0 + 40 * S, T0 + 42 * S),
+        ],
+    );
+    let a = l.active_summary();
+    assert_eq!((a.sessions, a.peak), (1, 4));
+    // At 4 during [30 s, 40 s) and, with w, during [40 s, 42 s).
+    assert_eq!(d.at_capacity_ms, 12 * S);
+    assert_eq!(l.at_capacity_ms(), 12 * S);
+    assert_eq!(l.totals().at_capacity_seconds, Some(12.0));
+    // The next interval is quiet: the peak falls back, the counter stays.
+    let d = l.apply_poll(at + MIN, &[act("long", "u", T0 - HOUR)], &[]);
+    assert_eq!(l.active_summary().peak, 1);
+    assert_eq!((d.at_capacity_ms, l.at_capacity_ms()), (0, 12 * S));
+}
+
+#[test]
+fn an_end_and_a_start_at_the_same_millisecond_are_not_concurrent() {
+    let mut l = ledger();
+    l.set_capacity_limit(Some(2));
+    l.apply_poll(T0, &[], &[]);
+    l.apply_poll(
+        T0 + MIN,
+        &[act("b", "u", T0 + 20 * S)],
+        &[term("a", "u", T0 + 10 * S, T0 + 20 * S)],
+    );
+    assert_eq!(l.active_summary().peak, 1);
+    assert_eq!(l.at_capacity_ms(), 0);
+}
+
+#[test]
+fn sessions_ending_at_the_previous_poll_or_starting_at_this_one() {
+    let mut l = ledger();
+    l.set_capacity_limit(Some(2));
+    l.apply_poll(T0, &[act("a", "u", T0 - MIN), act("b", "u", T0 - MIN)], &[]);
+    // a ended exactly at the previous poll: not in this interval. c starts exactly at this poll:
+    // in the peak (the instant `at` is in the interval), but it adds no time at capacity.
+    l.apply_poll(
+        T0 + MIN,
+        &[act("b", "u", T0 - MIN), act("c", "u", T0 + MIN)],
+        &[term("a", "u", T0 - MIN, T0)],
+    );
+    assert_eq!(l.active_summary().peak, 2);
+    assert_eq!(l.at_capacity_ms(), 0);
+}
+
+#[test]
+fn a_vanished_session_counts_as_active_until_its_end_is_known() {
+    let mut l = ledger();
+    l.set_capacity_limit(Some(2));
+    l.apply_poll(T0, &[act("a", "u", T0 - MIN), act("b", "u", T0 - MIN)], &[]);
+    // b vanished and its Terminated record is not there yet (GetSession failed): still open.
+    l.apply_poll(T0 + MIN, &[act("a", "u", T0 - MIN)], &[]);
+    assert_eq!(l.unresolved(), vec!["b".to_string()]);
+    assert_eq!(l.active_summary().peak, 2);
+    assert_eq!(l.at_capacity_ms(), MIN);
+    // Resolved: it had ended before that interval; the interval already closed stays as it was.
+    l.apply_poll(
+        T0 + 2 * MIN,
+        &[act("a", "u", T0 - MIN)],
+        &[term("b", "u", T0 - MIN, T0 + 5 * S)],
+    );
+    assert_eq!(l.active_summary().peak, 1);
+    assert_eq!(l.at_capacity_ms(), MIN);
+}
+
+#[test]
+fn incomplete_records_are_kept_off_the_timeline() {
+    let mut l = ledger();
+    l.set_capacity_limit(Some(1));
+    l.apply_poll(T0, &[], &[]);
+    l.apply_poll(
+        T0 + MIN,
+        &[],
+        &[
+            // No endTime, endTime before startTime, no startTime, no sessionId.
+            rec(
+                Some("a"),
+                None,
+                SessionStatus::Terminated,
+                Some(T0 + S),
+                None,
+            ),
+            term("b", "u", T0 + 20 * S, T0 + 10 * S),
+            rec(
+                Some("c"),
+                None,
+                SessionStatus::Terminated,
+                None,
+                Some(T0 + 9 * S),
+            ),
+            rec(
+                None,
+                None,
+                SessionStatus::Terminated,
+                Some(T0 + S),
+                Some(T0 + 50 * S),
+            ),
+        ],
+    );
+    assert_eq!(l.totals().incomplete, 4);
+    assert_eq!(l.active_summary().peak, 0);
+    assert_eq!(l.at_capacity_ms(), 0);
+}
+
+#[test]
+fn a_forgotten_session_leaves_the_timeline() {
+    let mut l = ledger();
+    l.set_capacity_limit(Some(1));
+    l.apply_poll(T0, &[act("a", "u", T0 - MIN)], &[]);
+    l.forget("a", T0 + MIN);
+    l.apply_poll(T0 + MIN, &[], &[]);
+    assert_eq!(l.active_summary().peak, 0);
+    assert_eq!(l.at_capacity_ms(), 0);
+}
+
+#[test]
+fn the_peak_is_never_below_the_listing() {
+    let mut l = ledger();
+    l.apply_poll(T0, &[], &[]);
+    // One listed session has no startTime, another starts after the poll (clock skew): neither
+    // is on the timeline, but both were listed Active at the poll.
+    l.apply_poll(
+        T0 + MIN,
+        &[
+            rec(Some("a"), None, SessionStatus::Active, None, None),
+            act("b", "u", T0 + 2 * MIN),
+        ],
+        &[],
+    );
+    assert_eq!(l.active_summary().peak, 2);
+}
+
+#[test]
+fn time_at_capacity_counts_only_while_the_limit_is_known() {
+    let mut l = ledger();
+    let open = [act("a", "u", T0 - MIN)];
+    l.apply_poll(T0, &open, &[]);
+    assert_eq!(l.totals().at_capacity_seconds, None);
+    l.apply_poll(T0 + MIN, &open, &[]);
+    assert_eq!(
+        (l.at_capacity_ms(), l.totals().at_capacity_seconds),
+        (0, None)
+    );
+    l.set_capacity_limit(Some(1));
+    assert_eq!(l.totals().at_capacity_seconds, Some(0.0));
+    l.apply_poll(T0 + 2 * MIN, &open, &[]);
+    assert_eq!(l.totals().at_capacity_seconds, Some(60.0));
+    // AccessDenied later: the counter goes away and stops; it comes back where it was.
+    l.set_capacity_limit(None);
+    l.apply_poll(T0 + 3 * MIN, &open, &[]);
+    assert_eq!(l.totals().at_capacity_seconds, None);
+    l.set_capacity_limit(Some(0));
+    assert_eq!(
+        (l.capacity_limit(), l.totals().at_capacity_seconds),
+        (None, None)
+    );
+    l.set_capacity_limit(Some(1));
+    assert_eq!(l.totals().at_capacity_seconds, Some(60.0));
+}
+
+#[test]
+fn a_clock_stepping_back_counts_no_time_twice() {
+    let mut l = ledger();
+    l.set_capacity_limit(Some(1));
+    let open = [act("a", "u", T0 - MIN)];
+    l.apply_poll(T0, &open, &[]);
+    l.apply_poll(T0 + 10 * MIN, &open, &[]);
+    assert_eq!(l.at_capacity_ms(), 10 * MIN);
+    l.apply_poll(T0 + 5 * MIN, &open, &[]);
+    assert_eq!(l.at_capacity_ms(), 10 * MIN);
+    assert_eq!(l.active_summary().peak, 1);
+    // The next interval starts from the latest time seen, not from the step back.
+    l.apply_poll(T0 + 11 * MIN, &open, &[]);
+    assert_eq!(l.at_capacity_ms(), 11 * MIN);
+}
+
+#[test]
+fn the_state_keeps_the_interval_the_limit_and_the_counter() {
+    let mut l = ledger();
+    l.set_capacity_limit(Some(1));
+    let open = [act("a", "u", T0 - MIN)];
+    l.apply_poll(T0, &open, &[]);
+    l.apply_poll(T0 + MIN, &open, &[]);
+    let settings = LedgerSettings {
+        duration_buckets: vec![60.0, 3600.0],
+    };
+    let mut resumed = Ledger::from_state(&settings, l.to_state()).expect("resumes");
+    assert_eq!(resumed.totals(), l.totals());
+    assert_eq!(resumed.active_summary(), l.active_summary());
+    assert_eq!(resumed.capacity_limit(), Some(1));
+    // The downtime is one interval: exact once the first poll after the restart closes it.
+    resumed.apply_poll(T0 + 30 * MIN, &open, &[]);
+    assert_eq!(resumed.at_capacity_ms(), 30 * MIN);
+
+    // A state written before these fields existed loads with them empty: the next poll is a
+    // first poll for the peak, and the counter is absent until the limit is known again.
+    let mut old = l.to_state();
+    old.active_peak = 0;
+    old.last_poll_ms = None;
+    old.capacity_limit = None;
+    old.at_capacity_ms = 0;
+    let mut resumed = Ledger::from_state(&settings, old).expect("resumes");
+    assert_eq!(resumed.totals().at_capacity_seconds, None);
+    resumed.apply_poll(T0 + 30 * MIN, &open, &[]);
+    assert_eq!(resumed.active_summary().peak, 1);
+    assert_eq!(resumed.at_capacity_ms(), 0);
 }

@@ -18,6 +18,12 @@
 //! Steady-state cost: ceil(active/page) + ceil(new terminated/page) + 1 `ListSessions` calls, plus
 //! one `GetSession` per vanished session that started before the watermark.
 //!
+//! The ledger applies the poll at the time of its first request, which also closes the interval
+//! since the previous successful poll: its peak concurrency and time at capacity (see the ledger's
+//! module docs). After a successful poll, `GetPortal` (every `metadata_refresh`) refreshes the
+//! portal's metadata; each answer also sets the ledger's capacity limit (`maxConcurrentSessions`)
+//! for the next interval.
+//!
 //! # A poll cut short
 //!
 //! Pages are kept as they arrive. When a poll fails on throttling, a server error, a connection
@@ -33,7 +39,9 @@
 //! ([`Scheduler::apply`]): added portals start, removed ones stop and lose their series, and
 //! portals that stay keep their ledger (counters continue) and take the new plan at once.
 //! A panic inside a portal's task is caught by its supervisor, logged, counted in
-//! `workspacesweb_poller_panics_total`, and the portal restarts with a fresh ledger.
+//! `workspacesweb_poller_panics_total`, and the portal restarts with a fresh ledger after a delay
+//! that doubles with each consecutive panic ([`RESTART_DELAY`] up to [`MAX_RESTART_DELAY`]), so a
+//! task that panics at once does not spin a core.
 
 mod poller;
 pub mod state;
@@ -41,7 +49,7 @@ pub mod state;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rand::Rng;
@@ -174,8 +182,7 @@ struct Task {
 pub struct Scheduler {
     clients: Clients,
     store: Arc<Store>,
-    permits: Arc<Semaphore>,
-    concurrency: usize,
+    limit: Limit,
     tasks: BTreeMap<String, Task>,
     storage: Option<Arc<StateDir>>,
 }
@@ -183,12 +190,10 @@ pub struct Scheduler {
 impl Scheduler {
     /// A scheduler with no portals yet.
     pub fn new(clients: Clients, store: Arc<Store>, concurrency: usize) -> Self {
-        let concurrency = concurrency.max(1);
         Scheduler {
             clients,
             store,
-            permits: Arc::new(Semaphore::new(concurrency)),
-            concurrency,
+            limit: Limit::new(concurrency),
             tasks: BTreeMap::new(),
             storage: None,
         }
@@ -221,15 +226,10 @@ impl Scheduler {
         s
     }
 
-    /// Changes how many portals are polled at once.
+    /// Changes how many portals are polled at once. A lower limit takes effect as polls in
+    /// flight finish: their permits are retired instead of going back to the pool.
     pub fn set_concurrency(&mut self, concurrency: usize) {
-        let concurrency = concurrency.max(1);
-        if concurrency > self.concurrency {
-            self.permits.add_permits(concurrency - self.concurrency);
-        } else {
-            self.permits.forget_permits(self.concurrency - concurrency);
-        }
-        self.concurrency = concurrency;
+        self.limit.set(concurrency);
     }
 
     /// Ids of the portals being polled.
@@ -293,10 +293,14 @@ impl Scheduler {
         let panics = Arc::new(AtomicU64::new(0));
         let clients = self.clients.clone();
         let store = self.store.clone();
-        let permits = self.permits.clone();
+        let permits = self.limit.permits.clone();
         let storage = self.storage.clone();
         let portal_id = plan.portal_id.clone();
-        let handle = tokio::spawn(supervise(portal_id, panics.clone(), move || {
+        let restarts = Restarts {
+            first: RESTART_DELAY,
+            stop: stop_rx.clone(),
+        };
+        let handle = tokio::spawn(supervise(portal_id, panics.clone(), restarts, move || {
             let plan_rx = plan_rx.clone();
             let stop_rx = stop_rx.clone();
             let clients = clients.clone();
@@ -337,23 +341,162 @@ impl Scheduler {
     }
 }
 
-/// Runs `make()` in its own task until it returns; restarts it after a panic, counting it.
-async fn supervise<F, Fut>(portal_id: String, panics: Arc<AtomicU64>, make: F)
+/// Delay before restarting a portal task after its first panic; it doubles with each consecutive
+/// panic, up to [`MAX_RESTART_DELAY`].
+pub const RESTART_DELAY: Duration = Duration::from_secs(1);
+
+/// Longest delay before restarting a panicked portal task. A task that ran at least this long
+/// before panicking starts a new series of delays.
+pub const MAX_RESTART_DELAY: Duration = Duration::from_secs(60);
+
+/// How [`supervise`] restarts: the first delay, and the portal's stop signal (which ends a wait).
+#[derive(Debug)]
+struct Restarts {
+    first: Duration,
+    stop: watch::Receiver<bool>,
+}
+
+/// Delay before the restart that follows `streak` consecutive panics (1 for the first).
+fn restart_delay(first: Duration, streak: u32) -> Duration {
+    let cap = MAX_RESTART_DELAY.max(first);
+    first
+        .checked_mul(1u32 << streak.saturating_sub(1).min(20))
+        .unwrap_or(cap)
+        .min(cap)
+}
+
+/// The concurrency limit: a semaphore of `target` permits (one per poll in flight) whose size can
+/// be lowered while permits are held.
+///
+/// `Semaphore::forget_permits` only forgets permits that are free at that moment; when polls hold
+/// them all, lowering the limit would change nothing. So the permits that could not be forgotten
+/// become a debt, and a retirer task takes them as they come back (it waits in the semaphore's
+/// queue: permits released go to it, not to polls queued after it) and forgets them. Invariant:
+/// the semaphore's permits (free, held, or being gathered by the retirer) = `target` + debt.
+#[derive(Debug)]
+struct Limit {
+    permits: Arc<Semaphore>,
+    target: usize,
+    /// Permits still to retire as they come back.
+    debt: Arc<AtomicUsize>,
+    retirer: Option<JoinHandle<()>>,
+}
+
+impl Limit {
+    fn new(concurrency: usize) -> Self {
+        let target = concurrency.max(1);
+        Limit {
+            permits: Arc::new(Semaphore::new(target)),
+            target,
+            debt: Arc::new(AtomicUsize::new(0)),
+            retirer: None,
+        }
+    }
+
+    /// Sets the limit to `concurrency` (at least 1); call from within the runtime.
+    fn set(&mut self, concurrency: usize) {
+        let target = concurrency.max(1);
+        // A retirer waiting for more permits than are now owed would hold them back: stop it
+        // (permits it gathered go back to the pool) and start one for the new debt.
+        if let Some(retirer) = self.retirer.take() {
+            retirer.abort();
+        }
+        if target > self.target {
+            let up = target - self.target;
+            let cancelled = take_debt(&self.debt, up);
+            self.permits.add_permits(up - cancelled);
+        } else if target < self.target {
+            let down = self.target - target;
+            let forgotten = self.permits.forget_permits(down);
+            self.debt.fetch_add(down - forgotten, Ordering::AcqRel);
+        }
+        self.target = target;
+        if self.debt.load(Ordering::Acquire) > 0 {
+            self.retirer = Some(tokio::spawn(retire(
+                self.permits.clone(),
+                self.debt.clone(),
+            )));
+        }
+    }
+
+    /// Waits until the debt is paid (tests only: the permits owed must come back).
+    #[cfg(test)]
+    async fn settled(&mut self) {
+        if let Some(retirer) = self.retirer.take() {
+            let _ = retirer.await;
+        }
+    }
+}
+
+impl Drop for Limit {
+    fn drop(&mut self) {
+        if let Some(retirer) = self.retirer.take() {
+            retirer.abort();
+        }
+    }
+}
+
+/// Takes up to `at_most` from `debt`; returns how much it took.
+fn take_debt(debt: &AtomicUsize, at_most: usize) -> usize {
+    let mut taken = 0;
+    let _ = debt.fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| {
+        taken = d.min(at_most);
+        Some(d - taken)
+    });
+    taken
+}
+
+/// Forgets permits of `permits` as they come back until `debt` is paid.
+async fn retire(permits: Arc<Semaphore>, debt: Arc<AtomicUsize>) {
+    loop {
+        let owed = debt.load(Ordering::Acquire);
+        if owed == 0 {
+            return;
+        }
+        let want = u32::try_from(owed).unwrap_or(u32::MAX);
+        let Ok(gathered) = permits.acquire_many(want).await else {
+            return;
+        };
+        // The debt may have shrunk meanwhile (a higher limit cancelled part of it).
+        let taken = take_debt(&debt, want as usize);
+        gathered.forget();
+        permits.add_permits(want as usize - taken);
+    }
+}
+
+/// Runs `make()` in its own task until it returns; after a panic, counts it and restarts it once
+/// a delay has passed (see [`restart_delay`]), unless the portal is stopped meanwhile.
+async fn supervise<F, Fut>(portal_id: String, panics: Arc<AtomicU64>, restarts: Restarts, make: F)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let Restarts { first, mut stop } = restarts;
+    let mut streak = 0u32;
     loop {
+        let began = tokio::time::Instant::now();
         match tokio::spawn(make()).await {
             Err(e) if e.is_panic() => {
                 let n = panics.fetch_add(1, Ordering::Relaxed) + 1;
+                if began.elapsed() >= MAX_RESTART_DELAY.max(first) {
+                    streak = 0;
+                }
+                streak = streak.saturating_add(1);
+                let delay = restart_delay(first, streak);
                 let what = e
                     .into_panic()
                     .downcast::<String>()
                     .map(|s| *s)
                     .or_else(|p| p.downcast::<&str>().map(|s| s.to_string()))
                     .unwrap_or_else(|_| "non-string panic".to_string());
-                error!(portal_id = %portal_id, panics = n, panic = %what, "portal task panicked; restarting it");
+                error!(portal_id = %portal_id, panics = n, panic = %what, restart_in = ?delay, "portal task panicked; restarting it");
+                if *stop.borrow_and_update() {
+                    return;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop.changed() => return,
+                }
             }
             _ => return,
         }
@@ -385,12 +528,18 @@ pub(crate) fn backoff(interval: Duration, failures: u32) -> Duration {
 mod tests {
     use super::*;
 
+    fn restarts(first: Duration) -> (watch::Sender<bool>, Restarts) {
+        let (stop_tx, stop) = watch::channel(false);
+        (stop_tx, Restarts { first, stop })
+    }
+
     #[tokio::test]
     async fn a_panicking_task_is_restarted_and_counted() {
         let runs = Arc::new(AtomicU64::new(0));
         let panics = Arc::new(AtomicU64::new(0));
         let r = runs.clone();
-        supervise("p".into(), panics.clone(), move || {
+        let (_stop, restarts) = restarts(Duration::from_millis(1));
+        supervise("p".into(), panics.clone(), restarts, move || {
             let r = r.clone();
             async move {
                 if r.fetch_add(1, Ordering::Relaxed) < 2 {
@@ -401,6 +550,126 @@ mod tests {
         .await;
         assert_eq!(runs.load(Ordering::Relaxed), 3);
         assert_eq!(panics.load(Ordering::Relaxed), 2);
+    }
+
+    /// Each restart waits at least its delay, and the delays double (they are lower bounds: a
+    /// sleep never ends early, so this holds on any machine).
+    #[tokio::test]
+    async fn restarts_after_a_panic_back_off() {
+        let starts = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let panics = Arc::new(AtomicU64::new(0));
+        let s = starts.clone();
+        let first = Duration::from_millis(100);
+        let (_stop, restarts) = restarts(first);
+        supervise("p".into(), panics.clone(), restarts, move || {
+            let s = s.clone();
+            async move {
+                let n = {
+                    let mut starts = s.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    starts.push(tokio::time::Instant::now());
+                    starts.len()
+                };
+                if n < 4 {
+                    panic!("boom");
+                }
+            }
+        })
+        .await;
+        let starts = starts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        assert_eq!(starts.len(), 4);
+        assert_eq!(panics.load(Ordering::Relaxed), 3);
+        for (i, want) in [first, first * 2, first * 4].into_iter().enumerate() {
+            let gap = starts[i + 1] - starts[i];
+            assert!(
+                gap >= want,
+                "restart {} after {gap:?}, before {want:?}",
+                i + 1
+            );
+        }
+        assert_eq!(restart_delay(first, 30), MAX_RESTART_DELAY);
+        assert_eq!(
+            restart_delay(Duration::from_secs(1), 1),
+            Duration::from_secs(1)
+        );
+    }
+
+    /// A portal stopped while its task waits to restart stops at once, not after the delay.
+    #[tokio::test]
+    async fn stopping_ends_the_wait_before_a_restart() {
+        let panics = Arc::new(AtomicU64::new(0));
+        let (stop, restarts) = restarts(Duration::from_secs(3600));
+        let (ran_tx, mut ran_rx) = tokio::sync::mpsc::unbounded_channel();
+        let supervisor = tokio::spawn(supervise("p".into(), panics.clone(), restarts, move || {
+            let ran = ran_tx.clone();
+            async move {
+                let _ = ran.send(());
+                panic!("boom");
+            }
+        }));
+        ran_rx.recv().await.expect("the task ran");
+        stop.send(true).expect("supervisor listening");
+        tokio::time::timeout(Duration::from_secs(30), supervisor)
+            .await
+            .expect("hang guard: the supervisor waited out its restart delay")
+            .expect("supervisor");
+        assert!(ran_rx.try_recv().is_err(), "not restarted after the stop");
+    }
+
+    /// Lowering the limit while every permit is held: the permits are retired as they come back.
+    #[tokio::test]
+    async fn a_lower_limit_retires_permits_held_when_it_is_set() {
+        let mut limit = Limit::new(4);
+        let permits = limit.permits.clone();
+        let mut held: Vec<_> = (0..4)
+            .map(|_| permits.clone().try_acquire_owned().expect("a free permit"))
+            .collect();
+        limit.set(1);
+        // Three polls finish: their permits are retired, none goes back to the pool.
+        held.truncate(1);
+        tokio::time::timeout(Duration::from_secs(30), limit.settled())
+            .await
+            .expect("hang guard: the returned permits were not retired");
+        assert_eq!(
+            permits.available_permits(),
+            0,
+            "one poll still holds the one permit"
+        );
+        assert!(permits.clone().try_acquire_owned().is_err());
+        // The last one finishes: one permit, as configured.
+        held.clear();
+        assert_eq!(permits.available_permits(), 1);
+        assert!(permits.clone().try_acquire_many_owned(2).is_err());
+        let one = permits.clone().try_acquire_owned().expect("the one permit");
+        drop(one);
+        assert_eq!(permits.available_permits(), 1);
+    }
+
+    /// Raising the limit again before the permits came back cancels what is still owed.
+    #[tokio::test]
+    async fn raising_the_limit_again_cancels_the_retirement_still_owed() {
+        let mut limit = Limit::new(4);
+        let permits = limit.permits.clone();
+        let held: Vec<_> = (0..4)
+            .map(|_| permits.clone().try_acquire_owned().expect("a free permit"))
+            .collect();
+        limit.set(1);
+        limit.set(3);
+        drop(held);
+        tokio::time::timeout(Duration::from_secs(30), limit.settled())
+            .await
+            .expect("hang guard");
+        assert_eq!(permits.available_permits(), 3);
+        limit.set(6);
+        assert_eq!(permits.available_permits(), 6);
+        limit.set(2);
+        assert_eq!(
+            permits.available_permits(),
+            2,
+            "free permits are forgotten at once"
+        );
     }
 
     #[test]

@@ -238,7 +238,9 @@ impl Poller {
             return;
         };
         let portal_id = self.plan.portal_id.clone();
-        let state = PortalState {
+        // Serialized here, borrowing the ledger (no copy of its sessions); only the bytes go to
+        // the blocking pool for the write and its fsyncs.
+        let encoded = state::encode(&PortalState {
             version: STATE_VERSION,
             portal_id: portal_id.clone(),
             written_at_ms: now_ms(),
@@ -250,18 +252,18 @@ impl Poller {
                 .per_user
                 .as_ref()
                 .map(|u| LabelFingerprint::of(&u.mode)),
-            ledger: ledger.to_state(),
-            users: self.users.as_ref().map(UserLabels::to_state),
-        };
-        let result = {
-            let dir = dir.clone();
-            let id = portal_id.clone();
-            tokio::task::spawn_blocking(move || {
-                let bytes = state::encode(&state).map_err(std::io::Error::other)?;
-                dir.write(&id, &bytes)
-            })
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+            ledger: ledger.view(),
+            users: self.users.as_ref().map(UserLabels::view),
+        });
+        let result = match encoded {
+            Ok(bytes) => {
+                let dir = dir.clone();
+                let id = portal_id.clone();
+                tokio::task::spawn_blocking(move || dir.write(&id, &bytes))
+                    .await
+                    .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+            }
+            Err(e) => Err(std::io::Error::other(e)),
         };
         match result {
             Ok(()) => {
@@ -491,13 +493,16 @@ impl Poller {
         else {
             return Ok(start_ms);
         };
+        let limit = self.capacity_limit();
         let ledger = self.ledger.get_or_insert_with(|| {
-            Ledger::new(
+            let mut ledger = Ledger::new(
                 LedgerSettings {
                     duration_buckets: self.plan.duration_buckets.clone(),
                 },
                 start_ms,
-            )
+            );
+            ledger.set_capacity_limit(limit);
+            ledger
         });
         for id in &gone {
             ledger.forget(id, start_ms);
@@ -702,25 +707,20 @@ impl Poller {
         }
         let portal_id = self.plan.portal_id.as_str();
         let refresh = Instant::now() + self.plan.metadata_refresh;
-        match tokio::time::timeout(self.plan.timeout, self.api.get_portal(&arn)).await {
-            Ok(Ok(info)) => {
-                self.info = info;
-                self.metadata_due = Some(refresh);
-            }
+        let answer = match tokio::time::timeout(self.plan.timeout, self.api.get_portal(&arn)).await
+        {
+            Ok(Ok(info)) => Some(info),
             Ok(Err(e)) if e.is_access_denied() => {
                 if !self.metadata_denied_logged {
                     warn!(portal_id, operation = e.operation, error = %e.code, "GetPortal is not permitted; portal info series are absent");
                     self.metadata_denied_logged = true;
                 }
-                self.info = None;
-                self.metadata_due = Some(refresh);
+                Some(None)
             }
-            Ok(Err(e)) if e.code == ErrorLabel::NOT_FOUND => {
-                self.info = None;
-                self.metadata_due = Some(refresh);
-            }
+            Ok(Err(e)) if e.code == ErrorLabel::NOT_FOUND => Some(None),
             Ok(Err(e)) => {
                 debug!(portal_id, operation = e.operation, error = %e.code, detail = %e.message, "GetPortal failed; retrying next cycle");
+                None
             }
             Err(_) => {
                 self.api
@@ -732,9 +732,29 @@ impl Poller {
                     error = %ErrorLabel::Timeout,
                     "GetPortal timed out; retrying next cycle"
                 );
+                None
+            }
+        };
+        // An answer (the portal, AccessDenied or not found) also tells the ledger the limit for
+        // the next interval. Without one, the ledger keeps the limit it knew (restored from the
+        // state file included), so the at-capacity counter stays continuous across restarts.
+        if let Some(info) = answer {
+            self.info = info;
+            self.metadata_due = Some(refresh);
+            let limit = self.capacity_limit();
+            if let Some(ledger) = &mut self.ledger {
+                ledger.set_capacity_limit(limit);
             }
         }
         self.snapshot.meta = self.meta();
+    }
+
+    /// The portal's `maxConcurrentSessions` per the last GetPortal answer (`None`: unknown).
+    fn capacity_limit(&self) -> Option<u64> {
+        self.info
+            .as_ref()
+            .and_then(|i| i.max_concurrent_sessions)
+            .and_then(|m| u64::try_from(m).ok())
     }
 
     /// The `portal_info` labels and capacity, when metadata is known.
@@ -753,9 +773,7 @@ impl Poller {
             display_name: info.display_name.clone().unwrap_or_default(),
             browser_type: info.browser_type.clone().unwrap_or_default(),
             instance_type: info.instance_type.clone().unwrap_or_default(),
-            max_concurrent_sessions: info
-                .max_concurrent_sessions
-                .and_then(|m| u64::try_from(m).ok()),
+            max_concurrent_sessions: self.capacity_limit(),
         })
     }
 
@@ -774,6 +792,7 @@ impl Poller {
                 }
                 snap.up = true;
                 snap.last_error = None;
+                snap.last_error_code = None;
                 snap.last_success_unix = Some(start_ms as f64 / 1000.0);
                 self.last_success = Some(Instant::now());
                 if let Some(ledger) = &self.ledger {
@@ -796,7 +815,8 @@ impl Poller {
                     debug!(portal_id, operation = err.operation(), error = %err.label(), detail = %err, "poll failed again");
                 }
                 snap.up = false;
-                snap.last_error = Some(format!("{} {}", err.operation(), err.label()));
+                snap.last_error = Some(err.to_string());
+                snap.last_error_code = Some(format!("{} {}", err.operation(), err.label()));
                 let stale_after = self.plan.interval * STALE_INTERVALS;
                 if self.last_success.is_none_or(|t| t.elapsed() >= stale_after) {
                     snap.active = None;

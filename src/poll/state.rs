@@ -45,9 +45,9 @@ impl LabelFingerprint {
     }
 }
 
-/// One portal's state file.
+/// One portal's state file; `S` is `&str` when it borrows a live ledger to be written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PortalState {
+pub struct PortalState<S = String> {
     /// [`STATE_VERSION`].
     pub version: u32,
     /// The portal it belongs to.
@@ -64,9 +64,9 @@ pub struct PortalState {
     /// Per-user label mode, when per-user series were on.
     pub labels: Option<LabelFingerprint>,
     /// The ledger.
-    pub ledger: LedgerState,
+    pub ledger: LedgerState<S>,
     /// Per-user label slots, when per-user series were on.
-    pub users: Option<UserLabelsState>,
+    pub users: Option<UserLabelsState<S>>,
 }
 
 /// A state that resumes a portal.
@@ -97,7 +97,7 @@ pub enum Unusable {
 }
 
 /// Serializes a portal's state.
-pub fn encode(state: &PortalState) -> Result<Vec<u8>, serde_json::Error> {
+pub fn encode<S: Serialize>(state: &PortalState<S>) -> Result<Vec<u8>, serde_json::Error> {
     serde_json::to_vec(state)
 }
 
@@ -266,6 +266,25 @@ mod tests {
         let b = resumed.apply_poll(1_120_000, &[], &next);
         assert_eq!(a, b);
         assert_eq!(ledger.to_state(), resumed.to_state());
+    }
+
+    #[test]
+    fn a_state_file_without_the_capacity_fields_still_loads() {
+        let (state, ledger) = sample(None);
+        let mut json: serde_json::Value = serde_json::from_slice(&encode(&state).unwrap()).unwrap();
+        let fields = json["ledger"].as_object_mut().unwrap();
+        for key in [
+            "active_peak",
+            "last_poll_ms",
+            "capacity_limit",
+            "at_capacity_ms",
+        ] {
+            assert!(fields.remove(key).is_some(), "{key} is written");
+        }
+        let r = load(&serde_json::to_vec(&json).unwrap(), None).unwrap();
+        assert_eq!(r.ledger.totals(), ledger.totals());
+        assert_eq!(r.ledger.at_capacity_ms(), 0);
+        assert_eq!(r.ledger.capacity_limit(), None);
     }
 
     #[test]

@@ -421,7 +421,8 @@ impl SimConfig {
     }
 
     /// Three demo portals in us-east-1: a busy one (~60 sessions/h, ~50,000 history), a quiet one
-    /// with odd usernames, and a flaky one throttled 30% of the time.
+    /// with odd usernames and a limit of 4 concurrent sessions that it reaches now and then, and a
+    /// flaky one throttled 30% of the time.
     pub fn demo(seed: u64) -> Self {
         Self::generated(seed, 3)
     }
@@ -448,7 +449,9 @@ impl SimConfig {
                 ),
                 1 => (
                     "quiet".to_string(),
-                    50,
+                    // About 1.3 sessions open on average: bursts reach this limit now and then,
+                    // so the demo shows the peak meeting capacity and time at capacity growing.
+                    4,
                     GeneratedModel {
                         arrivals_per_hour: 4.0,
                         mean_duration_secs: 1200.0,

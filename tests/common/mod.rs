@@ -449,3 +449,33 @@ pub fn start_demo_exporter_with(log_level: &str, extra: &[&str]) -> (Child, Stri
     assert!(ready.is_some(), "demo exporter never became ready");
     (child, addr)
 }
+
+/// Waits (up to `limit`) for `/-/ready` on `addr` to answer 200; panics with the process's stderr
+/// (read from `stderr_file`) if it exits first or never gets ready.
+pub fn wait_ready_or_exit(
+    child: &mut Child,
+    addr: &str,
+    limit: Duration,
+    stderr_file: &std::path::Path,
+) {
+    let stderr = || std::fs::read_to_string(stderr_file).unwrap_or_default();
+    let mut exited = None;
+    let ready = poll_until(limit, || {
+        if let Ok(Some(status)) = child.0.try_wait() {
+            exited = Some(status);
+            return Some(false);
+        }
+        http_get(addr, "/-/ready")
+            .ok()
+            .filter(|r| r.0 == 200)
+            .map(|_| true)
+    });
+    match (ready, exited) {
+        (Some(true), _) => {}
+        (_, Some(status)) => panic!(
+            "exporter exited ({status}) before it was ready; stderr:\n{}",
+            stderr()
+        ),
+        _ => panic!("exporter not ready after {limit:?}; stderr:\n{}", stderr()),
+    }
+}
