@@ -4,18 +4,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::{http_get, poll_until, start_prometheus};
 
 fn have(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    common::have_tool(tool)
 }
 
 fn query(prom: &str, q: &str) -> Option<Vec<serde_json::Value>> {

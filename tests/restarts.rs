@@ -1174,12 +1174,7 @@ fn chaos_kill_9_during_churn_keeps_counters_monotonic_and_exact() {
 // ---------------------------------------------------------------------------------------------
 
 fn have(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    common::have_tool(tool)
 }
 
 /// An instant query (at `time` if given): the `data.result` array.

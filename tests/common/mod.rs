@@ -479,3 +479,13 @@ pub fn wait_ready_or_exit(
         _ => panic!("exporter not ready after {limit:?}; stderr:\n{}", stderr()),
     }
 }
+
+/// Whether `tool --version` runs and succeeds (an external tool some tests need).
+pub fn have_tool(tool: &str) -> bool {
+    std::process::Command::new(tool)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
