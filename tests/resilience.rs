@@ -424,3 +424,55 @@ async fn missing_credentials_fail_the_poll_without_sending_anything() {
     assert_eq!(errors(&p, LIST_SESSIONS, "other"), 1);
     assert_eq!(env.sim.request_count(GOOD, LIST_SESSIONS), 0);
 }
+
+/// The state gauges of a failing portal go 5 intervals after its last success (±1 interval), on
+/// a timer, whatever the backoff: here the service asks for 20 s between attempts (Retry-After),
+/// so an exporter that waited for its next attempt would show them for 20 s or more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_gauges_go_stale_on_time_whatever_the_backoff() {
+    let base = now_ms();
+    let env = start(
+        SimConfig::new(31)
+            .with_clock(Clock::manual(base))
+            .with_portal(scripted(GOOD, 3, base, 3)),
+    )
+    .await;
+    let mut p = plan(GOOD, Duration::from_secs(1), 100);
+    p.timeout = Duration::from_millis(800);
+    let sched = Scheduler::start(vec![p], &env.clients, env.store.clone(), 4).await;
+    let ok = wait_portal(&env.store, GOOD, |p| p.up && p.active.is_some()).await;
+    assert_eq!(active(&ok).sessions, 3);
+    env.sim
+        .set_faults(GOOD, Faults::throttle(1.0, 20))
+        .expect("portal");
+    let failing = wait_portal(&env.store, GOOD, |p| !p.up).await;
+    assert!(failing.active.is_some(), "kept while fresh");
+    // Hang guard well below the 20 s the service asks for between attempts.
+    let stale = tokio::time::timeout(
+        Duration::from_secs(12),
+        env.store.wait_until(|ps| {
+            ps.iter()
+                .any(|p| p.portal_id == GOOD && !p.up && p.active.is_none())
+        }),
+    )
+    .await;
+    let dropped_at = now_ms();
+    sched.shutdown().await;
+    assert!(
+        stale.is_ok(),
+        "the state gauges were still shown 12 s after the portal failed"
+    );
+    let last_success_ms = env
+        .store
+        .portal(GOOD)
+        .and_then(|p| p.last_success_unix)
+        .map(|s| (s * 1000.0) as i64)
+        .expect("a success");
+    let after = dropped_at - last_success_ms;
+    assert!(
+        (4_000..=9_000).contains(&after),
+        "dropped {after} ms after the last success, expected 5 intervals (±1) of 1 s, plus scheduling"
+    );
+    let snap = env.store.portal(GOOD).expect("portal");
+    assert!(snap.totals.is_some(), "counters stay");
+}

@@ -291,9 +291,16 @@ impl Poller {
         let first = self.plan.interval.min(Duration::from_secs(10)) / 10;
         let mut next = tokio::time::Instant::now() + jitter(first, 1.0);
         loop {
+            // The state gauges of a failing portal go 5 intervals after its last success, on a
+            // timer: a backoff (or a service's Retry-After) may put the next attempt much later.
+            let stale_at = self.stale_at();
             tokio::select! {
                 _ = tokio::time::sleep_until(next) => {}
                 _ = stop.changed() => return,
+                _ = tokio::time::sleep_until(stale_at.unwrap_or(next)), if stale_at.is_some() => {
+                    self.drop_stale_gauges();
+                    continue;
+                }
                 changed = self.plan_rx.changed() => {
                     if changed.is_err() {
                         return;
@@ -775,6 +782,25 @@ impl Poller {
             instance_type: info.instance_type.clone().unwrap_or_default(),
             max_concurrent_sessions: self.capacity_limit(),
         })
+    }
+
+    /// When the state gauges of this portal go stale: 5 intervals after its last success, while
+    /// they are shown and the portal is down.
+    fn stale_at(&self) -> Option<tokio::time::Instant> {
+        if self.snapshot.up || self.snapshot.active.is_none() {
+            return None;
+        }
+        let last = self.last_success?;
+        Some(tokio::time::Instant::from_std(
+            last + self.plan.interval * STALE_INTERVALS,
+        ))
+    }
+
+    /// Drops the state gauges of a portal whose last success is too old, and publishes.
+    fn drop_stale_gauges(&mut self) {
+        debug!(portal_id = %self.plan.portal_id, "state gauges stale: dropped");
+        self.snapshot.active = None;
+        self.store.publish(self.snapshot.clone());
     }
 
     /// Updates the snapshot after a poll and publishes it.
