@@ -196,3 +196,67 @@ async fn monthly_active_users_are_backfilled_across_many_pages() {
         expected.len()
     )));
 }
+
+/// With per-user series off (the default), the exporter keeps nothing per user once a user has
+/// no session left: a portal with many short-lived usernames stays bounded. Observed through the
+/// durable state, which holds the ledger's per-user entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_per_user_series_idle_users_are_not_kept() {
+    use std::sync::Arc;
+    use workspacesweb_exporter::storage::StateDir;
+    const USERS: u64 = 40;
+    let base = now_ms();
+    let clock = Clock::manual(base);
+    let env = start(
+        SimConfig::new(41)
+            .with_clock(clock.clone())
+            .with_portal(scripted(GOOD, USERS, base - 3_600_000, USERS)),
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = Arc::new(StateDir::open(dir.path()).expect("state dir"));
+    let mut p = plan(GOOD, Duration::from_millis(300), 100);
+    p.per_user = None;
+    let mut sched = Scheduler::new(env.clients.clone(), env.store.clone(), 4)
+        .with_storage(Some(storage.clone()));
+    sched.apply(vec![p]).await;
+    let first = wait_portal(&env.store, GOOD, |p| p.up).await;
+    assert_eq!(active(&first).sessions, USERS);
+    let users_in_state = || -> usize {
+        let bytes = storage.read(GOOD).expect("read").expect("a state file");
+        let v: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+        v["ledger"]["users"].as_array().expect("users").len()
+    };
+    assert_eq!(
+        users_in_state(),
+        USERS as usize,
+        "each has an active session"
+    );
+    // Every session ends; two polls later (one sees them end, the next finds them idle) no user
+    // is kept.
+    for s in env.sim.sessions_now(GOOD) {
+        env.sim
+            .end_session(GOOD, &s.id, base + 1_000)
+            .expect("session");
+    }
+    clock.set(base + 2_000);
+    let ended = wait_portal(&env.store, GOOD, |p| {
+        p.totals.as_ref().is_some_and(|t| t.terminated == USERS)
+    })
+    .await;
+    let at = ended.last_success_unix.expect("success");
+    wait_portal(&env.store, GOOD, |p| {
+        p.last_success_unix.is_some_and(|t| t > at)
+            && p.state.is_some_and(|s| s.last_write_unix.is_some())
+    })
+    .await;
+    let next = env.store.portal(GOOD).expect("portal");
+    let next_at = next.last_success_unix.expect("success");
+    wait_portal(&env.store, GOOD, |p| {
+        p.last_success_unix.is_some_and(|t| t > next_at)
+    })
+    .await;
+    sched.shutdown().await;
+    assert_eq!(users_in_state(), 0, "no user is kept without a session");
+    assert_eq!(active(&next).sessions, 0);
+}

@@ -520,8 +520,13 @@ impl Poller {
         if self.backfill.done {
             ledger.prune(start_ms - SKEW_MARGIN_MS);
         }
-        if let Some(users) = &mut self.users {
-            self.snapshot.users = users.update(ledger, start_ms);
+        match &mut self.users {
+            Some(users) => self.snapshot.users = users.update(ledger, start_ms),
+            // Without per-user series nothing reads a user's totals once it has no session left:
+            // forget them, or a portal with many short-lived usernames grows without bound.
+            None => {
+                ledger.evict_idle_users(start_ms);
+            }
         }
         debug!(
             portal_id = %self.plan.portal_id,
