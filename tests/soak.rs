@@ -1,6 +1,9 @@
 //! Soak: the exporter (scheduler + HTTP server, in process) against the simulator with churn and
-//! faults toggled during the run, scraped continuously; prints RSS over time and the errors, and
-//! checks at the end that the counters equal the simulator's ground truth.
+//! faults cycling during the run, plan updates every 10 s (what a reload does to the scheduler:
+//! new labels, concurrency lowered and raised again), a scraper alternating gzip and plain text,
+//! 100 plain-text scrapers at once, and a hostile client (slow readers, garbage requests,
+//! connections opened and left idle); prints RSS over time and the errors, and checks at the end
+//! that the counters equal the simulator's ground truth and that no scrape failed.
 //!
 //! CI runs a 60 s smoke version; a long run:
 //! `SOAK_SECONDS=3600 cargo test --release --test soak -- --nocapture`.
@@ -166,7 +169,7 @@ async fn soak_with_churn_faults_and_scrapes() {
         .collect();
     // No T0 is earlier than this.
     let t0_min = now_ms();
-    let sched = Scheduler::start(plans, &env.clients, env.store.clone(), 4).await;
+    let mut sched = Scheduler::start(plans, &env.clients, env.store.clone(), 4).await;
 
     let server = Serving::start(env.store.clone()).await;
     let addr = server.addr.clone();
@@ -221,8 +224,63 @@ async fn soak_with_churn_faults_and_scrapes() {
         })
     };
 
-    // Faults toggled during the run; RSS sampled.
+    // 100 plain-text scrapers at once, each scraping about once a second.
+    let plain_ok = Arc::new(AtomicU64::new(0));
+    let plain_failed = Arc::new(AtomicU64::new(0));
+    let plain_scrapers: Vec<_> = (0..100)
+        .map(|_| {
+            let (ok, failed, on, addr) = (
+                plain_ok.clone(),
+                plain_failed.clone(),
+                scraping.clone(),
+                addr.clone(),
+            );
+            std::thread::spawn(move || {
+                while on.load(Ordering::Relaxed) {
+                    match http_get_with(&addr, "/metrics", &[("Accept-Encoding", "identity")]) {
+                        Ok((200, _, body)) if !body.is_empty() => {
+                            ok.fetch_add(1, Ordering::Relaxed)
+                        }
+                        _ => failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                    std::thread::sleep(Duration::from_millis(1000));
+                }
+            })
+        })
+        .collect();
+    // A hostile client: requests that are garbage, requests never finished, and a scrape read
+    // one small chunk at a time; the server must go on answering everyone else.
+    let hostile = {
+        let (on, addr) = (scraping.clone(), addr.clone());
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let mut held = Vec::new();
+            while on.load(Ordering::Relaxed) {
+                if let Ok(mut c) = std::net::TcpStream::connect(&addr) {
+                    let _ = c.write_all(b"\x16\x03\x01garbage\r\n\r\n");
+                }
+                if let Ok(mut c) = std::net::TcpStream::connect(&addr) {
+                    let _ = c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n");
+                    held.push(c);
+                }
+                if let Ok(mut c) = std::net::TcpStream::connect(&addr) {
+                    let _ = c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+                    let _ = c.set_read_timeout(Some(Duration::from_millis(200)));
+                    let mut buf = [0u8; 64];
+                    let _ = c.read(&mut buf);
+                    held.push(c);
+                }
+                if held.len() > 60 {
+                    held.drain(..30);
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        })
+    };
+
+    // Faults toggled during the run; plan updates every 10 s; RSS sampled.
     let began = Instant::now();
+    let mut updates = 0u32;
     let samples = 24u32;
     let phases = 8usize;
     let mut rss = Vec::new();
@@ -246,6 +304,22 @@ async fn soak_with_churn_faults_and_scrapes() {
                     .set_faults(&portal_id(i), faults.clone())
                     .expect("known portal");
             }
+        }
+        // A reload's effect on the scheduler: every plan changes (a label), and the concurrency
+        // is lowered then raised again. Counters must carry over.
+        if began.elapsed() >= Duration::from_secs(10 * u64::from(updates + 1)) {
+            updates += 1;
+            let plans = (0..PORTALS)
+                .map(|i| {
+                    let mut p = plan(&portal_id(i), Duration::from_secs(2), 100);
+                    p.timeout = Duration::from_millis(1600);
+                    p.labels.push(("reload".to_string(), updates.to_string()));
+                    p
+                })
+                .collect();
+            let changes = sched.apply(plans).await;
+            assert_eq!(changes.updated.len(), PORTALS, "every plan changed");
+            sched.set_concurrency(if updates % 2 == 1 { 1 } else { 4 });
         }
         let ps = env.store.portals();
         let up = ps.iter().filter(|p| p.up).count();
@@ -312,6 +386,10 @@ async fn soak_with_churn_faults_and_scrapes() {
     );
     scraping.store(false, Ordering::Relaxed);
     scraper.await.expect("scraper");
+    for t in plain_scrapers {
+        t.join().expect("plain scraper");
+    }
+    hostile.join().expect("hostile client");
     let (status, _, _) = http_get(&addr, "/-/healthy").expect("healthy");
     assert_eq!(status, 200);
     server.stop().await;
@@ -334,9 +412,11 @@ async fn soak_with_churn_faults_and_scrapes() {
         println!("  {op:<14} {code:<26} {n}");
     }
     println!(
-        "scrapes: {} ok, {} failed",
+        "scrapes: {} ok, {} failed; plain-text scrapers: {} ok, {} failed; plan updates: {updates}",
         scrapes_ok.load(Ordering::Relaxed),
-        scrapes_failed.load(Ordering::Relaxed)
+        scrapes_failed.load(Ordering::Relaxed),
+        plain_ok.load(Ordering::Relaxed),
+        plain_failed.load(Ordering::Relaxed),
     );
 
     // Counters equal the simulator's ground truth.
@@ -403,6 +483,13 @@ async fn soak_with_churn_faults_and_scrapes() {
         "every scrape answered"
     );
     assert!(scrapes_ok.load(Ordering::Relaxed) > 0);
+    assert_eq!(
+        plain_failed.load(Ordering::Relaxed),
+        0,
+        "every plain-text scrape answered"
+    );
+    assert!(plain_ok.load(Ordering::Relaxed) >= 100);
+    assert!(updates >= 4, "plans updated every 10 s ({updates})");
     assert!(
         by_code.keys().any(|(_, c)| c == "ThrottlingException")
             && by_code.keys().any(|(_, c)| c == "InternalServerException")
