@@ -256,6 +256,39 @@ mod tests {
         assert_eq!(auth.verify(None).await, Verdict::Denied);
     }
 
+    /// An unknown user pays what a known user of the same cost pays: a bcrypt verification
+    /// through the same single slot, against the costliest configured hash. Shown by holding the
+    /// slot: the unknown user waits for it exactly as a known user's wrong password does, and
+    /// neither is answered before the slot frees up.
+    #[tokio::test]
+    async fn an_unknown_user_goes_through_bcrypt_like_a_known_one() {
+        let auth = BasicAuth::new(BTreeMap::from([
+            (
+                "alice".to_string(),
+                bcrypt::hash("secret", 4).expect("hash"),
+            ),
+            ("bob".to_string(), bcrypt::hash("other", 5).expect("hash")),
+        ]))
+        .expect("valid");
+        assert_eq!(
+            bcrypt::HashParts::from_str(&auth.decoy)
+                .expect("hash")
+                .get_cost(),
+            5,
+            "the decoy is the costliest configured hash"
+        );
+        let creds =
+            |u: &str, p: &str| Credentials::from_headers(&headers(&basic(&format!("{u}:{p}"))));
+        let held = auth.hold_bcrypt_slot().expect("slot free");
+        assert_eq!(auth.verify(creds("mallory", "x")).await, Verdict::Busy);
+        assert_eq!(auth.verify(creds("bob", "x")).await, Verdict::Busy);
+        drop(held);
+        assert_eq!(
+            auth.verify(creds("mallory", "other")).await,
+            Verdict::Denied
+        );
+    }
+
     #[test]
     fn invalid_hashes_are_rejected_naming_the_user() {
         let Err(e) = BasicAuth::new(BTreeMap::from([("bob".to_string(), "plain".to_string())]))
