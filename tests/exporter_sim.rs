@@ -218,11 +218,12 @@ async fn failing_portal_keeps_state_then_drops_it_after_five_intervals() {
     // Last values are kept while the failure is young.
     assert_eq!(failing.active.map(|a| a.sessions), Some(9));
     let stale = wait_portal(&env.store, GOOD, |p| !p.up && p.active.is_none()).await;
+    let dropped_at = now_ms() as f64 / 1000.0;
     sched.shutdown().await;
-    assert!(errors(&stale, LIST_SESSIONS, "AccessDeniedException") >= 2);
-    // Dropped only once 5 intervals passed without success (failing polls back off meanwhile).
-    let since_success =
-        stale.last_poll_unix.expect("polled") - stale.last_success_unix.expect("had success");
+    assert!(errors(&stale, LIST_SESSIONS, "AccessDeniedException") >= 1);
+    // Dropped only once 5 intervals passed without success (on a timer, whatever the backoff of
+    // the failing polls meanwhile; `resilience.rs` checks it is not much later either).
+    let since_success = dropped_at - stale.last_success_unix.expect("had success");
     assert!(
         since_success >= 5.0 * interval.as_secs_f64(),
         "dropped after {since_success} s"

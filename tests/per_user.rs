@@ -260,3 +260,49 @@ async fn without_per_user_series_idle_users_are_not_kept() {
     assert_eq!(users_in_state(), 0, "no user is kept without a session");
     assert_eq!(active(&next).sessions, 0);
 }
+
+/// A session that ended between T0 and the first listing, having started long before, is found
+/// only by the monthly-users backfill (it is neither Active nor above the scan's watermark). The
+/// per-user series published with the first poll include it: they agree with the totals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_user_series_include_what_the_backfill_finds() {
+    let base = now_ms();
+    // The simulator runs 10 minutes ahead: the session ends 5 minutes after the exporter's T0
+    // and is Terminated at the first poll.
+    let clock = Clock::manual(base + 600_000);
+    let end = base + 300_000;
+    let late = SimSession::new(SimSession::id_for(7), "late", base - 7_200_000).ended(end);
+    // History that ended before T0, starting after `late`: with one session per page it is the
+    // page where the descending scan crosses its watermark and stops, before `late`.
+    let history =
+        SimSession::new(SimSession::id_for(8), "history", base - 1_800_000).ended(base - 900_000);
+    let env = start(
+        SimConfig::new(43)
+            .with_clock(clock)
+            .with_portal(PortalSpec::scripted(GOOD, vec![late, history])),
+    )
+    .await;
+    let mut p = plan(GOOD, HOUR, 1);
+    p.per_user = Some(UserSettings {
+        mode: LabelMode::Raw,
+        max_users: 100,
+        idle_ttl_ms: 24 * 3_600_000,
+    });
+    let sched = Scheduler::start(vec![p], &env.clients, env.store.clone(), 4).await;
+    let first = wait_portal(&env.store, GOOD, |p| p.up).await;
+    sched.shutdown().await;
+    let totals = first.totals.clone().expect("totals");
+    let t0 = (first.last_success_unix.expect("success") * 1000.0).round() as i64;
+    assert_eq!(
+        (totals.started, totals.terminated),
+        (0, 1),
+        "a baseline session"
+    );
+    assert_eq!(totals.session_seconds, (end - t0) as f64 / 1000.0);
+    let user = first
+        .users
+        .iter()
+        .find(|u| u.username == "late")
+        .unwrap_or_else(|| panic!("no series for the user: {:?}", first.users));
+    assert_eq!(user.session_seconds, totals.session_seconds);
+}

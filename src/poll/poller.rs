@@ -374,6 +374,9 @@ impl Poller {
                 }
             }
             if result.is_ok() {
+                // After the backfill step, which may bring sessions the listing did not: the
+                // per-user series then agree with the totals published with them.
+                self.update_user_series(start_ms);
                 tokio::select! {
                     _ = Box::pin(self.metadata_step()) => {}
                     _ = stop.changed() => return,
@@ -519,14 +522,6 @@ impl Poller {
         // Not before the backfill is complete: it may still bring sessions that ended after T0.
         if self.backfill.done {
             ledger.prune(start_ms - SKEW_MARGIN_MS);
-        }
-        match &mut self.users {
-            Some(users) => self.snapshot.users = users.update(ledger, start_ms),
-            // Without per-user series nothing reads a user's totals once it has no session left:
-            // forget them, or a portal with many short-lived usernames grows without bound.
-            None => {
-                ledger.evict_idle_users(start_ms);
-            }
         }
         debug!(
             portal_id = %self.plan.portal_id,
@@ -787,6 +782,21 @@ impl Poller {
             instance_type: info.instance_type.clone().unwrap_or_default(),
             max_concurrent_sessions: self.capacity_limit(),
         })
+    }
+
+    /// Recomputes the per-user series from the ledger after a successful poll (and its backfill
+    /// step), or, without per-user series, forgets the users that have no session left (nothing
+    /// reads their totals; a portal with many short-lived usernames would grow without bound).
+    fn update_user_series(&mut self, at_ms: UnixMillis) {
+        let Some(ledger) = &mut self.ledger else {
+            return;
+        };
+        match &mut self.users {
+            Some(users) => self.snapshot.users = users.update(ledger, at_ms),
+            None => {
+                ledger.evict_idle_users(at_ms);
+            }
+        }
     }
 
     /// When the state gauges of this portal go stale: 5 intervals after its last success, while
