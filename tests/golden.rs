@@ -142,9 +142,7 @@ async fn exposition() -> String {
     )
     .await;
     // An Active record without startTime: an active session of its user, and an incomplete
-    // record. Active, so that the poll's own listing, which reads every Active page, sees it: a
-    // Terminated record on a late page would be found by the backfill, which runs after the
-    // poll has computed the per-user series, so those would lag the totals until the next poll.
+    // record. Active, so that the poll's own listing, which reads every Active page, sees it.
     env.sim
         .add_raw_record(
             ODD,
