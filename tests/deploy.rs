@@ -614,13 +614,69 @@ fn kubernetes_manifests_render_validate_and_are_hardened() {
     }
 }
 
+/// The generated ConfigMap's name in rendered manifests, and the name the workload mounts.
+fn config_names(docs: &[Value], workload: &str) -> (String, String) {
+    let cm = find(docs, "ConfigMap")[0]["metadata"]["name"]
+        .as_str()
+        .expect("ConfigMap name")
+        .to_string();
+    let volumes = &find(docs, workload)[0]["spec"]["template"]["spec"]["volumes"];
+    let mounted = volumes
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find_map(|v| v["configMap"]["name"].as_str())
+        .expect("a configMap volume")
+        .to_string();
+    (cm, mounted)
+}
+
+#[test]
+fn a_config_edit_rolls_the_pods() {
+    // configMapGenerator: the ConfigMap's name carries a hash of the config, and the workload
+    // refers to that name, so `kubectl apply -k` after an edit changes the pod template.
+    if !have(
+        "kubectl",
+        &["version", "--client"],
+        "kubectl, for `kubectl kustomize`",
+    ) {
+        return;
+    }
+    let copy = tempfile::tempdir().expect("tempdir");
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(deploy("kubernetes"))
+        .arg(copy.path())
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    let root = copy.path().join("kubernetes");
+    for (dir, workload, config) in [
+        (root.clone(), "Deployment", root.join("base/config.yaml")),
+        (
+            root.join("sharded"),
+            "StatefulSet",
+            root.join("sharded/config-sharded.yaml"),
+        ),
+    ] {
+        let (before, mounted) = config_names(&yaml_docs(&kustomize(&dir)), workload);
+        assert_eq!(before, mounted, "{workload} mounts the generated ConfigMap");
+        assert!(
+            before.starts_with("workspacesweb-exporter-config-") && before.len() > 31,
+            "no content hash in {before}"
+        );
+        let text = read(&config).replace("interval: 60s", "interval: 90s");
+        std::fs::write(&config, text).expect("edit config");
+        let (after, mounted) = config_names(&yaml_docs(&kustomize(&dir)), workload);
+        assert_eq!(after, mounted, "{workload} follows the edit");
+        assert_ne!(before, after, "{workload}: an edit must change the pod template");
+    }
+}
+
 #[test]
 fn the_configmap_config_passes_the_exporters_own_config_check() {
     // Also exercises the flags of the systemd environment file.
-    let docs = yaml_docs(&read(&deploy("kubernetes/base/configmap.yaml")));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("config.yaml");
-    std::fs::write(&file, configmap_config(&docs)).expect("write config");
+    let file = deploy("kubernetes/base/config.yaml");
     let env = read(&deploy("systemd/workspacesweb-exporter.env"));
     let args = env
         .lines()
@@ -644,7 +700,8 @@ fn systemd_unit_verifies_and_is_hardened() {
     let unit_text = read(&deploy("systemd/workspacesweb-exporter.service"));
     // Each directive on a line of its own (not commented out).
     for directive in [
-        "DynamicUser=yes",
+        "User=workspacesweb-exporter",
+        "Group=workspacesweb-exporter",
         "ProtectSystem=strict",
         "NoNewPrivileges=yes",
         "ProtectHome=yes",
@@ -654,12 +711,27 @@ fn systemd_unit_verifies_and_is_hardened() {
         "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
         "SystemCallFilter=@system-service",
         "EnvironmentFile=-/etc/default/workspacesweb-exporter",
+        // `systemctl reload` re-reads the live file: no copy made at start (LoadCredential=).
+        "ExecReload=/bin/kill -HUP $MAINPID",
     ] {
         assert!(
             unit_text.lines().any(|l| l.trim() == directive),
             "unit lacks {directive:?}"
         );
     }
+    let exec_start = unit_text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("ExecStart="))
+        .expect("ExecStart=");
+    assert!(
+        exec_start.starts_with("/usr/bin/workspacesweb-exporter ")
+            && exec_start.contains(" --config.file=/etc/workspacesweb-exporter/config.yaml "),
+        "ExecStart= must run the packaged binary on the live config file: {exec_start}"
+    );
+    assert!(
+        !unit_text.contains("LoadCredential"),
+        "a credential copy of the config would make `systemctl reload` read a stale file"
+    );
     // The environment file: comments and KEY=VALUE lines only.
     for line in read(&deploy("systemd/workspacesweb-exporter.env")).lines() {
         let t = line.trim();
@@ -677,7 +749,7 @@ fn systemd_unit_verifies_and_is_hardened() {
     std::fs::write(
         &unit,
         unit_text.replace(
-            "/usr/local/bin/workspacesweb-exporter",
+            "/usr/bin/workspacesweb-exporter",
             env!("CARGO_BIN_EXE_workspacesweb-exporter"),
         ),
     )
@@ -704,6 +776,20 @@ fn systemd_unit_verifies_and_is_hardened() {
     assert!(
         exposure <= 2.0,
         "exposure {exposure} > 2.0: the unit lost hardening\n{out}"
+    );
+    // The user the unit runs as: systemd-sysusers creates it from the shipped entry.
+    let root = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(root.path().join("etc")).expect("etc");
+    let (ok, out, err) = run(Command::new("systemd-sysusers")
+        .arg(format!("--root={}", root.path().display()))
+        .arg(deploy("systemd/workspacesweb-exporter.sysusers")));
+    assert!(ok, "systemd-sysusers:\n{out}{err}");
+    let passwd = read(&root.path().join("etc/passwd"));
+    assert!(
+        passwd
+            .lines()
+            .any(|l| l.starts_with("workspacesweb-exporter:") && l.ends_with(":/usr/sbin/nologin")),
+        "no system user in {passwd}"
     );
 }
 
