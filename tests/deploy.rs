@@ -159,9 +159,18 @@ fn dockerfile_is_multi_stage_pinned_non_root_and_without_secrets() {
         .split('.')
         .map(|n| n.parse().expect("numeric rust version tag"))
         .collect();
+    let manifest = read(&repo().join("Cargo.toml"));
+    let msrv: Vec<u32> = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = "))
+        .expect("rust-version in Cargo.toml")
+        .trim_matches('"')
+        .split('.')
+        .map(|n| n.parse().expect("numeric rust-version"))
+        .collect();
     assert!(
-        builder.starts_with("rust:") && version >= vec![1, 88],
-        "builder must be rust >= 1.88 (edition 2024, lockfile MSRV): {builder}"
+        builder.starts_with("rust:") && version >= msrv,
+        "builder must be rust >= the crate's rust-version {msrv:?}, or cargo refuses to build: {builder}"
     );
     // The final stage: a static or distroless base, a numeric non-root user, the port, exec form.
     let last = ins.iter().rposition(|(i, _)| i == "FROM").unwrap();
