@@ -678,7 +678,10 @@ fn a_config_edit_rolls_the_pods() {
         std::fs::write(&config, text).expect("edit config");
         let (after, mounted) = config_names(&yaml_docs(&kustomize(&dir)), workload);
         assert_eq!(after, mounted, "{workload} follows the edit");
-        assert_ne!(before, after, "{workload}: an edit must change the pod template");
+        assert_ne!(
+            before, after,
+            "{workload}: an edit must change the pod template"
+        );
     }
 }
 
