@@ -9,9 +9,10 @@
     // Job name used in human-readable annotations.
     jobName: 'workspacesweb-exporter',
 
-    // Extra matchers added to every series selector of the alerts and recording rules, e.g.
-    // 'env="prod"' to alert on one environment only. Empty: no extra matchers.
-    extraSelector: '',
+    // Extra matchers for the portal-level series (those with portal_id and the static labels) in
+    // the alerts and recording rules, e.g. 'env="prod"' to alert on one environment only. Not
+    // applied to `up` and the exporter's own series, which carry no static labels. Empty: none.
+    portalSelector: '',
 
     // Static labels of the exporter's config (global.labels and portals[].labels). Each one becomes
     // a dashboard variable and a filter of every portal-level panel.

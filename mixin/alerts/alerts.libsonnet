@@ -5,6 +5,7 @@ local utils = import '../lib/utils.libsonnet';
   prometheusAlerts+:: {
     local c = $._config,
     local sel(metric, more=[]) = utils.selector(c, metric, more),
+    local own(metric) = utils.selector(c, metric, portal=false),
     local alert(name, severity, expr, forDuration, summary, description) = {
       alert: name,
       expr: expr,
@@ -28,14 +29,14 @@ local utils = import '../lib/utils.libsonnet';
         rules: [
           alert(
             'WorkspacesWebExporterDown', 'critical',
-            '%s == 0' % sel('up'),
+            '%s == 0' % own('up'),
             c.exporterDownFor,
             '%s {{ $labels.instance }} is down' % c.jobName,
             'Prometheus has failed to scrape {{ $labels.instance }} for %s; WorkSpaces Secure Browser sessions are not monitored.' % utils.human(c.exporterDownFor),
           ),
           alert(
             'WorkspacesWebExporterAbsent', 'warning',
-            'absent(%s)' % sel('up'),
+            'absent(%s)' % own('up'),
             c.exporterAbsentFor,
             'No %s target is scraped' % c.jobName,
             'Prometheus has had no target for job %s for %s.' % [c.jobName, utils.human(c.exporterAbsentFor)],
@@ -87,7 +88,7 @@ local utils = import '../lib/utils.libsonnet';
           ),
           alert(
             'WorkspacesWebStateWriteErrors', 'warning',
-            'increase(%s[%s]) > 0' % [sel('workspacesweb_state_write_errors_total'), c.stateWriteErrorsWindow],
+            'increase(%s[%s]) > 0' % [own('workspacesweb_state_write_errors_total'), c.stateWriteErrorsWindow],
             c.stateWriteErrorsFor,
             '%s {{ $labels.instance }} cannot write its state' % c.jobName,
             'Writing the state files in --storage.path of {{ $labels.instance }} has failed for %s. Counting goes on, but a restart would resume from the last state written. See the exporter\'s log and the directory\'s disk.' % utils.human(c.stateWriteErrorsFor),

@@ -1,8 +1,10 @@
 // Helpers shared by the alerts and the recording rules.
 {
-  // `metric{matchers}`: the job selector, the extra selector, then `more` (a list of matchers).
-  selector(config, metric, more=[])::
-    local matchers = std.filter(function(m) m != '', [config.jobSelector, config.extraSelector] + more);
+  // `metric{matchers}`: the job selector, the portal selector (unless `portal` is false: series
+  // of the exporter itself), then `more` (a list of matchers).
+  selector(config, metric, more=[], portal=true)::
+    local extra = if portal then [config.portalSelector] else [];
+    local matchers = std.filter(function(m) m != '', [config.jobSelector] + extra + more);
     metric + '{' + std.join(', ', matchers) + '}',
 
   // A fraction as a whole percentage for text: 0.8 -> "80%".
