@@ -1,8 +1,11 @@
 //! Checks of the deployment artefacts under `deploy/`: the Dockerfile's structure, the Kubernetes
 //! manifests (schema-validated with `kubernetes-validate` after `kubectl kustomize`), the systemd
 //! unit (`systemd-analyze verify` and `security`), the IAM policies, the Prometheus rules
-//! (`promtool check rules` / `test rules`) and the Grafana dashboard (every query run against a
-//! real Prometheus scraping the demo exporter, every metric name checked against its exposition).
+//! (`promtool check rules` / `test rules`), the monitoring mixin (`jsonnet` renders exactly the
+//! checked-in rules, PrometheusRule and dashboard), the runbook (one complete entry per alert) and
+//! the Grafana dashboard (every query run against a real Prometheus scraping the demo exporter,
+//! with the variables on "All" and on one option each, every metric name checked against its
+//! exposition).
 //!
 //! A check whose external tool is missing fails under CI (`CI` set) and is skipped locally with a
 //! message saying what to install.
