@@ -1,8 +1,11 @@
 //! Checks of the deployment artefacts under `deploy/`: the Dockerfile's structure, the Kubernetes
 //! manifests (schema-validated with `kubernetes-validate` after `kubectl kustomize`), the systemd
 //! unit (`systemd-analyze verify` and `security`), the IAM policies, the Prometheus rules
-//! (`promtool check rules` / `test rules`) and the Grafana dashboard (every query run against a
-//! real Prometheus scraping the demo exporter, every metric name checked against its exposition).
+//! (`promtool check rules` / `test rules`), the monitoring mixin (`jsonnet` renders exactly the
+//! checked-in rules, PrometheusRule and dashboard), the runbook (one complete entry per alert) and
+//! the Grafana dashboard (every query run against a real Prometheus scraping the demo exporter,
+//! with the variables on "All" and on one option each, every metric name checked against its
+//! exposition).
 //!
 //! A check whose external tool is missing fails under CI (`CI` set) and is skipped locally with a
 //! message saying what to install.
@@ -315,25 +318,56 @@ fn prometheus_rules_pass_promtool_check_and_unit_tests() {
         .args(["check", "rules", "alerts.yml", "recording.yml"])
         .current_dir(&dir));
     assert!(ok, "promtool check rules:\n{out}{err}");
+    let tests = rule_test_files();
+    assert!(tests.len() >= 2, "{tests:?}");
     let (ok, out, err) = run(Command::new("promtool")
-        .args([
-            "test",
-            "rules",
-            "tests/alerts_test.yml",
-            "tests/recording_test.yml",
-        ])
+        .args(["test", "rules"])
+        .args(&tests)
         .current_dir(&dir));
     assert!(ok, "promtool test rules:\n{out}{err}");
+    for t in &tests {
+        assert!(out.contains(t.as_str()), "promtool did not run {t}:\n{out}");
+    }
+}
+
+/// Every unit test file under deploy/prometheus/tests, relative to deploy/prometheus, sorted.
+fn rule_test_files() -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(deploy("prometheus/tests"))
+        .expect("deploy/prometheus/tests")
+        .map(|e| {
+            e.expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|n| n.ends_with(".yml") || n.ends_with(".yaml"))
+        .map(|n| format!("tests/{n}"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The `tests` entries of every unit test file.
+fn rule_tests() -> Vec<Value> {
+    rule_test_files()
+        .iter()
+        .flat_map(|f| {
+            yaml(&deploy("prometheus").join(f))["tests"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{f}: no tests"))
+                .clone()
+        })
+        .collect()
 }
 
 #[test]
 fn every_alert_is_tested_firing_and_not_firing_and_every_recording_rule_is_tested() {
     let alerts = alert_names(&yaml(&deploy("prometheus/alerts.yml")));
     assert!(alerts.len() >= 6, "{alerts:?}");
-    let tests = yaml(&deploy("prometheus/tests/alerts_test.yml"));
+    let tests = rule_tests();
     let mut firing = BTreeSet::new();
     let mut quiet = BTreeSet::new();
-    for group in tests["tests"].as_array().expect("tests") {
+    for group in &tests {
         for t in group["alert_rule_test"].as_array().into_iter().flatten() {
             let name = t["alertname"].as_str().expect("alertname").to_string();
             if t["exp_alerts"].as_array().is_some_and(|a| !a.is_empty()) {
@@ -347,10 +381,7 @@ fn every_alert_is_tested_firing_and_not_firing_and_every_recording_rule_is_teste
         assert!(firing.contains(a), "no unit test shows {a} firing");
         assert!(quiet.contains(a), "no unit test shows {a} not firing");
     }
-    let tests = yaml(&deploy("prometheus/tests/recording_test.yml"));
-    let tested: BTreeSet<String> = tests["tests"]
-        .as_array()
-        .expect("tests")
+    let tested: BTreeSet<String> = tests
         .iter()
         .flat_map(|g| g["promql_expr_test"].as_array().into_iter().flatten())
         .filter_map(|t| t["expr"].as_str().map(str::to_string))
@@ -383,6 +414,125 @@ fn prometheusrule_manifest_carries_the_same_groups_as_the_rule_files() {
         got, &expected,
         "deploy/kubernetes/base/prometheusrule.yaml differs from deploy/prometheus/{{alerts,recording}}.yml: copy the groups over"
     );
+}
+
+/// The files `mixin/generate.sh` writes, relative to the repository root.
+const GENERATED: &[&str] = &[
+    "deploy/prometheus/alerts.yml",
+    "deploy/prometheus/recording.yml",
+    "deploy/kubernetes/base/prometheusrule.yaml",
+    "deploy/grafana/workspacesweb.json",
+];
+
+#[test]
+fn the_mixin_generates_exactly_the_checked_in_rules_and_dashboard() {
+    if !have("jsonnet", &["--version"], "apt-get install jsonnet") {
+        return;
+    }
+    let out = tempfile::tempdir().expect("tempdir");
+    let (ok, stdout, stderr) = run(Command::new(repo().join("mixin/generate.sh")).arg(out.path()));
+    assert!(ok, "mixin/generate.sh:\n{stdout}{stderr}");
+    for f in GENERATED {
+        let generated = read(&out.path().join(f));
+        assert!(
+            generated == read(&repo().join(f)),
+            "{f} differs from what mixin/ generates: run mixin/generate.sh and commit the result"
+        );
+    }
+    // Nothing else: a file the script writes is a file this test compares.
+    let mut written = Vec::new();
+    let mut dirs = vec![out.path().to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir") {
+            let p = e.expect("dir entry").path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                let rel = p
+                    .strip_prefix(out.path())
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                written.push(rel);
+            }
+        }
+    }
+    written.sort();
+    let mut expected: Vec<String> = GENERATED.iter().map(|s| s.to_string()).collect();
+    expected.sort();
+    assert_eq!(written, expected);
+}
+
+/// The `## Name` sections of docs/runbook.md: (heading, body).
+fn runbook_sections() -> Vec<(String, String)> {
+    let text = read(&repo().join("docs/runbook.md"));
+    let mut sections: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        if let Some(h) = line.strip_prefix("## ") {
+            sections.push((h.trim().to_string(), String::new()));
+        } else if let Some((_, body)) = sections.last_mut() {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    sections
+}
+
+#[test]
+fn every_alert_has_for_summary_description_and_a_complete_runbook_entry() {
+    let rules = yaml(&deploy("prometheus/alerts.yml"));
+    let runbook: BTreeMap<String, String> = runbook_sections().into_iter().collect();
+    let mut alerts = BTreeSet::new();
+    for r in rules["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .flat_map(|g| g["rules"].as_array().expect("rules"))
+    {
+        let name = r["alert"].as_str().expect("alert").to_string();
+        let f = r["for"].as_str().unwrap_or_default();
+        assert!(
+            f.starts_with(|c: char| c.is_ascii_digit() && c != '0'),
+            "{name}: no `for` (a single bad sample would page): {f:?}"
+        );
+        let ann = &r["annotations"];
+        for key in ["summary", "description"] {
+            assert!(
+                ann[key].as_str().is_some_and(|s| s.len() > 10),
+                "{name}: no {key}"
+            );
+        }
+        let severity = r["labels"]["severity"].as_str().expect("severity");
+        assert!(
+            ["critical", "warning", "info"].contains(&severity),
+            "{name}: severity {severity}"
+        );
+        let url = ann["runbook_url"].as_str().expect("runbook_url");
+        let (page, anchor) = url.split_once('#').expect("runbook_url with an anchor");
+        assert!(
+            page.starts_with("https://") && page.ends_with("/docs/runbook.md"),
+            "{name}: {url}"
+        );
+        // GitHub's anchor of a `## Name` heading is the name lowercased.
+        assert_eq!(anchor, name.to_lowercase(), "{name}: {url}");
+        let body = runbook
+            .get(&name)
+            .unwrap_or_else(|| panic!("docs/runbook.md has no section `## {name}`"));
+        assert!(
+            body.contains(&format!("Severity: {severity}.")),
+            "{name}: the runbook gives another severity than {severity}"
+        );
+        for part in ["**Meaning.**", "**Impact.**", "**Diagnosis"] {
+            assert!(body.contains(part), "{name}: runbook entry without {part}");
+        }
+        assert!(
+            body.contains("**Fix.**") || body.contains("**Diagnosis and fix.**"),
+            "{name}: runbook entry without a fix"
+        );
+        alerts.insert(name);
+    }
+    let entries: BTreeSet<String> = runbook.keys().cloned().collect();
+    assert_eq!(entries, alerts, "one runbook entry per alert, no more");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -891,21 +1041,99 @@ fn walk_panels<'a>(panels: &'a [Value], out: &mut Vec<&'a Value>) {
     }
 }
 
-/// Replaces the dashboard's template variables by what Grafana would send with "All" selected.
-fn substitute(expr: &str) -> String {
+/// The portal variable's regex: Grafana takes each option's text (the display name) and value
+/// (the portal id) from these named groups of the `query_result` lines.
+const PORTAL_VARIABLE_REGEX: &str =
+    r#"/display_name="(?<text>[^"]*)".*portal_id="(?<value>[^"]*)"/"#;
+
+/// Replaces Grafana's built-in variables and the dashboard's own (`vars`: name -> the text Grafana
+/// sends for the selection, `.*` for "All").
+fn substitute(expr: &str, vars: &BTreeMap<String, String>) -> String {
+    let mut all: Vec<(String, String)> = [
+        ("__rate_interval", "1m"),
+        ("__interval", "15s"),
+        ("__range", "5m"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .chain(vars.iter().map(|(k, v)| (k.clone(), v.clone())))
+    .collect();
+    // Longest first, so that `$portal` never eats the start of `$portal_id`.
+    all.sort_by_key(|(k, _)| std::cmp::Reverse(k.len()));
     let mut e = expr.to_string();
-    for (var, value) in [
-        ("$__rate_interval", "1m"),
-        ("$__interval", "15s"),
-        ("$__range", "5m"),
-        ("$job", ".*"),
-        ("$env", ".*"),
-        ("$portal_id", ".*"),
-    ] {
-        e = e.replace(var, value);
+    for (var, value) in &all {
+        e = e.replace(&format!("${var}"), value);
     }
-    assert!(!e.contains('$'), "unsubstituted variable in {expr}");
+    // What is left may only be a capture group reference of label_replace ("$1").
+    let leftover = e
+        .match_indices('$')
+        .any(|(i, _)| !e[i + 1..].starts_with(|c: char| c.is_ascii_digit()));
+    assert!(!leftover, "unsubstituted variable in {expr}");
     e
+}
+
+/// How Grafana formats one selected value of a multi-value variable for Prometheus: the regex
+/// metacharacters escaped, in a group.
+fn grafana_multi_value(value: &str) -> String {
+    let mut escaped = String::new();
+    for c in value.chars() {
+        if "\\^$*+?.()|{}[]".contains(c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    format!("({escaped})")
+}
+
+/// A template variable's query as PromQL: `label_values(SELECTOR, label)` gives the selector and
+/// the label, `query_result(EXPR)` the expression and no label.
+fn variable_query(v: &Value) -> (String, Option<String>) {
+    let q = v["query"]["query"].as_str().expect("variable query");
+    if let Some(inner) = q.strip_prefix("label_values(") {
+        let (sel, label) = inner
+            .strip_suffix(')')
+            .and_then(|r| r.rsplit_once(','))
+            .unwrap_or_else(|| panic!("variable {}: {q}", v["name"]));
+        (sel.to_string(), Some(label.trim().to_string()))
+    } else if let Some(inner) = q.strip_prefix("query_result(") {
+        let expr = inner
+            .strip_suffix(')')
+            .unwrap_or_else(|| panic!("variable {}: {q}", v["name"]));
+        (expr.to_string(), None)
+    } else {
+        panic!(
+            "variable {} is neither label_values nor query_result: {q}",
+            v["name"]
+        )
+    }
+}
+
+/// The line Grafana makes of one `query_result` series (labels in Prometheus' order, which is
+/// sorted), and the (text, value) that [`PORTAL_VARIABLE_REGEX`] extracts from it.
+fn grafana_query_result_option(series: &Value) -> Option<(String, String)> {
+    let metric = series["metric"].as_object()?;
+    let mut labels: Vec<(&String, &Value)> = metric.iter().collect();
+    labels.sort_by(|a, b| a.0.cmp(b.0));
+    let body: Vec<String> = labels
+        .iter()
+        .filter(|(k, _)| k.as_str() != "__name__")
+        .map(|(k, v)| format!("{k}=\"{}\"", v.as_str().unwrap_or_default()))
+        .collect();
+    let line = format!(
+        "{{{}}} {} {}",
+        body.join(","),
+        series["value"][1],
+        series["value"][0]
+    );
+    // The regex by hand: display_name="(text)" then, further on, portal_id="(value)".
+    let after = |s: &str, key: &str| -> Option<(String, usize)> {
+        let start = s.find(key)? + key.len();
+        let len = s[start..].find('"')?;
+        Some((s[start..start + len].to_string(), start + len))
+    };
+    let (text, end) = after(&line, "display_name=\"")?;
+    let (value, _) = after(&line[end..], "portal_id=\"")?;
+    Some((text, value))
 }
 
 /// Metric names used by a PromQL expression: identifiers that look like this exporter's series,
@@ -973,19 +1201,24 @@ fn dashboard_queries(dash: &Value) -> Vec<(String, String)> {
         }
     }
     for v in dash["templating"]["list"].as_array().expect("templating") {
-        if v["type"] != "query" {
-            continue;
+        if v["type"] == "query" {
+            queries.push((format!("variable {}", v["name"]), variable_query(v).0));
         }
-        let q = v["query"]["query"].as_str().expect("variable query");
-        // label_values(SELECTOR, label) -> SELECTOR
-        let inner = q
-            .strip_prefix("label_values(")
-            .and_then(|r| r.rsplit_once(','))
-            .map(|(sel, _)| sel.to_string())
-            .unwrap_or_else(|| panic!("variable {} is not label_values(...): {q}", v["name"]));
-        queries.push((format!("variable {}", v["name"]), inner));
     }
     queries
+}
+
+/// The dashboard's static-label variables: every query variable but the job and the portal.
+fn static_label_variables(dash: &Value) -> Vec<String> {
+    dash["templating"]["list"]
+        .as_array()
+        .expect("templating.list")
+        .iter()
+        .filter(|v| v["type"] == "query")
+        .filter_map(|v| v["name"].as_str())
+        .filter(|n| *n != "job" && *n != "portal_id")
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]
@@ -1000,12 +1233,39 @@ fn dashboard_structure_is_templated_and_consistent() {
         .collect();
     assert_eq!(vars["datasource"]["type"], "datasource");
     assert_eq!(vars["datasource"]["query"], "prometheus");
-    for v in ["job", "env", "portal_id"] {
-        assert_eq!(vars[v]["type"], "query", "{v}");
-        assert_eq!(vars[v]["includeAll"], true, "{v}");
-        assert_eq!(vars[v]["allValue"], ".*", "{v}");
-        assert_eq!(vars[v]["datasource"]["uid"], "${datasource}", "{v}");
+    let static_labels = static_label_variables(&dash);
+    assert!(
+        static_labels.contains(&"env".to_string()),
+        "{static_labels:?}"
+    );
+    let mut query_vars = vec!["job".to_string(), "portal_id".to_string()];
+    query_vars.extend(static_labels.iter().cloned());
+    for v in &query_vars {
+        let var = vars[v.as_str()];
+        assert_eq!(var["type"], "query", "{v}");
+        assert_eq!(var["includeAll"], true, "{v}");
+        assert_eq!(var["allValue"], ".*", "{v}");
+        assert_eq!(var["datasource"]["uid"], "${datasource}", "{v}");
     }
+    for l in &static_labels {
+        let (sel, label) = variable_query(vars[l.as_str()]);
+        assert_eq!(label.as_deref(), Some(l.as_str()));
+        assert!(sel.contains("job=~\"$job\""), "{l}: {sel}");
+    }
+    // Portals are listed by display name, selected by id.
+    let portal = vars["portal_id"];
+    assert_eq!(portal["label"], "Portal");
+    assert_eq!(portal["regex"], PORTAL_VARIABLE_REGEX);
+    let (expr, label) = variable_query(portal);
+    assert_eq!(label, None, "the portal variable is a query_result");
+    assert!(
+        expr.contains("workspacesweb_portal_info") && expr.contains("display_name"),
+        "{expr}"
+    );
+    for l in std::iter::once("job").chain(static_labels.iter().map(String::as_str)) {
+        assert!(expr.contains(&format!("{l}=~\"${l}\"")), "{l}: {expr}");
+    }
+    let recorded = recorded_names();
     let mut panels = Vec::new();
     walk_panels(dash["panels"].as_array().unwrap(), &mut panels);
     let mut ids = BTreeSet::new();
@@ -1023,25 +1283,39 @@ fn dashboard_structure_is_templated_and_consistent() {
         if p["type"] == "row" {
             continue;
         }
-        assert_eq!(p["datasource"]["uid"], "${datasource}", "{}", p["title"]);
+        let title = p["title"].as_str().unwrap_or_default();
+        assert_eq!(p["datasource"]["uid"], "${datasource}", "{title}");
         let targets = p["targets"].as_array().expect("targets");
-        assert!(!targets.is_empty(), "{}", p["title"]);
+        assert!(!targets.is_empty(), "{title}");
         for t in targets {
-            assert_eq!(t["datasource"]["uid"], "${datasource}", "{}", p["title"]);
+            assert_eq!(t["datasource"]["uid"], "${datasource}", "{title}");
             let e = t["expr"].as_str().unwrap();
             // Portal-level series are filtered by the portal and static-label variables
             // (not the build info, nor account-level recorded series).
             if e.contains("workspacesweb_") && !e.contains("build_info") && !e.contains("account:")
             {
+                assert!(e.contains("portal_id=~\"$portal_id\""), "{title}: {e}");
+                for l in &static_labels {
+                    assert!(e.contains(&format!("{l}=~\"${l}\"")), "{title}: {e}");
+                }
+            }
+            // Portals are named by their display name, never by a bare id.
+            let legend = t["legendFormat"].as_str().unwrap_or_default();
+            assert!(!legend.contains("portal_id"), "{title}: legend {legend}");
+            if legend.contains("display_name") {
+                assert!(e.contains("group_left (display_name)"), "{title}: {e}");
+            }
+            // A panel that needs the recording rules says so.
+            if metric_names(e).iter().any(|n| recorded.contains(n)) {
+                let d = p["description"].as_str().unwrap_or_default();
                 assert!(
-                    e.contains("portal_id=~\"$portal_id\"") && e.contains("env=~\"$env\""),
-                    "{}: {e}",
-                    p["title"]
+                    d.contains("Needs the recording rules"),
+                    "{title} uses a recorded series but its description does not say it needs the recording rules"
                 );
             }
         }
     }
-    // The panels the deployment and capacity issues ask for.
+    // The panels operators rely on.
     let titles: BTreeSet<&str> = panels.iter().filter_map(|p| p["title"].as_str()).collect();
     for t in [
         "Active sessions vs capacity",
@@ -1050,6 +1324,7 @@ fn dashboard_structure_is_templated_and_consistent() {
         "Session starts and terminations",
         "Session duration",
         "Session-hours per day",
+        "Portals",
         "Users",
         "Exporter scrape up",
         "Poll duration",
@@ -1071,6 +1346,55 @@ fn prom_query(prom: &str, q: &str) -> Option<Value> {
     serde_json::from_slice(&body).ok()
 }
 
+/// Series of an instant query's answer (empty when it has none); panics on an error.
+fn prom_series(prom: &str, place: &str, q: &str) -> Vec<Value> {
+    let v = prom_query(prom, q).unwrap_or_else(|| panic!("{place}: no answer to {q}"));
+    assert_eq!(v["status"], "success", "{place}: {q}\n{v}");
+    v["data"]["result"].as_array().cloned().unwrap_or_default()
+}
+
+/// The options of each query variable, evaluated in the dashboard's order as Grafana does (each
+/// query sees the selections before it), choosing the first option of each whose value `usable`
+/// accepts: (name -> the value Grafana sends, name -> the chosen (text, value)).
+fn select_options(
+    dash: &Value,
+    prom: &str,
+    usable: impl Fn(&str, &str) -> bool,
+) -> (BTreeMap<String, String>, BTreeMap<String, (String, String)>) {
+    let mut sent = BTreeMap::new();
+    let mut chosen = BTreeMap::new();
+    for v in dash["templating"]["list"].as_array().expect("templating") {
+        if v["type"] != "query" {
+            continue;
+        }
+        let name = v["name"].as_str().expect("name").to_string();
+        let (q, label) = variable_query(v);
+        let place = format!("variable {name}");
+        let series = prom_series(prom, &place, &substitute(&q, &sent));
+        let mut options: Vec<(String, String)> = match &label {
+            Some(l) => series
+                .iter()
+                .filter_map(|s| s["metric"][l].as_str())
+                .map(|x| (x.to_string(), x.to_string()))
+                .collect(),
+            None => series
+                .iter()
+                .filter_map(grafana_query_result_option)
+                .collect(),
+        };
+        options.sort();
+        options.dedup();
+        let first = options
+            .iter()
+            .find(|(_, value)| usable(&name, value))
+            .cloned()
+            .unwrap_or_else(|| panic!("{place} has no usable option among {options:?}: {q}"));
+        sent.insert(name.clone(), grafana_multi_value(&first.1));
+        chosen.insert(name, first);
+    }
+    (sent, chosen)
+}
+
 #[test]
 fn dashboard_and_rule_queries_run_on_prometheus_against_the_demo_exporter() {
     let dash = json(&deploy("grafana/workspacesweb.json"));
@@ -1090,15 +1414,17 @@ fn dashboard_and_rule_queries_run_on_prometheus_against_the_demo_exporter() {
     let state = state.to_str().expect("utf-8 temp path");
     let (_exporter, exporter_addr) =
         common::start_demo_exporter_with("error", &["--storage.path", state]);
-    // The demo enables per-user series and backfills monthly users: wait for the full exposition.
+    // The demo enables per-user series and backfills monthly users, and GetPortal gives the
+    // portals' names: wait for the full exposition.
     let exposition = poll_until(Duration::from_secs(30), || {
         let (_, _, body) = http_get(&exporter_addr, "/metrics").ok()?;
         let text = String::from_utf8(body).ok()?;
         (text.contains("workspacesweb_monthly_active_users{")
-            && text.contains("workspacesweb_user_session_seconds_total{"))
+            && text.contains("workspacesweb_user_session_seconds_total{")
+            && text.contains("workspacesweb_portal_info{"))
         .then_some(text)
     })
-    .expect("the demo exposes monthly and per-user series");
+    .expect("the demo exposes monthly, per-user and portal info series");
 
     // Every metric name used exists: exposed, recorded by our rules, or explicitly allowed.
     let exposed = exposed_names(&exposition);
@@ -1130,9 +1456,11 @@ fn dashboard_and_rule_queries_run_on_prometheus_against_the_demo_exporter() {
             deploy("prometheus/recording.yml").display()
         ),
     );
-    // Enough scrapes for rate() over 1m windows to have two samples.
+    // Enough scrapes for rate() over 1m windows to have two samples, portal info included.
     poll_until(Duration::from_secs(60), || {
         let v = prom_query(&prom_addr, "count_over_time(workspacesweb_up[1m])")?;
+        let info = prom_query(&prom_addr, "workspacesweb_portal_info")?;
+        (info["data"]["result"].as_array()?.len() == 3).then_some(())?;
         v["data"]["result"]
             .as_array()
             .filter(|r| r.len() == 3 && r.iter().all(|s| s["value"][1] != "1"))
@@ -1145,35 +1473,102 @@ fn dashboard_and_rule_queries_run_on_prometheus_against_the_demo_exporter() {
     let groups = rules["data"]["groups"].as_array().expect("rule groups");
     assert_eq!(groups.len(), 4, "{rules}");
 
+    // Queries over metrics the demo exposes must return data. May be empty: queries that need the
+    // not-yet-exposed metrics, recorded series (first evaluation up to a group interval away),
+    // error counters (a healthy exporter has none) and alerts (quiet).
+    let may_be_empty = |place: &str, expr: &str| {
+        place.starts_with("rule ")
+            || metric_names(expr).iter().any(|n| {
+                NOT_YET_EXPOSED.contains(&n.as_str())
+                    || recorded.contains(n)
+                    || n.contains(':')
+                    || n.contains("errors_total")
+            })
+    };
+
+    // First with every variable on "All".
+    let all: BTreeMap<String, String> = dash["templating"]["list"]
+        .as_array()
+        .expect("templating")
+        .iter()
+        .filter(|v| v["type"] == "query")
+        .map(|v| (v["name"].as_str().unwrap().to_string(), ".*".to_string()))
+        .collect();
     let mut empty = Vec::new();
     for (place, expr) in &queries {
         // Dashboard queries carry Grafana variables; rule expressions are plain PromQL.
         let q = if place.starts_with("rule ") {
             expr.clone()
         } else {
-            substitute(expr)
+            substitute(expr, &all)
         };
-        let v = prom_query(&prom_addr, &q).unwrap_or_else(|| panic!("{place}: no answer to {q}"));
-        assert_eq!(v["status"], "success", "{place}: {q}\n{v}");
-        let names = metric_names(expr);
-        let result_empty = v["data"]["result"].as_array().is_none_or(|r| r.is_empty());
-        // Queries over metrics the demo exposes must return data. May be empty: queries that
-        // need the not-yet-exposed metrics, recorded series (first evaluation up to a group
-        // interval away), error counters (a healthy exporter has none) and alerts (quiet).
-        let may_be_empty = place.starts_with("rule ")
-            || names.iter().any(|n| {
-                NOT_YET_EXPOSED.contains(&n.as_str())
-                    || recorded.contains(n)
-                    || n.contains(':')
-                    || n.contains("errors_total")
-            });
-        if result_empty && !may_be_empty {
+        if prom_series(&prom_addr, place, &q).is_empty() && !may_be_empty(place, expr) {
             empty.push(format!("{place}: {q}"));
         }
     }
     assert!(
         empty.is_empty(),
         "queries over exposed metrics returned nothing:\n{}",
+        empty.join("\n")
+    );
+
+    // Then with one option of each variable selected, as a user picks them: the job, each static
+    // label and a portal, listed by its display name. The portal is one whose monthly users are
+    // backfilled already (the demo's busiest portal takes longer), so that every panel has data.
+    let backfilled: BTreeSet<String> =
+        prom_series(&prom_addr, "backfill", "workspacesweb_monthly_active_users")
+            .iter()
+            .filter_map(|s| s["metric"]["portal_id"].as_str().map(str::to_string))
+            .collect();
+    let (sent, chosen) = select_options(&dash, &prom_addr, |name, value| {
+        name != "portal_id" || backfilled.contains(value)
+    });
+    assert_eq!(chosen["job"].1, "workspacesweb-exporter");
+    assert_eq!(chosen["env"].1, "demo");
+    let (portal_name, portal_id) = chosen["portal_id"].clone();
+    let info = prom_series(
+        &prom_addr,
+        "portal info",
+        &format!("workspacesweb_portal_info{{portal_id=\"{portal_id}\"}}"),
+    );
+    assert_eq!(
+        info[0]["metric"]["display_name"].as_str(),
+        Some(portal_name.as_str()),
+        "the portal variable shows the display name of {portal_id}"
+    );
+    assert_ne!(portal_name, portal_id);
+    // The panels (the variables' own queries ran in select_first_options).
+    for (place, expr) in queries.iter().filter(|(p, _)| p.starts_with("panel ")) {
+        let q = substitute(expr, &sent);
+        let series = prom_series(&prom_addr, place, &q);
+        if series.is_empty() && !may_be_empty(place, expr) {
+            empty.push(format!("{place}: {q}"));
+        }
+        for s in &series {
+            let m = &s["metric"];
+            if let Some(id) = m["portal_id"].as_str() {
+                assert_eq!(id, portal_id, "{place}: another portal in {q}");
+            }
+            if let Some(name) = m["display_name"].as_str() {
+                assert_eq!(name, portal_name, "{place}: another name in {q}");
+            }
+            if let Some(env) = m["env"].as_str() {
+                assert_eq!(env, "demo", "{place}: {q}");
+            }
+        }
+        // Per-portal panels name their series: the join with the display name kept them all.
+        if expr.contains("group_left (display_name)") && !series.is_empty() {
+            assert!(
+                series
+                    .iter()
+                    .all(|s| s["metric"]["display_name"].is_string()),
+                "{place}: series without display_name from {q}"
+            );
+        }
+    }
+    assert!(
+        empty.is_empty(),
+        "with one portal selected, queries over exposed metrics returned nothing:\n{}",
         empty.join("\n")
     );
 }
