@@ -1,4 +1,5 @@
-//! The HTML landing page at `/`: version, links, and one table row per portal.
+//! The HTML landing page at `/`: version, links, and one table row per portal (display name,
+//! status, capacity use, monthly users).
 //!
 //! Portal ids, labels and errors come from config and from AWS: everything is escaped.
 //! No scripts and no external assets (the response forbids both with a CSP header).
@@ -13,7 +14,10 @@ const STYLE: &str = "body{font-family:sans-serif;margin:2em;color:#222}\
 table{border-collapse:collapse}\
 th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}\
 td.num{text-align:right}td.error{max-width:40em;overflow-wrap:anywhere;font-family:monospace}\
-.up{color:#070}.down{color:#b00}.pending{color:#777}";
+.up{color:#070}.down{color:#b00}.pending{color:#777}.id{font-family:monospace;font-size:.85em;color:#555}";
+
+/// The project's repository (`package.repository`), for the documentation links; empty: no links.
+const REPOSITORY: &str = env!("CARGO_PKG_REPOSITORY");
 
 /// Escapes text for HTML element content and quoted attribute values.
 pub(super) fn escape_html(text: &str) -> String {
@@ -47,8 +51,9 @@ pub(super) fn render(store: &Store, telemetry_path: &str) -> String {
          version {version}.</p>\n<ul>\n\
          <li><a href=\"{path}\">Metrics</a> ({path})</li>\n\
          <li><a href=\"/-/healthy\">Health</a> (/-/healthy)</li>\n\
-         <li><a href=\"/-/ready\">Readiness</a> (/-/ready): {readiness}</li>\n</ul>\n",
+         <li><a href=\"/-/ready\">Readiness</a> (/-/ready): {readiness}</li>\n{docs}</ul>\n",
         version = escape_html(crate::VERSION),
+        docs = docs_links(REPOSITORY),
         readiness = if ready {
             "ready"
         } else {
@@ -67,17 +72,54 @@ pub(super) fn render(store: &Store, telemetry_path: &str) -> String {
         "<h2>Portals</h2>\n<p>{total} portals: {up} up, {down} down, {pending} pending first poll. \
          Values are refreshed every poll interval.</p>\n<table>\n<thead><tr><th>Portal</th>\
          <th>Labels</th><th>Status</th><th>Last poll (UTC)</th><th>Active sessions</th>\
-         <th>Last error</th></tr></thead>\n<tbody>\n",
+         <th>Capacity use</th><th>Monthly users</th><th>Last error</th></tr></thead>\n<tbody>\n",
         total = portals.len(),
     );
     if portals.is_empty() {
-        html.push_str("<tr><td colspan=\"6\">No portals yet.</td></tr>\n");
+        html.push_str("<tr><td colspan=\"8\">No portals yet.</td></tr>\n");
     }
     for portal in &portals {
         row(&mut html, portal);
     }
     html.push_str("</tbody>\n</table>\n</body>\n</html>\n");
     html
+}
+
+/// The documentation list items, linking into the repository (none without one).
+fn docs_links(repository: &str) -> String {
+    if repository.is_empty() {
+        return String::new();
+    }
+    let base = escape_html(repository.trim_end_matches('/'));
+    format!(
+        "<li><a href=\"{base}#readme\">Documentation</a>: metrics, configuration, quick start</li>\n\
+         <li><a href=\"{base}/blob/main/docs/runbook.md\">Runbook</a>: what each alert means \
+         and what to do</li>\n"
+    )
+}
+
+/// The portal cell: its display name over its id, or the id alone when it has no name.
+fn portal_cell(portal: &PortalSnapshot) -> String {
+    let id = escape_html(&portal.portal_id);
+    match portal.meta.as_ref().map(|m| m.display_name.as_str()) {
+        Some(name) if !name.is_empty() => {
+            format!("{}<br><span class=\"id\">{id}</span>", escape_html(name))
+        }
+        _ => format!("<span class=\"id\">{id}</span>"),
+    }
+}
+
+/// Active sessions against `maxConcurrentSessions` (`7 / 10 (70%)`), when both are known.
+fn capacity_cell(portal: &PortalSnapshot) -> String {
+    let active = portal.active.as_ref().map(|a| a.sessions);
+    let max = portal.meta.as_ref().and_then(|m| m.max_concurrent_sessions);
+    match (active, max) {
+        (Some(active), Some(max)) if max > 0 => {
+            let percent = active.saturating_mul(100) / max;
+            format!("{active} / {max} ({percent}%)")
+        }
+        _ => "\u{2014}".to_string(),
+    }
 }
 
 /// What the status column shows.
@@ -118,6 +160,9 @@ fn row(html: &mut String, portal: &PortalSnapshot) {
         .active
         .as_ref()
         .map_or_else(|| "\u{2014}".to_string(), |a| a.sessions.to_string());
+    let monthly = portal
+        .monthly_active_users
+        .map_or_else(|| "\u{2014}".to_string(), |n| n.to_string());
     let error = portal
         .last_error_code
         .as_deref()
@@ -125,9 +170,11 @@ fn row(html: &mut String, portal: &PortalSnapshot) {
         .unwrap_or_default();
     let _ = writeln!(
         html,
-        "<tr><td>{id}</td><td>{labels}</td><td class=\"{class}\">{text}</td><td>{last_poll}</td>\
-         <td class=\"num\">{active}</td><td class=\"error\">{error}</td></tr>",
-        id = escape_html(&portal.portal_id),
+        "<tr><td>{portal}</td><td>{labels}</td><td class=\"{class}\">{text}</td>\
+         <td>{last_poll}</td><td class=\"num\">{active}</td><td class=\"num\">{capacity}</td>\
+         <td class=\"num\">{monthly}</td><td class=\"error\">{error}</td></tr>",
+        portal = portal_cell(portal),
+        capacity = capacity_cell(portal),
     );
 }
 
@@ -185,6 +232,12 @@ mod tests {
                 peak: 9,
             }),
             last_poll_unix: Some(0.0),
+            monthly_active_users: Some(42),
+            meta: Some(crate::snapshot::PortalMeta {
+                display_name: "Sales <EU>".into(),
+                max_concurrent_sessions: Some(10),
+                ..Default::default()
+            }),
             ..Default::default()
         });
         store.publish(PortalSnapshot {
@@ -207,5 +260,20 @@ mod tests {
         assert!(html.contains(">7</td>"));
         assert!(html.contains("pending first poll</td>"));
         assert!(html.contains("3 portals: 1 up, 1 down, 1 pending"));
+        // Display name (escaped) over the id; capacity use and monthly users.
+        assert!(html.contains("Sales &lt;EU&gt;<br><span class=\"id\">p-up</span>"));
+        assert!(html.contains(">7 / 10 (70%)</td>"));
+        assert!(html.contains(">42</td>"));
+        // Without metadata: the id alone, and no capacity figure.
+        assert!(html.contains("<td><span class=\"id\">p-down</span></td>"));
+        assert_eq!(html.matches("<td class=\"num\">\u{2014}</td>").count(), 6);
+    }
+
+    #[test]
+    fn docs_links_follow_the_repository() {
+        assert_eq!(docs_links(""), "");
+        let links = docs_links("https://example.com/a\"b/");
+        assert!(links.contains("href=\"https://example.com/a&quot;b#readme\""));
+        assert!(links.contains("href=\"https://example.com/a&quot;b/blob/main/docs/runbook.md\""));
     }
 }
