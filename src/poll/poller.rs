@@ -2,11 +2,12 @@
 //! monthly-users backfill, portal metadata, plan updates, and the snapshot it publishes.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tracing::{debug, info, warn};
 
 use super::{
@@ -108,6 +109,30 @@ impl Progress {
 /// a broken paginator...) starts the next poll over.
 fn resumable(err: &PollError) -> bool {
     err.label().is_transient()
+}
+
+/// Why [`Poller::wait_for_turn`] returned.
+enum Wake {
+    /// The poll is due.
+    Due,
+    /// Something else happened (a new plan, stale gauges dropped): wait again.
+    Again,
+    /// The task must stop.
+    Stop,
+}
+
+/// The task was told to stop while a step was in flight.
+struct Stopped;
+
+/// Runs `step` unless the task is told to stop first.
+async fn unless_stopped<T>(
+    stop: &mut watch::Receiver<bool>,
+    step: impl Future<Output = T>,
+) -> Result<T, Stopped> {
+    tokio::select! {
+        r = step => Ok(r),
+        _ = stop.changed() => Err(Stopped),
+    }
 }
 
 /// Progress of the monthly-active-users backfill: a descending scan of Terminated sessions from
@@ -291,192 +316,273 @@ impl Poller {
         let first = self.plan.interval.min(Duration::from_secs(10)) / 10;
         let mut next = tokio::time::Instant::now() + jitter(first, 1.0);
         loop {
-            // The state gauges of a failing portal go 5 intervals after its last success, on a
-            // timer: a backoff (or a service's Retry-After) may put the next attempt much later.
-            let stale_at = self.stale_at();
-            tokio::select! {
-                _ = tokio::time::sleep_until(next) => {}
-                _ = stop.changed() => return,
-                _ = tokio::time::sleep_until(stale_at.unwrap_or(next)), if stale_at.is_some() => {
-                    self.drop_stale_gauges();
-                    continue;
-                }
-                changed = self.plan_rx.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    let old_interval = self.plan.interval;
-                    Box::pin(self.update_plan()).await;
-                    if self.plan.interval < old_interval {
-                        next = next.min(tokio::time::Instant::now() + jitter(self.plan.interval, 0.05));
-                    }
-                    continue;
-                }
+            match self.wait_for_turn(&mut next, &mut stop).await {
+                Wake::Due => {}
+                Wake::Again => continue,
+                Wake::Stop => return,
             }
-            let scheduled = next;
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 return;
             };
-            let began = Instant::now();
-            self.fetched = 0;
-            // The timeout bounds the time spent on the API: time waiting for the client-side
-            // rate limiter pushes the deadline back by as much, but never past one interval (a
-            // listing that needs longer holds a concurrency slot no longer, and resumes).
-            let waited = self.api.limiter_wait_counter();
-            let waited_before = waited.load(Ordering::Relaxed);
+            match self.cycle(permit, next, &mut stop).await {
+                Ok(due) => next = due,
+                Err(Stopped) => return,
+            }
+        }
+    }
+
+    /// Waits for the poll due at `next`. Meanwhile, drops the state gauges when they go stale and
+    /// takes new plans (a shorter interval brings `next` forward).
+    async fn wait_for_turn(
+        &mut self,
+        next: &mut tokio::time::Instant,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Wake {
+        // The state gauges of a failing portal go 5 intervals after its last success, on a
+        // timer: a backoff (or a service's Retry-After) may put the next attempt much later.
+        let stale_at = self.stale_at();
+        tokio::select! {
+            _ = tokio::time::sleep_until(*next) => Wake::Due,
+            _ = stop.changed() => Wake::Stop,
+            _ = tokio::time::sleep_until(stale_at.unwrap_or(*next)), if stale_at.is_some() => {
+                self.drop_stale_gauges();
+                Wake::Again
+            }
+            changed = self.plan_rx.changed() => {
+                if changed.is_err() {
+                    return Wake::Stop;
+                }
+                let old_interval = self.plan.interval;
+                Box::pin(self.update_plan()).await;
+                if self.plan.interval < old_interval {
+                    *next = (*next).min(tokio::time::Instant::now() + jitter(self.plan.interval, 0.05));
+                }
+                Wake::Again
+            }
+        }
+    }
+
+    /// One poll cycle holding a concurrency permit: the poll under its timeout, then after a
+    /// success the backfill and metadata steps; the state write and the published snapshot come
+    /// after the permit is released. Returns when the next poll is due.
+    async fn cycle(
+        &mut self,
+        permit: OwnedSemaphorePermit,
+        scheduled: tokio::time::Instant,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<tokio::time::Instant, Stopped> {
+        let began = Instant::now();
+        self.fetched = 0;
+        let result = self.poll_with_timeout(stop).await?;
+        let took = began.elapsed();
+        let start_ms = self.poll_time(&result);
+        let result = result.map(|_| ());
+        if result.is_ok() {
+            self.after_success(start_ms, stop).await?;
+        }
+        drop(permit);
+        if result.is_ok() {
+            unless_stopped(stop, Box::pin(self.save_state(start_ms))).await?;
+        }
+        let failed = result.is_err();
+        self.finish(result, start_ms, took);
+        Ok(self.next_due(failed, scheduled))
+    }
+
+    /// Runs [`Self::poll`] under the plan's timeout. The timeout bounds the time spent on the
+    /// API: time waiting for the client-side rate limiter pushes the deadline back by as much,
+    /// but never past one interval (a listing that needs longer holds a concurrency slot no
+    /// longer, and resumes).
+    async fn poll_with_timeout(
+        &mut self,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<Result<UnixMillis, PollError>, Stopped> {
+        let waited = self.api.limiter_wait_counter();
+        let waited_before = waited.load(Ordering::Relaxed);
+        let timeout = self.plan.timeout;
+        let longest = self.plan.interval.max(timeout);
+        let outcome = {
+            // The step futures are boxed, here and below: inline, the largest of them would
+            // be part of this task's state for its whole life, idle between polls included
+            // (14 KB of 16 KB per portal; see BENCHMARKS.md, scale model).
+            let mut poll = Box::pin(self.poll(now_ms()));
+            let begun = tokio::time::Instant::now();
+            let mut deadline = begun + timeout;
+            loop {
+                tokio::select! {
+                    r = &mut poll => break Some(r),
+                    _ = tokio::time::sleep_until(deadline) => {
+                        let paced = waited.load(Ordering::Relaxed).saturating_sub(waited_before);
+                        let extended = (begun + timeout + Duration::from_nanos(paced))
+                            .min(begun + longest);
+                        if extended > deadline {
+                            deadline = extended;
+                        } else {
+                            break None;
+                        }
+                    }
+                    _ = stop.changed() => return Err(Stopped),
+                }
+            }
+        };
+        Ok(outcome.unwrap_or(Err(PollError::Timeout(timeout, self.current_op))))
+    }
+
+    /// The poll's time: that of its first request, even when it took several attempts. A failure
+    /// that cannot be resumed drops the partial poll.
+    fn poll_time(&mut self, result: &Result<UnixMillis, PollError>) -> UnixMillis {
+        match result {
+            Ok(start_ms) => *start_ms,
+            Err(e) => {
+                if !resumable(e) {
+                    self.progress = None;
+                }
+                self.progress.as_ref().map_or_else(now_ms, |p| p.start_ms)
+            }
+        }
+    }
+
+    /// After a successful poll: a cycle of the monthly-users backfill (until it is complete),
+    /// the per-user series, and the portal metadata when due.
+    async fn after_success(
+        &mut self,
+        start_ms: UnixMillis,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<(), Stopped> {
+        if !self.backfill.done {
             let timeout = self.plan.timeout;
-            let longest = self.plan.interval.max(timeout);
-            let outcome = {
-                // The step futures are boxed, here and below: inline, the largest of them would
-                // be part of this task's state for its whole life, idle between polls included
-                // (14 KB of 16 KB per portal; see BENCHMARKS.md, scale model).
-                let mut poll = Box::pin(self.poll(now_ms()));
-                let begun = tokio::time::Instant::now();
-                let mut deadline = begun + timeout;
-                loop {
-                    tokio::select! {
-                        r = &mut poll => break Some(r),
-                        _ = tokio::time::sleep_until(deadline) => {
-                            let paced = waited.load(Ordering::Relaxed).saturating_sub(waited_before);
-                            let extended = (begun + timeout + Duration::from_nanos(paced))
-                                .min(begun + longest);
-                            if extended > deadline {
-                                deadline = extended;
-                            } else {
-                                break None;
-                            }
-                        }
-                        _ = stop.changed() => return,
-                    }
-                }
-            };
-            let result = outcome.unwrap_or(Err(PollError::Timeout(timeout, self.current_op)));
-            let took = began.elapsed();
-            // The poll's time: that of its first request, even when it took several attempts.
-            let start_ms = match &result {
-                Ok(start_ms) => *start_ms,
-                Err(e) => {
-                    if !resumable(e) {
-                        self.progress = None;
-                    }
-                    self.progress.as_ref().map_or_else(now_ms, |p| p.start_ms)
-                }
-            };
-            let result = result.map(|_| ());
-            if result.is_ok() && !self.backfill.done {
-                tokio::select! {
-                    r = tokio::time::timeout(self.plan.timeout, Box::pin(self.backfill_step(start_ms))) => {
-                        if let Err(e) = r.unwrap_or(Err(PollError::Timeout(self.plan.timeout, aws::LIST_SESSIONS))) {
-                            warn!(portal_id = %self.plan.portal_id, operation = e.operation(), error = %e.label(), detail = %e, "monthly users backfill step failed; resuming next cycle");
-                        }
-                    }
-                    _ = stop.changed() => return,
-                }
+            let step = tokio::time::timeout(timeout, Box::pin(self.backfill_step(start_ms)));
+            let result = unless_stopped(stop, step).await?;
+            if let Err(e) = result.unwrap_or(Err(PollError::Timeout(timeout, aws::LIST_SESSIONS))) {
+                warn!(portal_id = %self.plan.portal_id, operation = e.operation(), error = %e.label(), detail = %e, "monthly users backfill step failed; resuming next cycle");
             }
-            if result.is_ok() {
-                // After the backfill step, which may bring sessions the listing did not: the
-                // per-user series then agree with the totals published with them.
-                self.update_user_series(start_ms);
-                tokio::select! {
-                    _ = Box::pin(self.metadata_step()) => {}
-                    _ = stop.changed() => return,
-                }
-            }
-            drop(permit);
-            if result.is_ok() {
-                tokio::select! {
-                    _ = Box::pin(self.save_state(start_ms)) => {}
-                    _ = stop.changed() => return,
-                }
-            }
-            let failed = result.is_err();
-            self.finish(result, start_ms, took);
-            let hint = self.api.counters().take_retry_after();
-            let now = tokio::time::Instant::now();
-            if failed {
-                // A failing portal backs off (full jitter), never sooner than the service asked.
-                // An attempt that fetched pages before failing (throttled mid-listing) made
-                // progress: it resumes after one interval instead of backing off further.
-                self.failures = if self.fetched > 0 && self.progress.is_some() {
-                    1
-                } else {
-                    self.failures.saturating_add(1)
-                };
-                next =
-                    now + backoff(self.plan.interval, self.failures).max(hint.unwrap_or_default());
+        }
+        // After the backfill step, which may bring sessions the listing did not: the per-user
+        // series then agree with the totals published with them.
+        self.update_user_series(start_ms);
+        unless_stopped(stop, Box::pin(self.metadata_step())).await
+    }
+
+    /// When the next poll is due, given whether this one failed and when it was scheduled.
+    fn next_due(&mut self, failed: bool, scheduled: tokio::time::Instant) -> tokio::time::Instant {
+        let hint = self.api.counters().take_retry_after();
+        let now = tokio::time::Instant::now();
+        if failed {
+            // A failing portal backs off (full jitter), never sooner than the service asked.
+            // An attempt that fetched pages before failing (throttled mid-listing) made
+            // progress: it resumes after one interval instead of backing off further.
+            self.failures = if self.fetched > 0 && self.progress.is_some() {
+                1
             } else {
-                self.failures = 0;
-                // Drift-free schedule with ±5% jitter; an overrun poll starts the next one at once.
-                next = (scheduled + jitter(self.plan.interval, 0.05)).max(now);
-            }
+                self.failures.saturating_add(1)
+            };
+            now + backoff(self.plan.interval, self.failures).max(hint.unwrap_or_default())
+        } else {
+            self.failures = 0;
+            // Drift-free schedule with ±5% jitter; an overrun poll starts the next one at once.
+            (scheduled + jitter(self.plan.interval, 0.05)).max(now)
         }
     }
 
     /// One complete poll, possibly resuming one cut short (see [`Progress`]); the ledger is only
     /// touched after all I/O succeeded, once, with everything the attempts fetched, at the time of
     /// the poll's first request, which it returns.
-    ///
-    /// A partial poll younger than [`STALE_INTERVALS`] intervals is resumed from the page where it
-    /// stopped; an older one starts over (its pages would describe a state older than the point
-    /// at which the portal's gauges go stale anyway).
     async fn poll(&mut self, now: UnixMillis) -> Result<UnixMillis, PollError> {
+        let start_ms = self.begin_or_resume(now);
+        if self.phase() == Phase::Active {
+            self.list_active().await?;
+        }
+        if self.phase() == Phase::Terminated {
+            self.scan_terminated(start_ms).await?;
+        }
+        self.resolve_vanished().await?;
+        Ok(self.apply_poll(start_ms))
+    }
+
+    /// Starts a poll at `now`, or resumes the partial one when it is younger than
+    /// [`STALE_INTERVALS`] intervals (an older one would describe a state older than the point at
+    /// which the portal's gauges go stale anyway). Returns the time of the poll's first request.
+    fn begin_or_resume(&mut self, now: UnixMillis) -> UnixMillis {
         let window = self.plan.interval * STALE_INTERVALS;
         match &self.progress {
             Some(p) if p.began.elapsed() < window => {
                 debug!(portal_id = %self.plan.portal_id, phase = ?p.phase, pages = p.active.len() + p.other.len(), "resuming a poll cut short");
+                p.start_ms
             }
-            _ => self.progress = Some(Progress::new(now)),
-        }
-        let page_size = i32::try_from(self.plan.page_size).unwrap_or(i32::MAX);
-        let start_ms = self.progress.as_ref().map_or(now, |p| p.start_ms);
-        if self.phase() == Phase::Active {
-            self.current_op = aws::LIST_SESSIONS;
-            self.list(
-                ListQuery {
-                    status: Some(SessionStatus::Active),
-                    max_results: page_size,
-                    ..Default::default()
-                },
-                None,
-            )
-            .await?;
-            self.next_phase(Phase::Terminated);
-        }
-        if self.phase() == Phase::Terminated {
-            self.current_op = aws::LIST_SESSIONS;
-            let watermark = self.last_start_ms.unwrap_or(start_ms) - SKEW_MARGIN_MS;
-            self.list(
-                ListQuery {
-                    status: Some(SessionStatus::Terminated),
-                    sort: Some(SortOrder::StartTimeDescending),
-                    max_results: page_size,
-                    ..Default::default()
-                },
-                (!super::full_scan()).then_some(watermark),
-            )
-            .await?;
-            let to_resolve = match (&self.ledger, &self.progress) {
-                (Some(ledger), Some(p)) => {
-                    let seen: HashSet<&str> = p
-                        .active
-                        .iter()
-                        .chain(p.other.iter())
-                        .filter_map(|r| r.id.as_deref())
-                        .collect();
-                    ledger
-                        .pending(&p.active)
-                        .into_iter()
-                        .map(|p| p.id)
-                        .filter(|id| !seen.contains(id.as_str()))
-                        .collect()
-                }
-                _ => Vec::new(),
-            };
-            self.next_phase(Phase::Resolve);
-            if let Some(p) = &mut self.progress {
-                p.to_resolve = to_resolve;
+            _ => {
+                self.progress = Some(Progress::new(now));
+                now
             }
         }
+    }
+
+    /// `maxResults` of every listing.
+    fn page_size(&self) -> i32 {
+        i32::try_from(self.plan.page_size).unwrap_or(i32::MAX)
+    }
+
+    /// Lists every Active session (all pages), then moves on to the Terminated scan.
+    async fn list_active(&mut self) -> Result<(), PollError> {
+        self.current_op = aws::LIST_SESSIONS;
+        self.list(
+            ListQuery {
+                status: Some(SessionStatus::Active),
+                max_results: self.page_size(),
+                ..Default::default()
+            },
+            None,
+        )
+        .await?;
+        self.next_phase(Phase::Terminated);
+        Ok(())
+    }
+
+    /// Lists Terminated sessions newest first down to the watermark, then sets aside the sessions
+    /// still open in the ledger that neither listing returned (see [`Self::resolve_vanished`]).
+    async fn scan_terminated(&mut self, start_ms: UnixMillis) -> Result<(), PollError> {
+        self.current_op = aws::LIST_SESSIONS;
+        let watermark = self.last_start_ms.unwrap_or(start_ms) - SKEW_MARGIN_MS;
+        self.list(
+            ListQuery {
+                status: Some(SessionStatus::Terminated),
+                sort: Some(SortOrder::StartTimeDescending),
+                max_results: self.page_size(),
+                ..Default::default()
+            },
+            (!super::full_scan()).then_some(watermark),
+        )
+        .await?;
+        let to_resolve = self.vanished_unseen();
+        self.next_phase(Phase::Resolve);
+        if let Some(p) = &mut self.progress {
+            p.to_resolve = to_resolve;
+        }
+        Ok(())
+    }
+
+    /// Sessions open in the ledger, absent from this poll's Active listing, that the listings of
+    /// this poll did not return.
+    fn vanished_unseen(&self) -> Vec<String> {
+        let (Some(ledger), Some(p)) = (&self.ledger, &self.progress) else {
+            return Vec::new();
+        };
+        let seen: HashSet<&str> = p
+            .active
+            .iter()
+            .chain(p.other.iter())
+            .filter_map(|r| r.id.as_deref())
+            .collect();
+        ledger
+            .pending(&p.active)
+            .into_iter()
+            .map(|p| p.id)
+            .filter(|id| !seen.contains(id.as_str()))
+            .collect()
+    }
+
+    /// Fetches the sessions set aside by the scan one by one with `GetSession`: a record joins
+    /// the poll's Terminated ones, a session that no longer exists is forgotten.
+    async fn resolve_vanished(&mut self) -> Result<(), PollError> {
         self.current_op = aws::GET_SESSION;
         while let Some(id) = self
             .progress
@@ -493,6 +599,12 @@ impl Poller {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Applies everything the poll fetched to the ledger, once, at `start_ms` (the time of the
+    /// poll's first request), and returns that time.
+    fn apply_poll(&mut self, start_ms: UnixMillis) -> UnixMillis {
         let Some(Progress {
             start_ms,
             active,
@@ -501,7 +613,7 @@ impl Poller {
             ..
         }) = self.progress.take()
         else {
-            return Ok(start_ms);
+            return start_ms;
         };
         let limit = self.capacity_limit();
         let ledger = self.ledger.get_or_insert_with(|| {
@@ -532,7 +644,7 @@ impl Poller {
             "poll applied"
         );
         self.last_start_ms = Some(start_ms);
-        Ok(start_ms)
+        start_ms
     }
 
     fn phase(&self) -> Phase {
@@ -598,7 +710,7 @@ impl Poller {
     /// session ended after T0). Pages read before an error are kept; the scan resumes after them.
     async fn backfill_step(&mut self, at_ms: UnixMillis) -> Result<(), PollError> {
         let floor = month_bounds(at_ms).0 - BACKFILL_REACH_MS;
-        let page_size = i32::try_from(self.plan.page_size).unwrap_or(i32::MAX);
+        let page_size = self.page_size();
         let mut result = Ok(());
         for _ in 0..BACKFILL_PAGES_PER_CYCLE {
             let query = ListQuery {
