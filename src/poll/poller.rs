@@ -18,7 +18,7 @@ use crate::aws::{
     self, Clients, ListQuery, PortalApi, PortalInfo, SortOrder, portal_id_of_arn, region_of_arn,
 };
 use crate::error_label::ErrorLabel;
-use crate::ledger::{Ledger, LedgerSettings, month_bounds};
+use crate::ledger::{Ledger, LedgerSettings, Pending, month_bounds};
 use crate::pagination::{PageGuard, PageStop};
 use crate::session::{SessionRecord, SessionStatus, UnixMillis, now_ms};
 use crate::snapshot::{PortalMeta, PortalSnapshot, StateStatus, Store};
@@ -26,6 +26,7 @@ use crate::storage::StateDir;
 use crate::users::UserLabels;
 
 use super::state::{self, LabelFingerprint, PortalState, STATE_VERSION, Unusable};
+use super::vanished::{self, ScanSoFar};
 
 /// One portal's poll loop and state.
 pub(super) struct Poller {
@@ -75,8 +76,9 @@ struct Progress {
     next_token: Option<String>,
     /// Pages and tokens of the current listing (bounded by `max_pages` across attempts).
     guard: PageGuard,
-    /// Sessions still to resolve with `GetSession` (phase [`Phase::Resolve`]).
-    to_resolve: Vec<String>,
+    /// Vanished sessions still to resolve: by more of the scan (phase [`Phase::Extend`]), then
+    /// with `GetSession` (phase [`Phase::Resolve`]).
+    to_resolve: Vec<Pending>,
     /// Sessions `GetSession` says no longer exist.
     gone: Vec<String>,
 }
@@ -85,6 +87,8 @@ struct Progress {
 enum Phase {
     Active,
     Terminated,
+    /// More of the Terminated scan, while cheaper than `GetSession` (see [`super::vanished`]).
+    Extend,
     Resolve,
 }
 
@@ -495,6 +499,9 @@ impl Poller {
         if self.phase() == Phase::Terminated {
             self.scan_terminated(start_ms).await?;
         }
+        if self.phase() == Phase::Extend {
+            self.extend_scan().await?;
+        }
         self.resolve_vanished().await?;
         Ok(self.apply_poll(start_ms))
     }
@@ -537,32 +544,85 @@ impl Poller {
         Ok(())
     }
 
+    /// The Terminated scan: newest first.
+    fn terminated_query(&self) -> ListQuery {
+        ListQuery {
+            status: Some(SessionStatus::Terminated),
+            sort: Some(SortOrder::StartTimeDescending),
+            max_results: self.page_size(),
+            ..Default::default()
+        }
+    }
+
     /// Lists Terminated sessions newest first down to the watermark, then sets aside the sessions
-    /// still open in the ledger that neither listing returned (see [`Self::resolve_vanished`]).
+    /// still open in the ledger that neither listing returned (see [`Self::extend_scan`]). The
+    /// token of the rest of the scan is kept for that.
     async fn scan_terminated(&mut self, start_ms: UnixMillis) -> Result<(), PollError> {
         self.current_op = aws::LIST_SESSIONS;
         let watermark = self.last_start_ms.unwrap_or(start_ms) - SKEW_MARGIN_MS;
         self.list(
-            ListQuery {
-                status: Some(SessionStatus::Terminated),
-                sort: Some(SortOrder::StartTimeDescending),
-                max_results: self.page_size(),
-                ..Default::default()
-            },
+            self.terminated_query(),
             (!super::full_scan()).then_some(watermark),
         )
         .await?;
         let to_resolve = self.vanished_unseen();
-        self.next_phase(Phase::Resolve);
         if let Some(p) = &mut self.progress {
             p.to_resolve = to_resolve;
+            p.phase = Phase::Extend;
         }
         Ok(())
     }
 
+    /// Lists more of the Terminated scan, page by page, while that is estimated cheaper than one
+    /// `GetSession` for each vanished session it could still find; the sessions it lists are
+    /// resolved by their records. The rest go to [`Self::resolve_vanished`].
+    async fn extend_scan(&mut self) -> Result<(), PollError> {
+        self.current_op = aws::LIST_SESSIONS;
+        let mut query = self.terminated_query();
+        while self.extension_is_cheaper() {
+            let listed = self.progress.as_ref().map_or(0, |p| p.other.len());
+            self.list_page(&mut query, None).await?;
+            if let Some(p) = &mut self.progress {
+                let found: HashSet<&str> = p
+                    .other
+                    .iter()
+                    .skip(listed)
+                    .filter_map(|r| r.id.as_deref())
+                    .collect();
+                p.to_resolve.retain(|v| !found.contains(v.id.as_str()));
+                debug!(portal_id = %self.plan.portal_id, pages = p.guard.pages(), unresolved = p.to_resolve.len(), "Terminated scan extended for vanished sessions");
+            }
+        }
+        self.next_phase(Phase::Resolve);
+        Ok(())
+    }
+
+    /// Whether one more page of the Terminated scan is estimated cheaper than `GetSession` for
+    /// the vanished sessions it could find (see [`vanished::scan_is_cheaper`]). Never past the
+    /// end of the listing, nor onto the page that `max_pages` would refuse.
+    fn extension_is_cheaper(&self) -> bool {
+        let Some(p) = &self.progress else {
+            return false;
+        };
+        if p.to_resolve.is_empty()
+            || p.next_token.is_none()
+            || p.guard.pages().saturating_add(1) >= self.plan.max_pages
+        {
+            return false;
+        }
+        let Some(scan) = ScanSoFar::of(p.other.iter().filter_map(|r| r.start_ms)) else {
+            return false;
+        };
+        vanished::scan_is_cheaper(
+            scan,
+            p.to_resolve.iter().map(|v| v.start_ms),
+            self.plan.page_size,
+        )
+    }
+
     /// Sessions open in the ledger, absent from this poll's Active listing, that the listings of
     /// this poll did not return.
-    fn vanished_unseen(&self) -> Vec<String> {
+    fn vanished_unseen(&self) -> Vec<Pending> {
         let (Some(ledger), Some(p)) = (&self.ledger, &self.progress) else {
             return Vec::new();
         };
@@ -575,8 +635,7 @@ impl Poller {
         ledger
             .pending(&p.active)
             .into_iter()
-            .map(|p| p.id)
-            .filter(|id| !seen.contains(id.as_str()))
+            .filter(|v| !seen.contains(v.id.as_str()))
             .collect()
     }
 
@@ -587,7 +646,7 @@ impl Poller {
         while let Some(id) = self
             .progress
             .as_ref()
-            .and_then(|p| p.to_resolve.last().cloned())
+            .and_then(|p| p.to_resolve.last().map(|v| v.id.clone()))
         {
             let found = self.api.get_session(&id).await?;
             self.fetched += 1;
@@ -661,37 +720,58 @@ impl Poller {
     }
 
     /// Lists the remaining pages of `query` from the poll's current token, into the current
-    /// phase's records; with `stop_below`, stops after the first page whose oldest start is below
-    /// it (the listing must be sorted by descending start time). Each page is kept as soon as it
-    /// arrives, so an attempt cut short (error or timeout) loses nothing it fetched.
+    /// phase's records (see [`Self::list_page`]).
     async fn list(
         &mut self,
         mut query: ListQuery,
         stop_below: Option<UnixMillis>,
     ) -> Result<(), PollError> {
-        loop {
-            query.next_token = self.progress.as_ref().and_then(|p| p.next_token.clone());
-            let page = self.api.list_sessions(&query).await?;
-            self.fetched += 1;
-            self.learn_arn(page.portal_arn.as_deref());
-            let reached_watermark = stop_below.is_some_and(|w| {
-                page.sessions
-                    .iter()
-                    .any(|s| s.start_ms.is_some_and(|start| start < w))
-            });
-            let Some(p) = &mut self.progress else {
-                return Ok(());
-            };
-            match p.phase {
-                Phase::Active => p.active.extend(page.sessions),
-                _ => p.other.extend(page.sessions),
+        while self.list_page(&mut query, stop_below).await? {}
+        Ok(())
+    }
+
+    /// Lists the page of `query` at the poll's current token into the current phase's records,
+    /// and returns whether the listing goes on. It ends on its last page or, with `stop_below`,
+    /// on the first page whose oldest start is below it (the listing must be sorted by
+    /// descending start time); there, the token of the rest stays for [`Self::extend_scan`].
+    /// Each page is kept as soon as it arrives, so an attempt cut short (error or timeout) loses
+    /// nothing it fetched.
+    async fn list_page(
+        &mut self,
+        query: &mut ListQuery,
+        stop_below: Option<UnixMillis>,
+    ) -> Result<bool, PollError> {
+        query.next_token = self.progress.as_ref().and_then(|p| p.next_token.clone());
+        let page = self.api.list_sessions(query).await?;
+        self.fetched += 1;
+        self.learn_arn(page.portal_arn.as_deref());
+        let reached_watermark = stop_below.is_some_and(|w| {
+            page.sessions
+                .iter()
+                .any(|s| s.start_ms.is_some_and(|start| start < w))
+        });
+        let Some(p) = &mut self.progress else {
+            return Ok(false);
+        };
+        match p.phase {
+            Phase::Active => p.active.extend(page.sessions),
+            _ => p.other.extend(page.sessions),
+        }
+        let (next, rest) = if reached_watermark {
+            (None, page.next_token)
+        } else {
+            (page.next_token, None)
+        };
+        match p.guard.next(next, self.plan.max_pages) {
+            Ok(Some(token)) => {
+                p.next_token = Some(token);
+                Ok(true)
             }
-            let next = page.next_token.filter(|_| !reached_watermark);
-            match p.guard.next(next, self.plan.max_pages) {
-                Ok(Some(token)) => p.next_token = Some(token),
-                Ok(None) => return Ok(()),
-                Err(stop) => return Err(self.pagination_stopped(&stop, "")),
+            Ok(None) => {
+                p.next_token = rest.filter(|t| !t.is_empty());
+                Ok(false)
             }
+            Err(stop) => Err(self.pagination_stopped(&stop, "")),
         }
     }
 
