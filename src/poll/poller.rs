@@ -315,6 +315,7 @@ impl Poller {
         self.store.set_state_write_errors(dir.write_errors());
     }
 
+    /// The portal's task: each poll in its turn, holding one of `permits`, until told to stop.
     pub(super) async fn run(mut self, permits: Arc<Semaphore>, mut stop: watch::Receiver<bool>) {
         // First poll soon (readiness waits for it), spread a little so portals don't start in lockstep.
         let first = self.plan.interval.min(Duration::from_secs(10)) / 10;
