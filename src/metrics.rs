@@ -3,6 +3,7 @@
 //! Every `workspacesweb_*` series is computed here from [`PortalSnapshot`]s; `process_*` come from the
 //! `prometheus` crate's process collector, gathered at render time so they are always fresh.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, LazyLock};
 
@@ -198,12 +199,6 @@ pub fn render_process() -> Vec<u8> {
     buf
 }
 
-/// Name, help and getter of a portal gauge.
-type GaugeDef = (
-    &'static str,
-    &'static str,
-    fn(&PortalSnapshot) -> Option<f64>,
-);
 /// Name, help and getter of a portal counter.
 type CounterDef = (
     &'static str,
@@ -298,176 +293,271 @@ fn portal_labels(p: &PortalSnapshot) -> Vec<(&str, &str)> {
     l
 }
 
+/// How a portal family's help text ends.
+#[derive(Clone, Copy)]
+enum Help {
+    /// Values that change with every poll: the help says they are refreshed every poll interval.
+    Polled(&'static str),
+    /// Values that change on their own schedule.
+    Fixed(&'static str),
+}
+
+/// The API counts of a portal or of discovery: requests by operation, errors by operation and code.
+type ApiCounts<'a> = (
+    &'a BTreeMap<String, u64>,
+    &'a BTreeMap<(String, String), u64>,
+);
+
+/// Takes one sample: its labels beyond the source's own, and its value.
+type Emit<'e> = &'e mut dyn FnMut(&[(&str, &str)], f64);
+
+/// How a portal family reads its samples from the snapshots.
+#[derive(Clone, Copy)]
+enum Read {
+    /// One sample per portal that has a value; the family is absent while none has.
+    Value(fn(&PortalSnapshot) -> Option<f64>),
+    /// One sample per portal, once any portal has counted one (a counter of rare events).
+    Count(fn(&PortalSnapshot) -> u64),
+    /// Samples with extra labels from the API counts of the portals and of discovery (whose
+    /// series carry `region` instead of `portal_id`); the family is absent while there are none.
+    Api(fn(ApiCounts<'_>, Emit<'_>)),
+}
+
+/// Families written by a function of their own (a histogram, info labels).
+type OwnFamilies = fn(&mut dyn Sink, &[Arc<PortalSnapshot>], &[Vec<(&str, &str)>]);
+
+/// One row of [`PORTAL_FAMILIES`].
+enum Row {
+    /// A family: name, type, help, and how its samples are read.
+    Family(&'static str, &'static str, Help, Read),
+    /// Families of a shape of their own.
+    Own(OwnFamilies),
+}
+
+/// Every portal and discovery family, in exposition order. Adding a metric is adding a row.
+const PORTAL_FAMILIES: [Row; 16] = [
+    // State gauges: present after a successful poll, dropped after the staleness limit.
+    Row::Family(
+        "active_sessions",
+        "gauge",
+        Help::Polled("Sessions with status Active at the last successful poll."),
+        Read::Value(|p| p.active.map(|a| a.sessions as f64)),
+    ),
+    Row::Family(
+        "active_sessions_peak",
+        "gauge",
+        Help::Polled(
+            "Highest number of simultaneously active sessions between the previous successful poll and the last one, from API start and end times (active_sessions on the first poll).",
+        ),
+        Read::Value(|p| p.active.map(|a| a.peak as f64)),
+    ),
+    Row::Family(
+        "active_users",
+        "gauge",
+        Help::Polled("Distinct usernames among the active sessions at the last successful poll."),
+        Read::Value(|p| p.active.map(|a| a.users as f64)),
+    ),
+    Row::Family(
+        "active_session_max_age_seconds",
+        "gauge",
+        Help::Polled("Age of the oldest active session at the last successful poll (0 when none)."),
+        Read::Value(|p| p.active.map(|a| a.max_age_seconds)),
+    ),
+    Row::Own(render_totals),
+    Row::Family(
+        "monthly_active_users",
+        "gauge",
+        Help::Polled(
+            "Distinct usernames with any session in the current UTC calendar month (what AWS bills on); backfilled from the API at startup.",
+        ),
+        Read::Value(|p| p.monthly_active_users.map(|v| v as f64)),
+    ),
+    Row::Own(render_info),
+    Row::Family(
+        "portal_max_concurrent_sessions",
+        "gauge",
+        Help::Polled("maxConcurrentSessions of the portal, for capacity alerts."),
+        Read::Value(|p| {
+            p.meta
+                .as_ref()
+                .and_then(|m| m.max_concurrent_sessions)
+                .map(|m| m as f64)
+        }),
+    ),
+    Row::Family(
+        "poller_panics_total",
+        "counter",
+        Help::Fixed(
+            "Panics caught in the portal's poll task (the task restarts with a fresh ledger).",
+        ),
+        Read::Count(|p| p.panics),
+    ),
+    Row::Family(
+        "up",
+        "gauge",
+        Help::Polled("1 if the last poll of the portal succeeded, else 0."),
+        Read::Value(|p| Some(if p.up { 1.0 } else { 0.0 })),
+    ),
+    Row::Family(
+        "poll_duration_seconds",
+        "gauge",
+        Help::Polled("Wall time of the last poll of the portal."),
+        Read::Value(|p| p.poll_duration_seconds),
+    ),
+    Row::Family(
+        "last_successful_poll_timestamp_seconds",
+        "gauge",
+        Help::Polled("Unix time of the last successful poll of the portal."),
+        Read::Value(|p| p.last_success_unix),
+    ),
+    // With `--storage.path`.
+    Row::Family(
+        "state_restored",
+        "gauge",
+        Help::Fixed("1 when the portal resumed its counters from its state file at start, else 0."),
+        Read::Value(|p| p.state.map(|s| if s.restored { 1.0 } else { 0.0 })),
+    ),
+    Row::Family(
+        "state_last_write_timestamp_seconds",
+        "gauge",
+        Help::Fixed("Unix time of the last successful write of the portal's state file."),
+        Read::Value(|p| p.state.and_then(|s| s.last_write_unix)),
+    ),
+    Row::Family(
+        "api_requests_total",
+        "counter",
+        Help::Polled("HTTP requests sent to the WorkSpaces Web API, retries included."),
+        Read::Api(|(requests, _), emit| {
+            for (op, n) in requests {
+                emit(&[("operation", op)], *n as f64);
+            }
+        }),
+    ),
+    Row::Family(
+        "api_request_errors_total",
+        "counter",
+        Help::Polled(
+            "Failed API requests by AWS error code, or timeout, dispatch (connection failed), other.",
+        ),
+        Read::Api(|(_, errors), emit| {
+            for ((op, code), n) in errors {
+                emit(&[("operation", op), ("error", code)], *n as f64);
+            }
+        }),
+    ),
+];
+
+/// The portals and discovery sources being rendered, with their label sets.
+struct Sources<'a> {
+    portals: &'a [Arc<PortalSnapshot>],
+    labels: Vec<Vec<(&'a str, &'a str)>>,
+    discovery: &'a [DiscoverySnapshot],
+    discovery_labels: Vec<Vec<(&'a str, &'a str)>>,
+}
+
+impl<'a> Sources<'a> {
+    fn new(portals: &'a [Arc<PortalSnapshot>], discovery: &'a [DiscoverySnapshot]) -> Self {
+        Sources {
+            portals,
+            labels: portals.iter().map(|p| portal_labels(p)).collect(),
+            discovery,
+            discovery_labels: discovery
+                .iter()
+                .map(|d| {
+                    d.labels
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect()
+                })
+                .collect(),
+        }
+    }
+
+    /// Each portal with its labels.
+    fn each(&self) -> impl Iterator<Item = (&'a PortalSnapshot, &[(&'a str, &'a str)])> {
+        self.portals
+            .iter()
+            .map(|p| &**p)
+            .zip(self.labels.iter().map(Vec::as_slice))
+    }
+
+    /// The API counts of each portal, then of each discovery source, with their labels.
+    fn api_counts(&self) -> impl Iterator<Item = (ApiCounts<'a>, &[(&'a str, &'a str)])> {
+        let portals = self
+            .portals
+            .iter()
+            .map(|p| (&p.api_requests, &p.api_errors));
+        let discovery = self
+            .discovery
+            .iter()
+            .map(|d| (&d.api_requests, &d.api_errors));
+        portals
+            .zip(self.labels.iter().map(Vec::as_slice))
+            .chain(discovery.zip(self.discovery_labels.iter().map(Vec::as_slice)))
+    }
+
+    /// Whether a family reading `read` has any sample.
+    fn any(&self, read: Read) -> bool {
+        match read {
+            Read::Value(get) => self.each().any(|(p, _)| get(p).is_some()),
+            Read::Count(get) => self.each().any(|(p, _)| get(p) > 0),
+            Read::Api(get) => self.api_counts().any(|(counts, _)| {
+                let mut any = false;
+                get(counts, &mut |_, _| any = true);
+                any
+            }),
+        }
+    }
+}
+
+/// Every portal and discovery family, as [`PORTAL_FAMILIES`] lists them.
 fn render_portals(
     out: &mut dyn Sink,
     portals: &[Arc<PortalSnapshot>],
     discovery: &[DiscoverySnapshot],
 ) {
-    let discovery_labels: Vec<Vec<(&str, &str)>> = discovery
-        .iter()
-        .map(|d| {
-            d.labels
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect()
-        })
-        .collect();
-    let sources = || discovery.iter().zip(discovery_labels.iter());
-    let labels: Vec<Vec<(&str, &str)>> = portals.iter().map(|p| portal_labels(p)).collect();
-    let each = || portals.iter().zip(labels.iter());
-
-    // State gauges: present after a successful poll, dropped after the staleness limit.
-    let gauges: [GaugeDef; 4] = [
-        (
-            "active_sessions",
-            "Sessions with status Active at the last successful poll.",
-            |p| p.active.map(|a| a.sessions as f64),
-        ),
-        (
-            "active_sessions_peak",
-            "Highest number of simultaneously active sessions between the previous successful poll and the last one, from API start and end times (active_sessions on the first poll).",
-            |p| p.active.map(|a| a.peak as f64),
-        ),
-        (
-            "active_users",
-            "Distinct usernames among the active sessions at the last successful poll.",
-            |p| p.active.map(|a| a.users as f64),
-        ),
-        (
-            "active_session_max_age_seconds",
-            "Age of the oldest active session at the last successful poll (0 when none).",
-            |p| p.active.map(|a| a.max_age_seconds),
-        ),
-    ];
-    for (name, help, get) in gauges {
-        if each().all(|(p, _)| get(p).is_none()) {
-            continue;
-        }
-        let mut f = Family::new(out, name, "gauge", &format!("{help} {REFRESH}"));
-        for (p, l) in each() {
-            if let Some(v) = get(p) {
-                f.sample("", l, &[], v);
-            }
-        }
-    }
-
-    render_totals(out, portals, &labels);
-    render_monthly_users(out, portals, &labels);
-    render_meta(out, portals, &labels);
-
-    if !portals.is_empty() {
-        let mut f = Family::new(
-            out,
-            "up",
-            "gauge",
-            &format!("1 if the last poll of the portal succeeded, else 0. {REFRESH}"),
-        );
-        for (p, l) in each() {
-            f.sample("", l, &[], if p.up { 1.0 } else { 0.0 });
-        }
-    }
-    if each().any(|(p, _)| p.poll_duration_seconds.is_some()) {
-        let mut f = Family::new(
-            out,
-            "poll_duration_seconds",
-            "gauge",
-            &format!("Wall time of the last poll of the portal. {REFRESH}"),
-        );
-        for (p, l) in each() {
-            if let Some(v) = p.poll_duration_seconds {
-                f.sample("", l, &[], v);
-            }
-        }
-    }
-    if each().any(|(p, _)| p.last_success_unix.is_some()) {
-        let mut f = Family::new(
-            out,
-            "last_successful_poll_timestamp_seconds",
-            "gauge",
-            &format!("Unix time of the last successful poll of the portal. {REFRESH}"),
-        );
-        for (p, l) in each() {
-            if let Some(v) = p.last_success_unix {
-                f.sample("", l, &[], v);
-            }
-        }
-    }
-    render_state(out, portals, &labels);
-    if each().any(|(p, _)| !p.api_requests.is_empty())
-        || sources().any(|(d, _)| !d.api_requests.is_empty())
-    {
-        let mut f = Family::new(
-            out,
-            "api_requests_total",
-            "counter",
-            &format!("HTTP requests sent to the WorkSpaces Web API, retries included. {REFRESH}"),
-        );
-        for (p, l) in each() {
-            for (op, n) in &p.api_requests {
-                f.sample("", l, &[("operation", op)], *n as f64);
-            }
-        }
-        // Discovery belongs to no portal: its series carry `region` instead of `portal_id`.
-        for (d, l) in sources() {
-            for (op, n) in &d.api_requests {
-                f.sample("", l, &[("operation", op)], *n as f64);
-            }
-        }
-    }
-    if each().any(|(p, _)| !p.api_errors.is_empty())
-        || sources().any(|(d, _)| !d.api_errors.is_empty())
-    {
-        let mut f = Family::new(
-            out,
-            "api_request_errors_total",
-            "counter",
-            &format!(
-                "Failed API requests by AWS error code, or timeout, dispatch (connection failed), other. {REFRESH}"
-            ),
-        );
-        for (p, l) in each() {
-            for ((op, code), n) in &p.api_errors {
-                f.sample("", l, &[("operation", op), ("error", code)], *n as f64);
-            }
-        }
-        for (d, l) in sources() {
-            for ((op, code), n) in &d.api_errors {
-                f.sample("", l, &[("operation", op), ("error", code)], *n as f64);
+    let sources = Sources::new(portals, discovery);
+    for row in &PORTAL_FAMILIES {
+        match row {
+            Row::Own(render) => render(out, portals, &sources.labels),
+            Row::Family(name, kind, help, read) => {
+                render_family(out, &sources, (name, kind, *help), *read);
             }
         }
     }
 }
 
-/// `state_restored` and `state_last_write_timestamp_seconds` (with `--storage.path`).
-fn render_state(out: &mut dyn Sink, portals: &[Arc<PortalSnapshot>], labels: &[Vec<(&str, &str)>]) {
-    let with_state = || {
-        portals
-            .iter()
-            .zip(labels.iter())
-            .filter_map(|(p, l)| p.state.map(|s| (s, l)))
-    };
-    if with_state().next().is_none() {
+/// One family of [`PORTAL_FAMILIES`]: its header and samples, or nothing while it has no sample.
+fn render_family(
+    out: &mut dyn Sink,
+    sources: &Sources<'_>,
+    (name, kind, help): (&str, &str, Help),
+    read: Read,
+) {
+    if !sources.any(read) {
         return;
     }
-    let mut f = Family::new(
-        out,
-        "state_restored",
-        "gauge",
-        "1 when the portal resumed its counters from its state file at start, else 0.",
-    );
-    for (s, l) in with_state() {
-        f.sample("", l, &[], if s.restored { 1.0 } else { 0.0 });
-    }
-    if with_state().any(|(s, _)| s.last_write_unix.is_some()) {
-        let mut f = Family::new(
-            out,
-            "state_last_write_timestamp_seconds",
-            "gauge",
-            "Unix time of the last successful write of the portal's state file.",
-        );
-        for (s, l) in with_state() {
-            if let Some(t) = s.last_write_unix {
-                f.sample("", l, &[], t);
+    let help = match help {
+        Help::Polled(h) => format!("{h} {REFRESH}"),
+        Help::Fixed(h) => h.to_string(),
+    };
+    let mut f = Family::new(out, name, kind, &help);
+    match read {
+        Read::Value(get) => {
+            for (p, l) in sources.each() {
+                if let Some(v) = get(p) {
+                    f.sample("", l, &[], v);
+                }
+            }
+        }
+        Read::Count(get) => {
+            for (p, l) in sources.each() {
+                f.sample("", l, &[], get(p) as f64);
+            }
+        }
+        Read::Api(get) => {
+            for (counts, l) in sources.api_counts() {
+                get(counts, &mut |extra, v| f.sample("", l, extra, v));
             }
         }
     }
@@ -565,84 +655,33 @@ const INFO_LABELS: [&str; 5] = [
     "instance_type",
 ];
 
-fn render_meta(out: &mut dyn Sink, portals: &[Arc<PortalSnapshot>], labels: &[Vec<(&str, &str)>]) {
+/// `portal_info`: the portal's labels and its metadata (a static label of the same name is left out).
+fn render_info(out: &mut dyn Sink, portals: &[Arc<PortalSnapshot>], labels: &[Vec<(&str, &str)>]) {
     let each = || portals.iter().zip(labels.iter());
-    if each().any(|(p, _)| p.meta.is_some()) {
-        let mut f = Family::new(
-            out,
-            "portal_info",
-            "gauge",
-            &format!(
-                "Portal metadata from GetPortal, value 1; absent when not permitted. {REFRESH}"
-            ),
-        );
-        for (p, l) in each() {
-            if let Some(m) = &p.meta {
-                let base: Vec<(&str, &str)> = l
-                    .iter()
-                    .copied()
-                    .filter(|(k, _)| !INFO_LABELS.contains(k))
-                    .collect();
-                let info = [
-                    ("portal_arn", m.arn.as_str()),
-                    ("region", m.region.as_str()),
-                    ("display_name", m.display_name.as_str()),
-                    ("browser_type", m.browser_type.as_str()),
-                    ("instance_type", m.instance_type.as_str()),
-                ];
-                f.sample("", &base, &info, 1.0);
-            }
-        }
+    if !each().any(|(p, _)| p.meta.is_some()) {
+        return;
     }
-    if each().any(|(p, _)| {
-        p.meta
-            .as_ref()
-            .is_some_and(|m| m.max_concurrent_sessions.is_some())
-    }) {
-        let mut f = Family::new(
-            out,
-            "portal_max_concurrent_sessions",
-            "gauge",
-            &format!("maxConcurrentSessions of the portal, for capacity alerts. {REFRESH}"),
-        );
-        for (p, l) in each() {
-            if let Some(max) = p.meta.as_ref().and_then(|m| m.max_concurrent_sessions) {
-                f.sample("", l, &[], max as f64);
-            }
-        }
-    }
-    if each().any(|(p, _)| p.panics > 0) {
-        let mut f = Family::new(
-            out,
-            "poller_panics_total",
-            "counter",
-            "Panics caught in the portal's poll task (the task restarts with a fresh ledger).",
-        );
-        for (p, l) in each() {
-            f.sample("", l, &[], p.panics as f64);
-        }
-    }
-}
-
-fn render_monthly_users(
-    out: &mut dyn Sink,
-    portals: &[Arc<PortalSnapshot>],
-    labels: &[Vec<(&str, &str)>],
-) {
-    let each = || portals.iter().zip(labels.iter());
-    if each().any(|(p, _)| p.monthly_active_users.is_some()) {
-        let mut f = Family::new(
-            out,
-            "monthly_active_users",
-            "gauge",
-            &format!(
-                "Distinct usernames with any session in the current UTC calendar month (what AWS bills on); backfilled from the API at startup. {REFRESH}"
-            ),
-        );
-        for (p, l) in each() {
-            if let Some(v) = p.monthly_active_users {
-                f.sample("", l, &[], v as f64);
-            }
+    let mut f = Family::new(
+        out,
+        "portal_info",
+        "gauge",
+        &format!("Portal metadata from GetPortal, value 1; absent when not permitted. {REFRESH}"),
+    );
+    for (p, l) in each() {
+        if let Some(m) = &p.meta {
+            let base: Vec<(&str, &str)> = l
+                .iter()
+                .copied()
+                .filter(|(k, _)| !INFO_LABELS.contains(k))
+                .collect();
+            let info = [
+                ("portal_arn", m.arn.as_str()),
+                ("region", m.region.as_str()),
+                ("display_name", m.display_name.as_str()),
+                ("browser_type", m.browser_type.as_str()),
+                ("instance_type", m.instance_type.as_str()),
+            ];
+            f.sample("", &base, &info, 1.0);
         }
     }
 }
@@ -709,6 +748,40 @@ mod tests {
             .to_vec(),
         )
         .unwrap_or_default()
+    }
+
+    /// The families the golden exposition does not hold (panics, state file, discovery): their
+    /// presence rules and samples, text for text.
+    #[test]
+    fn panics_state_and_discovery_families() {
+        let calm = PortalSnapshot {
+            portal_id: "p1".into(),
+            state: Some(crate::snapshot::StateStatus {
+                restored: false,
+                last_write_unix: None,
+            }),
+            api_requests: [("ListSessions".to_string(), 4)].into(),
+            ..Default::default()
+        };
+        let panicked = PortalSnapshot {
+            portal_id: "p2".into(),
+            panics: 2,
+            state: Some(crate::snapshot::StateStatus {
+                restored: true,
+                last_write_unix: Some(12.5),
+            }),
+            api_errors: [(("GetSession".to_string(), "timeout".to_string()), 1)].into(),
+            ..Default::default()
+        };
+        let discovery = DiscoverySnapshot {
+            labels: vec![("region".into(), "eu-west-1".into())],
+            api_requests: [("ListPortals".to_string(), 3)].into(),
+            api_errors: [(("ListPortals".to_string(), "dispatch".to_string()), 1)].into(),
+        };
+        let portals = [Arc::new(calm), Arc::new(panicked)];
+        let mut out = String::new();
+        render_portals(&mut out, &portals, &[discovery]);
+        assert_eq!(out, RARE_FAMILIES);
     }
 
     #[test]
@@ -845,4 +918,31 @@ mod tests {
             "{t}"
         );
     }
+
+    /// The expected text of `panics_state_and_discovery_families`.
+    const RARE_FAMILIES: &str = concat!(
+        "# HELP workspacesweb_poller_panics_total Panics caught in the portal's poll task (the task restarts with a fresh ledger).\n",
+        "# TYPE workspacesweb_poller_panics_total counter\n",
+        "workspacesweb_poller_panics_total{portal_id=\"p1\"} 0\n",
+        "workspacesweb_poller_panics_total{portal_id=\"p2\"} 2\n",
+        "# HELP workspacesweb_up 1 if the last poll of the portal succeeded, else 0. Refreshed every poll interval.\n",
+        "# TYPE workspacesweb_up gauge\n",
+        "workspacesweb_up{portal_id=\"p1\"} 0\n",
+        "workspacesweb_up{portal_id=\"p2\"} 0\n",
+        "# HELP workspacesweb_state_restored 1 when the portal resumed its counters from its state file at start, else 0.\n",
+        "# TYPE workspacesweb_state_restored gauge\n",
+        "workspacesweb_state_restored{portal_id=\"p1\"} 0\n",
+        "workspacesweb_state_restored{portal_id=\"p2\"} 1\n",
+        "# HELP workspacesweb_state_last_write_timestamp_seconds Unix time of the last successful write of the portal's state file.\n",
+        "# TYPE workspacesweb_state_last_write_timestamp_seconds gauge\n",
+        "workspacesweb_state_last_write_timestamp_seconds{portal_id=\"p2\"} 12.5\n",
+        "# HELP workspacesweb_api_requests_total HTTP requests sent to the WorkSpaces Web API, retries included. Refreshed every poll interval.\n",
+        "# TYPE workspacesweb_api_requests_total counter\n",
+        "workspacesweb_api_requests_total{portal_id=\"p1\",operation=\"ListSessions\"} 4\n",
+        "workspacesweb_api_requests_total{region=\"eu-west-1\",operation=\"ListPortals\"} 3\n",
+        "# HELP workspacesweb_api_request_errors_total Failed API requests by AWS error code, or timeout, dispatch (connection failed), other. Refreshed every poll interval.\n",
+        "# TYPE workspacesweb_api_request_errors_total counter\n",
+        "workspacesweb_api_request_errors_total{portal_id=\"p2\",operation=\"GetSession\",error=\"timeout\"} 1\n",
+        "workspacesweb_api_request_errors_total{region=\"eu-west-1\",operation=\"ListPortals\",error=\"dispatch\"} 1\n",
+    );
 }

@@ -8,15 +8,22 @@
 //!    session started before the *watermark*: the start of the previous successful poll minus
 //!    [`SKEW_MARGIN_MS`] (on the first poll, T0 minus the margin).
 //! 3. Sessions the ledger still has open (active at an earlier poll, absent from this poll's active
-//!    listing) that step 2 did not return are fetched one by one with `GetSession`.
+//!    listing) that step 2 did not return are *vanished*. The scan of step 2 goes on, page by page,
+//!    while the pages it still needs to reach the oldest of them, estimated from the density of
+//!    start times it has listed so far, are fewer than the vanished sessions it could still find;
+//!    those that it does not find (gone from the listing, past the service's retention, or too
+//!    deep to be worth the pages) are fetched one by one with `GetSession`.
 //!
 //! Why nothing is missed: a session that terminated since the previous poll either started after the
 //! previous poll began (then its start is above the watermark and step 2 returns it, the margin
 //! absorbing clock skew between this host and the API), or started before it; in that case it was
 //! running while the previous poll listed active sessions, so it is open in the ledger and step 3
-//! resolves it. Why nothing is double counted: the ledger deduplicates by session id.
-//! Steady-state cost: ceil(active/page) + ceil(new terminated/page) + 1 `ListSessions` calls, plus
-//! one `GetSession` per vanished session that started before the watermark.
+//! resolves it. Why nothing is double counted: the ledger deduplicates by session id; the older
+//! records that the longer scan brings are either tracked or below the ledger's prune point, where
+//! they only feed monthly active users.
+//! Steady-state cost: ceil(active/page) + ceil(new terminated/page) + 1 `ListSessions` calls, plus,
+//! for the vanished sessions that started before the watermark, the cheaper of more pages of the
+//! scan and one `GetSession` each.
 //!
 //! The ledger applies the poll at the time of its first request, which also closes the interval
 //! since the previous successful poll: its peak concurrency and time at capacity (see the ledger's
@@ -45,6 +52,7 @@
 
 mod poller;
 pub mod state;
+mod vanished;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -2,11 +2,12 @@
 //! monthly-users backfill, portal metadata, plan updates, and the snapshot it publishes.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tracing::{debug, info, warn};
 
 use super::{
@@ -17,7 +18,7 @@ use crate::aws::{
     self, Clients, ListQuery, PortalApi, PortalInfo, SortOrder, portal_id_of_arn, region_of_arn,
 };
 use crate::error_label::ErrorLabel;
-use crate::ledger::{Ledger, LedgerSettings, month_bounds};
+use crate::ledger::{Ledger, LedgerSettings, Pending, month_bounds};
 use crate::pagination::{PageGuard, PageStop};
 use crate::session::{SessionRecord, SessionStatus, UnixMillis, now_ms};
 use crate::snapshot::{PortalMeta, PortalSnapshot, StateStatus, Store};
@@ -25,6 +26,7 @@ use crate::storage::StateDir;
 use crate::users::UserLabels;
 
 use super::state::{self, LabelFingerprint, PortalState, STATE_VERSION, Unusable};
+use super::vanished::{self, ScanSoFar};
 
 /// One portal's poll loop and state.
 pub(super) struct Poller {
@@ -74,8 +76,9 @@ struct Progress {
     next_token: Option<String>,
     /// Pages and tokens of the current listing (bounded by `max_pages` across attempts).
     guard: PageGuard,
-    /// Sessions still to resolve with `GetSession` (phase [`Phase::Resolve`]).
-    to_resolve: Vec<String>,
+    /// Vanished sessions still to resolve: by more of the scan (phase [`Phase::Extend`]), then
+    /// with `GetSession` (phase [`Phase::Resolve`]).
+    to_resolve: Vec<Pending>,
     /// Sessions `GetSession` says no longer exist.
     gone: Vec<String>,
 }
@@ -84,6 +87,8 @@ struct Progress {
 enum Phase {
     Active,
     Terminated,
+    /// More of the Terminated scan, while cheaper than `GetSession` (see [`super::vanished`]).
+    Extend,
     Resolve,
 }
 
@@ -108,6 +113,30 @@ impl Progress {
 /// a broken paginator...) starts the next poll over.
 fn resumable(err: &PollError) -> bool {
     err.label().is_transient()
+}
+
+/// Why [`Poller::wait_for_turn`] returned.
+enum Wake {
+    /// The poll is due.
+    Due,
+    /// Something else happened (a new plan, stale gauges dropped): wait again.
+    Again,
+    /// The task must stop.
+    Stop,
+}
+
+/// The task was told to stop while a step was in flight.
+struct Stopped;
+
+/// Runs `step` unless the task is told to stop first.
+async fn unless_stopped<T>(
+    stop: &mut watch::Receiver<bool>,
+    step: impl Future<Output = T>,
+) -> Result<T, Stopped> {
+    tokio::select! {
+        r = step => Ok(r),
+        _ = stop.changed() => Err(Stopped),
+    }
 }
 
 /// Progress of the monthly-active-users backfill: a descending scan of Terminated sessions from
@@ -286,202 +315,339 @@ impl Poller {
         self.store.set_state_write_errors(dir.write_errors());
     }
 
+    /// The portal's task: each poll in its turn, holding one of `permits`, until told to stop.
     pub(super) async fn run(mut self, permits: Arc<Semaphore>, mut stop: watch::Receiver<bool>) {
         // First poll soon (readiness waits for it), spread a little so portals don't start in lockstep.
         let first = self.plan.interval.min(Duration::from_secs(10)) / 10;
         let mut next = tokio::time::Instant::now() + jitter(first, 1.0);
         loop {
-            // The state gauges of a failing portal go 5 intervals after its last success, on a
-            // timer: a backoff (or a service's Retry-After) may put the next attempt much later.
-            let stale_at = self.stale_at();
-            tokio::select! {
-                _ = tokio::time::sleep_until(next) => {}
-                _ = stop.changed() => return,
-                _ = tokio::time::sleep_until(stale_at.unwrap_or(next)), if stale_at.is_some() => {
-                    self.drop_stale_gauges();
-                    continue;
-                }
-                changed = self.plan_rx.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    let old_interval = self.plan.interval;
-                    Box::pin(self.update_plan()).await;
-                    if self.plan.interval < old_interval {
-                        next = next.min(tokio::time::Instant::now() + jitter(self.plan.interval, 0.05));
-                    }
-                    continue;
-                }
+            match self.wait_for_turn(&mut next, &mut stop).await {
+                Wake::Due => {}
+                Wake::Again => continue,
+                Wake::Stop => return,
             }
-            let scheduled = next;
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 return;
             };
-            let began = Instant::now();
-            self.fetched = 0;
-            // The timeout bounds the time spent on the API: time waiting for the client-side
-            // rate limiter pushes the deadline back by as much, but never past one interval (a
-            // listing that needs longer holds a concurrency slot no longer, and resumes).
-            let waited = self.api.limiter_wait_counter();
-            let waited_before = waited.load(Ordering::Relaxed);
+            match self.cycle(permit, next, &mut stop).await {
+                Ok(due) => next = due,
+                Err(Stopped) => return,
+            }
+        }
+    }
+
+    /// Waits for the poll due at `next`. Meanwhile, drops the state gauges when they go stale and
+    /// takes new plans (a shorter interval brings `next` forward).
+    async fn wait_for_turn(
+        &mut self,
+        next: &mut tokio::time::Instant,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Wake {
+        // The state gauges of a failing portal go 5 intervals after its last success, on a
+        // timer: a backoff (or a service's Retry-After) may put the next attempt much later.
+        let stale_at = self.stale_at();
+        tokio::select! {
+            _ = tokio::time::sleep_until(*next) => Wake::Due,
+            _ = stop.changed() => Wake::Stop,
+            _ = tokio::time::sleep_until(stale_at.unwrap_or(*next)), if stale_at.is_some() => {
+                self.drop_stale_gauges();
+                Wake::Again
+            }
+            changed = self.plan_rx.changed() => {
+                if changed.is_err() {
+                    return Wake::Stop;
+                }
+                let old_interval = self.plan.interval;
+                Box::pin(self.update_plan()).await;
+                if self.plan.interval < old_interval {
+                    *next = (*next).min(tokio::time::Instant::now() + jitter(self.plan.interval, 0.05));
+                }
+                Wake::Again
+            }
+        }
+    }
+
+    /// One poll cycle holding a concurrency permit: the poll under its timeout, then after a
+    /// success the backfill and metadata steps; the state write and the published snapshot come
+    /// after the permit is released. Returns when the next poll is due.
+    async fn cycle(
+        &mut self,
+        permit: OwnedSemaphorePermit,
+        scheduled: tokio::time::Instant,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<tokio::time::Instant, Stopped> {
+        let began = Instant::now();
+        self.fetched = 0;
+        let result = self.poll_with_timeout(stop).await?;
+        let took = began.elapsed();
+        let start_ms = self.poll_time(&result);
+        let result = result.map(|_| ());
+        if result.is_ok() {
+            self.after_success(start_ms, stop).await?;
+        }
+        drop(permit);
+        if result.is_ok() {
+            unless_stopped(stop, Box::pin(self.save_state(start_ms))).await?;
+        }
+        let failed = result.is_err();
+        self.finish(result, start_ms, took);
+        Ok(self.next_due(failed, scheduled))
+    }
+
+    /// Runs [`Self::poll`] under the plan's timeout. The timeout bounds the time spent on the
+    /// API: time waiting for the client-side rate limiter pushes the deadline back by as much,
+    /// but never past one interval (a listing that needs longer holds a concurrency slot no
+    /// longer, and resumes).
+    async fn poll_with_timeout(
+        &mut self,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<Result<UnixMillis, PollError>, Stopped> {
+        let waited = self.api.limiter_wait_counter();
+        let waited_before = waited.load(Ordering::Relaxed);
+        let timeout = self.plan.timeout;
+        let longest = self.plan.interval.max(timeout);
+        let outcome = {
+            // The step futures are boxed, here and below: inline, the largest of them would
+            // be part of this task's state for its whole life, idle between polls included
+            // (14 KB of 16 KB per portal; see BENCHMARKS.md, scale model).
+            let mut poll = Box::pin(self.poll(now_ms()));
+            let begun = tokio::time::Instant::now();
+            let mut deadline = begun + timeout;
+            loop {
+                tokio::select! {
+                    r = &mut poll => break Some(r),
+                    _ = tokio::time::sleep_until(deadline) => {
+                        let paced = waited.load(Ordering::Relaxed).saturating_sub(waited_before);
+                        let extended = (begun + timeout + Duration::from_nanos(paced))
+                            .min(begun + longest);
+                        if extended > deadline {
+                            deadline = extended;
+                        } else {
+                            break None;
+                        }
+                    }
+                    _ = stop.changed() => return Err(Stopped),
+                }
+            }
+        };
+        Ok(outcome.unwrap_or(Err(PollError::Timeout(timeout, self.current_op))))
+    }
+
+    /// The poll's time: that of its first request, even when it took several attempts. A failure
+    /// that cannot be resumed drops the partial poll.
+    fn poll_time(&mut self, result: &Result<UnixMillis, PollError>) -> UnixMillis {
+        match result {
+            Ok(start_ms) => *start_ms,
+            Err(e) => {
+                if !resumable(e) {
+                    self.progress = None;
+                }
+                self.progress.as_ref().map_or_else(now_ms, |p| p.start_ms)
+            }
+        }
+    }
+
+    /// After a successful poll: a cycle of the monthly-users backfill (until it is complete),
+    /// the per-user series, and the portal metadata when due.
+    async fn after_success(
+        &mut self,
+        start_ms: UnixMillis,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<(), Stopped> {
+        if !self.backfill.done {
             let timeout = self.plan.timeout;
-            let longest = self.plan.interval.max(timeout);
-            let outcome = {
-                // The step futures are boxed, here and below: inline, the largest of them would
-                // be part of this task's state for its whole life, idle between polls included
-                // (14 KB of 16 KB per portal; see BENCHMARKS.md, scale model).
-                let mut poll = Box::pin(self.poll(now_ms()));
-                let begun = tokio::time::Instant::now();
-                let mut deadline = begun + timeout;
-                loop {
-                    tokio::select! {
-                        r = &mut poll => break Some(r),
-                        _ = tokio::time::sleep_until(deadline) => {
-                            let paced = waited.load(Ordering::Relaxed).saturating_sub(waited_before);
-                            let extended = (begun + timeout + Duration::from_nanos(paced))
-                                .min(begun + longest);
-                            if extended > deadline {
-                                deadline = extended;
-                            } else {
-                                break None;
-                            }
-                        }
-                        _ = stop.changed() => return,
-                    }
-                }
-            };
-            let result = outcome.unwrap_or(Err(PollError::Timeout(timeout, self.current_op)));
-            let took = began.elapsed();
-            // The poll's time: that of its first request, even when it took several attempts.
-            let start_ms = match &result {
-                Ok(start_ms) => *start_ms,
-                Err(e) => {
-                    if !resumable(e) {
-                        self.progress = None;
-                    }
-                    self.progress.as_ref().map_or_else(now_ms, |p| p.start_ms)
-                }
-            };
-            let result = result.map(|_| ());
-            if result.is_ok() && !self.backfill.done {
-                tokio::select! {
-                    r = tokio::time::timeout(self.plan.timeout, Box::pin(self.backfill_step(start_ms))) => {
-                        if let Err(e) = r.unwrap_or(Err(PollError::Timeout(self.plan.timeout, aws::LIST_SESSIONS))) {
-                            warn!(portal_id = %self.plan.portal_id, operation = e.operation(), error = %e.label(), detail = %e, "monthly users backfill step failed; resuming next cycle");
-                        }
-                    }
-                    _ = stop.changed() => return,
-                }
+            let step = tokio::time::timeout(timeout, Box::pin(self.backfill_step(start_ms)));
+            let result = unless_stopped(stop, step).await?;
+            if let Err(e) = result.unwrap_or(Err(PollError::Timeout(timeout, aws::LIST_SESSIONS))) {
+                warn!(portal_id = %self.plan.portal_id, operation = e.operation(), error = %e.label(), detail = %e, "monthly users backfill step failed; resuming next cycle");
             }
-            if result.is_ok() {
-                // After the backfill step, which may bring sessions the listing did not: the
-                // per-user series then agree with the totals published with them.
-                self.update_user_series(start_ms);
-                tokio::select! {
-                    _ = Box::pin(self.metadata_step()) => {}
-                    _ = stop.changed() => return,
-                }
-            }
-            drop(permit);
-            if result.is_ok() {
-                tokio::select! {
-                    _ = Box::pin(self.save_state(start_ms)) => {}
-                    _ = stop.changed() => return,
-                }
-            }
-            let failed = result.is_err();
-            self.finish(result, start_ms, took);
-            let hint = self.api.counters().take_retry_after();
-            let now = tokio::time::Instant::now();
-            if failed {
-                // A failing portal backs off (full jitter), never sooner than the service asked.
-                // An attempt that fetched pages before failing (throttled mid-listing) made
-                // progress: it resumes after one interval instead of backing off further.
-                self.failures = if self.fetched > 0 && self.progress.is_some() {
-                    1
-                } else {
-                    self.failures.saturating_add(1)
-                };
-                next =
-                    now + backoff(self.plan.interval, self.failures).max(hint.unwrap_or_default());
+        }
+        // After the backfill step, which may bring sessions the listing did not: the per-user
+        // series then agree with the totals published with them.
+        self.update_user_series(start_ms);
+        unless_stopped(stop, Box::pin(self.metadata_step())).await
+    }
+
+    /// When the next poll is due, given whether this one failed and when it was scheduled.
+    fn next_due(&mut self, failed: bool, scheduled: tokio::time::Instant) -> tokio::time::Instant {
+        let hint = self.api.counters().take_retry_after();
+        let now = tokio::time::Instant::now();
+        if failed {
+            // A failing portal backs off (full jitter), never sooner than the service asked.
+            // An attempt that fetched pages before failing (throttled mid-listing) made
+            // progress: it resumes after one interval instead of backing off further.
+            self.failures = if self.fetched > 0 && self.progress.is_some() {
+                1
             } else {
-                self.failures = 0;
-                // Drift-free schedule with ±5% jitter; an overrun poll starts the next one at once.
-                next = (scheduled + jitter(self.plan.interval, 0.05)).max(now);
-            }
+                self.failures.saturating_add(1)
+            };
+            now + backoff(self.plan.interval, self.failures).max(hint.unwrap_or_default())
+        } else {
+            self.failures = 0;
+            // Drift-free schedule with ±5% jitter; an overrun poll starts the next one at once.
+            (scheduled + jitter(self.plan.interval, 0.05)).max(now)
         }
     }
 
     /// One complete poll, possibly resuming one cut short (see [`Progress`]); the ledger is only
     /// touched after all I/O succeeded, once, with everything the attempts fetched, at the time of
     /// the poll's first request, which it returns.
-    ///
-    /// A partial poll younger than [`STALE_INTERVALS`] intervals is resumed from the page where it
-    /// stopped; an older one starts over (its pages would describe a state older than the point
-    /// at which the portal's gauges go stale anyway).
     async fn poll(&mut self, now: UnixMillis) -> Result<UnixMillis, PollError> {
+        let start_ms = self.begin_or_resume(now);
+        if self.phase() == Phase::Active {
+            self.list_active().await?;
+        }
+        if self.phase() == Phase::Terminated {
+            self.scan_terminated(start_ms).await?;
+        }
+        if self.phase() == Phase::Extend {
+            self.extend_scan().await?;
+        }
+        self.resolve_vanished().await?;
+        Ok(self.apply_poll(start_ms))
+    }
+
+    /// Starts a poll at `now`, or resumes the partial one when it is younger than
+    /// [`STALE_INTERVALS`] intervals (an older one would describe a state older than the point at
+    /// which the portal's gauges go stale anyway). Returns the time of the poll's first request.
+    fn begin_or_resume(&mut self, now: UnixMillis) -> UnixMillis {
         let window = self.plan.interval * STALE_INTERVALS;
         match &self.progress {
             Some(p) if p.began.elapsed() < window => {
                 debug!(portal_id = %self.plan.portal_id, phase = ?p.phase, pages = p.active.len() + p.other.len(), "resuming a poll cut short");
+                p.start_ms
             }
-            _ => self.progress = Some(Progress::new(now)),
+            _ => {
+                self.progress = Some(Progress::new(now));
+                now
+            }
         }
-        let page_size = i32::try_from(self.plan.page_size).unwrap_or(i32::MAX);
-        let start_ms = self.progress.as_ref().map_or(now, |p| p.start_ms);
-        if self.phase() == Phase::Active {
-            self.current_op = aws::LIST_SESSIONS;
-            self.list(
-                ListQuery {
-                    status: Some(SessionStatus::Active),
-                    max_results: page_size,
-                    ..Default::default()
-                },
-                None,
-            )
-            .await?;
-            self.next_phase(Phase::Terminated);
+    }
+
+    /// `maxResults` of every listing.
+    fn page_size(&self) -> i32 {
+        i32::try_from(self.plan.page_size).unwrap_or(i32::MAX)
+    }
+
+    /// Lists every Active session (all pages), then moves on to the Terminated scan.
+    async fn list_active(&mut self) -> Result<(), PollError> {
+        self.current_op = aws::LIST_SESSIONS;
+        self.list(
+            ListQuery {
+                status: Some(SessionStatus::Active),
+                max_results: self.page_size(),
+                ..Default::default()
+            },
+            None,
+        )
+        .await?;
+        self.next_phase(Phase::Terminated);
+        Ok(())
+    }
+
+    /// The Terminated scan: newest first.
+    fn terminated_query(&self) -> ListQuery {
+        ListQuery {
+            status: Some(SessionStatus::Terminated),
+            sort: Some(SortOrder::StartTimeDescending),
+            max_results: self.page_size(),
+            ..Default::default()
         }
-        if self.phase() == Phase::Terminated {
-            self.current_op = aws::LIST_SESSIONS;
-            let watermark = self.last_start_ms.unwrap_or(start_ms) - SKEW_MARGIN_MS;
-            self.list(
-                ListQuery {
-                    status: Some(SessionStatus::Terminated),
-                    sort: Some(SortOrder::StartTimeDescending),
-                    max_results: page_size,
-                    ..Default::default()
-                },
-                (!super::full_scan()).then_some(watermark),
-            )
-            .await?;
-            let to_resolve = match (&self.ledger, &self.progress) {
-                (Some(ledger), Some(p)) => {
-                    let seen: HashSet<&str> = p
-                        .active
-                        .iter()
-                        .chain(p.other.iter())
-                        .filter_map(|r| r.id.as_deref())
-                        .collect();
-                    ledger
-                        .pending(&p.active)
-                        .into_iter()
-                        .map(|p| p.id)
-                        .filter(|id| !seen.contains(id.as_str()))
-                        .collect()
-                }
-                _ => Vec::new(),
-            };
-            self.next_phase(Phase::Resolve);
+    }
+
+    /// Lists Terminated sessions newest first down to the watermark, then sets aside the sessions
+    /// still open in the ledger that neither listing returned (see [`Self::extend_scan`]). The
+    /// token of the rest of the scan is kept for that.
+    async fn scan_terminated(&mut self, start_ms: UnixMillis) -> Result<(), PollError> {
+        self.current_op = aws::LIST_SESSIONS;
+        let watermark = self.last_start_ms.unwrap_or(start_ms) - SKEW_MARGIN_MS;
+        self.list(
+            self.terminated_query(),
+            (!super::full_scan()).then_some(watermark),
+        )
+        .await?;
+        let to_resolve = self.vanished_unseen();
+        if let Some(p) = &mut self.progress {
+            p.to_resolve = to_resolve;
+            p.phase = Phase::Extend;
+        }
+        Ok(())
+    }
+
+    /// Lists more of the Terminated scan, page by page, while that is estimated cheaper than one
+    /// `GetSession` for each vanished session it could still find; the sessions it lists are
+    /// resolved by their records. The rest go to [`Self::resolve_vanished`].
+    async fn extend_scan(&mut self) -> Result<(), PollError> {
+        self.current_op = aws::LIST_SESSIONS;
+        let mut query = self.terminated_query();
+        while self.extension_is_cheaper() {
+            let listed = self.progress.as_ref().map_or(0, |p| p.other.len());
+            self.list_page(&mut query, None).await?;
             if let Some(p) = &mut self.progress {
-                p.to_resolve = to_resolve;
+                let found: HashSet<&str> = p
+                    .other
+                    .iter()
+                    .skip(listed)
+                    .filter_map(|r| r.id.as_deref())
+                    .collect();
+                p.to_resolve.retain(|v| !found.contains(v.id.as_str()));
+                debug!(portal_id = %self.plan.portal_id, pages = p.guard.pages(), unresolved = p.to_resolve.len(), "Terminated scan extended for vanished sessions");
             }
         }
+        self.next_phase(Phase::Resolve);
+        Ok(())
+    }
+
+    /// Whether one more page of the Terminated scan is estimated cheaper than `GetSession` for
+    /// the vanished sessions it could find (see [`vanished::scan_is_cheaper`]). Never past the
+    /// end of the listing, nor onto the page that `max_pages` would refuse.
+    fn extension_is_cheaper(&self) -> bool {
+        let Some(p) = &self.progress else {
+            return false;
+        };
+        if p.to_resolve.is_empty()
+            || p.next_token.is_none()
+            || p.guard.pages().saturating_add(1) >= self.plan.max_pages
+        {
+            return false;
+        }
+        let Some(scan) = ScanSoFar::of(p.other.iter().filter_map(|r| r.start_ms)) else {
+            return false;
+        };
+        vanished::scan_is_cheaper(
+            scan,
+            p.to_resolve.iter().map(|v| v.start_ms),
+            self.plan.page_size,
+        )
+    }
+
+    /// Sessions open in the ledger, absent from this poll's Active listing, that the listings of
+    /// this poll did not return.
+    fn vanished_unseen(&self) -> Vec<Pending> {
+        let (Some(ledger), Some(p)) = (&self.ledger, &self.progress) else {
+            return Vec::new();
+        };
+        let seen: HashSet<&str> = p
+            .active
+            .iter()
+            .chain(p.other.iter())
+            .filter_map(|r| r.id.as_deref())
+            .collect();
+        ledger
+            .pending(&p.active)
+            .into_iter()
+            .filter(|v| !seen.contains(v.id.as_str()))
+            .collect()
+    }
+
+    /// Fetches the sessions set aside by the scan one by one with `GetSession`: a record joins
+    /// the poll's Terminated ones, a session that no longer exists is forgotten.
+    async fn resolve_vanished(&mut self) -> Result<(), PollError> {
         self.current_op = aws::GET_SESSION;
         while let Some(id) = self
             .progress
             .as_ref()
-            .and_then(|p| p.to_resolve.last().cloned())
+            .and_then(|p| p.to_resolve.last().map(|v| v.id.clone()))
         {
             let found = self.api.get_session(&id).await?;
             self.fetched += 1;
@@ -493,6 +659,12 @@ impl Poller {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Applies everything the poll fetched to the ledger, once, at `start_ms` (the time of the
+    /// poll's first request), and returns that time.
+    fn apply_poll(&mut self, start_ms: UnixMillis) -> UnixMillis {
         let Some(Progress {
             start_ms,
             active,
@@ -501,7 +673,7 @@ impl Poller {
             ..
         }) = self.progress.take()
         else {
-            return Ok(start_ms);
+            return start_ms;
         };
         let limit = self.capacity_limit();
         let ledger = self.ledger.get_or_insert_with(|| {
@@ -532,7 +704,7 @@ impl Poller {
             "poll applied"
         );
         self.last_start_ms = Some(start_ms);
-        Ok(start_ms)
+        start_ms
     }
 
     fn phase(&self) -> Phase {
@@ -549,37 +721,58 @@ impl Poller {
     }
 
     /// Lists the remaining pages of `query` from the poll's current token, into the current
-    /// phase's records; with `stop_below`, stops after the first page whose oldest start is below
-    /// it (the listing must be sorted by descending start time). Each page is kept as soon as it
-    /// arrives, so an attempt cut short (error or timeout) loses nothing it fetched.
+    /// phase's records (see [`Self::list_page`]).
     async fn list(
         &mut self,
         mut query: ListQuery,
         stop_below: Option<UnixMillis>,
     ) -> Result<(), PollError> {
-        loop {
-            query.next_token = self.progress.as_ref().and_then(|p| p.next_token.clone());
-            let page = self.api.list_sessions(&query).await?;
-            self.fetched += 1;
-            self.learn_arn(page.portal_arn.as_deref());
-            let reached_watermark = stop_below.is_some_and(|w| {
-                page.sessions
-                    .iter()
-                    .any(|s| s.start_ms.is_some_and(|start| start < w))
-            });
-            let Some(p) = &mut self.progress else {
-                return Ok(());
-            };
-            match p.phase {
-                Phase::Active => p.active.extend(page.sessions),
-                _ => p.other.extend(page.sessions),
+        while self.list_page(&mut query, stop_below).await? {}
+        Ok(())
+    }
+
+    /// Lists the page of `query` at the poll's current token into the current phase's records,
+    /// and returns whether the listing goes on. It ends on its last page or, with `stop_below`,
+    /// on the first page whose oldest start is below it (the listing must be sorted by
+    /// descending start time); there, the token of the rest stays for [`Self::extend_scan`].
+    /// Each page is kept as soon as it arrives, so an attempt cut short (error or timeout) loses
+    /// nothing it fetched.
+    async fn list_page(
+        &mut self,
+        query: &mut ListQuery,
+        stop_below: Option<UnixMillis>,
+    ) -> Result<bool, PollError> {
+        query.next_token = self.progress.as_ref().and_then(|p| p.next_token.clone());
+        let page = self.api.list_sessions(query).await?;
+        self.fetched += 1;
+        self.learn_arn(page.portal_arn.as_deref());
+        let reached_watermark = stop_below.is_some_and(|w| {
+            page.sessions
+                .iter()
+                .any(|s| s.start_ms.is_some_and(|start| start < w))
+        });
+        let Some(p) = &mut self.progress else {
+            return Ok(false);
+        };
+        match p.phase {
+            Phase::Active => p.active.extend(page.sessions),
+            _ => p.other.extend(page.sessions),
+        }
+        let (next, rest) = if reached_watermark {
+            (None, page.next_token)
+        } else {
+            (page.next_token, None)
+        };
+        match p.guard.next(next, self.plan.max_pages) {
+            Ok(Some(token)) => {
+                p.next_token = Some(token);
+                Ok(true)
             }
-            let next = page.next_token.filter(|_| !reached_watermark);
-            match p.guard.next(next, self.plan.max_pages) {
-                Ok(Some(token)) => p.next_token = Some(token),
-                Ok(None) => return Ok(()),
-                Err(stop) => return Err(self.pagination_stopped(&stop, "")),
+            Ok(None) => {
+                p.next_token = rest.filter(|t| !t.is_empty());
+                Ok(false)
             }
+            Err(stop) => Err(self.pagination_stopped(&stop, "")),
         }
     }
 
@@ -598,7 +791,7 @@ impl Poller {
     /// session ended after T0). Pages read before an error are kept; the scan resumes after them.
     async fn backfill_step(&mut self, at_ms: UnixMillis) -> Result<(), PollError> {
         let floor = month_bounds(at_ms).0 - BACKFILL_REACH_MS;
-        let page_size = i32::try_from(self.plan.page_size).unwrap_or(i32::MAX);
+        let page_size = self.page_size();
         let mut result = Ok(());
         for _ in 0..BACKFILL_PAGES_PER_CYCLE {
             let query = ListQuery {
