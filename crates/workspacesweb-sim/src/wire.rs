@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 
 use super::model::{Cursor, Filter, Order, Rng, fnv, mix};
 use super::{BodyFault, Faults, Inner, PortalInfo, RawRecord, SimSession, lock, operation};
-use crate::session::SessionStatus;
+use crate::record::SessionStatus;
 
 /// Suffix real Coral services append to `X-Amzn-ErrorType` (clients strip everything after `:`).
 const ERROR_TYPE_SUFFIX: &str = ":http://internal.amazon.com/coral/com.amazonaws.workspacesweb/";
@@ -721,7 +721,7 @@ fn check_session_id(id: &str) -> Result<(), WireError> {
 /// `portalArn`: `arn:<partition>:<service>:<region>:<account>:<type>/<id>`, 20..2048 chars.
 fn check_arn(arn: &str) -> Result<(), WireError> {
     let ok = (20..=2048).contains(&arn.len())
-        && crate::arn::fields(arn).is_some_and(|[prefix, _, _, _, account, resource]| {
+        && crate::record::arn_fields(arn).is_some_and(|[prefix, _, _, _, account, resource]| {
             prefix == "arn"
                 && account.len() <= 12
                 && resource
