@@ -769,16 +769,14 @@ fn list_sessions(
     };
     let status = match param(params, "status") {
         None => None,
-        Some("Active") => Some(SessionStatus::Active),
-        Some("Terminated") => Some(SessionStatus::Terminated),
-        Some(other) => {
-            return Err(WireError::validation(
+        Some(value) => Some(SessionStatus::from_wire(value).ok_or_else(|| {
+            WireError::validation(
                 "status",
                 format!(
-                    "Value '{other}' at 'status' failed to satisfy constraint: Member must satisfy enum value set: [Active, Terminated]"
+                    "Value '{value}' at 'status' failed to satisfy constraint: Member must satisfy enum value set: [Active, Terminated]"
                 ),
-            ));
-        }
+            )
+        })?),
     };
     let username = param(params, "username").map(str::to_string);
     if username.as_ref().is_some_and(|u| u.chars().count() > 256) {
