@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use workspacesweb_exporter::sim::{PortalSpec, SimConfig, SimSession, Simulator, operation};
+use workspacesweb_sim::{PortalSpec, SimConfig, SimSession, Simulator, operation};
 
 #[derive(Debug, Parser)]
 #[command(about = "Load test: simulator + exporter child process + concurrent scrapers")]

@@ -1,7 +1,8 @@
 //! workspacesweb-exporter: Prometheus metrics for AWS WorkSpaces Secure Browser (WorkSpaces Web) sessions.
 //!
 //! Data flows one way: [`config`] → [`aws`] → [`poll`] → [`ledger`] → [`snapshot`] → [`metrics`] → [`http`].
-//! The simulator of the API lives beside it in [`sim`].
+//! The simulator of the API is a crate of its own (`crates/workspacesweb-sim`), used here only
+//! by [`demo`] (the default cargo feature `demo`).
 #![deny(missing_docs, unreachable_pub)]
 
 pub mod arn;
@@ -14,7 +15,6 @@ pub mod demo;
 pub mod discovery;
 pub mod error_label;
 pub mod exposition;
-pub mod fuzzing;
 pub mod http;
 pub mod ledger;
 pub mod metrics;
@@ -23,7 +23,6 @@ pub mod poll;
 pub mod reconcile;
 pub mod reload;
 pub mod session;
-pub mod sim;
 pub mod snapshot;
 pub mod storage;
 pub mod telemetry;

@@ -23,7 +23,7 @@ pub fn filter_directives(level: LogLevel) -> String {
         LogLevel::Info | LogLevel::Warn => "warn",
         LogLevel::Error => "error",
     };
-    format!("{deps},workspacesweb_exporter={lvl},workspacesweb_exporter::sim={lvl}")
+    format!("{deps},workspacesweb_exporter={lvl}")
 }
 
 /// Installs the global subscriber with [`filter_directives`].
@@ -61,7 +61,7 @@ mod tests {
     fn every_line_follows_the_level_dependencies_included() {
         assert_eq!(
             filter_directives(LogLevel::Error),
-            "error,workspacesweb_exporter=error,workspacesweb_exporter::sim=error"
+            "error,workspacesweb_exporter=error"
         );
         assert!(filter_directives(LogLevel::Warn).starts_with("warn,"));
         assert!(filter_directives(LogLevel::Info).starts_with("warn,"));

@@ -25,8 +25,8 @@ use workspacesweb_exporter::poll::{
     BACKFILL_PAGES_PER_CYCLE, BACKFILL_REACH_MS, SKEW_MARGIN_MS, Scheduler,
 };
 use workspacesweb_exporter::session::{UnixMillis, now_ms};
-use workspacesweb_exporter::sim::{Clock, Faults, PortalSpec, SimConfig, SimSession, Simulator};
 use workspacesweb_exporter::snapshot::{PortalSnapshot, Store};
+use workspacesweb_sim::{Clock, Faults, PortalSpec, SimConfig, SimSession, Simulator};
 
 const S: i64 = 1000;
 const P1: &str = "bbbbbbbb-0000-4000-8000-000000000001";

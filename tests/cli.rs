@@ -1,19 +1,21 @@
 //! The exporter binary from the outside, over loopback: `--config.check`, flags and exit codes,
 //! bind failures, graceful shutdown on signals, JSON logs, the AWS SDK's own credential, region
-//! and endpoint chains against the simulator binary, and the landing page and gzip exposition.
+//! and endpoint chains against the simulator, and the landing page and gzip exposition.
 
 mod common;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use common::{Child, free_port, http_get, http_get_with, poll_until, wait_exit};
+use common::{
+    BackgroundSim, Child, free_port, http_get, http_get_with, poll_until, start_background_sim,
+    wait_exit,
+};
 
 const EXPORTER: &str = env!("CARGO_BIN_EXE_workspacesweb-exporter");
-const SIM: &str = env!("CARGO_BIN_EXE_workspacesweb-sim");
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 const ID: &str = "11111111-2222-3333-4444-555555555555";
@@ -534,71 +536,24 @@ fn sigint_shuts_down_with_exit_0_and_closes_the_port() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 6. The SDK's own credential, region and endpoint chains, against the simulator binary
+// 6. The SDK's own credential, region and endpoint chains, against the simulator
 // ---------------------------------------------------------------------------------------------
 
-/// The simulator binary on a port of its choosing: its endpoint URL and portal ids, from the lines
-/// it prints once it listens.
+/// The simulator (as the `workspacesweb-sim` binary serves it) on a free port: its endpoint URL
+/// and portal ids.
 struct Sim {
-    _child: Child,
+    _sim: BackgroundSim,
     endpoint: String,
     portals: Vec<String>,
 }
 
 fn start_sim(seed: u64, portals: usize) -> Sim {
-    let mut child = Child(
-        Command::new(SIM)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--seed",
-                &seed.to_string(),
-                "--portals",
-                &portals.to_string(),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("simulator starts"),
-    );
-    let stdout = child.0.stdout.take().expect("piped stdout");
-    // Read on a thread so that a silent simulator fails the test instead of hanging it.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        let head: Vec<String> = lines
-            .by_ref()
-            .take(1 + portals)
-            .map_while(Result::ok)
-            .collect();
-        let _ = tx.send(head);
-        // Keep draining so the simulator never blocks on a full pipe.
-        for _ in lines {}
-    });
-    let head = rx
-        .recv_timeout(EXIT_LIMIT)
-        .expect("simulator printed its address and portals");
-    assert_eq!(head.len(), 1 + portals, "simulator output: {head:?}");
-    let endpoint = head[0]
-        .strip_prefix("listening ")
-        .unwrap_or_else(|| panic!("first line: {:?}", head[0]))
-        .to_string();
-    assert!(endpoint.starts_with("http://127.0.0.1:"), "{endpoint}");
-    let portals = head[1..]
-        .iter()
-        .map(|line| {
-            let mut words = line.split(' ');
-            assert_eq!(words.next(), Some("portal"), "{line}");
-            let id = words.next().expect("portal id").to_string();
-            let arn = words.next().expect("portal arn");
-            assert!(arn.ends_with(&format!(":portal/{id}")), "{line}");
-            id
-        })
-        .collect();
+    let sim = start_background_sim(workspacesweb_sim::SimConfig::generated(seed, portals));
+    let portals: Vec<String> = sim.sim.portals().into_iter().map(|p| p.id).collect();
     Sim {
-        _child: child,
-        endpoint,
+        endpoint: sim.running.endpoint_url(),
         portals,
+        _sim: sim,
     }
 }
 
@@ -793,7 +748,7 @@ fn log_level_error_hides_warnings_of_dependencies_too() {
 
 #[test]
 fn landing_page_and_gzip_exposition_of_the_demo() {
-    let demo_ids: Vec<String> = workspacesweb_exporter::sim::SimConfig::demo(1)
+    let demo_ids: Vec<String> = workspacesweb_sim::SimConfig::demo(1)
         .portals
         .iter()
         .map(|p| p.id.clone())

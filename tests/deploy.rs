@@ -270,6 +270,44 @@ fn dockerfile_is_multi_stage_pinned_non_root_and_without_secrets() {
             );
         }
     }
+    // Every other member of the cargo workspace is copied: the build needs all their manifests.
+    let copied: BTreeSet<&str> = ins
+        .iter()
+        .filter(|(i, a)| i == "COPY" && !a.contains("--from="))
+        .flat_map(|(_, a)| {
+            let words: Vec<&str> = a
+                .split_whitespace()
+                .filter(|w| !w.starts_with("--"))
+                .collect();
+            words[..words.len() - 1].to_vec()
+        })
+        .collect();
+    for member in workspace_members() {
+        assert!(
+            member == "."
+                || copied
+                    .iter()
+                    .any(|c| member.starts_with(c.trim_end_matches('/'))),
+            "workspace member {member} is not copied into the build stage"
+        );
+    }
+}
+
+/// The `members` of `[workspace]` in the root Cargo.toml.
+fn workspace_members() -> Vec<String> {
+    let manifest = read(&repo().join("Cargo.toml"));
+    let line = manifest
+        .lines()
+        .find(|l| l.trim_start().starts_with("members"))
+        .expect("[workspace] members in Cargo.toml");
+    let members: Vec<String> = line
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect();
+    assert!(!members.is_empty(), "{line}");
+    members
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,11 +1,13 @@
-//! The fuzz targets' bodies (`src/fuzzing.rs`) as ordinary tests: the seed corpus in
+//! The fuzz targets' bodies (`fuzz/bodies.rs`) as ordinary tests: the seed corpus in
 //! `fuzz/corpus/`, the config files of the repository, and random inputs and mutations from
 //! proptest. `cargo fuzz` (see `fuzz/README.md`) explores the same bodies for longer.
 
 use std::path::Path;
 
 use proptest::prelude::*;
-use workspacesweb_exporter::fuzzing;
+
+#[path = "../fuzz/bodies.rs"]
+mod fuzzing;
 
 /// Every file of `fuzz/corpus/<target>/` (the seeds, and crashes found earlier and fixed).
 fn corpus(target: &str) -> Vec<Vec<u8>> {
@@ -32,6 +34,21 @@ fn config_files() -> Vec<Vec<u8>> {
         out.push(std::fs::read(e.expect("entry").path()).expect("fixture"));
     }
     out
+}
+
+#[test]
+fn bodies_accept_empty_and_small_inputs() {
+    for data in [
+        &b""[..],
+        b"\0",
+        b"\xff\xff\xff",
+        b"global: {}",
+        b"?nextToken=%",
+    ] {
+        fuzzing::config_parse(data);
+        fuzzing::wire_parse(data);
+        fuzzing::ledger_apply(data);
+    }
 }
 
 #[test]

@@ -29,9 +29,9 @@ use common::*;
 use serde_json::json;
 use workspacesweb_exporter::poll::{PortalPlan, Scheduler};
 use workspacesweb_exporter::session::{UnixMillis, now_ms, set_manual_now_ms};
-use workspacesweb_exporter::sim::{Clock, Faults, PortalSpec, SimConfig, SimSession};
 use workspacesweb_exporter::snapshot::ReloadStatus;
 use workspacesweb_exporter::users::{LabelMode, UserSettings};
+use workspacesweb_sim::{Clock, Faults, PortalSpec, SimConfig, SimSession};
 
 /// 2026-03-18T09:30:15.250Z: mid-month, with milliseconds so timestamps show their fraction.
 const T0: UnixMillis = 1_773_826_215_250;

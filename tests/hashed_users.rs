@@ -10,8 +10,8 @@ use std::time::Duration;
 use common::*;
 use workspacesweb_exporter::poll::Scheduler;
 use workspacesweb_exporter::session::now_ms;
-use workspacesweb_exporter::sim::{Clock, PortalSpec, SimConfig, SimSession};
 use workspacesweb_exporter::users::{LabelMode, UserSettings, label_for};
+use workspacesweb_sim::{Clock, PortalSpec, SimConfig, SimSession};
 
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);

@@ -14,10 +14,12 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use workspacesweb_exporter::aws::{Clients, GET_SESSION, LIST_SESSIONS, MAX_RESPONSE_BYTES};
 use workspacesweb_exporter::poll::{PortalPlan, Scheduler};
-use workspacesweb_exporter::session::{SessionStatus, now_ms};
-use workspacesweb_exporter::sim::{Clock, Faults, PortalSpec, SimConfig, SimSession, Simulator};
+use workspacesweb_exporter::session::now_ms;
 use workspacesweb_exporter::snapshot::{PortalSnapshot, Store};
 use workspacesweb_exporter::users::{LabelMode, UserSettings};
+use workspacesweb_sim::{
+    Clock, Faults, PortalSpec, SessionStatus, SimConfig, SimSession, Simulator,
+};
 
 /// Polls follow each other quickly; the timeout is only a hang guard (no timing assertions).
 const INTERVAL: Duration = Duration::from_millis(250);
@@ -681,7 +683,7 @@ async fn never_ending_backfill_is_bounded_and_restarted() {
     let mut spec = portal(base);
     // An old terminated session: the poll's own terminated scan stops on its first page (below the
     // watermark), while the monthly-users backfill scans on, down to the month start.
-    if let workspacesweb_exporter::sim::SessionModel::Scripted(s) = &mut spec.model {
+    if let workspacesweb_sim::SessionModel::Scripted(s) = &mut spec.model {
         s.push(
             SimSession::new(SimSession::id_for(50), "old", base - 7_200_000)
                 .ended(base - 3_600_000),

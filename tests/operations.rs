@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use common::*;
 use workspacesweb_exporter::session::now_ms;
-use workspacesweb_exporter::sim::{Clock, PortalSpec, SimConfig, SimSession};
 use workspacesweb_exporter::snapshot::Store;
+use workspacesweb_sim::{Clock, PortalSpec, SimConfig, SimSession};
 
 const EU1: &str = "eeeeeeee-0000-4000-8000-000000000001";
 const EU2: &str = "eeeeeeee-0000-4000-8000-000000000002";
@@ -180,7 +180,7 @@ async fn two_shards_cover_every_portal_exactly_once() {
 
 /// Waits (60 s hang guard) until the simulator has received at least `n` `ListPortals` requests:
 /// the listings are then in flight (or answered).
-async fn wait_list_portals(sim: &workspacesweb_exporter::sim::Simulator, n: u64) {
+async fn wait_list_portals(sim: &workspacesweb_sim::Simulator, n: u64) {
     tokio::time::timeout(Duration::from_secs(60), async {
         while sim.request_count("", "ListPortals") < n {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -210,11 +210,10 @@ async fn a_listing_in_flight_holds_neither_stop_nor_reload() {
             .with_portal(portal(EU1, "eu-west-1", 1, base)),
     )
     .await;
-    env.sim
-        .set_list_portals_faults(workspacesweb_exporter::sim::Faults {
-            latency: Duration::from_secs(600),
-            ..Default::default()
-        });
+    env.sim.set_list_portals_faults(workspacesweb_sim::Faults {
+        latency: Duration::from_secs(600),
+        ..Default::default()
+    });
     let dir = tempfile::tempdir().expect("tempdir");
     let config = |label: &str| {
         format!(

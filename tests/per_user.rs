@@ -9,8 +9,8 @@ use common::*;
 use workspacesweb_exporter::ledger::month_bounds;
 use workspacesweb_exporter::poll::Scheduler;
 use workspacesweb_exporter::session::now_ms;
-use workspacesweb_exporter::sim::{Clock, PortalSpec, SimConfig, SimSession};
 use workspacesweb_exporter::users::{LabelMode, UserSettings};
+use workspacesweb_sim::{Clock, PortalSpec, SimConfig, SimSession};
 
 const HOUR: Duration = Duration::from_secs(3600);
 

@@ -13,9 +13,7 @@ use common::*;
 use workspacesweb_exporter::aws::LIST_SESSIONS;
 use workspacesweb_exporter::poll::Scheduler;
 use workspacesweb_exporter::session::now_ms;
-use workspacesweb_exporter::sim::{
-    Clock, Faults, LoggedRequest, PortalSpec, SimConfig, SimSession,
-};
+use workspacesweb_sim::{Clock, Faults, LoggedRequest, PortalSpec, SimConfig, SimSession};
 
 const HOUR: Duration = Duration::from_secs(3600);
 

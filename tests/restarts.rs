@@ -37,7 +37,7 @@ use common::{Child, free_port, http_get, poll_until, wait_exit};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use workspacesweb_exporter::session::{UnixMillis, now_ms};
-use workspacesweb_exporter::sim::{PortalSpec, RunningSim, SimConfig, SimSession, Simulator};
+use workspacesweb_sim::{PortalSpec, RunningSim, SimConfig, SimSession, Simulator};
 
 const EXPORTER: &str = env!("CARGO_BIN_EXE_workspacesweb-exporter");
 

@@ -11,7 +11,7 @@ use aws_sdk_workspacesweb::operation::list_sessions::ListSessionsError;
 use aws_sdk_workspacesweb::primitives::DateTime;
 use aws_sdk_workspacesweb::types::{SessionSortBy, SessionStatus, SessionSummary};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use workspacesweb_exporter::sim::{
+use workspacesweb_sim::{
     Clock, Faults, GeneratedModel, PortalSpec, RunningSim, SessionModel, SimConfig, SimSession,
     Simulator, operation,
 };
@@ -990,36 +990,6 @@ async fn fifty_thousand_terminated_sessions_list_quickly() {
     );
     assert!(list_time < Duration::from_secs(20));
     drop(running);
-}
-
-#[tokio::test]
-async fn simulator_binary_serves_the_demo_portals() {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_workspacesweb-sim"))
-        .args(["--listen", "127.0.0.1:0", "--seed", "9", "--portals", "4"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let url = first.strip_prefix("listening ").unwrap().to_string();
-    let portals: Vec<String> = (0..4).map(|_| lines.next().unwrap().unwrap()).collect();
-    assert!(
-        portals
-            .iter()
-            .all(|l| l.starts_with("portal ") && l.contains(":portal/")),
-        "{portals:?}"
-    );
-    let conf = aws_sdk_workspacesweb::Config::builder()
-        .behavior_version_latest()
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("AKID", "SECRET", None, None, "test"))
-        .endpoint_url(url)
-        .build();
-    let listed = Client::from_conf(conf).list_portals().send().await;
-    child.kill().unwrap();
-    let _ = child.wait();
-    assert_eq!(listed.unwrap().portals().len(), 4);
 }
 
 #[tokio::test]

@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use workspacesweb_exporter::poll::{MAX_BACKOFF, Scheduler};
 use workspacesweb_exporter::session::{UnixMillis, now_ms};
-use workspacesweb_exporter::sim::{
+use workspacesweb_sim::{
     Clock, Faults, GeneratedModel, PortalSpec, SessionModel, SimConfig, SimSession,
 };
 

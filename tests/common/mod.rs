@@ -10,8 +10,8 @@ use workspacesweb_exporter::exposition::{self, Exposition};
 use workspacesweb_exporter::http::{self, HttpSettings};
 use workspacesweb_exporter::ledger::ActiveSummary;
 use workspacesweb_exporter::poll::PortalPlan;
-use workspacesweb_exporter::sim::{PortalSpec, RunningSim, SimConfig, SimSession, Simulator};
 use workspacesweb_exporter::snapshot::{PortalSnapshot, Store};
+use workspacesweb_sim::{PortalSpec, RunningSim, SimConfig, SimSession, Simulator};
 
 /// The exposition of a store as text, rendered now (tests read it where the HTTP server would
 /// serve the cached rendering; `tests/http_server.rs` checks the two are the same).
@@ -23,6 +23,35 @@ pub trait ScrapeText {
 impl ScrapeText for Store {
     fn scrape_text(&self) -> std::io::Result<bytes::Bytes> {
         Ok(exposition::render_text(self))
+    }
+}
+
+/// A simulator serving on a runtime of its own, for tests without one (the exporter runs as a
+/// child process there); it stops when dropped.
+pub struct BackgroundSim {
+    /// The simulator (ground truth, faults).
+    pub sim: Simulator,
+    /// Its HTTP server.
+    pub running: RunningSim,
+    /// Drives the server; declared last so that it outlives `running` on drop.
+    _runtime: tokio::runtime::Runtime,
+}
+
+/// Starts the simulator of `config` on a free loopback port, served by a one-thread runtime.
+pub fn start_background_sim(config: SimConfig) -> BackgroundSim {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let sim = Simulator::new(config);
+    let running = runtime
+        .block_on(sim.start(SocketAddr::from(([127, 0, 0, 1], 0))))
+        .expect("simulator listens");
+    BackgroundSim {
+        sim,
+        running,
+        _runtime: runtime,
     }
 }
 

@@ -216,7 +216,7 @@ const BASE64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123
 
 /// The account and name of a role ARN (`arn:aws:iam::<account>:role/<path/><name>`).
 fn role_parts(role_arn: &str) -> Option<(&str, &str)> {
-    let ["arn", _, "iam", "", account, resource] = crate::arn::fields(role_arn)? else {
+    let ["arn", _, "iam", "", account, resource] = crate::record::arn_fields(role_arn)? else {
         return None;
     };
     let name = resource.strip_prefix("role/")?.rsplit('/').next()?;

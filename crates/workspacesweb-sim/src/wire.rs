@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 
 use super::model::{Cursor, Filter, Order, Rng, fnv, mix};
 use super::{BodyFault, Faults, Inner, PortalInfo, RawRecord, SimSession, lock, operation};
-use crate::session::SessionStatus;
+use crate::record::SessionStatus;
 
 /// Suffix real Coral services append to `X-Amzn-ErrorType` (clients strip everything after `:`).
 const ERROR_TYPE_SUFFIX: &str = ":http://internal.amazon.com/coral/com.amazonaws.workspacesweb/";
@@ -721,7 +721,7 @@ fn check_session_id(id: &str) -> Result<(), WireError> {
 /// `portalArn`: `arn:<partition>:<service>:<region>:<account>:<type>/<id>`, 20..2048 chars.
 fn check_arn(arn: &str) -> Result<(), WireError> {
     let ok = (20..=2048).contains(&arn.len())
-        && crate::arn::fields(arn).is_some_and(|[prefix, _, _, _, account, resource]| {
+        && crate::record::arn_fields(arn).is_some_and(|[prefix, _, _, _, account, resource]| {
             prefix == "arn"
                 && account.len() <= 12
                 && resource
@@ -769,16 +769,14 @@ fn list_sessions(
     };
     let status = match param(params, "status") {
         None => None,
-        Some("Active") => Some(SessionStatus::Active),
-        Some("Terminated") => Some(SessionStatus::Terminated),
-        Some(other) => {
-            return Err(WireError::validation(
+        Some(value) => Some(SessionStatus::from_wire(value).ok_or_else(|| {
+            WireError::validation(
                 "status",
                 format!(
-                    "Value '{other}' at 'status' failed to satisfy constraint: Member must satisfy enum value set: [Active, Terminated]"
+                    "Value '{value}' at 'status' failed to satisfy constraint: Member must satisfy enum value set: [Active, Terminated]"
                 ),
-            ));
-        }
+            )
+        })?),
     };
     let username = param(params, "username").map(str::to_string);
     if username.as_ref().is_some_and(|u| u.chars().count() > 256) {

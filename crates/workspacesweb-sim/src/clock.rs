@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use crate::session::{UnixMillis, now_ms};
+use crate::record::{UnixMillis, now_ms};
 
 /// A shareable clock in milliseconds since the epoch; clones share the same time.
 ///

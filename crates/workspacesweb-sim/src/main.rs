@@ -6,7 +6,7 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 
 use clap::Parser;
-use workspacesweb_exporter::sim::{SimConfig, Simulator};
+use workspacesweb_sim::{SimConfig, Simulator};
 
 /// Serves a simulated WorkSpaces Web API (ListSessions, GetSession, ListPortals, GetPortal) over HTTP.
 #[derive(Debug, Parser)]

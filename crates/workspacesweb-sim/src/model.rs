@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::{GeneratedModel, SimError, SimSession};
-use crate::session::{SessionStatus, UnixMillis};
+use crate::record::{SessionStatus, UnixMillis};
 
 /// One hour in milliseconds: the size of a generation bucket.
 pub(crate) const HOUR_MS: i64 = 3_600_000;

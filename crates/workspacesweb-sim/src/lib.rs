@@ -1,8 +1,12 @@
 //! A wire-faithful simulator of the WorkSpaces Web API (restJson1 over plain HTTP on loopback).
 //!
-//! Used by `--demo`, by the integration tests and by the `workspacesweb-sim` binary. It answers
-//! `ListSessions`, `GetSession`, `ListPortals`, `GetPortal` (and `ExpireSession`) the way AWS
-//! does, for any credentials (signatures are not checked), and keeps ground truth for tests.
+//! Used by the exporter's `--demo`, by its integration tests and by the `workspacesweb-sim`
+//! binary. It answers `ListSessions`, `GetSession`, `ListPortals`, `GetPortal` (and
+//! `ExpireSession`) the way AWS does, for any credentials (signatures are not checked), and keeps
+//! ground truth for tests.
+//!
+//! It shares no code with the exporter (its records, statuses and clock are its own), so that it
+//! stays an independent oracle of the exporter's accounting.
 //!
 //! Behaviour where the service model is silent (documented choices):
 //! - `maxResults` must be an integer >= 1; pages hold at most [`SimConfig::max_page_size`]
@@ -42,8 +46,11 @@
 //! assert_eq!(sim.request_count(&id, operation::LIST_SESSIONS), 3);
 //! ```
 
+#![deny(missing_docs, unreachable_pub)]
+
 mod clock;
 mod model;
+mod record;
 mod sts;
 mod wire;
 
@@ -60,9 +67,9 @@ use tokio::task::JoinHandle;
 
 pub use clock::Clock;
 pub use model::RETENTION_MS;
+pub use record::{SessionStatus, UnixMillis, now_ms};
 pub use sts::{ASSUME_ROLE, AssumeRoleCall};
 
-use crate::session::{SessionRecord, SessionStatus, UnixMillis};
 use model::SessionStore;
 
 /// Operation names, as used by [`Simulator::request_count`] and the exporter's `operation` label.
@@ -144,17 +151,6 @@ impl SimSession {
             Some(SessionStatus::Terminated)
         } else {
             Some(SessionStatus::Active)
-        }
-    }
-
-    /// The plain record the exporter's `aws` module should produce for this session.
-    pub fn to_record(&self) -> SessionRecord {
-        SessionRecord {
-            id: Some(self.id.clone()),
-            username: self.username.clone(),
-            status: self.status(),
-            start_ms: Some(self.start_ms),
-            end_ms: self.end_ms,
         }
     }
 
@@ -813,8 +809,10 @@ impl Simulator {
     }
 }
 
-/// Fuzz body of the simulator's request parsing (the `wire_parse` fuzz target).
-pub(crate) fn fuzz_wire(data: &[u8]) {
+/// Fuzz body of the simulator's request parsing (the `wire_parse` fuzz target): routes, query
+/// strings, pagination tokens and the JSON writers on arbitrary input. Never panics but on a broken
+/// invariant (a token that does not round-trip, JSON that does not read back).
+pub fn fuzz_wire(data: &[u8]) {
     wire::fuzz(data);
 }
 
