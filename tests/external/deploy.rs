@@ -10,14 +10,14 @@
 //! A check whose external tool is missing fails under CI (`CI` set) and is skipped locally with a
 //! message saying what to install.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{http_get, poll_until, start_prometheus};
+use crate::common::{http_get, poll_until, start_prometheus};
 use serde_json::Value;
 
 /// Metric names the dashboard and rules may use although the exporter does not expose them yet.

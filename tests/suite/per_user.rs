@@ -1,11 +1,9 @@
 //! Per-user series and monthly active users, through the real SDK against the simulator.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use workspacesweb_exporter::ledger::month_bounds;
 use workspacesweb_exporter::poll::Scheduler;
 use workspacesweb_exporter::session::now_ms;

@@ -1,13 +1,13 @@
 //! End to end: the real exporter binary in demo mode, scraped by a real Prometheus server.
 //! Fails (does not skip) when `CI` is set and Prometheus is missing.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{http_get, poll_until, start_prometheus};
+use crate::common::{http_get, poll_until, start_prometheus};
 
 fn have(tool: &str) -> bool {
     common::have_tool(tool)

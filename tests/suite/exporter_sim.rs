@@ -1,10 +1,8 @@
 //! The exporter's poller against the simulator over HTTP, through the real AWS SDK.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use workspacesweb_exporter::aws::LIST_SESSIONS;
 use workspacesweb_exporter::poll::Scheduler;
 use workspacesweb_exporter::session::now_ms;

@@ -3,13 +3,13 @@
 //! Prometheus against the demo exporter, scrapes it under the job the alerts expect and loads
 //! every rule group.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{have_tool, http_get, poll_until, start_prometheus};
+use crate::common::{have_tool, http_get, poll_until, start_prometheus};
 use serde_norway::Value;
 
 fn compose_dir() -> PathBuf {

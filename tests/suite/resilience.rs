@@ -3,13 +3,11 @@
 //! No assertion depends on how fast the machine is: waits are bounded hang guards, and rates are
 //! checked against the measured span of the run.
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use workspacesweb_exporter::aws::LIST_SESSIONS;
 use workspacesweb_exporter::poll::Scheduler;
 use workspacesweb_exporter::session::now_ms;

@@ -2,7 +2,7 @@
 //! bind failures, graceful shutdown on signals, JSON logs, the AWS SDK's own credential, region
 //! and endpoint chains against the simulator, and the landing page and gzip exposition.
 
-mod common;
+use crate::common;
 
 use std::fs::File;
 use std::io::Read;
@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use common::{
+use crate::common::{
     BackgroundSim, Child, free_port, http_get, http_get_with, poll_until, start_background_sim,
     wait_exit,
 };

@@ -11,13 +11,11 @@
 //! `[max(start, T0), end]`, or `[max(start, T0), at]` while open, where T0 and `at` are read back
 //! from the snapshots (`last_success_unix` is the poll's start, exact to the millisecond).
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use workspacesweb_exporter::aws::{GET_SESSION, LIST_SESSIONS};
 use workspacesweb_exporter::ledger::{DEFAULT_DURATION_BUCKETS, Histogram, month_bounds};

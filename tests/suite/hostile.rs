@@ -3,13 +3,11 @@
 //! as incomplete, never panic, never read unbounded data, and the portal must recover once the fault
 //! is gone (a later poll succeeds with the right values).
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use workspacesweb_exporter::aws::{Clients, GET_SESSION, LIST_SESSIONS, MAX_RESPONSE_BYTES};

@@ -1,14 +1,12 @@
 //! Operations against the simulator: discovery, reload (keep, add, remove, invalid) and sharding,
 //! through the real control loop and the real SDK.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use workspacesweb_exporter::session::now_ms;
 use workspacesweb_exporter::snapshot::Store;
 use workspacesweb_sim::{Clock, PortalSpec, SimConfig, SimSession};
@@ -37,7 +35,7 @@ fn write(dir: &Path, text: &str) -> PathBuf {
     path
 }
 
-use common::run_control_loop as run;
+use crate::common::run_control_loop as run;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_then_reload_keeps_adds_removes_and_rejects_invalid() {

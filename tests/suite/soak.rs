@@ -31,14 +31,12 @@
 //! generated (35-day retention); a leak that grows with polls, pages or scrapes over an hour
 //! exceeds it.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use workspacesweb_exporter::poll::{MAX_BACKOFF, Scheduler};
 use workspacesweb_exporter::session::{UnixMillis, now_ms};
 use workspacesweb_sim::{

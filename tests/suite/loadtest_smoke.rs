@@ -3,7 +3,7 @@
 //! a shared CI machine mean nothing).
 
 #[allow(dead_code)]
-#[path = "../examples/loadtest.rs"]
+#[path = "../../examples/loadtest.rs"]
 mod loadtest;
 
 use clap::Parser as _;

@@ -4,7 +4,7 @@
 //! Certificates are made here with rcgen: a CA, a server certificate for 127.0.0.1 and
 //! localhost, a client certificate signed by the CA and a self-signed client certificate.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

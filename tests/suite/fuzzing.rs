@@ -6,8 +6,8 @@ use std::path::Path;
 
 use proptest::prelude::*;
 
-#[path = "../fuzz/bodies.rs"]
-mod fuzzing;
+#[path = "../../fuzz/bodies.rs"]
+mod bodies;
 
 /// Every file of `fuzz/corpus/<target>/` (the seeds, and crashes found earlier and fixed).
 fn corpus(target: &str) -> Vec<Vec<u8>> {
@@ -45,30 +45,30 @@ fn bodies_accept_empty_and_small_inputs() {
         b"global: {}",
         b"?nextToken=%",
     ] {
-        fuzzing::config_parse(data);
-        fuzzing::wire_parse(data);
-        fuzzing::ledger_apply(data);
+        bodies::config_parse(data);
+        bodies::wire_parse(data);
+        bodies::ledger_apply(data);
     }
 }
 
 #[test]
 fn config_corpus() {
     for input in corpus("config_parse").into_iter().chain(config_files()) {
-        fuzzing::config_parse(&input);
+        bodies::config_parse(&input);
     }
 }
 
 #[test]
 fn ledger_corpus() {
     for input in corpus("ledger_apply") {
-        fuzzing::ledger_apply(&input);
+        bodies::ledger_apply(&input);
     }
 }
 
 #[test]
 fn wire_corpus() {
     for input in corpus("wire_parse") {
-        fuzzing::wire_parse(&input);
+        bodies::wire_parse(&input);
     }
 }
 
@@ -77,7 +77,7 @@ proptest! {
 
     #[test]
     fn config_parse_random_bytes(data in proptest::collection::vec(any::<u8>(), 0..512)) {
-        fuzzing::config_parse(&data);
+        bodies::config_parse(&data);
     }
 
     /// Mutations of real config files: a few bytes replaced, inserted or removed.
@@ -97,21 +97,21 @@ proptest! {
                 _ => {}
             }
         }
-        fuzzing::config_parse(&data);
+        bodies::config_parse(&data);
     }
 
     #[test]
     fn ledger_apply_random_bytes(data in proptest::collection::vec(any::<u8>(), 0..1024)) {
-        fuzzing::ledger_apply(&data);
+        bodies::ledger_apply(&data);
     }
 
     #[test]
     fn wire_parse_random_bytes(data in proptest::collection::vec(any::<u8>(), 0..256)) {
-        fuzzing::wire_parse(&data);
+        bodies::wire_parse(&data);
     }
 
     #[test]
     fn wire_parse_random_requests(path in "/portals(/[a-z0-9%:-]{0,40}){0,4}", query in "([a-zA-Z]{1,10}=[A-Za-z0-9_%+-]{0,60}&?){0,5}") {
-        fuzzing::wire_parse(format!("{path}?{query}").as_bytes());
+        bodies::wire_parse(format!("{path}?{query}").as_bytes());
     }
 }

@@ -1,0 +1,18 @@
+//! The tests that run external programs: Prometheus and promtool (`e2e_prometheus`, `compose`, and
+//! the restart test in `restarts`), kubectl, systemd-analyze, systemd-sysusers and jsonnet
+//! (`deploy`). Each skips when its tool is missing, and fails instead under CI (`CI` set): `.ci/run`
+//! installs them all.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod compose;
+mod deploy;
+mod e2e_prometheus;
+
+/// A real Prometheus scraping the exporter across restarts (helpers shared with the suite).
+#[allow(dead_code)]
+mod restarts {
+    include!("../restarts/helpers.rs");
+    include!("../restarts/prometheus.rs");
+}
