@@ -86,8 +86,8 @@ pub fn version_text() -> String {
     format!(
         "workspacesweb-exporter, version {} (revision: {})\n  rustc: {}\n",
         crate::VERSION,
-        crate::metrics::REVISION,
-        crate::metrics::RUSTC_VERSION
+        crate::build_info::REVISION,
+        crate::build_info::RUSTC_VERSION
     )
 }
 

@@ -7,6 +7,7 @@
 
 pub mod arn;
 pub mod aws;
+pub mod build_info;
 pub mod cli;
 pub mod config;
 pub mod daemon;
@@ -29,4 +30,4 @@ pub mod telemetry;
 pub mod users;
 
 /// Version of this build.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub use build_info::VERSION;

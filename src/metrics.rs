@@ -10,6 +10,7 @@ use std::sync::{Arc, LazyLock};
 use bytes::Bytes;
 use prometheus::Encoder as _;
 
+use crate::build_info;
 #[cfg(test)]
 use crate::snapshot::ReloadStatus;
 use crate::snapshot::{DiscoverySnapshot, ExporterStatus, PortalSnapshot};
@@ -19,11 +20,6 @@ use crate::users::UserSeries;
 pub const PREFIX: &str = "workspacesweb_";
 
 const REFRESH: &str = "Refreshed every poll interval.";
-
-/// Git revision of this build (`unknown` outside a checkout).
-pub const REVISION: &str = env!("WORKSPACESWEB_REVISION");
-/// rustc version this build was compiled with.
-pub const RUSTC_VERSION: &str = env!("WORKSPACESWEB_RUSTC_VERSION");
 
 static PROCESS: LazyLock<prometheus::Registry> = LazyLock::new(|| {
     let registry = prometheus::Registry::new();
@@ -698,8 +694,8 @@ fn render_exporter(out: &mut dyn Sink, status: ExporterStatus) {
         "",
         &[
             ("version", crate::VERSION),
-            ("revision", REVISION),
-            ("rustc_version", RUSTC_VERSION),
+            ("revision", build_info::REVISION),
+            ("rustc_version", build_info::RUSTC_VERSION),
         ],
         &[],
         1.0,
