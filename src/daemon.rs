@@ -427,27 +427,34 @@ mod tests {
     }
 
     /// A signal stops the control loop and exits 0.
-    #[tokio::test]
-    async fn a_signal_stops_the_control_loop_and_exits_zero() {
+    /// `until_stopped` with a signal that has already come, a control loop made by `control`
+    /// from the stop receiver, and `grace` for it to stop (30 s hang guard).
+    async fn stop_now<F>(
+        control: impl FnOnce(watch::Receiver<bool>) -> F,
+        grace: Duration,
+    ) -> (ExitCode, Store)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
         let store = Store::new();
         let (fail, _failed) = tokio::sync::oneshot::channel::<()>();
-        let (stop, mut stop_rx) = watch::channel(false);
-        let control = tokio::spawn(async move {
-            let _ = stop_rx.changed().await;
-        });
+        let (stop, stop_rx) = watch::channel(false);
+        let control = tokio::spawn(control(stop_rx));
         let code = tokio::time::timeout(
             Duration::from_secs(30),
-            until_stopped(
-                async {},
-                control,
-                &store,
-                fail,
-                stop,
-                Duration::from_secs(3600),
-            ),
+            until_stopped(async {}, control, &store, fail, stop, grace),
         )
         .await
-        .expect("hang guard");
+        .expect("hang guard: shutdown waited for the control loop past its grace");
+        (code, store)
+    }
+
+    #[tokio::test]
+    async fn a_signal_stops_the_control_loop_and_exits_zero() {
+        let control = |mut stop_rx: watch::Receiver<bool>| async move {
+            let _ = stop_rx.changed().await;
+        };
+        let (code, store) = stop_now(control, Duration::from_secs(3600)).await;
         assert_eq!(code, ExitCode::SUCCESS);
         assert!(store.healthy());
     }
@@ -456,23 +463,12 @@ mod tests {
     /// exit: the wait for it is bounded.
     #[tokio::test]
     async fn shutdown_does_not_wait_for_a_stuck_control_loop_beyond_its_grace() {
-        let store = Store::new();
-        let (fail, _failed) = tokio::sync::oneshot::channel::<()>();
-        let (stop, _stop_rx) = watch::channel(false);
-        let control = tokio::spawn(std::future::pending::<()>());
-        let code = tokio::time::timeout(
-            Duration::from_secs(30),
-            until_stopped(
-                async {},
-                control,
-                &store,
-                fail,
-                stop,
-                Duration::from_millis(50),
-            ),
-        )
-        .await
-        .expect("hang guard: shutdown waited for the control loop past its grace");
+        // The stuck loop holds its receiver, so the stop channel stays open.
+        let control = |stop_rx: watch::Receiver<bool>| async move {
+            let _held = stop_rx;
+            std::future::pending::<()>().await;
+        };
+        let (code, _) = stop_now(control, Duration::from_millis(50)).await;
         assert_eq!(code, ExitCode::SUCCESS);
     }
 }

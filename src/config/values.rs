@@ -140,18 +140,33 @@ fn is_portal_id(s: &str) -> bool {
     s.len() == 36 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
+/// `s` as `wrap` makes it when `valid`, else "invalid {what} {s:?}: expected {expected}".
+fn checked<T>(
+    s: &str,
+    valid: fn(&str) -> bool,
+    wrap: fn(String) -> T,
+    what: &str,
+    expected: &str,
+) -> Result<T, String> {
+    if valid(s) {
+        Ok(wrap(s.to_owned()))
+    } else {
+        Err(format!("invalid {what} {s:?}: expected {expected}"))
+    }
+}
+
 /// A portal id: 36 characters of `[a-zA-Z0-9-]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PortalId(pub(crate) String);
 
 pub(crate) fn parse_portal_id(s: &str) -> Result<PortalId, String> {
-    if is_portal_id(s) {
-        Ok(PortalId(s.to_owned()))
-    } else {
-        Err(format!(
-            "invalid portal id {s:?}: expected 36 characters of letters, digits and '-'"
-        ))
-    }
+    checked(
+        s,
+        is_portal_id,
+        PortalId,
+        "portal id",
+        "36 characters of letters, digits and '-'",
+    )
 }
 string_newtype!(PortalId, "a portal id", parse_portal_id);
 
@@ -184,15 +199,37 @@ fn is_region(s: &str) -> bool {
 }
 
 pub(crate) fn parse_region(s: &str) -> Result<Region, String> {
-    if is_region(s) {
-        Ok(Region(s.to_owned()))
-    } else {
-        Err(format!(
-            "invalid region {s:?}: expected an AWS region name such as \"us-east-1\""
-        ))
-    }
+    checked(
+        s,
+        is_region,
+        Region,
+        "region",
+        "an AWS region name such as \"us-east-1\"",
+    )
 }
 string_newtype!(Region, "an AWS region name", parse_region);
+
+/// The region, account and resource of `s`, once the checks every ARN shares have passed (the
+/// `arn:` prefix, the partition, `service`); a failed check is reported through `fail`.
+fn arn_of_service<'a>(
+    s: &'a str,
+    service: &str,
+    fail: &dyn Fn(&str) -> String,
+) -> Result<[&'a str; 3], String> {
+    let Some([arn, partition, got, region, account, resource]) = crate::arn::fields(s) else {
+        return Err(fail("too few ':'-separated parts"));
+    };
+    if arn != "arn" {
+        return Err(fail("must start with \"arn:\""));
+    }
+    if !is_partition(partition) {
+        return Err(fail(&format!("bad partition {partition:?}")));
+    }
+    if got != service {
+        return Err(fail(&format!("service is {got:?}, not \"{service}\"")));
+    }
+    Ok([region, account, resource])
+}
 
 /// A portal ARN, with its parts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,20 +246,7 @@ pub(crate) fn parse_portal_arn(s: &str) -> Result<PortalArn, String> {
              arn:<partition>:workspaces-web:<region>:<12-digit account>:portal/<portal id>"
         )
     };
-    let Some([arn, partition, service, region, account, resource]) = crate::arn::fields(s) else {
-        return Err(fail("too few ':'-separated parts"));
-    };
-    if arn != "arn" {
-        return Err(fail("must start with \"arn:\""));
-    }
-    if !is_partition(partition) {
-        return Err(fail(&format!("bad partition {partition:?}")));
-    }
-    if service != "workspaces-web" {
-        return Err(fail(&format!(
-            "service is {service:?}, not \"workspaces-web\""
-        )));
-    }
+    let [region, account, resource] = arn_of_service(s, "workspaces-web", &fail)?;
     if !is_region(region) {
         return Err(fail(&format!("bad region {region:?}")));
     }
@@ -261,18 +285,7 @@ pub(crate) fn parse_role_arn(s: &str) -> Result<RoleArn, String> {
             "invalid role ARN {s:?}: {why}; expected arn:<partition>:iam::<12-digit account>:role/<name>"
         )
     };
-    let Some([arn, partition, service, region, account, resource]) = crate::arn::fields(s) else {
-        return Err(fail("too few ':'-separated parts"));
-    };
-    if arn != "arn" {
-        return Err(fail("must start with \"arn:\""));
-    }
-    if !is_partition(partition) {
-        return Err(fail(&format!("bad partition {partition:?}")));
-    }
-    if service != "iam" {
-        return Err(fail(&format!("service is {service:?}, not \"iam\"")));
-    }
+    let [region, account, resource] = arn_of_service(s, "iam", &fail)?;
     if !region.is_empty() {
         return Err(fail("IAM ARNs have no region"));
     }
@@ -341,13 +354,13 @@ string_newtype!(EndpointUrl, "an http or https URL", parse_endpoint_url);
 pub(crate) struct EnvVarName(pub(crate) String);
 
 pub(crate) fn parse_env_var_name(s: &str) -> Result<EnvVarName, String> {
-    if is_identifier(s) {
-        Ok(EnvVarName(s.to_owned()))
-    } else {
-        Err(format!(
-            "invalid environment variable name {s:?}: expected [A-Za-z_][A-Za-z0-9_]*"
-        ))
-    }
+    checked(
+        s,
+        is_identifier,
+        EnvVarName,
+        "environment variable name",
+        "[A-Za-z_][A-Za-z0-9_]*",
+    )
 }
 string_newtype!(
     EnvVarName,
