@@ -606,6 +606,7 @@ impl Poller {
                 sort: Some(SortOrder::StartTimeDescending),
                 max_results: page_size,
                 next_token: self.backfill.next_token.clone(),
+                priority: aws::Priority::Background,
                 ..Default::default()
             };
             let page = match self.api.list_sessions(&query).await {
