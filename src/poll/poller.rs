@@ -314,7 +314,7 @@ impl Poller {
                 }
             }
             let scheduled = next;
-            let Ok(permit) = permits.clone().acquire_owned().await else {
+            let Ok(mut permit) = permits.clone().acquire_owned().await else {
                 return;
             };
             let began = Instant::now();
@@ -363,7 +363,24 @@ impl Poller {
                 }
             };
             let result = result.map(|_| ());
+            let rate_limited = waited.load(Ordering::Relaxed) > waited_before;
             if result.is_ok() && !self.backfill.done {
+                if rate_limited {
+                    // The rate limit is the bottleneck: the poll is published before the backfill
+                    // step and the concurrency slot goes back to the line, so that portals waiting
+                    // for their first poll go before this step (and in the rate limiter, before
+                    // its pages). Published again after it.
+                    self.update_user_series(start_ms);
+                    self.finish(Ok(()), start_ms, took);
+                    drop(permit);
+                    permit = tokio::select! {
+                        p = permits.clone().acquire_owned() => match p {
+                            Ok(p) => p,
+                            Err(_) => return,
+                        },
+                        _ = stop.changed() => return,
+                    };
+                }
                 tokio::select! {
                     r = tokio::time::timeout(self.plan.timeout, Box::pin(self.backfill_step(start_ms))) => {
                         if let Err(e) = r.unwrap_or(Err(PollError::Timeout(self.plan.timeout, aws::LIST_SESSIONS))) {
