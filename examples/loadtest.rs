@@ -14,7 +14,11 @@
 //! simulator's requests per poll, and `/metrics` latency with `--scrapers` clients that all
 //! scrape at the same instants every `--scrape-interval` (keep-alive, `Accept-Encoding: gzip`).
 //! `--full-scan` makes every poll list all Terminated pages (the incremental listing off), for
-//! comparison.
+//! comparison. `--rate` sets `max_requests_per_second` (default: out of the way); the table also
+//! gives when `/-/ready` first said 200 with every portal up, and when every portal's monthly
+//! users backfill was complete (the startup figure, see BENCHMARKS.md). With `--scrapers 0`, the
+//! window only keeps the exporter running (e.g. for an outside load generator such as `wrk`; the
+//! address is printed on stderr when the window starts).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -554,6 +558,12 @@ pub async fn run(a: Args) -> String {
     }
     let warmup = warm_start.elapsed();
     let backfill_after = spawned.elapsed();
+    let warmup_requests = [
+        operation::LIST_SESSIONS,
+        operation::GET_SESSION,
+        operation::GET_PORTAL,
+    ]
+    .map(|op| sim.operation_count(op));
     let ready_after = ready_after.unwrap_or(backfill_after);
     eprintln!(
         "loadtest: warm-up done; measuring {:?} at http://{addr}/metrics",
@@ -738,6 +748,14 @@ pub async fn run(a: Args) -> String {
         &mut out,
         "monthly-users backfill complete, every portal (s after start)",
         format!("{:.1}", backfill_after.as_secs_f64()),
+    );
+    row(
+        &mut out,
+        "requests until then: ListSessions / GetSession / GetPortal",
+        format!(
+            "{} / {} / {}",
+            warmup_requests[0], warmup_requests[1], warmup_requests[2]
+        ),
     );
     row(
         &mut out,

@@ -293,6 +293,11 @@ impl PortalApi {
         std::time::Duration::from_nanos(self.waited.load(std::sync::atomic::Ordering::Relaxed))
     }
 
+    /// Whether other requests wait for this handle's rate limiter now (it is what holds them back).
+    pub fn limiter_busy(&self) -> bool {
+        self.bucket.waiters() > 0
+    }
+
     /// A handle on [`limiter_wait`](Self::limiter_wait) that can be read while a call is in flight.
     pub fn limiter_wait_counter(&self) -> Arc<std::sync::atomic::AtomicU64> {
         self.waited.clone()

@@ -363,16 +363,25 @@ impl Poller {
                 }
             };
             let result = result.map(|_| ());
-            let rate_limited = waited.load(Ordering::Relaxed) > waited_before;
+            let rate_limited =
+                waited.load(Ordering::Relaxed) > waited_before || self.api.limiter_busy();
             if result.is_ok() && !self.backfill.done {
                 if rate_limited {
-                    // The rate limit is the bottleneck: the poll is published before the backfill
-                    // step and the concurrency slot goes back to the line, so that portals waiting
-                    // for their first poll go before this step (and in the rate limiter, before
-                    // its pages). Published again after it.
+                    // The rate limit is the bottleneck (the poll waited for it, or others wait):
+                    // the poll is published before the backfill step and the concurrency slot
+                    // goes back to the line, so that portals waiting for their first poll go
+                    // before this step (and in the rate limiter, before its pages). Published
+                    // again after it.
                     self.update_user_series(start_ms);
                     self.finish(Ok(()), start_ms, took);
                     drop(permit);
+                    // Portals that have yet to ask for a slot for their first poll go first too
+                    // (for at most one timeout: a discovery that never lists must not stop it).
+                    let store = self.store.clone();
+                    tokio::select! {
+                        _ = tokio::time::timeout(self.plan.timeout, store.wait_until(|_| store.ready())) => {}
+                        _ = stop.changed() => return,
+                    }
                     permit = tokio::select! {
                         p = permits.clone().acquire_owned() => match p {
                             Ok(p) => p,
