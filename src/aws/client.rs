@@ -298,6 +298,11 @@ impl PortalApi {
         self.bucket.waiters() > 0
     }
 
+    /// Whether a client-side rate limit paces this handle's requests at all.
+    pub fn limiter_set(&self) -> bool {
+        self.bucket.is_limited()
+    }
+
     /// A handle on [`limiter_wait`](Self::limiter_wait) that can be read while a call is in flight.
     pub fn limiter_wait_counter(&self) -> Arc<std::sync::atomic::AtomicU64> {
         self.waited.clone()

@@ -278,6 +278,11 @@ impl TokenBucket {
         self.lock().estimate(priority, tokio::time::Instant::now())
     }
 
+    /// Whether a rate is set (requests are paced at all).
+    pub fn is_limited(&self) -> bool {
+        self.lock().emission.is_some()
+    }
+
     /// Requests waiting for a slot now.
     pub fn waiters(&self) -> usize {
         self.lock().waiters()

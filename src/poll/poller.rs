@@ -363,15 +363,19 @@ impl Poller {
                 }
             };
             let result = result.map(|_| ());
-            let rate_limited =
-                waited.load(Ordering::Relaxed) > waited_before || self.api.limiter_busy();
+            let others_first =
+                self.store.first_polls_pending() > usize::from(!self.snapshot.polled);
+            let publish_first = self.api.limiter_set()
+                && (waited.load(Ordering::Relaxed) > waited_before
+                    || self.api.limiter_busy()
+                    || others_first);
             if result.is_ok() && !self.backfill.done {
-                if rate_limited {
-                    // The rate limit is the bottleneck (the poll waited for it, or others wait):
-                    // the poll is published before the backfill step and the concurrency slot
-                    // goes back to the line, so that portals waiting for their first poll go
-                    // before this step (and in the rate limiter, before its pages). Published
-                    // again after it.
+                if publish_first {
+                    // The rate limit makes the backfill step slow (the poll waited for it,
+                    // others wait for it, or other portals have yet to be polled once): the poll
+                    // is published before the step and the concurrency slot goes back to the
+                    // line, so that portals waiting for their first poll go before this step
+                    // (and in the rate limiter, before its pages). Published again after it.
                     self.update_user_series(start_ms);
                     self.finish(Ok(()), start_ms, took);
                     drop(permit);
