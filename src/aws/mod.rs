@@ -564,14 +564,20 @@ mod tests {
         assert_eq!(s.waiters(), 0);
     }
 
-    #[tokio::test]
-    async fn acquire_serves_a_later_poll_before_an_earlier_background_request() {
-        let bucket = Arc::new(TokenBucket::new(Some(20.0), tokio::time::Instant::now()));
-        // Empty the burst: the next slot is 50 ms away.
+    /// A bucket of 20 requests/s (a burst of 20) whose next `taken` slots are reserved now.
+    fn bucket_at_20_per_s_with_slots_taken(taken: usize) -> Arc<TokenBucket> {
         let now = tokio::time::Instant::now();
-        for _ in 0..20 {
+        let bucket = Arc::new(TokenBucket::new(Some(20.0), now));
+        for _ in 0..taken {
             bucket.reserve(now);
         }
+        bucket
+    }
+
+    #[tokio::test]
+    async fn acquire_serves_a_later_poll_before_an_earlier_background_request() {
+        // Empty the burst: the next slot is 50 ms away.
+        let bucket = bucket_at_20_per_s_with_slots_taken(20);
         let order = Arc::new(Mutex::new(Vec::new()));
         let spawn = |priority: Priority| {
             let (bucket, order) = (bucket.clone(), order.clone());
@@ -605,6 +611,40 @@ mod tests {
             vec![Priority::Poll, Priority::Background]
         );
         assert_eq!(bucket.waiters(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_long_line_drains_polls_first_then_in_arrival_order() {
+        // The next free slot is half a second away: time enough for everyone to queue.
+        let bucket = bucket_at_20_per_s_with_slots_taken(30);
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        // Background requests 0..6 queue first, then polls 6..9: only the first in line is
+        // woken at each slot, and nobody is forgotten.
+        for (n, priority) in (0..9).map(|n| {
+            let p = if n < 6 {
+                Priority::Background
+            } else {
+                Priority::Poll
+            };
+            (n, p)
+        }) {
+            let (b, order) = (bucket.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                b.acquire_as(priority).await;
+                order.lock().expect("order").push(n);
+            }));
+            while bucket.waiters() < n + 1 {
+                tokio::task::yield_now().await;
+            }
+        }
+        for t in tasks {
+            t.await.expect("served");
+        }
+        assert_eq!(
+            *order.lock().expect("order"),
+            vec![6, 7, 8, 0, 1, 2, 3, 4, 5]
+        );
     }
 
     #[test]

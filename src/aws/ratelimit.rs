@@ -72,10 +72,29 @@ impl Priority {
 /// caller that gives up while waiting (a poll timeout) leaves its place to the next one.
 #[derive(Debug)]
 pub struct TokenBucket {
-    state: Mutex<Schedule>,
-    /// Woken whenever a waiter may have become first in line (a slot taken, a waiter gone, a
-    /// new rate).
-    changed: tokio::sync::Notify,
+    state: Mutex<Line>,
+}
+
+/// The schedule and how to wake each of its waiters: only the one first in line is woken when
+/// the line moves (a slot taken, a waiter gone), so a long line costs nothing per slot.
+#[derive(Debug)]
+struct Line {
+    schedule: Schedule,
+    wakers: HashMap<Ticket, Arc<tokio::sync::Notify>>,
+}
+
+impl Line {
+    /// Wakes the waiter now first in line (its `Notify` keeps the wake-up if it is not yet
+    /// waiting, so none is lost).
+    fn wake_first(&self) {
+        if let Some(w) = self
+            .schedule
+            .first_in_line()
+            .and_then(|t| self.wakers.get(&t))
+        {
+            w.notify_one();
+        }
+    }
 }
 
 /// Ticket of a waiting request, in arrival order.
@@ -226,6 +245,11 @@ impl Schedule {
             .saturating_duration_since(now)
     }
 
+    /// The waiter that goes next: the first of the highest priority that has waiters.
+    pub(super) fn first_in_line(&self) -> Option<Ticket> {
+        self.waiting.iter().find_map(|q| q.front().copied())
+    }
+
     /// Requests waiting now.
     pub(super) fn waiters(&self) -> usize {
         self.waiting.iter().map(|q| q.len()).sum()
@@ -242,8 +266,10 @@ struct Place<'a> {
 impl Drop for Place<'_> {
     fn drop(&mut self) {
         if let Some(ticket) = self.ticket.take() {
-            self.bucket.lock().leave(self.priority, ticket);
-            self.bucket.changed.notify_waiters();
+            let mut line = self.bucket.lock();
+            line.schedule.leave(self.priority, ticket);
+            line.wakers.remove(&ticket);
+            line.wake_first();
         }
     }
 }
@@ -252,40 +278,48 @@ impl TokenBucket {
     /// A full bucket at `now` running at `rate` requests per second (`None`: unlimited).
     pub fn new(rate: Option<f64>, now: tokio::time::Instant) -> Self {
         TokenBucket {
-            state: Mutex::new(Schedule::new(rate, now)),
-            changed: tokio::sync::Notify::new(),
+            state: Mutex::new(Line {
+                schedule: Schedule::new(rate, now),
+                wakers: HashMap::new(),
+            }),
         }
     }
 
     /// Changes the rate; waiters take their slots at the new rate, slots already given keep it.
     pub fn set_rate(&self, rate: Option<f64>) {
-        self.lock().emission = emission(rate);
-        self.changed.notify_waiters();
+        let mut line = self.lock();
+        line.schedule.emission = emission(rate);
+        // Every waiter looks again (without a limit, all of them go at once).
+        for w in line.wakers.values() {
+            w.notify_one();
+        }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Schedule> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Line> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Reserves the next slot for a request wanting to go at `now`, ahead of any waiter, and
     /// returns how long to wait for it (for a caller that paces itself; the line is not used).
     pub fn reserve(&self, now: tokio::time::Instant) -> std::time::Duration {
-        self.lock().reserve(now)
+        self.lock().schedule.reserve(now)
     }
 
     /// How long a request of `priority` would wait if it asked now (see [`Schedule::estimate`]).
     pub fn estimate(&self, priority: Priority) -> std::time::Duration {
-        self.lock().estimate(priority, tokio::time::Instant::now())
+        self.lock()
+            .schedule
+            .estimate(priority, tokio::time::Instant::now())
     }
 
     /// Whether a rate is set (requests are paced at all).
     pub fn is_limited(&self) -> bool {
-        self.lock().emission.is_some()
+        self.lock().schedule.emission.is_some()
     }
 
     /// Requests waiting for a slot now.
     pub fn waiters(&self) -> usize {
-        self.lock().waiters()
+        self.lock().schedule.waiters()
     }
 
     /// Waits for a slot as a [`Priority::Poll`] request.
@@ -297,8 +331,14 @@ impl TokenBucket {
     /// returns the time waited. Dropping the future gives the place up without spending a slot.
     pub async fn acquire_as(&self, priority: Priority) -> std::time::Duration {
         let began = tokio::time::Instant::now();
-        let Some(ticket) = self.lock().arrive(priority, began) else {
-            return std::time::Duration::ZERO;
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let ticket = {
+            let mut line = self.lock();
+            let Some(ticket) = line.schedule.arrive(priority, began) else {
+                return std::time::Duration::ZERO;
+            };
+            line.wakers.insert(ticket, wake.clone());
+            ticket
         };
         let mut place = Place {
             bucket: self,
@@ -306,26 +346,27 @@ impl TokenBucket {
             ticket: Some(ticket),
         };
         loop {
-            // Registered before looking at the line, so that a change in between is not missed.
-            let changed = self.changed.notified();
-            let mut changed = std::pin::pin!(changed);
-            changed.as_mut().enable();
             let now = tokio::time::Instant::now();
-            let turn = self.lock().turn(priority, ticket, now);
-            match turn {
-                Turn::Go => {
+            let turn = {
+                let mut line = self.lock();
+                let turn = line.schedule.turn(priority, ticket, now);
+                if turn == Turn::Go {
                     place.ticket = None;
-                    // The next in line may go now or compute its own slot.
-                    self.changed.notify_waiters();
-                    return now - began;
+                    line.wakers.remove(&ticket);
+                    // The next in line may go now, or computes when its slot is.
+                    line.wake_first();
                 }
+                turn
+            };
+            match turn {
+                Turn::Go => return now - began,
                 Turn::At(at) => {
                     tokio::select! {
-                        _ = changed => {}
+                        _ = wake.notified() => {}
                         _ = tokio::time::sleep_until(at) => {}
                     }
                 }
-                Turn::Behind => changed.await,
+                Turn::Behind => wake.notified().await,
             }
         }
     }
