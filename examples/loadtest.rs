@@ -14,7 +14,11 @@
 //! simulator's requests per poll, and `/metrics` latency with `--scrapers` clients that all
 //! scrape at the same instants every `--scrape-interval` (keep-alive, `Accept-Encoding: gzip`).
 //! `--full-scan` makes every poll list all Terminated pages (the incremental listing off), for
-//! comparison.
+//! comparison. `--rate` sets `max_requests_per_second` (default: out of the way); the table also
+//! gives when `/-/ready` first said 200 with every portal up, and when every portal's monthly
+//! users backfill was complete (the startup figure, see BENCHMARKS.md). With `--scrapers 0`, the
+//! window only keeps the exporter running (e.g. for an outside load generator such as `wrk`; the
+//! address is printed on stderr when the window starts).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -60,6 +64,10 @@ pub struct Args {
     /// Portals polled at the same time (`global.concurrency`).
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
+    /// Client-side rate limit (`global.max_requests_per_second`); the default leaves it out of
+    /// the way, `--rate 5` is the exporter's own default (the startup figure).
+    #[arg(long, default_value_t = 10_000.0)]
+    rate: f64,
     /// Length of the measured window (after the warm-up).
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     duration: Duration,
@@ -323,10 +331,11 @@ fn write_config(a: &Args, endpoint: &str, ids: &[String]) -> PathBuf {
     let mut y = String::new();
     y.push_str("global:\n  region: us-east-1\n");
     y.push_str(&format!(
-        "  interval: {}ms\n  page_size: {}\n  concurrency: {}\n  max_requests_per_second: 10000\n",
+        "  interval: {}ms\n  page_size: {}\n  concurrency: {}\n  max_requests_per_second: {}\n",
         a.interval.as_millis(),
         a.page_size,
-        a.concurrency
+        a.concurrency,
+        a.rate
     ));
     if a.per_user {
         y.push_str(&format!(
@@ -518,15 +527,25 @@ pub async fn run(a: Args) -> String {
         })
     };
 
-    // Warm-up: every portal polled successfully and its monthly-users backfill complete.
+    // Warm-up: every portal polled successfully and its monthly-users backfill complete. On
+    // the way, the time at which `/-/ready` first says 200 with every portal up (the startup
+    // figure; checked every 100 ms, so it is late by up to that much).
     let warm_start = Instant::now();
     let mut monitor = Conn::new(addr);
+    let mut ready_after = None;
     loop {
         if let Ok((200, body)) = monitor.get("/metrics", true).await {
             let text = gunzip(&body);
             let up = per_portal(&text, "workspacesweb_up");
             let mau = per_portal(&text, "workspacesweb_monthly_active_users");
-            if up.values().filter(|v| **v == 1.0).count() == ids.len() && mau.len() == ids.len() {
+            let all_up = up.values().filter(|v| **v == 1.0).count() == ids.len();
+            if all_up
+                && ready_after.is_none()
+                && matches!(monitor.get("/-/ready", false).await, Ok((200, _)))
+            {
+                ready_after = Some(spawned.elapsed());
+            }
+            if all_up && mau.len() == ids.len() {
                 break;
             }
         }
@@ -535,10 +554,21 @@ pub async fn run(a: Args) -> String {
             "warm-up did not finish within {:?}",
             a.warmup_timeout
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let warmup = warm_start.elapsed();
-    let first_poll_after = spawned.elapsed();
+    let backfill_after = spawned.elapsed();
+    let warmup_requests = [
+        operation::LIST_SESSIONS,
+        operation::GET_SESSION,
+        operation::GET_PORTAL,
+    ]
+    .map(|op| sim.operation_count(op));
+    let ready_after = ready_after.unwrap_or(backfill_after);
+    eprintln!(
+        "loadtest: warm-up done; measuring {:?} at http://{addr}/metrics",
+        a.duration
+    );
 
     // Measured window.
     let requests = |op: &str| -> BTreeMap<String, u64> {
@@ -664,13 +694,15 @@ pub async fn run(a: Args) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| loadtest ({mode}) | {} portals x ({} active + {} history), churn {}/5s, interval {:?}, page {}, per_user {}, {} scrapers every {:?}, window {:.0} s |",
+        "| loadtest ({mode}) | {} portals x ({} active + {} history), churn {}/5s, interval {:?}, page {}, concurrency {}, {} requests/s, per_user {}, {} scrapers every {:?}, window {:.0} s |",
         a.portals,
         a.active,
         a.history,
         a.churn,
         a.interval,
         a.page_size,
+        a.concurrency,
+        a.rate,
         a.per_user,
         a.scrapers,
         a.scrape_interval,
@@ -705,10 +737,24 @@ pub async fn run(a: Args) -> String {
     row(
         &mut out,
         "warm-up: all portals polled + backfill done (s)",
+        format!("{:.1}", warmup.as_secs_f64()),
+    );
+    row(
+        &mut out,
+        "/-/ready 200, every portal up (s after start)",
+        format!("{:.1}", ready_after.as_secs_f64()),
+    );
+    row(
+        &mut out,
+        "monthly-users backfill complete, every portal (s after start)",
+        format!("{:.1}", backfill_after.as_secs_f64()),
+    );
+    row(
+        &mut out,
+        "requests until then: ListSessions / GetSession / GetPortal",
         format!(
-            "{:.1} (ready {:.1} s after start)",
-            warmup.as_secs_f64(),
-            first_poll_after.as_secs_f64()
+            "{} / {} / {}",
+            warmup_requests[0], warmup_requests[1], warmup_requests[2]
         ),
     );
     row(

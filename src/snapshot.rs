@@ -227,17 +227,21 @@ impl Store {
     /// True once the owned portals are declared, every discovery source listed once and every
     /// owned portal finished its first poll (the server answers before the control loop starts).
     pub fn ready(&self) -> bool {
-        if self
-            .discovery_pending
+        self.discovery_pending
             .load(std::sync::atomic::Ordering::Relaxed)
-            > 0
-        {
-            return false;
-        }
+            == 0
+            && read(&self.owned).is_some()
+            && self.first_polls_pending() == 0
+    }
+
+    /// How many owned portals have yet to finish their first poll.
+    pub fn first_polls_pending(&self) -> usize {
         let (owned, portals) = (read(&self.owned), read(&self.portals));
-        owned
-            .as_ref()
-            .is_some_and(|o| o.iter().all(|id| portals.get(id).is_some_and(|p| p.polled)))
+        owned.as_ref().map_or(0, |o| {
+            o.iter()
+                .filter(|id| !portals.get(*id).is_some_and(|p| p.polled))
+                .count()
+        })
     }
 
     /// Marks the exporter as broken for good (its control loop died): `/-/healthy` fails.

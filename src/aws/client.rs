@@ -202,13 +202,13 @@ impl RegionApi {
         &self.counters
     }
 
-    /// Fetches one page of `ListPortals`.
+    /// Fetches one page of `ListPortals` (paced as a poll: it decides what is polled).
     pub async fn list_portals(
         &self,
         max_results: i32,
         next_token: Option<String>,
     ) -> Result<(Vec<PortalInfo>, Option<String>), ApiError> {
-        self.bucket.acquire().await;
+        self.bucket.acquire_as(Priority::Poll).await;
         let out = self
             .client
             .list_portals()
@@ -293,22 +293,37 @@ impl PortalApi {
         std::time::Duration::from_nanos(self.waited.load(std::sync::atomic::Ordering::Relaxed))
     }
 
+    /// Whether other requests wait for this handle's rate limiter now (it is what holds them back).
+    pub fn limiter_busy(&self) -> bool {
+        self.bucket.waiters() > 0
+    }
+
+    /// Whether a client-side rate limit paces this handle's requests at all.
+    pub fn limiter_set(&self) -> bool {
+        self.bucket.is_limited()
+    }
+
     /// A handle on [`limiter_wait`](Self::limiter_wait) that can be read while a call is in flight.
     pub fn limiter_wait_counter(&self) -> Arc<std::sync::atomic::AtomicU64> {
         self.waited.clone()
     }
 
-    async fn pace(&self) {
-        let wait = self.bucket.reserve(tokio::time::Instant::now());
-        if !wait.is_zero() {
-            let nanos = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
+    /// Waits for a slot of the bucket at `priority`. The expected wait is counted in
+    /// [`limiter_wait`](Self::limiter_wait) before waiting (a poll's deadline reads it while the
+    /// request waits), and any excess after.
+    async fn pace(&self, priority: Priority) {
+        let nanos = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let expected = self.bucket.estimate(priority);
+        self.waited
+            .fetch_add(nanos(expected), std::sync::atomic::Ordering::Relaxed);
+        let waited = self.bucket.acquire_as(priority).await;
+        if let Some(excess) = waited.checked_sub(expected).filter(|d| !d.is_zero()) {
             self.waited
-                .fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
-            tokio::time::sleep(wait).await;
+                .fetch_add(nanos(excess), std::sync::atomic::Ordering::Relaxed);
         }
     }
 
-    /// Fetches one page of `ListSessions`.
+    /// Fetches one page of `ListSessions`, paced at the query's [`Priority`].
     pub async fn list_sessions(&self, q: &ListQuery) -> Result<SessionPage, ApiError> {
         let mut req = self
             .client
@@ -331,7 +346,7 @@ impl PortalApi {
             }
             None => {}
         }
-        self.pace().await;
+        self.pace(q.priority).await;
         // Boxed: the SDK's send future is several KB, and each portal's task would otherwise
         // carry it in its own state between polls (see BENCHMARKS.md, scale model).
         let out = Box::pin(
@@ -356,9 +371,9 @@ impl PortalApi {
         })
     }
 
-    /// Fetches one session; `Ok(None)` when the service says it does not exist.
+    /// Fetches one session (paced as a poll); `Ok(None)` when the service says it does not exist.
     pub async fn get_session(&self, session_id: &str) -> Result<Option<SessionRecord>, ApiError> {
-        self.pace().await;
+        self.pace(Priority::Poll).await;
         let res = Box::pin(
             self.client
                 .get_session()
@@ -385,9 +400,9 @@ impl PortalApi {
         }
     }
 
-    /// Fetches the portal's metadata by ARN.
+    /// Fetches the portal's metadata by ARN (paced in the background, behind polls).
     pub async fn get_portal(&self, portal_arn: &str) -> Result<Option<PortalInfo>, ApiError> {
-        self.pace().await;
+        self.pace(Priority::Background).await;
         let out = Box::pin(
             self.client
                 .get_portal()

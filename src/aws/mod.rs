@@ -6,7 +6,9 @@
 //!
 //! Every call (`ListSessions`, `GetSession`, `GetPortal`, `ListPortals`) first waits for a slot of
 //! the [`TokenBucket`] of its region and account ([`LimitKey`]), `global.max_requests_per_second`
-//! ([`Clients::set_rate`]), so many portals never stampede the API. The SDK's own retries happen
+//! ([`Clients::set_rate`]), so many portals never stampede the API. Polls go first
+//! ([`Priority`]): `ListSessions` at the priority of its [`ListQuery`] (the backfill's pages are
+//! [`Priority::Background`]), `GetSession` and `ListPortals` as polls, `GetPortal` in the background. The SDK's own retries happen
 //! inside `send()`, after the slot: they are paced by the SDK's exponential backoff and the
 //! service's `Retry-After` ([`RetryAfterClassifier`]), not by the bucket (an interceptor cannot
 //! wait), so under throttling a call may use up to 3 attempts for one slot.
@@ -191,6 +193,8 @@ pub struct ListQuery {
     pub next_token: Option<String>,
     /// `sessionId` filter.
     pub session_id: Option<String>,
+    /// Place in the rate limiter's line: a poll's pages by default, the backfill's behind them.
+    pub priority: Priority,
 }
 
 /// One page of `ListSessions`.
@@ -317,6 +321,17 @@ mod tests {
             .unwrap_or(0)
     }
 
+    /// At most `rate × W + burst` sends in windows `W` from 1 ms to a minute.
+    fn assert_window_bound(sends: &[tokio::time::Instant], rate: f64) {
+        let burst = rate.max(1.0);
+        for ms in [1u64, 200, 999, 1000, 2500, 10_000, 60_000] {
+            let w = std::time::Duration::from_millis(ms);
+            let n = max_in_window(sends, w);
+            let bound = (rate * w.as_secs_f64() + burst).floor() as usize;
+            assert!(n <= bound, "rate {rate}: {n} sends in {w:?}, bound {bound}");
+        }
+    }
+
     #[test]
     fn token_bucket_bounds_every_window() {
         use std::time::Duration;
@@ -335,13 +350,7 @@ mod tests {
         for rate in [5.0, 1.0, 0.5, 13.0] {
             let bucket = TokenBucket::new(Some(rate), t0);
             let s = sends(&bucket, &arrivals);
-            let burst = rate.max(1.0);
-            for ms in [1u64, 200, 999, 1000, 2500, 10_000, 60_000] {
-                let w = Duration::from_millis(ms);
-                let n = max_in_window(&s, w);
-                let bound = (rate * w.as_secs_f64() + burst).floor() as usize;
-                assert!(n <= bound, "rate {rate}: {n} sends in {w:?}, bound {bound}");
-            }
+            assert_window_bound(&s, rate);
             // Never sent before asked, and in arrival order.
             assert!(s.iter().zip(&arrivals).all(|(s, a)| s >= a));
             assert!(s.windows(2).all(|w| w[0] <= w[1]));
@@ -390,6 +399,252 @@ mod tests {
         // early, so this lower bound cannot flake).
         let last = done.iter().max().copied().expect("some");
         assert!(last - t0 >= std::time::Duration::from_millis(150));
+    }
+
+    /// Drives a [`Schedule`] through `arrivals` (sorted by instant) as the async waiters would:
+    /// at each instant, arrivals join first, then every waiter asks for its turn until nobody
+    /// can go. Returns (index of the request, send instant) in the order the slots were given.
+    fn serve(
+        rate: f64,
+        t0: tokio::time::Instant,
+        arrivals: &[(tokio::time::Instant, Priority)],
+    ) -> Vec<(usize, tokio::time::Instant)> {
+        let mut schedule = Schedule::new(Some(rate), t0);
+        let mut waiting: Vec<(usize, Priority, Ticket)> = Vec::new();
+        let mut sent = Vec::new();
+        let (mut next, mut now) = (0, t0);
+        loop {
+            while let Some(&(at, priority)) = arrivals.get(next).filter(|(at, _)| *at <= now) {
+                match schedule.arrive(priority, at.max(now)) {
+                    None => sent.push((next, now)),
+                    Some(ticket) => waiting.push((next, priority, ticket)),
+                }
+                next += 1;
+            }
+            let mut wake;
+            loop {
+                let before = waiting.len();
+                wake = None;
+                waiting.retain(|&(i, priority, ticket)| {
+                    match schedule.turn(priority, ticket, now) {
+                        Turn::Go => {
+                            sent.push((i, now));
+                            false
+                        }
+                        Turn::At(at) => {
+                            wake = Some(wake.map_or(at, |w: tokio::time::Instant| w.min(at)));
+                            true
+                        }
+                        Turn::Behind => true,
+                    }
+                });
+                if waiting.len() == before {
+                    break;
+                }
+            }
+            let arrival = arrivals.get(next).map(|(at, _)| *at);
+            now = match (wake, arrival) {
+                (Some(w), Some(a)) => w.min(a),
+                (Some(w), None) => w,
+                (None, Some(a)) => a,
+                (None, None) => break,
+            };
+        }
+        assert!(waiting.is_empty(), "every request is served in the end");
+        sent
+    }
+
+    #[test]
+    fn a_background_request_never_overtakes_a_waiting_poll() {
+        use std::time::Duration;
+        let t0 = tokio::time::Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        // A backfill of 150 pages queued at once, then a trickle; polls of 3 requests arriving
+        // in bursts while it waits (portals' first polls, then their next ones), one of them
+        // at the very instant a background slot is due.
+        let mut arrivals: Vec<(tokio::time::Instant, Priority)> =
+            (0..150).map(|_| (t0, Priority::Background)).collect();
+        for k in 0..40u64 {
+            arrivals.push((ms(500 + k * 770), Priority::Background));
+        }
+        for start in [
+            0u64, 300, 1_250, 1_400, 6_000, 6_000, 6_200, 20_000, 20_001, 41_000,
+        ] {
+            for _ in 0..3 {
+                arrivals.push((ms(start), Priority::Poll));
+            }
+        }
+        arrivals.push((ms(1_200), Priority::Poll));
+        arrivals.sort_by_key(|(at, _)| *at);
+        for rate in [5.0, 1.0, 13.0] {
+            let sent = serve(rate, t0, &arrivals);
+            assert_eq!(sent.len(), arrivals.len());
+            let order: HashMap<usize, usize> =
+                sent.iter().enumerate().map(|(k, (i, _))| (*i, k)).collect();
+            for (k, &(i, at)) in sent.iter().enumerate() {
+                assert!(at >= arrivals[i].0, "never sent before asked");
+                if arrivals[i].1 != Priority::Background {
+                    continue;
+                }
+                // Every poll that had arrived when this background request went, went before
+                // (at one instant, requests arrive in index order, then the waiters are served).
+                for (j, &(arrived, priority)) in arrivals.iter().enumerate() {
+                    let before = arrived < at || (arrived == at && (j < i || arrivals[i].0 < at));
+                    if priority == Priority::Poll && before {
+                        assert!(
+                            order[&j] < k,
+                            "rate {rate}: background request {i} sent at {:?} before poll {j} (arrived {:?})",
+                            at - t0,
+                            arrived - t0
+                        );
+                    }
+                }
+            }
+            // Polls among themselves, and background requests among themselves, keep arrival order.
+            for class in [Priority::Poll, Priority::Background] {
+                let mine: Vec<usize> = sent
+                    .iter()
+                    .map(|(i, _)| *i)
+                    .filter(|i| arrivals[*i].1 == class)
+                    .collect();
+                assert!(mine.windows(2).all(|w| w[0] < w[1]), "{class:?} in order");
+            }
+            // The window bound holds for the union of both classes.
+            let times: Vec<tokio::time::Instant> = sent.iter().map(|(_, at)| *at).collect();
+            assert_window_bound(&times, rate);
+            // A poll waits only for the polls ahead of it and for the slot due next: at most
+            // (polls still waiting when it arrived + 1) spacings, however many background
+            // requests wait.
+            let spacing = Duration::from_secs_f64(1.0 / rate);
+            let sent_at: HashMap<usize, tokio::time::Instant> = sent.iter().copied().collect();
+            for (j, &(arrived, priority)) in arrivals.iter().enumerate() {
+                if priority != Priority::Poll {
+                    continue;
+                }
+                let ahead = arrivals
+                    .iter()
+                    .enumerate()
+                    .filter(|&(k, &(a, p))| {
+                        p == Priority::Poll && k < j && a <= arrived && sent_at[&k] >= arrived
+                    })
+                    .count();
+                let waited = sent_at[&j] - arrived;
+                let most = spacing * (u32::try_from(ahead).expect("few") + 1);
+                assert!(
+                    waited <= most + Duration::from_micros(1),
+                    "rate {rate}: poll {j} waited {waited:?} with {ahead} polls ahead"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_waiter_that_gives_up_spends_no_slot() {
+        use std::time::Duration;
+        let t0 = tokio::time::Instant::now();
+        let mut s = Schedule::new(Some(5.0), t0);
+        assert!(
+            (0..5).all(|_| s.arrive(Priority::Poll, t0).is_none()),
+            "the burst"
+        );
+        let a = s.arrive(Priority::Background, t0).expect("waits");
+        let b = s.arrive(Priority::Background, t0).expect("waits");
+        let p = s.arrive(Priority::Poll, t0).expect("waits");
+        let slot = t0 + Duration::from_millis(200);
+        assert_eq!(s.turn(Priority::Background, a, t0), Turn::Behind);
+        assert_eq!(s.estimate(Priority::Poll, t0), Duration::from_millis(400));
+        assert_eq!(s.turn(Priority::Poll, p, t0), Turn::At(slot));
+        assert_eq!(s.turn(Priority::Poll, p, slot), Turn::Go);
+        assert_eq!(s.waiters(), 2);
+        // `a` gives up: `b` takes the very next slot.
+        s.leave(Priority::Background, a);
+        let next = slot + Duration::from_millis(200);
+        assert_eq!(s.turn(Priority::Background, b, slot), Turn::At(next));
+        assert_eq!(s.turn(Priority::Background, b, next), Turn::Go);
+        assert_eq!(s.waiters(), 0);
+    }
+
+    /// A bucket of 20 requests/s (a burst of 20) whose next `taken` slots are reserved now.
+    fn bucket_at_20_per_s_with_slots_taken(taken: usize) -> Arc<TokenBucket> {
+        let now = tokio::time::Instant::now();
+        let bucket = Arc::new(TokenBucket::new(Some(20.0), now));
+        for _ in 0..taken {
+            bucket.reserve(now);
+        }
+        bucket
+    }
+
+    #[tokio::test]
+    async fn acquire_serves_a_later_poll_before_an_earlier_background_request() {
+        // Empty the burst: the next slot is 50 ms away.
+        let bucket = bucket_at_20_per_s_with_slots_taken(20);
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let spawn = |priority: Priority| {
+            let (bucket, order) = (bucket.clone(), order.clone());
+            tokio::spawn(async move {
+                bucket.acquire_as(priority).await;
+                order.lock().expect("order").push(priority);
+            })
+        };
+        let until_waiting = |n: usize| {
+            let bucket = bucket.clone();
+            async move {
+                while bucket.waiters() < n {
+                    tokio::task::yield_now().await;
+                }
+            }
+        };
+        let background = spawn(Priority::Background);
+        until_waiting(1).await;
+        // One more background request that gives up while it waits: it must not delay anyone.
+        let quitter = spawn(Priority::Background);
+        until_waiting(2).await;
+        quitter.abort();
+        assert!(quitter.await.is_err_and(|e| e.is_cancelled()));
+        assert_eq!(bucket.waiters(), 1);
+        let poll = spawn(Priority::Poll);
+        until_waiting(2).await;
+        poll.await.expect("poll");
+        background.await.expect("background");
+        assert_eq!(
+            *order.lock().expect("order"),
+            vec![Priority::Poll, Priority::Background]
+        );
+        assert_eq!(bucket.waiters(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_long_line_drains_polls_first_then_in_arrival_order() {
+        // The next free slot is half a second away: time enough for everyone to queue.
+        let bucket = bucket_at_20_per_s_with_slots_taken(30);
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        // Background requests 0..6 queue first, then polls 6..9: only the first in line is
+        // woken at each slot, and nobody is forgotten.
+        for (n, priority) in (0..9).map(|n| {
+            let p = if n < 6 {
+                Priority::Background
+            } else {
+                Priority::Poll
+            };
+            (n, p)
+        }) {
+            let (b, order) = (bucket.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                b.acquire_as(priority).await;
+                order.lock().expect("order").push(n);
+            }));
+            while bucket.waiters() < n + 1 {
+                tokio::task::yield_now().await;
+            }
+        }
+        for t in tasks {
+            t.await.expect("served");
+        }
+        assert_eq!(
+            *order.lock().expect("order"),
+            vec![6, 7, 8, 0, 1, 2, 3, 4, 5]
+        );
     }
 
     #[test]

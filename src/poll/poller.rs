@@ -329,7 +329,7 @@ impl Poller {
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 return;
             };
-            match self.cycle(permit, next, &mut stop).await {
+            match self.cycle(&permits, permit, next, &mut stop).await {
                 Ok(due) => next = due,
                 Err(Stopped) => return,
             }
@@ -372,17 +372,33 @@ impl Poller {
     /// after the permit is released. Returns when the next poll is due.
     async fn cycle(
         &mut self,
-        permit: OwnedSemaphorePermit,
+        permits: &Arc<Semaphore>,
+        mut permit: OwnedSemaphorePermit,
         scheduled: tokio::time::Instant,
         stop: &mut watch::Receiver<bool>,
     ) -> Result<tokio::time::Instant, Stopped> {
         let began = Instant::now();
         self.fetched = 0;
+        let waited = self.api.limiter_wait_counter();
+        let waited_before = waited.load(Ordering::Relaxed);
         let result = self.poll_with_timeout(stop).await?;
         let took = began.elapsed();
         let start_ms = self.poll_time(&result);
         let result = result.map(|_| ());
         if result.is_ok() {
+            let paced = waited.load(Ordering::Relaxed) > waited_before;
+            if !self.backfill.done && self.publish_before_backfill(paced) {
+                // The rate limit makes the backfill step slow (the poll waited for it, others
+                // wait for it, or other portals have yet to be polled once): the poll is saved
+                // and published before the step, and the concurrency slot goes back to the line,
+                // so that portals waiting for their first poll go before this step (and in the
+                // rate limiter, before its pages). Saved and published again after it.
+                self.update_user_series(start_ms);
+                drop(permit);
+                unless_stopped(stop, Box::pin(self.save_state(start_ms))).await?;
+                self.finish(Ok(()), start_ms, took);
+                permit = self.after_first_polls(permits, stop).await?;
+            }
             self.after_success(start_ms, stop).await?;
         }
         drop(permit);
@@ -445,6 +461,31 @@ impl Poller {
                 self.progress.as_ref().map_or_else(now_ms, |p| p.start_ms)
             }
         }
+    }
+
+    /// Whether to publish a successful poll before its backfill step: only under a client-side
+    /// rate limit, when this poll waited for it (`paced`), others wait for it now, or other
+    /// portals have yet to finish their first poll.
+    fn publish_before_backfill(&self, paced: bool) -> bool {
+        let others_first = self.store.first_polls_pending() > usize::from(!self.snapshot.polled);
+        self.api.limiter_set() && (paced || self.api.limiter_busy() || others_first)
+    }
+
+    /// Lets the portals that have yet to ask for a slot for their first poll go first (for at
+    /// most one timeout: a discovery that never lists must not stop this one), then takes a
+    /// concurrency slot again.
+    async fn after_first_polls(
+        &self,
+        permits: &Arc<Semaphore>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<OwnedSemaphorePermit, Stopped> {
+        let store = self.store.clone();
+        let all_polled =
+            tokio::time::timeout(self.plan.timeout, store.wait_until(|_| store.ready()));
+        let _ = unless_stopped(stop, all_polled).await?;
+        unless_stopped(stop, permits.clone().acquire_owned())
+            .await?
+            .map_err(|_| Stopped)
     }
 
     /// After a successful poll: a cycle of the monthly-users backfill (until it is complete),
@@ -799,6 +840,7 @@ impl Poller {
                 sort: Some(SortOrder::StartTimeDescending),
                 max_results: page_size,
                 next_token: self.backfill.next_token.clone(),
+                priority: aws::Priority::Background,
                 ..Default::default()
             };
             let page = match self.api.list_sessions(&query).await {

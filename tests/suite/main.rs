@@ -21,6 +21,7 @@ mod ledger_props;
 mod loadtest_smoke;
 mod operations;
 mod per_user;
+mod priority;
 mod resilience;
 mod sim_wire;
 mod soak;
