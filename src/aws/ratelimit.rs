@@ -305,7 +305,8 @@ impl TokenBucket {
         self.lock().schedule.reserve(now)
     }
 
-    /// How long a request of `priority` would wait if it asked now (see [`Schedule::estimate`]).
+    /// How long a request of `priority` would wait if it asked now: exact for a poll (unless the
+    /// rate changes), a lower bound for a background request (polls may still come).
     pub fn estimate(&self, priority: Priority) -> std::time::Duration {
         self.lock()
             .schedule
