@@ -502,10 +502,12 @@ async fn get_portal_denied_hides_portal_info_only_and_warns_once() {
     sim.set_operation_error(G2, operation::GET_PORTAL, Some("AccessDeniedException"));
     let dir = tempfile::tempdir().expect("tempdir");
     // Discovered portals refresh their metadata every `refresh` (1 s): GetPortal is retried
-    // several times, and denied each time.
+    // several times, and denied each time. Two portals polled every second ask for more than the
+    // default 5 requests/s, and GetPortal only gets what the polls leave: the limit is raised so
+    // that it is the denial that is tested, not the rate limit's priority.
     let path = write(
         dir.path(),
-        "global:\n  interval: 1s\ndiscovery:\n  - regions: [eu-west-1]\n    refresh: 1s\n",
+        "global:\n  interval: 1s\n  max_requests_per_second: 100\ndiscovery:\n  - regions: [eu-west-1]\n    refresh: 1s\n",
     );
     let clients = Clients::with_static_credentials("us-east-1", &running.endpoint_url()).await;
     let r = run(&path, &clients).await;
