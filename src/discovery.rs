@@ -96,9 +96,9 @@ pub async fn spawn(
 ) -> SourceTask {
     let client = ClientKey {
         region: Some(key.region.clone()),
-        role_arn: entry.role_arn.clone(),
-        external_id: entry.external_id.clone(),
-        endpoint_url: entry.endpoint_url.clone(),
+        role_arn: entry.access.role_arn.clone(),
+        external_id: entry.access.external_id.clone(),
+        endpoint_url: entry.access.endpoint_url.clone(),
     };
     let api = clients.region_api(&client, counters).await;
     let refresh = entry.refresh;

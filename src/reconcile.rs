@@ -53,9 +53,9 @@ pub fn plan_for(
         labels: t.labels,
         client: ClientKey {
             region: t.region,
-            role_arn: t.role_arn,
-            external_id: t.external_id,
-            endpoint_url: t.endpoint_url,
+            role_arn: t.access.role_arn,
+            external_id: t.access.external_id,
+            endpoint_url: t.access.endpoint_url,
         },
         interval: t.interval,
         timeout: t.timeout,

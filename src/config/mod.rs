@@ -197,6 +197,18 @@ impl Default for PerUser {
     }
 }
 
+/// How a portal is reached: the role to assume with STS and the endpoint (for a static portal,
+/// a discovery entry, and the target resolved from either).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Access {
+    /// IAM role to assume via STS.
+    pub role_arn: Option<String>,
+    /// External id for the role (a secret: never printed).
+    pub external_id: Option<String>,
+    /// API endpoint override.
+    pub endpoint_url: Option<String>,
+}
+
 /// One entry of `portals:`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortalConfig {
@@ -206,12 +218,8 @@ pub struct PortalConfig {
     pub arn: Option<String>,
     /// Region from the ARN or `region:`; `None` falls back to `global.region`.
     pub region: Option<String>,
-    /// IAM role to assume via STS.
-    pub role_arn: Option<String>,
-    /// External id for the role (a secret: never printed).
-    pub external_id: Option<String>,
-    /// API endpoint override.
-    pub endpoint_url: Option<String>,
+    /// The role to assume and the endpoint.
+    pub access: Access,
     /// Poll interval override.
     pub interval: Option<Duration>,
     /// Static labels of this portal (override global labels of the same name).
@@ -223,12 +231,8 @@ pub struct PortalConfig {
 pub struct DiscoveryConfig {
     /// Regions in which `ListPortals` is called (non-empty, no repeats).
     pub regions: Vec<String>,
-    /// IAM role to assume via STS.
-    pub role_arn: Option<String>,
-    /// External id for the role (a secret: never printed).
-    pub external_id: Option<String>,
-    /// API endpoint override.
-    pub endpoint_url: Option<String>,
+    /// The role to assume and the endpoint.
+    pub access: Access,
     /// How often `ListPortals` is called.
     pub refresh: Duration,
     /// Static labels of discovered portals (override global labels).
@@ -337,12 +341,8 @@ pub struct PortalTarget {
     /// Region: from the ARN, else the portal's, else `global.region`; `None`
     /// leaves it to the SDK's region chain.
     pub region: Option<String>,
-    /// IAM role to assume.
-    pub role_arn: Option<String>,
-    /// External id for the role.
-    pub external_id: Option<String>,
-    /// API endpoint override.
-    pub endpoint_url: Option<String>,
+    /// The role to assume and the endpoint.
+    pub access: Access,
     /// Effective poll interval.
     pub interval: Duration,
     /// Effective poll timeout (< interval).
@@ -399,9 +399,7 @@ impl Config {
                     id: p.id.clone(),
                     arn: p.arn.clone(),
                     region: p.region.clone().or_else(|| self.global.region.clone()),
-                    role_arn: p.role_arn.clone(),
-                    external_id: p.external_id.clone(),
-                    endpoint_url: p.endpoint_url.clone(),
+                    access: p.access.clone(),
                     interval,
                     timeout: self.global.timeout_for(interval),
                     labels: merge_labels(&self.global.labels, &p.labels),
@@ -423,9 +421,7 @@ impl Config {
             id: id.to_owned(),
             arn: arn.map(str::to_owned),
             region: Some(region.to_owned()),
-            role_arn: entry.role_arn.clone(),
-            external_id: entry.external_id.clone(),
-            endpoint_url: entry.endpoint_url.clone(),
+            access: entry.access.clone(),
             interval: self.global.interval,
             timeout: self.global.effective_timeout(),
             labels: merge_labels(&self.global.labels, &entry.labels),
@@ -483,9 +479,9 @@ impl Config {
                 fmt_duration(t.interval),
                 fmt_duration(t.timeout),
                 fmt_access(
-                    t.role_arn.as_deref(),
-                    t.external_id.as_deref(),
-                    t.endpoint_url.as_deref()
+                    t.access.role_arn.as_deref(),
+                    t.access.external_id.as_deref(),
+                    t.access.endpoint_url.as_deref()
                 ),
                 fmt_labels(t.labels.iter().map(|(k, v)| (k, v))),
             );
@@ -498,9 +494,9 @@ impl Config {
                 d.regions.join(", "),
                 fmt_duration(d.refresh),
                 fmt_access(
-                    d.role_arn.as_deref(),
-                    d.external_id.as_deref(),
-                    d.endpoint_url.as_deref()
+                    d.access.role_arn.as_deref(),
+                    d.access.external_id.as_deref(),
+                    d.access.endpoint_url.as_deref()
                 ),
                 fmt_labels(
                     merge_labels(&g.labels, &d.labels)

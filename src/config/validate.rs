@@ -9,7 +9,7 @@ use super::error::{ConfigError, Diagnostic, KeyPath};
 use super::locate::locate;
 use super::values::Dur;
 use super::{
-    Config, DEFAULT_STATE_MAX_AGE, DiscoveryConfig, Global, IndexFromEnv, Loaded, PerUser,
+    Access, Config, DEFAULT_STATE_MAX_AGE, DiscoveryConfig, Global, IndexFromEnv, Loaded, PerUser,
     PortalConfig, Sharding, Storage, UsernameMode, raw,
 };
 
@@ -412,9 +412,11 @@ fn portals(
             id,
             arn,
             region,
-            role_arn: p.role_arn.map(|r| r.0),
-            external_id: p.external_id,
-            endpoint_url: p.endpoint_url.map(|u| u.0),
+            access: Access {
+                role_arn: p.role_arn.map(|r| r.0),
+                external_id: p.external_id,
+                endpoint_url: p.endpoint_url.map(|u| u.0),
+            },
             interval,
             labels: p.labels.0,
         });
@@ -466,9 +468,11 @@ fn discovery(
         c.between_1s_and(base.key("refresh"), refresh, MAX_INTERVAL);
         out.push(DiscoveryConfig {
             regions,
-            role_arn: role,
-            external_id: d.external_id,
-            endpoint_url: endpoint,
+            access: Access {
+                role_arn: role,
+                external_id: d.external_id,
+                endpoint_url: endpoint,
+            },
             refresh,
             labels: d.labels.0,
         });

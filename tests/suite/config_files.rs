@@ -79,7 +79,7 @@ fn discovery_refresh_defaults_to_ten_minutes() {
     let c = ok("discovery:\n  - regions: [us-east-1, eu-west-1]\n").config;
     assert_eq!(c.discovery[0].regions, vec!["us-east-1", "eu-west-1"]);
     assert_eq!(c.discovery[0].refresh, secs(600));
-    assert_eq!(c.discovery[0].role_arn, None);
+    assert_eq!(c.discovery[0].access.role_arn, None);
 }
 
 #[test]
@@ -102,7 +102,10 @@ fn example_file_parses_and_means_what_it_says() {
             ("team".to_owned(), "support".to_owned())
         ]
     );
-    assert_eq!(t[0].external_id.as_deref(), Some("example-external-id"));
+    assert_eq!(
+        t[0].access.external_id.as_deref(),
+        Some("example-external-id")
+    );
     assert_eq!(t[1].id, "66666666-7777-8888-9999-000000000000");
     assert_eq!(t[1].region.as_deref(), Some("us-west-2"));
     assert_eq!(c.discovery.len(), 1);
@@ -590,7 +593,7 @@ fn discovery_rules() {
     assert_eq!(c.discovery.len(), 2);
     assert_eq!(c.discovery[1].refresh, secs(90));
     assert_eq!(
-        c.discovery[1].role_arn.as_deref(),
+        c.discovery[1].access.role_arn.as_deref(),
         Some("arn:aws:iam::123456789012:role/r")
     );
 }
