@@ -518,3 +518,37 @@ pub fn have_tool(tool: &str) -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+/// Whether every tool in `tools` runs (`--version`); when one is missing, panics under CI (`CI`
+/// set: `.ci/run` must install it) and otherwise says the test is skipped.
+pub fn have_tools_or_skip(tools: &[&str]) -> bool {
+    let missing: Vec<&str> = tools.iter().copied().filter(|t| !have_tool(t)).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI is set but {missing:?} are missing: .ci/run must install them"
+    );
+    eprintln!("skipping: {missing:?} not installed (apt-get install prometheus)");
+    false
+}
+
+/// A Prometheus instant query (at `time` if given): the `data.result` array, or `None` when
+/// Prometheus does not answer 200 with one.
+pub fn prom_query(prom: &str, q: &str, time: Option<&str>) -> Option<Vec<serde_json::Value>> {
+    let mut path = format!(
+        "/api/v1/query?query={}",
+        form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>()
+    );
+    if let Some(t) = time {
+        path.push_str(&format!("&time={t}"));
+    }
+    let (status, _, body) = http_get(prom, &path).ok()?;
+    if status != 200 {
+        eprintln!("{q}: HTTP {status}: {}", String::from_utf8_lossy(&body));
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    v["data"]["result"].as_array().cloned()
+}

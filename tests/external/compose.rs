@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::{have_tool, http_get, poll_until, start_prometheus};
+use crate::common::{have_tools_or_skip, http_get, poll_until, prom_query, start_prometheus};
 use serde_norway::Value;
 
 fn compose_dir() -> PathBuf {
@@ -114,24 +114,9 @@ fn compose_mounts_existing_files_and_provisions_the_dashboard() {
     );
 }
 
-fn query(prom: &str, q: &str) -> Option<Vec<serde_json::Value>> {
-    let path = format!(
-        "/api/v1/query?query={}",
-        percent_encoding::utf8_percent_encode(q, percent_encoding::NON_ALPHANUMERIC)
-    );
-    let (status, _, body) = http_get(prom, &path).ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
-    (status == 200).then(|| v["data"]["result"].as_array().cloned())?
-}
-
 #[test]
 fn compose_prometheus_config_checks_and_runs_against_the_demo() {
-    if !(have_tool("prometheus") && have_tool("promtool")) {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but prometheus/promtool are missing: .ci/run must install them"
-        );
-        eprintln!("skipping: prometheus/promtool not installed (apt-get install prometheus)");
+    if !have_tools_or_skip(&["prometheus", "promtool"]) {
         return;
     }
     // The container's layout: prometheus.yml beside rules/ (compose.yaml's mounts).
@@ -162,16 +147,18 @@ fn compose_prometheus_config_checks_and_runs_against_the_demo() {
         start_prometheus(dir.path(), config.replace("exporter:10049", &exporter_addr));
     // The first scrape comes within one scrape_interval (15 s) of the start.
     let up = poll_until(Duration::from_secs(90), || {
-        query(&prom_addr, "up{job=\"workspacesweb-exporter\"} == 1").filter(|r| r.len() == 1)
+        prom_query(&prom_addr, "up{job=\"workspacesweb-exporter\"} == 1", None)
+            .filter(|r| r.len() == 1)
     });
     assert!(
         up.is_some(),
         "Prometheus never scraped the exporter as job workspacesweb-exporter"
     );
     let portals = poll_until(Duration::from_secs(90), || {
-        query(
+        prom_query(
             &prom_addr,
             "workspacesweb_up{job=\"workspacesweb-exporter\"}",
+            None,
         )
         .filter(|r| r.len() == 3)
     });

@@ -7,29 +7,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::{http_get, poll_until, start_prometheus};
-
-fn have(tool: &str) -> bool {
-    common::have_tool(tool)
-}
-
-fn query(prom: &str, q: &str) -> Option<Vec<serde_json::Value>> {
-    let (status, _, body) = http_get(prom, &format!("/api/v1/query?query={q}")).ok()?;
-    if status != 200 {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
-    v["data"]["result"].as_array().cloned()
-}
+use crate::common::{have_tools_or_skip, http_get, poll_until, prom_query, start_prometheus};
 
 #[test]
 fn prometheus_scrapes_the_demo_exporter() {
-    if !(have("prometheus") && have("promtool")) {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but prometheus/promtool are missing: .ci/run must install them"
-        );
-        eprintln!("skipping: prometheus/promtool not installed (apt-get install prometheus)");
+    if !have_tools_or_skip(&["prometheus", "promtool"]) {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -60,7 +42,7 @@ fn prometheus_scrapes_the_demo_exporter() {
         ),
     );
     let series = poll_until(Duration::from_secs(90), || {
-        query(&prom_addr, "workspacesweb_active_sessions").filter(|r| r.len() == 3)
+        prom_query(&prom_addr, "workspacesweb_active_sessions", None).filter(|r| r.len() == 3)
     })
     .expect("Prometheus has workspacesweb_active_sessions for the 3 demo portals");
     for s in &series {
@@ -73,9 +55,9 @@ fn prometheus_scrapes_the_demo_exporter() {
             .expect("numeric value");
         assert!(value >= 0.0 && value.fract() == 0.0, "{s}");
     }
-    let up = query(&prom_addr, "workspacesweb_up").expect("up");
+    let up = prom_query(&prom_addr, "workspacesweb_up", None).expect("up");
     assert_eq!(up.len(), 3);
-    let scrape_ok = query(&prom_addr, "up").expect("scrape up");
+    let scrape_ok = prom_query(&prom_addr, "up", None).expect("scrape up");
     assert_eq!(
         scrape_ok[0]["value"][1], "1",
         "Prometheus scraped the exporter"

@@ -1,31 +1,9 @@
 // The restart test that runs a real Prometheus: no reset and an exact increase() across two
 // restarts with durable state.
 
-fn have(tool: &str) -> bool {
-    common::have_tool(tool)
-}
-
-/// An instant query (at `time` if given): the `data.result` array.
-fn prom_query(prom: &str, q: &str, time: Option<&str>) -> Option<Vec<serde_json::Value>> {
-    let mut path = format!(
-        "/api/v1/query?query={}",
-        form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>()
-    );
-    if let Some(t) = time {
-        path.push_str(&format!("&time={t}"));
-    }
-    let (status, _, body) = http_get(prom, &path).ok()?;
-    if status != 200 {
-        eprintln!("{q}: HTTP {status}: {}", String::from_utf8_lossy(&body));
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
-    v["data"]["result"].as_array().cloned()
-}
-
 /// The one value of an instant-vector query.
 fn prom_value(prom: &str, q: &str, time: Option<&str>) -> Option<f64> {
-    let r = prom_query(prom, q, time)?;
+    let r = common::prom_query(prom, q, time)?;
     match r.as_slice() {
         [one] => one["value"][1].as_str()?.parse().ok(),
         _ => None,
@@ -34,7 +12,7 @@ fn prom_value(prom: &str, q: &str, time: Option<&str>) -> Option<f64> {
 
 /// The raw samples `(ms, value)` of a range-vector query.
 fn prom_samples(prom: &str, q: &str) -> Vec<(i64, f64)> {
-    let r = prom_query(prom, q, None).unwrap_or_else(|| panic!("query {q}"));
+    let r = common::prom_query(prom, q, None).unwrap_or_else(|| panic!("query {q}"));
     assert_eq!(r.len(), 1, "{q}: {r:?}");
     r[0]["values"]
         .as_array()
@@ -57,12 +35,7 @@ fn prom_time(ms: i64) -> String {
 fn prometheus_sees_no_reset_across_two_restarts_with_state() {
     const PORTAL: &str = "cccccccc-0000-4000-8000-000000000004";
     const USERS: &[&str] = &["ann", "ben", "cat"];
-    if !have("prometheus") {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but prometheus is missing: .ci/run must install it"
-        );
-        eprintln!("skipping: prometheus not installed (apt-get install prometheus)");
+    if !common::have_tools_or_skip(&["prometheus"]) {
         return;
     }
     let began = Instant::now();
