@@ -81,6 +81,21 @@ struct Progress {
     to_resolve: Vec<Pending>,
     /// Sessions `GetSession` says no longer exist.
     gone: Vec<String>,
+    /// Where the Terminated scan (with its extension) stopped: a backfill that has not begun
+    /// continues from there instead of reading the same pages again.
+    scan_end: Option<ScanEnd>,
+}
+
+/// Where a poll's Terminated scan stopped. Its pages are the first pages of the backfill's scan
+/// (same query, newest first, from the top).
+#[derive(Debug)]
+struct ScanEnd {
+    /// Token of the page after the last one read (`None`: the listing ended).
+    rest: Option<String>,
+    /// Pages and tokens read.
+    guard: PageGuard,
+    /// Oldest `startTime` among the pages read.
+    oldest_ms: Option<UnixMillis>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +119,7 @@ impl Progress {
             guard: PageGuard::new(),
             to_resolve: Vec::new(),
             gone: Vec::new(),
+            scan_end: None,
         }
     }
 }
@@ -147,6 +163,28 @@ struct Backfill {
     /// Pages and tokens of the current scan (bounded by `max_pages`, like any listing).
     guard: PageGuard,
     done: bool,
+}
+
+impl Backfill {
+    /// Continues a backfill that has not begun from where a poll's Terminated scan stopped (its
+    /// pages are in the ledger already), at `at_ms`; returns whether that completes it.
+    fn continue_from(&mut self, scan: ScanEnd, at_ms: UnixMillis) -> bool {
+        if self.done || self.next_token.is_some() || self.guard.pages() > 0 {
+            return false;
+        }
+        self.guard = scan.guard;
+        if scan.rest.is_none() || scan.oldest_ms.is_some_and(|t| t < backfill_floor(at_ms)) {
+            self.done = true;
+        } else {
+            self.next_token = scan.rest;
+        }
+        self.done
+    }
+}
+
+/// The oldest start time the backfill of the month of `at_ms` has to reach.
+fn backfill_floor(at_ms: UnixMillis) -> UnixMillis {
+    month_bounds(at_ms).0 - BACKFILL_REACH_MS
 }
 
 impl Poller {
@@ -635,6 +673,14 @@ impl Poller {
                 debug!(portal_id = %self.plan.portal_id, pages = p.guard.pages(), unresolved = p.to_resolve.len(), "Terminated scan extended for vanished sessions");
             }
         }
+        if let Some(p) = &mut self.progress {
+            // Only scan pages are in `other` yet (GetSession answers come after).
+            p.scan_end = Some(ScanEnd {
+                rest: p.next_token.clone(),
+                guard: p.guard.clone(),
+                oldest_ms: p.other.iter().filter_map(|r| r.start_ms).min(),
+            });
+        }
         self.next_phase(Phase::Resolve);
         Ok(())
     }
@@ -711,6 +757,7 @@ impl Poller {
             active,
             other,
             gone,
+            scan_end,
             ..
         }) = self.progress.take()
         else {
@@ -731,6 +778,13 @@ impl Poller {
             ledger.forget(id, start_ms);
         }
         let deltas = ledger.apply_poll(start_ms, &active, &other);
+        // The scan's pages are the backfill's first pages: a backfill not begun yet starts after
+        // them (or is complete, when they reach its floor or the end of the listing).
+        if let Some(scan) = scan_end
+            && self.backfill.continue_from(scan, start_ms)
+        {
+            info!(portal_id = %self.plan.portal_id, monthly_active_users = ledger.monthly_active_users(), "monthly users backfill complete");
+        }
         // The next scan stops at this poll's start minus the margin: nothing below can be new.
         // Not before the backfill is complete: it may still bring sessions that ended after T0.
         if self.backfill.done {
@@ -831,7 +885,7 @@ impl Poller {
     /// Reads the next pages of the backfill into the ledger (monthly active users only, unless a
     /// session ended after T0). Pages read before an error are kept; the scan resumes after them.
     async fn backfill_step(&mut self, at_ms: UnixMillis) -> Result<(), PollError> {
-        let floor = month_bounds(at_ms).0 - BACKFILL_REACH_MS;
+        let floor = backfill_floor(at_ms);
         let page_size = self.page_size();
         let mut result = Ok(());
         for _ in 0..BACKFILL_PAGES_PER_CYCLE {

@@ -352,7 +352,8 @@ async fn api_budget_with_50k_terminated_sessions_of_history() {
 
     // First poll: 3 active pages + 1 page of the scan (no history within a minute of T0), then
     // the first cycle of the monthly-users backfill: a descending scan of Terminated sessions down
-    // to the month start minus a day, at most BACKFILL_PAGES_PER_CYCLE pages per poll cycle.
+    // to the month start minus a day, at most BACKFILL_PAGES_PER_CYCLE pages per poll cycle. The
+    // scan's page is the backfill's first page: the backfill goes on from the page after it.
     let first = wait_portal(&env.store, P1, |p| p.up).await;
     check_sim_counts(&first).await;
     let t0 = at_ms(&first);
@@ -367,6 +368,7 @@ async fn api_budget_with_50k_terminated_sessions_of_history() {
         "the backfill stops before the end of the history"
     );
     let backfill_total = above_floor / PAGE + 1;
+    let backfill_own = backfill_total - 1;
     let per_cycle = u64::from(BACKFILL_PAGES_PER_CYCLE);
     let first_cost = PollCost {
         list_sessions: requests(&first, LIST_SESSIONS),
@@ -375,7 +377,7 @@ async fn api_budget_with_50k_terminated_sessions_of_history() {
     assert_eq!(
         first_cost,
         PollCost {
-            list_sessions: 4 + backfill_total.min(per_cycle),
+            list_sessions: 4 + backfill_own.min(per_cycle),
             get_session: 0
         }
     );
@@ -385,7 +387,7 @@ async fn api_budget_with_50k_terminated_sessions_of_history() {
     eprintln!(
         "budget: first poll: ListSessions={} GetSession={} (active={OLD_ACTIVE}, history={HISTORY}, \
          page={PAGE}; 4 for the poll, the rest for the backfill of {above_floor} sessions this month: \
-         {backfill_total} pages in all)",
+         {backfill_total} pages in all, the first read by the poll)",
         first_cost.list_sessions, first_cost.get_session
     );
 
@@ -402,11 +404,11 @@ async fn api_budget_with_50k_terminated_sessions_of_history() {
         prev = p;
     }
     check_sim_counts(&prev).await;
-    let cycles = backfill_total.div_ceil(per_cycle);
+    let cycles = backfill_own.div_ceil(per_cycle).max(1);
     assert_eq!(
         requests(&prev, LIST_SESSIONS),
-        4 * cycles + backfill_total,
-        "{cycles} polls of 4 pages and {backfill_total} backfill pages"
+        4 * cycles + backfill_own,
+        "{cycles} polls of 4 pages and {backfill_own} backfill pages after the poll's first"
     );
     assert_eq!(requests(&prev, GET_SESSION), 0);
     let (month_start, month_end) = month_bounds(at_ms(&prev));
@@ -670,9 +672,9 @@ async fn sessions_resolved_by_get_session_are_exact() {
     // All three ran before T0: the baseline, not starts.
     assert_totals(&first, 0, 0, 0, 0, &[]);
     assert_active(&first, 3, 2, Some(base - 14_400 * S));
-    // One active page, one page of the scan (it crosses the watermark at once), and the whole
-    // monthly-users backfill: the 30 terminated sessions on 3 pages.
-    assert_eq!(requests(&first, LIST_SESSIONS), 2 + 3);
+    // One active page, one page of the scan (it crosses the watermark at once), and the rest of
+    // the monthly-users backfill: the 30 terminated sessions are on 3 pages, the scan read the first.
+    assert_eq!(requests(&first, LIST_SESSIONS), 2 + 2);
     assert!(first.monthly_active_users.is_some(), "backfill complete");
 
     let before = next_success(&env.store, P3, t0, |_| true).await;
@@ -1230,4 +1232,83 @@ async fn vanished_sessions_gone_from_the_listing_fall_back_to_get_session() {
     // that listed them.
     assert_totals(&p, 0, 3, 3, 3 * (at_ms(&prev) - t0), &[]);
     assert_eq!(active(&p).sessions, 0);
+}
+
+// -------------------------------------------------------------------------------------------------
+// The first poll's Terminated scan is the start of the monthly-users backfill
+// -------------------------------------------------------------------------------------------------
+
+/// The backfill does not read again what the first poll's Terminated scan read (the same query,
+/// newest first, from the top): a month whose ended sessions fit in the scan's pages needs no
+/// backfill request at all, and a longer one continues from the scan's `nextToken`. Monthly
+/// users are exact either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backfill_continues_from_the_first_polls_scan() {
+    let base = now_ms();
+    // One running session and `ended` sessions that ended in the last hours, by 7 users.
+    let portal = |portal_id: &str, first_id: u64, ended: u64| {
+        let mut sessions = vec![SimSession::new(
+            SimSession::id_for(first_id),
+            "runner",
+            base - 60 * S,
+        )];
+        for i in 0..ended {
+            let start = base - 3_600 * S - i as i64 * 300 * S;
+            sessions.push(
+                SimSession::new(
+                    SimSession::id_for(first_id + 1 + i),
+                    format!("user{}", i % 7),
+                    start,
+                )
+                .ended(start + 120 * S),
+            );
+        }
+        PortalSpec::scripted(portal_id, sessions)
+    };
+    let env = start(
+        SimConfig::new(21)
+            .with_clock(Clock::manual(base))
+            .with_portal(portal(P4, 4_000, 8))
+            .with_portal(portal(P5, 5_000, 25)),
+    )
+    .await;
+    env.sim.log_requests(true);
+    let hour = Duration::from_secs(3600);
+    let sched = Scheduler::start(
+        vec![plan_for(P4, hour, 10), plan_for(P5, hour, 10)],
+        &env.clients,
+        env.store.clone(),
+        4,
+    )
+    .await;
+    // Pages of 10: P4's 8 ended sessions are one Terminated page, P5's 25 are three.
+    for (portal_id, terminated_pages) in [(P4, 1), (P5, 3)] {
+        let first = wait_portal(&env.store, portal_id, |p| {
+            p.up && p.monthly_active_users.is_some()
+        })
+        .await;
+        // Before, the backfill read the scan's first page again: one more ListSessions.
+        assert_eq!(
+            requests(&first, LIST_SESSIONS),
+            1 + terminated_pages,
+            "{portal_id}: one Active page and each Terminated page once"
+        );
+        assert_eq!(first.monthly_active_users, Some(1 + 7), "{portal_id}");
+        let log = env.sim.request_log(Some(portal_id));
+        let terminated: Vec<&str> = log
+            .iter()
+            .filter(|r| r.operation == "ListSessions" && r.query.contains("status=Terminated"))
+            .map(|r| r.query.as_str())
+            .collect();
+        assert_eq!(terminated.len() as u64, terminated_pages, "{terminated:?}");
+        assert_eq!(
+            terminated
+                .iter()
+                .filter(|q| !q.contains("nextToken"))
+                .count(),
+            1,
+            "{portal_id}: only the poll's scan starts from the top: {terminated:?}"
+        );
+    }
+    sched.shutdown().await;
 }
