@@ -1552,14 +1552,27 @@ fn dashboard_and_rule_queries_run_on_prometheus_against_the_demo_exporter() {
 
     // Then with one option of each variable selected, as a user picks them: the job, each static
     // label and a portal, listed by its display name. The portal is one whose monthly users are
-    // backfilled already (the demo's busiest portal takes longer), so that every panel has data.
-    let backfilled: BTreeSet<String> =
-        prom_series(&prom_addr, "backfill", "workspacesweb_monthly_active_users")
+    // backfilled already (the demo's busiest portal takes longer) and whose per-user series have
+    // two samples at least (the quiet portal may have had no session since the start), so that
+    // every panel has data.
+    let portals_with = |q: &str| -> BTreeSet<String> {
+        prom_series(&prom_addr, "portal choice", q)
             .iter()
             .filter_map(|s| s["metric"]["portal_id"].as_str().map(str::to_string))
+            .collect()
+    };
+    let usable = poll_until(Duration::from_secs(120), || {
+        let users =
+            portals_with("count_over_time(workspacesweb_user_sessions_started_total[5m]) > 1");
+        let both: BTreeSet<String> = portals_with("workspacesweb_monthly_active_users")
+            .intersection(&users)
+            .cloned()
             .collect();
+        (!both.is_empty()).then_some(both)
+    })
+    .expect("a demo portal with its monthly users backfilled and per-user series");
     let (sent, chosen) = select_options(&dash, &prom_addr, |name, value| {
-        name != "portal_id" || backfilled.contains(value)
+        name != "portal_id" || usable.contains(value)
     });
     assert_eq!(chosen["job"].1, "workspacesweb-exporter");
     assert_eq!(chosen["env"].1, "demo");
