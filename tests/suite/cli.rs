@@ -516,10 +516,17 @@ fn shuts_down_cleanly_on(signal: &str) {
     let stderr = exporter.stderr();
     assert_eq!(status.code(), Some(0), "SIG{signal}: stderr:\n{stderr}");
     assert!(
-        stderr.contains(&format!("message=\"shutting down\" signal=SIG{signal}")),
+        stderr.contains(&format!("msg=\"shutting down\" signal=SIG{signal}")),
         "{stderr}"
     );
-    assert!(stderr.contains("message=stopped"), "{stderr}");
+    assert!(stderr.contains("msg=stopped"), "{stderr}");
+    // Prometheus 3's logfmt keys, in its order (issue #26).
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(
+            line.starts_with("time=") && line.contains(" level=") && line.contains(" source="),
+            "{line}"
+        );
+    }
     let err =
         std::net::TcpStream::connect(&exporter.addr).expect_err("the port is closed after exit");
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
@@ -665,7 +672,20 @@ fn json_log_format_writes_one_object_per_line_with_a_level() {
             ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"].contains(&level),
             "level {level:?} in {line:?}"
         );
-        if let Some(m) = object.get("message").and_then(|m| m.as_str()) {
+        // Prometheus 3's keys, in its order (issue #26): time, level, source, msg.
+        assert!(line.starts_with("{\"time\":\""), "{line}");
+        assert!(
+            object
+                .get("source")
+                .and_then(|s| s.as_str())
+                .is_some_and(|s| s.contains(".rs:")),
+            "no source file:line in {line:?}"
+        );
+        assert!(
+            !object.contains_key("message") && !object.contains_key("target"),
+            "{line}"
+        );
+        if let Some(m) = object.get("msg").and_then(|m| m.as_str()) {
             messages.push(m.to_string());
         }
     }
@@ -690,7 +710,7 @@ fn log_level_warn_hides_info_lines() {
     let status = exporter.signal_and_wait("TERM");
     let stderr = exporter.stderr();
     assert_eq!(status.code(), Some(0), "stderr:\n{stderr}");
-    assert!(!stderr.contains("level=info"), "{stderr}");
+    assert!(!stderr.contains("level=INFO"), "{stderr}");
 }
 
 /// `--log.level error` silences every warning, the SDK's included: a missing AWS config file
@@ -730,16 +750,16 @@ fn log_level_error_hides_warnings_of_dependencies_too() {
     };
     // At warn, both kinds of warning are there (so the scenario does provoke them)...
     let warn = run("warn");
-    assert!(warn.contains("level=warn"), "{warn}");
+    assert!(warn.contains("level=WARN"), "{warn}");
     assert!(
         warn.lines()
-            .any(|l| l.contains("level=warn") && !l.contains("target=workspacesweb_exporter")),
+            .any(|l| l.contains("level=WARN") && l.contains(" component=")),
         "a dependency's warning: {warn}"
     );
     // ...and at error, none.
     let error = run("error");
-    assert!(!error.contains("level=warn"), "{error}");
-    assert!(!error.contains("level=info"), "{error}");
+    assert!(!error.contains("level=WARN"), "{error}");
+    assert!(!error.contains("level=INFO"), "{error}");
 }
 
 // ---------------------------------------------------------------------------------------------
