@@ -18,8 +18,16 @@
     // a dashboard variable and a filter of every portal-level panel.
     staticLabels: ['env'],
 
-    // Where the runbook_url annotations point: the anchor is the alert name, lowercased.
-    runbookURLBase: 'https://github.com/workspacesweb-exporter/workspacesweb-exporter/blob/main/docs/runbook.md',
+    // Where each alert's runbook_url points: %s is the alert name, lowercased (the anchor of its
+    // section in docs/runbook.md). Point it at your own copy (a wiki, an internal Git host, or a
+    // release tag instead of main) to keep runbooks next to your other ones.
+    runbookURLPattern: 'https://github.com/workspacesweb-exporter/workspacesweb-exporter/blob/main/docs/runbook.md#%s',
+
+    // The labels every portal alert carries besides portal_id, joined from
+    // workspacesweb_portal_info: its name, region and AWS account (account_id, or the account of
+    // portal_arn for exporters that do not expose account_id yet). A portal without portal_info
+    // (GetPortal denied, or not called yet) is named by its id and has no region or account.
+    portalAlertLabels: ['display_name', 'region', 'account_id'],
 
     // Alert thresholds and how long a condition must hold before the alert fires.
     exporterDownFor: '5m',
@@ -63,5 +71,11 @@
     dashboardTimezone: 'utc',
     dashboardRefresh: '1m',
     dashboardTags: ['aws', 'workspaces-web', 'workspacesweb-exporter'],
+
+    // "Estimated month-to-date cost": monthly active users times this price per user and month,
+    // in dashboardCurrencyUnit (a Grafana unit). null (the default) leaves the panel out. Take the
+    // price from the AWS pricing page for your region; AWS bills by its own count of users.
+    monthlyActiveUserPrice: null,
+    dashboardCurrencyUnit: 'currencyUSD',
   },
 }

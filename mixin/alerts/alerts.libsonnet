@@ -8,20 +8,37 @@ local utils = import '../lib/utils.libsonnet';
     local own(metric) = utils.selector(c, metric, portal=false),
     local alert(name, severity, expr, forDuration, summary, description) = {
       alert: name,
-      expr: expr,
+      // Multi-line expressions end with a newline, so that the YAML shows them as a block.
+      expr: if std.length(std.findSubstr('\n', expr)) > 0 && !std.endsWith(expr, '\n') then expr + '\n' else expr,
       'for': forDuration,
       labels: { severity: severity },
       annotations: {
         summary: summary,
         description: description,
-        runbook_url: '%s#%s' % [c.runbookURLBase, std.asciiLower(name)],
+        runbook_url: c.runbookURLPattern % std.asciiLower(name),
       },
     },
+    // A portal-level expression with the portal's name, region and account as labels.
+    local named(expr) = utils.withPortalLabels(c, expr),
+    // How the text of an alert names its portal: display name, region and account (the id when
+    // the portal has no workspacesweb_portal_info, and then no region or account).
+    local portal = '"{{ $labels.display_name }}"{{ with $labels.region }} in {{ . }}{{ end }}{{ with $labels.account_id }} (account {{ . }}){{ end }}',
+    local portalId = '(id {{ $labels.portal_id }})',
     // Capacity in use where the portal reports a limit (portals with none, or 0, are left out).
     local capacityRatio =
       '%s\n  / (%s > 0)' % [sel('workspacesweb_active_sessions'), sel('workspacesweb_portal_max_concurrent_sessions')],
-    // Where a denial happened: a portal, or discovery in a region (its series have no portal_id).
-    local where = '{{ with $labels.portal_id }}portal {{ . }}{{ else }}discovery in {{ $labels.region }}{{ end }}',
+    // While a more severe capacity alert fires for the same portal (and exporter), a milder one
+    // stays quiet: one condition, one alert. Rules of a group are evaluated in order, so those
+    // named here come first in the group and their ALERTS series are current.
+    local unlessFiring(expr, names) = '(\n%s\n)\nunless on (job, instance, portal_id)\n  ALERTS{alertname=~"%s", alertstate="firing"}' % [
+      utils.indent(expr, 2),
+      std.join('|', names),
+    ],
+    // Where a denial happened: a portal, or discovery in a region (its series have no portal_id;
+    // organization discovery's have the member account_id).
+    local whereTemplate(p) = '{{ with $labels.portal_id }}portal %s{{ else }}discovery in {{ $labels.region }}{{ with $labels.account_id }} of account {{ . }}{{ end }}{{ end }}' % p,
+    local where = whereTemplate(portal),
+    local whereWithId = whereTemplate(portal + ' ' + portalId),
 
     groups+: [
       {
@@ -43,34 +60,36 @@ local utils = import '../lib/utils.libsonnet';
           ),
           alert(
             'WorkspacesWebPortalPollFailing', 'warning',
-            '%s == 0' % sel('workspacesweb_up'),
+            named('%s == 0' % sel('workspacesweb_up')),
             c.pollFailingFor,
-            'Polling WorkSpaces Secure Browser portal {{ $labels.portal_id }} fails',
-            'The polls of portal {{ $labels.portal_id }} by {{ $labels.instance }} have failed for %s. See workspacesweb_api_request_errors_total and the exporter\'s log.' % utils.human(c.pollFailingFor),
+            'Polling WorkSpaces Secure Browser portal %s fails' % portal,
+            'The polls of portal %s %s by {{ $labels.instance }} have failed for %s. See workspacesweb_api_request_errors_total and the exporter\'s log.' % [portal, portalId, utils.human(c.pollFailingFor)],
           ),
           alert(
             'WorkspacesWebApiAccessDenied', 'warning',
-            'sum without (operation) (increase(%s[%s])) > 0' % [
-              sel('workspacesweb_api_request_errors_total', ['error=~"AccessDenied(Exception)?"', 'operation!="GetPortal"']),
+            local denied(more) = 'sum without (operation) (increase(%s[%s])) > 0' % [
+              sel('workspacesweb_api_request_errors_total', ['error=~"AccessDenied(Exception)?"', 'operation!="GetPortal"'] + more),
               c.accessDeniedWindow,
-            ],
+            ];
+            // Portals get their labels; discovery (no portal_id) keeps its region and account.
+            '%s\nor\n%s' % [named(denied(['portal_id!=""'])), denied(['portal_id=""'])],
             c.accessDeniedFor,
             'AccessDenied from AWS for %s' % where,
-            'AWS has denied the exporter\'s requests for %s for %s ({{ $labels.error }}): its polls fail. The role lacks a permission of deploy/iam/policy.json, or cannot be assumed.' % [where, utils.human(c.accessDeniedFor)],
+            'AWS has denied the exporter\'s requests for %s for %s ({{ $labels.error }}): its polls fail. The role lacks a permission of deploy/iam/policy.json, or cannot be assumed.' % [whereWithId, utils.human(c.accessDeniedFor)],
           ),
           alert(
             'WorkspacesWebGetPortalAccessDenied', 'info',
-            'increase(%s[%s]) > 0' % [
+            named('increase(%s[%s]) > 0' % [
               sel('workspacesweb_api_request_errors_total', ['operation="GetPortal"', 'error="AccessDeniedException"']),
               c.getPortalDeniedWindow,
-            ],
+            ]),
             c.getPortalDeniedFor,
             'GetPortal is denied for portal {{ $labels.portal_id }}',
-            'The exporter may not call GetPortal for portal {{ $labels.portal_id }}: sessions are counted, but the portal has no workspacesweb_portal_info (the dashboard shows its id, not its name) and no workspacesweb_portal_max_concurrent_sessions (its capacity alerts cannot fire). Grant workspaces-web:GetPortal, or silence this alert if that is deliberate.',
+            'The exporter may not call GetPortal for portal {{ $labels.portal_id }}: sessions are counted, but the portal has no workspacesweb_portal_info (the dashboard and the alerts show its id, not its name) and no workspacesweb_portal_max_concurrent_sessions (its capacity alerts cannot fire). Grant workspaces-web:GetPortal, or silence this alert if that is deliberate.',
           ),
           alert(
             'WorkspacesWebApiThrottled', 'warning',
-            |||
+            named(|||
               sum without (operation, error) (rate(%s[%s]))
                 /
               sum without (operation) (rate(%s[%s]))
@@ -81,10 +100,10 @@ local utils = import '../lib/utils.libsonnet';
               sel('workspacesweb_api_requests_total'),
               c.throttledWindow,
               c.throttledRatio,
-            ],
+            ]),
             c.throttledFor,
-            'WorkSpaces Web API throttles the exporter for portal {{ $labels.portal_id }}',
-            '{{ $value | humanizePercentage }} of the API requests for portal {{ $labels.portal_id }} were throttled over the last %s, for %s.' % [utils.human(c.throttledWindow), utils.human(c.throttledFor)],
+            'WorkSpaces Web API throttles the exporter for portal %s' % portal,
+            '{{ $value | humanizePercentage }} of the API requests for portal %s %s were throttled over the last %s, for %s.' % [portal, portalId, utils.human(c.throttledWindow), utils.human(c.throttledFor)],
           ),
           alert(
             'WorkspacesWebStateWriteErrors', 'warning',
@@ -96,43 +115,47 @@ local utils = import '../lib/utils.libsonnet';
         ],
       },
       {
+        // Most severe first: the milder capacity alerts look up the firing ones (unlessFiring).
         name: 'workspacesweb-capacity',
         rules: [
           alert(
-            'WorkspacesWebPortalNearCapacity', 'warning',
-            '%s\n  > %g\n' % [capacityRatio, c.nearCapacityRatio],
-            c.nearCapacityFor,
-            'Portal {{ $labels.portal_id }} is above %s of its session capacity' % utils.percent(c.nearCapacityRatio),
-            '{{ $value | humanizePercentage }} of the maximum concurrent sessions of portal {{ $labels.portal_id }} are in use; new users will soon be refused.',
+            'WorkspacesWebPortalTimeAtCapacityHigh', 'critical',
+            named('increase(%s[1h]) / 3600 > %g' % [sel('workspacesweb_portal_at_capacity_seconds_total'), c.timeAtCapacityRatio]),
+            c.timeAtCapacityFor,
+            'Portal %s was at its session capacity for over %s of the last hour' % [portal, utils.percent(c.timeAtCapacityRatio)],
+            'Portal %s %s had as many sessions as its maxConcurrentSessions allows for {{ $value | humanizePercentage }} of the last hour: new users were refused.' % [portal, portalId],
           ),
           alert(
             'WorkspacesWebPortalAtCapacity', 'critical',
-            '%s\n  >= %g\n' % [capacityRatio, c.atCapacityRatio],
+            named('%s\n  >= %g' % [capacityRatio, c.atCapacityRatio]),
             c.atCapacityFor,
-            'Portal {{ $labels.portal_id }} is at its session capacity',
-            '{{ $value | humanizePercentage }} of the maximum concurrent sessions of portal {{ $labels.portal_id }} are in use; users are being refused or are about to be.',
+            'Portal %s is at its session capacity' % portal,
+            '{{ $value | humanizePercentage }} of the maximum concurrent sessions of portal %s %s are in use; users are being refused or are about to be.' % [portal, portalId],
           ),
           alert(
             'WorkspacesWebPortalCapacityReached', 'warning',
-            'max_over_time(%s[%s])\n  >= (%s > 0)\n' % [
+            unlessFiring(named('max_over_time(%s[%s])\n  >= (%s > 0)' % [
               sel('workspacesweb_active_sessions_peak'),
               c.capacityReachedWindow,
               sel('workspacesweb_portal_max_concurrent_sessions'),
-            ],
+            ]), ['WorkspacesWebPortalAtCapacity']),
             c.capacityReachedFor,
-            'Portal {{ $labels.portal_id }} reached its session capacity in the last %s' % utils.human(c.capacityReachedWindow),
-            'Up to {{ $value }} sessions of portal {{ $labels.portal_id }} were active at once in the last %s, as many as its maxConcurrentSessions allows: new users may have been refused.' % utils.human(c.capacityReachedWindow),
+            'Portal %s reached its session capacity in the last %s' % [portal, utils.human(c.capacityReachedWindow)],
+            'Up to {{ $value }} sessions of portal %s %s were active at once in the last %s, as many as its maxConcurrentSessions allows: new users may have been refused. Quiet while WorkspacesWebPortalAtCapacity fires for the portal.' % [portal, portalId, utils.human(c.capacityReachedWindow)],
           ),
           alert(
-            'WorkspacesWebPortalTimeAtCapacityHigh', 'critical',
-            'increase(%s[1h]) / 3600 > %g' % [sel('workspacesweb_portal_at_capacity_seconds_total'), c.timeAtCapacityRatio],
-            c.timeAtCapacityFor,
-            'Portal {{ $labels.portal_id }} was at its session capacity for over %s of the last hour' % utils.percent(c.timeAtCapacityRatio),
-            'Portal {{ $labels.portal_id }} had as many sessions as its maxConcurrentSessions allows for {{ $value | humanizePercentage }} of the last hour: new users were refused.',
+            'WorkspacesWebPortalNearCapacity', 'warning',
+            unlessFiring(
+              named('%s\n  > %g' % [capacityRatio, c.nearCapacityRatio]),
+              ['WorkspacesWebPortalAtCapacity', 'WorkspacesWebPortalCapacityReached'],
+            ),
+            c.nearCapacityFor,
+            'Portal %s is above %s of its session capacity' % [portal, utils.percent(c.nearCapacityRatio)],
+            '{{ $value | humanizePercentage }} of the maximum concurrent sessions of portal %s %s are in use; new users will soon be refused. Quiet while WorkspacesWebPortalAtCapacity or WorkspacesWebPortalCapacityReached fires for the portal.' % [portal, portalId],
           ),
           alert(
             'WorkspacesWebActiveSessionsDroppedToZero', 'critical',
-            |||
+            named(|||
               %s == 0
                 and max_over_time(%s[1h] offset %s) >= %d
                 and on () (hour() >= %d < %d)
@@ -146,10 +169,10 @@ local utils = import '../lib/utils.libsonnet';
               c.businessHours.end,
               c.businessHours.firstDay,
               c.businessHours.lastDay,
-            ],
+            ]),
             c.droppedToZeroFor,
-            'Portal {{ $labels.portal_id }} dropped to zero active sessions during business hours',
-            'Portal {{ $labels.portal_id }} had sessions an hour ago and has had none for %s. Check the portal, its identity provider and its network settings.' % utils.human(c.droppedToZeroFor),
+            'Portal %s dropped to zero active sessions during business hours' % portal,
+            'Portal %s %s had sessions an hour ago and has had none for %s. Check the portal, its identity provider and its network settings.' % [portal, portalId, utils.human(c.droppedToZeroFor)],
           ),
         ],
       },

@@ -20,19 +20,21 @@ local utils = import '../lib/utils.libsonnet';
             expr: 'increase(%s[1d]) / 3600' % sel('workspacesweb_session_seconds_total'),
           },
           {
-            // Monthly active users per AWS account (the account of the portal ARN, so it needs
-            // workspacesweb_portal_info); replicas scraping the same portal count once.
+            // Monthly active users per AWS account: account_id of workspacesweb_portal_info, or
+            // the account of its portal_arn for exporters that do not expose account_id. Needs
+            // workspacesweb_portal_info; replicas scraping the same portal count once.
             record: 'account:workspacesweb_monthly_active_users:sum',
             expr: |||
-              sum by (account) (
-                label_replace(
-                  max by (portal_id) (%s)
-                    * on (portal_id) group_left (portal_arn)
-                  max by (portal_id, portal_arn) (%s),
-                  "account", "$1", "portal_arn", "arn:[^:]+:workspaces-web:[^:]*:([0-9]{12}):.*"
+              sum by (account_id) (
+                max by (portal_id) (%s)
+                  * on (portal_id) group_left (account_id)
+                topk by (portal_id) (1,
+                  group by (portal_id, account_id) (
+                    label_replace(%s, "account_id", "$1", "portal_arn", "%s")
+                  )
                 )
               )
-            ||| % [sel('workspacesweb_monthly_active_users'), sel('workspacesweb_portal_info')],
+            ||| % [sel('workspacesweb_monthly_active_users'), sel('workspacesweb_portal_info'), utils.arnAccountRegex],
           },
         ],
       },
