@@ -1,5 +1,7 @@
 // The Grafana dashboard, written as plain JSON (no library). Portals are shown by their display
 // name (from workspacesweb_portal_info), or by their id when the exporter may not call GetPortal.
+local utils = import '../lib/utils.libsonnet';
+
 {
   grafanaDashboards+:: {
     local c = $._config,
@@ -17,6 +19,18 @@
     local names(sel) =
       'topk by (portal_id) (1, group by (portal_id, display_name) (workspacesweb_portal_info{%s, display_name!=""})' % sel
       + ' or on (portal_id) label_replace(group by (portal_id) (workspacesweb_up{%s}), "display_name", "$1", "portal_id", "(.*)"))' % sel,
+    // The portal variable: portals of the selected accounts (the account in portal_arn, which
+    // every portal_info has) by display name; portals without portal_info (no account known) are
+    // listed whatever the account.
+    local accountArn = 'portal_arn=~"arn:[^:]+:workspaces-web:[^:]*:$account:.*"',
+    local portalOptions(sel) =
+      'topk by (portal_id) (1, group by (portal_id, display_name) (workspacesweb_portal_info{%s, display_name!="", %s}))' % [sel, accountArn]
+      + ' or on (portal_id) label_replace(group by (portal_id) (workspacesweb_up{%s}) unless on (portal_id) workspacesweb_portal_info{%s}, "display_name", "$1", "portal_id", "(.*)")' % [sel, sel],
+    // The account variable: accounts by name from organization discovery, and the accounts of
+    // the portals' ARNs (named by their id) for portals configured or discovered otherwise.
+    local accountOptions =
+      'group by (account_id, account_name) (workspacesweb_account_info{%s})' % jobSel
+      + ' or on (account_id) label_replace(group by (account_id) (label_replace(workspacesweb_portal_info{%s}, "account_id", "$1", "portal_arn", "%s")), "account_name", "$1", "account_id", "(.*)")' % [jobSel, utils.arnAccountRegex],
     local named(expr) = '%s\n  * on (portal_id) group_left (display_name)\n%s' % [expr, names(portalSel)],
 
     local recordingNote = ' Needs the recording rules (deploy/prometheus/recording.yml).',
@@ -95,7 +109,10 @@
       gridPos: { h: 1, w: 24, x: 0, y: y },
     } + (if collapsed then { panels: panels } else {}),
 
-    local queryVariable(name, label, query, description, regex='') = {
+    // allValue: '.*' sends a regex matching every value (and series without the label); null lets
+    // Grafana send the options themselves, which is what the portal variable needs to follow the
+    // account variable.
+    local queryVariable(name, label, query, description, regex='', allValue='.*') = {
       name: name,
       label: label,
       type: 'query',
@@ -106,7 +123,7 @@
       refresh: 2,
       multi: true,
       includeAll: true,
-      allValue: '.*',
+      allValue: allValue,
       current: { selected: true, text: ['All'], value: ['$__all'] },
       sort: 1,
       description: description,
@@ -151,8 +168,14 @@
         target(named('sum by (portal_id) (rate(%s[$__rate_interval])) * 60' % m('workspacesweb_sessions_started_total')), '{{display_name}} started', 'A'),
         target(named('-sum by (portal_id) (rate(%s[$__rate_interval])) * 60' % m('workspacesweb_sessions_terminated_total')), '{{display_name}} terminated', 'B'),
       ]) + at(0, 13, 12, 8),
-      panel(11, 'heatmap', 'Session duration', 'Durations of the sessions that terminated in each interval (histogram workspacesweb_session_duration_seconds).', [
-        target('sum by (le) (increase(%s[$__rate_interval]))' % m('workspacesweb_session_duration_seconds_bucket'), '{{le}}') + { format: 'heatmap' },
+      panel(11, 'heatmap', 'Session duration', "Durations of the sessions that terminated in each interval (histogram workspacesweb_session_duration_seconds). The native histogram where Prometheus stores one (scraped in protobuf with --enable-feature=native-histograms): exact buckets at any resolution; else the classic buckets (le).", [
+        target(
+          'sum(increase(%s[$__rate_interval]))\nor on ()\nsum by (le) (increase(%s[$__rate_interval]))' % [
+            m('workspacesweb_session_duration_seconds'),
+            m('workspacesweb_session_duration_seconds_bucket'),
+          ],
+          '{{le}}'
+        ) + { format: 'heatmap' },
       ]) + {
         fieldConfig: { defaults: {}, overrides: [] },
         options: {
@@ -176,7 +199,7 @@
       ]) + at(12, 21, 12, 8),
       table(14, 'Portals', "One row per portal: its display name (its id when GetPortal is not permitted), its GetPortal attributes (workspacesweb_portal_info), active sessions, limit, monthly active users, and the time spent at the limit over the dashboard's range (workspacesweb_portal_at_capacity_seconds_total).", [
         target(names(portalSel), '', 'A'),
-        target('max by (portal_id, region, browser_type, instance_type, portal_arn) (%s)' % m('workspacesweb_portal_info'), '', 'B'),
+        target('max by (portal_id, account_id, region, browser_type, instance_type, portal_arn) (label_replace(%s, "account_id", "$1", "portal_arn", "%s"))' % [m('workspacesweb_portal_info'), utils.arnAccountRegex], '', 'B'),
         target('max by (portal_id) (%s)' % m('workspacesweb_active_sessions'), '', 'C'),
         target('max by (portal_id) (%s)' % m('workspacesweb_portal_max_concurrent_sessions'), '', 'D'),
         target('max by (portal_id) (%s)' % m('workspacesweb_monthly_active_users'), '', 'E'),
@@ -187,10 +210,11 @@
           id: 'organize',
           options: {
             excludeByName: { Time: true, 'Value #A': true, 'Value #B': true },
-            indexByName: { display_name: 0, portal_id: 1 },
+            indexByName: { display_name: 0, portal_id: 1, account_id: 2 },
             renameByName: {
               display_name: 'Portal',
               portal_id: 'Portal id',
+              account_id: 'Account',
               'Value #C': 'Active sessions',
               'Value #D': 'Max concurrent',
               'Value #E': 'Monthly active users',
@@ -201,12 +225,31 @@
       ]) + {
         fieldConfig+: { overrides: [{ matcher: { id: 'byName', options: 'Time at capacity' }, properties: [{ id: 'unit', value: 's' }] }] },
       } + at(0, 29, 16, 6),
-      table(15, 'Monthly active users by account', 'Sum of the per-portal monthly active users per AWS account (recording rule account:workspacesweb_monthly_active_users:sum; needs workspacesweb_portal_info). Not filtered by the variables: it is account-wide.' + recordingNote, [
-        target('sort_desc(account:workspacesweb_monthly_active_users:sum)'),
+      table(15, 'Monthly active users by account', "Sum of the per-portal monthly active users per AWS account (recording rule account:workspacesweb_monthly_active_users:sum; needs workspacesweb_portal_info), with the account's name where organization discovery knows it. Filtered by the account variable only: it is account-wide." + recordingNote, [
+        target(|||
+          sort_desc(
+            account:workspacesweb_monthly_active_users:sum{account_id=~"$account"}
+              * on (account_id) group_left (account_name)
+            topk by (account_id) (1, group by (account_id, account_name) (workspacesweb_account_info{%s}))
+            or
+            account:workspacesweb_monthly_active_users:sum{account_id=~"$account"}
+          )
+        ||| % jobSel),
       ], [
-        { id: 'organize', options: { excludeByName: { Time: true }, renameByName: { Value: 'Monthly active users' } } },
-      ]) + at(16, 29, 8, 6),
-    ],
+        {
+          id: 'organize',
+          options: {
+            excludeByName: { Time: true },
+            indexByName: { account_name: 0, account_id: 1 },
+            renameByName: { account_name: 'Account name', account_id: 'Account', Value: 'Monthly active users' },
+          },
+        },
+      ]) + at(16, 29, if c.monthlyActiveUserPrice == null then 8 else 4, 6),
+    ] + (if c.monthlyActiveUserPrice == null then [] else [
+      stat(34, 'Estimated month-to-date cost', 'Monthly active users of the selected portals this UTC month, times the price per user set in the mixin (monthlyActiveUserPrice: %s). An estimate: AWS bills by its own count of users (a user active on two portals may count twice here, or once on the bill), adds other charges, and its price may differ by region or agreement. The bill is what counts.' % c.monthlyActiveUserPrice, c.dashboardCurrencyUnit, [
+        target('sum(max by (portal_id) (%s)) * %s' % [m('workspacesweb_monthly_active_users'), c.monthlyActiveUserPrice]),
+      ], graphMode='none') + at(20, 29, 4, 6),
+    ]),
 
     local perUser = [
       table(17, 'Users', "Per user over the dashboard's time range: sessions active now, session-hours and sessions started (sessions that started in the range; one already running when the exporter first polled the portal is not a start). username may be hashed (per_user.username: hashed); __other__ collects users past per_user.max_users.", [
@@ -284,15 +327,37 @@
         },
         options+: { colorMode: 'background' },
       } + at(16, 58, 8, 7),
+      stat(35, 'Accounts discovered', 'Accounts of the AWS Organization in the discovery set of each exporter (organization discovery: ACTIVE accounts, within the configured OUs, less the excluded ones). Empty without organization discovery.', 'none', [
+        target('max by (source) (workspacesweb_discovery_accounts{%s})' % jobSel, '{{source}}'),
+      ], graphMode='none', textMode='value_and_name') + at(0, 65, 8, 7),
+      timeseries(36, 'Discovery errors by account', "Failed requests per second of discovery (ListPortals; with organization discovery also Organizations and AssumeRole into each member account), by account, region, operation and error: their series have no portal_id. An account whose role cannot be assumed keeps its last good portals.", 'reqps', [
+        target('sum by (account_id, region, operation, error) (rate(workspacesweb_api_request_errors_total{%s, portal_id=""}[$__rate_interval]))' % jobSel, '{{account_id}} {{region}} {{operation}} {{error}}'),
+      ], stacking='normal') + at(8, 65, 16, 7),
       table(29, 'Build', 'Version of every exporter instance; Value is 1 when its configuration loaded.', [
         target('max by (instance, version, revision, rustc_version) (workspacesweb_exporter_build_info{%s}) * on (instance) group_left () max by (instance) (workspacesweb_config_last_reload_successful{%s})' % [jobSel, jobSel]),
       ], [
         { id: 'organize', options: { excludeByName: { Time: true }, renameByName: { Value: 'Config loaded' } } },
-      ]) + at(0, 65, 24, 4),
+      ]) + at(0, 72, 24, 4),
     ],
 
     'workspacesweb.json': {
-      __inputs: [],
+      // Grafana asks for a Prometheus data source on import and puts it in ${DS_PROMETHEUS}, the
+      // default of the datasource variable that every panel uses.
+      __inputs: [{
+        name: 'DS_PROMETHEUS',
+        label: 'Prometheus',
+        description: 'The Prometheus that scrapes workspacesweb-exporter',
+        type: 'datasource',
+        pluginId: 'prometheus',
+        pluginName: 'Prometheus',
+      }],
+      __requires: [
+        { type: 'grafana', id: 'grafana', name: 'Grafana', version: '10.0.0' },
+        { type: 'datasource', id: 'prometheus', name: 'Prometheus', version: '1.0.0' },
+      ] + [
+        { type: 'panel', id: t, name: t, version: '' }
+        for t in ['barchart', 'heatmap', 'stat', 'table', 'timeseries']
+      ],
       title: c.dashboardTitle,
       uid: c.dashboardUID,
       description: 'Sessions, users, capacity and API health of AWS WorkSpaces Secure Browser portals, from workspacesweb-exporter.',
@@ -323,7 +388,7 @@
             label: 'Data source',
             type: 'datasource',
             query: 'prometheus',
-            current: {},
+            current: { selected: true, text: '${DS_PROMETHEUS}', value: '${DS_PROMETHEUS}' },
             hide: 0,
             refresh: 1,
             regex: '',
@@ -343,10 +408,17 @@
           for i in std.range(0, std.length(c.staticLabels) - 1)
         ] + [
           queryVariable(
+            'account', 'Account',
+            'query_result(%s)' % accountOptions,
+            'AWS accounts by name (organization discovery, workspacesweb_account_info), or by id (the account of each portal ARN). Selects the portals of the portal variable.',
+            regex='/account_id="(?<value>[^"]*)",account_name="(?<text>[^"]*)"/',
+          ),
+          queryVariable(
             'portal_id', 'Portal',
-            'query_result(%s)' % names(filterSel),
-            'Portals by display name (from GetPortal), or by id where the exporter may not call GetPortal.',
+            'query_result(%s)' % portalOptions(filterSel),
+            'Portals of the selected accounts by display name (from GetPortal), or by id where the exporter may not call GetPortal (those are listed for every account).',
             regex='/display_name="(?<text>[^"]*)".*portal_id="(?<value>[^"]*)"/',
+            allValue=null,
           ),
         ],
       },

@@ -511,27 +511,38 @@ pub fn wait_ready_or_exit(
 
 /// Whether `tool --version` runs and succeeds (an external tool some tests need).
 pub fn have_tool(tool: &str) -> bool {
+    runs(tool, &["--version"])
+}
+
+fn runs(tool: &str, args: &[&str]) -> bool {
     std::process::Command::new(tool)
-        .arg("--version")
+        .args(args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
 }
 
-/// Whether every tool in `tools` runs (`--version`); when one is missing, panics under CI (`CI`
-/// set: `.ci/run` must install it) and otherwise says the test is skipped.
-pub fn have_tools_or_skip(tools: &[&str]) -> bool {
-    let missing: Vec<&str> = tools.iter().copied().filter(|t| !have_tool(t)).collect();
-    if missing.is_empty() {
+/// The one "tool present, or skip" check: whether `tool args` runs and succeeds. When it does not,
+/// panics under CI (`CI` set: `.ci/run` must install it, as `install` says) and otherwise says
+/// the test is skipped.
+pub fn have_or_skip(tool: &str, args: &[&str], install: &str) -> bool {
+    if runs(tool, args) {
         return true;
     }
     assert!(
         std::env::var_os("CI").is_none(),
-        "CI is set but {missing:?} are missing: .ci/run must install them"
+        "CI is set but `{tool}` is missing or broken: .ci/run must install it ({install})"
     );
-    eprintln!("skipping: {missing:?} not installed (apt-get install prometheus)");
+    eprintln!("skipping: `{tool}` is not installed ({install})");
     false
+}
+
+/// Whether every tool in `tools` runs (`--version`), by [`have_or_skip`].
+pub fn have_tools_or_skip(tools: &[&str]) -> bool {
+    tools
+        .iter()
+        .all(|t| have_or_skip(t, &["--version"], "apt-get install prometheus"))
 }
 
 /// A Prometheus instant query (at `time` if given): the `data.result` array, or `None` when
