@@ -963,6 +963,328 @@ fn kubernetes_manifests_render_validate_and_are_hardened() {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Kubernetes components (deploy/kubernetes/components)
+
+const COMPONENTS: &[&str] = &["kube-prometheus-stack", "basic-auth", "tls"];
+
+/// Every subset of [`COMPONENTS`] applied to `variant` (a directory of deploy/kubernetes), each
+/// rendered from an overlay in a copy of deploy/kubernetes: (the components, the documents).
+fn render_component_combinations(
+    copy: &Path,
+    variant: &str,
+) -> Vec<(Vec<&'static str>, Vec<Value>)> {
+    let mut out = Vec::new();
+    for mask in 0..(1u32 << COMPONENTS.len()) {
+        let chosen: Vec<&str> = (0..COMPONENTS.len())
+            .filter(|i| mask & (1 << i) != 0)
+            .map(|i| COMPONENTS[i])
+            .collect();
+        let overlay = copy.join(format!("overlay-{variant}-{mask}").replace('/', "-"));
+        std::fs::create_dir_all(&overlay).expect("overlay dir");
+        let components: String = chosen
+            .iter()
+            .map(|c| format!("  - ../components/{c}\n"))
+            .collect();
+        std::fs::write(
+            overlay.join("kustomization.yaml"),
+            format!("resources:\n  - ../{variant}\ncomponents:\n{components}"),
+        )
+        .expect("write overlay");
+        out.push((chosen, yaml_docs(&kustomize(&overlay))));
+    }
+    out
+}
+
+/// The user and password of a `Basic` Authorization header value.
+fn basic_credentials(header: &str) -> (String, String) {
+    use base64::Engine as _;
+    let encoded = header.strip_prefix("Basic ").expect("Basic credentials");
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .expect("base64");
+    let text = String::from_utf8(decoded).expect("utf-8");
+    let (user, password) = text.split_once(':').expect("user:password");
+    (user.to_string(), password.to_string())
+}
+
+/// The web config the exporter reads in rendered manifests (the Secret's web-config.yml).
+fn rendered_web_config(docs: &[Value]) -> (String, Value) {
+    let secret = find(docs, "Secret")
+        .into_iter()
+        .find(|s| s["metadata"]["name"] == "workspacesweb-exporter-web-config")
+        .expect("the web config Secret");
+    let text = secret["stringData"]["web-config.yml"]
+        .as_str()
+        .expect("stringData web-config.yml")
+        .to_string();
+    let value: Value = serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    (text, value)
+}
+
+/// Checks one rendered combination: probes, labels, selectors, credentials that agree.
+fn check_components(chosen: &[&str], docs: &[Value], workload_kind: &str) {
+    let has = |c: &str| chosen.contains(&c);
+    let place = format!("{workload_kind} with {chosen:?}");
+    let workload = find(docs, workload_kind)[0];
+    check_workload(workload, &find(docs, "Service"));
+    check_service_monitor(docs);
+    let container = &workload["spec"]["template"]["spec"]["containers"][0];
+    // The web config is the one the exporter is told to read, in its mounted directory.
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        args.contains(&"--web.config.file=/etc/workspacesweb-exporter/web-config.yml"),
+        "{place}: {args:?}"
+    );
+    let sources = &workload["spec"]["template"]["spec"]["volumes"][0]["projected"]["sources"];
+    let secrets: BTreeSet<&str> = sources
+        .as_array()
+        .expect("projected sources")
+        .iter()
+        .filter_map(|s| s["secret"]["name"].as_str())
+        .collect();
+    assert!(
+        secrets.contains("workspacesweb-exporter-web-config"),
+        "{place}"
+    );
+    let (text, web) = rendered_web_config(docs);
+    assert_eq!(
+        web["basic_auth_users"]
+            .as_object()
+            .is_some_and(|m| !m.is_empty()),
+        has("basic-auth"),
+        "{place}: {text}"
+    );
+    assert_eq!(
+        web["tls_server_config"].is_object(),
+        has("tls"),
+        "{place}: {text}"
+    );
+    // Probes: liveness on /-/healthy (open), readiness on /-/ready; HTTPS with TLS.
+    let scheme = if has("tls") { Some("HTTPS") } else { None };
+    for probe in ["livenessProbe", "readinessProbe"] {
+        assert_eq!(
+            container[probe]["httpGet"]["scheme"].as_str(),
+            scheme,
+            "{place}: {probe}"
+        );
+    }
+    assert!(
+        container["livenessProbe"]["httpGet"]["httpHeaders"].is_null(),
+        "{place}"
+    );
+    let headers = &container["readinessProbe"]["httpGet"]["httpHeaders"];
+    let sm = find(docs, "ServiceMonitor")[0];
+    let endpoint = &sm["spec"]["endpoints"][0];
+    if has("basic-auth") {
+        // The probe's and the ServiceMonitor's credentials verify against the web config's hashes.
+        let users = web["basic_auth_users"].as_object().expect("users");
+        let header = headers[0]["value"].as_str().expect("Authorization header");
+        assert_eq!(headers[0]["name"], "Authorization", "{place}");
+        let (user, password) = basic_credentials(header);
+        assert_eq!(user, "probe", "{place}: a user of its own for the probe");
+        let hash = users[&user].as_str().expect("probe hash");
+        assert!(
+            bcrypt::verify(&password, hash).expect("bcrypt"),
+            "{place}: probe password"
+        );
+        let secret_name = endpoint["basicAuth"]["password"]["name"]
+            .as_str()
+            .expect("basicAuth");
+        assert_eq!(
+            endpoint["basicAuth"]["username"]["name"], secret_name,
+            "{place}"
+        );
+        let secret = find(docs, "Secret")
+            .into_iter()
+            .find(|s| s["metadata"]["name"] == secret_name)
+            .unwrap_or_else(|| panic!("{place}: no Secret {secret_name}"));
+        let field = |k: &str| {
+            use base64::Engine as _;
+            let v = secret["data"][endpoint["basicAuth"][k]["key"].as_str().unwrap()]
+                .as_str()
+                .expect("secret key");
+            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(v).unwrap()).unwrap()
+        };
+        let (user, password) = (field("username"), field("password"));
+        assert_ne!(user, "probe", "{place}: Prometheus scrapes as its own user");
+        let hash = users[&user].as_str().expect("scrape user's hash");
+        assert!(
+            bcrypt::verify(&password, hash).expect("bcrypt"),
+            "{place}: scrape password"
+        );
+    } else {
+        assert!(headers.is_null(), "{place}: {headers}");
+        assert!(endpoint["basicAuth"].is_null(), "{place}");
+    }
+    if has("tls") {
+        assert_eq!(endpoint["scheme"], "https", "{place}");
+        assert_eq!(
+            endpoint["tlsConfig"]["ca"]["secret"]["key"], "ca.crt",
+            "{place}"
+        );
+        // The certificate files are where the web config looks for them.
+        let tls_secret = sources
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["secret"]["name"] == "workspacesweb-exporter-tls")
+            .expect("the TLS Secret in the config directory");
+        for (file, key) in [("cert_file", "tls.crt"), ("key_file", "tls.key")] {
+            let path = web["tls_server_config"][file].as_str().expect(file);
+            let item = tls_secret["secret"]["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["key"] == key)
+                .expect(key);
+            let mounted = format!(
+                "/etc/workspacesweb-exporter/{}",
+                item["path"].as_str().unwrap()
+            );
+            assert_eq!(path, mounted, "{place}");
+        }
+    } else {
+        assert!(
+            endpoint["scheme"].is_null() && endpoint["tlsConfig"].is_null(),
+            "{place}"
+        );
+    }
+    // kube-prometheus-stack selects both by the release label.
+    for kind in ["ServiceMonitor", "PrometheusRule"] {
+        let release = find(docs, kind)[0]["metadata"]["labels"]["release"].as_str();
+        let expected = has("kube-prometheus-stack").then_some("kube-prometheus-stack");
+        assert_eq!(release, expected, "{place}: {kind}");
+    }
+}
+
+#[test]
+fn kubernetes_components_render_in_every_combination_with_working_probes() {
+    if !have(
+        "kubectl",
+        &["version", "--client"],
+        "kubectl, for `kubectl kustomize`",
+    ) || !have(
+        "python3",
+        &["-m", "kubernetes_validate", "--version"],
+        "pip install kubernetes-validate==1.37.0",
+    ) {
+        return;
+    }
+    let copy = tempfile::tempdir().expect("tempdir");
+    assert!(
+        Command::new("cp")
+            .arg("-r")
+            .arg(deploy("kubernetes"))
+            .arg(copy.path())
+            .status()
+            .expect("cp")
+            .success()
+    );
+    let root = copy.path().join("kubernetes");
+    let mut rendered = 0;
+    for (variant, kind) in [(".", "Deployment"), ("sharded", "StatefulSet")] {
+        for (chosen, docs) in render_component_combinations(&root, variant) {
+            check_components(&chosen, &docs, kind);
+            // Every combination passes the schemas, unknown fields rejected.
+            let file = root.join(format!("rendered-{rendered}.yaml"));
+            let text: String = docs
+                .iter()
+                .map(|d| format!("---\n{}", serde_norway::to_string(d).expect("yaml")))
+                .collect();
+            std::fs::write(&file, text).expect("write");
+            let (ok, out, err) = run(Command::new("python3")
+                .args([
+                    "-m",
+                    "kubernetes_validate",
+                    "--strict",
+                    "--quiet",
+                    "--no-warn",
+                ])
+                .arg(&file));
+            assert!(ok, "kubernetes-validate {kind} {chosen:?}:\n{out}{err}");
+            rendered += 1;
+        }
+    }
+    assert_eq!(rendered, 16);
+}
+
+#[test]
+fn the_basic_auth_components_probe_credentials_open_ready_on_a_real_exporter() {
+    // The rendered web config and the readiness probe's header, against the exporter itself:
+    // /-/ready answers 401 without credentials and 200 with the probe's; /-/healthy is open.
+    if !have(
+        "kubectl",
+        &["version", "--client"],
+        "kubectl, for `kubectl kustomize`",
+    ) {
+        return;
+    }
+    let copy = tempfile::tempdir().expect("tempdir");
+    assert!(
+        Command::new("cp")
+            .arg("-r")
+            .arg(deploy("kubernetes"))
+            .arg(copy.path())
+            .status()
+            .expect("cp")
+            .success()
+    );
+    let overlay = copy.path().join("kubernetes/overlay");
+    std::fs::create_dir(&overlay).expect("overlay");
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        "resources:\n  - ..\ncomponents:\n  - ../components/basic-auth\n",
+    )
+    .expect("write overlay");
+    let docs = yaml_docs(&kustomize(&overlay));
+    let (text, _) = rendered_web_config(&docs);
+    let web = copy.path().join("web-config.yml");
+    std::fs::write(&web, text).expect("write web config");
+    let container = &find(&docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0];
+    let header = container["readinessProbe"]["httpGet"]["httpHeaders"][0]["value"]
+        .as_str()
+        .expect("probe header")
+        .to_string();
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    let _exporter = common::Child(
+        Command::new(env!("CARGO_BIN_EXE_workspacesweb-exporter"))
+            .args([
+                "--demo",
+                "--log.level",
+                "error",
+                "--web.listen-address",
+                &addr,
+            ])
+            .arg("--web.config.file")
+            .arg(&web)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("exporter starts"),
+    );
+    let ready = poll_until(Duration::from_secs(60), || {
+        common::http_get_with(&addr, "/-/ready", &[("Authorization", &header)])
+            .ok()
+            .filter(|r| r.0 == 200)
+    });
+    assert!(
+        ready.is_some(),
+        "/-/ready never answered 200 to the probe's credentials"
+    );
+    let (status, _, _) = http_get(&addr, "/-/ready").expect("ready without credentials");
+    assert_eq!(
+        status, 401,
+        "the spec's rule holds: /-/ready needs credentials"
+    );
+    let (status, _, _) = http_get(&addr, "/-/healthy").expect("healthy");
+    assert_eq!(status, 200, "the liveness probe sends no credentials");
+}
+
 /// The generated ConfigMap's name in rendered manifests, and the name the workload mounts.
 fn config_names(docs: &[Value], workload: &str) -> (String, String) {
     let cm = find(docs, "ConfigMap")[0]["metadata"]["name"]
@@ -974,8 +1296,9 @@ fn config_names(docs: &[Value], workload: &str) -> (String, String) {
         .as_array()
         .expect("volumes")
         .iter()
+        .flat_map(|v| v["projected"]["sources"].as_array().into_iter().flatten())
         .find_map(|v| v["configMap"]["name"].as_str())
-        .expect("a configMap volume")
+        .expect("a configMap in a projected volume")
         .to_string();
     (cm, mounted)
 }
@@ -1299,8 +1622,9 @@ fn variable_query(v: &Value) -> (String, Option<String>) {
 }
 
 /// The line Grafana makes of one `query_result` series (labels in Prometheus' order, which is
-/// sorted), and the (text, value) that [`PORTAL_VARIABLE_REGEX`] extracts from it.
-fn grafana_query_result_option(series: &Value) -> Option<(String, String)> {
+/// sorted), and the (text, value) that the variable's `regex` (`/.../` with the named groups
+/// `text` and `value`, as Grafana reads them) extracts from it.
+fn grafana_query_result_option(series: &Value, regex: &str) -> Option<(String, String)> {
     let metric = series["metric"].as_object()?;
     let mut labels: Vec<(&String, &Value)> = metric.iter().collect();
     labels.sort_by(|a, b| a.0.cmp(b.0));
@@ -1315,15 +1639,13 @@ fn grafana_query_result_option(series: &Value) -> Option<(String, String)> {
         series["value"][1],
         series["value"][0]
     );
-    // The regex by hand: display_name="(text)" then, further on, portal_id="(value)".
-    let after = |s: &str, key: &str| -> Option<(String, usize)> {
-        let start = s.find(key)? + key.len();
-        let len = s[start..].find('"')?;
-        Some((s[start..start + len].to_string(), start + len))
-    };
-    let (text, end) = after(&line, "display_name=\"")?;
-    let (value, _) = after(&line[end..], "portal_id=\"")?;
-    Some((text, value))
+    let pattern = regex
+        .strip_prefix('/')
+        .and_then(|r| r.strip_suffix('/'))
+        .expect("a /regex/");
+    let re = regex_lite::Regex::new(&pattern.replace("(?<", "(?P<")).expect("variable regex");
+    let caps = re.captures(&line)?;
+    Some((caps["text"].to_string(), caps["value"].to_string()))
 }
 
 /// Metric names used by a PromQL expression: identifiers that look like this exporter's series,
@@ -1621,7 +1943,9 @@ fn select_options(
                 .collect(),
             None => series
                 .iter()
-                .filter_map(grafana_query_result_option)
+                .filter_map(|s| {
+                    grafana_query_result_option(s, v["regex"].as_str().unwrap_or_default())
+                })
                 .collect(),
         };
         options.sort();
