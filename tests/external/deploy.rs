@@ -969,7 +969,8 @@ fn kubernetes_manifests_render_validate_and_are_hardened() {
 const COMPONENTS: &[&str] = &["kube-prometheus-stack", "basic-auth", "tls"];
 
 /// Every subset of [`COMPONENTS`] applied to `variant` (a directory of deploy/kubernetes), each
-/// rendered from an overlay in a copy of deploy/kubernetes: (the components, the documents).
+/// rendered from an overlay beside `copy`/kubernetes, a copy of deploy/kubernetes (an overlay
+/// cannot sit inside the directory it builds on): (the components, the documents).
 fn render_component_combinations(
     copy: &Path,
     variant: &str,
@@ -980,15 +981,15 @@ fn render_component_combinations(
             .filter(|i| mask & (1 << i) != 0)
             .map(|i| COMPONENTS[i])
             .collect();
-        let overlay = copy.join(format!("overlay-{variant}-{mask}").replace('/', "-"));
+        let overlay = copy.join(format!("overlay-{variant}-{mask}").replace(['/', '.'], "_"));
         std::fs::create_dir_all(&overlay).expect("overlay dir");
         let components: String = chosen
             .iter()
-            .map(|c| format!("  - ../components/{c}\n"))
+            .map(|c| format!("  - ../kubernetes/components/{c}\n"))
             .collect();
         std::fs::write(
             overlay.join("kustomization.yaml"),
-            format!("resources:\n  - ../{variant}\ncomponents:\n{components}"),
+            format!("resources:\n  - ../kubernetes/{variant}\ncomponents:\n{components}"),
         )
         .expect("write overlay");
         out.push((chosen, yaml_docs(&kustomize(&overlay))));
@@ -1189,7 +1190,7 @@ fn kubernetes_components_render_in_every_combination_with_working_probes() {
     let root = copy.path().join("kubernetes");
     let mut rendered = 0;
     for (variant, kind) in [(".", "Deployment"), ("sharded", "StatefulSet")] {
-        for (chosen, docs) in render_component_combinations(&root, variant) {
+        for (chosen, docs) in render_component_combinations(copy.path(), variant) {
             check_components(&chosen, &docs, kind);
             // Every combination passes the schemas, unknown fields rejected.
             let file = root.join(format!("rendered-{rendered}.yaml"));
@@ -1235,11 +1236,11 @@ fn the_basic_auth_components_probe_credentials_open_ready_on_a_real_exporter() {
             .expect("cp")
             .success()
     );
-    let overlay = copy.path().join("kubernetes/overlay");
+    let overlay = copy.path().join("overlay");
     std::fs::create_dir(&overlay).expect("overlay");
     std::fs::write(
         overlay.join("kustomization.yaml"),
-        "resources:\n  - ..\ncomponents:\n  - ../components/basic-auth\n",
+        "resources:\n  - ../kubernetes\ncomponents:\n  - ../kubernetes/components/basic-auth\n",
     )
     .expect("write overlay");
     let docs = yaml_docs(&kustomize(&overlay));

@@ -82,13 +82,51 @@ fn discovery_refresh_defaults_to_ten_minutes() {
     assert_eq!(c.discovery[0].access.role_arn, None);
 }
 
+/// config.example.yaml with every commented-out setting turned on: each `# key: value` line
+/// (or `# - key: value`) loses its `# `, as the file tells its readers to do.
+fn example_with_every_setting_on(text: &str) -> String {
+    let setting = |rest: &str| {
+        let t = rest.trim_start().trim_start_matches("- ");
+        t.split_once(':').is_some_and(|(key, value)| {
+            !key.is_empty()
+                && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                && (value.is_empty() || value.starts_with(' '))
+        })
+    };
+    text.lines()
+        .map(|line| {
+            let indent = line.len() - line.trim_start().len();
+            match line[indent..].strip_prefix("# ") {
+                Some(rest) if setting(rest) => format!("{}{rest}\n", &line[..indent]),
+                _ => format!("{line}\n"),
+            }
+        })
+        .collect()
+}
+
 #[test]
 fn example_file_parses_and_means_what_it_says() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.yaml");
+    // As shipped, safe to copy (issue #21): one placeholder portal, no endpoint override, no role,
+    // no discovery.
     let loaded = config::load(&path).unwrap();
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     let c = &loaded.config;
     assert_eq!(c.global.region.as_deref(), Some("us-east-1"));
+    let t = c.targets();
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].access.role_arn, None);
+    assert!(c.discovery.is_empty());
+    assert!(
+        !std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("\n    endpoint_url:")
+    );
+    // Every commented-out setting, turned on, is valid and means what the file says.
+    let all = example_with_every_setting_on(&std::fs::read_to_string(&path).unwrap());
+    let loaded = config::parse(&all, "config.example.yaml, every setting on")
+        .unwrap_or_else(|e| panic!("{e}\n{all}"));
+    let c = &loaded.config;
     assert_eq!(c.global.timeout, Some(secs(30)));
     let t = c.targets();
     assert_eq!(t.len(), 2);
@@ -110,6 +148,25 @@ fn example_file_parses_and_means_what_it_says() {
     assert_eq!(t[1].region.as_deref(), Some("us-west-2"));
     assert_eq!(c.discovery.len(), 1);
     assert_eq!(c.discovery[0].refresh, secs(600));
+}
+
+#[test]
+fn deploy_config_is_one_portal_and_a_region() {
+    // What the Debian package installs and compose mounts (issue #21).
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/config.yaml");
+    let loaded = config::load(&path).unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let c = &loaded.config;
+    assert!(c.global.region.is_some());
+    assert_eq!(c.targets().len(), 1);
+    assert!(c.discovery.is_empty());
+    let manifest =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).unwrap();
+    assert!(
+        manifest
+            .contains(r#"["deploy/config.yaml", "etc/workspacesweb-exporter/config.yaml", "640"]"#),
+        "the .deb installs deploy/config.yaml as the live config"
+    );
 }
 
 #[test]
