@@ -1543,6 +1543,75 @@ fn iam_policy_is_least_privilege_and_trust_matches_the_service_account() {
     assert_eq!(sub, format!("system:serviceaccount:{namespace}:{name}"));
 }
 
+#[test]
+fn organization_discovery_iam_lets_the_exporter_list_accounts_and_assume_only_the_member_role() {
+    // The reader: the four Organizations calls the exporter makes, and AssumeRole on the member
+    // role's name only.
+    let reader = json(&deploy("iam/organizations-reader-policy.json"));
+    let mut actions = BTreeSet::new();
+    let mut assumable = Vec::new();
+    for st in reader["Statement"].as_array().expect("Statement") {
+        assert_eq!(st["Effect"], "Allow");
+        for a in as_list(&st["Action"]) {
+            if a == "sts:AssumeRole" {
+                assumable.extend(as_list(&st["Resource"]));
+            }
+            actions.insert(a);
+        }
+    }
+    let expected: BTreeSet<String> = [
+        "organizations:DescribeOrganization",
+        "organizations:ListAccounts",
+        "organizations:ListChildren",
+        "organizations:ListAccountsForParent",
+        "sts:AssumeRole",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(actions, expected);
+    assert_eq!(assumable, ["arn:aws:iam::*:role/workspacesweb-exporter"]);
+    // The member role: trusted by one role, with the external id.
+    let trust = json(&deploy("iam/member-role-trust-policy.json"));
+    let st = &trust["Statement"][0];
+    assert_eq!(st["Action"], "sts:AssumeRole");
+    assert!(st["Principal"]["AWS"].as_str().unwrap().contains(":role/"));
+    assert!(st["Condition"]["StringEquals"]["sts:ExternalId"].is_string());
+    // The StackSet template creates that role with the four read actions, and names it after
+    // the reader's AssumeRole resource.
+    let text = read(&deploy("iam/member-role-stackset.yaml"));
+    let template: Value = serde_norway::from_str(
+        &text
+            .replace("!Ref ", "Ref_")
+            .replace("!Sub ", "Sub_")
+            .replace("!GetAtt ", "GetAtt_"),
+    )
+    .expect("template YAML");
+    let role = &template["Resources"]["MemberRole"];
+    assert_eq!(role["Type"], "AWS::IAM::Role");
+    assert_eq!(
+        template["Parameters"]["RoleName"]["Default"],
+        "workspacesweb-exporter"
+    );
+    let trust = &role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0];
+    assert_eq!(trust["Action"], "sts:AssumeRole");
+    assert!(trust["Condition"]["StringEquals"]["sts:ExternalId"].is_string());
+    let granted: BTreeSet<String> =
+        role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+            .as_array()
+            .expect("statements")
+            .iter()
+            .flat_map(|st| as_list(&st["Action"]))
+            .collect();
+    let read_only: BTreeSet<String> = IAM_ACTIONS.iter().map(|s| s.to_string()).collect();
+    assert_eq!(granted, read_only);
+    if !have("cfn-lint", &["--version"], "pip install cfn-lint==1.58.0") {
+        return;
+    }
+    let (ok, out, err) = run(Command::new("cfn-lint").arg(deploy("iam/member-role-stackset.yaml")));
+    assert!(ok, "cfn-lint:\n{out}{err}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Grafana dashboard and rules against a live Prometheus
 
