@@ -997,6 +997,22 @@ fn render_component_combinations(
     out
 }
 
+/// A temporary directory holding a copy of deploy/kubernetes as `kubernetes/`, for overlays
+/// beside it.
+fn kubernetes_copy() -> tempfile::TempDir {
+    let copy = tempfile::tempdir().expect("tempdir");
+    assert!(
+        Command::new("cp")
+            .arg("-r")
+            .arg(deploy("kubernetes"))
+            .arg(copy.path())
+            .status()
+            .expect("cp")
+            .success()
+    );
+    copy
+}
+
 /// The user and password of a `Basic` Authorization header value.
 fn basic_credentials(header: &str) -> (String, String) {
     use base64::Engine as _;
@@ -1177,16 +1193,7 @@ fn kubernetes_components_render_in_every_combination_with_working_probes() {
     ) {
         return;
     }
-    let copy = tempfile::tempdir().expect("tempdir");
-    assert!(
-        Command::new("cp")
-            .arg("-r")
-            .arg(deploy("kubernetes"))
-            .arg(copy.path())
-            .status()
-            .expect("cp")
-            .success()
-    );
+    let copy = kubernetes_copy();
     let root = copy.path().join("kubernetes");
     let mut rendered = 0;
     for (variant, kind) in [(".", "Deployment"), ("sharded", "StatefulSet")] {
@@ -1226,16 +1233,7 @@ fn the_basic_auth_components_probe_credentials_open_ready_on_a_real_exporter() {
     ) {
         return;
     }
-    let copy = tempfile::tempdir().expect("tempdir");
-    assert!(
-        Command::new("cp")
-            .arg("-r")
-            .arg(deploy("kubernetes"))
-            .arg(copy.path())
-            .status()
-            .expect("cp")
-            .success()
-    );
+    let copy = kubernetes_copy();
     let overlay = copy.path().join("overlay");
     std::fs::create_dir(&overlay).expect("overlay");
     std::fs::write(
