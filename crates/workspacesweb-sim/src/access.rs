@@ -1,12 +1,21 @@
-//! The access model: which roles STS lets callers assume, the keys it issued, who signed each
-//! request, which role owns a portal, removed portals and per-operation errors.
+//! The access model: the access keys the simulator knows (registered, or issued by its STS) and
+//! the account each is bound to, their expiry, which roles STS lets callers assume, who signed
+//! each request, which role owns a portal, removed portals, and per-operation errors.
+//!
+//! Identity comes from the SigV4 `Authorization` header's access key id (signatures are not
+//! checked). A key the simulator knows is bound to an account; by default any other key is
+//! accepted too, as a caller of no account in particular (it sees every portal), unless the
+//! simulator is told to accept only the keys it knows.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use hyper::header::HeaderMap;
 
+use crate::clock::Clock;
 use crate::locks::lock;
+use crate::record::UnixMillis;
 use crate::rng::{Rng, mix};
 
 /// One `AssumeRole` call received by the simulator.
@@ -26,13 +35,116 @@ pub struct AssumeRoleCall {
     pub issued_key_id: Option<String>,
 }
 
+/// A known caller: who holds a key the simulator registered or issued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Identity {
+    /// The access key id.
+    pub(crate) key: String,
+    /// `arn:aws:iam::<account>:user/<name>` or `arn:aws:sts::<account>:assumed-role/<role>/<session>`.
+    pub(crate) principal_arn: String,
+    /// The 12-digit account the key belongs to.
+    pub(crate) account: String,
+    /// The role the key was issued for, when issued by `AssumeRole`.
+    pub(crate) role_arn: Option<String>,
+}
+
+/// Who signed a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Caller {
+    /// No SigV4 signature (accepted unless only known keys are).
+    Unsigned,
+    /// A key the simulator does not know, accepted as a caller of any account.
+    Anyone(String),
+    /// A key bound to an account.
+    Known(Identity),
+}
+
+impl Caller {
+    /// The account the caller belongs to; `None`: any (an unknown key, or no signature).
+    pub(crate) fn account(&self) -> Option<&str> {
+        match self {
+            Caller::Known(id) => Some(&id.account),
+            _ => None,
+        }
+    }
+
+    /// The principal named in `not authorized` messages; `account` stands in for a caller of no
+    /// account in particular (`arn:aws:iam::<account>:user/<key>`).
+    pub(crate) fn principal(&self, account: &str) -> String {
+        match self {
+            Caller::Known(id) => id.principal_arn.clone(),
+            Caller::Anyone(key) => format!("arn:aws:iam::{account}:user/{key}"),
+            Caller::Unsigned => "anonymous".to_string(),
+        }
+    }
+}
+
+/// Why the credentials of a request are refused before anything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AuthError {
+    /// No signature while only known keys are accepted.
+    Missing,
+    /// The key is not (or no longer) valid.
+    Unrecognized,
+    /// The key expired.
+    Expired,
+}
+
+impl AuthError {
+    /// The error code of the JSON protocols (WorkSpaces Web, Organizations).
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            AuthError::Missing => "MissingAuthenticationTokenException",
+            AuthError::Unrecognized => "UnrecognizedClientException",
+            AuthError::Expired => "ExpiredTokenException",
+        }
+    }
+
+    /// The error code of STS (awsQuery).
+    pub(crate) fn query_code(self) -> &'static str {
+        match self {
+            AuthError::Missing => "MissingAuthenticationToken",
+            AuthError::Unrecognized => "InvalidClientTokenId",
+            AuthError::Expired => "ExpiredToken",
+        }
+    }
+
+    /// AWS's message (the common errors of AWS APIs).
+    pub(crate) fn message(self) -> &'static str {
+        match self {
+            AuthError::Missing => "Missing Authentication Token",
+            AuthError::Unrecognized => "The security token included in the request is invalid.",
+            AuthError::Expired => "The security token included in the request is expired",
+        }
+    }
+}
+
 /// Why the access model refuses a WorkSpaces Web request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Denial {
     /// The portal was removed: `ResourceNotFoundException`.
     NotFound,
-    /// Answer with this AWS error code.
-    Error(String),
+    /// Answer with this AWS error code, and this message when given (else the code's usual one).
+    Error {
+        /// The AWS error code.
+        code: String,
+        /// The message.
+        message: Option<String>,
+    },
+}
+
+/// The IAM message of an implicit deny, as AWS words it:
+/// `User: <principal> is not authorized to perform: <action> on resource: <resource> because no
+/// <policy>-based policy allows the <action> action`.
+pub(crate) fn not_authorized(
+    principal: &str,
+    action: &str,
+    resource: &str,
+    policy: &str,
+) -> String {
+    format!(
+        "User: {principal} is not authorized to perform: {action} on resource: {resource} because no {policy}-based policy allows the {action} action"
+    )
 }
 
 /// Credentials issued by `AssumeRole`.
@@ -46,6 +158,18 @@ pub(crate) struct Issued {
     pub(crate) token: String,
     /// `AROA...`.
     pub(crate) role_id: String,
+    /// Expiry on the credential clock.
+    pub(crate) expires_ms: UnixMillis,
+}
+
+/// A key the simulator knows.
+#[derive(Debug, Clone)]
+struct KeyRecord {
+    principal_arn: String,
+    account: String,
+    role_arn: Option<String>,
+    /// Expiry on the credential clock; `None`: never.
+    expires_ms: Option<UnixMillis>,
 }
 
 /// Mutable access state.
@@ -53,8 +177,18 @@ pub(crate) struct Issued {
 pub(crate) struct AccessState {
     /// Allowed roles and the external id each requires.
     pub(crate) roles: HashMap<String, Option<String>>,
-    /// Issued access key id -> role ARN.
-    pub(crate) issued: HashMap<String, String>,
+    /// Known access key ids: registered or issued.
+    keys: HashMap<String, KeyRecord>,
+    /// Keys refused whatever they are.
+    revoked: HashSet<String>,
+    /// Only known keys are accepted.
+    pub(crate) strict: bool,
+    /// Lifetime of issued credentials, whatever `DurationSeconds` asks.
+    pub(crate) lifetime: Option<Duration>,
+    /// Times issued credentials; `None`: the system clock.
+    pub(crate) credential_clock: Option<Clock>,
+    /// Account -> the STS error code `AssumeRole` of any of its roles answers.
+    pub(crate) assume_errors: HashMap<String, String>,
     /// Every `AssumeRole` call, in order.
     pub(crate) calls: Vec<AssumeRoleCall>,
     /// Portal id -> the only role whose credentials may call it.
@@ -63,6 +197,8 @@ pub(crate) struct AccessState {
     pub(crate) removed: HashSet<String>,
     /// (portal id, operation) -> error code answered instead.
     pub(crate) op_errors: HashMap<(String, String), String>,
+    /// (region, account or any) -> the error code `ListPortals` answers.
+    pub(crate) list_portals_errors: HashMap<(String, Option<String>), String>,
     /// Portal id -> access key id -> requests signed with it.
     pub(crate) signers: HashMap<String, BTreeMap<String, u64>>,
     /// Portal id -> SigV4 regions seen.
@@ -101,50 +237,193 @@ pub(crate) fn role_parts(role_arn: &str) -> Option<(&str, &str)> {
     (account.len() == 12 && !name.is_empty()).then_some((account, name))
 }
 
+/// The account of a principal ARN (`arn:aws:iam::<account>:user/...`, `arn:aws:sts::<account>:...`).
+pub(crate) fn principal_account(principal_arn: &str) -> Option<&str> {
+    let ["arn", _, "iam" | "sts", "", account, _] = crate::record::arn_fields(principal_arn)?
+    else {
+        return None;
+    };
+    (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())).then_some(account)
+}
+
+impl AccessState {
+    /// Now on the credential clock.
+    pub(crate) fn credential_now(&self) -> UnixMillis {
+        self.credential_clock
+            .as_ref()
+            .map_or_else(crate::record::now_ms, Clock::now_ms)
+    }
+
+    /// Registers a key bound to `account`, never expiring.
+    pub(crate) fn register(&mut self, key: &str, principal_arn: &str, account: &str) {
+        self.revoked.remove(key);
+        self.keys.insert(
+            key.to_string(),
+            KeyRecord {
+                principal_arn: principal_arn.to_string(),
+                account: account.to_string(),
+                role_arn: None,
+                expires_ms: None,
+            },
+        );
+    }
+
+    /// Refuses `key` from now on.
+    pub(crate) fn revoke(&mut self, key: &str) {
+        self.revoked.insert(key.to_string());
+    }
+
+    /// Makes a known key expired now; `false` if the key is unknown.
+    pub(crate) fn expire(&mut self, key: &str) -> bool {
+        let now = self.credential_now();
+        match self.keys.get_mut(key) {
+            Some(k) => {
+                k.expires_ms = Some(now);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The role a key was issued for.
+    pub(crate) fn role_of(&self, key: &str) -> Option<String> {
+        self.keys.get(key).and_then(|k| k.role_arn.clone())
+    }
+
+    /// The account a known key is bound to.
+    pub(crate) fn account_of(&self, key: &str) -> Option<String> {
+        self.keys.get(key).map(|k| k.account.clone())
+    }
+
+    /// When a known key expires (on the credential clock).
+    pub(crate) fn expiry_of(&self, key: &str) -> Option<UnixMillis> {
+        self.keys.get(key).and_then(|k| k.expires_ms)
+    }
+
+    /// Who signed with `key`, or why the key is refused.
+    fn caller(&self, key: Option<&str>) -> Result<Caller, AuthError> {
+        let Some(key) = key else {
+            return if self.strict {
+                Err(AuthError::Missing)
+            } else {
+                Ok(Caller::Unsigned)
+            };
+        };
+        if self.revoked.contains(key) {
+            return Err(AuthError::Unrecognized);
+        }
+        match self.keys.get(key) {
+            Some(k) if k.expires_ms.is_some_and(|e| e <= self.credential_now()) => {
+                Err(AuthError::Expired)
+            }
+            Some(k) => Ok(Caller::Known(Identity {
+                key: key.to_string(),
+                principal_arn: k.principal_arn.clone(),
+                account: k.account.clone(),
+                role_arn: k.role_arn.clone(),
+            })),
+            None if self.strict => Err(AuthError::Unrecognized),
+            None => Ok(Caller::Anyone(key.to_string())),
+        }
+    }
+}
+
 impl Access {
     /// The state, locked.
     pub(crate) fn state(&self) -> MutexGuard<'_, AccessState> {
         lock(&self.state)
     }
 
-    /// Records who signed a WorkSpaces Web request for `portal_id` (`""` for `ListPortals`) and
-    /// decides whether it is refused.
-    pub(crate) fn gate(
-        &self,
-        portal_id: &str,
-        operation: &str,
-        headers: &HeaderMap,
-    ) -> Option<Denial> {
-        let signer = credential_scope(headers);
+    /// Who signed a request (from its `Authorization` header), or why its credentials are refused.
+    pub(crate) fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, AuthError> {
+        let key = credential_scope(headers).map(|(k, _)| k);
+        self.state().caller(key.as_deref())
+    }
+
+    /// Records who signed a WorkSpaces Web request for `portal_id` (`""` for `ListPortals`).
+    pub(crate) fn record_signer(&self, portal_id: &str, headers: &HeaderMap) {
+        let Some((key, region)) = credential_scope(headers) else {
+            return;
+        };
         let mut st = self.state();
-        if let Some((key, region)) = &signer {
-            *st.signers
+        *st.signers
+            .entry(portal_id.to_string())
+            .or_default()
+            .entry(key)
+            .or_default() += 1;
+        if let Some(r) = region {
+            st.regions
                 .entry(portal_id.to_string())
                 .or_default()
-                .entry(key.clone())
-                .or_default() += 1;
-            if let Some(r) = region {
-                st.regions
-                    .entry(portal_id.to_string())
-                    .or_default()
-                    .insert(r.clone());
-            }
+                .insert(r);
         }
-        if portal_id.is_empty() {
-            return None;
-        }
-        if st.removed.contains(portal_id) {
+    }
+
+    /// Whether a portal-scoped request is refused: a removed portal, a portal owned by another
+    /// role, a portal of another account than the caller's, or an error set for the operation.
+    pub(crate) fn gate(
+        &self,
+        caller: &Caller,
+        portal: PortalRef<'_>,
+        operation: &str,
+    ) -> Option<Denial> {
+        let st = self.state();
+        if st.removed.contains(portal.id) {
             return Some(Denial::NotFound);
         }
-        if let Some(owner) = st.owners.get(portal_id) {
-            let role = signer.as_ref().and_then(|(k, _)| st.issued.get(k));
+        let action = format!("workspaces-web:{operation}");
+        let account = portal.account.unwrap_or("123456789012");
+        let resource = portal.arn.unwrap_or(portal.id);
+        if let Some(owner) = st.owners.get(portal.id) {
+            let role = match caller {
+                Caller::Known(id) => id.role_arn.as_ref(),
+                _ => None,
+            };
             if role != Some(owner) {
-                return Some(Denial::Error("AccessDeniedException".into()));
+                let message =
+                    not_authorized(&caller.principal(account), &action, resource, "resource");
+                return Some(access_denied(message));
             }
         }
-        st.op_errors
-            .get(&(portal_id.to_string(), operation.to_string()))
-            .map(|code| Denial::Error(code.clone()))
+        if let (Some(theirs), Some(mine)) = (portal.account, caller.account())
+            && theirs != mine
+        {
+            let message = not_authorized(&caller.principal(account), &action, resource, "resource");
+            return Some(access_denied(message));
+        }
+        let code = st
+            .op_errors
+            .get(&(portal.id.to_string(), operation.to_string()))?;
+        let message = (code == "AccessDeniedException")
+            .then(|| not_authorized(&caller.principal(account), &action, resource, "identity"));
+        Some(Denial::Error {
+            code: code.clone(),
+            message,
+        })
+    }
+
+    /// Whether `ListPortals` in `region` is refused for `caller` (an error set for the region,
+    /// for every account or for the caller's).
+    pub(crate) fn list_portals_denial(&self, caller: &Caller, region: &str) -> Option<Denial> {
+        let st = self.state();
+        let mine = caller.account().map(str::to_string);
+        let code = mine
+            .clone()
+            .and_then(|a| st.list_portals_errors.get(&(region.to_string(), Some(a))))
+            .or_else(|| st.list_portals_errors.get(&(region.to_string(), None)))?;
+        let account = mine.unwrap_or_else(|| "123456789012".to_string());
+        let message = (code == "AccessDeniedException").then(|| {
+            not_authorized(
+                &caller.principal(&account),
+                "workspaces-web:ListPortals",
+                &format!("arn:aws:workspaces-web:{region}:{account}:portal/*"),
+                "identity",
+            )
+        });
+        Some(Denial::Error {
+            code: code.clone(),
+            message,
+        })
     }
 
     /// Whether `ListPortals` still lists the portal.
@@ -152,41 +431,60 @@ impl Access {
         !self.state().removed.contains(portal_id)
     }
 
-    /// Decides an `AssumeRole` call and records it: fresh credentials for an allowed role (with
-    /// the right external id), or `Err` with the caller's ARN for the refusal message.
-    pub(crate) fn assume_role(
-        &self,
-        seed: u64,
-        mut call: AssumeRoleCall,
-    ) -> Result<Issued, String> {
+    /// Issues credentials for `call.role_arn` (bound to the role's account, expiring after the
+    /// configured lifetime or `duration`) and records the call.
+    pub(crate) fn issue(&self, seed: u64, mut call: AssumeRoleCall, duration: Duration) -> Issued {
         let mut st = self.state();
-        let allowed = match (st.roles.get(&call.role_arn), role_parts(&call.role_arn)) {
-            (Some(required), Some(_)) => required
-                .as_ref()
-                .is_none_or(|r| call.external_id.as_ref() == Some(r)),
-            _ => false,
-        };
-        if !allowed {
-            let caller = call.caller_key_id.clone().unwrap_or_default();
-            st.calls.push(call);
-            return Err(match st.issued.get(&caller) {
-                Some(role) => format!("{role} (assumed)"),
-                None => format!("arn:aws:iam::123456789012:user/{caller}"),
-            });
-        }
         st.seq += 1;
         let mut rng = Rng::new(mix(seed ^ 0x5354_5300, st.seq));
+        let lifetime = st.lifetime.unwrap_or(duration);
+        let expires_ms = st
+            .credential_now()
+            .saturating_add(i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX));
         let issued = Issued {
             key_id: format!("ASIA{}", rng.chars(UPPER_DIGITS, 16)),
             secret: rng.chars(BASE64, 40),
             token: format!("IQoJb3JpZ2luX2VjE{}", rng.chars(BASE64, 300)),
             role_id: format!("AROA{}", rng.chars(UPPER_DIGITS, 17)),
+            expires_ms,
         };
-        st.issued
-            .insert(issued.key_id.clone(), call.role_arn.clone());
+        let (account, role_name) = role_parts(&call.role_arn).unwrap_or_default();
+        let record = KeyRecord {
+            principal_arn: format!(
+                "arn:aws:sts::{account}:assumed-role/{role_name}/{}",
+                call.session_name
+            ),
+            account: account.to_string(),
+            role_arn: Some(call.role_arn.clone()),
+            expires_ms: Some(expires_ms),
+        };
+        st.keys.insert(issued.key_id.clone(), record);
         call.issued_key_id = Some(issued.key_id.clone());
         st.calls.push(call);
-        Ok(issued)
+        issued
+    }
+
+    /// Records a refused `AssumeRole` call.
+    pub(crate) fn refuse(&self, call: AssumeRoleCall) {
+        self.state().calls.push(call);
+    }
+}
+
+/// What the access model needs to know of a portal.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PortalRef<'a> {
+    /// The portal id of the request.
+    pub(crate) id: &'a str,
+    /// Its account, when the portal exists.
+    pub(crate) account: Option<&'a str>,
+    /// Its ARN, when the portal exists.
+    pub(crate) arn: Option<&'a str>,
+}
+
+fn access_denied(message: String) -> Denial {
+    Denial::Error {
+        code: "AccessDeniedException".to_string(),
+        message: Some(message),
     }
 }
 
@@ -219,5 +517,42 @@ mod tests {
         );
         assert_eq!(role_parts("arn:aws:iam::1234:role/wsw"), None);
         assert_eq!(role_parts("arn:aws:s3:::bucket"), None);
+        assert_eq!(
+            principal_account("arn:aws:iam::111111111111:user/ops"),
+            Some("111111111111")
+        );
+        assert_eq!(principal_account("arn:aws:iam::11111:user/ops"), None);
+    }
+
+    #[test]
+    fn keys_are_unknown_known_expired_or_revoked() {
+        let mut st = AccessState {
+            credential_clock: Some(Clock::manual(1_000)),
+            ..AccessState::default()
+        };
+        assert_eq!(st.caller(Some("AKID")), Ok(Caller::Anyone("AKID".into())));
+        assert_eq!(st.caller(None), Ok(Caller::Unsigned));
+        st.register(
+            "AKIAOPS",
+            "arn:aws:iam::111111111111:user/ops",
+            "111111111111",
+        );
+        assert_eq!(
+            st.caller(Some("AKIAOPS"))
+                .map(|c| c.account().map(str::to_string)),
+            Ok(Some("111111111111".to_string()))
+        );
+        st.strict = true;
+        assert_eq!(st.caller(Some("AKID")), Err(AuthError::Unrecognized));
+        assert_eq!(st.caller(None), Err(AuthError::Missing));
+        assert!(st.expire("AKIAOPS"));
+        assert_eq!(st.caller(Some("AKIAOPS")), Err(AuthError::Expired));
+        st.register(
+            "AKIAOPS",
+            "arn:aws:iam::111111111111:user/ops",
+            "111111111111",
+        );
+        st.revoke("AKIAOPS");
+        assert_eq!(st.caller(Some("AKIAOPS")), Err(AuthError::Unrecognized));
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::clock::Clock;
 use crate::faults::Faults;
+use crate::organization::OrgSpec;
 use crate::record::{SimSession, UnixMillis};
 
 /// Parameters of a generated (random but seeded) session model.
@@ -54,7 +55,7 @@ pub struct PortalSpec {
     pub id: String,
     /// AWS region, e.g. `us-east-1`.
     pub region: String,
-    /// 12-digit account id.
+    /// 12-digit id of the account that owns it (credentials bound to another account are refused).
     pub account: String,
     /// `displayName`.
     pub display_name: String,
@@ -119,7 +120,7 @@ pub struct PortalInfo {
     pub creation_ms: UnixMillis,
 }
 
-/// Configuration of a [`Simulator`].
+/// Configuration of a [`Simulator`](crate::Simulator).
 #[derive(Debug, Clone)]
 pub struct SimConfig {
     /// Seed of every random choice.
@@ -136,6 +137,9 @@ pub struct SimConfig {
     pub list_portals_faults: Faults,
     /// Hide portals of other regions from SigV4-signed requests.
     pub enforce_region: bool,
+    /// The AWS Organization the simulator serves (Organizations API, member roles in STS);
+    /// `None`: Organizations answers `AWSOrganizationsNotInUseException`.
+    pub organization: Option<OrgSpec>,
 }
 
 impl SimConfig {
@@ -149,12 +153,20 @@ impl SimConfig {
             default_page_size: 100,
             list_portals_faults: Faults::none(),
             enforce_region: true,
+            organization: None,
         }
     }
 
     /// The same configuration on another clock.
     pub fn with_clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// The same configuration serving `organization` (its accounts own the portals whose
+    /// `account` is theirs).
+    pub fn with_organization(mut self, organization: OrgSpec) -> Self {
+        self.organization = Some(organization);
         self
     }
 

@@ -12,4 +12,19 @@ pub enum SimError {
     /// A session with this id already exists in the portal.
     #[error("duplicate session {0}")]
     DuplicateSession(String),
+    /// The simulator serves no organization ([`SimConfig::organization`](crate::SimConfig::organization) is `None`).
+    #[error("the simulator serves no organization")]
+    NoOrganization,
+    /// No account with this id in the organization.
+    #[error("unknown account {0}")]
+    UnknownAccount(String),
+    /// An account with this id is already in the organization.
+    #[error("duplicate account {0}")]
+    DuplicateAccount(String),
+    /// Not a principal ARN of an account (`arn:aws:iam::<12 digits>:...` or `arn:aws:sts::...`).
+    #[error("not a principal ARN with an account: {0}")]
+    InvalidPrincipal(String),
+    /// No root or OU with this id.
+    #[error("unknown root or organizational unit {0}")]
+    UnknownParent(String),
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::record::SessionStatus;
+use crate::rng::{Rng, fnv, mix};
 
 /// Faults injected into the requests of one portal (or of `ListPortals`).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -22,6 +23,16 @@ pub struct Faults {
     /// A paginator that never ends: `ListSessions`/`ListPortals` return a fresh `nextToken` on every
     /// page, forever (the pages after the real data are empty).
     pub endless_next_token: bool,
+    /// Every `ListSessions`/`ListPortals` page carries a `nextToken` of exactly this many
+    /// characters: the real token padded (a padded token up to 2048 characters is still accepted
+    /// back), or, on the last page, a token to a further, empty page. Longer than 2048 characters
+    /// it breaks the service model's bound, and the simulator refuses it back with
+    /// `ValidationException`, as the service would.
+    pub next_token_len: Option<usize>,
+    /// `ListSessions`/`ListPortals` pages hold up to this many times the request's `maxResults`
+    /// (the default page size when absent) instead of at most `maxResults`: a server that ignores
+    /// the limit. `None` (or 1): pages respect it.
+    pub overfull_factor: Option<usize>,
     /// Replaces or pads the body of successful answers (hostile or broken responses).
     pub body: Option<BodyFault>,
     /// When set, the faults apply only to `ListSessions` requests with this `status` filter; every
@@ -69,6 +80,22 @@ impl Faults {
         }
     }
 
+    /// Every listing page carries a `nextToken` of exactly `len` characters (e.g. 3,000 or 70,000).
+    pub fn long_next_token(len: usize) -> Self {
+        Self {
+            next_token_len: Some(len),
+            ..Self::default()
+        }
+    }
+
+    /// Listing pages hold `factor` times the request's `maxResults` (e.g. 5).
+    pub fn overfull_pages(factor: usize) -> Self {
+        Self {
+            overfull_factor: Some(factor),
+            ..Self::default()
+        }
+    }
+
     /// The same faults, limited to `ListSessions` requests with this `status` filter.
     pub fn only_for(mut self, status: SessionStatus) -> Self {
         self.only_status = Some(status);
@@ -83,6 +110,13 @@ impl Faults {
                 operation == crate::operation::LIST_SESSIONS && status == Some(only.as_str())
             }
         }
+    }
+
+    /// Whether request number `n` of the requests keyed `key` (a portal id, `""` for `ListPortals`,
+    /// an Organizations operation) is throttled: deterministic for a seed.
+    pub(crate) fn throttles(&self, seed: u64, key: &str, n: u64) -> bool {
+        self.throttle_ratio > 0.0
+            && Rng::new(mix(seed ^ fnv(key), n)).next_f64() < self.throttle_ratio
     }
 
     /// Every request fails with `code`.

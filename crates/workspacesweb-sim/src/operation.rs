@@ -15,3 +15,17 @@ pub const EXPIRE_SESSION: &str = "ExpireSession";
 pub const UNKNOWN: &str = "Unknown";
 /// STS `AssumeRole` (`POST /`, awsQuery), counted under portal id `""`.
 pub const ASSUME_ROLE: &str = "AssumeRole";
+/// Organizations `ListAccounts` (awsJson1.1), counted under portal id `""`.
+pub const LIST_ACCOUNTS: &str = "ListAccounts";
+/// Organizations `ListAccountsForParent`.
+pub const LIST_ACCOUNTS_FOR_PARENT: &str = "ListAccountsForParent";
+/// Organizations `ListChildren`.
+pub const LIST_CHILDREN: &str = "ListChildren";
+/// Organizations `ListOrganizationalUnitsForParent`.
+pub const LIST_ORGANIZATIONAL_UNITS_FOR_PARENT: &str = "ListOrganizationalUnitsForParent";
+/// Organizations `ListRoots`.
+pub const LIST_ROOTS: &str = "ListRoots";
+/// Organizations `DescribeOrganization`.
+pub const DESCRIBE_ORGANIZATION: &str = "DescribeOrganization";
+/// Organizations `DescribeAccount`.
+pub const DESCRIBE_ACCOUNT: &str = "DescribeAccount";

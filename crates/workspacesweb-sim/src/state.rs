@@ -1,12 +1,14 @@
 //! The shared state behind a [`Simulator`](crate::Simulator): everything its servers and its
 //! control API read and change.
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Mutex, RwLock};
 
 use crate::access::Access;
 use crate::clock::Clock;
 use crate::config::SimConfig;
 use crate::faults::Faults;
+use crate::organization::OrgSpec;
 use crate::portals::PortalTable;
 use crate::traffic::Traffic;
 
@@ -15,6 +17,17 @@ use crate::traffic::Traffic;
 pub(crate) struct ListPortalsState {
     /// Its faults.
     pub(crate) faults: Faults,
+    /// Requests seen.
+    pub(crate) requests: u64,
+}
+
+/// Faults of the Organizations API, for all its operations or one, and the requests it has seen.
+#[derive(Debug, Default)]
+pub(crate) struct OrgFaults {
+    /// Faults of every operation without faults of its own.
+    pub(crate) all: Faults,
+    /// Operation name -> its faults.
+    pub(crate) operations: HashMap<String, Faults>,
     /// Requests seen.
     pub(crate) requests: u64,
 }
@@ -38,8 +51,12 @@ pub(crate) struct SimState {
     pub(crate) list_portals: Mutex<ListPortalsState>,
     /// Counters and log.
     pub(crate) traffic: Traffic,
-    /// STS, signers, portal owners, removed portals, per-operation errors.
+    /// Keys and identities, STS roles, signers, portal owners, removed portals, per-operation errors.
     pub(crate) access: Access,
+    /// The organization, when the simulator serves one.
+    pub(crate) organization: RwLock<Option<OrgSpec>>,
+    /// Faults of the Organizations API.
+    pub(crate) org_faults: Mutex<OrgFaults>,
 }
 
 impl SimState {
@@ -61,6 +78,8 @@ impl SimState {
             }),
             traffic: Traffic::default(),
             access: Access::default(),
+            organization: RwLock::new(config.organization),
+            org_faults: Mutex::new(OrgFaults::default()),
         }
     }
 }

@@ -12,11 +12,11 @@ use crate::rng::{Rng, mix};
 pub struct LoggedRequest {
     /// When it arrived (tokio clock).
     pub at: tokio::time::Instant,
-    /// Portal id (`""` for `ListPortals` and unroutable requests).
+    /// Portal id (`""` for `ListPortals`, Organizations and unroutable requests).
     pub portal_id: String,
     /// Operation name (see [`operation`](crate::operation)).
     pub operation: String,
-    /// The raw query string (`status=Active&nextToken=...`).
+    /// The raw query string (`status=Active&nextToken=...`); for Organizations, the JSON body.
     pub query: String,
     /// HTTP status of the answer.
     pub status: u16,

@@ -1,8 +1,9 @@
 //! The simulator's HTTP front: one loopback endpoint for every API it serves, each request
-//! dispatched by its protocol: STS (awsQuery, `POST /` with a form body) or WorkSpaces Web
-//! (restJson1, `/portals...`).
+//! dispatched by its protocol: Organizations (awsJson1.1, `POST /` with an `X-Amz-Target`), STS
+//! (awsQuery, `POST /` with a form body) or WorkSpaces Web (restJson1, `/portals...`).
 
 pub(crate) mod json;
+mod organizations;
 mod sts;
 pub(crate) mod workspacesweb;
 
@@ -74,6 +75,9 @@ pub(crate) async fn serve(
 
 /// Serves one request with the API its protocol names.
 async fn handle(state: Arc<SimState>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+    if let Some(op) = organizations::operation_of(req.headers()) {
+        return Ok(organizations::serve(&state, req, op).await);
+    }
     if sts::is_sts(req.method(), req.uri().path()) {
         return Ok(sts::serve(&state, req).await);
     }

@@ -8,15 +8,17 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 
-use crate::access::{AssumeRoleCall, Issued, credential_scope, role_parts};
+use crate::access::{AssumeRoleCall, AuthError, Caller, Issued, credential_scope, role_parts};
 use crate::api::{Resp, response};
+use crate::locks::read;
 use crate::operation::ASSUME_ROLE;
+use crate::organization::AccountState;
 use crate::state::SimState;
 
 /// Largest STS request body read (real requests are well under 1 KiB).
@@ -50,17 +52,50 @@ fn xml_text(s: &str) -> String {
 #[derive(Debug)]
 struct StsError {
     status: StatusCode,
-    code: &'static str,
+    code: String,
     message: String,
 }
 
 impl StsError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
         Self {
             status,
-            code,
+            code: code.to_string(),
             message: message.into(),
         }
+    }
+
+    /// Credentials refused before anything else, as STS words it.
+    fn auth(error: AuthError) -> Self {
+        Self::new(StatusCode::FORBIDDEN, error.query_code(), error.message())
+    }
+
+    /// An injected STS error `code` with its usual status.
+    fn injected(code: &str) -> Self {
+        let (status, message) = match code {
+            "Throttling" => (StatusCode::BAD_REQUEST, "Rate exceeded".to_string()),
+            "RegionDisabledException" => (
+                StatusCode::FORBIDDEN,
+                "STS is not activated in this region for this account".to_string(),
+            ),
+            "InvalidClientTokenId" | "ExpiredToken" => {
+                return Self::auth(if code == "ExpiredToken" {
+                    AuthError::Expired
+                } else {
+                    AuthError::Unrecognized
+                });
+            }
+            "InternalFailure" => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "An internal error occurred".to_string(),
+            ),
+            "ServiceUnavailable" => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service unavailable".to_string(),
+            ),
+            other => (StatusCode::BAD_REQUEST, format!("Injected {other}")),
+        };
+        Self::new(status, code, message)
     }
 
     fn into_response(self, request_id: &str) -> Resp {
@@ -71,7 +106,7 @@ impl StsError {
         };
         let body = format!(
             "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\n  <Error>\n    <Type>{kind}</Type>\n    <Code>{}</Code>\n    <Message>{}</Message>\n  </Error>\n  <RequestId>{request_id}</RequestId>\n</ErrorResponse>\n",
-            xml_text(self.code),
+            xml_text(&self.code),
             xml_text(&self.message)
         );
         response(self.status, "text/xml", body, request_id)
@@ -147,9 +182,9 @@ fn parse(
 /// The `<AssumeRoleResponse>` of credentials issued for `role_arn`.
 fn assumed(req: &AssumeRoleRequest, issued: &Issued, request_id: &str) -> Resp {
     let (account, role_name) = role_parts(&req.call.role_arn).unwrap_or_default();
-    // Expiration is on the wall clock: SDKs compare it with their own time source.
-    let expires = SystemTime::now() + Duration::from_secs(req.duration_secs);
-    let expiration = aws_smithy_types::DateTime::from(expires)
+    // On the credential clock (the system clock unless a test set another): SDKs compare it
+    // with their own time source.
+    let expiration = aws_smithy_types::DateTime::from_millis(issued.expires_ms)
         .fmt(aws_smithy_types::date_time::Format::DateTime)
         .unwrap_or_default();
     let mut body = String::with_capacity(1024);
@@ -166,10 +201,72 @@ fn assumed(req: &AssumeRoleRequest, issued: &Issued, request_id: &str) -> Resp {
     response(StatusCode::OK, "text/xml", body, request_id)
 }
 
+/// Whether the organization lets callers assume `role_arn` of `account`: its management role,
+/// or the member role of an active account (with the external id it requires).
+fn organization_allows(
+    state: &SimState,
+    role_arn: &str,
+    account: &str,
+    external_id: Option<&str>,
+) -> bool {
+    let org = read(&state.organization);
+    let Some(org) = org.as_ref() else {
+        return false;
+    };
+    if org.management_role.as_deref() == Some(role_arn) {
+        return true;
+    }
+    org.member_role_arn(account).as_deref() == Some(role_arn)
+        && org
+            .account(account)
+            .is_some_and(|a| a.state == AccountState::Active)
+        && org
+            .member_external_id
+            .as_deref()
+            .is_none_or(|required| external_id == Some(required))
+}
+
+/// Decides an `AssumeRole` call: an error set for the role's account, else allowed roles
+/// ([`Simulator::allow_role`](crate::Simulator::allow_role), then the organization's) or `AccessDenied`.
+fn decide(state: &SimState, caller: &Caller, call: &AssumeRoleCall) -> Result<(), StsError> {
+    let denied = || {
+        StsError::new(
+            StatusCode::FORBIDDEN,
+            "AccessDenied",
+            format!(
+                "User: {} is not authorized to perform: sts:AssumeRole on resource: {}",
+                caller.principal("123456789012"),
+                call.role_arn
+            ),
+        )
+    };
+    let Some((account, _)) = role_parts(&call.role_arn) else {
+        return Err(denied());
+    };
+    let (fault, explicit) = {
+        let st = state.access.state();
+        (
+            st.assume_errors.get(account).cloned(),
+            st.roles.get(&call.role_arn).cloned(),
+        )
+    };
+    match fault.as_deref() {
+        Some("AccessDenied") => return Err(denied()),
+        Some(code) => return Err(StsError::injected(code)),
+        None => {}
+    }
+    let allowed = match explicit {
+        Some(required) => required.is_none_or(|r| call.external_id.as_ref() == Some(&r)),
+        None => organization_allows(state, &call.role_arn, account, call.external_id.as_deref()),
+    };
+    if allowed { Ok(()) } else { Err(denied()) }
+}
+
 /// Serves one STS request (`POST /`).
 pub(crate) async fn serve(state: &SimState, req: Request<Incoming>) -> Resp {
     let request_id = state.traffic.request_id(state.seed);
     let signer = credential_scope(req.headers());
+    let auth = state.access.authenticate(req.headers());
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
@@ -184,22 +281,21 @@ pub(crate) async fn serve(state: &SimState, req: Request<Incoming>) -> Resp {
     let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
     let action = form.get("Action").map(String::as_str).unwrap_or("");
     state.traffic.count("", action);
-    let req = match parse(&form, signer) {
-        Ok(req) => req,
-        Err(e) => return e.into_response(&request_id),
-    };
-    let role_arn = req.call.role_arn.clone();
-    match state.access.assume_role(state.seed, req.call.clone()) {
-        Ok(issued) => assumed(&req, &issued, &request_id),
-        Err(caller_arn) => StsError::new(
-            StatusCode::FORBIDDEN,
-            "AccessDenied",
-            format!(
-                "User: {caller_arn} is not authorized to perform: sts:AssumeRole on resource: {role_arn}"
-            ),
-        )
-        .into_response(&request_id),
-    }
+    let answer = parse(&form, signer).and_then(|req| {
+        let caller = auth.map_err(StsError::auth)?;
+        match decide(state, &caller, &req.call) {
+            Ok(()) => {
+                let duration = Duration::from_secs(req.duration_secs);
+                let issued = state.access.issue(state.seed, req.call.clone(), duration);
+                Ok(assumed(&req, &issued, &request_id))
+            }
+            Err(e) => {
+                state.access.refuse(req.call);
+                Err(e)
+            }
+        }
+    });
+    answer.unwrap_or_else(|e| e.into_response(&request_id))
 }
 
 #[cfg(test)]

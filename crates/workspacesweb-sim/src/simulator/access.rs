@@ -38,15 +38,43 @@ impl Simulator {
         }
     }
 
-    /// Answers every `operation` request of a portal (see [`operation`](crate::operation)) with the AWS error
-    /// `code` (e.g. `AccessDeniedException` on `GetPortal` only); `None` clears it. Other
-    /// operations of the portal are unaffected.
+    /// Answers every `operation` request of a portal (`ListSessions`, `GetSession`, `GetPortal`,
+    /// `ExpireSession`: see [`operation`](crate::operation)) with the AWS error `code` (e.g.
+    /// `AccessDeniedException` on `GetPortal` only); `None` clears it. Other operations of the
+    /// portal are unaffected. `AccessDeniedException` carries IAM's message: `User: <caller> is
+    /// not authorized to perform: workspaces-web:<Operation> on resource: <portal ARN> because no
+    /// identity-based policy allows the workspaces-web:<Operation> action`.
     pub fn set_operation_error(&self, portal_id: &str, operation: &str, code: Option<&str>) {
         let mut st = self.state.access.state();
         let key = (portal_id.to_string(), operation.to_string());
         match code {
             Some(c) => st.op_errors.insert(key, c.to_string()),
             None => st.op_errors.remove(&key),
+        };
+    }
+
+    /// Answers `ListPortals` signed for `region` with the AWS error `code` (`None` clears it): for
+    /// callers of `account` only, or of every account with `None` (an account's own setting wins).
+    /// A discovery entry listing several regions sees one of them denied.
+    /// `AccessDeniedException` carries IAM's message, on resource
+    /// `arn:aws:workspaces-web:<region>:<account>:portal/*`.
+    pub fn set_list_portals_error(&self, region: &str, account: Option<&str>, code: Option<&str>) {
+        let mut st = self.state.access.state();
+        let key = (region.to_string(), account.map(str::to_string));
+        match code {
+            Some(c) => st.list_portals_errors.insert(key, c.to_string()),
+            None => st.list_portals_errors.remove(&key),
+        };
+    }
+
+    /// Answers STS `AssumeRole` of any role of `account` with the STS error `code` (`AccessDenied`,
+    /// 403, with IAM's message; `Throttling`, 400; `RegionDisabledException`, 403; others 400);
+    /// `None` clears it.
+    pub fn set_assume_role_error(&self, account: &str, code: Option<&str>) {
+        let mut st = self.state.access.state();
+        match code {
+            Some(c) => st.assume_errors.insert(account.to_string(), c.to_string()),
+            None => st.assume_errors.remove(account),
         };
     }
 
@@ -57,7 +85,7 @@ impl Simulator {
 
     /// The role an access key id was issued for by `AssumeRole`.
     pub fn role_of_key(&self, access_key_id: &str) -> Option<String> {
-        self.state.access.state().issued.get(access_key_id).cloned()
+        self.state.access.state().role_of(access_key_id)
     }
 
     /// Access key ids that signed requests for a portal (`""`: `ListPortals`), with their counts.

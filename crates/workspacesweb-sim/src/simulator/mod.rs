@@ -1,7 +1,9 @@
 //! The [`Simulator`] handle: builds the shared state, serves it, and is the control API tests
-//! use while it serves (one file per topic: sessions, access, traffic).
+//! use while it serves (one file per topic: sessions, access, credentials, organization, traffic).
 
 mod access;
+mod credentials;
+mod organization;
 mod sessions;
 mod traffic;
 

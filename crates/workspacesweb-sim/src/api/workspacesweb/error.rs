@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use hyper::StatusCode;
 use hyper::header::HeaderValue;
 
+use crate::access::AuthError;
 use crate::api::json::json_str;
 use crate::api::{Resp, response};
 
@@ -64,6 +65,11 @@ impl WireError {
         e
     }
 
+    /// The answer to credentials refused before anything else (the messages of AWS's common errors).
+    pub(crate) fn auth(error: AuthError) -> Self {
+        Self::new(error.code(), error.message())
+    }
+
     /// An injected error with the usual message and members of its code.
     pub(crate) fn injected(code: &str, retry_after: u32) -> Self {
         let mut e = match code {
@@ -92,9 +98,10 @@ impl WireError {
     fn status(&self) -> StatusCode {
         match self.code.as_str() {
             "ValidationException" | "SerializationException" => StatusCode::BAD_REQUEST,
-            "AccessDeniedException" | "UnrecognizedClientException" | "ExpiredTokenException" => {
-                StatusCode::FORBIDDEN
-            }
+            "AccessDeniedException"
+            | "UnrecognizedClientException"
+            | "ExpiredTokenException"
+            | "MissingAuthenticationTokenException" => StatusCode::FORBIDDEN,
             "ResourceNotFoundException" | "UnknownOperationException" => StatusCode::NOT_FOUND,
             "MethodNotAllowed" => StatusCode::METHOD_NOT_ALLOWED,
             "ConflictException" => StatusCode::CONFLICT,

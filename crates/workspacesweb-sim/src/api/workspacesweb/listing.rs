@@ -8,7 +8,9 @@ use bytes::Bytes;
 use super::body::portal_json;
 use super::error::WireError;
 use super::route::param;
-use super::token::{KIND_ASC, KIND_DESC, KIND_PORTALS, decode_token, encode_token, endless_cursor};
+use super::token::{
+    KIND_ASC, KIND_DESC, KIND_PORTALS, decode_token, encode_token, endless_cursor, pad_token,
+};
 use crate::api::json::json_str;
 use crate::config::PortalInfo;
 use crate::faults::Faults;
@@ -65,23 +67,49 @@ pub(crate) fn check_arn(arn: &str) -> Result<(), WireError> {
     }
 }
 
-/// `maxResults`: an integer >= 1, capped to the page maximum.
-fn page_size(state: &SimState, params: &[(String, String)]) -> Result<usize, WireError> {
-    match param(params, "maxResults") {
-        None => Ok(state.default_page_size.min(state.max_page_size)),
+/// `maxResults`: an integer >= 1, capped to the page maximum; under the `overfull_factor`
+/// fault, that many times the request's `maxResults` (or the default page size) instead.
+fn page_size(
+    state: &SimState,
+    params: &[(String, String)],
+    faults: &Faults,
+) -> Result<usize, WireError> {
+    let requested = match param(params, "maxResults") {
+        None => state.default_page_size,
         Some(raw) => match raw.trim().parse::<i32>() {
-            Ok(n) if n >= 1 => Ok((n as usize).min(state.max_page_size)),
-            Ok(_) => Err(WireError::validation(
-                "maxResults",
-                format!(
-                    "Value '{raw}' at 'maxResults' failed to satisfy constraint: Member must have value greater than or equal to 1"
-                ),
-            )),
-            Err(_) => Err(WireError::validation(
-                "maxResults",
-                format!("Value '{raw}' at 'maxResults' could not be parsed as an integer"),
-            )),
+            Ok(n) if n >= 1 => n as usize,
+            Ok(_) => {
+                return Err(WireError::validation(
+                    "maxResults",
+                    format!(
+                        "Value '{raw}' at 'maxResults' failed to satisfy constraint: Member must have value greater than or equal to 1"
+                    ),
+                ));
+            }
+            Err(_) => {
+                return Err(WireError::validation(
+                    "maxResults",
+                    format!("Value '{raw}' at 'maxResults' could not be parsed as an integer"),
+                ));
+            }
         },
+    };
+    Ok(match faults.overfull_factor {
+        Some(factor) if factor > 1 => requested.saturating_mul(factor),
+        _ => requested.min(state.max_page_size),
+    })
+}
+
+/// The next token as sent under the `next_token_len` fault: exactly that long, and present even
+/// on the last page (then leading to an empty page past the end, built by `past_end`).
+fn sized_token(
+    next: Option<String>,
+    faults: &Faults,
+    past_end: impl FnOnce() -> String,
+) -> Option<String> {
+    match faults.next_token_len {
+        Some(len) => Some(pad_token(next.unwrap_or_else(past_end), len)),
+        None => next,
     }
 }
 
@@ -152,9 +180,10 @@ fn session_query<'a>(
     state: &SimState,
     portal_id: &str,
     params: &'a [(String, String)],
+    faults: &Faults,
 ) -> Result<SessionQuery<'a>, WireError> {
     check_portal_id(portal_id)?;
-    let limit = page_size(state, params)?;
+    let limit = page_size(state, params, faults)?;
     let order = sort_order(params)?;
     let filter = session_filter(params)?;
     let kind = if order == Order::Ascending {
@@ -223,27 +252,38 @@ pub(crate) fn list_sessions(
     faults: &Faults,
     fetch: impl FnOnce(Order, &Filter, Option<&Cursor>, usize) -> Page,
 ) -> Result<ListedPage, WireError> {
-    let q = session_query(state, portal_id, params)?;
+    let q = session_query(state, portal_id, params, faults)?;
     let (page, next, raw) = fetch(q.order, &q.filter, q.cursor.as_ref(), q.limit);
     let next = session_next_token(&q, faults, &page, next);
+    let next = sized_token(next, faults, || {
+        let (start_ms, id) = endless_cursor(q.order, q.cursor.as_ref());
+        encode_token(q.kind, q.fingerprint, start_ms, &id)
+    });
     Ok((page, next, raw))
 }
 
-/// One page of `ListPortals` in `region` (all regions with `None`).
+/// One page of `ListPortals` in `region` (all regions with `None`), of the portals of `account`
+/// (all with `None`).
 pub(crate) fn list_portals(
     state: &SimState,
     region: Option<&str>,
+    account: Option<&str>,
     params: &[(String, String)],
     faults: &Faults,
 ) -> Result<String, WireError> {
-    let limit = page_size(state, params)?;
-    let fingerprint = fnv(region.unwrap_or(""));
+    let limit = page_size(state, params, faults)?;
+    let fingerprint = fnv(&format!(
+        "{}\u{0}{}",
+        region.unwrap_or(""),
+        account.unwrap_or("")
+    ));
     let raw_token = param(params, "nextToken");
     let cursor = decode_token(raw_token, KIND_PORTALS, fingerprint)?;
     let portals = state.portals.infos();
     let mut visible = portals
         .iter()
         .filter(|p| region.is_none_or(|r| r == p.region))
+        .filter(|p| account.is_none_or(|a| a == p.account))
         .filter(|p| state.access.listed(&p.id))
         .filter(|p| {
             cursor
@@ -252,6 +292,10 @@ pub(crate) fn list_portals(
         });
     let page: Vec<&PortalInfo> = visible.by_ref().take(limit).collect();
     let more = visible.next().is_some();
+    let past_end = || {
+        let (_, id) = endless_cursor(Order::Ascending, cursor.as_ref());
+        encode_token(KIND_PORTALS, fingerprint, 0, &id)
+    };
     let next = if faults.repeat_next_token {
         Some(raw_token.map(str::to_string).unwrap_or_else(|| {
             let last = page.last().map_or("~", |p| p.id.as_str());
@@ -261,11 +305,11 @@ pub(crate) fn list_portals(
         page.last()
             .map(|p| encode_token(KIND_PORTALS, fingerprint, 0, &p.id))
     } else if faults.endless_next_token {
-        let (_, id) = endless_cursor(Order::Ascending, cursor.as_ref());
-        Some(encode_token(KIND_PORTALS, fingerprint, 0, &id))
+        Some(past_end())
     } else {
         None
     };
+    let next = sized_token(next, faults, past_end);
     let mut body = String::from("{\"portals\":[");
     for (i, p) in page.iter().enumerate() {
         if i > 0 {

@@ -18,20 +18,14 @@ use self::body::{apply_body_fault, raw_matches, session_json};
 use self::error::WireError;
 use self::listing::{check_arn, check_portal_id, check_session_id, list_portals, list_sessions};
 use self::route::{Route, param, query_params, route, signing_region};
-use crate::access::Denial;
+use crate::access::{Caller, Denial, PortalRef};
 use crate::api::json::json_str;
 use crate::api::{Resp, response};
 use crate::faults::Faults;
 use crate::locks::lock;
 use crate::portals::Portal;
-use crate::rng::{Rng, fnv, mix};
 use crate::state::SimState;
 use crate::traffic::LoggedRequest;
-
-/// Decides whether request number `n` of a portal is throttled.
-fn throttled(seed: u64, key: &str, n: u64, ratio: f64) -> bool {
-    ratio > 0.0 && Rng::new(mix(seed ^ fnv(key), n)).next_f64() < ratio
-}
 
 /// Applies latency, a fixed error, and throttling; returns the error to send, if any.
 async fn apply_faults(
@@ -46,13 +40,26 @@ async fn apply_faults(
     if let Some(code) = &faults.error {
         return Err(WireError::injected(code, faults.retry_after_secs));
     }
-    if throttled(state.seed, key, n, faults.throttle_ratio) {
+    if faults.throttles(state.seed, key, n) {
         return Err(WireError::injected(
             "ThrottlingException",
             faults.retry_after_secs,
         ));
     }
     Ok(())
+}
+
+/// One WorkSpaces Web request, routed, from an accepted caller.
+struct Call {
+    caller: Caller,
+    route: Route,
+    /// The portal id it is about (`""`: none).
+    key: String,
+    /// The SigV4 region, when signed.
+    signed_region: Option<String>,
+    /// The region whose portals it sees (`None`: all, when unsigned or not enforced).
+    region: Option<String>,
+    params: Vec<(String, String)>,
 }
 
 /// Serves one WorkSpaces Web request.
@@ -63,19 +70,24 @@ pub(crate) async fn serve(state: &SimState, req: Request<Incoming>) -> Resp {
     let key = route.portal_key();
     let operation = route.operation();
     state.traffic.count(&key, operation);
-    let region = if state.enforce_region {
-        signing_region(req.headers())
-    } else {
-        None
-    };
-    let params = query_params(req.uri().query());
+    state.access.record_signer(&key, req.headers());
+    let signed_region = signing_region(req.headers());
     let request_id = state.traffic.request_id(state.seed);
-    let resp = if let Some(denial) = state.access.gate(&key, operation, req.headers()) {
-        denied(denial, &key).into_response(&request_id)
-    } else {
-        match dispatch(state, route, &key, region.as_deref(), &params).await {
-            Ok(body) => response(StatusCode::OK, "application/json", body, &request_id),
-            Err(e) => e.into_response(&request_id),
+    let resp = match state.access.authenticate(req.headers()) {
+        Err(e) => WireError::auth(e).into_response(&request_id),
+        Ok(caller) => {
+            let call = Call {
+                caller,
+                route,
+                key: key.clone(),
+                region: signed_region.clone().filter(|_| state.enforce_region),
+                signed_region,
+                params: query_params(req.uri().query()),
+            };
+            match dispatch(state, call).await {
+                Ok(body) => response(StatusCode::OK, "application/json", body, &request_id),
+                Err(e) => e.into_response(&request_id),
+            }
         }
     };
     state.traffic.log(LoggedRequest {
@@ -92,18 +104,18 @@ pub(crate) async fn serve(state: &SimState, req: Request<Incoming>) -> Resp {
 fn denied(denial: Denial, portal_id: &str) -> WireError {
     match denial {
         Denial::NotFound => WireError::not_found("Portal", portal_id),
-        Denial::Error(code) => WireError::injected(&code, 1),
+        Denial::Error { code, message } => {
+            let mut e = WireError::injected(&code, 1);
+            if let Some(m) = message {
+                e.message = m;
+            }
+            e
+        }
     }
 }
 
-async fn dispatch(
-    state: &SimState,
-    route: Route,
-    key: &str,
-    region: Option<&str>,
-    params: &[(String, String)],
-) -> Result<Bytes, WireError> {
-    match route {
+async fn dispatch(state: &SimState, call: Call) -> Result<Bytes, WireError> {
+    match &call.route {
         Route::Unknown => Err(WireError::new(
             "UnknownOperationException",
             "Unknown operation",
@@ -117,36 +129,53 @@ async fn dispatch(
             Err(e)
         }
         Route::ListPortals => {
+            let region = call.signed_region.as_deref().unwrap_or("us-east-1");
+            if let Some(d) = state.access.list_portals_denial(&call.caller, region) {
+                return Err(denied(d, ""));
+            }
             let (faults, n) = {
                 let mut lp = lock(&state.list_portals);
                 lp.requests += 1;
                 (lp.faults.clone(), lp.requests)
             };
             apply_faults(state, "", &faults, n).await?;
-            let body = list_portals(state, region, params, &faults)?;
+            let region = call.region.as_deref();
+            let body = list_portals(state, region, call.caller.account(), &call.params, &faults)?;
             Ok(apply_body_fault(body.into(), faults.body.as_ref()))
         }
-        route => portal_request(state, route, key, region, params).await,
+        _ => portal_request(state, call).await,
     }
 }
 
-/// A portal-scoped operation: the portal must exist in the request's region.
-async fn portal_request(
-    state: &SimState,
-    route: Route,
-    key: &str,
-    region: Option<&str>,
-    params: &[(String, String)],
-) -> Result<Bytes, WireError> {
-    let Some(portal) = state.portals.get(key) else {
-        if let Route::GetPortal(arn) = &route {
+/// A portal-scoped operation: the access model lets it through, and the portal exists in the
+/// request's region.
+async fn portal_request(state: &SimState, call: Call) -> Result<Bytes, WireError> {
+    let key = call.key.as_str();
+    let portal = state.portals.get(key);
+    let target = PortalRef {
+        id: key,
+        account: portal.as_ref().map(|p| p.info.account.as_str()),
+        arn: portal.as_ref().map(|p| p.info.arn.as_str()),
+    };
+    if let Some(d) = state
+        .access
+        .gate(&call.caller, target, call.route.operation())
+    {
+        return Err(denied(d, key));
+    }
+    let Some(portal) = portal else {
+        if let Route::GetPortal(arn) = &call.route {
             check_arn(arn)?;
         } else {
             check_portal_id(key)?;
         }
         return Err(WireError::not_found("Portal", key));
     };
-    if region.is_some_and(|r| r != portal.info.region) {
+    if call
+        .region
+        .as_ref()
+        .is_some_and(|r| *r != portal.info.region)
+    {
         return Err(WireError::not_found("Portal", key));
     }
     let (faults, n) = {
@@ -154,13 +183,14 @@ async fn portal_request(
         s.requests += 1;
         (s.faults.clone(), s.requests)
     };
-    let faults = if faults.applies_to(route.operation(), param(params, "status")) {
+    let operation = call.route.operation();
+    let faults = if faults.applies_to(operation, param(&call.params, "status")) {
         faults
     } else {
         Faults::none()
     };
     apply_faults(state, key, &faults, n).await?;
-    let body = portal_operation(state, route, &portal, params, &faults)?;
+    let body = portal_operation(state, call.route, &portal, &call.params, &faults)?;
     Ok(apply_body_fault(body, faults.body.as_ref()))
 }
 

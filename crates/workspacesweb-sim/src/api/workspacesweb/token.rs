@@ -33,7 +33,9 @@ pub(crate) fn decode_token(
             "Value at 'nextToken' failed to satisfy constraint: Member must have length between 1 and 2048 and match pattern \\S+",
         ));
     }
-    let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| invalid())?;
+    // A padded token (the `next_token_len` fault) carries its padding after a `.`.
+    let encoded = raw.split('.').next().unwrap_or(raw);
+    let bytes = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
     let mut parts = text.splitn(5, '|');
     let (Some("v1"), Some(k), Some(fp), Some(start), Some(id)) = (
@@ -57,6 +59,19 @@ pub(crate) fn decode_token(
         start_ms,
         id: id.to_string(),
     }))
+}
+
+/// `token` made exactly `len` characters long: padded after a `.` (decoding ignores the
+/// padding), or cut (which makes it invalid).
+pub(crate) fn pad_token(mut token: String, len: usize) -> String {
+    if token.len() >= len {
+        token.truncate(len);
+        return token;
+    }
+    token.push('.');
+    let fill = len - token.len();
+    token.extend(std::iter::repeat_n('x', fill));
+    token
 }
 
 /// Prefix of the cursor ids of a never-ending paginator (`~` sorts after every portal id).
@@ -94,5 +109,12 @@ mod tests {
         assert!(decode_token(Some(&t), KIND_ASC, 43).is_err());
         assert!(decode_token(Some("!!!"), KIND_ASC, 42).is_err());
         assert!(decode_token(Some(""), KIND_ASC, 42).is_err());
+        for len in [t.len() + 1, t.len() + 2, 2048] {
+            let padded = pad_token(t.clone(), len);
+            assert_eq!(padded.len(), len);
+            assert!(decode_token(Some(&padded), KIND_ASC, 42).is_ok_and(|c| c.is_some()));
+        }
+        assert!(decode_token(Some(&pad_token(t.clone(), 3_000)), KIND_ASC, 42).is_err());
+        assert_eq!(pad_token(t.clone(), 4).len(), 4);
     }
 }
