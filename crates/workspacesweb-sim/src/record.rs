@@ -1,5 +1,7 @@
 //! The simulator's own session shapes and time, independent of the exporter it checks.
 
+use crate::rng::{Rng, mix};
+
 /// Milliseconds since the Unix epoch (UTC).
 pub type UnixMillis = i64;
 
@@ -28,6 +30,65 @@ impl SessionStatus {
             Self::Active => "Active",
             Self::Terminated => "Terminated",
         }
+    }
+}
+
+/// One session: the ground truth of the simulator, and the shape tests build scripted portals from.
+///
+/// In results of [`Simulator::sessions_at`](crate::Simulator::sessions_at), `end_ms` is `None`
+/// for sessions still active at that time.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SimSession {
+    /// `sessionId` (36 chars on real AWS; scripted sessions may use anything).
+    pub id: String,
+    /// `username`; `None` leaves the field out of the wire record.
+    pub username: Option<String>,
+    /// Start time, milliseconds since the epoch.
+    pub start_ms: UnixMillis,
+    /// End time; `None` while the session runs.
+    pub end_ms: Option<UnixMillis>,
+}
+
+impl SimSession {
+    /// An active session of `username` that started at `start_ms`.
+    pub fn new(id: impl Into<String>, username: impl Into<String>, start_ms: UnixMillis) -> Self {
+        Self {
+            id: id.into(),
+            username: Some(username.into()),
+            start_ms,
+            end_ms: None,
+        }
+    }
+
+    /// The same session, ended at `end_ms`.
+    pub fn ended(mut self, end_ms: UnixMillis) -> Self {
+        self.end_ms = Some(end_ms);
+        self
+    }
+
+    /// Active when it has no end, else Terminated.
+    pub fn status(&self) -> SessionStatus {
+        if self.end_ms.is_some() {
+            SessionStatus::Terminated
+        } else {
+            SessionStatus::Active
+        }
+    }
+
+    /// The status at `at_ms` of a session whose `end_ms` may lie in the future; `None` before it starts.
+    pub fn status_at(&self, at_ms: UnixMillis) -> Option<SessionStatus> {
+        if self.start_ms > at_ms {
+            None
+        } else if self.end_ms.is_some_and(|e| e <= at_ms) {
+            Some(SessionStatus::Terminated)
+        } else {
+            Some(SessionStatus::Active)
+        }
+    }
+
+    /// A UUID-shaped session id derived from `n` (handy for scripted portals).
+    pub fn id_for(n: u64) -> String {
+        Rng::new(mix(n, 0x5345_5353)).uuid()
     }
 }
 

@@ -1,5 +1,5 @@
-//! The `workspacesweb-sim` binary from the outside: the lines it prints once it listens, and an
-//! AWS SDK client listing its portals.
+//! The `workspacesweb-sim` binary from the outside: the lines it prints once it listens, and
+//! AWS SDK clients listing its portals and its organization's accounts.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -106,4 +106,47 @@ fn a_busy_port_is_exit_code_2() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cannot listen on"), "{stderr}");
+}
+
+#[tokio::test]
+async fn serves_an_organization_with_accounts() {
+    let args = [
+        "--seed",
+        "4",
+        "--accounts",
+        "3",
+        "--regions",
+        "us-east-1,eu-west-1",
+    ];
+    // Address, 3 accounts × 2 regions portals, the organization, 3 accounts.
+    let (_child, head) = start(&args, 11);
+    assert_eq!(head.len(), 11, "{head:?}");
+    let url = head[0]
+        .strip_prefix("listening ")
+        .expect("address")
+        .to_string();
+    assert_eq!(head.iter().filter(|l| l.starts_with("portal ")).count(), 6);
+    assert!(head[7].starts_with("organization o-"), "{head:?}");
+    assert!(
+        head[7].ends_with("member_role=workspacesweb-exporter"),
+        "{head:?}"
+    );
+    let printed: Vec<&str> = head[8..]
+        .iter()
+        .map(|l| l.split(' ').nth(1).expect("account id"))
+        .collect();
+    let conf = aws_sdk_organizations::Config::builder()
+        .behavior_version_latest()
+        .region(aws_sdk_organizations::config::Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("AKID", "SECRET", None, None, "test"))
+        .endpoint_url(url)
+        .build();
+    let listed = aws_sdk_organizations::Client::from_conf(conf)
+        .list_accounts()
+        .send()
+        .await
+        .expect("ListAccounts");
+    let mut ids: Vec<&str> = listed.accounts().iter().filter_map(|a| a.id()).collect();
+    ids.sort();
+    assert_eq!(ids, printed);
 }
