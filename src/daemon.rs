@@ -9,6 +9,7 @@ use tracing::{error, info, warn};
 
 use crate::aws::Clients;
 use crate::cli::Cli;
+use crate::clock::now_ms;
 use crate::config;
 use crate::config::ShardConfig;
 use crate::demo::Demo;
@@ -18,7 +19,6 @@ use crate::http::{
 };
 use crate::reconcile::{Reconciler, Source};
 use crate::reload::Reloader;
-use crate::session::now_ms;
 use crate::snapshot::{ReloadStatus, Store};
 use crate::storage::{StateDir, StorageError};
 

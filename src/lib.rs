@@ -9,6 +9,7 @@ pub mod arn;
 pub mod aws;
 pub mod build_info;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod deflate;
@@ -17,17 +18,16 @@ pub mod discovery;
 pub mod error_label;
 pub mod exposition;
 pub mod http;
-pub mod ledger;
 pub mod metrics;
 pub mod pagination;
 pub mod poll;
 pub mod reconcile;
 pub mod reload;
-pub mod session;
 pub mod snapshot;
 pub mod storage;
 pub mod telemetry;
-pub mod users;
+
+pub use workspacesweb_accounting::{ledger, session, users};
 
 /// Version of this build.
 pub use build_info::VERSION;

@@ -13,10 +13,10 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
+use crate::clock::now_ms;
 use crate::config::{ConfigError, ShardConfig, load_for_shard};
 use crate::http::{self, WebConfigError, WebConfigHandle, WebState};
 use crate::reconcile::Command;
-use crate::session::now_ms;
 use crate::snapshot::{ReloadStatus, Store};
 
 /// Why a (re)load failed.

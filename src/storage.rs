@@ -161,7 +161,7 @@ impl StateDir {
     /// look at) and logs why; returns the new path.
     pub fn set_aside(&self, portal_id: &str, reason: &str) -> Option<PathBuf> {
         let from = self.state_file(portal_id);
-        let stamp = crate::session::now_ms();
+        let stamp = crate::clock::now_ms();
         let to = self
             .path
             .join(format!("{portal_id}{STATE_SUFFIX}.{stamp}{CORRUPT_SUFFIX}"));

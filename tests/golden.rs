@@ -13,8 +13,8 @@
 //! backs off at least that long), so every counter, request counts included, is exact.
 //!
 //! Time: the simulator runs on a manual clock at [`T0`], and the exporter's wall clock
-//! (`session::now_ms`, which stamps polls, T0 and reloads) is pinned to the same instant with
-//! `session::set_manual_now_ms`. That pin is process-global, which is why this file is a test
+//! (`clock::now_ms`, which stamps polls, T0 and reloads) is pinned to the same instant with
+//! `clock::set_manual_now_ms`. That pin is process-global, which is why this file is a test
 //! binary of its own, holding no test that needs the real clock. What cannot be pinned is
 //! normalised (see [`normalise`]): `poll_duration_seconds`, measured with `Instant`, and the
 //! build's revision and rustc version. `process_*` are left out (they describe this test
@@ -27,8 +27,9 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::json;
+use workspacesweb_exporter::clock::{now_ms, set_manual_now_ms};
 use workspacesweb_exporter::poll::{PortalPlan, Scheduler};
-use workspacesweb_exporter::session::{UnixMillis, now_ms, set_manual_now_ms};
+use workspacesweb_exporter::session::UnixMillis;
 use workspacesweb_exporter::snapshot::ReloadStatus;
 use workspacesweb_exporter::users::{LabelMode, UserSettings};
 use workspacesweb_sim::{Clock, Faults, PortalSpec, SimConfig, SimSession};

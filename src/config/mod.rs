@@ -29,10 +29,8 @@ pub const DEFAULT_TIMEOUT_CAP: Duration = Duration::from_secs(30);
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
 /// Default number of portals polled at once.
 pub const DEFAULT_CONCURRENCY: usize = 4;
-/// Default histogram buckets of `workspacesweb_session_duration_seconds`.
-pub const DEFAULT_DURATION_BUCKETS: [f64; 10] = [
-    60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 43200.0, 86400.0,
-];
+/// Default histogram buckets of `workspacesweb_session_duration_seconds` (the ledger's default).
+pub use crate::ledger::DEFAULT_DURATION_BUCKETS;
 /// Default bound on pages in one listing.
 pub const DEFAULT_MAX_PAGES: u32 = 2000;
 /// Default client-side request rate limit, per second.

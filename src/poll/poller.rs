@@ -17,10 +17,11 @@ use super::{
 use crate::aws::{
     self, Clients, ListQuery, PortalApi, PortalInfo, SortOrder, portal_id_of_arn, region_of_arn,
 };
+use crate::clock::now_ms;
 use crate::error_label::ErrorLabel;
 use crate::ledger::{Ledger, LedgerSettings, Pending, month_bounds};
 use crate::pagination::{PageGuard, PageStop};
-use crate::session::{SessionRecord, SessionStatus, UnixMillis, now_ms};
+use crate::session::{SessionRecord, SessionStatus, UnixMillis};
 use crate::snapshot::{PortalMeta, PortalSnapshot, StateStatus, Store};
 use crate::storage::StateDir;
 use crate::users::UserLabels;

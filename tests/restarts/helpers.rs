@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use crate::common::{Child, free_port, http_get, poll_until, wait_exit};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use workspacesweb_exporter::session::{UnixMillis, now_ms};
+use workspacesweb_exporter::clock::now_ms;
+use workspacesweb_exporter::session::UnixMillis;
 use workspacesweb_sim::{PortalSpec, RunningSim, SimConfig, SimSession, Simulator};
 
 const EXPORTER: &str = env!("CARGO_BIN_EXE_workspacesweb-exporter");

@@ -18,11 +18,12 @@ use std::time::Duration;
 use crate::common::*;
 use serde_json::json;
 use workspacesweb_exporter::aws::{GET_SESSION, LIST_SESSIONS};
+use workspacesweb_exporter::clock::now_ms;
 use workspacesweb_exporter::ledger::{DEFAULT_DURATION_BUCKETS, Histogram, month_bounds};
 use workspacesweb_exporter::poll::{
     BACKFILL_PAGES_PER_CYCLE, BACKFILL_REACH_MS, SKEW_MARGIN_MS, Scheduler,
 };
-use workspacesweb_exporter::session::{UnixMillis, now_ms};
+use workspacesweb_exporter::session::UnixMillis;
 use workspacesweb_exporter::snapshot::{PortalSnapshot, Store};
 use workspacesweb_sim::{Clock, Faults, PortalSpec, SimConfig, SimSession, Simulator};
 

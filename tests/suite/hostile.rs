@@ -11,8 +11,8 @@ use crate::common::*;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use workspacesweb_exporter::aws::{Clients, GET_SESSION, LIST_SESSIONS, MAX_RESPONSE_BYTES};
+use workspacesweb_exporter::clock::now_ms;
 use workspacesweb_exporter::poll::{PortalPlan, Scheduler};
-use workspacesweb_exporter::session::now_ms;
 use workspacesweb_exporter::snapshot::{PortalSnapshot, Store};
 use workspacesweb_exporter::users::{LabelMode, UserSettings};
 use workspacesweb_sim::{

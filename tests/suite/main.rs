@@ -17,7 +17,6 @@ mod exporter_sim;
 mod fuzzing;
 mod hostile;
 mod http_server;
-mod ledger_props;
 mod loadtest_smoke;
 mod operations;
 mod per_user;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::*;
-use workspacesweb_exporter::session::now_ms;
+use workspacesweb_exporter::clock::now_ms;
 use workspacesweb_exporter::snapshot::Store;
 use workspacesweb_sim::{Clock, PortalSpec, SimConfig, SimSession};
 

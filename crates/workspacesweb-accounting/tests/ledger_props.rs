@@ -12,10 +12,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
-use workspacesweb_exporter::ledger::{
+use workspacesweb_accounting::ledger::{
     ActiveSummary, Ledger, LedgerSettings, UNKNOWN_USER, month_bounds,
 };
-use workspacesweb_exporter::session::{SessionRecord, SessionStatus};
+use workspacesweb_accounting::session::{SessionRecord, SessionStatus};
 
 const MIN: i64 = 60_000;
 /// 2026-01-31T20:00:00Z: a month boundary falls inside most generated runs.
