@@ -8,10 +8,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
+use crate::aws::ErrorLabel;
+use crate::aws::pagination::PageGuard;
 use crate::aws::{self, ApiCounters, ApiError, ClientKey, Clients, PortalInfo, RegionApi};
 use crate::config::DiscoveryConfig;
-use crate::error_label::ErrorLabel;
-use crate::pagination::PageGuard;
 
 /// Identifies one discovery source: the entry's position in `discovery` and one of its regions.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

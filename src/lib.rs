@@ -5,7 +5,6 @@
 //! by [`demo`] (the default cargo feature `demo`).
 #![deny(missing_docs, unreachable_pub)]
 
-pub mod arn;
 pub mod aws;
 pub mod build_info;
 pub mod cli;
@@ -15,11 +14,9 @@ pub mod daemon;
 pub mod deflate;
 pub mod demo;
 pub mod discovery;
-pub mod error_label;
 pub mod exposition;
 pub mod http;
 pub mod metrics;
-pub mod pagination;
 pub mod poll;
 pub mod reconcile;
 pub mod reload;

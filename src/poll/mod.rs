@@ -65,8 +65,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tracing::{error, info};
 
+use crate::aws::ErrorLabel;
 use crate::aws::{ApiCounters, ApiError, ClientKey, Clients};
-use crate::error_label::ErrorLabel;
 use crate::session::UnixMillis;
 use crate::snapshot::Store;
 use crate::storage::StateDir;

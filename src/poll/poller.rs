@@ -14,13 +14,13 @@ use super::{
     BACKFILL_PAGES_PER_CYCLE, BACKFILL_REACH_MS, PollError, PortalPlan, SKEW_MARGIN_MS,
     STALE_INTERVALS, backoff, jitter,
 };
+use crate::aws::ErrorLabel;
+use crate::aws::pagination::{PageGuard, PageStop};
 use crate::aws::{
     self, Clients, ListQuery, PortalApi, PortalInfo, SortOrder, portal_id_of_arn, region_of_arn,
 };
 use crate::clock::now_ms;
-use crate::error_label::ErrorLabel;
 use crate::ledger::{Ledger, LedgerSettings, Pending, month_bounds};
-use crate::pagination::{PageGuard, PageStop};
 use crate::session::{SessionRecord, SessionStatus, UnixMillis};
 use crate::snapshot::{PortalMeta, PortalSnapshot, StateStatus, Store};
 use crate::storage::StateDir;
