@@ -64,7 +64,7 @@ fn state_write(c: &mut Criterion) {
         idle_ttl_ms: 86_400_000,
     };
     let mut users = UserLabels::new(settings.clone());
-    users.update(&mut ledger, t1 + 10 * POLL_MS);
+    users.update(&ledger);
     let build = || PortalState {
         version: STATE_VERSION,
         portal_id: "11111111-2222-3333-4444-555555555555".into(),
