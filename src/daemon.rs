@@ -19,7 +19,8 @@ use crate::http::{
 };
 use crate::reconcile::{Reconciler, Source};
 use crate::reload::Reloader;
-use crate::snapshot::{ReloadStatus, Store};
+use crate::snapshot::Store;
+use crate::status::ReloadStatus;
 use crate::storage::{StateDir, StorageError};
 
 /// Exit code for bad flags or configuration.
@@ -178,7 +179,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
     };
     let store = Arc::new(Store::new());
-    store.set_reload(ReloadStatus {
+    store.status().set_reload(ReloadStatus {
         successful: true,
         success_unix: now_ms() as f64 / 1000.0,
     });
@@ -301,7 +302,7 @@ async fn until_stopped(
             ExitCode::SUCCESS
         }
         ended = &mut control => {
-            store.set_failed();
+            store.status().set_failed();
             match ended {
                 Err(e) if e.is_panic() => {
                     error!(panic = %panic_message(e.into_panic()), "the control loop panicked; exiting")
@@ -421,7 +422,7 @@ mod tests {
         .expect("hang guard: the server was not stopped");
         assert_eq!(code, ExitCode::FAILURE);
         assert!(
-            !store.healthy(),
+            !store.status().healthy(),
             "/-/healthy answers from this (see http::routes tests)"
         );
     }
@@ -456,7 +457,7 @@ mod tests {
         };
         let (code, store) = stop_now(control, Duration::from_secs(3600)).await;
         assert_eq!(code, ExitCode::SUCCESS);
-        assert!(store.healthy());
+        assert!(store.status().healthy());
     }
 
     /// A control loop that does not stop (a task stuck past its stop signal) cannot hold the

@@ -11,16 +11,15 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
-pub mod deflate;
 pub mod demo;
 pub mod discovery;
 pub mod exposition;
 pub mod http;
-pub mod metrics;
 pub mod poll;
 pub mod reconcile;
 pub mod reload;
 pub mod snapshot;
+pub mod status;
 pub mod storage;
 pub mod telemetry;
 

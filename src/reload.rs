@@ -17,7 +17,8 @@ use crate::clock::now_ms;
 use crate::config::{ConfigError, ShardConfig, load_for_shard};
 use crate::http::{self, WebConfigError, WebConfigHandle, WebState};
 use crate::reconcile::Command;
-use crate::snapshot::{ReloadStatus, Store};
+use crate::snapshot::Store;
+use crate::status::ReloadStatus;
 
 /// Why a (re)load failed.
 #[derive(Debug, thiserror::Error)]
@@ -78,8 +79,8 @@ impl Reloader {
     pub async fn reload(&self) -> Result<(), ReloadError> {
         let _one = self.serial.lock().await;
         let result = self.load_and_apply().await;
-        let previous = self.store.reload();
-        self.store.set_reload(ReloadStatus {
+        let previous = self.store.status().reload();
+        self.store.status().set_reload(ReloadStatus {
             successful: result.is_ok(),
             success_unix: if result.is_ok() {
                 now_ms() as f64 / 1000.0

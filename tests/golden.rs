@@ -30,7 +30,7 @@ use serde_json::json;
 use workspacesweb_exporter::clock::{now_ms, set_manual_now_ms};
 use workspacesweb_exporter::poll::{PortalPlan, Scheduler};
 use workspacesweb_exporter::session::UnixMillis;
-use workspacesweb_exporter::snapshot::ReloadStatus;
+use workspacesweb_exporter::status::ReloadStatus;
 use workspacesweb_exporter::users::{LabelMode, UserSettings};
 use workspacesweb_sim::{Clock, Faults, PortalSpec, SimConfig, SimSession};
 
@@ -156,7 +156,7 @@ async fn exposition() -> String {
         )
         .expect("raw record");
     // As the daemon does at start, on the (pinned) wall clock.
-    env.store.set_reload(ReloadStatus {
+    env.store.status().set_reload(ReloadStatus {
         successful: true,
         success_unix: now_ms() as f64 / 1000.0,
     });

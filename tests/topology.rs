@@ -202,7 +202,7 @@ sharding:
             p.up && requests(p, operation::LIST_SESSIONS) >= 8
         })
         .await;
-        assert!(r.store.ready());
+        assert!(r.store.status().ready());
     }
 
     // Together the replicas poll every portal exactly once.

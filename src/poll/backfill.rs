@@ -38,7 +38,7 @@ pub(super) fn yields_before_step(
     polled_before: bool,
     paced: bool,
 ) -> bool {
-    let others_first = store.first_polls_pending() > usize::from(!polled_before);
+    let others_first = store.status().first_polls_pending() > usize::from(!polled_before);
     api.limiter_set() && (paced || api.limiter_busy() || others_first)
 }
 
@@ -51,7 +51,8 @@ pub(super) async fn after_first_polls(
     permits: &Arc<Semaphore>,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<OwnedSemaphorePermit, Stopped> {
-    let all_polled = tokio::time::timeout(timeout, store.wait_until(|_| store.ready()));
+    let status = store.status();
+    let all_polled = tokio::time::timeout(timeout, status.wait_for(|| status.ready()));
     let _ = unless_stopped(stop, all_polled).await?;
     unless_stopped(stop, permits.clone().acquire_owned())
         .await?

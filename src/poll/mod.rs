@@ -255,7 +255,9 @@ impl Scheduler {
     /// from now on resume from their state file and write it after each successful poll.
     pub fn with_storage(mut self, storage: Option<Arc<StateDir>>) -> Self {
         if let Some(dir) = &storage {
-            self.store.set_state_write_errors(dir.write_errors());
+            self.store
+                .status()
+                .set_state_write_errors(dir.write_errors());
         }
         self.storage = storage;
         self

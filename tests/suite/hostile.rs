@@ -113,7 +113,7 @@ async fn first_poll_fails(env: &Env) -> Arc<PortalSnapshot> {
     let exposed = other_errors(&env.store, LIST_SESSIONS).expect("error series exposed");
     assert!(exposed >= other as f64);
     assert!(
-        env.store.ready(),
+        env.store.status().ready(),
         "a failed first poll still makes the exporter ready"
     );
     p

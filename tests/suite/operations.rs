@@ -57,7 +57,7 @@ async fn discovery_then_reload_keeps_adds_removes_and_rejects_invalid() {
     );
     let running = run(&path, &env.clients).await;
     running.wait(&[GOOD, EU1, EU2], |p| p.up).await;
-    assert!(running.store.ready());
+    assert!(running.store.status().ready());
     let eu1 = running.store.portal(EU1).expect("discovered");
     assert!(
         eu1.labels.contains(&("source".into(), "discovered".into())),
@@ -94,7 +94,7 @@ async fn discovery_then_reload_keeps_adds_removes_and_rejects_invalid() {
     );
     running.reload().await.expect("valid reload");
     assert!(running.store.portal(EU1).is_none() && running.store.portal(EU2).is_none());
-    assert!(running.store.reload().successful);
+    assert!(running.store.status().reload().successful);
     let good_after = running
         .store
         .portal(GOOD)
@@ -112,7 +112,7 @@ async fn discovery_then_reload_keeps_adds_removes_and_rejects_invalid() {
     let err = running.reload().await.expect_err("invalid config");
     assert!(err.contains("exporter.yaml:4:"), "{err}");
     assert!(err.contains("portals[0].id"), "{err}");
-    assert!(!running.store.reload().successful);
+    assert!(!running.store.status().reload().successful);
     assert!(running.store.portal(GOOD).is_some_and(|p| p.up));
     running.stop().await;
 }
@@ -142,7 +142,7 @@ async fn two_shards_cover_every_portal_exactly_once() {
         let s2 = s.clone();
         tokio::time::timeout(
             Duration::from_secs(60),
-            s.wait_until(move |ps| s2.ready() && ps.iter().all(|p| p.up)),
+            s.wait_until(move |ps| s2.status().ready() && ps.iter().all(|p| p.up)),
         )
         .await
         .expect("ready");
@@ -299,9 +299,12 @@ async fn sources_blocked_on_a_full_channel_hold_neither_reload_nor_stop() {
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(reconciler.run(commands_rx, stop_rx));
     let s = store.clone();
-    tokio::time::timeout(Duration::from_secs(60), store.wait_until(|_| s.ready()))
-        .await
-        .expect("every new source reported (hang guard)");
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        store.wait_until(|_| s.status().ready()),
+    )
+    .await
+    .expect("every new source reported (hang guard)");
     assert_eq!(
         store
             .portals()

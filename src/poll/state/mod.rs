@@ -114,7 +114,9 @@ impl StateFile {
             let status = snapshot.state.get_or_insert_with(StateStatus::default);
             status.last_write_unix = Some(now_ms() as f64 / 1000.0);
         }
-        store.set_state_write_errors(self.dir.write_errors());
+        store
+            .status()
+            .set_state_write_errors(self.dir.write_errors());
     }
 
     /// Writes the portal's accounting state; returns whether it was written.
