@@ -17,7 +17,7 @@ use crate::exposition::{self, Exposition};
 use crate::http::{
     self, HttpSettings, ReloadFuture, ReloadHook, WebConfigHandle, WebOptions, WebState,
 };
-use crate::reconcile::{Reconciler, Source};
+use crate::reconcile::Reconciler;
 use crate::reload::Reloader;
 use crate::snapshot::Store;
 use crate::status::ReloadStatus;
@@ -106,8 +106,8 @@ struct Started {
     settings: HttpSettings,
     web: WebConfigHandle,
     listeners: Vec<tokio::net::TcpListener>,
-    source: Source,
-    config: Option<ShardConfig>,
+    /// The configuration to start with: the file's, or the demo's.
+    config: ShardConfig,
     clients: Clients,
     storage: Option<Arc<StateDir>>,
     /// Keeps the demo simulator alive as long as the exporter runs.
@@ -126,12 +126,16 @@ async fn start(cli: &Cli) -> Result<Started, StartupError> {
     settings.validate().map_err(StartupError::Flags)?;
     // Web config (TLS, basic auth, headers): read once here; a reload replaces it in the handle.
     let web = WebConfigHandle::new(web_state(cli)?);
-    let (source, config, clients, demo) = if cli.demo {
+    let (config, clients, demo) = if cli.demo {
         let demo = Demo::start(1).await.map_err(StartupError::Demo)?;
-        info!(endpoint = %demo.endpoint_url(), portals = demo.plans.len(), "demo simulator started");
+        info!(endpoint = %demo.endpoint_url(), portals = demo.config.portals.len(), "demo simulator started");
         let clients = Clients::with_static_credentials("us-east-1", &demo.endpoint_url()).await;
-        clients.set_rate(Some(crate::demo::DEMO_MAX_REQUESTS_PER_SECOND));
-        (Source::Fixed(demo.plans.clone()), None, clients, Some(demo))
+        let config = ShardConfig {
+            config: demo.config.clone(),
+            shard_index: 0,
+            warnings: Vec::new(),
+        };
+        (config, clients, Some(demo))
     } else {
         let path = cli.config_file.clone();
         let loaded = tokio::task::spawn_blocking(move || config::load_for_shard(&path))
@@ -141,7 +145,7 @@ async fn start(cli: &Cli) -> Result<Started, StartupError> {
             warn!(file = %cli.config_file.display(), warning = %w, "configuration warning");
         }
         let clients = Clients::from_environment().await;
-        (Source::Config, Some(loaded), clients, None)
+        (loaded, clients, None)
     };
     // Durable state: a directory that cannot be created, locked or written is a misconfiguration
     // that fails fast (exit 1), before anything is bound or polled.
@@ -158,7 +162,6 @@ async fn start(cli: &Cli) -> Result<Started, StartupError> {
         settings,
         web,
         listeners,
-        source,
         config,
         clients,
         storage,
@@ -183,7 +186,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         successful: true,
         success_unix: now_ms() as f64 / 1000.0,
     });
-    let shard_index = started.config.as_ref().map_or(0, |c| c.shard_index);
+    let shard_index = started.config.shard_index;
     info!(version = crate::VERSION, shard_index, "starting");
     // Commands wait in the channel until the control loop runs, so the server (and its reload
     // hook) can answer while the control loop sets up its portals: `/-/healthy` does not wait
@@ -239,8 +242,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     tokio::pin!(serving);
     // A task of its own, so that setting up many portals never delays the accept loops.
     let mut starting = tokio::spawn(Reconciler::start(
-        started.source,
-        started.config.map(|c| c.config),
+        started.config.config,
         shard_index,
         started.clients,
         store.clone(),

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::aws::{ApiCounters, ClientKey, Clients, PortalInfo, portal_id_of_arn};
-use crate::config::{Config, PortalTarget, ShardConfig, UsernameMode};
+use crate::config::{Config, DEFAULT_DISCOVERY_REFRESH, PortalTarget, ShardConfig, UsernameMode};
 use crate::discovery::{self, Discovered, SourceKey, SourceTask};
-use crate::poll::{DEFAULT_METADATA_REFRESH, PortalPlan, Scheduler};
+use crate::poll::{PortalPlan, Scheduler};
 use crate::snapshot::{DiscoverySnapshot, Store};
 use crate::storage::StateDir;
 use crate::users::{LabelMode, UserSettings};
@@ -79,7 +79,7 @@ pub fn wanted_plans(
     for t in config.targets() {
         plans
             .entry(t.id.clone())
-            .or_insert_with(|| plan_for(config, t, DEFAULT_METADATA_REFRESH));
+            .or_insert_with(|| plan_for(config, t, DEFAULT_DISCOVERY_REFRESH));
     }
     for (key, portals) in discovered {
         let Some(entry) = config.discovery.get(key.entry) else {
@@ -101,20 +101,11 @@ pub fn wanted_plans(
         .collect()
 }
 
-/// Where the portals come from.
-#[derive(Debug)]
-pub enum Source {
-    /// The configuration file (re-read by the reloader, applied by
-    /// [`Reconciler::apply`]).
-    Config,
-    /// Fixed plans (the demo); reload is a no-op.
-    Fixed(Vec<PortalPlan>),
-}
-
 /// The control loop's state.
 pub struct Reconciler {
-    source: Source,
-    config: Option<Config>,
+    /// The configuration in force: the file's (the reloader applies a new one with
+    /// [`Reconciler::apply`]), or the demo's.
+    config: Config,
     shard_index: u32,
     clients: Clients,
     store: Arc<Store>,
@@ -130,27 +121,22 @@ pub struct Reconciler {
 }
 
 impl Reconciler {
-    /// Starts the portals of `config` (or the fixed plans) and its discovery sources.
+    /// Starts the portals of `config` and its discovery sources.
     pub async fn start(
-        source: Source,
-        config: Option<Config>,
+        config: Config,
         shard_index: u32,
         clients: Clients,
         store: Arc<Store>,
         storage: Option<Arc<StateDir>>,
     ) -> Self {
-        let concurrency = config.as_ref().map_or(4, |c| c.global.concurrency);
-        if let Some(c) = &config {
-            clients.set_rate(Some(c.global.max_requests_per_second));
-            if let Some(dir) = &storage {
-                dir.set_max_age(c.storage.max_age);
-            }
+        clients.set_rate(Some(config.global.max_requests_per_second));
+        if let Some(dir) = &storage {
+            dir.set_max_age(config.storage.max_age);
         }
         let (events_tx, events_rx) = mpsc::channel(64);
         let mut r = Reconciler {
-            scheduler: Scheduler::new(clients.clone(), store.clone(), concurrency)
+            scheduler: Scheduler::new(clients.clone(), store.clone(), config.global.concurrency)
                 .with_storage(storage),
-            source,
             config,
             shard_index,
             clients,
@@ -207,26 +193,21 @@ impl Reconciler {
     }
 
     /// Puts a validated configuration in force: rate, concurrency, storage settings, discovery
-    /// sources (restarted only when they changed) and the portals. Demo mode has no
-    /// configuration to apply.
+    /// sources (restarted only when they changed) and the portals.
     pub async fn apply(&mut self, loaded: ShardConfig) {
-        if matches!(self.source, Source::Fixed(_)) {
-            return;
-        }
         let ShardConfig {
             config,
             shard_index,
             ..
         } = loaded;
-        let discovery_changed =
-            self.config.as_ref().map(|c| &c.discovery) != Some(&config.discovery);
+        let discovery_changed = self.config.discovery != config.discovery;
         self.scheduler.set_concurrency(config.global.concurrency);
         self.clients
             .set_rate(Some(config.global.max_requests_per_second));
         if let Some(dir) = self.scheduler.storage() {
             dir.set_max_age(config.storage.max_age);
         }
-        self.config = Some(config);
+        self.config = config;
         self.shard_index = shard_index;
         if discovery_changed {
             self.start_discovery().await;
@@ -242,11 +223,7 @@ impl Reconciler {
         self.discovered.clear();
         self.pending.clear();
         self.generation += 1;
-        let entries = self
-            .config
-            .as_ref()
-            .map(|c| c.discovery.clone())
-            .unwrap_or_default();
+        let entries = self.config.discovery.clone();
         for (i, entry) in entries.iter().enumerate() {
             for region in &entry.regions {
                 let key = SourceKey {
@@ -292,13 +269,7 @@ impl Reconciler {
     }
 
     async fn reconcile(&mut self) {
-        let plans = match (&self.source, &self.config) {
-            (Source::Fixed(plans), _) => plans.clone(),
-            (Source::Config, Some(config)) => {
-                wanted_plans(config, self.shard_index, &self.discovered)
-            }
-            (Source::Config, None) => Vec::new(),
-        };
+        let plans = wanted_plans(&self.config, self.shard_index, &self.discovered);
         self.scheduler.apply(plans).await;
         self.publish_discovery();
         if let Some(dir) = self.scheduler.storage().cloned() {

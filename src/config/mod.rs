@@ -39,11 +39,13 @@ pub const DEFAULT_MAX_REQUESTS_PER_SECOND: f64 = 5.0;
 pub const DEFAULT_MAX_USERS: usize = 1000;
 /// Default time after which an idle user's series go away.
 pub const DEFAULT_IDLE_TTL: Duration = Duration::from_secs(24 * 3600);
-/// Default refresh period of a discovery entry.
+/// Default refresh period of a discovery entry, and how often the metadata of a static portal is
+/// refreshed with `GetPortal`.
 pub const DEFAULT_DISCOVERY_REFRESH: Duration = Duration::from_secs(600);
 
-/// A validated configuration.
-#[derive(Debug, Clone, PartialEq)]
+/// A validated configuration. [`Config::default`] is the configuration of an empty file: no
+/// portal, and every setting at its default.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Config {
     /// Settings that apply to every portal.
     pub global: Global,
@@ -565,5 +567,35 @@ fn mask_url_password(endpoint: &str) -> String {
             u.to_string()
         }
         _ => endpoint.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every default is written once: the defaults of the types are what a file that sets
+    /// nothing but its one portal gives.
+    #[test]
+    fn the_default_config_is_that_of_a_file_with_one_portal() {
+        const ID: &str = "11111111-2222-3333-4444-555555555555";
+        let expected = Config {
+            portals: vec![PortalConfig {
+                id: ID.into(),
+                arn: None,
+                region: None,
+                access: Access::default(),
+                interval: None,
+                labels: BTreeMap::new(),
+            }],
+            ..Config::default()
+        };
+        for text in [
+            format!("portals:\n  - id: {ID}\n"),
+            format!("global: {{}}\nper_user: {{}}\nstorage: {{}}\nportals:\n  - id: {ID}\n"),
+        ] {
+            let loaded = parse(&text, "one.yaml").unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(loaded.config, expected, "{text}");
+        }
     }
 }

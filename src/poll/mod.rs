@@ -158,9 +158,6 @@ struct ScanEnd {
     oldest_ms: Option<UnixMillis>,
 }
 
-/// Default [`PortalPlan::metadata_refresh`] (the spec's `discovery.refresh` default).
-pub const DEFAULT_METADATA_REFRESH: Duration = Duration::from_secs(600);
-
 /// Why a poll failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PollError {

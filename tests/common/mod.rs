@@ -173,7 +173,7 @@ pub fn plan(portal_id: &str, interval: Duration, page_size: u32) -> PortalPlan {
         duration_buckets: vec![60.0, 300.0, 900.0, 1800.0, 3600.0],
         per_user: None,
         arn: None,
-        metadata_refresh: workspacesweb_exporter::poll::DEFAULT_METADATA_REFRESH,
+        metadata_refresh: workspacesweb_exporter::config::DEFAULT_DISCOVERY_REFRESH,
     }
 }
 
@@ -362,7 +362,7 @@ pub struct ControlLoop {
 
 /// Loads `path` and runs its control loop (the shard index comes from the file only).
 pub async fn run_control_loop(path: &std::path::Path, clients: &Clients) -> ControlLoop {
-    use workspacesweb_exporter::reconcile::{Reconciler, Source};
+    use workspacesweb_exporter::reconcile::Reconciler;
     let loaded = workspacesweb_exporter::config::load(path).unwrap_or_else(|e| panic!("{e}"));
     let index = loaded
         .config
@@ -370,15 +370,7 @@ pub async fn run_control_loop(path: &std::path::Path, clients: &Clients) -> Cont
         .resolve_shard_index(|_| None)
         .unwrap_or_else(|e| panic!("{e}"));
     let store = Arc::new(Store::new());
-    let r = Reconciler::start(
-        Source::Config,
-        Some(loaded.config),
-        index,
-        clients.clone(),
-        store.clone(),
-        None,
-    )
-    .await;
+    let r = Reconciler::start(loaded.config, index, clients.clone(), store.clone(), None).await;
     let (commands, rx) = tokio::sync::mpsc::channel(4);
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(r.run(rx, stop_rx));

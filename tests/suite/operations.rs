@@ -241,7 +241,7 @@ async fn a_listing_in_flight_holds_neither_stop_nor_reload() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sources_blocked_on_a_full_channel_hold_neither_reload_nor_stop() {
     use workspacesweb_exporter::config::{self, ShardConfig};
-    use workspacesweb_exporter::reconcile::{Reconciler, Source};
+    use workspacesweb_exporter::reconcile::Reconciler;
     const SOURCES: u64 = 70;
     let base = now_ms();
     let regions: Vec<String> = (1..=SOURCES).map(|i| format!("xx-test-{i}")).collect();
@@ -270,8 +270,7 @@ async fn sources_blocked_on_a_full_channel_hold_neither_reload_nor_stop() {
     let store = Arc::new(Store::new());
     // Started but not run: nothing drains the channel, as while the control loop applies a reload.
     let mut reconciler = Reconciler::start(
-        Source::Config,
-        Some(parse(text(&regions))),
+        parse(text(&regions)),
         0,
         env.clients.clone(),
         store.clone(),
