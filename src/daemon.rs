@@ -202,67 +202,37 @@ pub async fn run(cli: Cli) -> ExitCode {
         store.clone(),
     ));
     let hup = tokio::spawn(reload_on_sighup(reloader.clone()));
-    let hook: ReloadHook = {
-        let reloader = reloader.clone();
-        Arc::new(move || -> ReloadFuture {
-            let reloader = reloader.clone();
-            Box::pin(async move {
-                reloader
-                    .reload()
-                    .await
-                    .map_err(|e| reloader.public_message(&e))
-            })
-        })
-    };
     let options = WebOptions {
         web: started.web,
-        reload: Some(hook),
+        reload: Some(reload_hook(reloader)),
     };
-    // The exposition's cache, rendered in the background after each change so that scrapes find
-    // it ready; the task ends when the exposition is dropped.
-    let exposition = Arc::new(Exposition::new(store.clone()));
-    tokio::spawn(exposition::render_after_changes(Arc::downgrade(
-        &exposition,
-    )));
-    // The server also stops when the control loop dies (see `until_stopped`).
     let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<()>();
-    let shutdown = async move {
-        tokio::select! {
-            () = shutdown => {}
-            _ = failed_rx => {}
-        }
-    };
-    let serving = http::serve_with(
+    let serving = serve(
         started.listeners,
-        exposition,
         started.settings,
         options,
-        shutdown,
+        &store,
+        async move {
+            tokio::select! {
+                () = shutdown => {}
+                _ = failed_rx => {}
+            }
+        },
     );
     tokio::pin!(serving);
     // A task of its own, so that setting up many portals never delays the accept loops.
-    let mut starting = tokio::spawn(Reconciler::start(
+    let starting = tokio::spawn(Reconciler::start(
         started.config.config,
         shard_index,
         started.clients,
         store.clone(),
         started.storage,
     ));
-    let control = tokio::select! {
-        started = &mut starting => match started {
-            Ok(reconciler) => tokio::spawn(reconciler.run(commands_rx, stop_rx)),
-            Err(error) => {
-                error!(%error, "the control loop failed to start");
-                hup.abort();
-                return ExitCode::FAILURE;
-            }
-        },
-        () = &mut serving => {
-            // Shut down before the control loop started: nothing is polling yet.
-            starting.abort();
+    let control = match control_loop(starting, &mut serving, commands_rx, stop_rx).await {
+        Ok(control) => control,
+        Err(code) => {
             hup.abort();
-            info!("stopped");
-            return ExitCode::SUCCESS;
+            return code;
         }
     };
     let code = until_stopped(
@@ -277,6 +247,61 @@ pub async fn run(cli: Cli) -> ExitCode {
     hup.abort();
     info!("stopped");
     code
+}
+
+/// The HTTP server over `store`'s exposition until `shutdown` (a signal, or the control loop
+/// dying: see [`until_stopped`]). The exposition's cache is rendered in the background after each
+/// change so that scrapes find it ready; that task ends with the exposition.
+fn serve(
+    listeners: Vec<tokio::net::TcpListener>,
+    settings: HttpSettings,
+    options: WebOptions,
+    store: &Arc<Store>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> impl std::future::Future<Output = ()> {
+    let exposition = Arc::new(Exposition::new(store.clone()));
+    tokio::spawn(exposition::render_after_changes(Arc::downgrade(
+        &exposition,
+    )));
+    http::serve_with(listeners, exposition, settings, options, shutdown)
+}
+
+/// Runs the control loop once `starting` has set it up, unless the server stops first (or the set
+/// up fails): then the exit code.
+async fn control_loop(
+    mut starting: tokio::task::JoinHandle<Reconciler>,
+    serving: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    commands: mpsc::Receiver<crate::reconcile::Command>,
+    stop: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, ExitCode> {
+    tokio::select! {
+        started = &mut starting => match started {
+            Ok(reconciler) => Ok(tokio::spawn(reconciler.run(commands, stop))),
+            Err(error) => {
+                error!(%error, "the control loop failed to start");
+                Err(ExitCode::FAILURE)
+            }
+        },
+        () = serving.as_mut() => {
+            // Shut down before the control loop started: nothing is polling yet.
+            starting.abort();
+            info!("stopped");
+            Err(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `POST /-/reload`: a reload by `reloader`, its error as the client may see it.
+fn reload_hook(reloader: Arc<Reloader>) -> ReloadHook {
+    Arc::new(move || -> ReloadFuture {
+        let reloader = reloader.clone();
+        Box::pin(async move {
+            reloader
+                .reload()
+                .await
+                .map_err(|e| reloader.public_message(&e))
+        })
+    })
 }
 
 /// Serves until `serving` ends (SIGTERM/SIGINT), then stops the control loop and waits for it,

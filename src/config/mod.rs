@@ -431,44 +431,8 @@ impl Config {
     /// Multi-line human summary for `--config.check`. Secrets (`external_id`,
     /// `hash_salt`, passwords in endpoint URLs) are masked.
     pub fn summary(&self) -> String {
-        let g = &self.global;
         let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "global: region={} interval={} timeout={} page_size={} concurrency={} max_pages={} max_requests_per_second={}",
-            g.region.as_deref().unwrap_or("(SDK default chain)"),
-            fmt_duration(g.interval),
-            fmt_duration(g.effective_timeout()),
-            g.page_size,
-            g.concurrency,
-            g.max_pages,
-            g.max_requests_per_second,
-        );
-        let _ = writeln!(s, "  labels: {}", fmt_labels(g.labels.iter()));
-        let buckets: Vec<String> = g.duration_buckets.iter().map(f64::to_string).collect();
-        let _ = writeln!(s, "  duration_buckets: [{}]", buckets.join(", "));
-        let u = &self.per_user;
-        if u.enabled {
-            let mode = match u.username {
-                UsernameMode::Raw => "raw".to_owned(),
-                UsernameMode::Hashed => format!(
-                    "hashed (hash_salt {})",
-                    if u.hash_salt.is_empty() {
-                        "empty"
-                    } else {
-                        "set, not shown"
-                    }
-                ),
-            };
-            let _ = writeln!(
-                s,
-                "per_user: enabled username={mode} max_users={} idle_ttl={}",
-                u.max_users,
-                fmt_duration(u.idle_ttl)
-            );
-        } else {
-            let _ = writeln!(s, "per_user: disabled");
-        }
+        self.summarise_global(&mut s);
         let _ = writeln!(s, "portals: {}", self.portals.len());
         for t in self.targets() {
             let _ = writeln!(
@@ -478,11 +442,7 @@ impl Config {
                 t.region.as_deref().unwrap_or("(SDK default chain)"),
                 fmt_duration(t.interval),
                 fmt_duration(t.timeout),
-                fmt_access(
-                    t.access.role_arn.as_deref(),
-                    t.access.external_id.as_deref(),
-                    t.access.endpoint_url.as_deref()
-                ),
+                fmt_access(&t.access),
                 fmt_labels(t.labels.iter().map(|(k, v)| (k, v))),
             );
         }
@@ -493,13 +453,9 @@ impl Config {
                 "  - regions=[{}] refresh={}{} labels={}",
                 d.regions.join(", "),
                 fmt_duration(d.refresh),
-                fmt_access(
-                    d.access.role_arn.as_deref(),
-                    d.access.external_id.as_deref(),
-                    d.access.endpoint_url.as_deref()
-                ),
+                fmt_access(&d.access),
                 fmt_labels(
-                    merge_labels(&g.labels, &d.labels)
+                    merge_labels(&self.global.labels, &d.labels)
                         .iter()
                         .map(|(k, v)| (k, v))
                 ),
@@ -525,6 +481,47 @@ impl Config {
         );
         s
     }
+
+    /// The `global:` and `per_user:` lines of [`summary`](Self::summary).
+    fn summarise_global(&self, s: &mut String) {
+        let g = &self.global;
+        let _ = writeln!(
+            s,
+            "global: region={} interval={} timeout={} page_size={} concurrency={} max_pages={} max_requests_per_second={}",
+            g.region.as_deref().unwrap_or("(SDK default chain)"),
+            fmt_duration(g.interval),
+            fmt_duration(g.effective_timeout()),
+            g.page_size,
+            g.concurrency,
+            g.max_pages,
+            g.max_requests_per_second,
+        );
+        let _ = writeln!(s, "  labels: {}", fmt_labels(g.labels.iter()));
+        let buckets: Vec<String> = g.duration_buckets.iter().map(f64::to_string).collect();
+        let _ = writeln!(s, "  duration_buckets: [{}]", buckets.join(", "));
+        let u = &self.per_user;
+        if !u.enabled {
+            let _ = writeln!(s, "per_user: disabled");
+            return;
+        }
+        let mode = match u.username {
+            UsernameMode::Raw => "raw".to_owned(),
+            UsernameMode::Hashed => format!(
+                "hashed (hash_salt {})",
+                if u.hash_salt.is_empty() {
+                    "empty"
+                } else {
+                    "set, not shown"
+                }
+            ),
+        };
+        let _ = writeln!(
+            s,
+            "per_user: enabled username={mode} max_users={} idle_ttl={}",
+            u.max_users,
+            fmt_duration(u.idle_ttl)
+        );
+    }
 }
 
 fn merge_labels(
@@ -545,15 +542,15 @@ fn fmt_labels<'a>(labels: impl Iterator<Item = (&'a String, &'a String)>) -> Str
     format!("{{{}}}", parts.join(", "))
 }
 
-fn fmt_access(role: Option<&str>, external_id: Option<&str>, endpoint: Option<&str>) -> String {
+fn fmt_access(access: &Access) -> String {
     let mut s = String::new();
-    if let Some(role) = role {
+    if let Some(role) = &access.role_arn {
         let _ = write!(s, " role_arn={role}");
     }
-    if external_id.is_some() {
+    if access.external_id.is_some() {
         s.push_str(" external_id=(set, not shown)");
     }
-    if let Some(endpoint) = endpoint {
+    if let Some(endpoint) = &access.endpoint_url {
         let _ = write!(s, " endpoint_url={}", mask_url_password(endpoint));
     }
     s
