@@ -18,6 +18,7 @@ mod fuzzing;
 mod hostile;
 mod http_server;
 mod loadtest_smoke;
+mod module_chain;
 mod operations;
 mod per_user;
 mod priority;
