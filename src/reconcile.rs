@@ -347,41 +347,4 @@ mod tests {
             vec![STATIC]
         );
     }
-
-    #[test]
-    fn shards_cover_every_portal_exactly_once() {
-        let ids: Vec<String> = (0..500u32)
-            .map(|i| {
-                format!(
-                    "{i:08x}-0000-4000-8000-{:012x}",
-                    i.wrapping_mul(2_654_435_761)
-                )
-            })
-            .collect();
-        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-        for total in 1..=5u32 {
-            let c = config(&format!("sharding:\n  total: {total}\n"));
-            let mut seen: BTreeMap<String, u32> = BTreeMap::new();
-            for index in 0..total {
-                for p in wanted_plans(&c, index, &found(&refs)) {
-                    *seen.entry(p.portal_id).or_default() += 1;
-                }
-            }
-            assert_eq!(seen.len(), ids.len() + 1, "total={total}");
-            assert!(
-                seen.values().all(|&n| n == 1),
-                "total={total}: a portal polled twice"
-            );
-            if total > 1 {
-                // Every shard gets a fair part (no empty replica).
-                for index in 0..total {
-                    let n = wanted_plans(&c, index, &found(&refs)).len();
-                    assert!(
-                        n > 500 / (total as usize) / 2,
-                        "shard {index}/{total} has only {n}"
-                    );
-                }
-            }
-        }
-    }
 }

@@ -270,27 +270,20 @@ impl Drop for Child {
 }
 
 /// Runs `promtool check metrics` on `text`; `Err` with promtool's output when it rejects it.
-/// `Ok(false)` when promtool is not installed (allowed only outside CI).
+/// `Ok(false)` when promtool is not installed (see [`tool_or_skip`]).
 pub fn promtool_check(text: &[u8]) -> Result<bool, String> {
     use std::io::Write;
     use std::process::{Command, Stdio};
-    let child = Command::new("promtool")
+    if !tool_or_skip("promtool", &["--version"], "apt-get install prometheus") {
+        return Ok(false);
+    }
+    let mut child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(_) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI is set but promtool is missing"
-            );
-            eprintln!("skipping promtool check: promtool not installed");
-            return Ok(false);
-        }
-    };
+        .spawn()
+        .map_err(|e| format!("promtool: {e}"))?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin.write_all(text).map_err(|e| e.to_string())?;
     }
@@ -501,29 +494,32 @@ pub fn wait_ready_or_exit(
     }
 }
 
-/// Whether `tool --version` runs and succeeds (an external tool some tests need).
-pub fn have_tool(tool: &str) -> bool {
-    std::process::Command::new(tool)
-        .arg("--version")
+/// The one "tool present, or skip" helper: whether `tool args` runs and succeeds. When it does
+/// not, the test using it is skipped: under CI (`CI` set) that is a failure, since `.ci/run`
+/// installs every tool the tests need (`install` says how); elsewhere it says why and returns
+/// false.
+pub fn tool_or_skip(tool: &str, args: &[&str], install: &str) -> bool {
+    let ok = std::process::Command::new(tool)
+        .args(args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status()
-        .is_ok_and(|s| s.success())
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but `{tool}` is missing or broken: .ci/run must install it ({install})"
+        );
+        eprintln!("skipping: `{tool}` is not installed ({install})");
+    }
+    ok
 }
 
-/// Whether every tool in `tools` runs (`--version`); when one is missing, panics under CI (`CI`
-/// set: `.ci/run` must install it) and otherwise says the test is skipped.
-pub fn have_tools_or_skip(tools: &[&str]) -> bool {
-    let missing: Vec<&str> = tools.iter().copied().filter(|t| !have_tool(t)).collect();
-    if missing.is_empty() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI is set but {missing:?} are missing: .ci/run must install them"
-    );
-    eprintln!("skipping: {missing:?} not installed (apt-get install prometheus)");
-    false
+/// [`tool_or_skip`] for Prometheus and promtool.
+pub fn prometheus_or_skip() -> bool {
+    const INSTALL: &str = "apt-get install prometheus";
+    tool_or_skip("prometheus", &["--version"], INSTALL)
+        && tool_or_skip("promtool", &["--version"], INSTALL)
 }
 
 /// A Prometheus instant query (at `time` if given): the `data.result` array, or `None` when

@@ -1,7 +1,6 @@
 //! Operations against the simulator: discovery, reload (keep, add, remove, invalid) and sharding,
 //! through the real control loop and the real SDK.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,65 +114,6 @@ async fn discovery_then_reload_keeps_adds_removes_and_rejects_invalid() {
     assert!(!running.store.status().reload().successful);
     assert!(running.store.portal(GOOD).is_some_and(|p| p.up));
     running.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_shards_cover_every_portal_exactly_once() {
-    let base = now_ms();
-    let ids: Vec<String> = (1..=6)
-        .map(|i| format!("cccccccc-0000-4000-8000-{i:012}"))
-        .collect();
-    let mut sim = SimConfig::new(22).with_clock(Clock::manual(base));
-    for id in &ids {
-        sim = sim.with_portal(portal(id, "us-east-1", 1, base));
-    }
-    let env = start(sim).await;
-    let dir0 = tempfile::tempdir().expect("tempdir");
-    let dir1 = tempfile::tempdir().expect("tempdir");
-    let portals: String = ids.iter().map(|id| format!("  - id: {id}\n")).collect();
-    let cfg = |index: u32| {
-        format!(
-            "global:\n  region: us-east-1\n  interval: 1s\n  max_requests_per_second: 200\nportals:\n{portals}sharding:\n  total: 2\n  index: {index}\n"
-        )
-    };
-    let r0 = run(&write(dir0.path(), &cfg(0)), &env.clients).await;
-    let r1 = run(&write(dir1.path(), &cfg(1)), &env.clients).await;
-    let ready = |s: Arc<Store>| async move {
-        let s2 = s.clone();
-        tokio::time::timeout(
-            Duration::from_secs(60),
-            s.wait_until(move |ps| s2.status().ready() && ps.iter().all(|p| p.up)),
-        )
-        .await
-        .expect("ready");
-    };
-    ready(r0.store.clone()).await;
-    ready(r1.store.clone()).await;
-    let a: BTreeSet<String> = r0
-        .store
-        .portals()
-        .iter()
-        .map(|p| p.portal_id.clone())
-        .collect();
-    let b: BTreeSet<String> = r1
-        .store
-        .portals()
-        .iter()
-        .map(|p| p.portal_id.clone())
-        .collect();
-    assert!(a.is_disjoint(&b), "{a:?} {b:?}");
-    let all: BTreeSet<String> = a.union(&b).cloned().collect();
-    assert_eq!(all, ids.iter().cloned().collect());
-    assert!(!a.is_empty() && !b.is_empty());
-    // Disjoint ownership plus every portal polled: each is covered exactly once.
-    for id in &ids {
-        assert!(
-            env.sim.request_count(id, "ListSessions") > 0,
-            "{id} never polled"
-        );
-    }
-    r0.stop().await;
-    r1.stop().await;
 }
 
 /// Waits (60 s hang guard) until the simulator has received at least `n` `ListPortals` requests:

@@ -1,5 +1,12 @@
-// The restart test that runs a real Prometheus: no reset and an exact increase() across two
-// restarts with durable state.
+//! The restart test that runs a real Prometheus: no reset and an exact increase() across two
+//! restarts with durable state (the harness is `tests/common/restart_harness.rs`).
+
+use std::time::{Duration, Instant};
+
+use crate::common::{self, free_port, poll_until};
+use crate::restart_harness::*;
+use workspacesweb_exporter::clock::now_ms;
+use workspacesweb_sim::PortalSpec;
 
 /// The one value of an instant-vector query.
 fn prom_value(prom: &str, q: &str, time: Option<&str>) -> Option<f64> {
@@ -35,7 +42,7 @@ fn prom_time(ms: i64) -> String {
 fn prometheus_sees_no_reset_across_two_restarts_with_state() {
     const PORTAL: &str = "cccccccc-0000-4000-8000-000000000004";
     const USERS: &[&str] = &["ann", "ben", "cat"];
-    if !common::have_tools_or_skip(&["prometheus"]) {
+    if !common::tool_or_skip("prometheus", &["--version"], "apt-get install prometheus") {
         return;
     }
     let began = Instant::now();
