@@ -1,5 +1,6 @@
 //! Benchmarks of the session ledger (`src/ledger`): one steady-state poll, raw observation
-//! throughput and `pending()` (the durable state write is the exporter's `benches/state.rs`). See BENCHMARKS.md for the figures and how to run them.
+//! throughput and `pending()` (the durable state write is the exporter's `benches/state.rs`).
+//! See BENCHMARKS.md for the figures and how to run them.
 //!
 //! All inputs are built outside the timed closures; every timed call mutates a fresh clone of a
 //! prepared ledger (`iter_batched_ref`), so each iteration does the real work of a poll.
