@@ -28,14 +28,6 @@ fn active(i: usize) -> SessionRecord {
     }
 }
 
-fn terminated(i: usize, end_ms: UnixMillis) -> SessionRecord {
-    SessionRecord {
-        status: SessionStatus::Terminated,
-        end_ms: Some(end_ms),
-        ..active(i)
-    }
-}
-
 /// The durable state write of one portal after a poll (`--storage.path`): 2,000 active sessions,
 /// 2,000 users with per-user series (hashed), the terminated sessions of the last 10 minutes held
 /// for deduplication. Prints the file size once; times building the state, serializing it, and
@@ -51,7 +43,11 @@ fn state_write(c: &mut Criterion) {
         let at = t1 + k as i64 * POLL_MS;
         let listing: Vec<SessionRecord> = (k * 20..N + k * 20).map(active).collect();
         let ended: Vec<SessionRecord> = ((k - 1) * 20..k * 20)
-            .map(|i| terminated(i, at - 1_000))
+            .map(|i| SessionRecord {
+                status: SessionStatus::Terminated,
+                end_ms: Some(at - 1_000),
+                ..active(i)
+            })
             .collect();
         ledger.apply_poll(at, &listing, &ended);
         ledger.prune(at - 10 * POLL_MS);

@@ -270,11 +270,11 @@ impl Drop for Child {
 }
 
 /// Runs `promtool check metrics` on `text`; `Err` with promtool's output when it rejects it.
-/// `Ok(false)` when promtool is not installed (see [`tool_or_skip`]).
+/// `Ok(false)` when promtool is not installed (see [`have_or_skip`]).
 pub fn promtool_check(text: &[u8]) -> Result<bool, String> {
     use std::io::Write;
     use std::process::{Command, Stdio};
-    if !tool_or_skip("promtool", &["--version"], "apt-get install prometheus") {
+    if !have_or_skip("promtool", &["--version"], "apt-get install prometheus") {
         return Ok(false);
     }
     let mut child = Command::new("promtool")
@@ -494,32 +494,40 @@ pub fn wait_ready_or_exit(
     }
 }
 
-/// The one "tool present, or skip" helper: whether `tool args` runs and succeeds. When it does
-/// not, the test using it is skipped: under CI (`CI` set) that is a failure, since `.ci/run`
-/// installs every tool the tests need (`install` says how); elsewhere it says why and returns
-/// false.
-pub fn tool_or_skip(tool: &str, args: &[&str], install: &str) -> bool {
-    let ok = std::process::Command::new(tool)
+/// Whether `tool --version` runs and succeeds (an external tool some tests need).
+pub fn have_tool(tool: &str) -> bool {
+    runs(tool, &["--version"])
+}
+
+fn runs(tool: &str, args: &[&str]) -> bool {
+    std::process::Command::new(tool)
         .args(args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but `{tool}` is missing or broken: .ci/run must install it ({install})"
-        );
-        eprintln!("skipping: `{tool}` is not installed ({install})");
-    }
-    ok
+        .is_ok_and(|s| s.success())
 }
 
-/// [`tool_or_skip`] for Prometheus and promtool.
-pub fn prometheus_or_skip() -> bool {
-    const INSTALL: &str = "apt-get install prometheus";
-    tool_or_skip("prometheus", &["--version"], INSTALL)
-        && tool_or_skip("promtool", &["--version"], INSTALL)
+/// The one "tool present, or skip" check: whether `tool args` runs and succeeds. When it does not,
+/// panics under CI (`CI` set: `.ci/run` must install it, as `install` says) and otherwise says
+/// the test is skipped.
+pub fn have_or_skip(tool: &str, args: &[&str], install: &str) -> bool {
+    if runs(tool, args) {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI is set but `{tool}` is missing or broken: .ci/run must install it ({install})"
+    );
+    eprintln!("skipping: `{tool}` is not installed ({install})");
+    false
+}
+
+/// Whether every tool in `tools` runs (`--version`), by [`have_or_skip`].
+pub fn have_tools_or_skip(tools: &[&str]) -> bool {
+    tools
+        .iter()
+        .all(|t| have_or_skip(t, &["--version"], "apt-get install prometheus"))
 }
 
 /// A Prometheus instant query (at `time` if given): the `data.result` array, or `None` when

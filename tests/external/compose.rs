@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::{http_get, poll_until, prom_query, prometheus_or_skip, start_prometheus};
+use crate::common::{have_tools_or_skip, http_get, poll_until, prom_query, start_prometheus};
 use serde_norway::Value;
 
 fn compose_dir() -> PathBuf {
@@ -116,7 +116,7 @@ fn compose_mounts_existing_files_and_provisions_the_dashboard() {
 
 #[test]
 fn compose_prometheus_config_checks_and_runs_against_the_demo() {
-    if !prometheus_or_skip() {
+    if !have_tools_or_skip(&["prometheus", "promtool"]) {
         return;
     }
     // The container's layout: prometheus.yml beside rules/ (compose.yaml's mounts).

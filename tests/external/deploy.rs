@@ -14,10 +14,10 @@ use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::common::{http_get, poll_until, start_prometheus, tool_or_skip};
+use crate::common::{http_get, poll_until, start_prometheus};
 use serde_json::Value;
 
 /// Metric names the dashboard and rules may use although the exporter does not expose them yet.
@@ -61,6 +61,25 @@ fn yaml_docs(text: &str) -> Vec<Value> {
         .map(|d| serde::Deserialize::deserialize(d).expect("YAML document"))
         .filter(|v: &Value| !v.is_null())
         .collect()
+}
+
+/// Whether `tool args` runs successfully. When it does not: panics under CI, else prints why the
+/// check is skipped and returns false.
+fn have(tool: &str, args: &[&str], install: &str) -> bool {
+    let ok = Command::new(tool)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but `{tool}` is missing or broken: .ci/run must install it ({install})"
+        );
+        eprintln!("skipping: `{tool}` is not installed ({install})");
+    }
+    ok
 }
 
 /// Runs `cmd`; (success, stdout, stderr).
@@ -329,7 +348,7 @@ fn recorded_names() -> BTreeSet<String> {
 
 #[test]
 fn prometheus_rules_pass_promtool_check_and_unit_tests() {
-    if !tool_or_skip("promtool", &["--version"], "apt-get install prometheus") {
+    if !have("promtool", &["--version"], "apt-get install prometheus") {
         return;
     }
     let dir = deploy("prometheus");
@@ -445,7 +464,7 @@ const GENERATED: &[&str] = &[
 
 #[test]
 fn the_mixin_generates_exactly_the_checked_in_rules_and_dashboard() {
-    if !tool_or_skip("jsonnet", &["--version"], "apt-get install jsonnet") {
+    if !have("jsonnet", &["--version"], "apt-get install jsonnet") {
         return;
     }
     let out = tempfile::tempdir().expect("tempdir");
@@ -689,11 +708,11 @@ fn configmap_config(docs: &[Value]) -> String {
 
 #[test]
 fn kubernetes_manifests_render_validate_and_are_hardened() {
-    if !tool_or_skip(
+    if !have(
         "kubectl",
         &["version", "--client"],
         "kubectl, for `kubectl kustomize`",
-    ) || !tool_or_skip(
+    ) || !have(
         "python3",
         &["-m", "kubernetes_validate", "--version"],
         "pip install kubernetes-validate==1.37.0",
@@ -813,7 +832,7 @@ fn config_names(docs: &[Value], workload: &str) -> (String, String) {
 fn a_config_edit_rolls_the_pods() {
     // configMapGenerator: the ConfigMap's name carries a hash of the config, and the workload
     // refers to that name, so `kubectl apply -k` after an edit changes the pod template.
-    if !tool_or_skip(
+    if !have(
         "kubectl",
         &["version", "--client"],
         "kubectl, for `kubectl kustomize`",
@@ -921,7 +940,7 @@ fn systemd_unit_verifies_and_is_hardened() {
             "environment file line {line:?}"
         );
     }
-    if !tool_or_skip("systemd-analyze", &["--version"], "apt-get install systemd") {
+    if !have("systemd-analyze", &["--version"], "apt-get install systemd") {
         return;
     }
     // verify checks that ExecStart= is executable: point it at the binary under test.
@@ -1424,7 +1443,7 @@ fn dashboard_and_rule_queries_run_on_prometheus_against_the_demo_exporter() {
         }
     }
     assert!(queries.len() > 30, "{}", queries.len());
-    if !tool_or_skip("prometheus", &["--version"], "apt-get install prometheus") {
+    if !have("prometheus", &["--version"], "apt-get install prometheus") {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

@@ -7,11 +7,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::{http_get, poll_until, prom_query, prometheus_or_skip, start_prometheus};
+use crate::common::{have_tools_or_skip, http_get, poll_until, prom_query, start_prometheus};
 
 #[test]
 fn prometheus_scrapes_the_demo_exporter() {
-    if !prometheus_or_skip() {
+    if !have_tools_or_skip(&["prometheus", "promtool"]) {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

@@ -42,7 +42,7 @@ fn prom_time(ms: i64) -> String {
 fn prometheus_sees_no_reset_across_two_restarts_with_state() {
     const PORTAL: &str = "cccccccc-0000-4000-8000-000000000004";
     const USERS: &[&str] = &["ann", "ben", "cat"];
-    if !common::tool_or_skip("prometheus", &["--version"], "apt-get install prometheus") {
+    if !common::have_tools_or_skip(&["prometheus"]) {
         return;
     }
     let began = Instant::now();

@@ -9,21 +9,24 @@ use workspacesweb_exporter::config::{self, Loaded, UsernameMode};
 const ID: &str = "11111111-2222-3333-4444-555555555555";
 const ID2: &str = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
 
-fn ok(text: &str) -> Loaded {
+/// `text` parsed as `config.yaml`, which must be valid.
+pub(super) fn ok(text: &str) -> Loaded {
     match config::parse(text, "config.yaml") {
         Ok(loaded) => loaded,
         Err(e) => panic!("expected a valid config, got:\n{e}"),
     }
 }
 
-fn err(text: &str) -> String {
+/// The error of `text` parsed as `config.yaml`, which must be invalid.
+pub(super) fn err(text: &str) -> String {
     match config::parse(text, "config.yaml") {
         Ok(loaded) => panic!("expected an error, got {:?}", loaded.config),
         Err(e) => e.to_string(),
     }
 }
 
-fn fixture(name: &str) -> std::path::PathBuf {
+/// A file of `tests/fixtures/config/`.
+pub(super) fn fixture(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/config")
         .join(name)

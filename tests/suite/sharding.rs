@@ -1,7 +1,8 @@
-//! Sharding, in one place: the shard index (literal, or from the environment: a number or a
-//! StatefulSet hostname), the stable split of portal ids between replicas, the wanted plans of
-//! each replica, `--config.check` of the index source, and two control loops that share the
-//! portals of one simulator. (`tests/topology.rs` also shards, with regions, roles and
+//! Sharding, in one place: which portals each replica polls. The shard index (literal, or from
+//! the environment: a number or a StatefulSet hostname), the stable split of portal ids between
+//! replicas, the wanted plans of each replica (static and discovered portals, then its shard),
+//! `--config.check` of the index source, and two control loops that share the portals of one
+//! simulator. (`tests/topology.rs` also shards, with regions, roles and
 //! discovery, as part of the AWS topology.)
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -9,34 +10,18 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::config_files::{err, fixture, ok};
 use crate::common::run_control_loop as run;
 use crate::common::*;
 use workspacesweb_exporter::aws::PortalInfo;
 use workspacesweb_exporter::clock::now_ms;
-use workspacesweb_exporter::config::{self, Config, Loaded};
+use workspacesweb_exporter::config::{self, Config};
 use workspacesweb_exporter::discovery::SourceKey;
 use workspacesweb_exporter::reconcile::wanted_plans;
 use workspacesweb_exporter::snapshot::Store;
 use workspacesweb_sim::{Clock, PortalSpec, SimConfig, SimSession};
 
 const ID: &str = "11111111-2222-3333-4444-555555555555";
-
-fn ok(text: &str) -> Loaded {
-    config::parse(text, "config.yaml").unwrap_or_else(|e| panic!("expected a valid config:\n{e}"))
-}
-
-fn err(text: &str) -> String {
-    match config::parse(text, "config.yaml") {
-        Ok(loaded) => panic!("expected an error, got {:?}", loaded.config),
-        Err(e) => e.to_string(),
-    }
-}
-
-fn fixture(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/config")
-        .join(name)
-}
 
 #[test]
 fn sharding_index_and_env() {
@@ -120,28 +105,66 @@ fn sharding_splits_portals_between_replicas() {
     assert!(counts.iter().all(|&n| n >= 10), "uneven split {counts:?}");
 }
 
-/// A config with one static portal and a discovery entry in eu-west-1, plus `extra`.
+const STATIC: &str = "11111111-1111-1111-1111-111111111111";
+const FOUND: &str = "22222222-2222-2222-2222-222222222222";
+
+/// A config with one static portal (`kind: static`) and a discovery entry in eu-west-1
+/// (`kind: found`), plus `extra`.
 fn discovering(extra: &str) -> Config {
     ok(&format!(
-        "portals:\n  - id: {ID}\ndiscovery:\n  - regions: [eu-west-1]\n{extra}"
+        "portals:\n  - id: {STATIC}\n    labels: {{kind: static}}\ndiscovery:\n  - regions: [eu-west-1]\n    labels: {{kind: found}}\n{extra}"
     ))
     .config
 }
 
 /// What discovery entry 0 found in eu-west-1: the portals `ids`.
 fn found(ids: &[&str]) -> BTreeMap<SourceKey, Vec<PortalInfo>> {
-    let portals = ids
-        .iter()
-        .map(|id| PortalInfo {
-            arn: format!("arn:aws:workspaces-web:eu-west-1:123456789012:portal/{id}"),
-            ..Default::default()
-        })
-        .collect();
     let key = SourceKey {
         entry: 0,
         region: "eu-west-1".into(),
     };
+    let arn = |id: &&str| format!("arn:aws:workspaces-web:eu-west-1:123456789012:portal/{id}");
+    let portals = ids
+        .iter()
+        .map(|id| PortalInfo {
+            arn: arn(id),
+            ..Default::default()
+        })
+        .collect();
     [(key, portals)].into()
+}
+
+// The wanted plans of a replica: the static portals, the discovered ones not configured
+// statically, then those its shard owns.
+
+#[test]
+fn static_portals_win_over_discovered_ones() {
+    let c = discovering("");
+    let plans = wanted_plans(&c, 0, &found(&[STATIC, FOUND]));
+    assert_eq!(plans.len(), 2);
+    let s = plans
+        .iter()
+        .find(|p| p.portal_id == STATIC)
+        .expect("static");
+    assert_eq!(s.labels, vec![("kind".to_string(), "static".to_string())]);
+    let f = plans.iter().find(|p| p.portal_id == FOUND).expect("found");
+    assert_eq!(f.labels, vec![("kind".to_string(), "found".to_string())]);
+    assert_eq!(f.client.region.as_deref(), Some("eu-west-1"));
+    assert!(f.arn.as_deref().is_some_and(|a| a.ends_with(FOUND)));
+}
+
+#[test]
+fn a_portal_no_longer_listed_is_no_longer_wanted() {
+    let c = discovering("");
+    assert_eq!(wanted_plans(&c, 0, &found(&[FOUND])).len(), 2);
+    let plans = wanted_plans(&c, 0, &found(&[]));
+    assert_eq!(
+        plans
+            .iter()
+            .map(|p| p.portal_id.as_str())
+            .collect::<Vec<_>>(),
+        vec![STATIC]
+    );
 }
 
 #[test]

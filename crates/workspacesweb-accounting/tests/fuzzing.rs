@@ -20,15 +20,14 @@ fn ledger_apply_accepts_empty_and_small_inputs() {
 #[test]
 fn ledger_corpus() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/ledger_apply");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.expect("dir entry").path())
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "empty corpus {}", dir.display());
-    for file in files {
-        bodies::ledger_apply(&std::fs::read(&file).expect("corpus file"));
+    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let mut inputs = 0;
+    for entry in entries {
+        let input = std::fs::read(entry.expect("dir entry").path()).expect("corpus file");
+        bodies::ledger_apply(&input);
+        inputs += 1;
     }
+    assert!(inputs > 0, "empty corpus {}", dir.display());
 }
 
 proptest! {
