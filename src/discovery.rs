@@ -72,7 +72,7 @@ pub struct SourceTask {
 
 impl SourceTask {
     /// Stops the source and waits for it, at once: a listing in flight (up to
-    /// [`LISTING_TIMEOUT`]) is abandoned, and so is a result waiting for room in the control
+    /// `LISTING_TIMEOUT`) is abandoned, and so is a result waiting for room in the control
     /// loop's channel (which the control loop does not drain while it stops sources, so waiting
     /// for that send would never end).
     pub async fn stop(self) {

@@ -1,6 +1,6 @@
 //! Loading and reloading the configuration, in one place.
 //!
-//! [`load_for_shard`](crate::config::load_for_shard) is the one function that reads the config file and resolves this replica's
+//! [`load_for_shard`] is the one function that reads the config file and resolves this replica's
 //! shard index (startup, `--config.check` and every reload use it). [`Reloader::reload`] is the
 //! one reload (SIGHUP, `POST /-/reload`): it reads and validates the config and the web config off
 //! the async runtime, hands a valid config to the control loop, puts the web config in force,

@@ -101,7 +101,7 @@ pub(super) struct Schedule {
     emission: Option<std::time::Duration>,
     /// Theoretical arrival time of the next request at the steady rate.
     tat: tokio::time::Instant,
-    /// Waiting requests per [`Priority`] (by [`Priority::index`]), in arrival order.
+    /// Waiting requests per [`Priority`] (by [`line_of`]), in arrival order.
     waiting: [std::collections::VecDeque<Ticket>; 2],
     /// The next ticket number.
     next_ticket: Ticket,

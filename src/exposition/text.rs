@@ -148,7 +148,7 @@ pub fn render(board: Board<'_>) -> Bytes {
 
 /// The part of the exposition that changes only when a snapshot is published: every
 /// `workspacesweb_*` series (portal, discovery and exporter series), without `process_*`.
-/// Laid out as [`render_head`], then each of [`USER_FAMILIES`]: its header (when any portal has a
+/// Laid out as [`render_head_into`], then each of [`USER_FAMILIES`]: its header (when any portal has a
 /// sample of it) and every portal's [`render_user_samples`], which is how the server assembles it.
 pub fn render_main(board: Board<'_>) -> String {
     let users: usize = board.portals.iter().map(|p| p.users.len()).sum();

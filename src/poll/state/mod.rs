@@ -1,6 +1,6 @@
 //! A portal's durable state (`--storage.path`): restoring the poller from its state file at start,
 //! and saving it after each successful poll. What the file holds, and the checks it passes before
-//! it resumes a portal, are in [`format`](self::format).
+//! it resumes a portal, are in `format.rs`.
 
 mod format;
 
