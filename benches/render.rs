@@ -1,4 +1,4 @@
-//! Benchmarks of the `/metrics` body: `metrics::render` over portal snapshots, gzip of a whole
+//! Benchmarks of the `/metrics` body: `text::render` over portal snapshots, gzip of a whole
 //! body, and what the server does: a rendering after one portal changed (only that portal's
 //! per-user samples are rendered and compressed again) and a scrape of the cached rendering.
 //! See BENCHMARKS.md for the figures.
@@ -14,9 +14,11 @@ use criterion::{Criterion, Throughput};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use workspacesweb_exporter::exposition::Exposition;
+use workspacesweb_exporter::exposition::families::Board;
+use workspacesweb_exporter::exposition::text;
 use workspacesweb_exporter::ledger::{ActiveSummary, DEFAULT_DURATION_BUCKETS, Histogram, Totals};
-use workspacesweb_exporter::metrics::render;
-use workspacesweb_exporter::snapshot::{PortalSnapshot, ReloadStatus, Store};
+use workspacesweb_exporter::snapshot::{PortalSnapshot, Store};
+use workspacesweb_exporter::status::ReloadStatus;
 use workspacesweb_exporter::users::UserSeries;
 
 /// A portal as after a day of polling: every series present, histogram filled.
@@ -112,6 +114,15 @@ fn users_of(mut p: PortalSnapshot, users: usize) -> PortalSnapshot {
     p
 }
 
+/// The whole exposition of `portals` (no discovery source, the exporter's reload series).
+fn render(portals: &[Arc<PortalSnapshot>]) -> bytes::Bytes {
+    text::render(Board {
+        portals,
+        discovery: &[],
+        status: RELOAD.into(),
+    })
+}
+
 fn benches(c: &mut Criterion) {
     for (name, ps) in [
         ("5_portals".to_string(), portals(5)),
@@ -123,7 +134,7 @@ fn benches(c: &mut Criterion) {
         ),
     ] {
         let n = name;
-        let body = render(&ps, &[], RELOAD);
+        let body = render(&ps);
         let fast = gzip(&body, Compression::fast());
         let default = gzip(&body, Compression::default());
         println!(
@@ -136,9 +147,7 @@ fn benches(c: &mut Criterion) {
 
         let mut g = c.benchmark_group(format!("render/{n}"));
         g.throughput(Throughput::Bytes(body.len() as u64));
-        g.bench_function("render", |b| {
-            b.iter(|| black_box(render(black_box(&ps), &[], RELOAD)))
-        });
+        g.bench_function("render", |b| b.iter(|| black_box(render(black_box(&ps)))));
         g.bench_function("gzip_level1", |b| {
             b.iter(|| black_box(gzip(black_box(&body), Compression::fast())))
         });
@@ -147,7 +156,7 @@ fn benches(c: &mut Criterion) {
         });
         g.bench_function("render+gzip_level1", |b| {
             b.iter(|| {
-                let body = render(black_box(&ps), &[], RELOAD);
+                let body = render(black_box(&ps));
                 black_box(gzip(&body, Compression::fast()))
             })
         });

@@ -9,6 +9,7 @@ use tracing::{error, info, warn};
 
 use crate::aws::Clients;
 use crate::cli::Cli;
+use crate::clock::now_ms;
 use crate::config;
 use crate::config::ShardConfig;
 use crate::demo::Demo;
@@ -16,10 +17,10 @@ use crate::exposition::{self, Exposition};
 use crate::http::{
     self, HttpSettings, ReloadFuture, ReloadHook, WebConfigHandle, WebOptions, WebState,
 };
-use crate::reconcile::{Reconciler, Source};
+use crate::reconcile::Reconciler;
 use crate::reload::Reloader;
-use crate::session::now_ms;
-use crate::snapshot::{ReloadStatus, Store};
+use crate::snapshot::Store;
+use crate::status::ReloadStatus;
 use crate::storage::{StateDir, StorageError};
 
 /// Exit code for bad flags or configuration.
@@ -105,8 +106,8 @@ struct Started {
     settings: HttpSettings,
     web: WebConfigHandle,
     listeners: Vec<tokio::net::TcpListener>,
-    source: Source,
-    config: Option<ShardConfig>,
+    /// The configuration to start with: the file's, or the demo's.
+    config: ShardConfig,
     clients: Clients,
     storage: Option<Arc<StateDir>>,
     /// Keeps the demo simulator alive as long as the exporter runs.
@@ -125,12 +126,16 @@ async fn start(cli: &Cli) -> Result<Started, StartupError> {
     settings.validate().map_err(StartupError::Flags)?;
     // Web config (TLS, basic auth, headers): read once here; a reload replaces it in the handle.
     let web = WebConfigHandle::new(web_state(cli)?);
-    let (source, config, clients, demo) = if cli.demo {
+    let (config, clients, demo) = if cli.demo {
         let demo = Demo::start(1).await.map_err(StartupError::Demo)?;
-        info!(endpoint = %demo.endpoint_url(), portals = demo.plans.len(), "demo simulator started");
+        info!(endpoint = %demo.endpoint_url(), portals = demo.config.portals.len(), "demo simulator started");
         let clients = Clients::with_static_credentials("us-east-1", &demo.endpoint_url()).await;
-        clients.set_rate(Some(crate::demo::DEMO_MAX_REQUESTS_PER_SECOND));
-        (Source::Fixed(demo.plans.clone()), None, clients, Some(demo))
+        let config = ShardConfig {
+            config: demo.config.clone(),
+            shard_index: 0,
+            warnings: Vec::new(),
+        };
+        (config, clients, Some(demo))
     } else {
         let path = cli.config_file.clone();
         let loaded = tokio::task::spawn_blocking(move || config::load_for_shard(&path))
@@ -140,7 +145,7 @@ async fn start(cli: &Cli) -> Result<Started, StartupError> {
             warn!(file = %cli.config_file.display(), warning = %w, "configuration warning");
         }
         let clients = Clients::from_environment().await;
-        (Source::Config, Some(loaded), clients, None)
+        (loaded, clients, None)
     };
     // Durable state: a directory that cannot be created, locked or written is a misconfiguration
     // that fails fast (exit 1), before anything is bound or polled.
@@ -157,7 +162,6 @@ async fn start(cli: &Cli) -> Result<Started, StartupError> {
         settings,
         web,
         listeners,
-        source,
         config,
         clients,
         storage,
@@ -178,11 +182,11 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
     };
     let store = Arc::new(Store::new());
-    store.set_reload(ReloadStatus {
+    store.status().set_reload(ReloadStatus {
         successful: true,
         success_unix: now_ms() as f64 / 1000.0,
     });
-    let shard_index = started.config.as_ref().map_or(0, |c| c.shard_index);
+    let shard_index = started.config.shard_index;
     info!(version = crate::VERSION, shard_index, "starting");
     // Commands wait in the channel until the control loop runs, so the server (and its reload
     // hook) can answer while the control loop sets up its portals: `/-/healthy` does not wait
@@ -198,68 +202,37 @@ pub async fn run(cli: Cli) -> ExitCode {
         store.clone(),
     ));
     let hup = tokio::spawn(reload_on_sighup(reloader.clone()));
-    let hook: ReloadHook = {
-        let reloader = reloader.clone();
-        Arc::new(move || -> ReloadFuture {
-            let reloader = reloader.clone();
-            Box::pin(async move {
-                reloader
-                    .reload()
-                    .await
-                    .map_err(|e| reloader.public_message(&e))
-            })
-        })
-    };
     let options = WebOptions {
         web: started.web,
-        reload: Some(hook),
+        reload: Some(reload_hook(reloader)),
     };
-    // The exposition's cache, rendered in the background after each change so that scrapes find
-    // it ready; the task ends when the exposition is dropped.
-    let exposition = Arc::new(Exposition::new(store.clone()));
-    tokio::spawn(exposition::render_after_changes(Arc::downgrade(
-        &exposition,
-    )));
-    // The server also stops when the control loop dies (see `until_stopped`).
     let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<()>();
-    let shutdown = async move {
-        tokio::select! {
-            () = shutdown => {}
-            _ = failed_rx => {}
-        }
-    };
-    let serving = http::serve_with(
+    let serving = serve(
         started.listeners,
-        exposition,
         started.settings,
         options,
-        shutdown,
+        &store,
+        async move {
+            tokio::select! {
+                () = shutdown => {}
+                _ = failed_rx => {}
+            }
+        },
     );
     tokio::pin!(serving);
     // A task of its own, so that setting up many portals never delays the accept loops.
-    let mut starting = tokio::spawn(Reconciler::start(
-        started.source,
-        started.config.map(|c| c.config),
+    let starting = tokio::spawn(Reconciler::start(
+        started.config.config,
         shard_index,
         started.clients,
         store.clone(),
         started.storage,
     ));
-    let control = tokio::select! {
-        started = &mut starting => match started {
-            Ok(reconciler) => tokio::spawn(reconciler.run(commands_rx, stop_rx)),
-            Err(error) => {
-                error!(%error, "the control loop failed to start");
-                hup.abort();
-                return ExitCode::FAILURE;
-            }
-        },
-        () = &mut serving => {
-            // Shut down before the control loop started: nothing is polling yet.
-            starting.abort();
+    let control = match control_loop(starting, &mut serving, commands_rx, stop_rx).await {
+        Ok(control) => control,
+        Err(code) => {
             hup.abort();
-            info!("stopped");
-            return ExitCode::SUCCESS;
+            return code;
         }
     };
     let code = until_stopped(
@@ -274,6 +247,61 @@ pub async fn run(cli: Cli) -> ExitCode {
     hup.abort();
     info!("stopped");
     code
+}
+
+/// The HTTP server over `store`'s exposition until `shutdown` (a signal, or the control loop
+/// dying: see [`until_stopped`]). The exposition's cache is rendered in the background after each
+/// change so that scrapes find it ready; that task ends with the exposition.
+fn serve(
+    listeners: Vec<tokio::net::TcpListener>,
+    settings: HttpSettings,
+    options: WebOptions,
+    store: &Arc<Store>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> impl std::future::Future<Output = ()> {
+    let exposition = Arc::new(Exposition::new(store.clone()));
+    tokio::spawn(exposition::render_after_changes(Arc::downgrade(
+        &exposition,
+    )));
+    http::serve_with(listeners, exposition, settings, options, shutdown)
+}
+
+/// Runs the control loop once `starting` has set it up, unless the server stops first (or the set
+/// up fails): then the exit code.
+async fn control_loop(
+    mut starting: tokio::task::JoinHandle<Reconciler>,
+    serving: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    commands: mpsc::Receiver<crate::reconcile::Command>,
+    stop: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, ExitCode> {
+    tokio::select! {
+        started = &mut starting => match started {
+            Ok(reconciler) => Ok(tokio::spawn(reconciler.run(commands, stop))),
+            Err(error) => {
+                error!(%error, "the control loop failed to start");
+                Err(ExitCode::FAILURE)
+            }
+        },
+        () = serving.as_mut() => {
+            // Shut down before the control loop started: nothing is polling yet.
+            starting.abort();
+            info!("stopped");
+            Err(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `POST /-/reload`: a reload by `reloader`, its error as the client may see it.
+fn reload_hook(reloader: Arc<Reloader>) -> ReloadHook {
+    Arc::new(move || -> ReloadFuture {
+        let reloader = reloader.clone();
+        Box::pin(async move {
+            reloader
+                .reload()
+                .await
+                .map_err(|e| reloader.public_message(&e))
+        })
+    })
 }
 
 /// Serves until `serving` ends (SIGTERM/SIGINT), then stops the control loop and waits for it,
@@ -301,7 +329,7 @@ async fn until_stopped(
             ExitCode::SUCCESS
         }
         ended = &mut control => {
-            store.set_failed();
+            store.status().set_failed();
             match ended {
                 Err(e) if e.is_panic() => {
                     error!(panic = %panic_message(e.into_panic()), "the control loop panicked; exiting")
@@ -421,7 +449,7 @@ mod tests {
         .expect("hang guard: the server was not stopped");
         assert_eq!(code, ExitCode::FAILURE);
         assert!(
-            !store.healthy(),
+            !store.status().healthy(),
             "/-/healthy answers from this (see http::routes tests)"
         );
     }
@@ -456,7 +484,7 @@ mod tests {
         };
         let (code, store) = stop_now(control, Duration::from_secs(3600)).await;
         assert_eq!(code, ExitCode::SUCCESS);
-        assert!(store.healthy());
+        assert!(store.status().healthy());
     }
 
     /// A control loop that does not stop (a task stuck past its stop signal) cannot hold the

@@ -8,10 +8,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
+use crate::aws::ErrorLabel;
+use crate::aws::pagination::PageGuard;
 use crate::aws::{self, ApiCounters, ApiError, ClientKey, Clients, PortalInfo, RegionApi};
 use crate::config::DiscoveryConfig;
-use crate::error_label::ErrorLabel;
-use crate::pagination::PageGuard;
 
 /// Identifies one discovery source: the entry's position in `discovery` and one of its regions.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -72,7 +72,7 @@ pub struct SourceTask {
 
 impl SourceTask {
     /// Stops the source and waits for it, at once: a listing in flight (up to
-    /// [`LISTING_TIMEOUT`]) is abandoned, and so is a result waiting for room in the control
+    /// `LISTING_TIMEOUT`) is abandoned, and so is a result waiting for room in the control
     /// loop's channel (which the control loop does not drain while it stops sources, so waiting
     /// for that send would never end).
     pub async fn stop(self) {

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::aws::{ApiCounters, ClientKey, Clients, PortalInfo, portal_id_of_arn};
-use crate::config::{Config, PortalTarget, ShardConfig, UsernameMode};
+use crate::config::{Config, DEFAULT_DISCOVERY_REFRESH, PortalTarget, ShardConfig, UsernameMode};
 use crate::discovery::{self, Discovered, SourceKey, SourceTask};
-use crate::poll::{DEFAULT_METADATA_REFRESH, PortalPlan, Scheduler};
+use crate::poll::{PortalPlan, Scheduler};
 use crate::snapshot::{DiscoverySnapshot, Store};
 use crate::storage::StateDir;
 use crate::users::{LabelMode, UserSettings};
@@ -79,7 +79,7 @@ pub fn wanted_plans(
     for t in config.targets() {
         plans
             .entry(t.id.clone())
-            .or_insert_with(|| plan_for(config, t, DEFAULT_METADATA_REFRESH));
+            .or_insert_with(|| plan_for(config, t, DEFAULT_DISCOVERY_REFRESH));
     }
     for (key, portals) in discovered {
         let Some(entry) = config.discovery.get(key.entry) else {
@@ -101,20 +101,11 @@ pub fn wanted_plans(
         .collect()
 }
 
-/// Where the portals come from.
-#[derive(Debug)]
-pub enum Source {
-    /// The configuration file (re-read by the reloader, applied by
-    /// [`Reconciler::apply`]).
-    Config,
-    /// Fixed plans (the demo); reload is a no-op.
-    Fixed(Vec<PortalPlan>),
-}
-
 /// The control loop's state.
 pub struct Reconciler {
-    source: Source,
-    config: Option<Config>,
+    /// The configuration in force: the file's (the reloader applies a new one with
+    /// [`Reconciler::apply`]), or the demo's.
+    config: Config,
     shard_index: u32,
     clients: Clients,
     store: Arc<Store>,
@@ -130,27 +121,22 @@ pub struct Reconciler {
 }
 
 impl Reconciler {
-    /// Starts the portals of `config` (or the fixed plans) and its discovery sources.
+    /// Starts the portals of `config` and its discovery sources.
     pub async fn start(
-        source: Source,
-        config: Option<Config>,
+        config: Config,
         shard_index: u32,
         clients: Clients,
         store: Arc<Store>,
         storage: Option<Arc<StateDir>>,
     ) -> Self {
-        let concurrency = config.as_ref().map_or(4, |c| c.global.concurrency);
-        if let Some(c) = &config {
-            clients.set_rate(Some(c.global.max_requests_per_second));
-            if let Some(dir) = &storage {
-                dir.set_max_age(c.storage.max_age);
-            }
+        clients.set_rate(Some(config.global.max_requests_per_second));
+        if let Some(dir) = &storage {
+            dir.set_max_age(config.storage.max_age);
         }
         let (events_tx, events_rx) = mpsc::channel(64);
         let mut r = Reconciler {
-            scheduler: Scheduler::new(clients.clone(), store.clone(), concurrency)
+            scheduler: Scheduler::new(clients.clone(), store.clone(), config.global.concurrency)
                 .with_storage(storage),
-            source,
             config,
             shard_index,
             clients,
@@ -207,26 +193,21 @@ impl Reconciler {
     }
 
     /// Puts a validated configuration in force: rate, concurrency, storage settings, discovery
-    /// sources (restarted only when they changed) and the portals. Demo mode has no
-    /// configuration to apply.
+    /// sources (restarted only when they changed) and the portals.
     pub async fn apply(&mut self, loaded: ShardConfig) {
-        if matches!(self.source, Source::Fixed(_)) {
-            return;
-        }
         let ShardConfig {
             config,
             shard_index,
             ..
         } = loaded;
-        let discovery_changed =
-            self.config.as_ref().map(|c| &c.discovery) != Some(&config.discovery);
+        let discovery_changed = self.config.discovery != config.discovery;
         self.scheduler.set_concurrency(config.global.concurrency);
         self.clients
             .set_rate(Some(config.global.max_requests_per_second));
         if let Some(dir) = self.scheduler.storage() {
             dir.set_max_age(config.storage.max_age);
         }
-        self.config = Some(config);
+        self.config = config;
         self.shard_index = shard_index;
         if discovery_changed {
             self.start_discovery().await;
@@ -242,11 +223,7 @@ impl Reconciler {
         self.discovered.clear();
         self.pending.clear();
         self.generation += 1;
-        let entries = self
-            .config
-            .as_ref()
-            .map(|c| c.discovery.clone())
-            .unwrap_or_default();
+        let entries = self.config.discovery.clone();
         for (i, entry) in entries.iter().enumerate() {
             for region in &entry.regions {
                 let key = SourceKey {
@@ -292,13 +269,7 @@ impl Reconciler {
     }
 
     async fn reconcile(&mut self) {
-        let plans = match (&self.source, &self.config) {
-            (Source::Fixed(plans), _) => plans.clone(),
-            (Source::Config, Some(config)) => {
-                wanted_plans(config, self.shard_index, &self.discovered)
-            }
-            (Source::Config, None) => Vec::new(),
-        };
+        let plans = wanted_plans(&self.config, self.shard_index, &self.discovered);
         self.scheduler.apply(plans).await;
         self.publish_discovery();
         if let Some(dir) = self.scheduler.storage().cloned() {
@@ -308,109 +279,6 @@ impl Reconciler {
                 dir.prune(dir.max_age(), &|id| owned.contains(id))
             })
             .await;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const STATIC: &str = "11111111-1111-1111-1111-111111111111";
-    const FOUND: &str = "22222222-2222-2222-2222-222222222222";
-
-    fn config(extra: &str) -> Config {
-        let text = format!(
-            "portals:\n  - id: {STATIC}\n    labels: {{kind: static}}\ndiscovery:\n  - regions: [eu-west-1]\n    labels: {{kind: found}}\n{extra}"
-        );
-        match crate::config::parse(&text, "test.yaml") {
-            Ok(l) => l.config,
-            Err(e) => panic!("{e}"),
-        }
-    }
-
-    fn found(ids: &[&str]) -> BTreeMap<SourceKey, Vec<PortalInfo>> {
-        let portals = ids
-            .iter()
-            .map(|id| PortalInfo {
-                arn: format!("arn:aws:workspaces-web:eu-west-1:123456789012:portal/{id}"),
-                ..Default::default()
-            })
-            .collect();
-        [(
-            SourceKey {
-                entry: 0,
-                region: "eu-west-1".into(),
-            },
-            portals,
-        )]
-        .into()
-    }
-
-    #[test]
-    fn static_portals_win_over_discovered_ones() {
-        let c = config("");
-        let plans = wanted_plans(&c, 0, &found(&[STATIC, FOUND]));
-        assert_eq!(plans.len(), 2);
-        let s = plans
-            .iter()
-            .find(|p| p.portal_id == STATIC)
-            .expect("static");
-        assert_eq!(s.labels, vec![("kind".to_string(), "static".to_string())]);
-        let f = plans.iter().find(|p| p.portal_id == FOUND).expect("found");
-        assert_eq!(f.labels, vec![("kind".to_string(), "found".to_string())]);
-        assert_eq!(f.client.region.as_deref(), Some("eu-west-1"));
-        assert!(f.arn.as_deref().is_some_and(|a| a.ends_with(FOUND)));
-    }
-
-    #[test]
-    fn a_portal_no_longer_listed_is_no_longer_wanted() {
-        let c = config("");
-        assert_eq!(wanted_plans(&c, 0, &found(&[FOUND])).len(), 2);
-        let plans = wanted_plans(&c, 0, &found(&[]));
-        assert_eq!(
-            plans
-                .iter()
-                .map(|p| p.portal_id.as_str())
-                .collect::<Vec<_>>(),
-            vec![STATIC]
-        );
-    }
-
-    #[test]
-    fn shards_cover_every_portal_exactly_once() {
-        let ids: Vec<String> = (0..500u32)
-            .map(|i| {
-                format!(
-                    "{i:08x}-0000-4000-8000-{:012x}",
-                    i.wrapping_mul(2_654_435_761)
-                )
-            })
-            .collect();
-        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-        for total in 1..=5u32 {
-            let c = config(&format!("sharding:\n  total: {total}\n"));
-            let mut seen: BTreeMap<String, u32> = BTreeMap::new();
-            for index in 0..total {
-                for p in wanted_plans(&c, index, &found(&refs)) {
-                    *seen.entry(p.portal_id).or_default() += 1;
-                }
-            }
-            assert_eq!(seen.len(), ids.len() + 1, "total={total}");
-            assert!(
-                seen.values().all(|&n| n == 1),
-                "total={total}: a portal polled twice"
-            );
-            if total > 1 {
-                // Every shard gets a fair part (no empty replica).
-                for index in 0..total {
-                    let n = wanted_plans(&c, index, &found(&refs)).len();
-                    assert!(
-                        n > 500 / (total as usize) / 2,
-                        "shard {index}/{total} has only {n}"
-                    );
-                }
-            }
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Loading and reloading the configuration, in one place.
 //!
-//! [`load_for_shard`](crate::config::load_for_shard) is the one function that reads the config file and resolves this replica's
+//! [`load_for_shard`] is the one function that reads the config file and resolves this replica's
 //! shard index (startup, `--config.check` and every reload use it). [`Reloader::reload`] is the
 //! one reload (SIGHUP, `POST /-/reload`): it reads and validates the config and the web config off
 //! the async runtime, hands a valid config to the control loop, puts the web config in force,
@@ -13,11 +13,12 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
+use crate::clock::now_ms;
 use crate::config::{ConfigError, ShardConfig, load_for_shard};
 use crate::http::{self, WebConfigError, WebConfigHandle, WebState};
 use crate::reconcile::Command;
-use crate::session::now_ms;
-use crate::snapshot::{ReloadStatus, Store};
+use crate::snapshot::Store;
+use crate::status::ReloadStatus;
 
 /// Why a (re)load failed.
 #[derive(Debug, thiserror::Error)]
@@ -78,8 +79,8 @@ impl Reloader {
     pub async fn reload(&self) -> Result<(), ReloadError> {
         let _one = self.serial.lock().await;
         let result = self.load_and_apply().await;
-        let previous = self.store.reload();
-        self.store.set_reload(ReloadStatus {
+        let previous = self.store.status().reload();
+        self.store.status().set_reload(ReloadStatus {
             successful: result.is_ok(),
             success_unix: if result.is_ok() {
                 now_ms() as f64 / 1000.0

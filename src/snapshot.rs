@@ -1,11 +1,12 @@
-//! Per-portal snapshots published by the poller and read by `/metrics`, `/` and `/-/ready`: the
-//! data only. The exposition module renders and caches the exposition of it.
+//! Per-portal snapshots published by the poller and read by `/metrics`, `/` and `/-/ready`, and
+//! the discovery sources' counters: the data only. The exposition module renders and caches the
+//! exposition of it; what the process says about itself is its [`Status`].
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock};
 
 use crate::ledger::{ActiveSummary, Totals};
+use crate::status::{Status, read, write};
 use crate::users::UserSeries;
 
 /// Everything the exposition and the landing page know about one portal, as of its last poll.
@@ -88,67 +89,13 @@ pub struct DiscoverySnapshot {
     pub api_errors: BTreeMap<(String, String), u64>,
 }
 
-/// The shared, lock-protected set of portal snapshots plus what readiness needs.
-#[derive(Debug)]
+/// The portal snapshots and discovery counters shared with the HTTP server, and the process's
+/// [`Status`], whose change signal every publication moves.
+#[derive(Debug, Default)]
 pub struct Store {
     portals: RwLock<BTreeMap<String, Arc<PortalSnapshot>>>,
-    /// Bumped on every change, so waiters can react to publications instead of polling.
-    generation: tokio::sync::watch::Sender<u64>,
-    /// The portals this replica polls; `None` until the control loop first declares them.
-    owned: RwLock<Option<BTreeSet<String>>>,
-    reload: RwLock<ReloadStatus>,
-    /// Failed state writes; `None` without `--storage.path`.
-    state_write_errors: RwLock<Option<u64>>,
     discovery: RwLock<Vec<DiscoverySnapshot>>,
-    /// Discovery sources that have not finished their first listing (readiness waits for them).
-    discovery_pending: std::sync::atomic::AtomicUsize,
-    /// Bumped by every change that can alter the `workspacesweb_*` exposition.
-    version: AtomicU64,
-    /// Set when the control loop died (a panic): `/-/healthy` then fails.
-    failed: std::sync::atomic::AtomicBool,
-}
-
-/// What the exporter-level series show.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct ExporterStatus {
-    /// Outcome of the last configuration load.
-    pub reload: ReloadStatus,
-    /// Failed state writes; `None` without `--storage.path`.
-    pub state_write_errors: Option<u64>,
-}
-
-impl From<ReloadStatus> for ExporterStatus {
-    fn from(reload: ReloadStatus) -> Self {
-        ExporterStatus {
-            reload,
-            state_write_errors: None,
-        }
-    }
-}
-
-/// Outcome of the last configuration (re)load.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct ReloadStatus {
-    /// Whether the last load succeeded.
-    pub successful: bool,
-    /// Unix time of the last successful load, in seconds.
-    pub success_unix: f64,
-}
-
-impl Default for Store {
-    fn default() -> Self {
-        Store {
-            portals: RwLock::default(),
-            generation: tokio::sync::watch::Sender::new(0),
-            owned: RwLock::default(),
-            reload: RwLock::default(),
-            state_write_errors: RwLock::default(),
-            discovery: RwLock::default(),
-            discovery_pending: std::sync::atomic::AtomicUsize::new(0),
-            version: AtomicU64::new(0),
-            failed: std::sync::atomic::AtomicBool::new(false),
-        }
-    }
+    status: Status,
 }
 
 impl Store {
@@ -157,28 +104,14 @@ impl Store {
         Self::default()
     }
 
-    fn changed(&self) {
-        self.version.fetch_add(1, Ordering::Release);
-        self.generation.send_modify(|g| *g = g.wrapping_add(1));
+    /// Readiness, health, reload outcome and state write errors, and the change signal.
+    pub fn status(&self) -> &Status {
+        &self.status
     }
 
-    /// A receiver notified of every change (the background renderer of the HTTP server waits on it).
-    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.generation.subscribe()
-    }
-
-    /// Waits until `pred` holds for the current snapshots, re-checking after every publication.
+    /// Waits until `pred` holds for the current snapshots, re-checking after every change.
     pub async fn wait_until(&self, mut pred: impl FnMut(&[Arc<PortalSnapshot>]) -> bool) {
-        let mut rx = self.generation.subscribe();
-        loop {
-            rx.mark_unchanged();
-            if pred(&self.portals()) {
-                return;
-            }
-            if rx.changed().await.is_err() {
-                return;
-            }
-        }
+        self.status.wait_for(|| pred(&self.portals())).await;
     }
 
     /// The snapshot of one portal.
@@ -186,24 +119,37 @@ impl Store {
         read(&self.portals).get(portal_id).cloned()
     }
 
-    /// Declares the portals this replica polls; `/-/ready` waits for each of them.
+    /// Declares the portals this replica polls (the snapshots of others go): `/-/ready` waits
+    /// for each of them to finish a first poll.
     pub fn set_owned(&self, ids: impl IntoIterator<Item = String>) {
         let ids: BTreeSet<String> = ids.into_iter().collect();
-        write(&self.portals).retain(|id, _| ids.contains(id));
-        *write(&self.owned) = Some(ids);
-        self.changed();
+        {
+            let mut portals = write(&self.portals);
+            portals.retain(|id, _| ids.contains(id));
+            self.status
+                .declare_owned(ids, |id| portals.get(id).is_some_and(|p| p.polled));
+        }
+        self.status.changed();
     }
 
     /// Replaces the snapshot of one portal.
     pub fn publish(&self, snapshot: PortalSnapshot) {
-        write(&self.portals).insert(snapshot.portal_id.clone(), Arc::new(snapshot));
-        self.changed();
+        {
+            let mut portals = write(&self.portals);
+            self.status.set_polled(&snapshot.portal_id, snapshot.polled);
+            portals.insert(snapshot.portal_id.clone(), Arc::new(snapshot));
+        }
+        self.status.changed();
     }
 
     /// Drops every series of a portal.
     pub fn remove(&self, portal_id: &str) {
-        write(&self.portals).remove(portal_id);
-        self.changed();
+        {
+            let mut portals = write(&self.portals);
+            self.status.set_polled(portal_id, false);
+            portals.remove(portal_id);
+        }
+        self.status.changed();
     }
 
     /// All snapshots, ordered by portal id.
@@ -214,93 +160,13 @@ impl Store {
     /// Replaces the discovery counters and the number of sources still awaiting a first listing.
     pub fn set_discovery(&self, sources: Vec<DiscoverySnapshot>, pending: usize) {
         *write(&self.discovery) = sources;
-        self.discovery_pending
-            .store(pending, std::sync::atomic::Ordering::Relaxed);
-        self.changed();
+        self.status.set_discovery_pending(pending);
     }
 
     /// Discovery counters.
     pub fn discovery(&self) -> Vec<DiscoverySnapshot> {
         read(&self.discovery).clone()
     }
-
-    /// True once the owned portals are declared, every discovery source listed once and every
-    /// owned portal finished its first poll (the server answers before the control loop starts).
-    pub fn ready(&self) -> bool {
-        self.discovery_pending
-            .load(std::sync::atomic::Ordering::Relaxed)
-            == 0
-            && read(&self.owned).is_some()
-            && self.first_polls_pending() == 0
-    }
-
-    /// How many owned portals have yet to finish their first poll.
-    pub fn first_polls_pending(&self) -> usize {
-        let (owned, portals) = (read(&self.owned), read(&self.portals));
-        owned.as_ref().map_or(0, |o| {
-            o.iter()
-                .filter(|id| !portals.get(*id).is_some_and(|p| p.polled))
-                .count()
-        })
-    }
-
-    /// Marks the exporter as broken for good (its control loop died): `/-/healthy` fails.
-    pub fn set_failed(&self) {
-        self.failed.store(true, Ordering::Release);
-    }
-
-    /// False once [`set_failed`](Self::set_failed) was called.
-    pub fn healthy(&self) -> bool {
-        !self.failed.load(Ordering::Acquire)
-    }
-
-    /// Records the outcome of a configuration load.
-    pub fn set_reload(&self, status: ReloadStatus) {
-        *write(&self.reload) = status;
-        self.version.fetch_add(1, Ordering::Release);
-    }
-
-    /// Outcome of the last configuration load.
-    pub fn reload(&self) -> ReloadStatus {
-        *read(&self.reload)
-    }
-
-    /// Records how many state writes failed so far (`Some(0)` declares durable state on).
-    pub fn set_state_write_errors(&self, errors: u64) {
-        {
-            let mut e = write(&self.state_write_errors);
-            if *e == Some(errors) {
-                return;
-            }
-            *e = Some(errors);
-        }
-        self.version.fetch_add(1, Ordering::Release);
-    }
-
-    /// A number that changes whenever the `workspacesweb_*` exposition may have changed.
-    pub fn version(&self) -> u64 {
-        self.version.load(Ordering::Acquire)
-    }
-
-    /// The exporter-level series: reload outcome and state write errors.
-    pub fn exporter_status(&self) -> ExporterStatus {
-        ExporterStatus {
-            reload: self.reload(),
-            state_write_errors: *read(&self.state_write_errors),
-        }
-    }
-}
-
-// A poisoned lock is recovered, never skipped: every write guarded here replaces or edits the
-// data in one step that cannot panic halfway, so the data behind a poisoned lock is consistent.
-// Skipping would freeze (writes dropped) or empty (reads defaulted) `/metrics` after one panic
-// anywhere; the one way this crate handles poisoning is `unwrap_or_else(PoisonError::into_inner)`.
-fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A polled portal's snapshot with nothing else set (unit tests of the modules that read them).
@@ -325,13 +191,22 @@ mod tests {
     #[test]
     fn not_ready_before_the_owned_portals_are_declared() {
         let store = Store::new();
-        assert!(!store.ready(), "nothing declared yet");
+        let status = store.status();
+        assert!(!status.ready(), "nothing declared yet");
         store.set_owned([]);
-        assert!(store.ready(), "owning nothing is ready");
+        assert!(status.ready(), "owning nothing is ready");
         store.set_owned(["p1".to_string()]);
-        assert!(!store.ready());
+        assert!(!status.ready());
         store.publish(snapshot("p1", false));
-        assert!(store.ready(), "a failed first poll counts as polled");
+        assert!(status.ready(), "a failed first poll counts as polled");
+        store.publish(PortalSnapshot {
+            polled: false,
+            ..snapshot("p1", false)
+        });
+        assert!(!status.ready(), "a restarted portal task has yet to poll");
+        store.publish(snapshot("p1", true));
+        store.set_discovery(Vec::new(), 1);
+        assert!(!status.ready(), "a discovery source has yet to list");
     }
 
     /// Poisons every lock of `store`: a thread panics while holding each one for writing.
@@ -339,17 +214,12 @@ mod tests {
         let s = Arc::clone(store);
         let outcome = std::thread::spawn(move || {
             let _p = s.portals.write();
-            let _o = s.owned.write();
-            let _r = s.reload.write();
-            let _e = s.state_write_errors.write();
             let _d = s.discovery.write();
             panic!("a panic while every store lock is held");
         })
         .join();
         assert!(outcome.is_err());
-        assert!(store.portals.is_poisoned() && store.owned.is_poisoned());
-        assert!(store.reload.is_poisoned() && store.discovery.is_poisoned());
-        assert!(store.state_write_errors.is_poisoned());
+        assert!(store.portals.is_poisoned() && store.discovery.is_poisoned());
     }
 
     #[test]
@@ -361,9 +231,9 @@ mod tests {
         assert_eq!(store.portal("p1").map(|p| p.up), Some(true));
         // ...and writes still land: nothing is frozen or emptied.
         store.set_owned(["p1".to_string(), "p2".to_string()]);
-        assert!(!store.ready(), "p2 not polled yet");
+        assert!(!store.status().ready(), "p2 not polled yet");
         store.publish(snapshot("p2", false));
-        assert!(store.ready());
+        assert!(store.status().ready());
         store.remove("p1");
         let ids: Vec<String> = store
             .portals()
@@ -371,13 +241,6 @@ mod tests {
             .map(|p| p.portal_id.clone())
             .collect();
         assert_eq!(ids, ["p2"]);
-        store.set_reload(ReloadStatus {
-            successful: true,
-            success_unix: 42.0,
-        });
-        assert_eq!(store.reload().success_unix, 42.0);
-        store.set_state_write_errors(3);
-        assert_eq!(store.exporter_status().state_write_errors, Some(3));
         let source = DiscoverySnapshot {
             labels: vec![("region".into(), "eu-west-1".into())],
             api_requests: [("ListPortals".to_string(), 1)].into(),

@@ -1,6 +1,6 @@
 //! The durable state directory of `--storage.path`: one lock per directory, one state file per
 //! portal written atomically, bad files set aside, old files pruned. Knows files, not ledgers:
-//! what a state file holds is [`crate::poll::state`]'s business.
+//! what a state file holds is `poll::state`'s business.
 //!
 //! Model: Prometheus TSDB. A lock file held for the life of the process (a second process exits
 //! naming the holder's pid); writes go to a temp file that is fsynced, renamed over the state
@@ -161,7 +161,7 @@ impl StateDir {
     /// look at) and logs why; returns the new path.
     pub fn set_aside(&self, portal_id: &str, reason: &str) -> Option<PathBuf> {
         let from = self.state_file(portal_id);
-        let stamp = crate::session::now_ms();
+        let stamp = crate::clock::now_ms();
         let to = self
             .path
             .join(format!("{portal_id}{STATE_SUFFIX}.{stamp}{CORRUPT_SUFFIX}"));

@@ -4,7 +4,10 @@
 //! in review as a diff of that file.
 //!
 //! Regenerate it after an intended change with
-//! `UPDATE_GOLDEN=1 cargo test --test golden`, and review the diff.
+//! `UPDATE_GOLDEN=1 cargo test --test golden`, and review the diff. The file's counts, sums,
+//! bucket counts and per-user values are also derived from the scenario's timeline, without the
+//! exporter's code ([`golden_values_follow_from_the_timeline`]), so a regeneration cannot approve
+//! a wrong count.
 //!
 //! The scenario runs the real poller through the real SDK against the simulator: three portals,
 //! per-user series with raw usernames (quotes, backslashes, a newline, non-ASCII, empty and
@@ -13,8 +16,8 @@
 //! backs off at least that long), so every counter, request counts included, is exact.
 //!
 //! Time: the simulator runs on a manual clock at [`T0`], and the exporter's wall clock
-//! (`session::now_ms`, which stamps polls, T0 and reloads) is pinned to the same instant with
-//! `session::set_manual_now_ms`. That pin is process-global, which is why this file is a test
+//! (`clock::now_ms`, which stamps polls, T0 and reloads) is pinned to the same instant with
+//! `clock::set_manual_now_ms`. That pin is process-global, which is why this file is a test
 //! binary of its own, holding no test that needs the real clock. What cannot be pinned is
 //! normalised (see [`normalise`]): `poll_duration_seconds`, measured with `Instant`, and the
 //! build's revision and rustc version. `process_*` are left out (they describe this test
@@ -22,14 +25,16 @@
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use common::*;
 use serde_json::json;
+use workspacesweb_exporter::clock::{now_ms, set_manual_now_ms};
 use workspacesweb_exporter::poll::{PortalPlan, Scheduler};
-use workspacesweb_exporter::session::{UnixMillis, now_ms, set_manual_now_ms};
-use workspacesweb_exporter::snapshot::ReloadStatus;
+use workspacesweb_exporter::session::UnixMillis;
+use workspacesweb_exporter::status::ReloadStatus;
 use workspacesweb_exporter::users::{LabelMode, UserSettings};
 use workspacesweb_sim::{Clock, Faults, PortalSpec, SimConfig, SimSession};
 
@@ -129,6 +134,10 @@ fn plan_for(portal_id: &str, labels: &[(&str, &str)]) -> PortalPlan {
     p
 }
 
+/// The username of the Active record without `startTime` that the scenario adds to [`ODD`]
+/// (`sessionId` "raw-incomplete").
+const RAW_USER: &str = "raw \"record\"";
+
 /// Runs the scenario and returns the `workspacesweb_*` exposition, as `/metrics` serves it.
 async fn exposition() -> String {
     let clock = Clock::manual(T0);
@@ -148,14 +157,14 @@ async fn exposition() -> String {
             ODD,
             json!({
                 "sessionId": "raw-incomplete",
-                "username": "raw \"record\"",
+                "username": RAW_USER,
                 "status": "Active",
                 "portalArn": format!("arn:aws:workspaces-web:us-east-1:123456789012:portal/{ODD}"),
             }),
         )
         .expect("raw record");
     // As the daemon does at start, on the (pinned) wall clock.
-    env.store.set_reload(ReloadStatus {
+    env.store.status().set_reload(ReloadStatus {
         successful: true,
         success_unix: now_ms() as f64 / 1000.0,
     });
@@ -306,4 +315,220 @@ fn normalise_replaces_values_only() {
 fn diff_shows_inserted_and_changed_lines() {
     let d = diff("a\nb\nc\nd\n", "a\nb\nX\nnew\nd\n");
     assert_eq!(d, "first difference at line 3:\n- c\n+ X\n+ new\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The golden values, derived from the scenario's timeline
+// ---------------------------------------------------------------------------------------------
+
+/// 2026-03-01T00:00:00Z and 2026-04-01T00:00:00Z: the UTC month of [`T0`].
+const MONTH: (UnixMillis, UnixMillis) = (1_772_323_200_000, 1_775_001_600_000);
+
+/// One portal's accounting as SPEC sections 5 and 8 define it, computed from the sessions the
+/// scenario gives the simulator, for a first (and only) poll at [`T0`]: the baseline running
+/// before T0 is active but not started; a session counts as started when it starts at or after T0,
+/// as terminated when it ends at or after T0 (its duration then goes to the histogram); session
+/// seconds cover `[max(start, T0), min(end, T0)]`; monthly users have a session overlapping the
+/// month. `raw_active` are the usernames of Active records without `startTime` (active and
+/// incomplete, never started).
+#[derive(Debug, Default, PartialEq)]
+struct Derived {
+    active: f64,
+    active_users: f64,
+    max_age: f64,
+    started: f64,
+    terminated: f64,
+    incomplete: f64,
+    session_seconds: f64,
+    monthly_users: f64,
+    /// Cumulative bucket counts, one per bound, then `+Inf`.
+    buckets: Vec<f64>,
+    sum: f64,
+    count: f64,
+    user_active: BTreeMap<String, f64>,
+    user_started: BTreeMap<String, f64>,
+    user_seconds: BTreeMap<String, f64>,
+}
+
+/// The username key of the SPEC: missing or empty is `__unknown__`.
+fn user_of(name: Option<&str>) -> String {
+    name.filter(|n| !n.is_empty())
+        .unwrap_or("__unknown__")
+        .to_string()
+}
+
+fn derive(sessions: &[SimSession], raw_active: &[&str], bounds: &[f64]) -> Derived {
+    let mut d = Derived {
+        buckets: vec![0.0; bounds.len() + 1],
+        ..Derived::default()
+    };
+    let mut active_users = BTreeSet::new();
+    let mut monthly = BTreeSet::new();
+    for s in sessions {
+        let user = user_of(s.username.as_deref());
+        let latest = s.end_ms.unwrap_or(T0).max(s.start_ms);
+        if s.start_ms < MONTH.1 && latest >= MONTH.0 {
+            monthly.insert(user.clone());
+        }
+        if s.end_ms.is_some_and(|e| e < T0) {
+            continue; // history: monthly users only
+        }
+        let started = f64::from(u8::from(s.start_ms >= T0));
+        let seconds = (s.end_ms.unwrap_or(T0).min(T0) - s.start_ms.max(T0)).max(0) as f64 / 1e3;
+        d.started += started;
+        d.session_seconds += seconds;
+        *d.user_started.entry(user.clone()).or_default() += started;
+        *d.user_seconds.entry(user.clone()).or_default() += seconds;
+        match s.end_ms {
+            None => {
+                d.active += 1.0;
+                d.max_age = d.max_age.max((T0 - s.start_ms) as f64 / 1e3);
+                *d.user_active.entry(user.clone()).or_default() += 1.0;
+                active_users.insert(user);
+            }
+            Some(end) => {
+                let duration = (end - s.start_ms) as f64 / 1e3;
+                d.terminated += 1.0;
+                d.count += 1.0;
+                d.sum += duration;
+                let first = bounds.iter().position(|b| duration <= *b);
+                for b in &mut d.buckets[first.unwrap_or(bounds.len())..] {
+                    *b += 1.0;
+                }
+            }
+        }
+    }
+    for name in raw_active {
+        let user = user_of(Some(name));
+        d.active += 1.0;
+        d.incomplete += 1.0;
+        *d.user_active.entry(user.clone()).or_default() += 1.0;
+        d.user_started.entry(user.clone()).or_default();
+        d.user_seconds.entry(user.clone()).or_default();
+        monthly.insert(user.clone());
+        active_users.insert(user);
+    }
+    d.active_users = active_users.len() as f64;
+    d.monthly_users = monthly.len() as f64;
+    d
+}
+
+/// One sample of the text format: its name, labels (unescaped) and value.
+type Sample = (String, BTreeMap<String, String>, f64);
+
+/// The samples of a text exposition, labels unescaped (`\\`, `\"`, `\n`).
+fn samples(text: &str) -> Vec<Sample> {
+    let mut out = Vec::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (series, value) = line.rsplit_once(' ').expect("a sample value");
+        let (name, mut rest) = series.split_once('{').unwrap_or((series, "}"));
+        let mut labels = BTreeMap::new();
+        while let Some((key, after)) = rest.split_once("=\"") {
+            let (mut value, mut escaped, mut end) = (String::new(), false, after.len());
+            for (i, c) in after.char_indices() {
+                if escaped {
+                    value.push(if c == 'n' { '\n' } else { c });
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == '"' {
+                    end = i;
+                    break;
+                } else {
+                    value.push(c);
+                }
+            }
+            labels.insert(key.trim_start_matches(',').to_string(), value);
+            rest = &after[end + 1..];
+        }
+        out.push((name.to_string(), labels, value.parse().unwrap_or(f64::NAN)));
+    }
+    out
+}
+
+/// What the golden file holds of one portal: the value of each family's sample, by family and,
+/// for per-user and histogram families, by `username` or `le`.
+fn golden_values(all: &[Sample], portal: &str) -> BTreeMap<(String, String), f64> {
+    all.iter()
+        .filter(|(_, l, _)| l.get("portal_id").is_some_and(|p| p == portal))
+        .map(|(name, l, v)| {
+            let key = l
+                .get("username")
+                .or(l.get("le"))
+                .cloned()
+                .unwrap_or_default();
+            (
+                (name.trim_start_matches("workspacesweb_").to_string(), key),
+                *v,
+            )
+        })
+        .collect()
+}
+
+/// The golden file's counts, sums, bucket counts and per-user values are what the timeline of
+/// the scenario gives by the SPEC's rules, computed here without the exporter's code: the file is
+/// not only approved by regeneration.
+#[test]
+fn golden_values_follow_from_the_timeline() {
+    let text = std::fs::read_to_string(golden_path()).expect("the golden file");
+    let all = samples(&text);
+    let cases = [
+        (ODD, odd_portal(), vec![RAW_USER]),
+        (PLAIN, plain_portal(), vec![]),
+    ];
+    for (portal, spec, raw) in cases {
+        let workspacesweb_sim::SessionModel::Scripted(sessions) = &spec.model else {
+            panic!("scripted portal");
+        };
+        let bounds = plan_for(portal, &[]).duration_buckets;
+        let d = derive(sessions, &raw, &bounds);
+        let mut want: BTreeMap<(String, String), f64> = [
+            ("active_sessions", d.active),
+            ("active_users", d.active_users),
+            ("active_session_max_age_seconds", d.max_age),
+            ("sessions_started_total", d.started),
+            ("sessions_terminated_total", d.terminated),
+            ("session_seconds_total", d.session_seconds),
+            ("session_records_incomplete_total", d.incomplete),
+            ("monthly_active_users", d.monthly_users),
+            ("session_duration_seconds_sum", d.sum),
+            ("session_duration_seconds_count", d.count),
+        ]
+        .into_iter()
+        .map(|(name, v)| ((name.to_string(), String::new()), v))
+        .collect();
+        let les = bounds
+            .iter()
+            .map(f64::to_string)
+            .chain(["+Inf".to_string()]);
+        for (le, n) in les.zip(&d.buckets) {
+            want.insert(("session_duration_seconds_bucket".into(), le), *n);
+        }
+        for (family, per_user) in [
+            ("user_active_sessions", &d.user_active),
+            ("user_sessions_started_total", &d.user_started),
+            ("user_session_seconds_total", &d.user_seconds),
+        ] {
+            for (user, v) in per_user {
+                want.insert((family.to_string(), user.clone()), *v);
+            }
+        }
+        let got = golden_values(&all, portal);
+        for (key, value) in &want {
+            assert_eq!(got.get(key), Some(value), "{portal}: {key:?}");
+        }
+        // Nothing more of those families in the file (no user, no bucket the timeline lacks).
+        let families: BTreeSet<&str> = want.keys().map(|(f, _)| f.as_str()).collect();
+        let extra: Vec<_> = got
+            .keys()
+            .filter(|k| families.contains(k.0.as_str()) && !want.contains_key(*k))
+            .collect();
+        assert!(
+            extra.is_empty(),
+            "{portal}: not from the timeline: {extra:?}"
+        );
+    }
 }

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
+use workspacesweb_exporter::clock::now_ms;
 use workspacesweb_exporter::poll::Scheduler;
-use workspacesweb_exporter::session::now_ms;
 use workspacesweb_exporter::users::{LabelMode, UserSettings, label_for};
 use workspacesweb_sim::{Clock, PortalSpec, SimConfig, SimSession};
 

@@ -15,7 +15,7 @@ use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use common::*;
 use workspacesweb_exporter::aws::{ASSUME_ROLE, Clients};
-use workspacesweb_exporter::session::now_ms;
+use workspacesweb_exporter::clock::now_ms;
 use workspacesweb_sim::{
     Clock, PortalSpec, RunningSim, SimConfig, SimSession, Simulator, operation,
 };
@@ -202,7 +202,7 @@ sharding:
             p.up && requests(p, operation::LIST_SESSIONS) >= 8
         })
         .await;
-        assert!(r.store.ready());
+        assert!(r.store.status().ready());
     }
 
     // Together the replicas poll every portal exactly once.

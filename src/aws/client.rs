@@ -1,6 +1,28 @@
 //! SDK clients per (region, role, endpoint), and the read operations as plain Rust types.
 
-use super::*;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_sdk_workspacesweb::Client;
+use aws_sdk_workspacesweb::error::SdkError;
+use aws_sdk_workspacesweb::types::{self as sdk};
+use aws_smithy_types::DateTime;
+use tracing::warn;
+
+use super::credentials::{Attributed, CountedAssumeRole};
+use super::interceptors::{
+    BodyLimitClassifier, CountingInterceptor, ResponseGuard, RetryAfterClassifier, api_error,
+};
+use super::ratelimit::{LimitKey, TokenBucket};
+use super::types::{
+    ApiCounters, ApiError, ClientKey, GET_PORTAL, GET_SESSION, LIST_PORTALS, LIST_SESSIONS,
+    ListQuery, MAX_SESSION_ID_BYTES, MAX_USERNAME_CHARS, PortalInfo, Priority, SessionPage,
+    SortOrder,
+};
+use crate::session::{SessionRecord, SessionStatus, UnixMillis};
 
 /// A [`SessionRecord`] from either SDK session type (`SessionSummary`, `Session`): they share
 /// accessor names but no trait.
@@ -28,19 +50,6 @@ macro_rules! portal_info {
             max_concurrent_sessions: $p.max_concurrent_sessions(),
         }
     };
-}
-
-/// Where and as whom to reach the API for one portal.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct ClientKey {
-    /// Region; `None` uses the SDK's region chain.
-    pub region: Option<String>,
-    /// Role to assume with STS on top of the base credentials.
-    pub role_arn: Option<String>,
-    /// External id for the assumed role.
-    pub external_id: Option<String>,
-    /// Endpoint override (`endpoint_url` in config).
-    pub endpoint_url: Option<String>,
 }
 
 /// A cache of SDK clients, one per [`ClientKey`], over a base SDK configuration, and the
@@ -438,4 +447,33 @@ pub(super) fn summary_record(s: &sdk::SessionSummary) -> SessionRecord {
 
 pub(super) fn session_record(s: &sdk::Session) -> SessionRecord {
     session_record!(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[tokio::test]
+    async fn clients_share_buckets_and_apply_new_rates() {
+        let clients = Clients::with_static_credentials("us-east-1", "http://127.0.0.1:9").await;
+        let key = ClientKey {
+            region: Some("us-east-1".into()),
+            ..Default::default()
+        };
+        let other = ClientKey {
+            region: Some("eu-west-1".into()),
+            ..Default::default()
+        };
+        assert!(Arc::ptr_eq(
+            &clients.bucket(&key),
+            &clients.clone().bucket(&key)
+        ));
+        assert!(!Arc::ptr_eq(&clients.bucket(&key), &clients.bucket(&other)));
+        let now = tokio::time::Instant::now();
+        assert!((0..100).all(|_| clients.bucket(&key).reserve(now).is_zero()));
+        clients.set_rate(Some(2.0));
+        assert_eq!(clients.rate(), Some(2.0));
+        let b = clients.bucket(&other);
+        let waits: Vec<_> = (0..3).map(|_| b.reserve(now)).collect();
+        assert!(waits[0].is_zero() && waits[1].is_zero() && !waits[2].is_zero());
+    }
 }

@@ -1,6 +1,14 @@
 //! Assumed-role credentials, with each `AssumeRole` call counted for the API call that needed it.
 
-use super::*;
+use std::sync::Arc;
+
+use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::{ProvideCredentials, future};
+use aws_smithy_runtime_api::client::interceptors::context::Error as ErasedError;
+use aws_smithy_runtime_api::client::orchestrator::OrchestratorError;
+
+use super::error_label::ErrorLabel;
+use super::types::ApiCounters;
 
 /// Operation name of STS `AssumeRole`, counted for the portal (or discovery source) whose call
 /// needed fresh assumed-role credentials: the SDK caches them per client, so a call is counted

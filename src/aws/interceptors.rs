@@ -1,7 +1,34 @@
 //! SDK interceptors and retry classifiers: counting every attempt, honouring `Retry-After`,
 //! guarding against hostile responses, and mapping failures to their `error` label.
 
-use super::*;
+use std::sync::Arc;
+
+use aws_sdk_workspacesweb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_workspacesweb::operation::get_portal::{GetPortalError, GetPortalOutput};
+use aws_sdk_workspacesweb::operation::get_session::{GetSessionError, GetSessionOutput};
+use aws_sdk_workspacesweb::operation::list_portals::{ListPortalsError, ListPortalsOutput};
+use aws_sdk_workspacesweb::operation::list_sessions::{ListSessionsError, ListSessionsOutput};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    AfterDeserializationInterceptorContextRef, BeforeDeserializationInterceptorContextMut,
+    BeforeTransmitInterceptorContextRef, Error as ErasedError, FinalizerInterceptorContextRef,
+    InterceptorContext,
+};
+use aws_smithy_runtime_api::client::orchestrator::OrchestratorError;
+use aws_smithy_runtime_api::client::retries::classifiers::{
+    ClassifyRetry, RetryAction, RetryClassifierPriority,
+};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::retry::ErrorKind;
+
+use super::credentials::is_credentials_failure;
+use super::error_label::ErrorLabel;
+use super::types::{
+    ApiCounters, ApiError, GET_PORTAL, GET_SESSION, LIST_PORTALS, LIST_SESSIONS, MAX_RESPONSE_BYTES,
+};
 
 /// Counts each attempt of one operation, and each failed attempt by error label.
 #[derive(Debug)]
@@ -262,7 +289,7 @@ pub(super) fn normalize_error_type(raw: &str) -> &str {
 }
 
 /// The `error` label of a whole failed call (after the SDK's retries), in one place.
-pub fn error_label<E: ProvideErrorMetadata>(
+fn error_label<E: ProvideErrorMetadata>(
     err: &SdkError<E, aws_smithy_runtime_api::http::Response>,
 ) -> ErrorLabel {
     match err {
@@ -312,4 +339,35 @@ pub(super) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn error_type_header_is_reduced_to_the_code() {
+        assert_eq!(
+            normalize_error_type("ThrottlingException:http://internal.amazon.com/"),
+            "ThrottlingException"
+        );
+        assert_eq!(
+            normalize_error_type("aws.protocols#AccessDeniedException"),
+            "AccessDeniedException"
+        );
+        assert_eq!(
+            normalize_error_type("ValidationException"),
+            "ValidationException"
+        );
+    }
+
+    #[test]
+    fn retry_after_is_parsed_and_capped() {
+        use std::time::Duration;
+        assert_eq!(retry_after(Some("3")), Some(Duration::from_secs(3)));
+        assert_eq!(retry_after(Some(" 0.5 ")), Some(Duration::from_millis(500)));
+        assert_eq!(retry_after(Some("3600")), Some(MAX_RETRY_AFTER));
+        assert_eq!(retry_after(Some("-1")), None);
+        assert_eq!(retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT")), None);
+        assert_eq!(retry_after(None), None);
+    }
 }

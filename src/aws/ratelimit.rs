@@ -1,6 +1,10 @@
 //! Client-side rate limits: one token bucket per region and account.
 
-use super::*;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use super::arn::account_of_arn;
+use super::types::{ClientKey, Priority};
 
 /// What a client-side rate limit is shared by: the region and the account the requests run as.
 ///
@@ -32,32 +36,11 @@ impl LimitKey {
     }
 }
 
-/// The account id of an ARN (`arn:<partition>:<service>:<region>:<account>:<resource>`), when it is 12 digits.
-pub fn account_of_arn(arn: &str) -> Option<&str> {
-    let ["arn", _, _, _, account, _] = crate::arn::fields(arn)? else {
-        return None;
-    };
-    (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())).then_some(account)
-}
-
-/// Which requests a [`TokenBucket`] serves first when several wait for it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum Priority {
-    /// A poll's requests (the Active listing, the Terminated scan, `GetSession`) and discovery's
-    /// `ListPortals`: what makes the series current. Served first.
-    #[default]
-    Poll,
-    /// Monthly-users backfill pages and portal metadata (`GetPortal`): served only while no
-    /// [`Poll`](Self::Poll) request waits, so they take only the capacity the polls leave.
-    Background,
-}
-
-impl Priority {
-    fn index(self) -> usize {
-        match self {
-            Priority::Poll => 0,
-            Priority::Background => 1,
-        }
+/// The slot of `priority` in the line of waiters (polls first).
+fn line_of(priority: Priority) -> usize {
+    match priority {
+        Priority::Poll => 0,
+        Priority::Background => 1,
     }
 }
 
@@ -118,7 +101,7 @@ pub(super) struct Schedule {
     emission: Option<std::time::Duration>,
     /// Theoretical arrival time of the next request at the steady rate.
     tat: tokio::time::Instant,
-    /// Waiting requests per [`Priority`] (by [`Priority::index`]), in arrival order.
+    /// Waiting requests per [`Priority`] (by [`line_of`]), in arrival order.
     waiting: [std::collections::VecDeque<Ticket>; 2],
     /// The next ticket number.
     next_ticket: Ticket,
@@ -162,7 +145,7 @@ impl Schedule {
 
     /// Whether nobody of `priority` or above waits.
     fn line_is_empty(&self, priority: Priority) -> bool {
-        self.waiting[..=priority.index()]
+        self.waiting[..=line_of(priority)]
             .iter()
             .all(|q| q.is_empty())
     }
@@ -186,7 +169,7 @@ impl Schedule {
         }
         let ticket = self.next_ticket;
         self.next_ticket += 1;
-        self.waiting[priority.index()].push_back(ticket);
+        self.waiting[line_of(priority)].push_back(ticket);
         Some(ticket)
     }
 
@@ -197,8 +180,8 @@ impl Schedule {
         ticket: Ticket,
         now: tokio::time::Instant,
     ) -> Turn {
-        let first = self.waiting[priority.index()].front() == Some(&ticket)
-            && self.waiting[..priority.index()]
+        let first = self.waiting[line_of(priority)].front() == Some(&ticket)
+            && self.waiting[..line_of(priority)]
                 .iter()
                 .all(|q| q.is_empty());
         let go_at = match self.emission {
@@ -218,7 +201,7 @@ impl Schedule {
 
     /// Removes `ticket` from the line (served, or its caller gave up).
     pub(super) fn leave(&mut self, priority: Priority, ticket: Ticket) {
-        let line = &mut self.waiting[priority.index()];
+        let line = &mut self.waiting[line_of(priority)];
         if let Some(i) = line.iter().position(|&w| w == ticket) {
             line.remove(i);
         }
@@ -234,7 +217,7 @@ impl Schedule {
         let Some(t) = self.emission else {
             return std::time::Duration::ZERO;
         };
-        let ahead: usize = self.waiting[..=priority.index()]
+        let ahead: usize = self.waiting[..=line_of(priority)]
             .iter()
             .map(|q| q.len())
             .sum();
@@ -384,4 +367,374 @@ pub(super) fn emission(rate: Option<f64>) -> Option<std::time::Duration> {
             nanos as u64
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sends(bucket: &TokenBucket, arrivals: &[tokio::time::Instant]) -> Vec<tokio::time::Instant> {
+        arrivals.iter().map(|&a| a + bucket.reserve(a)).collect()
+    }
+
+    /// Most sends in any closed window of length `w` (windows start at a send).
+    fn max_in_window(sends: &[tokio::time::Instant], w: std::time::Duration) -> usize {
+        let mut s = sends.to_vec();
+        s.sort();
+        (0..s.len())
+            .map(|i| s[i..].iter().take_while(|&&t| t - s[i] <= w).count())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// At most `rate × W + burst` sends in windows `W` from 1 ms to a minute.
+    fn assert_window_bound(sends: &[tokio::time::Instant], rate: f64) {
+        let burst = rate.max(1.0);
+        for ms in [1u64, 200, 999, 1000, 2500, 10_000, 60_000] {
+            let w = std::time::Duration::from_millis(ms);
+            let n = max_in_window(sends, w);
+            let bound = (rate * w.as_secs_f64() + burst).floor() as usize;
+            assert!(n <= bound, "rate {rate}: {n} sends in {w:?}, bound {bound}");
+        }
+    }
+
+    #[test]
+    fn token_bucket_bounds_every_window() {
+        use std::time::Duration;
+        let t0 = tokio::time::Instant::now();
+        // Bursts of 40 requests at once, idle gaps, and a steady trickle faster than the rate.
+        let mut arrivals = Vec::new();
+        for burst in 0..5u64 {
+            for _ in 0..40 {
+                arrivals.push(t0 + Duration::from_secs(burst * 30));
+            }
+        }
+        for i in 0..300u64 {
+            arrivals.push(t0 + Duration::from_secs(200) + Duration::from_millis(i * 37));
+        }
+        arrivals.sort();
+        for rate in [5.0, 1.0, 0.5, 13.0] {
+            let bucket = TokenBucket::new(Some(rate), t0);
+            let s = sends(&bucket, &arrivals);
+            assert_window_bound(&s, rate);
+            // Never sent before asked, and in arrival order.
+            assert!(s.iter().zip(&arrivals).all(|(s, a)| s >= a));
+            assert!(s.windows(2).all(|w| w[0] <= w[1]));
+        }
+    }
+
+    #[test]
+    fn token_bucket_allows_one_second_burst_then_paces() {
+        use std::time::Duration;
+        let t0 = tokio::time::Instant::now();
+        let bucket = TokenBucket::new(Some(5.0), t0);
+        let waits: Vec<Duration> = (0..8).map(|_| bucket.reserve(t0)).collect();
+        assert_eq!(&waits[..5], &[Duration::ZERO; 5]);
+        assert_eq!(waits[5], Duration::from_millis(200));
+        assert_eq!(waits[7], Duration::from_millis(600));
+        // Idle for a long time: the burst is back, not more.
+        let later = t0 + Duration::from_secs(100);
+        let waits: Vec<Duration> = (0..6).map(|_| bucket.reserve(later)).collect();
+        assert_eq!(&waits[..5], &[Duration::ZERO; 5]);
+        assert_eq!(waits[5], Duration::from_millis(200));
+        // Unlimited never waits; a new rate applies to the next reservation.
+        let free = TokenBucket::new(None, t0);
+        assert!((0..1000).all(|_| free.reserve(t0).is_zero()));
+        free.set_rate(Some(1.0));
+        assert!(free.reserve(t0).is_zero());
+        assert_eq!(free.reserve(t0), Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn token_bucket_acquire_waits_for_its_slot() {
+        let t0 = tokio::time::Instant::now();
+        let bucket = Arc::new(TokenBucket::new(Some(20.0), t0));
+        let mut tasks = Vec::new();
+        for _ in 0..23 {
+            let b = bucket.clone();
+            tasks.push(tokio::spawn(async move {
+                b.acquire().await;
+                tokio::time::Instant::now()
+            }));
+        }
+        let mut done = Vec::new();
+        for t in tasks {
+            done.push(t.await.expect("task"));
+        }
+        // 20 at once, then one every 50 ms: the last one not before 150 ms (a sleep never ends
+        // early, so this lower bound cannot flake).
+        let last = done.iter().max().copied().expect("some");
+        assert!(last - t0 >= std::time::Duration::from_millis(150));
+    }
+
+    /// Drives a [`Schedule`] through `arrivals` (sorted by instant) as the async waiters would:
+    /// at each instant, arrivals join first, then every waiter asks for its turn until nobody
+    /// can go. Returns (index of the request, send instant) in the order the slots were given.
+    fn serve(
+        rate: f64,
+        t0: tokio::time::Instant,
+        arrivals: &[(tokio::time::Instant, Priority)],
+    ) -> Vec<(usize, tokio::time::Instant)> {
+        let mut schedule = Schedule::new(Some(rate), t0);
+        let mut waiting: Vec<(usize, Priority, Ticket)> = Vec::new();
+        let mut sent = Vec::new();
+        let (mut next, mut now) = (0, t0);
+        loop {
+            while let Some(&(at, priority)) = arrivals.get(next).filter(|(at, _)| *at <= now) {
+                match schedule.arrive(priority, at.max(now)) {
+                    None => sent.push((next, now)),
+                    Some(ticket) => waiting.push((next, priority, ticket)),
+                }
+                next += 1;
+            }
+            let mut wake;
+            loop {
+                let before = waiting.len();
+                wake = None;
+                waiting.retain(|&(i, priority, ticket)| {
+                    match schedule.turn(priority, ticket, now) {
+                        Turn::Go => {
+                            sent.push((i, now));
+                            false
+                        }
+                        Turn::At(at) => {
+                            wake = Some(wake.map_or(at, |w: tokio::time::Instant| w.min(at)));
+                            true
+                        }
+                        Turn::Behind => true,
+                    }
+                });
+                if waiting.len() == before {
+                    break;
+                }
+            }
+            let arrival = arrivals.get(next).map(|(at, _)| *at);
+            now = match (wake, arrival) {
+                (Some(w), Some(a)) => w.min(a),
+                (Some(w), None) => w,
+                (None, Some(a)) => a,
+                (None, None) => break,
+            };
+        }
+        assert!(waiting.is_empty(), "every request is served in the end");
+        sent
+    }
+
+    #[test]
+    fn a_background_request_never_overtakes_a_waiting_poll() {
+        use std::time::Duration;
+        let t0 = tokio::time::Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        // A backfill of 150 pages queued at once, then a trickle; polls of 3 requests arriving
+        // in bursts while it waits (portals' first polls, then their next ones), one of them
+        // at the very instant a background slot is due.
+        let mut arrivals: Vec<(tokio::time::Instant, Priority)> =
+            (0..150).map(|_| (t0, Priority::Background)).collect();
+        for k in 0..40u64 {
+            arrivals.push((ms(500 + k * 770), Priority::Background));
+        }
+        for start in [
+            0u64, 300, 1_250, 1_400, 6_000, 6_000, 6_200, 20_000, 20_001, 41_000,
+        ] {
+            for _ in 0..3 {
+                arrivals.push((ms(start), Priority::Poll));
+            }
+        }
+        arrivals.push((ms(1_200), Priority::Poll));
+        arrivals.sort_by_key(|(at, _)| *at);
+        for rate in [5.0, 1.0, 13.0] {
+            let sent = serve(rate, t0, &arrivals);
+            assert_eq!(sent.len(), arrivals.len());
+            let order: HashMap<usize, usize> =
+                sent.iter().enumerate().map(|(k, (i, _))| (*i, k)).collect();
+            for (k, &(i, at)) in sent.iter().enumerate() {
+                assert!(at >= arrivals[i].0, "never sent before asked");
+                if arrivals[i].1 != Priority::Background {
+                    continue;
+                }
+                // Every poll that had arrived when this background request went, went before
+                // (at one instant, requests arrive in index order, then the waiters are served).
+                for (j, &(arrived, priority)) in arrivals.iter().enumerate() {
+                    let before = arrived < at || (arrived == at && (j < i || arrivals[i].0 < at));
+                    if priority == Priority::Poll && before {
+                        assert!(
+                            order[&j] < k,
+                            "rate {rate}: background request {i} sent at {:?} before poll {j} (arrived {:?})",
+                            at - t0,
+                            arrived - t0
+                        );
+                    }
+                }
+            }
+            // Polls among themselves, and background requests among themselves, keep arrival order.
+            for class in [Priority::Poll, Priority::Background] {
+                let mine: Vec<usize> = sent
+                    .iter()
+                    .map(|(i, _)| *i)
+                    .filter(|i| arrivals[*i].1 == class)
+                    .collect();
+                assert!(mine.windows(2).all(|w| w[0] < w[1]), "{class:?} in order");
+            }
+            // The window bound holds for the union of both classes.
+            let times: Vec<tokio::time::Instant> = sent.iter().map(|(_, at)| *at).collect();
+            assert_window_bound(&times, rate);
+            // A poll waits only for the polls ahead of it and for the slot due next: at most
+            // (polls still waiting when it arrived + 1) spacings, however many background
+            // requests wait.
+            let spacing = Duration::from_secs_f64(1.0 / rate);
+            let sent_at: HashMap<usize, tokio::time::Instant> = sent.iter().copied().collect();
+            for (j, &(arrived, priority)) in arrivals.iter().enumerate() {
+                if priority != Priority::Poll {
+                    continue;
+                }
+                let ahead = arrivals
+                    .iter()
+                    .enumerate()
+                    .filter(|&(k, &(a, p))| {
+                        p == Priority::Poll && k < j && a <= arrived && sent_at[&k] >= arrived
+                    })
+                    .count();
+                let waited = sent_at[&j] - arrived;
+                let most = spacing * (u32::try_from(ahead).expect("few") + 1);
+                assert!(
+                    waited <= most + Duration::from_micros(1),
+                    "rate {rate}: poll {j} waited {waited:?} with {ahead} polls ahead"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_waiter_that_gives_up_spends_no_slot() {
+        use std::time::Duration;
+        let t0 = tokio::time::Instant::now();
+        let mut s = Schedule::new(Some(5.0), t0);
+        assert!(
+            (0..5).all(|_| s.arrive(Priority::Poll, t0).is_none()),
+            "the burst"
+        );
+        let a = s.arrive(Priority::Background, t0).expect("waits");
+        let b = s.arrive(Priority::Background, t0).expect("waits");
+        let p = s.arrive(Priority::Poll, t0).expect("waits");
+        let slot = t0 + Duration::from_millis(200);
+        assert_eq!(s.turn(Priority::Background, a, t0), Turn::Behind);
+        assert_eq!(s.estimate(Priority::Poll, t0), Duration::from_millis(400));
+        assert_eq!(s.turn(Priority::Poll, p, t0), Turn::At(slot));
+        assert_eq!(s.turn(Priority::Poll, p, slot), Turn::Go);
+        assert_eq!(s.waiters(), 2);
+        // `a` gives up: `b` takes the very next slot.
+        s.leave(Priority::Background, a);
+        let next = slot + Duration::from_millis(200);
+        assert_eq!(s.turn(Priority::Background, b, slot), Turn::At(next));
+        assert_eq!(s.turn(Priority::Background, b, next), Turn::Go);
+        assert_eq!(s.waiters(), 0);
+    }
+
+    /// A bucket of 20 requests/s (a burst of 20) whose next `taken` slots are reserved now.
+    fn bucket_at_20_per_s_with_slots_taken(taken: usize) -> Arc<TokenBucket> {
+        let now = tokio::time::Instant::now();
+        let bucket = Arc::new(TokenBucket::new(Some(20.0), now));
+        for _ in 0..taken {
+            bucket.reserve(now);
+        }
+        bucket
+    }
+
+    #[tokio::test]
+    async fn acquire_serves_a_later_poll_before_an_earlier_background_request() {
+        // Empty the burst: the next slot is 50 ms away.
+        let bucket = bucket_at_20_per_s_with_slots_taken(20);
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let spawn = |priority: Priority| {
+            let (bucket, order) = (bucket.clone(), order.clone());
+            tokio::spawn(async move {
+                bucket.acquire_as(priority).await;
+                order.lock().expect("order").push(priority);
+            })
+        };
+        let until_waiting = |n: usize| {
+            let bucket = bucket.clone();
+            async move {
+                while bucket.waiters() < n {
+                    tokio::task::yield_now().await;
+                }
+            }
+        };
+        let background = spawn(Priority::Background);
+        until_waiting(1).await;
+        // One more background request that gives up while it waits: it must not delay anyone.
+        let quitter = spawn(Priority::Background);
+        until_waiting(2).await;
+        quitter.abort();
+        assert!(quitter.await.is_err_and(|e| e.is_cancelled()));
+        assert_eq!(bucket.waiters(), 1);
+        let poll = spawn(Priority::Poll);
+        until_waiting(2).await;
+        poll.await.expect("poll");
+        background.await.expect("background");
+        assert_eq!(
+            *order.lock().expect("order"),
+            vec![Priority::Poll, Priority::Background]
+        );
+        assert_eq!(bucket.waiters(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_long_line_drains_polls_first_then_in_arrival_order() {
+        // The next free slot is half a second away: time enough for everyone to queue.
+        let bucket = bucket_at_20_per_s_with_slots_taken(30);
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        // Background requests 0..6 queue first, then polls 6..9: only the first in line is
+        // woken at each slot, and nobody is forgotten.
+        for (n, priority) in (0..9).map(|n| {
+            let p = if n < 6 {
+                Priority::Background
+            } else {
+                Priority::Poll
+            };
+            (n, p)
+        }) {
+            let (b, order) = (bucket.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                b.acquire_as(priority).await;
+                order.lock().expect("order").push(n);
+            }));
+            while bucket.waiters() < n + 1 {
+                tokio::task::yield_now().await;
+            }
+        }
+        for t in tasks {
+            t.await.expect("served");
+        }
+        assert_eq!(
+            *order.lock().expect("order"),
+            vec![6, 7, 8, 0, 1, 2, 3, 4, 5]
+        );
+    }
+
+    #[test]
+    fn limit_keys_share_by_region_and_account() {
+        let role = |arn: &str| ClientKey {
+            region: Some("eu-west-1".into()),
+            role_arn: Some(arn.into()),
+            ..Default::default()
+        };
+        let a = LimitKey::of(&role("arn:aws:iam::123456789012:role/a"));
+        let b = LimitKey::of(&role("arn:aws:iam::123456789012:role/b"));
+        let c = LimitKey::of(&role("arn:aws:iam::210987654321:role/a"));
+        assert_eq!(a, b, "two roles of one account share the account's limit");
+        assert_ne!(a, c);
+        assert_eq!(a.principal.as_deref(), Some("123456789012"));
+        let base = LimitKey::of(&ClientKey {
+            region: Some("eu-west-1".into()),
+            ..Default::default()
+        });
+        assert_eq!(base.principal, None);
+        assert_eq!(account_of_arn("arn:aws:iam::12:role/x"), None);
+        assert_eq!(
+            LimitKey::of(&role("not-an-arn")).principal.as_deref(),
+            Some("not-an-arn")
+        );
+    }
 }

@@ -29,10 +29,8 @@ pub const DEFAULT_TIMEOUT_CAP: Duration = Duration::from_secs(30);
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
 /// Default number of portals polled at once.
 pub const DEFAULT_CONCURRENCY: usize = 4;
-/// Default histogram buckets of `workspacesweb_session_duration_seconds`.
-pub const DEFAULT_DURATION_BUCKETS: [f64; 10] = [
-    60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 43200.0, 86400.0,
-];
+/// Default histogram buckets of `workspacesweb_session_duration_seconds` (the ledger's default).
+pub use crate::ledger::DEFAULT_DURATION_BUCKETS;
 /// Default bound on pages in one listing.
 pub const DEFAULT_MAX_PAGES: u32 = 2000;
 /// Default client-side request rate limit, per second.
@@ -41,11 +39,13 @@ pub const DEFAULT_MAX_REQUESTS_PER_SECOND: f64 = 5.0;
 pub const DEFAULT_MAX_USERS: usize = 1000;
 /// Default time after which an idle user's series go away.
 pub const DEFAULT_IDLE_TTL: Duration = Duration::from_secs(24 * 3600);
-/// Default refresh period of a discovery entry.
+/// Default refresh period of a discovery entry, and how often the metadata of a static portal is
+/// refreshed with `GetPortal`.
 pub const DEFAULT_DISCOVERY_REFRESH: Duration = Duration::from_secs(600);
 
-/// A validated configuration.
-#[derive(Debug, Clone, PartialEq)]
+/// A validated configuration. [`Config::default`] is the configuration of an empty file: no
+/// portal, and every setting at its default.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Config {
     /// Settings that apply to every portal.
     pub global: Global,
@@ -431,44 +431,8 @@ impl Config {
     /// Multi-line human summary for `--config.check`. Secrets (`external_id`,
     /// `hash_salt`, passwords in endpoint URLs) are masked.
     pub fn summary(&self) -> String {
-        let g = &self.global;
         let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "global: region={} interval={} timeout={} page_size={} concurrency={} max_pages={} max_requests_per_second={}",
-            g.region.as_deref().unwrap_or("(SDK default chain)"),
-            fmt_duration(g.interval),
-            fmt_duration(g.effective_timeout()),
-            g.page_size,
-            g.concurrency,
-            g.max_pages,
-            g.max_requests_per_second,
-        );
-        let _ = writeln!(s, "  labels: {}", fmt_labels(g.labels.iter()));
-        let buckets: Vec<String> = g.duration_buckets.iter().map(f64::to_string).collect();
-        let _ = writeln!(s, "  duration_buckets: [{}]", buckets.join(", "));
-        let u = &self.per_user;
-        if u.enabled {
-            let mode = match u.username {
-                UsernameMode::Raw => "raw".to_owned(),
-                UsernameMode::Hashed => format!(
-                    "hashed (hash_salt {})",
-                    if u.hash_salt.is_empty() {
-                        "empty"
-                    } else {
-                        "set, not shown"
-                    }
-                ),
-            };
-            let _ = writeln!(
-                s,
-                "per_user: enabled username={mode} max_users={} idle_ttl={}",
-                u.max_users,
-                fmt_duration(u.idle_ttl)
-            );
-        } else {
-            let _ = writeln!(s, "per_user: disabled");
-        }
+        self.summarise_global(&mut s);
         let _ = writeln!(s, "portals: {}", self.portals.len());
         for t in self.targets() {
             let _ = writeln!(
@@ -478,11 +442,7 @@ impl Config {
                 t.region.as_deref().unwrap_or("(SDK default chain)"),
                 fmt_duration(t.interval),
                 fmt_duration(t.timeout),
-                fmt_access(
-                    t.access.role_arn.as_deref(),
-                    t.access.external_id.as_deref(),
-                    t.access.endpoint_url.as_deref()
-                ),
+                fmt_access(&t.access),
                 fmt_labels(t.labels.iter().map(|(k, v)| (k, v))),
             );
         }
@@ -493,13 +453,9 @@ impl Config {
                 "  - regions=[{}] refresh={}{} labels={}",
                 d.regions.join(", "),
                 fmt_duration(d.refresh),
-                fmt_access(
-                    d.access.role_arn.as_deref(),
-                    d.access.external_id.as_deref(),
-                    d.access.endpoint_url.as_deref()
-                ),
+                fmt_access(&d.access),
                 fmt_labels(
-                    merge_labels(&g.labels, &d.labels)
+                    merge_labels(&self.global.labels, &d.labels)
                         .iter()
                         .map(|(k, v)| (k, v))
                 ),
@@ -525,6 +481,47 @@ impl Config {
         );
         s
     }
+
+    /// The `global:` and `per_user:` lines of [`summary`](Self::summary).
+    fn summarise_global(&self, s: &mut String) {
+        let g = &self.global;
+        let _ = writeln!(
+            s,
+            "global: region={} interval={} timeout={} page_size={} concurrency={} max_pages={} max_requests_per_second={}",
+            g.region.as_deref().unwrap_or("(SDK default chain)"),
+            fmt_duration(g.interval),
+            fmt_duration(g.effective_timeout()),
+            g.page_size,
+            g.concurrency,
+            g.max_pages,
+            g.max_requests_per_second,
+        );
+        let _ = writeln!(s, "  labels: {}", fmt_labels(g.labels.iter()));
+        let buckets: Vec<String> = g.duration_buckets.iter().map(f64::to_string).collect();
+        let _ = writeln!(s, "  duration_buckets: [{}]", buckets.join(", "));
+        let u = &self.per_user;
+        if !u.enabled {
+            let _ = writeln!(s, "per_user: disabled");
+            return;
+        }
+        let mode = match u.username {
+            UsernameMode::Raw => "raw".to_owned(),
+            UsernameMode::Hashed => format!(
+                "hashed (hash_salt {})",
+                if u.hash_salt.is_empty() {
+                    "empty"
+                } else {
+                    "set, not shown"
+                }
+            ),
+        };
+        let _ = writeln!(
+            s,
+            "per_user: enabled username={mode} max_users={} idle_ttl={}",
+            u.max_users,
+            fmt_duration(u.idle_ttl)
+        );
+    }
 }
 
 fn merge_labels(
@@ -545,15 +542,15 @@ fn fmt_labels<'a>(labels: impl Iterator<Item = (&'a String, &'a String)>) -> Str
     format!("{{{}}}", parts.join(", "))
 }
 
-fn fmt_access(role: Option<&str>, external_id: Option<&str>, endpoint: Option<&str>) -> String {
+fn fmt_access(access: &Access) -> String {
     let mut s = String::new();
-    if let Some(role) = role {
+    if let Some(role) = &access.role_arn {
         let _ = write!(s, " role_arn={role}");
     }
-    if external_id.is_some() {
+    if access.external_id.is_some() {
         s.push_str(" external_id=(set, not shown)");
     }
-    if let Some(endpoint) = endpoint {
+    if let Some(endpoint) = &access.endpoint_url {
         let _ = write!(s, " endpoint_url={}", mask_url_password(endpoint));
     }
     s
@@ -567,5 +564,35 @@ fn mask_url_password(endpoint: &str) -> String {
             u.to_string()
         }
         _ => endpoint.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every default is written once: the defaults of the types are what a file that sets
+    /// nothing but its one portal gives.
+    #[test]
+    fn the_default_config_is_that_of_a_file_with_one_portal() {
+        const ID: &str = "11111111-2222-3333-4444-555555555555";
+        let expected = Config {
+            portals: vec![PortalConfig {
+                id: ID.into(),
+                arn: None,
+                region: None,
+                access: Access::default(),
+                interval: None,
+                labels: BTreeMap::new(),
+            }],
+            ..Config::default()
+        };
+        for text in [
+            format!("portals:\n  - id: {ID}\n"),
+            format!("global: {{}}\nper_user: {{}}\nstorage: {{}}\nportals:\n  - id: {ID}\n"),
+        ] {
+            let loaded = parse(&text, "one.yaml").unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(loaded.config, expected, "{text}");
+        }
     }
 }

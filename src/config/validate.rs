@@ -210,20 +210,7 @@ fn global(c: &mut Checker<'_>, g: raw::Global, path: &KeyPath) -> Global {
     }
     let timeout = g.timeout.map(|Dur(t)| t);
     if let Some(t) = timeout {
-        if t.is_zero() {
-            c.error(path.key("timeout"), "must be greater than 0");
-        } else if t > MAX_INTERVAL {
-            c.at_most(path.key("timeout"), t, MAX_INTERVAL);
-        } else if t >= interval {
-            c.error(
-                path.key("timeout"),
-                format!(
-                    "timeout ({}) must be less than interval ({})",
-                    fmt(t),
-                    fmt(interval)
-                ),
-            );
-        }
+        check_timeout(c, path.key("timeout"), t, interval);
     }
     let page_size = g.page_size.unwrap_or(d.page_size);
     if !(1..=MAX_PAGE_SIZE).contains(&page_size) {
@@ -242,29 +229,7 @@ fn global(c: &mut Checker<'_>, g: raw::Global, path: &KeyPath) -> Global {
         );
     }
     let buckets = g.duration_buckets.unwrap_or(d.duration_buckets);
-    if buckets.is_empty() {
-        c.error(
-            path.key("duration_buckets"),
-            "must list at least one bucket",
-        );
-    }
-    for (i, b) in buckets.iter().enumerate() {
-        let p = path.key("duration_buckets").index(i);
-        if !b.is_finite() || *b <= 0.0 {
-            c.error(
-                p,
-                format!("bucket {b} must be a positive finite number of seconds"),
-            );
-        } else if i > 0 && buckets[i - 1].is_finite() && *b <= buckets[i - 1] {
-            c.error(
-                p,
-                format!(
-                    "buckets must be strictly increasing: {b} follows {}",
-                    buckets[i - 1]
-                ),
-            );
-        }
-    }
+    check_buckets(c, &path.key("duration_buckets"), &buckets);
     let max_pages = g.max_pages.unwrap_or(d.max_pages);
     if max_pages < 1 {
         c.error(path.key("max_pages"), "must be at least 1, got 0");
@@ -298,6 +263,48 @@ fn global(c: &mut Checker<'_>, g: raw::Global, path: &KeyPath) -> Global {
         duration_buckets: buckets,
         max_pages,
         max_requests_per_second: rps,
+    }
+}
+
+/// `global.timeout`: above 0, at most [`MAX_INTERVAL`], below the global interval.
+fn check_timeout(c: &mut Checker<'_>, path: KeyPath, t: Duration, interval: Duration) {
+    if t.is_zero() {
+        c.error(path, "must be greater than 0");
+    } else if t > MAX_INTERVAL {
+        c.at_most(path, t, MAX_INTERVAL);
+    } else if t >= interval {
+        c.error(
+            path,
+            format!(
+                "timeout ({}) must be less than interval ({})",
+                fmt(t),
+                fmt(interval)
+            ),
+        );
+    }
+}
+
+/// `global.duration_buckets`: at least one, positive, finite, strictly increasing.
+fn check_buckets(c: &mut Checker<'_>, path: &KeyPath, buckets: &[f64]) {
+    if buckets.is_empty() {
+        c.error(path.clone(), "must list at least one bucket");
+    }
+    for (i, b) in buckets.iter().enumerate() {
+        let p = path.index(i);
+        if !b.is_finite() || *b <= 0.0 {
+            c.error(
+                p,
+                format!("bucket {b} must be a positive finite number of seconds"),
+            );
+        } else if i > 0 && buckets[i - 1].is_finite() && *b <= buckets[i - 1] {
+            c.error(
+                p,
+                format!(
+                    "buckets must be strictly increasing: {b} follows {}",
+                    buckets[i - 1]
+                ),
+            );
+        }
     }
 }
 
@@ -352,30 +359,8 @@ fn portals(
     let mut seen: BTreeMap<String, (usize, &'static str)> = BTreeMap::new();
     for (i, p) in raw.into_iter().enumerate() {
         let base = path.index(i);
-        let (id, arn, region, id_key) = match (p.id, p.arn) {
-            (Some(_), Some(_)) => {
-                c.error(base.key("arn"), "give either id or arn, not both");
-                continue;
-            }
-            (None, None) => {
-                c.error(base.clone(), "a portal needs id or arn");
-                continue;
-            }
-            (Some(id), None) => (id.0, None, p.region.map(|r| r.0), "id"),
-            (None, Some(arn)) => {
-                if let Some(r) = &p.region
-                    && r.0 != arn.region
-                {
-                    c.error(
-                        base.key("region"),
-                        format!(
-                            "region {:?} disagrees with the ARN's region {:?}; omit region when arn is given",
-                            r.0, arn.region
-                        ),
-                    );
-                }
-                (arn.id, Some(arn.arn), Some(arn.region), "arn")
-            }
+        let Some((id, arn, region, id_key)) = portal_identity(c, &base, &p) else {
+            continue;
         };
         if let Some((first, key)) = seen.get(&id) {
             let first_path = path.index(*first).key(key);
@@ -422,6 +407,44 @@ fn portals(
         });
     }
     out
+}
+
+/// A portal's id, ARN and region, from `id` (with `region`) or `arn` (whose region `region` may
+/// only repeat), and the key that gave the id; `None` (with the error) when neither or both.
+fn portal_identity(
+    c: &mut Checker<'_>,
+    base: &KeyPath,
+    p: &raw::Portal,
+) -> Option<(String, Option<String>, Option<String>, &'static str)> {
+    let region = p.region.as_ref().map(|r| r.0.clone());
+    match (&p.id, &p.arn) {
+        (Some(_), Some(_)) => {
+            c.error(base.key("arn"), "give either id or arn, not both");
+            None
+        }
+        (None, None) => {
+            c.error(base.clone(), "a portal needs id or arn");
+            None
+        }
+        (Some(id), None) => Some((id.0.clone(), None, region, "id")),
+        (None, Some(arn)) => {
+            if let Some(r) = region.filter(|r| *r != arn.region) {
+                c.error(
+                    base.key("region"),
+                    format!(
+                        "region {r:?} disagrees with the ARN's region {:?}; omit region when arn is given",
+                        arn.region
+                    ),
+                );
+            }
+            Some((
+                arn.id.clone(),
+                Some(arn.arn.clone()),
+                Some(arn.region.clone()),
+                "arn",
+            ))
+        }
+    }
 }
 
 fn discovery(

@@ -216,7 +216,7 @@ fn arn_of_service<'a>(
     service: &str,
     fail: &dyn Fn(&str) -> String,
 ) -> Result<[&'a str; 3], String> {
-    let Some([arn, partition, got, region, account, resource]) = crate::arn::fields(s) else {
+    let Some([arn, partition, got, region, account, resource]) = crate::aws::arn::fields(s) else {
         return Err(fail("too few ':'-separated parts"));
     };
     if arn != "arn" {

@@ -1,5 +1,5 @@
 //! Content negotiation for the exposition: `Accept-Encoding` parsing. The gzip stream itself is
-//! joined from pieces compressed once each ([`crate::deflate`]).
+//! joined from pieces compressed once each ([`crate::exposition::deflate`]).
 
 use hyper::header::HeaderValue;
 

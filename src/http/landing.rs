@@ -38,7 +38,7 @@ pub(super) fn escape_html(text: &str) -> String {
 /// Renders the landing page from the store as it is now.
 pub(super) fn render(store: &Store, telemetry_path: &str) -> String {
     let portals = store.portals();
-    let ready = store.ready();
+    let ready = store.status().ready();
     let path = escape_html(telemetry_path);
     let mut html = String::with_capacity(2048 + portals.len() * 256);
     // Writing to a String cannot fail; the results are ignored for that reason.

@@ -166,16 +166,18 @@ impl Routes {
             }
             Some(Route::Telemetry) => self.telemetry(asked.gzip).await,
             Some(Route::Landing) => self.landing().await,
-            Some(Route::Healthy) if self.store.healthy() => text(StatusCode::OK, "Healthy"),
+            Some(Route::Healthy) if self.store.status().healthy() => {
+                text(StatusCode::OK, "Healthy")
+            }
             Some(Route::Healthy) => text(StatusCode::SERVICE_UNAVAILABLE, "Unhealthy"),
-            Some(Route::Ready) if self.store.ready() => text(StatusCode::OK, "Ready"),
+            Some(Route::Ready) if self.store.status().ready() => text(StatusCode::OK, "Ready"),
             Some(Route::Ready) => text(StatusCode::SERVICE_UNAVAILABLE, "Not Ready"),
         }
     }
 
     /// The exposition: the `workspacesweb_*` part rendered (and compressed) once per change and
     /// shared by every scrape, followed by `process_*` gathered fresh for this scrape. With gzip,
-    /// the body is one gzip stream joined from pieces compressed once each ([`crate::deflate`]),
+    /// the body is one gzip stream joined from pieces compressed once each ([`crate::exposition::deflate`]),
     /// sent as the cached buffers themselves. Without gzip, the text is inflated once per rendering
     /// and shared by every such scrape. Rendering after a change and inflating run on the
     /// blocking pool: a large exposition must not stall the runtime threads that serve other
@@ -320,7 +322,7 @@ mod tests {
         ));
         let ok = routes.respond(&request(Method::GET, "/-/healthy")).await;
         assert_eq!(ok.status(), StatusCode::OK);
-        store.set_failed();
+        store.status().set_failed();
         let failed = routes.respond(&request(Method::GET, "/-/healthy")).await;
         assert_eq!(failed.status(), StatusCode::SERVICE_UNAVAILABLE);
     }

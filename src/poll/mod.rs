@@ -50,6 +50,9 @@
 //! that doubles with each consecutive panic ([`RESTART_DELAY`] up to [`MAX_RESTART_DELAY`]), so a
 //! task that panics at once does not spin a core.
 
+mod backfill;
+mod listing;
+mod metadata;
 mod poller;
 pub mod state;
 mod vanished;
@@ -65,8 +68,10 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tracing::{error, info};
 
+use crate::aws::pagination::{PageGuard, PageStop};
+use crate::aws::{self, ErrorLabel, PortalApi};
 use crate::aws::{ApiCounters, ApiError, ClientKey, Clients};
-use crate::error_label::ErrorLabel;
+use crate::ledger::LedgerSettings;
 use crate::session::UnixMillis;
 use crate::snapshot::Store;
 use crate::storage::StateDir;
@@ -124,8 +129,34 @@ pub struct PortalPlan {
     pub metadata_refresh: Duration,
 }
 
-/// Default [`PortalPlan::metadata_refresh`] (the spec's `discovery.refresh` default).
-pub const DEFAULT_METADATA_REFRESH: Duration = Duration::from_secs(600);
+impl PortalPlan {
+    /// `maxResults` of every listing.
+    pub fn max_results(&self) -> i32 {
+        i32::try_from(self.page_size).unwrap_or(i32::MAX)
+    }
+
+    /// The settings of this portal's ledger: its histogram buckets, and how long a user without
+    /// a session keeps its aggregates (its per-user series' `idle_ttl`; without per-user series,
+    /// nothing reads them: they go at once).
+    pub fn ledger_settings(&self) -> LedgerSettings {
+        LedgerSettings {
+            duration_buckets: self.duration_buckets.clone(),
+            idle_user_ttl_ms: self.per_user.as_ref().map_or(0, |u| u.idle_ttl_ms),
+        }
+    }
+}
+
+/// Where a poll's Terminated scan stopped. Its pages are the first pages of the backfill's scan
+/// (same query, newest first, from the top).
+#[derive(Debug)]
+struct ScanEnd {
+    /// Token of the page after the last one read (`None`: the listing ended).
+    rest: Option<String>,
+    /// Pages and tokens read.
+    guard: PageGuard,
+    /// Oldest `startTime` among the pages read.
+    oldest_ms: Option<UnixMillis>,
+}
 
 /// Why a poll failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -153,6 +184,16 @@ impl PollError {
             PollError::Api(e) => e.operation,
             PollError::Pagination { operation, .. } => operation,
             PollError::Timeout(_, op) => op,
+        }
+    }
+
+    /// A listing stopped by the page guard (`during`: where, for the message), counted in
+    /// `api`'s errors of `ListSessions`.
+    pub fn pagination(api: &PortalApi, stop: &PageStop, during: &str) -> Self {
+        api.counters().error(aws::LIST_SESSIONS, ErrorLabel::Other);
+        PollError::Pagination {
+            operation: aws::LIST_SESSIONS,
+            reason: format!("{stop}{during}"),
         }
     }
 
@@ -211,7 +252,9 @@ impl Scheduler {
     /// from now on resume from their state file and write it after each successful poll.
     pub fn with_storage(mut self, storage: Option<Arc<StateDir>>) -> Self {
         if let Some(dir) = &storage {
-            self.store.set_state_write_errors(dir.write_errors());
+            self.store
+                .status()
+                .set_state_write_errors(dir.write_errors());
         }
         self.storage = storage;
         self
@@ -508,6 +551,20 @@ where
             }
             _ => return,
         }
+    }
+}
+
+/// The task was told to stop while a step was in flight.
+struct Stopped;
+
+/// Runs `step` unless the task is told to stop first.
+async fn unless_stopped<T>(
+    stop: &mut watch::Receiver<bool>,
+    step: impl Future<Output = T>,
+) -> Result<T, Stopped> {
+    tokio::select! {
+        r = step => Ok(r),
+        _ = stop.changed() => Err(Stopped),
     }
 }
 

@@ -173,7 +173,7 @@ pub fn plan(portal_id: &str, interval: Duration, page_size: u32) -> PortalPlan {
         duration_buckets: vec![60.0, 300.0, 900.0, 1800.0, 3600.0],
         per_user: None,
         arn: None,
-        metadata_refresh: workspacesweb_exporter::poll::DEFAULT_METADATA_REFRESH,
+        metadata_refresh: workspacesweb_exporter::config::DEFAULT_DISCOVERY_REFRESH,
     }
 }
 
@@ -270,27 +270,20 @@ impl Drop for Child {
 }
 
 /// Runs `promtool check metrics` on `text`; `Err` with promtool's output when it rejects it.
-/// `Ok(false)` when promtool is not installed (allowed only outside CI).
+/// `Ok(false)` when promtool is not installed (see [`have_or_skip`]).
 pub fn promtool_check(text: &[u8]) -> Result<bool, String> {
     use std::io::Write;
     use std::process::{Command, Stdio};
-    let child = Command::new("promtool")
+    if !have_or_skip("promtool", &["--version"], "apt-get install prometheus") {
+        return Ok(false);
+    }
+    let mut child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(_) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI is set but promtool is missing"
-            );
-            eprintln!("skipping promtool check: promtool not installed");
-            return Ok(false);
-        }
-    };
+        .spawn()
+        .map_err(|e| format!("promtool: {e}"))?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin.write_all(text).map_err(|e| e.to_string())?;
     }
@@ -362,7 +355,7 @@ pub struct ControlLoop {
 
 /// Loads `path` and runs its control loop (the shard index comes from the file only).
 pub async fn run_control_loop(path: &std::path::Path, clients: &Clients) -> ControlLoop {
-    use workspacesweb_exporter::reconcile::{Reconciler, Source};
+    use workspacesweb_exporter::reconcile::Reconciler;
     let loaded = workspacesweb_exporter::config::load(path).unwrap_or_else(|e| panic!("{e}"));
     let index = loaded
         .config
@@ -370,15 +363,7 @@ pub async fn run_control_loop(path: &std::path::Path, clients: &Clients) -> Cont
         .resolve_shard_index(|_| None)
         .unwrap_or_else(|e| panic!("{e}"));
     let store = Arc::new(Store::new());
-    let r = Reconciler::start(
-        Source::Config,
-        Some(loaded.config),
-        index,
-        clients.clone(),
-        store.clone(),
-        None,
-    )
-    .await;
+    let r = Reconciler::start(loaded.config, index, clients.clone(), store.clone(), None).await;
     let (commands, rx) = tokio::sync::mpsc::channel(4);
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(r.run(rx, stop_rx));

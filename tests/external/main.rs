@@ -5,14 +5,10 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../common/restart_harness.rs"]
+mod restart_harness;
 
 mod compose;
 mod deploy;
 mod e2e_prometheus;
-
-/// A real Prometheus scraping the exporter across restarts (helpers shared with the suite).
-#[allow(dead_code)]
-mod restarts {
-    include!("../restarts/helpers.rs");
-    include!("../restarts/prometheus.rs");
-}
+mod restarts;

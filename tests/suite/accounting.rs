@@ -18,12 +18,15 @@ use std::time::Duration;
 use crate::common::*;
 use serde_json::json;
 use workspacesweb_exporter::aws::{GET_SESSION, LIST_SESSIONS};
+use workspacesweb_exporter::clock::now_ms;
+use workspacesweb_exporter::exposition::families::Board;
 use workspacesweb_exporter::ledger::{DEFAULT_DURATION_BUCKETS, Histogram, month_bounds};
 use workspacesweb_exporter::poll::{
     BACKFILL_PAGES_PER_CYCLE, BACKFILL_REACH_MS, SKEW_MARGIN_MS, Scheduler,
 };
-use workspacesweb_exporter::session::{UnixMillis, now_ms};
+use workspacesweb_exporter::session::UnixMillis;
 use workspacesweb_exporter::snapshot::{PortalSnapshot, Store};
+use workspacesweb_exporter::status::ExporterStatus;
 use workspacesweb_sim::{Clock, Faults, PortalSpec, SimConfig, SimSession, Simulator};
 
 const S: i64 = 1000;
@@ -977,11 +980,11 @@ async fn a_burst_between_two_polls_shows_in_the_peak_and_at_capacity_not_in_acti
     assert_eq!(active(&after).sessions, 2);
     assert_eq!(active(&after).peak, 5);
     assert_eq!(totals(&after).at_capacity_seconds, Some(0.5));
-    let text = workspacesweb_exporter::metrics::render_main(
-        std::slice::from_ref(&after),
-        &[],
-        workspacesweb_exporter::snapshot::ReloadStatus::default(),
-    );
+    let text = workspacesweb_exporter::exposition::text::render_main(Board {
+        portals: std::slice::from_ref(&after),
+        discovery: &[],
+        status: ExporterStatus::default(),
+    });
     for line in [
         format!("workspacesweb_active_sessions{{portal_id=\"{P6}\",env=\"test\"}} 2\n"),
         format!("workspacesweb_active_sessions_peak{{portal_id=\"{P6}\",env=\"test\"}} 5\n"),

@@ -40,14 +40,14 @@ fn exporter() -> Command {
 }
 
 /// What a process that ran to its end left behind.
-struct Finished {
+pub(super) struct Finished {
     status: ExitStatus,
     stdout: String,
-    stderr: String,
+    pub(super) stderr: String,
 }
 
 impl Finished {
-    fn code(&self) -> Option<i32> {
+    pub(super) fn code(&self) -> Option<i32> {
         self.status.code()
     }
 }
@@ -82,14 +82,14 @@ fn read(path: &Path) -> String {
 }
 
 /// Writes `text` as a config file in `dir` and returns its path.
-fn config_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+pub(super) fn config_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).expect("write config");
     path
 }
 
 /// `--config.check --config.file <path>`.
-fn check(path: &Path) -> Finished {
+pub(super) fn check(path: &Path) -> Finished {
     run(&[
         "--config.check",
         "--config.file",
@@ -304,36 +304,6 @@ fn config_check_rejects_invalid_files_naming_file_line_and_key() {
         let first = out.stderr.lines().next().unwrap_or_default();
         assert_eq!(first, format!("{}:{expected}", path.display()), "{name}");
     }
-}
-
-#[test]
-fn config_check_accepts_discovery_and_checks_the_shard_index_source() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = config_file(
-        dir.path(),
-        "discovery.yaml",
-        "discovery:\n  - regions: [us-east-1]\n",
-    );
-    let out = check(&path);
-    assert_eq!(out.code(), Some(0), "stderr:\n{}", out.stderr);
-
-    let path = config_file(
-        dir.path(),
-        "shard.yaml",
-        "discovery:\n  - regions: [us-east-1]\nsharding:\n  total: 2\n  index_from_env: WSW_TEST_SHARD_INDEX_UNSET\n",
-    );
-    let out = check(&path);
-    assert_eq!(out.code(), Some(1), "stderr:\n{}", out.stderr);
-    assert!(
-        out.stderr.contains("sharding.index_from_env"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains(&path.display().to_string()),
-        "{}",
-        out.stderr
-    );
 }
 
 #[test]

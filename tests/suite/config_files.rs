@@ -9,21 +9,24 @@ use workspacesweb_exporter::config::{self, Loaded, UsernameMode};
 const ID: &str = "11111111-2222-3333-4444-555555555555";
 const ID2: &str = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
 
-fn ok(text: &str) -> Loaded {
+/// `text` parsed as `config.yaml`, which must be valid.
+pub(super) fn ok(text: &str) -> Loaded {
     match config::parse(text, "config.yaml") {
         Ok(loaded) => loaded,
         Err(e) => panic!("expected a valid config, got:\n{e}"),
     }
 }
 
-fn err(text: &str) -> String {
+/// The error of `text` parsed as `config.yaml`, which must be invalid.
+pub(super) fn err(text: &str) -> String {
     match config::parse(text, "config.yaml") {
         Ok(loaded) => panic!("expected an error, got {:?}", loaded.config),
         Err(e) => e.to_string(),
     }
 }
 
-fn fixture(name: &str) -> std::path::PathBuf {
+/// A file of `tests/fixtures/config/`.
+pub(super) fn fixture(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/config")
         .join(name)
@@ -742,88 +745,6 @@ fn unreadable_file_names_the_file() {
             .starts_with("/nonexistent/wsw.yaml: cannot read config file: "),
         "{e}"
     );
-}
-
-#[test]
-fn sharding_index_and_env() {
-    let c = ok(&format!(
-        "portals:\n  - id: {ID}\nsharding:\n  total: 3\n  index: 2\n"
-    ))
-    .config;
-    assert_eq!(c.sharding.resolve_shard_index(|_| None).unwrap(), 2);
-    assert_eq!(
-        err(&format!(
-            "portals:\n  - id: {ID}\nsharding:\n  total: 3\n  index: 3\n"
-        )),
-        "config.yaml:5:10: sharding.index: index 3 must be less than total (3)"
-    );
-    assert_eq!(
-        err(&format!("portals:\n  - id: {ID}\nsharding:\n  total: 0\n")),
-        "config.yaml:4:10: sharding.total: must be at least 1, got 0"
-    );
-    assert_eq!(
-        err(&format!(
-            "portals:\n  - id: {ID}\nsharding:\n  total: 3\n  index: 1\n  index_from_env: POD\n"
-        )),
-        "config.yaml:6:19: sharding.index_from_env: set either index or index_from_env, not both"
-    );
-    assert_eq!(
-        err(&format!(
-            "portals:\n  - id: {ID}\nsharding:\n  index_from_env: POD-X\n"
-        )),
-        "config.yaml:4:19: sharding.index_from_env: invalid environment variable name \"POD-X\": expected [A-Za-z_][A-Za-z0-9_]*"
-    );
-
-    let loaded = config::load(&fixture("hostname_shard.yaml")).unwrap();
-    let file = fixture("hostname_shard.yaml").display().to_string();
-    let sh = &loaded.config.sharding;
-    let env =
-        |value: &'static str| move |name: &str| (name == "HOSTNAME").then(|| value.to_owned());
-    assert_eq!(
-        sh.resolve_shard_index(env("workspacesweb-exporter-3"))
-            .unwrap(),
-        3
-    );
-    assert_eq!(sh.resolve_shard_index(env("2")).unwrap(), 2);
-    assert_eq!(sh.resolve_shard_index(env("web-0")).unwrap(), 0);
-    assert_eq!(
-        sh.resolve_shard_index(env("web-1.web.monitoring.svc.cluster.local"))
-            .unwrap(),
-        1
-    );
-    assert_eq!(
-        sh.resolve_shard_index(env("web-4"))
-            .unwrap_err()
-            .to_string(),
-        format!(
-            "{file}:5:19: sharding.index_from_env: shard index 4 from environment variable HOSTNAME=\"web-4\" must be less than sharding.total (4)"
-        )
-    );
-    assert_eq!(
-        sh.resolve_shard_index(env("web")).unwrap_err().to_string(),
-        format!(
-            "{file}:5:19: sharding.index_from_env: environment variable HOSTNAME=\"web\" is neither a number nor a hostname ending in -<number>"
-        )
-    );
-    assert_eq!(
-        sh.resolve_shard_index(|_| None).unwrap_err().to_string(),
-        format!("{file}:5:19: sharding.index_from_env: environment variable HOSTNAME is not set")
-    );
-}
-
-#[test]
-fn sharding_splits_portals_between_replicas() {
-    let c = ok(&format!("portals:\n  - id: {ID}\nsharding:\n  total: 3\n")).config;
-    let ids: Vec<String> = (0..60)
-        .map(|i| format!("{i:08}-2222-3333-4444-555555555555"))
-        .collect();
-    let mut counts = [0; 3];
-    for id in &ids {
-        let owners: Vec<u32> = (0..3).filter(|&k| c.sharding.owns(k, id)).collect();
-        assert_eq!(owners.len(), 1, "{id} must have exactly one owner");
-        counts[owners[0] as usize] += 1;
-    }
-    assert!(counts.iter().all(|&n| n >= 10), "uneven split {counts:?}");
 }
 
 #[test]

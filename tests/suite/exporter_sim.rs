@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use crate::common::*;
 use workspacesweb_exporter::aws::LIST_SESSIONS;
+use workspacesweb_exporter::clock::now_ms;
 use workspacesweb_exporter::poll::Scheduler;
-use workspacesweb_exporter::session::now_ms;
 use workspacesweb_sim::{Clock, Faults, SimConfig, SimSession};
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -55,7 +55,7 @@ async fn portal_with_250_sessions_paged_at_100() {
     assert_eq!(requests(&p, LIST_SESSIONS), 4);
     assert_eq!(p.monthly_active_users, Some(40));
     assert!(p.api_errors.is_empty(), "{:?}", p.api_errors);
-    assert!(env.store.ready());
+    assert!(env.store.status().ready());
 
     let t = text(&env);
     let labels = format!("{{portal_id=\"{GOOD}\",env=\"test\"}}");
@@ -99,7 +99,7 @@ async fn access_denied_and_missing_portals_do_not_affect_a_good_one() {
     )
     .await
     .expect("all portals polled");
-    assert!(env.store.ready());
+    assert!(env.store.status().ready());
     sched.shutdown().await;
 
     let good = env.store.portal(GOOD).expect("good");

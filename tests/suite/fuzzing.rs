@@ -47,7 +47,6 @@ fn bodies_accept_empty_and_small_inputs() {
     ] {
         bodies::config_parse(data);
         bodies::wire_parse(data);
-        bodies::ledger_apply(data);
     }
 }
 
@@ -55,13 +54,6 @@ fn bodies_accept_empty_and_small_inputs() {
 fn config_corpus() {
     for input in corpus("config_parse").into_iter().chain(config_files()) {
         bodies::config_parse(&input);
-    }
-}
-
-#[test]
-fn ledger_corpus() {
-    for input in corpus("ledger_apply") {
-        bodies::ledger_apply(&input);
     }
 }
 
@@ -98,11 +90,6 @@ proptest! {
             }
         }
         bodies::config_parse(&data);
-    }
-
-    #[test]
-    fn ledger_apply_random_bytes(data in proptest::collection::vec(any::<u8>(), 0..1024)) {
-        bodies::ledger_apply(&data);
     }
 
     #[test]

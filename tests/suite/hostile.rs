@@ -11,8 +11,8 @@ use crate::common::*;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use workspacesweb_exporter::aws::{Clients, GET_SESSION, LIST_SESSIONS, MAX_RESPONSE_BYTES};
+use workspacesweb_exporter::clock::now_ms;
 use workspacesweb_exporter::poll::{PortalPlan, Scheduler};
-use workspacesweb_exporter::session::now_ms;
 use workspacesweb_exporter::snapshot::{PortalSnapshot, Store};
 use workspacesweb_exporter::users::{LabelMode, UserSettings};
 use workspacesweb_sim::{
@@ -113,7 +113,7 @@ async fn first_poll_fails(env: &Env) -> Arc<PortalSnapshot> {
     let exposed = other_errors(&env.store, LIST_SESSIONS).expect("error series exposed");
     assert!(exposed >= other as f64);
     assert!(
-        env.store.ready(),
+        env.store.status().ready(),
         "a failed first poll still makes the exporter ready"
     );
     p

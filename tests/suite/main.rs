@@ -8,6 +8,8 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../common/restart_harness.rs"]
+mod restart_harness;
 
 mod accounting;
 mod cli;
@@ -17,40 +19,14 @@ mod exporter_sim;
 mod fuzzing;
 mod hostile;
 mod http_server;
-mod ledger_props;
 mod loadtest_smoke;
+mod module_chain;
 mod operations;
 mod per_user;
 mod priority;
 mod resilience;
+mod restarts;
+mod sharding;
 mod sim_wire;
 mod soak;
 mod web_config;
-
-#[allow(dead_code)]
-mod restarts {
-    //! Exact across restarts: the real exporter binary, polling
-    //! an in-process simulator on the system clock through the real SDK, is stopped, killed and
-    //! restarted, with and without `--storage.path`, and every accounting counter is compared with the
-    //! ground truth computed from the simulator's timeline.
-    //!
-    //! Ground truth . T0 is the start of the exporter's first successful poll of the
-    //! portal (with storage, `t0_ms` of the state file, kept across restarts); P is the start of the
-    //! last successful poll (`last_successful_poll_timestamp_seconds`, exact to the millisecond).
-    //! Then, over the sessions the simulator lists at P:
-    //! - started: sessions with `startTime >= T0` (sessions running at T0 are the baseline);
-    //! - terminated: sessions with `endTime >= T0`; the histogram observes their `endTime - startTime`;
-    //! - session seconds: per session the length of `[max(start, T0), min(end, P)]`, when positive;
-    //! - per user: the same per username.
-    //!
-    //! To make the comparison exact the tests quiesce first: no session starts or ends after a time E
-    //! (every event is scheduled at or after the moment it is made, never in the past, so no poll has
-    //! seen a state that a later event contradicts), then they wait for a poll that started more than
-    //! [`QUIET_MS`] after E, and compare what that poll published.
-    //!
-    //! Synchronisation is on `/-/ready`, on the published metrics and on process exits; sleeps only
-    //! let scheduled session events happen (or make a process live for a chosen time in the chaos
-    //! test). Every wait is bounded.
-    include!("../restarts/helpers.rs");
-    include!("../restarts/tests.rs");
-}

@@ -1,13 +1,12 @@
 //! Operations against the simulator: discovery, reload (keep, add, remove, invalid) and sharding,
 //! through the real control loop and the real SDK.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::*;
-use workspacesweb_exporter::session::now_ms;
+use workspacesweb_exporter::clock::now_ms;
 use workspacesweb_exporter::snapshot::Store;
 use workspacesweb_sim::{Clock, PortalSpec, SimConfig, SimSession};
 
@@ -57,7 +56,7 @@ async fn discovery_then_reload_keeps_adds_removes_and_rejects_invalid() {
     );
     let running = run(&path, &env.clients).await;
     running.wait(&[GOOD, EU1, EU2], |p| p.up).await;
-    assert!(running.store.ready());
+    assert!(running.store.status().ready());
     let eu1 = running.store.portal(EU1).expect("discovered");
     assert!(
         eu1.labels.contains(&("source".into(), "discovered".into())),
@@ -94,7 +93,7 @@ async fn discovery_then_reload_keeps_adds_removes_and_rejects_invalid() {
     );
     running.reload().await.expect("valid reload");
     assert!(running.store.portal(EU1).is_none() && running.store.portal(EU2).is_none());
-    assert!(running.store.reload().successful);
+    assert!(running.store.status().reload().successful);
     let good_after = running
         .store
         .portal(GOOD)
@@ -112,68 +111,9 @@ async fn discovery_then_reload_keeps_adds_removes_and_rejects_invalid() {
     let err = running.reload().await.expect_err("invalid config");
     assert!(err.contains("exporter.yaml:4:"), "{err}");
     assert!(err.contains("portals[0].id"), "{err}");
-    assert!(!running.store.reload().successful);
+    assert!(!running.store.status().reload().successful);
     assert!(running.store.portal(GOOD).is_some_and(|p| p.up));
     running.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_shards_cover_every_portal_exactly_once() {
-    let base = now_ms();
-    let ids: Vec<String> = (1..=6)
-        .map(|i| format!("cccccccc-0000-4000-8000-{i:012}"))
-        .collect();
-    let mut sim = SimConfig::new(22).with_clock(Clock::manual(base));
-    for id in &ids {
-        sim = sim.with_portal(portal(id, "us-east-1", 1, base));
-    }
-    let env = start(sim).await;
-    let dir0 = tempfile::tempdir().expect("tempdir");
-    let dir1 = tempfile::tempdir().expect("tempdir");
-    let portals: String = ids.iter().map(|id| format!("  - id: {id}\n")).collect();
-    let cfg = |index: u32| {
-        format!(
-            "global:\n  region: us-east-1\n  interval: 1s\n  max_requests_per_second: 200\nportals:\n{portals}sharding:\n  total: 2\n  index: {index}\n"
-        )
-    };
-    let r0 = run(&write(dir0.path(), &cfg(0)), &env.clients).await;
-    let r1 = run(&write(dir1.path(), &cfg(1)), &env.clients).await;
-    let ready = |s: Arc<Store>| async move {
-        let s2 = s.clone();
-        tokio::time::timeout(
-            Duration::from_secs(60),
-            s.wait_until(move |ps| s2.ready() && ps.iter().all(|p| p.up)),
-        )
-        .await
-        .expect("ready");
-    };
-    ready(r0.store.clone()).await;
-    ready(r1.store.clone()).await;
-    let a: BTreeSet<String> = r0
-        .store
-        .portals()
-        .iter()
-        .map(|p| p.portal_id.clone())
-        .collect();
-    let b: BTreeSet<String> = r1
-        .store
-        .portals()
-        .iter()
-        .map(|p| p.portal_id.clone())
-        .collect();
-    assert!(a.is_disjoint(&b), "{a:?} {b:?}");
-    let all: BTreeSet<String> = a.union(&b).cloned().collect();
-    assert_eq!(all, ids.iter().cloned().collect());
-    assert!(!a.is_empty() && !b.is_empty());
-    // Disjoint ownership plus every portal polled: each is covered exactly once.
-    for id in &ids {
-        assert!(
-            env.sim.request_count(id, "ListSessions") > 0,
-            "{id} never polled"
-        );
-    }
-    r0.stop().await;
-    r1.stop().await;
 }
 
 /// Waits (60 s hang guard) until the simulator has received at least `n` `ListPortals` requests:
@@ -241,7 +181,7 @@ async fn a_listing_in_flight_holds_neither_stop_nor_reload() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sources_blocked_on_a_full_channel_hold_neither_reload_nor_stop() {
     use workspacesweb_exporter::config::{self, ShardConfig};
-    use workspacesweb_exporter::reconcile::{Reconciler, Source};
+    use workspacesweb_exporter::reconcile::Reconciler;
     const SOURCES: u64 = 70;
     let base = now_ms();
     let regions: Vec<String> = (1..=SOURCES).map(|i| format!("xx-test-{i}")).collect();
@@ -270,8 +210,7 @@ async fn sources_blocked_on_a_full_channel_hold_neither_reload_nor_stop() {
     let store = Arc::new(Store::new());
     // Started but not run: nothing drains the channel, as while the control loop applies a reload.
     let mut reconciler = Reconciler::start(
-        Source::Config,
-        Some(parse(text(&regions))),
+        parse(text(&regions)),
         0,
         env.clients.clone(),
         store.clone(),
@@ -299,9 +238,12 @@ async fn sources_blocked_on_a_full_channel_hold_neither_reload_nor_stop() {
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(reconciler.run(commands_rx, stop_rx));
     let s = store.clone();
-    tokio::time::timeout(Duration::from_secs(60), store.wait_until(|_| s.ready()))
-        .await
-        .expect("every new source reported (hang guard)");
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        store.wait_until(|_| s.status().ready()),
+    )
+    .await
+    .expect("every new source reported (hang guard)");
     assert_eq!(
         store
             .portals()

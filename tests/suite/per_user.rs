@@ -4,9 +4,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::common::*;
+use workspacesweb_exporter::clock::now_ms;
 use workspacesweb_exporter::ledger::month_bounds;
 use workspacesweb_exporter::poll::Scheduler;
-use workspacesweb_exporter::session::now_ms;
 use workspacesweb_exporter::users::{LabelMode, UserSettings};
 use workspacesweb_sim::{Clock, PortalSpec, SimConfig, SimSession};
 

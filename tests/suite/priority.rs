@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use crate::common::*;
+use workspacesweb_exporter::clock::now_ms;
 use workspacesweb_exporter::poll::Scheduler;
-use workspacesweb_exporter::session::now_ms;
 use workspacesweb_sim::{Clock, LoggedRequest, PortalSpec, SimConfig, SimSession};
 
 const HOUR: Duration = Duration::from_secs(3600);

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use crate::common::*;
 use workspacesweb_exporter::aws::LIST_SESSIONS;
+use workspacesweb_exporter::clock::now_ms;
 use workspacesweb_exporter::poll::Scheduler;
-use workspacesweb_exporter::session::now_ms;
 use workspacesweb_sim::{Clock, Faults, LoggedRequest, PortalSpec, SimConfig, SimSession};
 
 const HOUR: Duration = Duration::from_secs(3600);

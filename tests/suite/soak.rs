@@ -37,8 +37,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
+use workspacesweb_exporter::clock::now_ms;
 use workspacesweb_exporter::poll::{MAX_BACKOFF, Scheduler};
-use workspacesweb_exporter::session::{UnixMillis, now_ms};
+use workspacesweb_exporter::session::UnixMillis;
 use workspacesweb_sim::{
     Clock, Faults, GeneratedModel, PortalSpec, SessionModel, SimConfig, SimSession,
 };

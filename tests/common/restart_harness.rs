@@ -1,4 +1,10 @@
-// Helpers of the restart tests, included (include!) by the test binaries that hold them.
+//! The harness of the restart tests (`tests/suite/restarts.rs`, and `tests/external/restarts.rs`
+//! with a real Prometheus): a simulator on the system clock, the exporter binary started,
+//! stopped and killed, its exposition parsed, and the ground truth computed from the simulator's
+//! timeline (see the docs of `tests/suite/restarts.rs`). Declared by the two binaries that hold
+//! restart tests; each uses part of it.
+#![allow(dead_code)]
+
 use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -9,42 +15,41 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::{Child, free_port, http_get, poll_until, wait_exit};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use workspacesweb_exporter::session::{UnixMillis, now_ms};
+use workspacesweb_exporter::clock::now_ms;
+use workspacesweb_exporter::session::UnixMillis;
 use workspacesweb_sim::{PortalSpec, RunningSim, SimConfig, SimSession, Simulator};
 
-const EXPORTER: &str = env!("CARGO_BIN_EXE_workspacesweb-exporter");
+pub(crate) const EXPORTER: &str = env!("CARGO_BIN_EXE_workspacesweb-exporter");
 
 /// The default duration buckets (SPEC section 5).
-const BUCKETS: [f64; 10] = [
-    60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 43200.0, 86400.0,
-];
+pub(crate) use workspacesweb_exporter::ledger::DEFAULT_DURATION_BUCKETS as BUCKETS;
 
 /// How long after the last session event a poll must start for the comparison to be exact.
-const QUIET_MS: i64 = 1500;
+pub(crate) const QUIET_MS: i64 = 1500;
 /// Hang guard for readiness, for a poll to come, for a process to exit (not timing assertions).
-const LIMIT: Duration = Duration::from_secs(45);
+pub(crate) const LIMIT: Duration = Duration::from_secs(45);
 
-const S: i64 = 1000;
+pub(crate) const S: i64 = 1000;
 
-const STARTED: &str = "workspacesweb_sessions_started_total";
-const TERMINATED: &str = "workspacesweb_sessions_terminated_total";
-const DURATION: &str = "workspacesweb_session_duration_seconds";
-const SECONDS: &str = "workspacesweb_session_seconds_total";
-const USER_STARTED: &str = "workspacesweb_user_sessions_started_total";
-const USER_SECONDS: &str = "workspacesweb_user_session_seconds_total";
-const LAST_POLL: &str = "workspacesweb_last_successful_poll_timestamp_seconds";
-const UP: &str = "workspacesweb_up";
-const RESTORED: &str = "workspacesweb_state_restored";
-const LAST_WRITE: &str = "workspacesweb_state_last_write_timestamp_seconds";
-const WRITE_ERRORS: &str = "workspacesweb_state_write_errors_total";
+pub(crate) const STARTED: &str = "workspacesweb_sessions_started_total";
+pub(crate) const TERMINATED: &str = "workspacesweb_sessions_terminated_total";
+pub(crate) const DURATION: &str = "workspacesweb_session_duration_seconds";
+pub(crate) const SECONDS: &str = "workspacesweb_session_seconds_total";
+pub(crate) const USER_STARTED: &str = "workspacesweb_user_sessions_started_total";
+pub(crate) const USER_SECONDS: &str = "workspacesweb_user_session_seconds_total";
+pub(crate) const LAST_POLL: &str = "workspacesweb_last_successful_poll_timestamp_seconds";
+pub(crate) const UP: &str = "workspacesweb_up";
+pub(crate) const RESTORED: &str = "workspacesweb_state_restored";
+pub(crate) const LAST_WRITE: &str = "workspacesweb_state_last_write_timestamp_seconds";
+pub(crate) const WRITE_ERRORS: &str = "workspacesweb_state_write_errors_total";
 
 /// Every accounting counter family (the histogram as its `_bucket`, `_sum` and `_count`).
-const ACCOUNTING: [&str; 8] = [
+pub(crate) const ACCOUNTING: [&str; 8] = [
     STARTED,
     TERMINATED,
     "workspacesweb_session_duration_seconds_bucket",
@@ -61,14 +66,14 @@ const ACCOUNTING: [&str; 8] = [
 
 /// A simulator serving on loopback from its own runtime, so that the test thread can block on
 /// processes and plain HTTP while it serves.
-struct Sim {
-    sim: Simulator,
-    endpoint: String,
-    _running: RunningSim,
-    _rt: tokio::runtime::Runtime,
+pub(crate) struct Sim {
+    pub(crate) sim: Simulator,
+    pub(crate) endpoint: String,
+    pub(crate) _running: RunningSim,
+    pub(crate) _rt: tokio::runtime::Runtime,
 }
 
-fn start_sim(portals: Vec<PortalSpec>) -> Sim {
+pub(crate) fn start_sim(portals: Vec<PortalSpec>) -> Sim {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -90,14 +95,14 @@ fn start_sim(portals: Vec<PortalSpec>) -> Sim {
 }
 
 /// A session id for session number `n` of a test.
-fn sid(n: u64) -> String {
+pub(crate) fn sid(n: u64) -> String {
     SimSession::id_for(n)
 }
 
 /// Baseline sessions, running since long before any exporter starts: `(user, age)` each, ids
 /// `sid(0)`, `sid(1)`, ... Their ages spread over the buckets, so that when they end the
 /// histogram has more than its first bucket to check.
-fn baseline(now: UnixMillis, ages: &[(&str, i64)]) -> Vec<SimSession> {
+pub(crate) fn baseline(now: UnixMillis, ages: &[(&str, i64)]) -> Vec<SimSession> {
     ages.iter()
         .enumerate()
         .map(|(i, (user, age))| SimSession::new(sid(i as u64), *user, now - age))
@@ -105,25 +110,31 @@ fn baseline(now: UnixMillis, ages: &[(&str, i64)]) -> Vec<SimSession> {
 }
 
 /// Session events are scheduled a little in the future, never in the past (see the module docs).
-fn soon() -> UnixMillis {
+pub(crate) fn soon() -> UnixMillis {
     now_ms() + 20
 }
 
 /// Adds a session of `user` that starts at `start`; returns `start`.
-fn add(sim: &Simulator, portal: &str, n: u64, user: &str, start: UnixMillis) -> UnixMillis {
+pub(crate) fn add(
+    sim: &Simulator,
+    portal: &str,
+    n: u64,
+    user: &str,
+    start: UnixMillis,
+) -> UnixMillis {
     sim.add_session(portal, SimSession::new(sid(n), user, start))
         .expect("add session");
     start
 }
 
 /// Ends session `n` at `end`; returns `end`.
-fn end(sim: &Simulator, portal: &str, n: u64, end: UnixMillis) -> UnixMillis {
+pub(crate) fn end(sim: &Simulator, portal: &str, n: u64, end: UnixMillis) -> UnixMillis {
     sim.end_session(portal, &sid(n), end).expect("end session");
     end
 }
 
 /// Adds session `n` of `user` that starts at `start` and ends `len_ms` later; returns its end.
-fn short(
+pub(crate) fn short(
     sim: &Simulator,
     portal: &str,
     n: u64,
@@ -135,7 +146,7 @@ fn short(
 }
 
 /// Lets the wall clock pass `at` (scheduled session events happen on their own).
-fn sleep_past(at: UnixMillis) {
+pub(crate) fn sleep_past(at: UnixMillis) {
     let left = at + 5 - now_ms();
     if left > 0 {
         std::thread::sleep(Duration::from_millis(left as u64));
@@ -147,11 +158,11 @@ fn sleep_past(at: UnixMillis) {
 // ---------------------------------------------------------------------------------------------
 
 /// The `global` section of most tests: a poll a second.
-const FAST: &str = "  interval: 1s\n  timeout: 800ms\n";
+pub(crate) const FAST: &str = "  interval: 1s\n  timeout: 800ms\n";
 
 /// A config file in `dir` for `portals` at the simulator: `global` settings, per-user series
 /// when `per_user`, and `extra` top-level YAML.
-fn write_config(
+pub(crate) fn write_config(
     dir: &Path,
     endpoint: &str,
     portals: &[&str],
@@ -176,17 +187,17 @@ fn write_config(
 }
 
 /// A running exporter, stderr in a file, killed on drop.
-struct Exporter {
-    child: Child,
-    addr: String,
-    stderr: PathBuf,
-    _logs: tempfile::TempDir,
+pub(crate) struct Exporter {
+    pub(crate) child: Child,
+    pub(crate) addr: String,
+    pub(crate) stderr: PathBuf,
+    pub(crate) _logs: tempfile::TempDir,
 }
 
 impl Exporter {
     /// Starts the binary with `config`, on `addr`, with `--storage.path storage` if given, with
     /// dummy static credentials and no `AWS_*` variable of the caller's environment.
-    fn spawn(config: &Path, storage: Option<&Path>, addr: &str) -> Exporter {
+    pub(crate) fn spawn(config: &Path, storage: Option<&Path>, addr: &str) -> Exporter {
         let logs = tempfile::tempdir().expect("tempdir");
         let stderr = logs.path().join("stderr");
         let mut cmd = Command::new(EXPORTER);
@@ -220,43 +231,43 @@ impl Exporter {
     }
 
     /// [`Exporter::spawn`] on a free loopback port.
-    fn start(config: &Path, storage: Option<&Path>) -> Exporter {
+    pub(crate) fn start(config: &Path, storage: Option<&Path>) -> Exporter {
         Exporter::spawn(config, storage, &format!("127.0.0.1:{}", free_port()))
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.0.id()
     }
 
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
     /// Panics with stderr if the process has exited.
-    fn assert_running(&mut self) {
+    pub(crate) fn assert_running(&mut self) {
         if let Ok(Some(status)) = self.child.0.try_wait() {
             panic!("exporter exited ({status}); stderr:\n{}", self.stderr());
         }
     }
 
     /// Waits for `/-/ready` to answer 200; fails at once if the exporter exits instead.
-    fn wait_ready(&mut self) {
+    pub(crate) fn wait_ready(&mut self) {
         common::wait_ready_or_exit(&mut self.child, &self.addr, LIMIT, &self.stderr);
     }
 
-    fn try_metrics(&self) -> Option<Expo> {
+    pub(crate) fn try_metrics(&self) -> Option<Expo> {
         let (status, _, body) = http_get(&self.addr, "/metrics").ok()?;
         (status == 200).then(|| Expo::parse(&String::from_utf8_lossy(&body)))
     }
 
-    fn metrics(&mut self) -> Expo {
+    pub(crate) fn metrics(&mut self) -> Expo {
         self.assert_running();
         self.try_metrics()
             .unwrap_or_else(|| panic!("GET /metrics failed; stderr:\n{}", self.stderr()))
     }
 
     /// Waits until the metrics satisfy `pred` (fails with stderr and the last exposition).
-    fn wait_metrics(&mut self, what: &str, pred: impl Fn(&Expo) -> bool) -> Expo {
+    pub(crate) fn wait_metrics(&mut self, what: &str, pred: impl Fn(&Expo) -> bool) -> Expo {
         let mut last = None;
         let got = poll_until(LIMIT, || {
             if let Ok(Some(_)) = self.child.0.try_wait() {
@@ -280,14 +291,14 @@ impl Exporter {
     }
 
     /// Waits for a successful poll of `portal` that started after `after_ms`.
-    fn wait_poll_after(&mut self, portal: &str, after_ms: UnixMillis) -> Expo {
+    pub(crate) fn wait_poll_after(&mut self, portal: &str, after_ms: UnixMillis) -> Expo {
         self.wait_metrics(&format!("a poll of {portal} after {after_ms}"), |m| {
             m.poll_ms(portal).is_some_and(|p| p > after_ms)
         })
     }
 
     /// SIGTERM, and the exit status.
-    fn terminate(&mut self) -> ExitStatus {
+    pub(crate) fn terminate(&mut self) -> ExitStatus {
         let sent = Command::new("kill")
             .args(["-TERM", &self.pid().to_string()])
             .status()
@@ -302,19 +313,19 @@ impl Exporter {
     }
 
     /// SIGTERM; the exit must be clean (0).
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         let status = self.terminate();
         assert_eq!(status.code(), Some(0), "stderr:\n{}", self.stderr());
     }
 
     /// SIGKILL (`kill -9`), and reaps the process.
-    fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         let _ = self.child.0.kill();
         let _ = self.child.0.wait();
     }
 
     /// Waits for the process to exit on its own.
-    fn wait_exit(&mut self) -> ExitStatus {
+    pub(crate) fn wait_exit(&mut self) -> ExitStatus {
         wait_exit(&mut self.child.0, LIMIT).unwrap_or_else(|| {
             panic!(
                 "exporter still running after {LIMIT:?}; stderr:\n{}",
@@ -330,9 +341,9 @@ impl Exporter {
 
 /// One series: name and label set.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Series {
-    name: String,
-    labels: BTreeMap<String, String>,
+pub(crate) struct Series {
+    pub(crate) name: String,
+    pub(crate) labels: BTreeMap<String, String>,
 }
 
 impl std::fmt::Display for Series {
@@ -348,10 +359,10 @@ impl std::fmt::Display for Series {
 
 /// A parsed text exposition.
 #[derive(Debug, Clone, Default)]
-struct Expo(BTreeMap<Series, f64>);
+pub(crate) struct Expo(pub(crate) BTreeMap<Series, f64>);
 
 /// Parses `a="x",b="y\"z"` (the inside of the braces).
-fn parse_labels(s: &str) -> BTreeMap<String, String> {
+pub(crate) fn parse_labels(s: &str) -> BTreeMap<String, String> {
     let mut labels = BTreeMap::new();
     let mut chars = s.chars().peekable();
     loop {
@@ -380,7 +391,7 @@ fn parse_labels(s: &str) -> BTreeMap<String, String> {
 }
 
 impl Expo {
-    fn parse(text: &str) -> Expo {
+    pub(crate) fn parse(text: &str) -> Expo {
         let mut map = BTreeMap::new();
         for line in text
             .lines()
@@ -411,7 +422,7 @@ impl Expo {
         Expo(map)
     }
 
-    fn dump(&self) -> String {
+    pub(crate) fn dump(&self) -> String {
         self.0
             .iter()
             .filter(|(s, _)| s.name.starts_with("workspacesweb_"))
@@ -420,7 +431,7 @@ impl Expo {
     }
 
     /// The series named `name` whose labels include `labels`.
-    fn find(&self, name: &str, labels: &[(&str, &str)]) -> Vec<(&Series, f64)> {
+    pub(crate) fn find(&self, name: &str, labels: &[(&str, &str)]) -> Vec<(&Series, f64)> {
         self.0
             .iter()
             .filter(|(s, _)| {
@@ -434,25 +445,25 @@ impl Expo {
     }
 
     /// The one value of `name` with `labels` (panics if several series match).
-    fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    pub(crate) fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let found = self.find(name, labels);
         assert!(found.len() <= 1, "several {name} {labels:?}: {found:?}");
         found.first().map(|(_, v)| *v)
     }
 
     /// The value of `name` for `portal`.
-    fn portal(&self, name: &str, portal: &str) -> Option<f64> {
+    pub(crate) fn portal(&self, name: &str, portal: &str) -> Option<f64> {
         self.get(name, &[("portal_id", portal)])
     }
 
     /// Start of the last successful poll of `portal`, in exact milliseconds.
-    fn poll_ms(&self, portal: &str) -> Option<UnixMillis> {
+    pub(crate) fn poll_ms(&self, portal: &str) -> Option<UnixMillis> {
         self.portal(LAST_POLL, portal)
             .map(|s| (s * 1000.0).round() as UnixMillis)
     }
 
     /// Every accounting counter series of `portal` (see [`ACCOUNTING`]), by its text form.
-    fn accounting(&self, portal: &str) -> BTreeMap<String, f64> {
+    pub(crate) fn accounting(&self, portal: &str) -> BTreeMap<String, f64> {
         ACCOUNTING
             .iter()
             .flat_map(|name| self.find(name, &[("portal_id", portal)]))
@@ -461,7 +472,7 @@ impl Expo {
     }
 
     /// What the exporter published for `portal`, in the shape of [`Truth`].
-    fn observed(&self, portal: &str) -> Truth {
+    pub(crate) fn observed(&self, portal: &str) -> Truth {
         let u = |name: &str| self.portal(name, portal).map_or(u64::MAX, |v| v as u64);
         let ms = |v: f64| (v * 1000.0).round() as i64;
         let mut buckets = Vec::new();
@@ -516,22 +527,27 @@ impl Expo {
 /// The accounting counters of one portal (durations and seconds in exact milliseconds; per-user
 /// maps leave out zeros, which the exporter may or may not publish).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-struct Truth {
-    started: u64,
-    terminated: u64,
+pub(crate) struct Truth {
+    pub(crate) started: u64,
+    pub(crate) terminated: u64,
     /// Cumulative, one per [`BUCKETS`] bound.
-    buckets: Vec<u64>,
-    inf: u64,
-    count: u64,
-    sum_ms: i64,
-    session_ms: i64,
-    user_started: BTreeMap<String, u64>,
-    user_ms: BTreeMap<String, i64>,
+    pub(crate) buckets: Vec<u64>,
+    pub(crate) inf: u64,
+    pub(crate) count: u64,
+    pub(crate) sum_ms: i64,
+    pub(crate) session_ms: i64,
+    pub(crate) user_started: BTreeMap<String, u64>,
+    pub(crate) user_ms: BTreeMap<String, i64>,
 }
 
 /// The ground truth over `sessions` (the simulator's listing at `p`) for a ledger started at `t0`
 /// and polled last at `p` (see the module docs). Per-user maps only when `per_user`.
-fn truth(sessions: &[SimSession], t0: UnixMillis, p: UnixMillis, per_user: bool) -> Truth {
+pub(crate) fn truth(
+    sessions: &[SimSession],
+    t0: UnixMillis,
+    p: UnixMillis,
+    per_user: bool,
+) -> Truth {
     let mut t = Truth {
         buckets: vec![0; BUCKETS.len()],
         ..Truth::default()
@@ -577,7 +593,13 @@ fn truth(sessions: &[SimSession], t0: UnixMillis, p: UnixMillis, per_user: bool)
 
 /// The ground truth of `portal` for what `m` published, with `t0`: the simulator's listing at the
 /// poll's start.
-fn truth_at(sim: &Simulator, portal: &str, m: &Expo, t0: UnixMillis, per_user: bool) -> Truth {
+pub(crate) fn truth_at(
+    sim: &Simulator,
+    portal: &str,
+    m: &Expo,
+    t0: UnixMillis,
+    per_user: bool,
+) -> Truth {
     let p = m.poll_ms(portal).expect("a successful poll");
     truth(&sim.sessions_at(portal, p), t0, p, per_user)
 }
@@ -586,19 +608,19 @@ fn truth_at(sim: &Simulator, portal: &str, m: &Expo, t0: UnixMillis, per_user: b
 // State files
 // ---------------------------------------------------------------------------------------------
 
-fn state_path(dir: &Path, portal: &str) -> PathBuf {
+pub(crate) fn state_path(dir: &Path, portal: &str) -> PathBuf {
     dir.join(format!("{portal}.state"))
 }
 
 /// The state file of `portal`, parsed.
-fn state_json(dir: &Path, portal: &str) -> serde_json::Value {
+pub(crate) fn state_json(dir: &Path, portal: &str) -> serde_json::Value {
     let path = state_path(dir, portal);
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }
 
 /// T0 of `portal` as its state file holds it.
-fn state_t0(dir: &Path, portal: &str) -> UnixMillis {
+pub(crate) fn state_t0(dir: &Path, portal: &str) -> UnixMillis {
     let v = state_json(dir, portal);
     v["t0_ms"]
         .as_i64()
@@ -606,13 +628,13 @@ fn state_t0(dir: &Path, portal: &str) -> UnixMillis {
 }
 
 /// `written_at_ms` of the state file of `portal`, if it exists and parses.
-fn state_written(dir: &Path, portal: &str) -> Option<i64> {
+pub(crate) fn state_written(dir: &Path, portal: &str) -> Option<i64> {
     let bytes = std::fs::read(state_path(dir, portal)).ok()?;
     serde_json::from_slice::<serde_json::Value>(&bytes).ok()?["written_at_ms"].as_i64()
 }
 
 /// Names of the files in `dir` that end in `.corrupt`.
-fn corrupt_files(dir: &Path) -> Vec<String> {
+pub(crate) fn corrupt_files(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .expect("read storage dir")
         .filter_map(|e| e.ok())
@@ -629,13 +651,13 @@ fn corrupt_files(dir: &Path) -> Vec<String> {
 
 /// Every accounting counter value scraped, in order, across processes.
 #[derive(Default)]
-struct History {
+pub(crate) struct History {
     /// (process number, series, value)
-    samples: Vec<(usize, String, f64)>,
+    pub(crate) samples: Vec<(usize, String, f64)>,
 }
 
 impl History {
-    fn record(&mut self, process: usize, m: &Expo, portal: &str) -> usize {
+    pub(crate) fn record(&mut self, process: usize, m: &Expo, portal: &str) -> usize {
         let acc = m.accounting(portal);
         let n = acc.len();
         self.samples
@@ -644,7 +666,7 @@ impl History {
     }
 
     /// Every place where a series went down (empty when the history is monotonic).
-    fn decreases(&self) -> Vec<String> {
+    pub(crate) fn decreases(&self) -> Vec<String> {
         let mut last: BTreeMap<&str, (usize, f64)> = BTreeMap::new();
         let mut out = Vec::new();
         for (process, series, value) in &self.samples {
@@ -660,7 +682,7 @@ impl History {
         out
     }
 
-    fn series(&self) -> BTreeSet<&str> {
+    pub(crate) fn series(&self) -> BTreeSet<&str> {
         self.samples.iter().map(|(_, s, _)| s.as_str()).collect()
     }
 }
@@ -670,17 +692,17 @@ impl History {
 // ---------------------------------------------------------------------------------------------
 
 /// A thread that keeps adding short sessions and ending open ones at random until stopped.
-struct Churn {
-    stop: Arc<AtomicBool>,
+pub(crate) struct Churn {
+    pub(crate) stop: Arc<AtomicBool>,
     /// The latest session event scheduled so far (start or end), epoch ms.
-    last_event: Arc<AtomicI64>,
-    handle: Option<JoinHandle<(u64, u64)>>,
+    pub(crate) last_event: Arc<AtomicI64>,
+    pub(crate) handle: Option<JoinHandle<(u64, u64)>>,
 }
 
 impl Churn {
     /// Churns `portal` with sessions numbered from `first_id`, users from `users`; `open` are the
     /// session numbers (with their start) it may also end. Pauses of `pause_ms` between events.
-    fn start(
+    pub(crate) fn start(
         sim: &Simulator,
         portal: &str,
         seed: u64,
@@ -725,7 +747,7 @@ impl Churn {
     }
 
     /// Stops the thread: (sessions added, sessions ended), and the last event time.
-    fn finish(mut self) -> ((u64, u64), UnixMillis) {
+    pub(crate) fn finish(mut self) -> ((u64, u64), UnixMillis) {
         self.stop.store(true, Ordering::SeqCst);
         let counts = self
             .handle
@@ -744,7 +766,7 @@ impl Drop for Churn {
 }
 
 /// The seed of a randomised test: `RESTARTS_SEED` if set, else from the clock (printed).
-fn seed(test: &str) -> u64 {
+pub(crate) fn seed(test: &str) -> u64 {
     let seed = std::env::var("RESTARTS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -761,4 +783,3 @@ fn seed(test: &str) -> u64 {
 // ---------------------------------------------------------------------------------------------
 // 1. Stateless restart
 // ---------------------------------------------------------------------------------------------
-

@@ -1,5 +1,6 @@
 //! What a portal's state file holds (`--storage.path`), and the checks a file passes before it
-//! resumes a portal: version, portal id, age, and settings that the counters depend on.
+//! resumes a portal: version, portal id, age, and settings that the counters depend on. Pure:
+//! reading and writing the file is [`super::StateFile`]'s business.
 //!
 //! The format is JSON, versioned by [`STATE_VERSION`]. It holds T0, every counter (the ledger's,
 //! its histogram and per-user aggregates, the per-user label slots), the watermark of the next
@@ -211,7 +212,7 @@ mod tests {
         );
         let mut users = per_user.map(|u| UserLabels::new(u.clone()));
         if let Some(u) = &mut users {
-            u.update(&mut ledger, 1_060_000);
+            u.update(&ledger);
         }
         let state = PortalState {
             version: STATE_VERSION,
@@ -327,6 +328,7 @@ mod tests {
         let bytes = encode(&state).unwrap();
         let other_buckets = LedgerSettings {
             duration_buckets: vec![1.0, 2.0],
+            ..LedgerSettings::default()
         };
         let err = decode(&bytes, P, &other_buckets, Some(&u), 1_070_000, 30 * DAY).unwrap_err();
         assert!(

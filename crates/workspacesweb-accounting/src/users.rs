@@ -4,9 +4,10 @@
 //! Assignment is decided when a user is first seen and kept until the user is evicted: the first
 //! `max_users` users get series of their own; later ones are summed into `username="__other__"`
 //! (their contributions are added as deltas, so `__other__` stays monotonic and the per-user sums
-//! equal the portal totals). A user with no active session and no activity for `idle_ttl` is
-//! evicted from the ledger and loses its series; that frees its slot for the next new user. A raw
-//! username that is literally `__other__` is counted in the overflow series.
+//! equal the portal totals). A user the ledger evicted ([`Ledger::evict_idle_users`], after
+//! `idle_ttl` without a session) loses its series at the next update; that frees its slot for the
+//! next new user. The mapping only reads the ledger. A raw username that is literally `__other__`
+//! is counted in the overflow series.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -14,7 +15,6 @@ use std::fmt::Write as _;
 use sha2::{Digest, Sha256};
 
 use crate::ledger::{Ledger, UNKNOWN_USER};
-use crate::session::UnixMillis;
 
 /// Label value of the overflow series.
 pub const OTHER_USER: &str = "__other__";
@@ -38,7 +38,8 @@ pub struct UserSettings {
     pub mode: LabelMode,
     /// Users with series of their own; more go to `__other__`.
     pub max_users: usize,
-    /// Idle time after which a user's series go away, in milliseconds.
+    /// Idle time after which a user's series go away, in milliseconds (the ledger evicts the
+    /// user: [`crate::ledger::LedgerSettings::idle_user_ttl_ms`]).
     pub idle_ttl_ms: i64,
 }
 
@@ -108,11 +109,9 @@ impl UserLabels {
         }
     }
 
-    /// Evicts idle users from `ledger` (call after [`Ledger::prune`], which releases their old
-    /// sessions), assigns new ones, and returns the series to expose,
-    /// sorted by label value.
-    pub fn update(&mut self, ledger: &mut Ledger, at_ms: UnixMillis) -> Vec<UserSeries> {
-        ledger.evict_idle_users(at_ms.saturating_sub(self.settings.idle_ttl_ms));
+    /// Follows the users of `ledger`: drops the slots of users it no longer has (evicted), assigns
+    /// new ones, and returns the series to expose, sorted by label value.
+    pub fn update(&mut self, ledger: &Ledger) -> Vec<UserSeries> {
         let present: HashMap<&str, _> = ledger.users().collect();
         self.slots.retain(|name, slot| {
             let keep = present.contains_key(name.as_str());
@@ -310,7 +309,7 @@ mod tests {
             active("s4", "d", 0),
         ];
         ledger.apply_poll(10_000, &poll1, &[]);
-        let series = labels.update(&mut ledger, 10_000);
+        let series = labels.update(&ledger);
         let names: Vec<_> = series.iter().map(|s| s.username.as_str()).collect();
         assert_eq!(names.len(), 3, "{names:?}");
         assert!(names.contains(&OTHER_USER));
@@ -327,7 +326,7 @@ mod tests {
 
         // Next poll: the same sessions accrue 10 s more each; still exact, __other__ monotonic.
         ledger.apply_poll(20_000, &poll1, &[]);
-        let series = labels.update(&mut ledger, 20_000);
+        let series = labels.update(&ledger);
         let sum_secs: f64 = series.iter().map(|s| s.session_seconds).sum();
         assert_eq!(sum_secs, 80.0);
         let other = series
@@ -339,25 +338,33 @@ mod tests {
 
     #[test]
     fn idle_users_are_evicted_and_free_their_slot() {
-        let mut ledger = Ledger::new(LedgerSettings::default(), 0);
+        let idle_ttl_ms = 60_000;
+        let mut ledger = Ledger::new(
+            LedgerSettings {
+                idle_user_ttl_ms: idle_ttl_ms,
+                ..LedgerSettings::default()
+            },
+            0,
+        );
         let mut labels = UserLabels::new(UserSettings {
             mode: LabelMode::Raw,
             max_users: 1,
-            idle_ttl_ms: 60_000,
+            idle_ttl_ms,
         });
         ledger.apply_poll(1_000, &[active("s1", "a", 0)], &[]);
-        assert_eq!(labels.update(&mut ledger, 1_000)[0].username, "a");
+        assert_eq!(labels.update(&ledger)[0].username, "a");
         let ended = SessionRecord {
             status: SessionStatus::Terminated,
             end_ms: Some(2_000),
             ..active("s1", "a", 0)
         };
         ledger.apply_poll(3_000, &[], &[ended]);
-        assert_eq!(labels.update(&mut ledger, 3_000)[0].username, "a");
+        assert_eq!(labels.update(&ledger)[0].username, "a");
         // Long after: "a" is idle and goes; "b" gets the freed slot instead of __other__.
         ledger.apply_poll(200_000, &[active("s2", "b", 150_000)], &[]);
         ledger.prune(140_000); // as the poller does after each poll: releases s1
-        let series = labels.update(&mut ledger, 200_000);
+        assert_eq!(ledger.evict_idle_users(200_000), 1, "only a is idle");
+        let series = labels.update(&ledger);
         let names: Vec<_> = series.iter().map(|s| s.username.as_str()).collect();
         assert_eq!(names, vec!["b"]);
     }
@@ -371,7 +378,7 @@ mod tests {
             &[active("s1", OTHER_USER, 0), active("s2", "x", 0)],
             &[],
         );
-        let series = labels.update(&mut ledger, 1_000);
+        let series = labels.update(&ledger);
         assert_eq!(
             series.iter().filter(|s| s.username == OTHER_USER).count(),
             1

@@ -229,7 +229,8 @@ impl Ledger {
         state
     }
 
-    /// A ledger that continues `state` exactly, if it was made with the same `settings`.
+    /// A ledger that continues `state` exactly, if it was made with the same `settings` (the
+    /// histogram's buckets; the idle-user TTL is taken from `settings`).
     pub fn from_state(settings: &LedgerSettings, state: LedgerState) -> Result<Self, StateError> {
         if state.duration_bounds != settings.duration_buckets {
             return Err(StateError::Buckets {
@@ -237,72 +238,8 @@ impl Ledger {
                 configured: settings.duration_buckets.clone(),
             });
         }
-        if state.duration_counts.len() != state.duration_bounds.len() + 1 {
-            return Err(StateError::Inconsistent(
-                "histogram bucket counts do not match its bounds",
-            ));
-        }
-        let count = state
-            .duration_counts
-            .iter()
-            .try_fold(0u64, |a, c| a.checked_add(*c))
-            .ok_or(StateError::Inconsistent("histogram count overflows"))?;
-        if state.session_ms < 0 || state.duration_sum_ms < 0 || state.at_capacity_ms < 0 {
-            return Err(StateError::Inconsistent("negative session time"));
-        }
-        let durations = Histogram {
-            bounds: state.duration_bounds,
-            counts: state.duration_counts,
-            sum: state.duration_sum_ms as f64 / 1000.0,
-            count,
-        };
-        let mut books = Books {
-            t0_ms: state.t0_ms,
-            totals: Totals {
-                started: state.started,
-                terminated: state.terminated,
-                incomplete: state.incomplete,
-                session_seconds: state.session_ms as f64 / 1000.0,
-                durations,
-                at_capacity_seconds: None,
-            },
-            session_ms: state.session_ms,
-            duration_sum_ms: state.duration_sum_ms,
-            at_capacity_ms: state.at_capacity_ms,
-            users: HashMap::default(),
-        };
-        for (name, active, started, session_ms, last_seen_ms) in state.users {
-            books.users.insert(
-                Arc::from(name.as_str()),
-                UserTotals {
-                    active,
-                    started,
-                    session_ms,
-                    session_seconds: session_ms as f64 / 1000.0,
-                    last_seen_ms,
-                },
-            );
-        }
-        let mut sessions = HashMap::default();
-        for SessionState(id, user, start_ms, end_ms, accrued_ms, phase, incomplete) in
-            state.sessions
-        {
-            let user = books.user(&user, start_ms);
-            let phase = match phase {
-                PhaseState::Listed => Phase::Listed,
-                PhaseState::Vanished => Phase::Vanished,
-                PhaseState::Done => Phase::Done,
-            };
-            let entry = Entry {
-                user,
-                start_ms,
-                end_ms: end_ms.unwrap_or(NO_END),
-                accrued_ms,
-                phase,
-                incomplete,
-            };
-            sessions.insert(id.into_boxed_str(), entry);
-        }
+        let mut books = books_of(&state)?;
+        let sessions = sessions_of(&mut books, state.sessions);
         let loose = state
             .loose
             .into_iter()
@@ -335,8 +272,83 @@ impl Ledger {
             pruned_below: state.pruned_below,
             last_poll_ms: state.last_poll_ms,
             capacity_limit: None,
+            idle_user_ttl_ms: settings.idle_user_ttl_ms,
         };
         ledger.set_capacity_limit(state.capacity_limit);
         Ok(ledger)
     }
+}
+
+/// The counters and per-user aggregates of `state`, checked for consistency.
+fn books_of(state: &LedgerState) -> Result<Books, StateError> {
+    if state.duration_counts.len() != state.duration_bounds.len() + 1 {
+        return Err(StateError::Inconsistent(
+            "histogram bucket counts do not match its bounds",
+        ));
+    }
+    let count = state
+        .duration_counts
+        .iter()
+        .try_fold(0u64, |a, c| a.checked_add(*c))
+        .ok_or(StateError::Inconsistent("histogram count overflows"))?;
+    if state.session_ms < 0 || state.duration_sum_ms < 0 || state.at_capacity_ms < 0 {
+        return Err(StateError::Inconsistent("negative session time"));
+    }
+    let durations = Histogram {
+        bounds: state.duration_bounds.clone(),
+        counts: state.duration_counts.clone(),
+        sum: state.duration_sum_ms as f64 / 1000.0,
+        count,
+    };
+    let mut books = Books {
+        t0_ms: state.t0_ms,
+        totals: Totals {
+            started: state.started,
+            terminated: state.terminated,
+            incomplete: state.incomplete,
+            session_seconds: state.session_ms as f64 / 1000.0,
+            durations,
+            at_capacity_seconds: None,
+        },
+        session_ms: state.session_ms,
+        duration_sum_ms: state.duration_sum_ms,
+        at_capacity_ms: state.at_capacity_ms,
+        users: HashMap::default(),
+    };
+    for (name, active, started, session_ms, last_seen_ms) in &state.users {
+        books.users.insert(
+            Arc::from(name.as_str()),
+            UserTotals {
+                active: *active,
+                started: *started,
+                session_ms: *session_ms,
+                session_seconds: *session_ms as f64 / 1000.0,
+                last_seen_ms: *last_seen_ms,
+            },
+        );
+    }
+    Ok(books)
+}
+
+/// The sessions of a state, sharing the username keys of `books`.
+fn sessions_of(books: &mut Books, sessions: Vec<SessionState>) -> HashMap<Box<str>, Entry> {
+    let mut out = HashMap::default();
+    for SessionState(id, user, start_ms, end_ms, accrued_ms, phase, incomplete) in sessions {
+        let user = books.user(&user, start_ms);
+        let phase = match phase {
+            PhaseState::Listed => Phase::Listed,
+            PhaseState::Vanished => Phase::Vanished,
+            PhaseState::Done => Phase::Done,
+        };
+        let entry = Entry {
+            user,
+            start_ms,
+            end_ms: end_ms.unwrap_or(NO_END),
+            accrued_ms,
+            phase,
+            incomplete,
+        };
+        out.insert(id.into_boxed_str(), entry);
+    }
+    out
 }

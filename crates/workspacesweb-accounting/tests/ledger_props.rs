@@ -12,10 +12,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
-use workspacesweb_exporter::ledger::{
+use workspacesweb_accounting::ledger::{
     ActiveSummary, Ledger, LedgerSettings, UNKNOWN_USER, month_bounds,
 };
-use workspacesweb_exporter::session::{SessionRecord, SessionStatus};
+use workspacesweb_accounting::session::{SessionRecord, SessionStatus};
 
 const MIN: i64 = 60_000;
 /// 2026-01-31T20:00:00Z: a month boundary falls inside most generated runs.
@@ -419,6 +419,7 @@ fn run(sessions: &[Sess], plans: &[PollPlan], t0_offset: i64) -> Result<(), Test
     let mut ledger = Ledger::new(
         LedgerSettings {
             duration_buckets: BUCKETS.to_vec(),
+            ..LedgerSettings::default()
         },
         t0,
     );
@@ -508,6 +509,7 @@ fn run(sessions: &[Sess], plans: &[PollPlan], t0_offset: i64) -> Result<(), Test
             let state = serde_json::from_str(&text).expect("state parses");
             let settings = LedgerSettings {
                 duration_buckets: BUCKETS.to_vec(),
+                ..LedgerSettings::default()
             };
             let resumed = Ledger::from_state(&settings, state).expect("state resumes");
             prop_assert_eq!(resumed.to_state(), ledger.to_state());
@@ -646,6 +648,7 @@ fn run_capacity(
 ) -> Result<(), TestCaseError> {
     let settings = || LedgerSettings {
         duration_buckets: BUCKETS.to_vec(),
+        ..LedgerSettings::default()
     };
     let t0 = first_at;
     let mut ledger = Ledger::new(settings(), t0);
@@ -770,7 +773,7 @@ proptest! {
 
     #[test]
     fn poll_deltas_sum_to_totals(s in sessions(), p in plans()) {
-        let mut ledger = Ledger::new(LedgerSettings { duration_buckets: BUCKETS.to_vec() }, BASE);
+        let mut ledger = Ledger::new(LedgerSettings { duration_buckets: BUCKETS.to_vec(), ..LedgerSettings::default() }, BASE);
         ledger.set_capacity_limit(Some(2));
         let mut at = BASE;
         let (mut started, mut terminated, mut incomplete, mut ms, mut durations) = (0, 0, 0, 0, 0);

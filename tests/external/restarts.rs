@@ -1,5 +1,12 @@
-// The restart test that runs a real Prometheus: no reset and an exact increase() across two
-// restarts with durable state.
+//! The restart test that runs a real Prometheus: no reset and an exact increase() across two
+//! restarts with durable state (the harness is `tests/common/restart_harness.rs`).
+
+use std::time::{Duration, Instant};
+
+use crate::common::{self, free_port, poll_until};
+use crate::restart_harness::*;
+use workspacesweb_exporter::clock::now_ms;
+use workspacesweb_sim::PortalSpec;
 
 /// The one value of an instant-vector query.
 fn prom_value(prom: &str, q: &str, time: Option<&str>) -> Option<f64> {

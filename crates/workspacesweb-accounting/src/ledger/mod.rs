@@ -213,12 +213,16 @@ pub struct Totals {
 pub struct LedgerSettings {
     /// Upper bounds (seconds) of the duration histogram, strictly increasing.
     pub duration_buckets: Vec<f64>,
+    /// How long a user with no session left keeps its aggregates after its last activity, in
+    /// milliseconds (see [`Ledger::evict_idle_users`]); 0 drops them as soon as they have none.
+    pub idle_user_ttl_ms: i64,
 }
 
 impl Default for LedgerSettings {
     fn default() -> Self {
         Self {
             duration_buckets: DEFAULT_DURATION_BUCKETS.to_vec(),
+            idle_user_ttl_ms: 0,
         }
     }
 }
@@ -465,6 +469,8 @@ pub struct Ledger {
     last_poll_ms: Option<UnixMillis>,
     /// The portal's `maxConcurrentSessions`, when known.
     capacity_limit: Option<u64>,
+    /// [`LedgerSettings::idle_user_ttl_ms`].
+    idle_user_ttl_ms: i64,
 }
 
 impl Ledger {
@@ -490,6 +496,7 @@ impl Ledger {
             pruned_below: UnixMillis::MIN,
             last_poll_ms: None,
             capacity_limit: None,
+            idle_user_ttl_ms: settings.idle_user_ttl_ms,
         }
     }
 
@@ -620,6 +627,11 @@ impl Ledger {
             .map(|_| self.books.at_capacity_ms as f64 / 1000.0);
     }
 
+    /// Changes [`LedgerSettings::idle_user_ttl_ms`] (the histogram's buckets cannot change).
+    pub fn set_idle_user_ttl(&mut self, ttl_ms: i64) {
+        self.idle_user_ttl_ms = ttl_ms;
+    }
+
     /// The limit set by [`set_capacity_limit`](Self::set_capacity_limit), if known.
     pub fn capacity_limit(&self) -> Option<u64> {
         self.capacity_limit
@@ -740,13 +752,17 @@ impl Ledger {
         self.sessions.len().saturating_add(self.loose.len())
     }
 
-    /// Drops the aggregates of users with no active session, no session still held by the ledger,
-    /// and `last_seen_ms` before `before_ms`; returns how many were dropped.
+    /// Drops the aggregates of idle users at `at_ms`: no active session, no session still held by
+    /// the ledger, and no activity for [`LedgerSettings::idle_user_ttl_ms`] (`last_seen_ms` before
+    /// `at_ms` minus it); returns how many were dropped. The one place where users are evicted:
+    /// their label series ([`crate::users`]) follow what is left.
     ///
-    /// Optional memory bound for portals with many short-lived usernames. After it, sums over
+    /// The memory bound for portals with many short-lived usernames: call it after each poll,
+    /// after [`prune`](Self::prune), which releases their old sessions. After it, sums over
     /// [`users`](Self::users) equal the totals minus what the dropped users had; a returning user
     /// starts again from zero.
-    pub fn evict_idle_users(&mut self, before_ms: UnixMillis) -> usize {
+    pub fn evict_idle_users(&mut self, at_ms: UnixMillis) -> usize {
+        let before_ms = at_ms.saturating_sub(self.idle_user_ttl_ms);
         let len = self.books.users.len();
         self.books.users.retain(|name, u| {
             u.active > 0 || u.last_seen_ms >= before_ms || Arc::strong_count(name) > 1

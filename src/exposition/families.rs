@@ -1,125 +1,81 @@
-//! Builds the Prometheus text exposition (format 0.0.4) from portal snapshots.
-//!
-//! Every `workspacesweb_*` series is computed here from [`PortalSnapshot`]s; `process_*` come from the
-//! `prometheus` crate's process collector, gathered at render time so they are always fresh.
+//! The family table: every `workspacesweb_*` family (name, type, help) and how its samples are
+//! read from the board, in exposition order, written through a [`Writer`] so that each exposition
+//! format (the text format in `text.rs`; protobuf and OpenMetrics to come) is one
+//! implementation of it. Adding a metric is adding a row here.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::{Arc, LazyLock};
-
-use bytes::Bytes;
-use prometheus::Encoder as _;
+use std::sync::Arc;
 
 use crate::build_info;
-#[cfg(test)]
-use crate::snapshot::ReloadStatus;
-use crate::snapshot::{DiscoverySnapshot, ExporterStatus, PortalSnapshot};
+use crate::ledger::Histogram;
+use crate::snapshot::{DiscoverySnapshot, PortalSnapshot};
+use crate::status::ExporterStatus;
 use crate::users::UserSeries;
+use Kind::{Counter, Gauge};
 
-/// Metric name prefix.
+/// Prefix of every family name.
 pub const PREFIX: &str = "workspacesweb_";
 
 const REFRESH: &str = "Refreshed every poll interval.";
 
-static PROCESS: LazyLock<prometheus::Registry> = LazyLock::new(|| {
-    let registry = prometheus::Registry::new();
-    #[cfg(target_os = "linux")]
-    {
-        let _ = registry.register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ));
-    }
-    registry
-});
-
-/// Renders the whole exposition: portal series, exporter series and `process_*`.
-pub fn render(
-    portals: &[Arc<PortalSnapshot>],
-    discovery: &[DiscoverySnapshot],
-    status: impl Into<ExporterStatus>,
-) -> Bytes {
-    let mut out = render_main(portals, discovery, status).into_bytes();
-    out.extend_from_slice(&render_process());
-    Bytes::from(out)
+/// The type of a family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A value that goes up and down.
+    Gauge,
+    /// A value that only goes up (reset at a restart without durable state).
+    Counter,
+    /// Observations in buckets, with their sum and count.
+    Histogram,
 }
 
-/// The part of the exposition that changes only when a snapshot is published: every
-/// `workspacesweb_*` series (portal, discovery and exporter series), without `process_*`.
-/// Laid out as [`render_head`], then each of [`USER_FAMILIES`]: its header (when any portal has a
-/// sample of it) and every portal's [`render_user_samples`], which is how the server assembles it.
-pub fn render_main(
-    portals: &[Arc<PortalSnapshot>],
-    discovery: &[DiscoverySnapshot],
-    status: impl Into<ExporterStatus>,
-) -> String {
-    let users: usize = portals.iter().map(|p| p.users.len()).sum();
-    let mut out = String::with_capacity(4096 + portals.len() * 2048 + users * 256);
-    out.push_str(&render_head(portals, discovery, status));
-    for family in &USER_FAMILIES {
-        let samples: Vec<String> = portals
-            .iter()
-            .map(|p| render_user_samples(family, p))
-            .collect();
-        if samples.iter().any(|s| !s.is_empty()) {
-            out.push_str(&family.header());
-            samples.iter().for_each(|s| out.push_str(s));
+impl Kind {
+    /// The `# TYPE` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Gauge => "gauge",
+            Kind::Counter => "counter",
+            Kind::Histogram => "histogram",
         }
     }
-    out
 }
 
-/// Every `workspacesweb_*` family except the per-user ones, whose samples are rendered per
-/// portal (they are most of the exposition, and most portals do not change between renderings).
-pub fn render_head(
-    portals: &[Arc<PortalSnapshot>],
-    discovery: &[DiscoverySnapshot],
-    status: impl Into<ExporterStatus>,
-) -> String {
-    let mut out = String::with_capacity(4096 + portals.len() * 2048);
-    render_head_into(&mut out, portals, discovery, status);
-    out
+/// One exposition format: what the family table writes, family by family, sample by sample.
+/// Names are without [`PREFIX`]; a family's samples follow its header, except those of the
+/// per-user families, whose headers and samples are written apart (see [`UserFamily`]).
+pub trait Writer {
+    /// The header of a family: its name, type and help text.
+    fn header(&mut self, name: &str, kind: Kind, help: &str);
+    /// One sample of the family `name`: the labels of its source (portal or discovery source),
+    /// then its own, and its value.
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], extra: &[(&str, &str)], value: f64);
+    /// One histogram of the family `name`, with the labels of its source.
+    fn histogram(&mut self, name: &str, labels: &[(&str, &str)], h: &Histogram);
 }
 
-/// [`render_head`] into a sink.
-pub fn render_head_into(
-    out: &mut dyn Sink,
-    portals: &[Arc<PortalSnapshot>],
-    discovery: &[DiscoverySnapshot],
-    status: impl Into<ExporterStatus>,
-) {
-    render_portals(out, portals, discovery);
-    render_exporter(out, status.into());
+/// What the exposition shows: the portals' snapshots, the discovery sources' counters, and the
+/// exporter's own series.
+#[derive(Debug, Clone, Copy)]
+pub struct Board<'a> {
+    /// Portal snapshots, ordered by portal id.
+    pub portals: &'a [Arc<PortalSnapshot>],
+    /// API counters of the discovery sources.
+    pub discovery: &'a [DiscoverySnapshot],
+    /// Reload outcome and state write errors.
+    pub status: ExporterStatus,
 }
 
-/// Where rendered text goes: a `String`, or a compressor that takes the text as it grows (so a
-/// large exposition is never in memory as text).
-pub trait Sink {
-    /// The buffer to append text to.
-    fn text(&mut self) -> &mut String;
-    /// Called after each sample; a compressor takes the buffered text here.
-    fn sample_written(&mut self) {}
+/// Every family but the per-user ones: portal and discovery families, then the exporter's.
+pub fn write_head(w: &mut dyn Writer, board: Board<'_>) {
+    write_portals(w, board.portals, board.discovery);
+    write_exporter(w, board.status);
 }
 
-impl Sink for String {
-    fn text(&mut self) -> &mut String {
-        self
-    }
-}
-
-impl Sink for crate::deflate::PieceWriter {
-    fn text(&mut self) -> &mut String {
-        self.pending()
-    }
-
-    fn sample_written(&mut self) {
-        self.drain_if_full();
-    }
-}
-
-/// A per-user family: exposed after every other family, one block of samples per portal.
+/// A per-user family: exposed after every other family, one block of samples per portal (each
+/// portal's block is rendered and cached on its own, the header once).
 pub struct UserFamily {
     name: &'static str,
-    kind: &'static str,
+    kind: Kind,
     help: &'static str,
     value: fn(&PortalSnapshot, &UserSeries) -> Option<f64>,
 }
@@ -128,156 +84,42 @@ pub struct UserFamily {
 pub static USER_FAMILIES: [UserFamily; 3] = [
     UserFamily {
         name: "user_active_sessions",
-        kind: "gauge",
+        kind: Kind::Gauge,
         help: "Active sessions of each user with at least one, at the last successful poll.",
         // A stale portal loses it with the other state gauges.
         value: |p, u| (p.active.is_some() && u.active > 0).then_some(u.active as f64),
     },
     UserFamily {
         name: "user_sessions_started_total",
-        kind: "counter",
+        kind: Kind::Counter,
         help: "Distinct sessions of each user observed since the exporter's first successful poll of the portal.",
         value: |_, u| Some(u.started as f64),
     },
     UserFamily {
         name: "user_session_seconds_total",
-        kind: "counter",
+        kind: Kind::Counter,
         help: "Session time of each user since the exporter's first successful poll of the portal.",
         value: |_, u| Some(u.session_seconds),
     },
 ];
 
 impl UserFamily {
-    /// The family's `# HELP` and `# TYPE` lines.
-    pub fn header(&self) -> String {
-        let mut out = String::new();
-        Family::new(
-            &mut out,
-            self.name,
-            self.kind,
-            &format!("{} {REFRESH}", self.help),
-        );
-        out
+    /// Writes the family's header.
+    pub fn write_header(&self, w: &mut dyn Writer) {
+        w.header(self.name, self.kind, &format!("{} {REFRESH}", self.help));
     }
-}
 
-/// One portal's samples of a per-user family, without the header ("" when it has none).
-pub fn render_user_samples(family: &UserFamily, p: &PortalSnapshot) -> String {
-    let mut out = String::with_capacity(p.users.len() * 128);
-    render_user_samples_into(&mut out, family, p);
-    out
-}
-
-/// [`render_user_samples`] into a sink.
-pub fn render_user_samples_into(out: &mut dyn Sink, family: &UserFamily, p: &PortalSnapshot) {
-    if p.users.is_empty() {
-        return;
-    }
-    let labels = portal_labels(p);
-    let mut f = Family::continued(out, family.name);
-    for u in &p.users {
-        if let Some(v) = (family.value)(p, u) {
-            f.sample("", &labels, &[("username", &u.username)], v);
+    /// Writes one portal's samples of the family (none when it has no users).
+    pub fn write_samples(&self, w: &mut dyn Writer, p: &PortalSnapshot) {
+        if p.users.is_empty() {
+            return;
         }
-    }
-}
-
-/// The `process_*` families, gathered from /proc now (small; rendered on every scrape so they
-/// are always fresh). Empty where the process collector is not available.
-pub fn render_process() -> Vec<u8> {
-    let mut buf = Vec::with_capacity(1024);
-    if prometheus::TextEncoder::new()
-        .encode(&PROCESS.gather(), &mut buf)
-        .is_err()
-    {
-        buf.clear();
-    }
-    buf
-}
-
-/// Name, help and getter of a portal counter.
-type CounterDef = (
-    &'static str,
-    &'static str,
-    fn(&crate::ledger::Totals) -> f64,
-);
-
-/// A metric family being written: HELP and TYPE once, then samples.
-struct Family<'a> {
-    out: &'a mut dyn Sink,
-    name: String,
-}
-
-impl<'a> Family<'a> {
-    fn new(out: &'a mut dyn Sink, name: &str, kind: &str, help: &str) -> Self {
-        let text = out.text();
-        let _ = writeln!(text, "# HELP {PREFIX}{name} {}", escape_help(help));
-        let _ = writeln!(text, "# TYPE {PREFIX}{name} {kind}");
-        Self::continued(out, name)
-    }
-
-    /// Samples of a family whose header is written elsewhere.
-    fn continued(out: &'a mut dyn Sink, name: &str) -> Self {
-        Family {
-            out,
-            name: format!("{PREFIX}{name}"),
+        let labels = portal_labels(p);
+        for u in &p.users {
+            if let Some(v) = (self.value)(p, u) {
+                w.sample(self.name, &labels, &[("username", &u.username)], v);
+            }
         }
-    }
-
-    /// Writes `name{portal labels, extra labels} value`.
-    fn sample(&mut self, suffix: &str, base: &[(&str, &str)], extra: &[(&str, &str)], value: f64) {
-        let out = self.out.text();
-        out.push_str(&self.name);
-        out.push_str(suffix);
-        write_labels(out, base.iter().chain(extra.iter()));
-        out.push(' ');
-        push_value(out, value);
-        out.push('\n');
-        self.out.sample_written();
-    }
-}
-
-fn write_labels<'x>(out: &mut String, labels: impl Iterator<Item = &'x (&'x str, &'x str)>) {
-    let mut first = true;
-    for (k, v) in labels {
-        out.push(if first { '{' } else { ',' });
-        first = false;
-        out.push_str(k);
-        out.push_str("=\"");
-        escape_label_value(out, v);
-        out.push('"');
-    }
-    if !first {
-        out.push('}');
-    }
-}
-
-/// Escapes a label value: backslash, double quote and line feed (text format 0.0.4).
-pub fn escape_label_value(out: &mut String, v: &str) {
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-}
-
-fn escape_help(h: &str) -> String {
-    h.replace('\\', "\\\\").replace('\n', "\\n")
-}
-
-/// Formats a sample value: integers without a fraction, `NaN`, `+Inf`, `-Inf`.
-fn push_value(out: &mut String, v: f64) {
-    if v.is_nan() {
-        out.push_str("NaN");
-    } else if v.is_infinite() {
-        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
-    } else if v.fract() == 0.0 && v.abs() < 1e15 {
-        let _ = write!(out, "{}", v as i64);
-    } else {
-        let _ = write!(out, "{v}");
     }
 }
 
@@ -320,127 +162,62 @@ enum Read {
 }
 
 /// Families written by a function of their own (a histogram, info labels).
-type OwnFamilies = fn(&mut dyn Sink, &[Arc<PortalSnapshot>], &[Vec<(&str, &str)>]);
+type OwnFamilies = fn(&mut dyn Writer, &[Arc<PortalSnapshot>], &[Vec<(&str, &str)>]);
 
 /// One row of [`PORTAL_FAMILIES`].
 enum Row {
-    /// A family: name, type, help, and how its samples are read.
-    Family(&'static str, &'static str, Help, Read),
+    /// A gauge family: name, how its samples are read, help.
+    Gauge(&'static str, Read, Help),
+    /// A counter family: name, how its samples are read, help.
+    Counter(&'static str, Read, Help),
     /// Families of a shape of their own.
     Own(OwnFamilies),
 }
 
-/// Every portal and discovery family, in exposition order. Adding a metric is adding a row.
+/// Every portal and discovery family, in exposition order. Adding a metric is adding a row: its
+/// name and how its samples are read, then its help text.
+#[rustfmt::skip]
 const PORTAL_FAMILIES: [Row; 16] = [
     // State gauges: present after a successful poll, dropped after the staleness limit.
-    Row::Family(
-        "active_sessions",
-        "gauge",
-        Help::Polled("Sessions with status Active at the last successful poll."),
-        Read::Value(|p| p.active.map(|a| a.sessions as f64)),
-    ),
-    Row::Family(
-        "active_sessions_peak",
-        "gauge",
-        Help::Polled(
-            "Highest number of simultaneously active sessions between the previous successful poll and the last one, from API start and end times (active_sessions on the first poll).",
-        ),
-        Read::Value(|p| p.active.map(|a| a.peak as f64)),
-    ),
-    Row::Family(
-        "active_users",
-        "gauge",
-        Help::Polled("Distinct usernames among the active sessions at the last successful poll."),
-        Read::Value(|p| p.active.map(|a| a.users as f64)),
-    ),
-    Row::Family(
-        "active_session_max_age_seconds",
-        "gauge",
-        Help::Polled("Age of the oldest active session at the last successful poll (0 when none)."),
-        Read::Value(|p| p.active.map(|a| a.max_age_seconds)),
-    ),
-    Row::Own(render_totals),
-    Row::Family(
-        "monthly_active_users",
-        "gauge",
-        Help::Polled(
-            "Distinct usernames with any session in the current UTC calendar month (what AWS bills on); backfilled from the API at startup.",
-        ),
-        Read::Value(|p| p.monthly_active_users.map(|v| v as f64)),
-    ),
-    Row::Own(render_info),
-    Row::Family(
-        "portal_max_concurrent_sessions",
-        "gauge",
-        Help::Polled("maxConcurrentSessions of the portal, for capacity alerts."),
-        Read::Value(|p| {
-            p.meta
-                .as_ref()
-                .and_then(|m| m.max_concurrent_sessions)
-                .map(|m| m as f64)
-        }),
-    ),
-    Row::Family(
-        "poller_panics_total",
-        "counter",
-        Help::Fixed(
-            "Panics caught in the portal's poll task (the task restarts with a fresh ledger).",
-        ),
-        Read::Count(|p| p.panics),
-    ),
-    Row::Family(
-        "up",
-        "gauge",
-        Help::Polled("1 if the last poll of the portal succeeded, else 0."),
-        Read::Value(|p| Some(if p.up { 1.0 } else { 0.0 })),
-    ),
-    Row::Family(
-        "poll_duration_seconds",
-        "gauge",
-        Help::Polled("Wall time of the last poll of the portal."),
-        Read::Value(|p| p.poll_duration_seconds),
-    ),
-    Row::Family(
-        "last_successful_poll_timestamp_seconds",
-        "gauge",
-        Help::Polled("Unix time of the last successful poll of the portal."),
-        Read::Value(|p| p.last_success_unix),
-    ),
+    Row::Gauge("active_sessions", Read::Value(|p| p.active.map(|a| a.sessions as f64)),
+        Help::Polled("Sessions with status Active at the last successful poll.")),
+    Row::Gauge("active_sessions_peak", Read::Value(|p| p.active.map(|a| a.peak as f64)),
+        Help::Polled("Highest number of simultaneously active sessions between the previous successful poll and the last one, from API start and end times (active_sessions on the first poll).")),
+    Row::Gauge("active_users", Read::Value(|p| p.active.map(|a| a.users as f64)),
+        Help::Polled("Distinct usernames among the active sessions at the last successful poll.")),
+    Row::Gauge("active_session_max_age_seconds", Read::Value(|p| p.active.map(|a| a.max_age_seconds)),
+        Help::Polled("Age of the oldest active session at the last successful poll (0 when none).")),
+    Row::Own(write_totals),
+    Row::Gauge("monthly_active_users", Read::Value(|p| p.monthly_active_users.map(|v| v as f64)),
+        Help::Polled("Distinct usernames with any session in the current UTC calendar month (what AWS bills on); backfilled from the API at startup.")),
+    Row::Own(write_info),
+    Row::Gauge("portal_max_concurrent_sessions", Read::Value(|p| p.meta.as_ref().and_then(|m| m.max_concurrent_sessions).map(|m| m as f64)),
+        Help::Polled("maxConcurrentSessions of the portal, for capacity alerts.")),
+    Row::Counter("poller_panics_total", Read::Count(|p| p.panics),
+        Help::Fixed("Panics caught in the portal's poll task (the task restarts with a fresh ledger).")),
+    Row::Gauge("up", Read::Value(|p| Some(if p.up { 1.0 } else { 0.0 })),
+        Help::Polled("1 if the last poll of the portal succeeded, else 0.")),
+    Row::Gauge("poll_duration_seconds", Read::Value(|p| p.poll_duration_seconds),
+        Help::Polled("Wall time of the last poll of the portal.")),
+    Row::Gauge("last_successful_poll_timestamp_seconds", Read::Value(|p| p.last_success_unix),
+        Help::Polled("Unix time of the last successful poll of the portal.")),
     // With `--storage.path`.
-    Row::Family(
-        "state_restored",
-        "gauge",
-        Help::Fixed("1 when the portal resumed its counters from its state file at start, else 0."),
-        Read::Value(|p| p.state.map(|s| if s.restored { 1.0 } else { 0.0 })),
-    ),
-    Row::Family(
-        "state_last_write_timestamp_seconds",
-        "gauge",
-        Help::Fixed("Unix time of the last successful write of the portal's state file."),
-        Read::Value(|p| p.state.and_then(|s| s.last_write_unix)),
-    ),
-    Row::Family(
-        "api_requests_total",
-        "counter",
-        Help::Polled("HTTP requests sent to the WorkSpaces Web API, retries included."),
-        Read::Api(|(requests, _), emit| {
+    Row::Gauge("state_restored", Read::Value(|p| p.state.map(|s| if s.restored { 1.0 } else { 0.0 })),
+        Help::Fixed("1 when the portal resumed its counters from its state file at start, else 0.")),
+    Row::Gauge("state_last_write_timestamp_seconds", Read::Value(|p| p.state.and_then(|s| s.last_write_unix)),
+        Help::Fixed("Unix time of the last successful write of the portal's state file.")),
+    Row::Counter("api_requests_total", Read::Api(|(requests, _), emit| {
             for (op, n) in requests {
                 emit(&[("operation", op)], *n as f64);
             }
         }),
-    ),
-    Row::Family(
-        "api_request_errors_total",
-        "counter",
-        Help::Polled(
-            "Failed API requests by AWS error code, or timeout, dispatch (connection failed), other.",
-        ),
-        Read::Api(|(_, errors), emit| {
+        Help::Polled("HTTP requests sent to the WorkSpaces Web API, retries included.")),
+    Row::Counter("api_request_errors_total", Read::Api(|(_, errors), emit| {
             for ((op, code), n) in errors {
                 emit(&[("operation", op), ("error", code)], *n as f64);
             }
         }),
-    ),
+        Help::Polled("Failed API requests by AWS error code, or timeout, dispatch (connection failed), other.")),
 ];
 
 /// The portals and discovery sources being rendered, with their label sets.
@@ -507,27 +284,28 @@ impl<'a> Sources<'a> {
 }
 
 /// Every portal and discovery family, as [`PORTAL_FAMILIES`] lists them.
-fn render_portals(
-    out: &mut dyn Sink,
+fn write_portals(
+    w: &mut dyn Writer,
     portals: &[Arc<PortalSnapshot>],
     discovery: &[DiscoverySnapshot],
 ) {
     let sources = Sources::new(portals, discovery);
     for row in &PORTAL_FAMILIES {
         match row {
-            Row::Own(render) => render(out, portals, &sources.labels),
-            Row::Family(name, kind, help, read) => {
-                render_family(out, &sources, (name, kind, *help), *read);
+            Row::Own(write) => write(w, portals, &sources.labels),
+            Row::Gauge(name, read, help) => write_family(w, &sources, (name, Gauge, *help), *read),
+            Row::Counter(name, read, help) => {
+                write_family(w, &sources, (name, Counter, *help), *read);
             }
         }
     }
 }
 
 /// One family of [`PORTAL_FAMILIES`]: its header and samples, or nothing while it has no sample.
-fn render_family(
-    out: &mut dyn Sink,
+fn write_family(
+    w: &mut dyn Writer,
     sources: &Sources<'_>,
-    (name, kind, help): (&str, &str, Help),
+    (name, kind, help): (&str, Kind, Help),
     read: Read,
 ) {
     if !sources.any(read) {
@@ -537,33 +315,38 @@ fn render_family(
         Help::Polled(h) => format!("{h} {REFRESH}"),
         Help::Fixed(h) => h.to_string(),
     };
-    let mut f = Family::new(out, name, kind, &help);
+    w.header(name, kind, &help);
     match read {
         Read::Value(get) => {
             for (p, l) in sources.each() {
                 if let Some(v) = get(p) {
-                    f.sample("", l, &[], v);
+                    w.sample(name, l, &[], v);
                 }
             }
         }
         Read::Count(get) => {
             for (p, l) in sources.each() {
-                f.sample("", l, &[], get(p) as f64);
+                w.sample(name, l, &[], get(p) as f64);
             }
         }
         Read::Api(get) => {
             for (counts, l) in sources.api_counts() {
-                get(counts, &mut |extra, v| f.sample("", l, extra, v));
+                get(counts, &mut |extra, v| w.sample(name, l, extra, v));
             }
         }
     }
 }
 
-fn render_totals(
-    out: &mut dyn Sink,
-    portals: &[Arc<PortalSnapshot>],
-    labels: &[Vec<(&str, &str)>],
-) {
+/// Name, help and getter of a portal counter.
+type CounterDef = (
+    &'static str,
+    &'static str,
+    fn(&crate::ledger::Totals) -> f64,
+);
+
+/// The counters since T0, time at capacity, and the duration histogram, of the portals that have
+/// totals.
+fn write_totals(w: &mut dyn Writer, portals: &[Arc<PortalSnapshot>], labels: &[Vec<(&str, &str)>]) {
     let with_totals: Vec<_> = portals
         .iter()
         .zip(labels.iter())
@@ -572,75 +355,66 @@ fn render_totals(
     if with_totals.is_empty() {
         return;
     }
-    let counters: [CounterDef; 4] = [
-        (
-            "sessions_started_total",
-            "Distinct sessions observed since the exporter's first successful poll of the portal (active at a poll, or terminated after it).",
-            |t| t.started as f64,
-        ),
-        (
-            "sessions_terminated_total",
-            "Distinct sessions observed to terminate since the exporter's first successful poll of the portal.",
-            |t| t.terminated as f64,
-        ),
-        (
-            "session_seconds_total",
-            "Session time consumed since the exporter's first successful poll: the integral of the active-session count, from API start and end times.",
-            |t| t.session_seconds,
-        ),
-        (
-            "session_records_incomplete_total",
-            "Session records missing id, startTime or endTime, with endTime before startTime, or with an unknown status; kept out of durations.",
-            |t| t.incomplete as f64,
-        ),
-    ];
-    for (name, help, get) in counters {
-        let mut f = Family::new(out, name, "counter", &format!("{help} {REFRESH}"));
+    for (name, help, get) in TOTALS {
+        w.header(name, Kind::Counter, &format!("{help} {REFRESH}"));
         for (t, l) in &with_totals {
-            f.sample("", l, &[], get(t));
+            w.sample(name, l, &[], get(t));
         }
     }
     if with_totals
         .iter()
         .any(|(t, _)| t.at_capacity_seconds.is_some())
     {
-        let mut f = Family::new(
-            out,
-            "portal_at_capacity_seconds_total",
-            "counter",
+        let name = "portal_at_capacity_seconds_total";
+        w.header(
+            name,
+            Kind::Counter,
             &format!(
                 "Time since the exporter's first successful poll of the portal during which its concurrent sessions were at or above maxConcurrentSessions, from API start and end times; absent while the limit is unknown. {REFRESH}"
             ),
         );
         for (t, l) in &with_totals {
             if let Some(v) = t.at_capacity_seconds {
-                f.sample("", l, &[], v);
+                w.sample(name, l, &[], v);
             }
         }
     }
-    let mut f = Family::new(
-        out,
-        "session_duration_seconds",
-        "histogram",
+    let name = "session_duration_seconds";
+    w.header(
+        name,
+        Kind::Histogram,
         &format!(
             "endTime - startTime of each terminated session counted in sessions_terminated_total with a complete record. {REFRESH}"
         ),
     );
     for (t, l) in &with_totals {
-        let h = &t.durations;
-        let mut cumulative = 0u64;
-        let mut le = String::new();
-        for (i, bound) in h.bounds.iter().enumerate() {
-            cumulative += h.counts.get(i).copied().unwrap_or(0);
-            le.clear();
-            push_value(&mut le, *bound);
-            f.sample("_bucket", l, &[("le", &le)], cumulative as f64);
-        }
-        f.sample("_bucket", l, &[("le", "+Inf")], h.count as f64);
-        f.sample("_sum", l, &[], h.sum);
-        f.sample("_count", l, &[], h.count as f64);
+        w.histogram(name, l, &t.durations);
     }
 }
+
+/// The portal counters since T0, in exposition order.
+const TOTALS: [CounterDef; 4] = [
+    (
+        "sessions_started_total",
+        "Distinct sessions observed since the exporter's first successful poll of the portal (active at a poll, or terminated after it).",
+        |t| t.started as f64,
+    ),
+    (
+        "sessions_terminated_total",
+        "Distinct sessions observed to terminate since the exporter's first successful poll of the portal.",
+        |t| t.terminated as f64,
+    ),
+    (
+        "session_seconds_total",
+        "Session time consumed since the exporter's first successful poll: the integral of the active-session count, from API start and end times.",
+        |t| t.session_seconds,
+    ),
+    (
+        "session_records_incomplete_total",
+        "Session records missing id, startTime or endTime, with endTime before startTime, or with an unknown status; kept out of durations.",
+        |t| t.incomplete as f64,
+    ),
+];
 
 /// Labels of `portal_info` beyond the portal's own; a static label of the same name is left out there.
 const INFO_LABELS: [&str; 5] = [
@@ -652,15 +426,15 @@ const INFO_LABELS: [&str; 5] = [
 ];
 
 /// `portal_info`: the portal's labels and its metadata (a static label of the same name is left out).
-fn render_info(out: &mut dyn Sink, portals: &[Arc<PortalSnapshot>], labels: &[Vec<(&str, &str)>]) {
+fn write_info(w: &mut dyn Writer, portals: &[Arc<PortalSnapshot>], labels: &[Vec<(&str, &str)>]) {
     let each = || portals.iter().zip(labels.iter());
     if !each().any(|(p, _)| p.meta.is_some()) {
         return;
     }
-    let mut f = Family::new(
-        out,
-        "portal_info",
-        "gauge",
+    let name = "portal_info";
+    w.header(
+        name,
+        Kind::Gauge,
         &format!("Portal metadata from GetPortal, value 1; absent when not permitted. {REFRESH}"),
     );
     for (p, l) in each() {
@@ -677,73 +451,72 @@ fn render_info(out: &mut dyn Sink, portals: &[Arc<PortalSnapshot>], labels: &[Ve
                 ("browser_type", m.browser_type.as_str()),
                 ("instance_type", m.instance_type.as_str()),
             ];
-            f.sample("", &base, &info, 1.0);
+            w.sample(name, &base, &info, 1.0);
         }
     }
 }
 
-fn render_exporter(out: &mut dyn Sink, status: ExporterStatus) {
+/// The exporter's own families: build info, the last configuration load, state write errors.
+fn write_exporter(w: &mut dyn Writer, status: ExporterStatus) {
     let reload = status.reload;
-    let mut f = Family::new(
-        out,
+    let one = |w: &mut dyn Writer, name: &str, help: &str, labels: &[(&str, &str)], value: f64| {
+        w.header(name, Kind::Gauge, help);
+        w.sample(name, labels, &[], value);
+    };
+    one(
+        w,
         "exporter_build_info",
-        "gauge",
         "A metric with a constant '1' value labeled by version, revision and rustc_version of the build.",
-    );
-    f.sample(
-        "",
         &[
             ("version", crate::VERSION),
             ("revision", build_info::REVISION),
             ("rustc_version", build_info::RUSTC_VERSION),
         ],
-        &[],
         1.0,
     );
-    let mut f = Family::new(
-        out,
+    one(
+        w,
         "config_last_reload_successful",
-        "gauge",
         "Whether the last configuration load succeeded.",
+        &[],
+        if reload.successful { 1.0 } else { 0.0 },
     );
-    f.sample("", &[], &[], if reload.successful { 1.0 } else { 0.0 });
-    let mut f = Family::new(
-        out,
+    one(
+        w,
         "config_last_reload_success_timestamp_seconds",
-        "gauge",
         "Unix time of the last successful configuration load.",
+        &[],
+        reload.success_unix,
     );
-    f.sample("", &[], &[], reload.success_unix);
     if let Some(errors) = status.state_write_errors {
-        let mut f = Family::new(
-            out,
-            "state_write_errors_total",
-            "counter",
+        let name = "state_write_errors_total";
+        w.header(
+            name,
+            Kind::Counter,
             "State file writes (--storage.path) that failed since the exporter started.",
         );
-        f.sample("", &[], &[], errors as f64);
+        w.sample(name, &[], &[], errors as f64);
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exposition::text::{TextWriter, render};
     use crate::ledger::ActiveSummary;
+    use crate::status::ReloadStatus;
 
     fn text(portals: Vec<PortalSnapshot>) -> String {
         let portals: Vec<_> = portals.into_iter().map(Arc::new).collect();
-        String::from_utf8(
-            render(
-                &portals,
-                &[],
-                ReloadStatus {
-                    successful: true,
-                    success_unix: 5.0,
-                },
-            )
-            .to_vec(),
-        )
-        .unwrap_or_default()
+        let status = ReloadStatus {
+            successful: true,
+            success_unix: 5.0,
+        };
+        let board = Board {
+            portals: &portals,
+            discovery: &[],
+            status: status.into(),
+        };
+        String::from_utf8(render(board).to_vec()).unwrap_or_default()
     }
 
     /// The families the golden exposition does not hold (panics, state file, discovery): their
@@ -776,33 +549,8 @@ mod tests {
         };
         let portals = [Arc::new(calm), Arc::new(panicked)];
         let mut out = String::new();
-        render_portals(&mut out, &portals, &[discovery]);
+        write_portals(&mut TextWriter::new(&mut out), &portals, &[discovery]);
         assert_eq!(out, RARE_FAMILIES);
-    }
-
-    #[test]
-    fn values_are_formatted_like_prometheus() {
-        let mut s = String::new();
-        for v in [
-            1.0,
-            0.5,
-            f64::NAN,
-            f64::INFINITY,
-            f64::NEG_INFINITY,
-            -3.0,
-            1e20,
-        ] {
-            push_value(&mut s, v);
-            s.push(' ');
-        }
-        assert_eq!(s, "1 0.5 NaN +Inf -Inf -3 100000000000000000000 ");
-    }
-
-    #[test]
-    fn label_values_are_escaped() {
-        let mut s = String::new();
-        escape_label_value(&mut s, "a\"b\\c\nd é 😀");
-        assert_eq!(s, "a\\\"b\\\\c\\nd é 😀");
     }
 
     #[test]

@@ -1,20 +1,18 @@
 //! Benchmarks of the session ledger (`src/ledger`): one steady-state poll, raw observation
-//! throughput, `pending()`, and the durable state write. See BENCHMARKS.md for the figures and how to run them.
+//! throughput and `pending()` (the durable state write is the exporter's `benches/state.rs`).
+//! See BENCHMARKS.md for the figures and how to run them.
 //!
 //! All inputs are built outside the timed closures; every timed call mutates a fresh clone of a
 //! prepared ledger (`iter_batched_ref`), so each iteration does the real work of a poll.
 //!
-//! `LEDGER_MEMORY=1 cargo bench --bench ledger` skips the timings and instead prints the resident
+//! `LEDGER_MEMORY=1 cargo bench -p workspacesweb-accounting --bench ledger` skips the timings and instead prints the resident
 //! memory per tracked session (process RSS before and after tracking 1,000,000 sessions).
 
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, Throughput};
-use workspacesweb_exporter::ledger::{Ledger, LedgerSettings};
-use workspacesweb_exporter::poll::state::{self, LabelFingerprint, PortalState, STATE_VERSION};
-use workspacesweb_exporter::session::{SessionRecord, SessionStatus, UnixMillis};
-use workspacesweb_exporter::storage::StateDir;
-use workspacesweb_exporter::users::{LabelMode, UserLabels, UserSettings};
+use workspacesweb_accounting::ledger::{Ledger, LedgerSettings};
+use workspacesweb_accounting::session::{SessionRecord, SessionStatus, UnixMillis};
 
 /// T0 of every ledger here: 2026-05-28T00:00:00Z, far from a month boundary.
 const T0: UnixMillis = 1_779_926_400_000;
@@ -212,70 +210,6 @@ fn memory_report() {
     );
 }
 
-/// The durable state write of one portal after a poll (`--storage.path`): 2,000 active sessions,
-/// 2,000 users with per-user series (hashed), the terminated sessions of the last 10 minutes held
-/// for deduplication. Prints the file size once; times building the state, serializing it, and
-/// the whole write (temp file, fsync, rename, fsync of the directory) on this machine's disk.
-fn state_write(c: &mut Criterion) {
-    const N: usize = 2_000;
-    let t1 = poll_at(0);
-    let mut ledger = Ledger::new(LedgerSettings::default(), t1 - POLL_MS / 2);
-    let listing: Vec<SessionRecord> = (0..N).map(active).collect();
-    ledger.apply_poll(t1, &listing, &[]);
-    // Ten polls of churn: 20 sessions end and 20 start per poll.
-    for k in 1..=10 {
-        let at = t1 + k as i64 * POLL_MS;
-        let listing: Vec<SessionRecord> = (k * 20..N + k * 20).map(active).collect();
-        let ended: Vec<SessionRecord> = ((k - 1) * 20..k * 20)
-            .map(|i| terminated(i, at - 1_000))
-            .collect();
-        ledger.apply_poll(at, &listing, &ended);
-        ledger.prune(at - 10 * POLL_MS);
-    }
-    let settings = UserSettings {
-        mode: LabelMode::Hashed {
-            salt: "bench".into(),
-        },
-        max_users: 10_000,
-        idle_ttl_ms: 86_400_000,
-    };
-    let mut users = UserLabels::new(settings.clone());
-    users.update(&mut ledger, t1 + 10 * POLL_MS);
-    let build = || PortalState {
-        version: STATE_VERSION,
-        portal_id: session_id(0),
-        written_at_ms: t1,
-        t0_ms: ledger.t0_ms(),
-        watermark_ms: t1,
-        backfill_done: true,
-        labels: Some(LabelFingerprint::of(&settings.mode)),
-        ledger: ledger.view(),
-        users: Some(users.view()),
-    };
-    let bytes = state::encode(&build()).expect("encodes");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = StateDir::open(dir.path()).expect("state dir");
-    println!(
-        "state/{} sessions held, {} users: {} bytes per portal",
-        ledger.tracked_sessions(),
-        ledger.users().count(),
-        bytes.len()
-    );
-    let mut g = c.benchmark_group("state/2000_active_2000_users");
-    g.sample_size(30);
-    g.bench_function("view", |b| b.iter(|| black_box(build())));
-    g.bench_function("view+encode", |b| {
-        b.iter(|| black_box(state::encode(&build()).expect("encodes")))
-    });
-    g.bench_function("view+encode+write_fsync", |b| {
-        b.iter(|| {
-            let bytes = state::encode(&build()).expect("encodes");
-            store.write("p", &bytes).expect("writes")
-        })
-    });
-    g.finish();
-}
-
 fn main() {
     if std::env::var_os("LEDGER_MEMORY").is_some() {
         memory_report();
@@ -284,6 +218,5 @@ fn main() {
     let mut c = Criterion::default().configure_from_args();
     steady_state(&mut c);
     observations(&mut c);
-    state_write(&mut c);
     c.final_summary();
 }

@@ -1,4 +1,4 @@
-//! The exposition served on `/metrics`: rendered from the store's snapshots once per change,
+//! The cached exposition served on `/metrics`: rendered from the store's snapshots once per change,
 //! kept compressed (each portal's per-user samples as pieces of their own, reused while the
 //! portal does not change), joined into one gzip stream per scrape, with `process_*` appended.
 //!
@@ -10,8 +10,9 @@ use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
 
 use bytes::Bytes;
 
-use crate::deflate::{self, Piece, PieceWriter};
-use crate::metrics;
+use super::deflate::{self, Piece, PieceWriter};
+use super::families::{Board, USER_FAMILIES};
+use super::{process, text};
 use crate::snapshot::{PortalSnapshot, Store};
 
 /// What the next rendering can reuse: each portal's per-user pieces with the snapshot they were
@@ -21,7 +22,7 @@ struct RenderCache {
     users: HashMap<String, UserPieces>,
 }
 
-/// One portal's samples of each of [`metrics::USER_FAMILIES`], compressed.
+/// One portal's samples of each of [`USER_FAMILIES`], compressed.
 #[derive(Debug)]
 struct UserPieces {
     from: Arc<PortalSnapshot>,
@@ -38,15 +39,15 @@ pub const PROCESS_MAX_AGE: std::time::Duration = std::time::Duration::from_milli
 #[derive(Debug)]
 pub struct Rendered {
     version: u64,
-    /// Text format 0.0.4, compressed (see [`crate::deflate`]).
+    /// Text format 0.0.4, compressed (see [`deflate`]).
     pub main: Piece,
 }
 
 /// The HELP and TYPE lines of each per-user family, compressed once.
 static USER_HEADERS: LazyLock<[Piece; 3]> = LazyLock::new(|| {
-    metrics::USER_FAMILIES
+    USER_FAMILIES
         .each_ref()
-        .map(|f| Piece::compress(f.header().as_bytes()))
+        .map(|f| Piece::compress(text::user_header(f).as_bytes()))
 });
 
 /// The store's exposition and its cache.
@@ -128,7 +129,7 @@ impl Exposition {
     /// The newest rendering if it is of the current version.
     fn fresh(&self) -> Option<Arc<Rendered>> {
         let latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
-        let version = self.store.version();
+        let version = self.store.status().version();
         latest.as_ref().filter(|r| r.version == version).cloned()
     }
 
@@ -190,7 +191,7 @@ impl Exposition {
             .unwrap_or_else(PoisonError::into_inner);
         // Read the version before the snapshots: a change racing with the rendering bumps it
         // again, so the next scrape renders once more rather than serving stale series forever.
-        let version = self.store.version();
+        let version = self.store.status().version();
         // Rendered by whoever held the lock before.
         if let Some(fresh) = self.fresh().filter(|r| r.version == version) {
             return fresh;
@@ -204,9 +205,9 @@ impl Exposition {
                 .filter(|u| Arc::ptr_eq(&u.from, p));
             let pieces = reused.unwrap_or_else(|| UserPieces {
                 from: Arc::clone(p),
-                pieces: metrics::USER_FAMILIES.each_ref().map(|f| {
+                pieces: USER_FAMILIES.each_ref().map(|f| {
                     let mut piece = PieceWriter::new();
-                    metrics::render_user_samples_into(&mut piece, f, p);
+                    text::render_user_samples_into(&mut piece, f, p);
                     piece.finish()
                 }),
             });
@@ -214,12 +215,13 @@ impl Exposition {
         }
         // Rendered straight into the compressor: a large head is never in memory as text.
         let mut head = PieceWriter::new();
-        metrics::render_head_into(
-            &mut head,
-            &portals,
-            &self.store.discovery(),
-            self.store.exporter_status(),
-        );
+        let discovery = self.store.discovery();
+        let board = Board {
+            portals: &portals,
+            discovery: &discovery,
+            status: self.store.status().exporter(),
+        };
+        text::render_head_into(&mut head, board);
         let head = head.finish();
         let mut parts = vec![&head];
         for (i, header) in USER_HEADERS.iter().enumerate() {
@@ -256,7 +258,7 @@ impl Exposition {
                 return Arc::clone(r);
             }
         }
-        let fresh = Arc::new(Piece::compress(&crate::metrics::render_process()));
+        let fresh = Arc::new(Piece::compress(&process::render()));
         *self.process.lock().unwrap_or_else(PoisonError::into_inner) =
             Some((std::time::Instant::now(), Arc::clone(&fresh)));
         fresh
@@ -272,14 +274,12 @@ impl Exposition {
 /// The exposition of `store` rendered now, without cache, as text (`workspacesweb_*` then
 /// `process_*`): what a scrape without gzip receives.
 pub fn render_text(store: &Store) -> Bytes {
-    let mut text = metrics::render_main(
-        &store.portals(),
-        &store.discovery(),
-        store.exporter_status(),
-    )
-    .into_bytes();
-    text.extend_from_slice(&metrics::render_process());
-    Bytes::from(text)
+    let (portals, discovery) = (store.portals(), store.discovery());
+    text::render(Board {
+        portals: &portals,
+        discovery: &discovery,
+        status: store.status().exporter(),
+    })
 }
 
 /// Renders the exposition (compressed) on the blocking pool after each change, so that
@@ -289,7 +289,7 @@ pub fn render_text(store: &Store) -> Bytes {
 /// portals); a scrape that finds the rendering stale in between renders it itself.
 /// Ends when the exposition is dropped.
 pub async fn render_after_changes(exposition: Weak<Exposition>) {
-    let Some(mut changes) = exposition.upgrade().map(|e| e.store.subscribe()) else {
+    let Some(mut changes) = exposition.upgrade().map(|e| e.store.status().subscribe()) else {
         return;
     };
     while changes.changed().await.is_ok() {
@@ -315,7 +315,7 @@ pub const RENDER_GAP_MIN: std::time::Duration = std::time::Duration::from_millis
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::ReloadStatus;
+    use crate::status::ReloadStatus;
     use crate::users::UserSeries;
     use std::io::Read as _;
 
@@ -349,6 +349,15 @@ mod tests {
         out
     }
 
+    /// The plain rendering of the store's `workspacesweb_*` series, without cache.
+    fn plain(store: &Store) -> String {
+        text::render_main(Board {
+            portals: &store.portals(),
+            discovery: &[],
+            status: store.status().exporter(),
+        })
+    }
+
     fn main_text(e: &Exposition) -> String {
         String::from_utf8(e.rendered().main.text().unwrap()).unwrap()
     }
@@ -367,7 +376,7 @@ mod tests {
         assert!(!Arc::ptr_eq(&a, &c));
         let text = main_text(&e);
         assert!(text.contains("portal_id=\"p2\""), "{text}");
-        e.store().set_reload(ReloadStatus {
+        e.store().status().set_reload(ReloadStatus {
             successful: true,
             success_unix: 7.0,
         });
@@ -383,12 +392,12 @@ mod tests {
         store.publish(with_users("p1", 50));
         store.publish(snapshot("p2", true));
         store.publish(with_users("p3", 7));
-        let expected = metrics::render_main(&store.portals(), &[], store.reload());
+        let expected = plain(store);
         assert_eq!(main_text(&e), expected);
         // A portal that changes gets new pieces; the others keep theirs and the text still matches.
         store.publish(with_users("p1", 3));
         store.remove("p3");
-        let expected = metrics::render_main(&store.portals(), &[], store.reload());
+        let expected = plain(store);
         assert_eq!(main_text(&e), expected);
         assert_eq!(
             expected
@@ -454,7 +463,7 @@ mod tests {
         let cached = e.text.lock().unwrap();
         let (of, text) = cached.as_ref().expect("one text cached");
         assert_eq!(text.as_ptr(), d[0].as_ptr());
-        assert_eq!(of.version, e.store().version());
+        assert_eq!(of.version, e.store().status().version());
     }
 
     #[test]

@@ -47,6 +47,7 @@ fn ledger() -> Ledger {
     Ledger::new(
         LedgerSettings {
             duration_buckets: vec![60.0, 3600.0],
+            ..LedgerSettings::default()
         },
         T0,
     )
@@ -836,6 +837,7 @@ fn the_state_keeps_the_interval_the_limit_and_the_counter() {
     l.apply_poll(T0 + MIN, &open, &[]);
     let settings = LedgerSettings {
         duration_buckets: vec![60.0, 3600.0],
+        ..LedgerSettings::default()
     };
     let mut resumed = Ledger::from_state(&settings, l.to_state()).expect("resumes");
     assert_eq!(resumed.totals(), l.totals());
