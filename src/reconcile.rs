@@ -5,16 +5,23 @@
 //! ones (a static entry wins over a discovered one with the same id), kept when the portal id
 //! hashes to this replica's shard index. A failed discovery listing keeps the previous list, so a
 //! transient error never drops portals; a portal that a successful listing no longer returns
-//! loses all its series.
+//! loses all its series. Organization entries ([`crate::organization`]) send their account set,
+//! then each account × region's portals: an account that leaves the set loses its portals.
+//!
+//! When a reload restarts the discovery sources, the portals running then are held (polled with
+//! their plan, counters kept) until every new source has listed once: a portal the new sources
+//! still find keeps its ledger and takes its new plan (e.g. moving from `portals` with a
+//! `role_arn` to organization discovery), and one they do not find goes then.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::aws::{ApiCounters, ClientKey, Clients, PortalInfo, portal_id_of_arn};
+use crate::aws::{Account, ApiCounters, ClientKey, Clients, PortalInfo, portal_id_of_arn};
 use crate::config::{Config, DEFAULT_DISCOVERY_REFRESH, PortalTarget, ShardConfig, UsernameMode};
 use crate::discovery::{self, Discovered, SourceKey, SourceTask};
+use crate::organization::{self, OrgCounters, OrgEvent};
 use crate::poll::{PortalPlan, Scheduler};
 use crate::snapshot::{DiscoverySnapshot, Store};
 use crate::storage::StateDir;
@@ -90,7 +97,8 @@ pub fn wanted_plans(
                 continue;
             };
             if !plans.contains_key(id) {
-                let t = config.discovered_target(entry, id, Some(&p.arn), &key.region);
+                let place = (key.account.as_deref(), key.region.as_str());
+                let t = config.discovered_target(entry, id, Some(&p.arn), place);
                 plans.insert(id.to_string(), plan_for(config, t, entry.refresh));
             }
         }
@@ -118,6 +126,19 @@ pub struct Reconciler {
     counters: BTreeMap<SourceKey, Arc<ApiCounters>>,
     events_tx: mpsc::Sender<Discovered>,
     events_rx: mpsc::Receiver<Discovered>,
+    /// Organization discovery: the sources, by entry index.
+    org_sources: Vec<(usize, SourceTask)>,
+    /// Organization entries yet to finish their first refresh.
+    org_pending: BTreeSet<usize>,
+    /// Counters of each organization entry, kept across reloads while the entry stays one.
+    org_counters: BTreeMap<usize, Arc<OrgCounters>>,
+    /// The last good account set of each organization entry.
+    accounts: BTreeMap<usize, Vec<Account>>,
+    org_tx: mpsc::Sender<OrgEvent>,
+    org_rx: mpsc::Receiver<OrgEvent>,
+    /// The plans running when a reload restarted the discovery sources, kept while a new source
+    /// has yet to list once.
+    held: Vec<PortalPlan>,
 }
 
 impl Reconciler {
@@ -134,6 +155,7 @@ impl Reconciler {
             dir.set_max_age(config.storage.max_age);
         }
         let (events_tx, events_rx) = mpsc::channel(64);
+        let (org_tx, org_rx) = mpsc::channel(256);
         let mut r = Reconciler {
             scheduler: Scheduler::new(clients.clone(), store.clone(), config.global.concurrency)
                 .with_storage(storage),
@@ -148,6 +170,13 @@ impl Reconciler {
             counters: BTreeMap::new(),
             events_tx,
             events_rx,
+            org_sources: Vec::new(),
+            org_pending: BTreeSet::new(),
+            org_counters: BTreeMap::new(),
+            accounts: BTreeMap::new(),
+            org_tx,
+            org_rx,
+            held: Vec::new(),
         };
         r.start_discovery().await;
         r.reconcile().await;
@@ -170,10 +199,14 @@ impl Reconciler {
                     None => break,
                 },
                 Some(event) = self.events_rx.recv() => self.on_discovered(event).await,
+                Some(event) = self.org_rx.recv() => self.on_org_events(event).await,
                 _ = stop.changed() => break,
             }
         }
         for (_, task) in std::mem::take(&mut self.sources) {
+            task.stop().await;
+        }
+        for (_, task) in std::mem::take(&mut self.org_sources) {
             task.stop().await;
         }
         self.scheduler.shutdown().await;
@@ -210,25 +243,40 @@ impl Reconciler {
         self.config = config;
         self.shard_index = shard_index;
         if discovery_changed {
+            self.held = self.scheduler.plans();
             self.start_discovery().await;
         }
         self.reconcile().await;
     }
 
-    /// (Re)starts one source per (discovery entry, region).
+    /// (Re)starts one source per (discovery entry, region), and one per organization entry.
     async fn start_discovery(&mut self) {
         for (_, task) in std::mem::take(&mut self.sources) {
             task.stop().await;
         }
+        for (_, task) in std::mem::take(&mut self.org_sources) {
+            task.stop().await;
+        }
         self.discovered.clear();
         self.pending.clear();
+        self.org_pending.clear();
+        self.accounts.clear();
         self.generation += 1;
         let entries = self.config.discovery.clone();
         for (i, entry) in entries.iter().enumerate() {
+            if entry.organization.is_some() {
+                let counters = self.org_counters.entry(i).or_default().clone();
+                let (clients, tx) = (&self.clients, self.org_tx.clone());
+                let task = organization::spawn(i, self.generation, entry, clients, counters, tx);
+                self.org_sources.push((i, task.await));
+                self.org_pending.insert(i);
+                continue;
+            }
             for region in &entry.regions {
                 let key = SourceKey {
                     entry: i,
                     region: region.clone(),
+                    account: None,
                 };
                 let counters = self.counters.entry(key.clone()).or_default().clone();
                 let task = discovery::spawn(
@@ -246,11 +294,64 @@ impl Reconciler {
         }
         self.counters
             .retain(|k, _| self.sources.iter().any(|(s, _)| s == k));
+        self.org_counters
+            .retain(|i, _| self.org_sources.iter().any(|(s, _)| s == i));
         self.publish_discovery();
     }
 
+    /// Takes `first` and every organization event already waiting, then reconciles once.
+    async fn on_org_events(&mut self, first: OrgEvent) {
+        let mut replan = self.take_org_event(first);
+        while let Ok(event) = self.org_rx.try_recv() {
+            replan |= self.take_org_event(event);
+        }
+        if replan {
+            self.reconcile().await;
+        } else {
+            self.publish_discovery();
+        }
+    }
+
+    /// Records one organization event; whether the wanted plans may have changed.
+    fn take_org_event(&mut self, event: OrgEvent) -> bool {
+        let (entry, generation) = match &event {
+            OrgEvent::Accounts {
+                entry, generation, ..
+            }
+            | OrgEvent::Refreshed { entry, generation } => (*entry, *generation),
+            OrgEvent::Portals(d) => (d.key.entry, d.generation),
+        };
+        let known =
+            generation == self.generation && self.org_sources.iter().any(|(i, _)| *i == entry);
+        if !known {
+            return false; // a late result of a source stopped by a reload
+        }
+        match event {
+            OrgEvent::Accounts { accounts, .. } => {
+                let ids: BTreeSet<String> = accounts.iter().map(|a| a.id.clone()).collect();
+                self.discovered.retain(|k, _| {
+                    k.entry != entry || k.account.as_ref().is_none_or(|a| ids.contains(a))
+                });
+                if let Some(c) = self.org_counters.get(&entry) {
+                    c.retain_accounts(&ids);
+                }
+                self.accounts.insert(entry, accounts);
+            }
+            OrgEvent::Portals(d) => match d.result {
+                Ok(portals) => {
+                    self.discovered.insert(d.key, portals);
+                }
+                Err(_) => return false,
+            },
+            OrgEvent::Refreshed { .. } => {
+                self.org_pending.remove(&entry);
+            }
+        }
+        true
+    }
+
     fn publish_discovery(&self) {
-        let snaps = self
+        let mut snaps: Vec<DiscoverySnapshot> = self
             .counters
             .iter()
             .map(|(k, c)| {
@@ -262,14 +363,50 @@ impl Reconciler {
                     ],
                     api_requests,
                     api_errors,
+                    accounts: None,
                 }
             })
             .collect();
-        self.store.set_discovery(snaps, self.pending.len());
+        snaps.extend(self.organization_snapshots());
+        self.store
+            .set_discovery(snaps, self.pending.len() + self.org_pending.len());
+    }
+
+    /// The series of the organization entries: their API counters, and each account set
+    /// (labelled `source`, the entry's index, as `discovery` labels the counters).
+    fn organization_snapshots(&self) -> Vec<DiscoverySnapshot> {
+        let mut snaps = Vec::new();
+        for (i, c) in &self.org_counters {
+            if let Some(entry) = self.config.discovery.get(*i) {
+                snaps.extend(c.snapshots(*i, &organization::organizations_region_of(entry)));
+            }
+        }
+        for (i, accounts) in &self.accounts {
+            snaps.push(DiscoverySnapshot {
+                labels: vec![("source".to_string(), i.to_string())],
+                accounts: Some(
+                    accounts
+                        .iter()
+                        .map(|a| (a.id.clone(), a.name.clone()))
+                        .collect(),
+                ),
+                ..DiscoverySnapshot::default()
+            });
+        }
+        snaps
     }
 
     async fn reconcile(&mut self) {
-        let plans = wanted_plans(&self.config, self.shard_index, &self.discovered);
+        let mut plans = wanted_plans(&self.config, self.shard_index, &self.discovered);
+        if self.pending.is_empty() && self.org_pending.is_empty() {
+            self.held.clear();
+        } else {
+            let wanted: BTreeSet<String> = plans.iter().map(|p| p.portal_id.clone()).collect();
+            plans.extend(self.held.iter().cloned().filter(|p| {
+                !wanted.contains(&p.portal_id)
+                    && self.config.sharding.owns(self.shard_index, &p.portal_id)
+            }));
+        }
         self.scheduler.apply(plans).await;
         self.publish_discovery();
         if let Some(dir) = self.scheduler.storage().cloned() {

@@ -78,15 +78,27 @@ pub struct PortalMeta {
     pub max_concurrent_sessions: Option<u64>,
 }
 
-/// API counters of one discovery source (`ListPortals` in one region).
+impl PortalMeta {
+    /// The portal's AWS account, from its ARN ("" when the ARN holds none).
+    pub fn account_id(&self) -> &str {
+        crate::aws::account_of_arn(&self.arn).unwrap_or_default()
+    }
+}
+
+/// API counters of one discovery source (`ListPortals` in one region; with organization
+/// discovery, one region's requests or one account's errors), or the account set of an
+/// organization entry.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DiscoverySnapshot {
-    /// Labels of its series (`region`).
+    /// Labels of its series (`discovery`, `region`; `account_id`; `source` for an account set).
     pub labels: Vec<(String, String)>,
     /// Requests by operation.
     pub api_requests: BTreeMap<String, u64>,
     /// Errors by (operation, error code).
     pub api_errors: BTreeMap<(String, String), u64>,
+    /// The account set of an organization entry, (id, name) sorted by id (`account_info`,
+    /// `discovery_accounts`); `None` for API counters.
+    pub accounts: Option<Vec<(String, String)>>,
 }
 
 /// The portal snapshots and discovery counters shared with the HTTP server, and the process's

@@ -12,7 +12,7 @@ use aws_sdk_workspacesweb::types::{self as sdk};
 use aws_smithy_types::DateTime;
 use tracing::warn;
 
-use super::credentials::{Attributed, CountedAssumeRole};
+use super::credentials::{Attributed, CachedRole, CountedAssumeRole};
 use super::interceptors::{
     BodyLimitClassifier, CountingInterceptor, ResponseGuard, RetryAfterClassifier, api_error,
 };
@@ -56,9 +56,14 @@ macro_rules! portal_info {
 /// client-side rate limits: one [`TokenBucket`] per [`LimitKey`] (region and account).
 #[derive(Debug, Clone)]
 pub struct Clients {
-    base: SdkConfig,
+    pub(super) base: SdkConfig,
     cache: Arc<tokio::sync::Mutex<HashMap<ClientKey, Client>>>,
     limits: Arc<Mutex<Limits>>,
+    /// The assumed-role credentials of each (role, external id), shared by its clients.
+    roles: Arc<tokio::sync::Mutex<HashMap<(String, Option<String>), CachedRole>>>,
+    /// Organizations clients (organization discovery), one per key.
+    pub(super) organizations:
+        Arc<tokio::sync::Mutex<HashMap<ClientKey, aws_sdk_organizations::Client>>>,
 }
 
 /// The rate every bucket runs at, and the buckets.
@@ -99,6 +104,8 @@ impl Clients {
             base,
             cache: Arc::default(),
             limits: Arc::default(),
+            roles: Arc::default(),
+            organizations: Arc::default(),
         }
     }
 
@@ -145,22 +152,49 @@ impl Clients {
         client
     }
 
-    async fn build(&self, key: &ClientKey) -> Client {
+    /// The base configuration in `key`'s region.
+    pub(super) fn base_in(&self, key: &ClientKey) -> SdkConfig {
         let mut base = self.base.to_builder();
         if let Some(region) = &key.region {
             base = base.region(Region::new(region.clone()));
         }
-        let base = base.build();
+        base.build()
+    }
+
+    /// The credentials of `key`'s role, cached and shared by every client of the role (its
+    /// `AssumeRole` goes to STS in the region of the first client that needs it); `None` without
+    /// a role.
+    pub(super) async fn role_credentials(
+        &self,
+        key: &ClientKey,
+        base: &SdkConfig,
+    ) -> Option<CachedRole> {
+        let role = key.role_arn.as_ref()?;
+        let mut roles = self.roles.lock().await;
+        let id = (role.clone(), key.external_id.clone());
+        if let Some(cached) = roles.get(&id) {
+            return Some(cached.clone());
+        }
+        let mut provider = aws_config::sts::AssumeRoleProvider::builder(role.clone())
+            .session_name("workspacesweb-exporter")
+            .configure(base);
+        if let Some(ext) = &key.external_id {
+            provider = provider.external_id(ext.clone());
+        }
+        let time = base.time_source().unwrap_or_default();
+        let cached = CachedRole::new(CountedAssumeRole(provider.build().await), time);
+        roles.insert(id, cached.clone());
+        Some(cached)
+    }
+
+    async fn build(&self, key: &ClientKey) -> Client {
+        let base = self.base_in(key);
         let mut conf = aws_sdk_workspacesweb::config::Builder::from(&base)
             .retry_classifier(RetryAfterClassifier);
-        if let Some(role) = &key.role_arn {
-            let mut provider = aws_config::sts::AssumeRoleProvider::builder(role.clone())
-                .session_name("workspacesweb-exporter")
-                .configure(&base);
-            if let Some(ext) = &key.external_id {
-                provider = provider.external_id(ext.clone());
-            }
-            conf = conf.credentials_provider(CountedAssumeRole(provider.build().await));
+        if let Some(role) = self.role_credentials(key, &base).await {
+            conf = conf
+                .credentials_provider(role)
+                .identity_cache(aws_config::identity::IdentityCache::no_cache());
         }
         if let Some(url) = &key.endpoint_url {
             conf = conf.endpoint_url(url.clone());

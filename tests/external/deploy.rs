@@ -1543,7 +1543,7 @@ fn iam_policy_is_least_privilege_and_trust_matches_the_service_account() {
 
 #[test]
 fn organization_discovery_iam_lets_the_exporter_list_accounts_and_assume_only_the_member_role() {
-    // The reader: the four Organizations calls the exporter makes, and AssumeRole on the member
+    // The reader: the three Organizations calls the exporter makes, and AssumeRole on the member
     // role's name only.
     let reader = json(&deploy("iam/organizations-reader-policy.json"));
     let mut actions = BTreeSet::new();
@@ -1558,7 +1558,6 @@ fn organization_discovery_iam_lets_the_exporter_list_accounts_and_assume_only_th
         }
     }
     let expected: BTreeSet<String> = [
-        "organizations:DescribeOrganization",
         "organizations:ListAccounts",
         "organizations:ListChildren",
         "organizations:ListAccountsForParent",

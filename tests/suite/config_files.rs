@@ -149,8 +149,22 @@ fn example_file_parses_and_means_what_it_says() {
     );
     assert_eq!(t[1].id, "66666666-7777-8888-9999-000000000000");
     assert_eq!(t[1].region.as_deref(), Some("us-west-2"));
-    assert_eq!(c.discovery.len(), 1);
+    assert_eq!(c.discovery.len(), 2);
     assert_eq!(c.discovery[0].refresh, secs(600));
+    assert_eq!(c.discovery[0].organization, None);
+    let org = c.discovery[1]
+        .organization
+        .as_ref()
+        .expect("organization entry");
+    assert_eq!(org.role_name, "workspacesweb-exporter");
+    assert_eq!(org.external_id.as_deref(), Some("member-external-id"));
+    assert_eq!(
+        org.role_arn.as_deref(),
+        Some("arn:aws:iam::111111111111:role/workspacesweb-org-reader")
+    );
+    assert_eq!(org.ous, ["ou-ab12-cdef3456"]);
+    assert_eq!(org.exclude_accounts, ["222222222222"]);
+    assert_eq!(c.discovery[1].regions, ["us-east-1", "eu-west-1"]);
 }
 
 #[test]
@@ -199,6 +213,10 @@ fn example_file_has_a_comment_for_every_key() {
         "- arn:",
         "regions:",
         "refresh:",
+        "- organization:",
+        "role_name:",
+        "ous:",
+        "exclude_accounts:",
         "total:",
         "index:",
         "index_from_env:",
