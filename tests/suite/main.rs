@@ -22,6 +22,7 @@ mod http_server;
 mod loadtest_smoke;
 mod module_chain;
 mod operations;
+mod organization;
 mod per_user;
 mod priority;
 mod resilience;
