@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch};
+use tracing::info;
 
 use crate::aws::{Account, ApiCounters, ClientKey, Clients, PortalInfo, portal_id_of_arn};
 use crate::config::{Config, DEFAULT_DISCOVERY_REFRESH, PortalTarget, ShardConfig, UsernameMode};
@@ -260,7 +261,6 @@ impl Reconciler {
         self.discovered.clear();
         self.pending.clear();
         self.org_pending.clear();
-        self.accounts.clear();
         self.generation += 1;
         let entries = self.config.discovery.clone();
         for (i, entry) in entries.iter().enumerate() {
@@ -294,7 +294,10 @@ impl Reconciler {
         }
         self.counters
             .retain(|k, _| self.sources.iter().any(|(s, _)| s == k));
+        // An organization entry's counters and account set stay until its new source lists.
         self.org_counters
+            .retain(|i, _| self.org_sources.iter().any(|(s, _)| s == i));
+        self.accounts
             .retain(|i, _| self.org_sources.iter().any(|(s, _)| s == i));
         self.publish_discovery();
     }
@@ -312,6 +315,28 @@ impl Reconciler {
         }
     }
 
+    /// Puts the account set of organization entry `entry` in force: the portals and counters of
+    /// the accounts that left it go.
+    fn take_accounts(&mut self, entry: usize, accounts: Vec<Account>) {
+        let ids: BTreeSet<String> = accounts.iter().map(|a| a.id.clone()).collect();
+        let before: BTreeSet<&String> = self
+            .accounts
+            .get(&entry)
+            .map(|a| a.iter().map(|a| &a.id).collect())
+            .unwrap_or_default();
+        let added: Vec<&String> = ids.iter().filter(|a| !before.contains(a)).collect();
+        let removed: Vec<&String> = before.into_iter().filter(|a| !ids.contains(*a)).collect();
+        if !added.is_empty() || !removed.is_empty() {
+            info!(discovery = entry, accounts = ids.len(), added = ?added, removed = ?removed, "organization account set changed");
+        }
+        self.discovered
+            .retain(|k, _| k.entry != entry || k.account.as_ref().is_none_or(|a| ids.contains(a)));
+        if let Some(c) = self.org_counters.get(&entry) {
+            c.retain_accounts(&ids);
+        }
+        self.accounts.insert(entry, accounts);
+    }
+
     /// Records one organization event; whether the wanted plans may have changed.
     fn take_org_event(&mut self, event: OrgEvent) -> bool {
         let (entry, generation) = match &event {
@@ -327,16 +352,7 @@ impl Reconciler {
             return false; // a late result of a source stopped by a reload
         }
         match event {
-            OrgEvent::Accounts { accounts, .. } => {
-                let ids: BTreeSet<String> = accounts.iter().map(|a| a.id.clone()).collect();
-                self.discovered.retain(|k, _| {
-                    k.entry != entry || k.account.as_ref().is_none_or(|a| ids.contains(a))
-                });
-                if let Some(c) = self.org_counters.get(&entry) {
-                    c.retain_accounts(&ids);
-                }
-                self.accounts.insert(entry, accounts);
-            }
+            OrgEvent::Accounts { accounts, .. } => self.take_accounts(entry, accounts),
             OrgEvent::Portals(d) => match d.result {
                 Ok(portals) => {
                     self.discovered.insert(d.key, portals);

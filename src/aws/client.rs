@@ -13,9 +13,7 @@ use aws_smithy_types::DateTime;
 use tracing::warn;
 
 use super::credentials::{Attributed, CachedRole, CountedAssumeRole};
-use super::interceptors::{
-    BodyLimitClassifier, CountingInterceptor, ResponseGuard, RetryAfterClassifier, api_error,
-};
+use super::interceptors::{CountingInterceptor, ResponseGuard, api_error};
 use super::ratelimit::{LimitKey, TokenBucket};
 use super::types::{
     ApiCounters, ApiError, ClientKey, GET_PORTAL, GET_SESSION, LIST_PORTALS, LIST_SESSIONS,
@@ -51,6 +49,29 @@ macro_rules! portal_info {
         }
     };
 }
+
+/// The configuration of an SDK client (`$sdk`: the SDK crate) for `$key`, from `$clients`' base:
+/// in the key's region, retrying after the service's `Retry-After` and never after an oversized
+/// body, with the key's role's shared credentials (the SDK's own cache off: they have theirs) and
+/// the key's endpoint.
+macro_rules! sdk_config {
+    ($clients:expr, $sdk:ident, $key:expr) => {{
+        let base = $clients.base_in($key);
+        let mut conf = $sdk::config::Builder::from(&base)
+            .retry_classifier($crate::aws::interceptors::RetryAfterClassifier)
+            .retry_classifier($crate::aws::interceptors::BodyLimitClassifier);
+        if let Some(role) = $clients.role_credentials($key, &base).await {
+            conf = conf
+                .credentials_provider(role)
+                .identity_cache(aws_config::identity::IdentityCache::no_cache());
+        }
+        if let Some(url) = &$key.endpoint_url {
+            conf = conf.endpoint_url(url.clone());
+        }
+        conf.build()
+    }};
+}
+pub(super) use sdk_config;
 
 /// A cache of SDK clients, one per [`ClientKey`], over a base SDK configuration, and the
 /// client-side rate limits: one [`TokenBucket`] per [`LimitKey`] (region and account).
@@ -188,19 +209,7 @@ impl Clients {
     }
 
     async fn build(&self, key: &ClientKey) -> Client {
-        let base = self.base_in(key);
-        let mut conf = aws_sdk_workspacesweb::config::Builder::from(&base)
-            .retry_classifier(RetryAfterClassifier);
-        if let Some(role) = self.role_credentials(key, &base).await {
-            conf = conf
-                .credentials_provider(role)
-                .identity_cache(aws_config::identity::IdentityCache::no_cache());
-        }
-        if let Some(url) = &key.endpoint_url {
-            conf = conf.endpoint_url(url.clone());
-        }
-        conf = conf.retry_classifier(BodyLimitClassifier);
-        Client::from_conf(conf.build())
+        Client::from_conf(sdk_config!(self, aws_sdk_workspacesweb, key))
     }
 
     /// An API handle for one portal, counting into `counters`.

@@ -31,9 +31,9 @@ use aws_smithy_types::retry::ErrorKind;
 
 use super::credentials::is_credentials_failure;
 use super::error_label::ErrorLabel;
-use super::organizations::{LIST_ACCOUNTS, LIST_ACCOUNTS_FOR_PARENT, LIST_CHILDREN};
 use super::types::{
-    ApiCounters, ApiError, GET_PORTAL, GET_SESSION, LIST_PORTALS, LIST_SESSIONS, MAX_RESPONSE_BYTES,
+    ApiCounters, ApiError, GET_PORTAL, GET_SESSION, LIST_ACCOUNTS, LIST_ACCOUNTS_FOR_PARENT,
+    LIST_CHILDREN, LIST_PORTALS, LIST_SESSIONS, MAX_RESPONSE_BYTES,
 };
 
 /// Counts each attempt of one operation, and each failed attempt by error label.

@@ -43,13 +43,11 @@ pub use client::{Clients, PortalApi, RegionApi};
 pub use credentials::{ASSUME_ROLE, REFRESH_BEFORE_EXPIRY};
 pub use error_label::ErrorLabel;
 pub use interceptors::{MAX_RETRY_AFTER, retry_after};
-pub use organizations::{
-    Account, LIST_ACCOUNTS, LIST_ACCOUNTS_FOR_PARENT, LIST_CHILDREN, MAX_ACCOUNT_NAME_CHARS,
-    OrganizationsApi, Page, is_account_id,
-};
+pub use organizations::{Account, MAX_ACCOUNT_NAME_CHARS, OrganizationsApi, Page, is_account_id};
 pub use ratelimit::{LimitKey, TokenBucket};
 pub use types::{
-    ApiCounters, ApiError, ClientKey, GET_PORTAL, GET_SESSION, LIST_PORTALS, LIST_SESSIONS,
-    ListQuery, MAX_RESPONSE_BYTES, MAX_SESSION_ID_BYTES, MAX_USERNAME_CHARS, PortalInfo, Priority,
+    ApiCounters, ApiError, ClientKey, GET_PORTAL, GET_SESSION, LIST_ACCOUNTS,
+    LIST_ACCOUNTS_FOR_PARENT, LIST_CHILDREN, LIST_PORTALS, LIST_SESSIONS, ListQuery,
+    MAX_RESPONSE_BYTES, MAX_SESSION_ID_BYTES, MAX_USERNAME_CHARS, PortalInfo, Priority,
     SessionPage, SortOrder,
 };

@@ -6,18 +6,14 @@ use std::sync::Arc;
 
 use aws_sdk_organizations::types::{self as sdk, ChildType};
 
-use super::client::Clients;
+use super::client::{Clients, sdk_config};
 use super::credentials::Attributed;
-use super::interceptors::{CountingInterceptor, ResponseGuard, RetryAfterClassifier, api_error};
+use super::interceptors::{CountingInterceptor, ResponseGuard, api_error};
 use super::ratelimit::TokenBucket;
-use super::types::{ApiCounters, ApiError, ClientKey, Priority};
-
-/// Operation name of `ListAccounts`.
-pub const LIST_ACCOUNTS: &str = "ListAccounts";
-/// Operation name of `ListAccountsForParent`.
-pub const LIST_ACCOUNTS_FOR_PARENT: &str = "ListAccountsForParent";
-/// Operation name of `ListChildren`.
-pub const LIST_CHILDREN: &str = "ListChildren";
+use super::types::{
+    ApiCounters, ApiError, ClientKey, LIST_ACCOUNTS, LIST_ACCOUNTS_FOR_PARENT, LIST_CHILDREN,
+    Priority,
+};
 
 /// Largest page Organizations serves (`MaxResults` 1..=20).
 const PAGE_SIZE: i32 = 20;
@@ -95,18 +91,8 @@ impl Clients {
         if let Some(c) = cache.get(key) {
             return c.clone();
         }
-        let base = self.base_in(key);
-        let mut conf = aws_sdk_organizations::config::Builder::from(&base)
-            .retry_classifier(RetryAfterClassifier);
-        if let Some(role) = self.role_credentials(key, &base).await {
-            conf = conf
-                .credentials_provider(role)
-                .identity_cache(aws_config::identity::IdentityCache::no_cache());
-        }
-        if let Some(url) = &key.endpoint_url {
-            conf = conf.endpoint_url(url.clone());
-        }
-        let client = aws_sdk_organizations::Client::from_conf(conf.build());
+        let client =
+            aws_sdk_organizations::Client::from_conf(sdk_config!(self, aws_sdk_organizations, key));
         cache.insert(key.clone(), client.clone());
         client
     }

@@ -45,6 +45,16 @@ fn portal(account: &str, n: u8, region: &str) -> PortalSpec {
     spec
 }
 
+/// A simulator on `seed` serving an organization of [`MGMT`] and `accounts` under its root, with
+/// the member role [`ROLE`] in each.
+fn organization(accounts: &[&str], seed: u64) -> SimConfig {
+    let mut org = OrgSpec::new(MGMT).with_member_role(ROLE, None);
+    for a in accounts {
+        org = org.with_account(AccountSpec::new(*a, format!("account {a}")));
+    }
+    SimConfig::new(seed).with_organization(org)
+}
+
 /// An organization entry with member role [`ROLE`] over `regions` at `endpoint`, refreshed every
 /// `refresh`, with `org` (more `organization` keys, each line indented by 6 spaces) and `more`
 /// (top-level YAML after it).
@@ -341,12 +351,7 @@ async fn accounts_come_and_go_at_the_next_refresh() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn denials_keep_the_last_good_set_and_touch_only_their_account() {
-    let org = OrgSpec::new(MGMT)
-        .with_member_role(ROLE, None)
-        .with_account(AccountSpec::new(A, "a"))
-        .with_account(AccountSpec::new(B, "b"));
-    let cfg = SimConfig::new(8)
-        .with_organization(org)
+    let cfg = organization(&[A, B], 8)
         .with_portal(portal(A, 1, "us-east-1"))
         .with_portal(portal(A, 2, "eu-west-1"))
         .with_portal(portal(B, 1, "us-east-1"));
@@ -578,12 +583,7 @@ async fn three_replicas_cover_every_portal_of_the_organization_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_from_static_roles_to_organization_discovery_keeps_the_counters() {
-    let org = OrgSpec::new(MGMT)
-        .with_member_role(ROLE, None)
-        .with_account(AccountSpec::new(A, "a"))
-        .with_account(AccountSpec::new(B, "b"));
-    let cfg = SimConfig::new(11)
-        .with_organization(org)
+    let cfg = organization(&[A, B], 11)
         .with_portal(portal(A, 1, "us-east-1"))
         .with_portal(portal(B, 1, "us-east-1"));
     let env = start(cfg).await;
@@ -658,4 +658,37 @@ async fn the_demo_finds_its_portals_in_two_accounts_by_organization_discovery() 
     }
     let _ = stop.send(true);
     let _ = task.await;
+}
+
+#[test]
+fn config_check_summarises_an_organization_entry_and_locates_its_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = super::cli::config_file(
+        dir.path(),
+        "org.yaml",
+        "discovery:\n  - organization:\n      role_name: workspacesweb-exporter\n      external_id: secret-member-id\n      ous: [ou-ab12-cdef3456]\n      exclude_accounts: [\"222222222222\"]\n    regions: [us-east-1, eu-west-1]\n",
+    );
+    let out = super::cli::check(&good);
+    assert_eq!(out.code(), Some(0), "stderr:\n{}", out.stderr);
+    assert!(
+        out.stdout.contains("  - organization role_name=workspacesweb-exporter external_id=(set, not shown) ous=[ou-ab12-cdef3456] exclude_accounts=[222222222222] regions=[us-east-1, eu-west-1] refresh=10m"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("secret-member-id"), "{}", out.stdout);
+    let bad = super::cli::config_file(
+        dir.path(),
+        "bad.yaml",
+        "discovery:\n  - organization:\n      role_name: r\n      exclude_accounts: [222222222222]\n    regions: [us-east-1]\n",
+    );
+    let out = super::cli::check(&bad);
+    assert_eq!(out.code(), Some(1), "stdout:\n{}", out.stdout);
+    assert!(
+        out.stderr.contains(&format!(
+            "{}:4:26: discovery[0].organization.exclude_accounts[0]: account id 222222222222 must be in quotes",
+            bad.display()
+        )),
+        "{}",
+        out.stderr
+    );
 }
