@@ -380,7 +380,7 @@ impl Source {
             });
         match listed {
             Ok(accounts) => {
-                info!(
+                debug!(
                     discovery = self.entry,
                     accounts = accounts.len(),
                     "organization accounts listed"
