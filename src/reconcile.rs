@@ -418,10 +418,15 @@ impl Reconciler {
             self.held.clear();
         } else {
             let wanted: BTreeSet<String> = plans.iter().map(|p| p.portal_id.clone()).collect();
-            plans.extend(self.held.iter().cloned().filter(|p| {
-                !wanted.contains(&p.portal_id)
-                    && self.config.sharding.owns(self.shard_index, &p.portal_id)
-            }));
+            plans.extend(
+                self.held
+                    .iter()
+                    .filter(|p| {
+                        !wanted.contains(&p.portal_id)
+                            && self.config.sharding.owns(self.shard_index, &p.portal_id)
+                    })
+                    .cloned(),
+            );
         }
         self.scheduler.apply(plans).await;
         self.publish_discovery();

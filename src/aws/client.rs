@@ -81,11 +81,14 @@ pub struct Clients {
     cache: Arc<tokio::sync::Mutex<HashMap<ClientKey, Client>>>,
     limits: Arc<Mutex<Limits>>,
     /// The assumed-role credentials of each (role, external id), shared by its clients.
-    roles: Arc<tokio::sync::Mutex<HashMap<(String, Option<String>), CachedRole>>>,
+    roles: Arc<tokio::sync::Mutex<HashMap<RoleId, CachedRole>>>,
     /// Organizations clients (organization discovery), one per key.
     pub(super) organizations:
         Arc<tokio::sync::Mutex<HashMap<ClientKey, aws_sdk_organizations::Client>>>,
 }
+
+/// A role as its credentials are cached: its ARN and external id.
+type RoleId = (String, Option<String>);
 
 /// The rate every bucket runs at, and the buckets.
 #[derive(Debug, Default)]

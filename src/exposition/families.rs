@@ -232,6 +232,9 @@ const PORTAL_FAMILIES: [Row; 18] = [
         Help::Fixed("Accounts in the set of each organization discovery entry (its last successful listing); refreshed every discovery refresh.")),
 ];
 
+/// A label set, as the writer takes it.
+type Labels<'l, 'a> = &'l [(&'a str, &'a str)];
+
 /// The portals and discovery sources being rendered, with their label sets.
 struct Sources<'a> {
     portals: &'a [Arc<PortalSnapshot>],
@@ -282,9 +285,7 @@ impl<'a> Sources<'a> {
     }
 
     /// The account set of each organization entry, with its labels.
-    fn account_sets(
-        &self,
-    ) -> impl Iterator<Item = (&'a [(String, String)], &[(&'a str, &'a str)])> {
+    fn account_sets(&self) -> impl Iterator<Item = (&'a [(String, String)], Labels<'_, 'a>)> {
         self.discovery
             .iter()
             .zip(self.discovery_labels.iter().map(Vec::as_slice))
