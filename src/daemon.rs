@@ -212,7 +212,8 @@ pub async fn run(cli: Cli) -> ExitCode {
     };
     let options = WebOptions {
         web: started.web,
-        reload: Some(hook),
+        // Without --web.enable-lifecycle, POST /-/reload answers 403; SIGHUP still reloads.
+        reload: cli.enable_lifecycle.then_some(hook),
     };
     // The exposition's cache, rendered in the background after each change so that scrapes find
     // it ready; the task ends when the exposition is dropped.
@@ -330,7 +331,7 @@ async fn reload_on_sighup(reloader: Arc<Reloader>) {
     {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         else {
-            warn!("cannot listen for SIGHUP; reload with POST /-/reload");
+            warn!("cannot listen for SIGHUP; reload with POST /-/reload (--web.enable-lifecycle)");
             return;
         };
         while hup.recv().await.is_some() {

@@ -28,8 +28,9 @@
 //! - Every request (basic auth included) is answered within [`HttpTimeouts::request`], 503
 //!   otherwise; an authenticated reload runs to its end.
 //! - `POST /-/reload` calls the [`ReloadHook`] given in [`WebOptions`]: 200 `OK`, or 400 with
-//!   the hook's error; other methods 405 (`Allow: POST`). Without a hook, every method gets 405
-//!   with an empty `Allow`.
+//!   the hook's error; other methods 405 (`Allow: POST`). Without a hook (the daemon gives none
+//!   without `--web.enable-lifecycle`), `POST` gets 403 `Lifecycle API is not enabled.`, as in
+//!   Prometheus, and nothing is reloaded.
 //!
 //! Policies (for the operator documentation):
 //! - Connection limit: when `max_connections` connections are open, the accept loops stop
@@ -49,6 +50,7 @@
 //!   then drops the rest.
 //! - HTTP/1.1 only (Prometheus scrapes over HTTP/1.1); TLS offers ALPN `http/1.1` only.
 
+mod admission;
 mod body;
 mod encoding;
 mod io;
@@ -67,10 +69,12 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
 use crate::exposition::Exposition;
 
+use self::admission::{Admission, Slot};
+use self::body::Guarded;
 use self::io::{ResponseStart, WriteTimeout};
 use self::routes::Routes;
 pub use self::webconfig::{WebConfigError, WebState, load_web_config};
@@ -93,6 +97,8 @@ const MAX_HEADER_BYTES: usize = 64 * 1024;
 const MAX_HEADERS: usize = 100;
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+/// How long an evicted connection in the middle of a request head has to complete it.
+const EVICTED_GRACE: Duration = Duration::from_millis(100);
 
 /// What the `--web.*` flags configure.
 #[derive(Debug, Clone, PartialEq)]
@@ -358,7 +364,7 @@ pub type ReloadHook = Arc<dyn Fn() -> ReloadFuture + Send + Sync>;
 pub struct WebOptions {
     /// The web config in force; the default is plain HTTP without authentication.
     pub web: WebConfigHandle,
-    /// `POST /-/reload` calls it; without one the route answers 405.
+    /// `POST /-/reload` calls it; without one (lifecycle API off) the route answers 403.
     pub reload: Option<ReloadHook>,
 }
 
@@ -387,7 +393,7 @@ enum Phase {
 struct Shared {
     routes: Arc<Routes>,
     builder: Arc<http1::Builder>,
-    limit: Option<Arc<Semaphore>>,
+    admission: Arc<Admission>,
     phase: watch::Receiver<Phase>,
     /// Held by every connection task; `recv()` on the other end returns `None` once all are gone.
     alive: mpsc::Sender<()>,
@@ -433,7 +439,7 @@ pub async fn serve_with(
             tls = web.tls_enabled(),
             basic_auth = web.basic_auth_enabled(),
             extra_headers = web.extra_headers().len(),
-            reload = options.reload.is_some(),
+            lifecycle = options.reload.is_some(),
             "http server settings"
         );
     }
@@ -455,12 +461,7 @@ pub async fn serve_with(
     let shared = Shared {
         routes,
         builder: Arc::new(builder),
-        // Semaphore::new panics above MAX_PERMITS; such a limit is no limit in practice.
-        limit: (settings.max_connections > 0).then(|| {
-            Arc::new(Semaphore::new(
-                settings.max_connections.min(Semaphore::MAX_PERMITS),
-            ))
-        }),
+        admission: Arc::new(Admission::new(settings.max_connections)),
         phase: phase_rx,
         alive: alive_tx,
         write_timeout: settings.timeouts.write,
@@ -490,38 +491,40 @@ pub async fn serve_with(
     tracing::info!("http server stopped");
 }
 
-/// Accepts connections on one listener until the phase leaves `Serving`.
+/// Accepts connections on one listener until the phase leaves `Serving`; each gets a slot
+/// from [`Admission`] (which may evict an older connection) before its task starts.
 async fn accept_loop(listener: TcpListener, shared: Shared) {
     let mut phase = shared.phase.clone();
     loop {
-        // Take a connection slot first: at the limit, clients wait in the listen backlog.
-        let permit = match &shared.limit {
-            Some(limit) => tokio::select! {
-                permit = Arc::clone(limit).acquire_owned() => match permit {
-                    Ok(permit) => Some(permit),
-                    Err(_) => return,
-                },
-                _ = phase.wait_for(|p| *p != Phase::Serving) => return,
-            },
-            None => None,
-        };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = phase.wait_for(|p| *p != Phase::Serving) => return,
         };
-        match accepted {
-            Ok((stream, peer)) => {
-                tokio::spawn(serve_connection(stream, peer, permit, shared.clone()));
-            }
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(error) => {
                 // Per-connection errors (reset before accept) and resource exhaustion land here;
                 // neither must end the server.
                 tracing::warn!(%error, "accepting a connection failed");
-                drop(permit);
                 tokio::select! {
                     _ = tokio::time::sleep(ACCEPT_ERROR_BACKOFF) => {}
                     _ = phase.wait_for(|p| *p != Phase::Serving) => return,
                 }
+                continue;
+            }
+        };
+        // When every slot is answering a request, this waits; further clients wait in the
+        // kernel's listen backlog meanwhile.
+        let admitted = tokio::select! {
+            admitted = shared.admission.admit(peer.ip()) => admitted,
+            _ = phase.wait_for(|p| *p != Phase::Serving) => return,
+        };
+        match admitted {
+            Some(slot) => {
+                tokio::spawn(serve_connection(stream, peer, slot, shared.clone()));
+            }
+            None => {
+                tracing::debug!(%peer, "connection refused: the peer's share of connections is answering requests")
             }
         }
     }
@@ -529,14 +532,9 @@ async fn accept_loop(listener: TcpListener, shared: Shared) {
 
 /// Runs one connection to its end (TLS handshake first, when configured), holding its
 /// connection slot meanwhile.
-async fn serve_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    permit: Option<OwnedSemaphorePermit>,
-    shared: Shared,
-) {
-    // Both are released when this task ends: the slot, and the shutdown's count of live connections.
-    let _guards = (permit, shared.alive.clone());
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, slot: Slot, shared: Shared) {
+    // Released when this task ends: the shutdown's count of live connections (and the slot).
+    let _alive = shared.alive.clone();
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
     }
@@ -547,33 +545,53 @@ async fn serve_connection(
     let web = shared.web.current();
     let Some(tls) = &web.tls else {
         drop(web);
-        serve_http(stream, peer, start, &shared).await;
+        serve_http(stream, peer, start, slot, &shared).await;
         return;
     };
     let mut phase = shared.phase.clone();
     let handshake = tokio::select! {
         handshake = tls.accept(stream, shared.tls_handshake) => handshake,
         _ = phase.wait_for(|p| *p != Phase::Serving) => return,
+        () = slot.evicted() => return,
     };
     drop(web);
     match handshake {
-        Ok(stream) => serve_http(stream, peer, start, &shared).await,
+        Ok(stream) => serve_http(stream, peer, start, slot, &shared).await,
         // Plain-HTTP clients, unknown CAs, missing client certificates, timeouts.
         Err(error) => tracing::debug!(%peer, %error, "TLS handshake failed"),
     }
 }
 
-/// Runs HTTP/1 on an established byte stream until it ends or shutdown closes it.
-async fn serve_http<S>(stream: S, peer: SocketAddr, start: ResponseStart, shared: &Shared)
-where
+/// How an HTTP connection's run ended before the connection itself did.
+enum Interrupted {
+    Shutdown,
+    Evicted,
+}
+
+/// Runs HTTP/1 on an established byte stream until it ends, shutdown closes it, or it is
+/// evicted to admit a new connection.
+async fn serve_http<S>(
+    stream: S,
+    peer: SocketAddr,
+    start: ResponseStart,
+    slot: Slot,
+    shared: &Shared,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let routes = Arc::clone(&shared.routes);
+    let slot = Arc::new(slot);
+    let requests = Arc::clone(&slot);
     let service = service_fn(move |request| {
         // The response's write deadline starts with its first byte (see `io`).
         start.begin();
-        let response = routes.respond(&request);
-        async move { Ok::<_, std::convert::Infallible>(response.await) }
+        // Not evictable until the response is written (the guard lives in its body).
+        let in_progress = requests.request();
+        let response = routes.respond(&request, peer.ip());
+        async move {
+            let response = response.await;
+            Ok::<_, std::convert::Infallible>(response.map(|body| Guarded::new(body, in_progress)))
+        }
     });
     let connection = shared
         .builder
@@ -581,15 +599,29 @@ where
     tokio::pin!(connection);
     let mut phase = shared.phase.clone();
 
-    let result = tokio::select! {
-        result = connection.as_mut() => Some(result),
-        _ = phase.wait_for(|p| *p != Phase::Serving) => None,
+    let interrupted = tokio::select! {
+        result = connection.as_mut() => Ok(result),
+        _ = phase.wait_for(|p| *p != Phase::Serving) => Err(Interrupted::Shutdown),
+        () = slot.evicted() => Err(Interrupted::Evicted),
     };
-    let result = match result {
-        Some(result) => result,
-        None => {
-            // Finish the request in flight, if any, then close; idle connections close now.
+    // Finish the request in flight, if any, then close; idle connections close now.
+    let result = match interrupted {
+        Ok(result) => result,
+        Err(Interrupted::Shutdown) => {
             connection.as_mut().graceful_shutdown();
+            tokio::select! {
+                result = connection.as_mut() => result,
+                _ = phase.wait_for(|p| *p == Phase::Closed) => return,
+            }
+        }
+        Err(Interrupted::Evicted) => {
+            connection.as_mut().graceful_shutdown();
+            if !slot.busy() {
+                // An idle connection closes at once; one in the middle of a request head gets
+                // a moment to complete it (then it is answered) before it is dropped.
+                let _ = tokio::time::timeout(EVICTED_GRACE, connection.as_mut()).await;
+                return;
+            }
             tokio::select! {
                 result = connection.as_mut() => result,
                 _ = phase.wait_for(|p| *p == Phase::Closed) => return,

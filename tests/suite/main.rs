@@ -12,6 +12,7 @@ mod common;
 mod accounting;
 mod cli;
 mod config_files;
+mod connection_cap;
 mod docs_links;
 mod exporter_sim;
 mod fuzzing;
