@@ -82,9 +82,12 @@ pub fn web_state(cli: &Cli) -> Result<WebState, http::WebConfigError> {
 
 /// `--config.check`: prints the summary (exit 0) or the errors (exit 1).
 pub fn check(cli: &Cli) -> ExitCode {
-    let checked = web_state(cli)
-        .map_err(StartupError::from)
-        .and_then(|_| config::load_for_shard(&cli.config_file).map_err(StartupError::from));
+    let checked = web_state(cli).map_err(StartupError::from).and_then(|web| {
+        for w in web.warnings() {
+            eprintln!("warning: web config: {w}");
+        }
+        config::load_for_shard(&cli.config_file).map_err(StartupError::from)
+    });
     match checked {
         Ok(loaded) => {
             for w in &loaded.warnings {
@@ -124,7 +127,11 @@ async fn start(cli: &Cli) -> Result<Started, StartupError> {
     };
     settings.validate().map_err(StartupError::Flags)?;
     // Web config (TLS, basic auth, headers): read once here; a reload replaces it in the handle.
-    let web = WebConfigHandle::new(web_state(cli)?);
+    let web = web_state(cli)?;
+    for w in web.warnings() {
+        warn!(warning = %w, "web configuration warning");
+    }
+    let web = WebConfigHandle::new(web);
     let (source, config, clients, demo) = if cli.demo {
         let demo = Demo::start(1).await.map_err(StartupError::Demo)?;
         info!(endpoint = %demo.endpoint_url(), portals = demo.plans.len(), "demo simulator started");
@@ -190,13 +197,16 @@ pub async fn run(cli: Cli) -> ExitCode {
     let (commands, commands_rx) = mpsc::channel(8);
     let (stop, stop_rx) = watch::channel(false);
     let config_path = (!cli.demo).then(|| cli.config_file.clone());
-    let reloader = Arc::new(Reloader::new(
-        commands,
-        started.web.clone(),
-        cli.web_config_file.clone(),
-        config_path,
-        store.clone(),
-    ));
+    let reloader = Arc::new(
+        Reloader::new(
+            commands,
+            started.web.clone(),
+            cli.web_config_file.clone(),
+            config_path,
+            store.clone(),
+        )
+        .with_config_in_force(started.config.as_ref()),
+    );
     let hup = tokio::spawn(reload_on_sighup(reloader.clone()));
     let hook: ReloadHook = {
         let reloader = reloader.clone();

@@ -13,8 +13,7 @@
 //!   a connection that just finished a response. A legitimate client sends its head in one
 //!   segment, within milliseconds: it is the youngest, never the oldest.
 //! - Peers: no peer holds more than half the cap ([`Admission::new`]); a peer is an IPv4
-//!   address, or an IPv6 /64 (one host's usual allocation; IPv4-mapped IPv6 addresses are
-//!   IPv4). A new connection from a peer at its share takes the place of that peer's oldest
+//!   address, or an IPv6 /64 ([`PeerKey`]). A new connection from a peer at its share takes the place of that peer's oldest
 //!   evictable connection, or is closed at once when all of that peer's connections have a
 //!   request in progress.
 //! - The cap: a new connection when every slot is taken takes the place of the oldest
@@ -39,22 +38,7 @@ use std::time::Instant;
 
 use tokio::sync::Notify;
 
-/// The key peers are counted by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum PeerKey {
-    V4(u32),
-    /// The upper 64 bits of the address.
-    V6(u64),
-}
-
-impl PeerKey {
-    fn of(ip: IpAddr) -> Self {
-        match ip.to_canonical() {
-            IpAddr::V4(v4) => PeerKey::V4(u32::from(v4)),
-            IpAddr::V6(v6) => PeerKey::V6((u128::from(v6) >> 64) as u64),
-        }
-    }
-}
+use super::peer::PeerKey;
 
 /// The connection slots of one server, shared by its accept loops and connections.
 #[derive(Debug)]
@@ -343,15 +327,13 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_peers_are_counted_by_their_64_bit_prefix() {
+    fn ipv6_peers_share_their_64_bit_prefix() {
         let admission = Arc::new(Admission::new(4));
         let host = |last: u16| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, last));
         let first = admit(&admission, host(1)).unwrap();
         let _second = admit(&admission, host(2)).unwrap();
         let _third = admit(&admission, host(3)).unwrap();
         assert!(evicted(&first), "one /64 is one peer");
-        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
-        assert_eq!(PeerKey::of(mapped), PeerKey::of(A));
     }
 
     #[test]

@@ -55,6 +55,7 @@ mod body;
 mod encoding;
 mod io;
 mod landing;
+mod peer;
 mod routes;
 mod webconfig;
 
@@ -77,7 +78,7 @@ use self::admission::{Admission, Slot};
 use self::body::Guarded;
 use self::io::{ResponseStart, WriteTimeout};
 use self::routes::Routes;
-pub use self::webconfig::{WebConfigError, WebState, load_web_config};
+pub use self::webconfig::{WebChange, WebConfigError, WebState, load_web_config};
 
 /// Content type of `/metrics`: the Prometheus text exposition format 0.0.4.
 pub const EXPOSITION_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -345,10 +346,37 @@ impl WebConfigHandle {
         Arc::clone(&self.0.read().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// Puts `state` in force and returns the one it replaces.
-    pub fn replace(&self, state: WebState) -> Arc<WebState> {
+    /// Puts `state` in force and returns the one it replaces. `state` keeps the verified
+    /// logins of unchanged users, the bcrypt slot and an unchanged rate limiter's bucket.
+    pub fn replace(&self, mut state: WebState) -> Arc<WebState> {
         let mut current = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        webconfig::carry_over(&current, &mut state);
         std::mem::replace(&mut *current, Arc::new(state))
+    }
+
+    /// Checks that `next` may replace the web config in force on a reload, and says whether
+    /// it changes anything. `Err` (naming `next`'s file and what it would remove) when it would
+    /// remove TLS, basic auth or a requirement of verified client certificates that is in
+    /// force: a reload never lowers security; removing them takes a restart.
+    pub fn check_reload(&self, next: &WebState) -> Result<WebChange, WebConfigError> {
+        let current = self.current();
+        let removed = webconfig::lowered(&current, next);
+        let Some((key, _)) = removed.first() else {
+            return Ok(WebChange::between(&current, next));
+        };
+        let what: Vec<&str> = removed.iter().map(|(_, what)| *what).collect();
+        Err(WebConfigError {
+            file: next.source.clone().unwrap_or_default(),
+            key: (*key).to_string(),
+            message: format!(
+                "this web config would remove {}, which {} in force; a reload may not lower \
+                 security, so the previous web config stays (restart the exporter to remove {})",
+                what.join(" and "),
+                if what.len() > 1 { "are" } else { "is" },
+                if what.len() > 1 { "them" } else { "it" },
+            ),
+            detail: None,
+        })
     }
 }
 

@@ -1,6 +1,8 @@
 //! Request → response: the one place every request passes through.
 //!
 //! In order, for each request, with the web config in force at that moment:
+//! 0. `rate_limit`, when set: a request that finds the bucket empty gets 429 (every path but
+//!    `/-/healthy`);
 //! 1. basic auth, when `basic_auth_users` is set: every path but `/-/healthy` (unknown paths
 //!    included, so that they cannot be probed) needs valid credentials, otherwise 401 with
 //!    `WWW-Authenticate: Basic realm="workspacesweb-exporter"`;
@@ -97,7 +99,7 @@ impl Routes {
     pub(super) fn respond<B>(
         self: &Arc<Self>,
         request: &Request<B>,
-        _peer: IpAddr,
+        peer: IpAddr,
     ) -> impl Future<Output = Response<Chunks>> + Send + use<B> {
         let asked = Asked {
             route: self.route(request.uri().path()),
@@ -106,8 +108,11 @@ impl Routes {
             gzip: encoding::accepts_gzip(request.headers().get_all(header::ACCEPT_ENCODING)),
         };
         let web = self.web.current();
+        let guarded = asked.route != Some(Route::Healthy);
+        // Before anything costly (bcrypt, rendering), as the toolkit does.
+        let limited = guarded && web.rate_limit.as_ref().is_some_and(|r| !r.allow());
         let auth = match &web.auth {
-            Some(auth) if asked.route != Some(Route::Healthy) => Some((
+            Some(auth) if guarded && !limited => Some((
                 Arc::clone(auth),
                 Credentials::from_headers(request.headers()),
             )),
@@ -119,8 +124,9 @@ impl Routes {
             // is not cut short: dropping it halfway could leave a config half applied.
             let deadline = tokio::time::Instant::now() + routes.deadline;
             let verdict = match auth {
+                _ if limited => Verdict::Limited,
                 Some((auth, credentials)) => {
-                    tokio::time::timeout_at(deadline, auth.verify(credentials))
+                    tokio::time::timeout_at(deadline, auth.verify(credentials, peer))
                         .await
                         .unwrap_or(Verdict::Busy)
                 }
@@ -138,6 +144,7 @@ impl Routes {
                     }),
                 Verdict::Denied => unauthorized(),
                 Verdict::Busy => unavailable(),
+                Verdict::Limited => text(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests\n"),
             };
             for (name, value) in &web.headers {
                 if !response.headers().contains_key(name) {

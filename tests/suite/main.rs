@@ -27,6 +27,8 @@ mod resilience;
 mod sim_wire;
 mod soak;
 mod web_config;
+mod web_config_toolkit;
+mod web_reload;
 
 #[allow(dead_code)]
 mod restarts {
