@@ -12,9 +12,10 @@
 //! The exporter is the real binary in `--demo` mode, a child process, with a web config of
 //! `--logins + 1` users hashed at `--cost`. `--flooders` keep-alive clients, bound to
 //! `--flood-from`, send `GET /metrics` with a wrong password for a configured user in a loop.
-//! After `--warmup`, the bench makes `--logins` first logins one after the other from
-//! `--login-from`, each as a different user with the right password (so none is cached), and
-//! times each from connect to the end of the response. Only loopback addresses are used; Linux
+//! Once `/-/ready` says 200 and after `--warmup` of flood, the bench makes `--logins` first
+//! logins (`GET /-/ready`) one after the other from `--login-from`, each as a different user
+//! with the right password (so none is cached), and times each from connect to the end of the
+//! response. Only loopback addresses are used; Linux
 //! routes all of 127.0.0.0/8 to the loopback interface, so every address there is a distinct
 //! peer to the exporter.
 
@@ -197,6 +198,21 @@ async fn main() {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "the exporter never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // /-/ready answers 503 until the demo's portals are polled: wait for it before timing.
+    let ready = basic("user0", "right-0");
+    loop {
+        if let Ok(mut s) = connect(args.login_from, addr).await
+            && exchange(&mut s, "/-/ready", &ready).await == Some(200)
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the exporter never got ready"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

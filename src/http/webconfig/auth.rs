@@ -4,10 +4,11 @@
 //! - bcrypt runs on the blocking pool, one verification at a time per web config (as the Go
 //!   toolkit serialises it): a flood of wrong passwords costs one core, not all of them, and
 //!   never stalls the async workers that serve other connections. The slot is handed out
-//!   round-robin between peers ([`BcryptSlot`]): a first login waits for at most one
-//!   verification per other waiting peer, not for a flood's whole queue. A peer has at most
-//!   four requests waiting; a request beyond them, or one that waits more than
-//!   [`BCRYPT_SLOT_WAIT`] (2 s), gets 503. Costs above [`MAX_COST`] (14, about a second per
+//!   round-robin between peers, then between user names within a peer ([`BcryptSlot`]): a
+//!   first login waits for about one verification per other waiting peer (or name), not for a
+//!   flood's whole queue. A peer has at most 16 requests waiting, 4 per name; a request beyond
+//!   them waits [`BCRYPT_SLOT_WAIT`] (2 s) without queueing and gets 503, as does one whose
+//!   turn does not come within that time. Costs above [`MAX_COST`] (14, about a second per
 //!   verification) are refused in the web config.
 //! - After a password verifies, the SHA-256 of (user's bcrypt hash, password) is remembered
 //!   for that user, so later scrapes with the same credentials skip bcrypt. The digest is
@@ -214,7 +215,7 @@ impl BasicAuth {
         }
         let Some(permit) = self
             .bcrypt
-            .acquire(PeerKey::of(peer), BCRYPT_SLOT_WAIT)
+            .acquire(PeerKey::of(peer), &user, BCRYPT_SLOT_WAIT)
             .await
         else {
             return Verdict::Busy;

@@ -1,16 +1,20 @@
-//! The one bcrypt slot of the basic-auth users, handed out fairly between peers.
+//! The one bcrypt slot of the basic-auth users, handed out fairly between peers and users.
 //!
 //! bcrypt runs one verification at a time (a flood costs one core, not all of them). Who runs
-//! next is decided per peer ([`PeerKey`]), round-robin: when the slot frees, it goes to the
-//! first waiter of the next peer in the rotation, and that peer goes to the back if it has
-//! more waiters. So a newcomer waits for at most one verification per other waiting peer (plus
-//! the one running), however many requests those peers have queued: during a flood from one
-//! address, a first login from another address waits for about two verifications, not for the
-//! whole flood. A peer has at most [`PEER_QUEUE`] requests waiting; beyond that its requests
-//! are refused at once (503), which is also what a flood's surplus gets. Every wait is bounded
-//! by the caller's limit.
+//! next is decided round-robin at two levels: between peers ([`PeerKey`]) that have requests
+//! waiting, then, within the peer whose turn it is, between the user names those requests give.
+//! So a newcomer waits for at most one verification per other waiting peer (plus the one
+//! running), however many requests those peers have queued: during a flood from one address,
+//! a first login from another address waits for about two verifications, not for the whole
+//! flood; and during a flood of one user name from the login's own address, the login (another
+//! name) comes next within that address. A peer has at most [`PEER_QUEUE`] requests waiting,
+//! at most [`USER_QUEUE`] of them for one name; further requests do not queue: they wait out
+//! the caller's limit and are refused (503), so that a flood's surplus costs a timer each, not a
+//! stream of instant answers that would eat the CPU bcrypt and the other clients need. Every
+//! wait is bounded by the caller's limit.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -19,7 +23,11 @@ use tokio::sync::oneshot;
 use crate::http::peer::PeerKey;
 
 /// Most requests of one peer waiting for the slot (the running one not counted).
-pub(in crate::http) const PEER_QUEUE: usize = 4;
+pub(in crate::http) const PEER_QUEUE: usize = 16;
+/// Most requests of one peer for one user name waiting for the slot.
+pub(in crate::http) const USER_QUEUE: usize = 4;
+
+type Waiter = oneshot::Sender<BcryptPermit>;
 
 /// The slot and its waiters.
 #[derive(Debug, Default)]
@@ -29,30 +37,81 @@ pub(in crate::http) struct BcryptSlot {
 
 #[derive(Debug, Default)]
 struct Queue {
+    /// A verification holds the slot. While it does not, nobody waits (a freed slot goes to
+    /// the next waiter at once).
     running: bool,
-    /// Peers with waiters, in the order they get the slot.
-    rotation: VecDeque<PeerKey>,
-    waiting: HashMap<PeerKey, VecDeque<oneshot::Sender<BcryptPermit>>>,
+    waiting: RoundRobin<PeerKey, RoundRobin<String, VecDeque<Waiter>>>,
 }
 
-impl Queue {
-    /// The next waiter in the rotation that still waits, if any.
-    fn next_waiter(&mut self) -> Option<oneshot::Sender<BcryptPermit>> {
-        while let Some(peer) = self.rotation.pop_front() {
-            let Some(waiters) = self.waiting.get_mut(&peer) else {
+/// Waiters in the order they get the slot.
+trait Waiters: Default {
+    /// The next waiter that still waits, taken out.
+    fn pop_open(&mut self) -> Option<Waiter>;
+    /// How many still wait.
+    fn open(&self) -> usize;
+}
+
+impl Waiters for VecDeque<Waiter> {
+    fn pop_open(&mut self) -> Option<Waiter> {
+        std::iter::from_fn(|| self.pop_front()).find(|tx| !tx.is_closed())
+    }
+
+    fn open(&self) -> usize {
+        self.iter().filter(|tx| !tx.is_closed()).count()
+    }
+}
+
+/// Queues by key, each key in turn.
+#[derive(Debug)]
+struct RoundRobin<K, W> {
+    rotation: VecDeque<K>,
+    queues: HashMap<K, W>,
+}
+
+impl<K, W> Default for RoundRobin<K, W> {
+    fn default() -> Self {
+        Self {
+            rotation: VecDeque::new(),
+            queues: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone, W: Waiters> RoundRobin<K, W> {
+    /// The queue of `key`, added at the back of the rotation if it had none; queues whose
+    /// waiters all gave up are dropped first.
+    fn queue(&mut self, key: K) -> &mut W {
+        self.queues.retain(|_, q| q.open() > 0);
+        let queues = &self.queues;
+        self.rotation.retain(|k| queues.contains_key(k));
+        if !self.queues.contains_key(&key) {
+            self.rotation.push_back(key.clone());
+        }
+        self.queues.entry(key).or_default()
+    }
+}
+
+impl<K: Hash + Eq + Clone, W: Waiters> Waiters for RoundRobin<K, W> {
+    fn pop_open(&mut self) -> Option<Waiter> {
+        while let Some(key) = self.rotation.pop_front() {
+            let Some(queue) = self.queues.get_mut(&key) else {
                 continue;
             };
-            let next = std::iter::from_fn(|| waiters.pop_front()).find(|tx| !tx.is_closed());
-            if waiters.iter().any(|tx| !tx.is_closed()) {
-                self.rotation.push_back(peer);
+            let next = queue.pop_open();
+            if queue.open() > 0 {
+                self.rotation.push_back(key);
             } else {
-                self.waiting.remove(&peer);
+                self.queues.remove(&key);
             }
             if next.is_some() {
                 return next;
             }
         }
         None
+    }
+
+    fn open(&self) -> usize {
+        self.queues.values().map(W::open).sum()
     }
 }
 
@@ -71,31 +130,37 @@ impl Drop for BcryptPermit {
 }
 
 impl BcryptSlot {
-    /// The slot for `peer`: at once when free, otherwise in its turn; `None` when the peer
-    /// already has [`PEER_QUEUE`] requests waiting, or when the turn does not come within
-    /// `limit`. Cancel-safe: a dropped wait gives up its place.
+    /// The slot for `user`'s request from `peer`: at once when free, otherwise in its turn;
+    /// `None` after `limit` when the turn does not come, or when the peer (or the name) already
+    /// has its most requests waiting. Cancel-safe: a dropped wait gives up its place.
     pub(in crate::http) async fn acquire(
         self: &Arc<Self>,
         peer: PeerKey,
+        user: &str,
         limit: Duration,
     ) -> Option<BcryptPermit> {
         let turn = {
             let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-            if !queue.running && queue.rotation.is_empty() {
+            if !queue.running {
                 queue.running = true;
                 return Some(self.permit());
             }
-            let waiters = queue.waiting.entry(peer).or_default();
-            waiters.retain(|tx| !tx.is_closed());
-            if waiters.len() >= PEER_QUEUE {
-                return None;
+            let peer_queue = queue.waiting.queue(peer);
+            let room = peer_queue.open() < PEER_QUEUE;
+            let user_queue = peer_queue.queue(user.to_string());
+            if room && user_queue.open() < USER_QUEUE {
+                let (tx, rx) = oneshot::channel();
+                user_queue.push_back(tx);
+                Some(rx)
+            } else {
+                None
             }
-            let (tx, rx) = oneshot::channel();
-            waiters.push_back(tx);
-            if !queue.rotation.contains(&peer) {
-                queue.rotation.push_back(peer);
-            }
-            rx
+        };
+        let Some(turn) = turn else {
+            // No room: wait out the bound all the same, so that a flood's surplus costs a
+            // timer, not a stream of instant answers (CPU).
+            tokio::time::sleep(limit).await;
+            return None;
         };
         // A permit sent just as the wait times out is dropped with the channel, which hands
         // the slot on: it is never lost.
@@ -105,7 +170,7 @@ impl BcryptSlot {
     /// The slot if it is free now.
     pub(in crate::http) fn try_acquire(self: &Arc<Self>) -> Option<BcryptPermit> {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        if queue.running || !queue.rotation.is_empty() {
+        if queue.running {
             return None;
         }
         queue.running = true;
@@ -123,7 +188,7 @@ impl BcryptSlot {
         loop {
             let next = {
                 let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-                match queue.next_waiter() {
+                match queue.waiting.pop_open() {
                     Some(next) => next,
                     None => {
                         queue.running = false;
@@ -150,18 +215,17 @@ mod tests {
         PeerKey::V4(n)
     }
 
-    /// The order in which waiters get the slot, each releasing it at once.
-    #[tokio::test]
-    async fn waiters_are_served_round_robin_by_peer() {
+    /// The order in which `requests` (peer, user) get the slot, queued in that order while
+    /// the slot is held, each releasing it at once.
+    async fn order(requests: &[(u32, &'static str)]) -> Vec<usize> {
         let slot = Arc::new(BcryptSlot::default());
         let running = slot.try_acquire().expect("free");
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
-        // Peer 1 queues three requests, then peer 2 one.
-        for (i, p) in [(0, 1), (1, 1), (2, 1), (3, 2)] {
+        for (i, &(p, user)) in requests.iter().enumerate() {
             let (slot, order) = (Arc::clone(&slot), Arc::clone(&order));
             tasks.push(tokio::spawn(async move {
-                let permit = slot.acquire(peer(p), LONG).await.expect("a turn");
+                let permit = slot.acquire(peer(p), user, LONG).await.expect("a turn");
                 order.lock().unwrap().push(i);
                 drop(permit);
             }));
@@ -171,31 +235,59 @@ mod tests {
         for task in tasks {
             task.await.unwrap();
         }
-        // Peer 2's request comes second, not after peer 1's whole queue.
-        assert_eq!(*order.lock().unwrap(), [0, 3, 1, 2]);
         assert!(slot.try_acquire().is_some(), "the slot is free again");
+        order.lock().unwrap().clone()
     }
 
     #[tokio::test]
-    async fn a_peer_queues_at_most_peer_queue_requests() {
+    async fn waiters_are_served_round_robin_by_peer_then_by_user() {
+        // Peer 2's request comes second, not after peer 1's whole queue.
+        assert_eq!(
+            order(&[(1, "a"), (1, "a"), (1, "a"), (2, "a")]).await,
+            [0, 3, 1, 2]
+        );
+        // Within one peer, another name comes second, not after the first name's queue.
+        assert_eq!(
+            order(&[(1, "flood"), (1, "flood"), (1, "flood"), (1, "login")]).await,
+            [0, 3, 1, 2]
+        );
+    }
+
+    #[tokio::test]
+    async fn queues_are_bounded_per_peer_and_per_name() {
         let slot = Arc::new(BcryptSlot::default());
         let _running = slot.try_acquire().expect("free");
+        let short = Duration::from_millis(50);
         let mut waiting = Vec::new();
-        for _ in 0..PEER_QUEUE {
+        let names: Vec<String> = (0..PEER_QUEUE).map(|i| format!("user{i}")).collect();
+        for name in names {
             let slot = Arc::clone(&slot);
-            waiting.push(tokio::spawn(
-                async move { slot.acquire(peer(1), LONG).await },
-            ));
+            waiting.push(tokio::spawn(async move {
+                slot.acquire(peer(1), &name, LONG).await
+            }));
+            tokio::task::yield_now().await;
+        }
+        let surplus = slot.acquire(peer(1), "another", short);
+        assert!(surplus.await.is_none(), "the peer's queue is full");
+        for _ in 0..USER_QUEUE {
+            let slot = Arc::clone(&slot);
+            waiting.push(tokio::spawn(async move {
+                slot.acquire(peer(2), "x", LONG).await
+            }));
             tokio::task::yield_now().await;
         }
         assert!(
-            slot.acquire(peer(1), LONG).await.is_none(),
-            "refused at once"
+            slot.acquire(peer(2), "x", short).await.is_none(),
+            "the name's queue is full"
         );
         let other = Arc::clone(&slot);
-        let other = tokio::spawn(async move { other.acquire(peer(2), LONG).await });
+        let other = tokio::spawn(async move { other.acquire(peer(2), "y", LONG).await });
         tokio::task::yield_now().await;
-        assert!(!other.is_finished(), "another peer still queues");
+        assert!(
+            !other.is_finished(),
+            "another name of the same peer still queues"
+        );
+        other.abort();
         for task in waiting {
             task.abort();
         }
@@ -206,7 +298,7 @@ mod tests {
         let slot = Arc::new(BcryptSlot::default());
         let running = slot.try_acquire().expect("free");
         assert!(
-            slot.acquire(peer(1), Duration::from_millis(50))
+            slot.acquire(peer(1), "a", Duration::from_millis(50))
                 .await
                 .is_none()
         );
