@@ -1,16 +1,16 @@
 //! The HTTP server: `/metrics`, the landing page, `/-/healthy`, `/-/ready` and `/-/reload`, on
-//! hyper 1, with the exporter-toolkit web config (TLS, basic auth, extra headers).
+//! hyper 1, with the exporter-toolkit web config (TLS, basic auth, extra headers, rate limit).
 //!
 //! Shape of the server:
 //! - [`bind`] turns `--web.listen-address` values into listeners (the caller exits 2 on error);
 //! - [`serve_with`] accepts on every listener, one task per connection, each connection holding
-//!   a permit of a semaphore shared by all listeners (`--web.max-connections`); [`serve`] is the
-//!   same without web config or reload hook;
+//!   a slot of the fair connection cap shared by all listeners (`admission`,
+//!   `--web.max-connections`); [`serve`] is the same without web config or reload hook;
 //! - a connection's byte stream is wrapped (`io::WriteTimeout`) before anything else; when the
 //!   web config has TLS, the handshake runs on top of it inside the connection's task (the
 //!   accept loop never waits for it), bounded by [`HttpTimeouts::tls_handshake`];
-//! - every request goes through one function (`routes::respond`): basic auth, routing, the
-//!   reload hook, then the web config's extra headers.
+//! - every request goes through one function (`routes::respond`): rate limit, basic auth,
+//!   routing, the reload hook, then the web config's extra headers.
 //!
 //! Web config (`--web.config.file`, see `webconfig`'s docs for the accepted keys and the
 //! differences from the Go toolkit):
@@ -18,13 +18,18 @@
 //!   the key. The daemon loads it at startup (exit 1 when invalid) and on reload.
 //! - A [`WebConfigHandle`] holds the state in force. The server reads it when a connection
 //!   opens (TLS: certificates, client CAs, versions) and at every request (users, headers), so
-//!   [`WebConfigHandle::replace`] takes effect for new connections and the next requests.
+//!   [`WebConfigHandle::replace`] takes effect for new connections and the next requests. A
+//!   reload first asks [`WebConfigHandle::check_reload`], which refuses a web config that would
+//!   remove TLS, basic auth or verified client certificates in force, and says whether
+//!   anything changes; `replace` keeps verified logins of unchanged users, the bcrypt slot and
+//!   an unchanged rate limiter's bucket.
 //! - Basic auth (when `basic_auth_users` is set): every path except `/-/healthy` needs
 //!   credentials, 401 with `WWW-Authenticate: Basic realm="workspacesweb-exporter"` otherwise.
-//!   bcrypt runs on the blocking pool, one at a time; a request that waits more than 2 s for
-//!   that slot gets 503 (`Retry-After: 1`); costs above 14 are refused in the web config;
-//!   verified credentials are cached per user as a SHA-256 digest compared in constant time;
-//!   unknown users pay a decoy bcrypt (`auth`).
+//!   bcrypt runs on the blocking pool, one at a time, handed out round-robin between peers,
+//!   then user names (at most 16 waiting per peer, 4 per name); a request that waits more than 2 s for that slot gets 503
+//!   (`Retry-After: 1`); costs above 14 are refused in the web config; verified credentials
+//!   are cached per user as a SHA-256 digest compared in constant time; unknown users pay the
+//!   bcrypt of a configured user chosen by their name (`auth`).
 //! - Every request (basic auth included) is answered within [`HttpTimeouts::request`], 503
 //!   otherwise; an authenticated reload runs to its end.
 //! - `POST /-/reload` calls the [`ReloadHook`] given in [`WebOptions`]: 200 `OK`, or 400 with
@@ -33,9 +38,14 @@
 //!   Prometheus, and nothing is reloaded.
 //!
 //! Policies (for the operator documentation):
-//! - Connection limit: when `max_connections` connections are open, the accept loops stop
-//!   accepting; further clients wait in the kernel's listen backlog until a connection closes
-//!   (as Go's `netutil.LimitListener` does for Prometheus). `0` means no limit.
+//! - Connection limit (`admission`): every accepted connection needs a slot. At the cap, the
+//!   oldest connection with no request in progress (idle keep-alive, TLS handshake or request
+//!   head in progress) is closed to admit the new one; no peer (IPv4 address, IPv6 /64) holds
+//!   more than half the cap. An evicted connection that is idle closes at once; one in the
+//!   middle of a head gets 100 ms to complete it (it is then answered, with
+//!   `Connection: close`); one that just started a request (a race) finishes it. Only when
+//!   every connection is answering a request do the accept loops wait; further clients wait
+//!   in the kernel's listen backlog. `0` means no limit.
 //! - A TLS client that has not completed its handshake within [`HttpTimeouts::tls_handshake`]
 //!   of connecting is closed; so is a plain-HTTP client on a TLS listener.
 //! - A connection that has not sent a complete request head within
