@@ -778,6 +778,37 @@ async fn replacing_the_web_config_switches_users_and_a_reload_hook_can_do_it() {
     server.stop().await;
 }
 
+/// Before: every reload built a new basic-auth state, so Prometheus paid bcrypt again after
+/// each one (and a flood of reloads meant a flood of bcrypt). Now a reload that keeps the users
+/// keeps their verified logins: with the bcrypt slot held, a cached login still gets in.
+#[tokio::test]
+async fn verified_logins_survive_a_reload_that_keeps_the_users() {
+    let pki = Pki::new();
+    let yaml = format!(
+        "{}http_server_config:\n  headers:\n    X-Frame-Options: deny\n",
+        users(&[("prom", "pw")])
+    );
+    let web = WebConfigHandle::new(pki.load("web.yml", &yaml));
+    let server = Server::start(web.clone(), None).await;
+    let good = basic("prom", "pw");
+    assert_eq!(
+        server
+            .get("/metrics", &[("Authorization", &good)])
+            .await
+            .status,
+        200
+    );
+    // The same users, another header: a changed web config, the same logins.
+    let changed = yaml.replace("deny", "sameorigin");
+    web.replace(pki.load("web.yml", &changed));
+    let held = web.current().hold_bcrypt_slot().expect("the slot is free");
+    let reply = server.get("/metrics", &[("Authorization", &good)]).await;
+    assert_eq!(reply.status, 200, "served from the cache, no bcrypt");
+    assert_eq!(reply.header("x-frame-options"), Some("sameorigin"));
+    drop(held);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn replacing_the_web_config_turns_tls_on_for_new_connections() {
     let pki = Pki::new();
