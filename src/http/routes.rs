@@ -165,7 +165,7 @@ impl Routes {
                 None => text(StatusCode::FORBIDDEN, "Lifecycle API is not enabled.\n"),
                 Some(hook) => match hook().await {
                     Ok(()) => text(StatusCode::OK, "OK"),
-                    // The reload logs its own failure (once per distinct error).
+                    // The reload logs its own failure.
                     Err(error) => owned_text(StatusCode::BAD_REQUEST, format!("{error}\n")),
                 },
             },
