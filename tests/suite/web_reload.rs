@@ -193,7 +193,7 @@ async fn a_reload_that_would_remove_tls_or_basic_auth_is_refused() {
             .nth(i)
             .expect("logged");
         assert!(
-            line.contains("level=error") && line.contains(words),
+            line.contains("level=ERROR") && line.contains(words),
             "{case}: {line}"
         );
         // The old settings stay: TLS (a plain client gets no answer) and basic auth.
