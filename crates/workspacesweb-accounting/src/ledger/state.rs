@@ -66,7 +66,7 @@ pub struct LedgerState<S = String> {
     pub native: Option<NativeHistogram>,
     /// When each user of `users` was first counted (its series' created timestamp); a user
     /// missing here (a state written before it) takes T0, when every counter was 0.
-    #[serde(default)]
+    #[serde(default = "Vec::new")]
     pub user_created: Vec<(S, UnixMillis)>,
 }
 
