@@ -171,6 +171,7 @@ pub fn plan(portal_id: &str, interval: Duration, page_size: u32) -> PortalPlan {
         page_size,
         max_pages: 2000,
         duration_buckets: vec![60.0, 300.0, 900.0, 1800.0, 3600.0],
+        native_schema: 3,
         per_user: None,
         arn: None,
         metadata_refresh: workspacesweb_exporter::config::DEFAULT_DISCOVERY_REFRESH,
@@ -521,6 +522,42 @@ pub fn have_or_skip(tool: &str, args: &[&str], install: &str) -> bool {
     );
     eprintln!("skipping: `{tool}` is not installed ({install})");
     false
+}
+
+/// The pinned Python `prometheus_client` whose strict OpenMetrics parser checks our OpenMetrics
+/// text (`.ci/run` installs it).
+pub const PYTHON_PROMETHEUS_CLIENT: &str = "pip install prometheus-client==0.26.0";
+
+/// Parses `text` with the Python `prometheus_client` OpenMetrics parser (an independent strict
+/// parser: it refuses a missing `# EOF`, a unit that is not the name's suffix, a counter sample
+/// without `_total`, bad escaping): `Ok(false)` when skipped, `Err` with its complaint.
+pub fn openmetrics_check(text: &[u8]) -> Result<bool, String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    const PARSE: &str = "import sys\n\
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
+        families = list(text_string_to_metric_families(sys.stdin.read()))\n\
+        print(len(families), sum(len(f.samples) for f in families))\n";
+    let import = ["-c", "import prometheus_client.openmetrics.parser"];
+    if !have_or_skip("python3", &import, PYTHON_PROMETHEUS_CLIENT) {
+        return Ok(false);
+    }
+    let mut child = Command::new("python3")
+        .args(["-c", PARSE])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("python3: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(text).map_err(|e| e.to_string())?;
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(true)
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
 }
 
 /// Whether every tool in `tools` runs (`--version`), by [`have_or_skip`].
