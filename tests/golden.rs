@@ -303,7 +303,7 @@ fn compare_or_update(path: &std::path::Path, actual: &str) {
         std::fs::write(path, actual).expect("write golden file");
         eprintln!("wrote {}", path.display());
     } else {
-        let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        let expected = std::fs::read_to_string(path).unwrap_or_else(|e| {
             panic!(
                 "cannot read {}: {e}\nCreate it with: {UPDATE}=1 cargo test --test golden",
                 path.display()
@@ -353,7 +353,9 @@ fn dump_protobuf(families: &[protobuf::proto::MetricFamily]) -> String {
     };
     let mut out = String::new();
     for f in families {
-        let kind = f.r#type.and_then(|t| protobuf::proto::MetricType::try_from(t).ok());
+        let kind = f
+            .r#type
+            .and_then(|t| protobuf::proto::MetricType::try_from(t).ok());
         let _ = writeln!(
             out,
             "# {} {:?} {:?}",
@@ -365,11 +367,22 @@ fn dump_protobuf(families: &[protobuf::proto::MetricFamily]) -> String {
             let labels: Vec<String> = m
                 .label
                 .iter()
-                .map(|l| format!("{}={:?}", l.name.as_deref().unwrap_or(""), l.value.as_deref().unwrap_or("")))
+                .map(|l| {
+                    format!(
+                        "{}={:?}",
+                        l.name.as_deref().unwrap_or(""),
+                        l.value.as_deref().unwrap_or("")
+                    )
+                })
                 .collect();
             let _ = write!(out, "{{{}}}", labels.join(","));
             if let Some(c) = &m.counter {
-                let _ = write!(out, " counter {:?} created {}", c.value.unwrap_or(f64::NAN), ts(&c.created_timestamp));
+                let _ = write!(
+                    out,
+                    " counter {:?} created {}",
+                    c.value.unwrap_or(f64::NAN),
+                    ts(&c.created_timestamp)
+                );
             }
             if let Some(g) = &m.gauge {
                 let _ = write!(out, " gauge {:?}", g.value.unwrap_or(f64::NAN));
@@ -378,7 +391,13 @@ fn dump_protobuf(families: &[protobuf::proto::MetricFamily]) -> String {
                 let buckets: Vec<String> = h
                     .bucket
                     .iter()
-                    .map(|b| format!("{:?}:{}", b.upper_bound.unwrap_or(f64::NAN), b.cumulative_count.unwrap_or(0)))
+                    .map(|b| {
+                        format!(
+                            "{:?}:{}",
+                            b.upper_bound.unwrap_or(f64::NAN),
+                            b.cumulative_count.unwrap_or(0)
+                        )
+                    })
                     .collect();
                 let spans: Vec<String> = h
                     .positive_span
@@ -727,7 +746,11 @@ fn protobuf_native_buckets_follow_from_the_timeline() {
         }
         assert_eq!(got, want, "{portal}");
         // Every portal counter counts from T0.
-        for family in ["sessions_started_total", "sessions_terminated_total", "session_seconds_total"] {
+        for family in [
+            "sessions_started_total",
+            "sessions_terminated_total",
+            "session_seconds_total",
+        ] {
             let mut in_family = false;
             let mut seen = false;
             for l in dump.lines() {

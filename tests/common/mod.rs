@@ -106,6 +106,15 @@ pub fn scripted(id: &str, n: u64, base_ms: i64, users: u64) -> PortalSpec {
 /// A real Prometheus with `config` (prometheus.yml text) and its TSDB in `dir`, on a free
 /// loopback port: the process (killed on drop) and its `host:port`.
 pub fn start_prometheus(dir: &std::path::Path, config: String) -> (Child, String) {
+    start_prometheus_with(dir, config, &[])
+}
+
+/// [`start_prometheus`] with more flags (e.g. `--enable-feature=native-histograms`).
+pub fn start_prometheus_with(
+    dir: &std::path::Path,
+    config: String,
+    extra: &[&str],
+) -> (Child, String) {
     let addr = format!("127.0.0.1:{}", free_port());
     let path = dir.join("prometheus.yml");
     std::fs::write(&path, config).expect("write prometheus.yml");
@@ -117,6 +126,7 @@ pub fn start_prometheus(dir: &std::path::Path, config: String) -> (Child, String
                 dir.join("tsdb").display()
             ))
             .arg(format!("--web.listen-address={addr}"))
+            .args(extra)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
