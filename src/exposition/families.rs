@@ -66,6 +66,18 @@ pub trait Writer {
     fn histogram(&mut self, name: &str, labels: &[(&str, &str)], h: Durations<'_>);
 }
 
+/// The classic buckets of `h` as `(upper bound, cumulative count)`, `+Inf` left out: what every
+/// format writes of them.
+pub fn cumulative_buckets(h: &Histogram) -> impl Iterator<Item = (f64, u64)> + '_ {
+    h.bounds
+        .iter()
+        .enumerate()
+        .scan(0u64, |cumulative, (i, bound)| {
+            *cumulative += h.counts.get(i).copied().unwrap_or(0);
+            Some((*bound, *cumulative))
+        })
+}
+
 /// A histogram as the writers see it: its classic buckets, the same observations in native
 /// buckets when kept, and when it started counting.
 #[derive(Debug, Clone, Copy)]

@@ -6,7 +6,7 @@
 
 use std::io::Write as _;
 
-use super::families::{Durations, Kind, PREFIX, Writer};
+use super::families::{Durations, Kind, PREFIX, Writer, cumulative_buckets};
 use super::text::{Sink, write_labels};
 use crate::session::UnixMillis;
 
@@ -94,12 +94,10 @@ impl Writer for OpenMetricsWriter<'_> {
 
     fn histogram(&mut self, name: &str, labels: &[(&str, &str)], d: Durations<'_>) {
         let h = d.classic;
-        let mut cumulative = 0u64;
         let mut le = Vec::new();
-        for (i, bound) in h.bounds.iter().enumerate() {
-            cumulative += h.counts.get(i).copied().unwrap_or(0);
+        for (bound, cumulative) in cumulative_buckets(h) {
             le.clear();
-            push_float(&mut le, *bound);
+            push_float(&mut le, bound);
             let le = std::str::from_utf8(&le).unwrap_or("NaN");
             self.line(name, "_bucket", &[labels, &[("le", le)]], cumulative as f64);
         }

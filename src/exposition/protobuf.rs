@@ -7,7 +7,7 @@
 
 use prost::Message as _;
 
-use super::families::{Durations, Kind, PREFIX, Writer};
+use super::families::{Durations, Kind, PREFIX, Writer, cumulative_buckets};
 use super::text::Sink;
 use crate::ledger::NativeHistogram;
 use crate::session::UnixMillis;
@@ -305,12 +305,10 @@ fn histogram(d: Durations<'_>) -> proto::Histogram {
         created_timestamp: Some(timestamp(d.created_ms)),
         ..Default::default()
     };
-    let mut cumulative = 0u64;
-    for (i, bound) in classic.bounds.iter().enumerate() {
-        cumulative += classic.counts.get(i).copied().unwrap_or(0);
+    for (bound, cumulative) in cumulative_buckets(classic) {
         h.bucket.push(Bucket {
             cumulative_count: Some(cumulative),
-            upper_bound: Some(*bound),
+            upper_bound: Some(bound),
         });
     }
     let Some(native) = d.native else {

@@ -97,12 +97,10 @@ impl Writer for TextWriter<'_> {
 
     fn histogram(&mut self, name: &str, labels: &[(&str, &str)], d: Durations<'_>) {
         let h = d.classic;
-        let mut cumulative = 0u64;
         let mut le = Vec::new();
-        for (i, bound) in h.bounds.iter().enumerate() {
-            cumulative += h.counts.get(i).copied().unwrap_or(0);
+        for (bound, cumulative) in families::cumulative_buckets(h) {
             le.clear();
-            push_value(&mut le, *bound);
+            push_value(&mut le, bound);
             let le = std::str::from_utf8(&le).unwrap_or("NaN");
             self.line(name, "_bucket", labels, &[("le", le)], cumulative as f64);
         }

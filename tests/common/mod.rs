@@ -283,24 +283,29 @@ impl Drop for Child {
 /// Runs `promtool check metrics` on `text`; `Err` with promtool's output when it rejects it.
 /// `Ok(false)` when promtool is not installed (see [`have_or_skip`]).
 pub fn promtool_check(text: &[u8]) -> Result<bool, String> {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
     if !have_or_skip("promtool", &["--version"], "apt-get install prometheus") {
         return Ok(false);
     }
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
+    pipe_through("promtool", &["check", "metrics"], text).map(|()| true)
+}
+
+/// Runs `tool args` with `input` on its standard input: `Err` with what it printed when it fails.
+fn pipe_through(tool: &str, args: &[&str], input: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(tool)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("promtool: {e}"))?;
+        .map_err(|e| format!("{tool}: {e}"))?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(text).map_err(|e| e.to_string())?;
+        stdin.write_all(input).map_err(|e| e.to_string())?;
     }
     let out = child.wait_with_output().map_err(|e| e.to_string())?;
     if out.status.success() {
-        Ok(true)
+        Ok(())
     } else {
         Err(format!(
             "{}{}",
@@ -542,8 +547,6 @@ pub const PYTHON_PROMETHEUS_CLIENT: &str = "pip install prometheus-client==0.26.
 /// parser: it refuses a missing `# EOF`, a unit that is not the name's suffix, a counter sample
 /// without `_total`, bad escaping): `Ok(false)` when skipped, `Err` with its complaint.
 pub fn openmetrics_check(text: &[u8]) -> Result<bool, String> {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
     const PARSE: &str = "import sys\n\
         from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
         families = list(text_string_to_metric_families(sys.stdin.read()))\n\
@@ -552,22 +555,7 @@ pub fn openmetrics_check(text: &[u8]) -> Result<bool, String> {
     if !have_or_skip("python3", &import, PYTHON_PROMETHEUS_CLIENT) {
         return Ok(false);
     }
-    let mut child = Command::new("python3")
-        .args(["-c", PARSE])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("python3: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(text).map_err(|e| e.to_string())?;
-    }
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(true)
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
+    pipe_through("python3", &["-c", PARSE], text).map(|()| true)
 }
 
 /// Whether every tool in `tools` runs (`--version`), by [`have_or_skip`].
