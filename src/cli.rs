@@ -68,6 +68,10 @@ pub struct Cli {
     /// Maximum number of concurrent HTTP connections.
     #[arg(long = "web.max-connections", value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
+    /// Answer `/metrics` in OpenMetrics 1.0 (with `_created` samples) to scrapers that prefer it;
+    /// off, they get text 0.0.4 as before (Prometheus asks for OpenMetrics first by default).
+    #[arg(long = "web.enable-openmetrics")]
+    pub enable_openmetrics: bool,
     /// Only log messages at or above this level.
     #[arg(long = "log.level", value_enum, default_value = "info")]
     pub log_level: LogLevel,

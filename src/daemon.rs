@@ -124,6 +124,7 @@ async fn start(cli: &Cli) -> Result<Started, StartupError> {
         listen_addresses: cli.listen_addresses.clone(),
         telemetry_path: cli.telemetry_path.clone(),
         max_connections: cli.max_connections as usize,
+        openmetrics: cli.enable_openmetrics,
         ..HttpSettings::default()
     };
     settings.validate().map_err(StartupError::Flags)?;

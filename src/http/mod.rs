@@ -91,7 +91,7 @@ use self::routes::Routes;
 pub use self::webconfig::{WebChange, WebConfigError, WebState, load_web_config};
 
 /// Content type of `/metrics`: the Prometheus text exposition format 0.0.4.
-pub const EXPOSITION_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const EXPOSITION_CONTENT_TYPE: &str = crate::exposition::format::TEXT_CONTENT_TYPE;
 /// Default `--web.listen-address`.
 pub const DEFAULT_LISTEN_ADDRESS: &str = ":10049";
 /// Default `--web.telemetry-path`.
@@ -122,6 +122,8 @@ pub struct HttpSettings {
     pub max_connections: usize,
     /// Timeouts against slow and idle clients and for shutdown.
     pub timeouts: HttpTimeouts,
+    /// Whether `/metrics` answers in OpenMetrics when asked (`--web.enable-openmetrics`).
+    pub openmetrics: bool,
 }
 
 impl Default for HttpSettings {
@@ -131,6 +133,7 @@ impl Default for HttpSettings {
             telemetry_path: DEFAULT_TELEMETRY_PATH.to_string(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             timeouts: HttpTimeouts::default(),
+            openmetrics: false,
         }
     }
 }
@@ -484,7 +487,8 @@ pub async fn serve_with(
     let routes = Arc::new(
         Routes::new(exposition, settings.telemetry_path.clone())
             .with_web(options.web.clone(), options.reload)
-            .with_deadline(settings.timeouts.request),
+            .with_deadline(settings.timeouts.request)
+            .with_openmetrics(settings.openmetrics),
     );
     let mut builder = http1::Builder::new();
     builder

@@ -23,8 +23,8 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use super::body::Chunks;
 use super::webconfig::auth::{CHALLENGE, Credentials, Verdict};
-use super::{EXPOSITION_CONTENT_TYPE, ReloadHook, WebConfigHandle, encoding, landing};
-use crate::exposition::Exposition;
+use super::{ReloadHook, WebConfigHandle, encoding, landing};
+use crate::exposition::{Exposition, Format};
 use crate::snapshot::Store;
 
 const TEXT: &str = "text/plain; charset=utf-8";
@@ -52,6 +52,8 @@ pub(super) struct Routes {
     reload: Option<ReloadHook>,
     /// Longest a request may take from its head to its response (reload excepted).
     deadline: std::time::Duration,
+    /// Whether OpenMetrics is offered ([`encoding::negotiate_format`]).
+    openmetrics: bool,
 }
 
 impl Routes {
@@ -64,6 +66,15 @@ impl Routes {
             web: WebConfigHandle::default(),
             reload: None,
             deadline: super::HttpTimeouts::default().request,
+            openmetrics: false,
+        }
+    }
+
+    /// The same routes, offering OpenMetrics or not.
+    pub(super) fn with_openmetrics(self, openmetrics: bool) -> Self {
+        Self {
+            openmetrics,
+            ..self
         }
     }
 
@@ -106,6 +117,10 @@ impl Routes {
             method: request.method().clone(),
             path: request.uri().path().to_string(),
             gzip: encoding::accepts_gzip(request.headers().get_all(header::ACCEPT_ENCODING)),
+            format: encoding::negotiate_format(
+                request.headers().get_all(header::ACCEPT),
+                self.openmetrics,
+            ),
         };
         let web = self.web.current();
         let guarded = asked.route != Some(Route::Healthy);
@@ -172,7 +187,7 @@ impl Routes {
             Some(_) if !matches!(asked.method, Method::GET | Method::HEAD) => {
                 method_not_allowed(READ_METHODS)
             }
-            Some(Route::Telemetry) => self.telemetry(asked.gzip).await,
+            Some(Route::Telemetry) => self.telemetry(asked.format, asked.gzip).await,
             Some(Route::Landing) => self.landing().await,
             Some(Route::Healthy) if self.store.status().healthy() => {
                 text(StatusCode::OK, "Healthy")
@@ -194,12 +209,12 @@ impl Routes {
     /// The async worker only takes what is ready ([`Exposition::scrape_cached`], which never
     /// waits for a rendering in progress); anything that may render, inflate or wait for
     /// either runs on the blocking pool.
-    async fn telemetry(&self, gzip: bool) -> Response<Chunks> {
-        let body = match self.exposition.scrape_cached(gzip) {
+    async fn telemetry(&self, format: Format, gzip: bool) -> Response<Chunks> {
+        let body = match self.exposition.scrape_cached(format, gzip) {
             Some(body) => Some(body),
             None => {
                 let exposition = Arc::clone(&self.exposition);
-                off_runtime(move || exposition.scrape(gzip)).await
+                off_runtime(move || exposition.scrape(format, gzip)).await
             }
         };
         let body = match body {
@@ -211,8 +226,8 @@ impl Routes {
             None => return text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n"),
         };
         let mut response = Response::new(Chunks::new(body));
-        set(&mut response, header::CONTENT_TYPE, EXPOSITION_CONTENT_TYPE);
-        set(&mut response, header::VARY, "Accept-Encoding");
+        set(&mut response, header::CONTENT_TYPE, format.content_type());
+        set(&mut response, header::VARY, "Accept, Accept-Encoding");
         if gzip {
             set(&mut response, header::CONTENT_ENCODING, "gzip");
         }
@@ -239,6 +254,7 @@ struct Asked {
     method: Method,
     path: String,
     gzip: bool,
+    format: Format,
 }
 
 /// Runs CPU-heavy rendering on the blocking pool; `None` (logged) if it panicked.

@@ -104,6 +104,7 @@ pub(super) fn settings() -> HttpSettings {
         telemetry_path: "/metrics".to_string(),
         max_connections: 512,
         timeouts: HttpTimeouts::default(),
+        openmetrics: false,
     }
 }
 
@@ -587,6 +588,7 @@ fn store_with_users(n: u64) -> Arc<Store> {
                 active: i % 2,
                 started: i,
                 session_seconds: i as f64,
+                created_ms: 1_700_000_000_000,
             })
             .collect(),
         ..up_portal()
@@ -1068,4 +1070,87 @@ async fn every_listen_address_is_served() {
     for addr in &addrs {
         assert!(TcpStream::connect(*addr).await.is_err());
     }
+}
+
+/// `/metrics` answers each format its `Accept` asks for, with its content type, the same
+/// families in each: protobuf that decodes into `MetricFamily` messages (per-user families
+/// joined from per-portal pieces included), OpenMetrics that a strict independent parser
+/// accepts (only with `--web.enable-openmetrics`: without it, text 0.0.4, as Prometheus gets
+/// today), and text 0.0.4 by default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_negotiates_protobuf_openmetrics_and_text() {
+    use workspacesweb_exporter::exposition::protobuf;
+    const PROTO: &str = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited";
+    const PROMETHEUS: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let store = store_with_users(50);
+    let plain = Server::start(Arc::clone(&store)).await;
+    let today = plain
+        .request("GET", "/metrics", &[("Accept", PROMETHEUS)])
+        .await;
+    assert_eq!(
+        today.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    assert!(!today.text().contains("_created"));
+    plain.stop().await;
+
+    let server = Server::start_with(
+        store,
+        HttpSettings {
+            openmetrics: true,
+            ..settings()
+        },
+    )
+    .await;
+    let text = server.get("/metrics").await;
+    assert_eq!(
+        text.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    assert_eq!(text.header("vary"), Some("Accept, Accept-Encoding"));
+
+    let om = server
+        .request("GET", "/metrics", &[("Accept", PROMETHEUS)])
+        .await;
+    assert_eq!(om.status, 200);
+    assert_eq!(
+        om.header("content-type"),
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+    );
+    let om_text = om.text();
+    assert!(om_text.ends_with("# EOF\n"), "{om_text}");
+    assert!(om_text.contains("\nworkspacesweb_user_sessions_started_created{"));
+    assert!(om_text.contains("\nprocess_cpu_seconds_created ") || !cfg!(target_os = "linux"));
+    crate::common::openmetrics_check(om.body.as_slice())
+        .expect("the OpenMetrics parser accepts /metrics");
+
+    let pb = server
+        .request("GET", "/metrics", &[("Accept", PROTO)])
+        .await;
+    assert_eq!(
+        pb.header("content-type"),
+        Some(workspacesweb_exporter::exposition::format::PROTOBUF_CONTENT_TYPE)
+    );
+    let families = protobuf::decode(&pb.body).expect("delimited MetricFamily messages");
+    let names: Vec<&str> = families.iter().filter_map(|f| f.name.as_deref()).collect();
+    let text_names: Vec<String> = text
+        .text()
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_string)
+        .collect();
+    assert_eq!(names, text_names, "the same families, in the same order");
+    let started = families
+        .iter()
+        .find(|f| f.name.as_deref() == Some("workspacesweb_user_sessions_started_total"))
+        .expect("per-user family");
+    assert_eq!(started.metric.len(), 50);
+    let c = started.metric[7].counter.as_ref().expect("a counter");
+    assert_eq!(c.value, Some(7.0));
+    assert_eq!(
+        c.created_timestamp.as_ref().map(|t| t.seconds),
+        Some(1_700_000_000)
+    );
+    server.stop().await;
 }
