@@ -788,7 +788,7 @@ fn landing_page_and_gzip_exposition_of_the_demo() {
     assert_eq!(status, 200);
     let lower = head.to_ascii_lowercase();
     assert!(lower.contains("content-encoding: gzip"), "{head}");
-    assert!(lower.contains("vary: accept-encoding"), "{head}");
+    assert!(lower.contains("vary: accept, accept-encoding"), "{head}");
     assert!(
         lower.contains("content-type: text/plain; version=0.0.4"),
         "{head}"
