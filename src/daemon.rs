@@ -20,7 +20,7 @@ use crate::http::{
 use crate::reconcile::Reconciler;
 use crate::reload::Reloader;
 use crate::snapshot::Store;
-use crate::status::ReloadStatus;
+use crate::status::{ReloadStatus, Setup};
 use crate::storage::{StateDir, StorageError};
 
 /// Exit code for bad flags or configuration.
@@ -185,6 +185,11 @@ pub async fn run(cli: Cli) -> ExitCode {
     store.status().set_reload(ReloadStatus {
         successful: true,
         success_unix: now_ms() as f64 / 1000.0,
+    });
+    store.status().set_setup(Setup {
+        config_file: (!cli.demo).then(|| cli.config_file.display().to_string()),
+        dashboard_url: cli.dashboard_url.clone(),
+        shard: None,
     });
     let shard_index = started.config.shard_index;
     info!(version = crate::VERSION, shard_index, "starting");

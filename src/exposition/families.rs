@@ -546,6 +546,7 @@ mod tests {
             labels: vec![("region".into(), "eu-west-1".into())],
             api_requests: [("ListPortals".to_string(), 3)].into(),
             api_errors: [(("ListPortals".to_string(), "dispatch".to_string()), 1)].into(),
+            ..DiscoverySnapshot::default()
         };
         let portals = [Arc::new(calm), Arc::new(panicked)];
         let mut out = String::new();

@@ -54,6 +54,7 @@ mod encoding;
 mod io;
 mod landing;
 mod routes;
+mod sparkline;
 mod webconfig;
 
 use std::future::Future;
