@@ -13,6 +13,7 @@ use std::fmt::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::sparkline;
+use crate::recent_polls::WINDOW_MS;
 use crate::session::UnixMillis;
 use crate::snapshot::{DiscoverySnapshot, PortalSnapshot, Store};
 use crate::status::{Setup, Waiting};
@@ -263,15 +264,22 @@ fn capacity_cell(portal: &PortalSnapshot) -> String {
     }
 }
 
-/// The sparkline of the last hour and the active sessions now.
+/// The sparkline of the last hour (or of the polls so far, when younger), the active sessions
+/// now, and the span it covers.
 fn activity_cell(portal: &PortalSnapshot, now_ms: UnixMillis) -> String {
     let points: Vec<_> = portal.recent.window(now_ms).collect();
     let now = portal
         .active
         .as_ref()
         .map_or_else(|| NONE.to_string(), |a| a.sessions.to_string());
-    match sparkline::svg(&points, now_ms) {
-        Some(svg) => format!("{svg}{now}"),
+    let span_ms = sparkline::span_ms(&points, now_ms);
+    let span = if span_ms >= WINDOW_MS - 60_000 {
+        "hour".to_string()
+    } else {
+        duration_words(span_ms)
+    };
+    match sparkline::svg(&points, now_ms, &span) {
+        Some(svg) => format!("{svg}{now}<br><span class=\"note\">last {span}</span>"),
         None => now,
     }
 }
@@ -373,18 +381,25 @@ fn ago(unix_seconds: Option<f64>, now_ms: UnixMillis) -> String {
 /// An age in milliseconds in words: "just now", "12 s ago", "3 min ago", "5 h ago", "2 d ago";
 /// a time ahead of the clock (clock steps) says "in 4 s".
 fn relative(age_ms: i64) -> String {
-    let seconds = age_ms.unsigned_abs() / 1000;
-    let amount = match seconds {
-        0 => return "just now".to_string(),
-        s if s < 60 => format!("{s} s"),
-        s if s < 3600 => format!("{} min", s / 60),
-        s if s < 48 * 3600 => format!("{} h", s / 3600),
-        s => format!("{} d", s / 86_400),
-    };
+    if age_ms.unsigned_abs() < 1000 {
+        return "just now".to_string();
+    }
+    let amount = duration_words(age_ms);
     if age_ms < 0 {
         format!("in {amount}")
     } else {
         format!("{amount} ago")
+    }
+}
+
+/// A duration in milliseconds (its absolute value) in words, rounded down: "12 s", "3 min",
+/// "5 h" (under two days), "2 d".
+fn duration_words(ms: i64) -> String {
+    match ms.unsigned_abs() / 1000 {
+        s if s < 60 => format!("{s} s"),
+        s if s < 3600 => format!("{} min", s / 60),
+        s if s < 48 * 3600 => format!("{} h", s / 3600),
+        s => format!("{} d", s / 86_400),
     }
 }
 
@@ -579,7 +594,10 @@ mod tests {
         assert_eq!(cells[5].matches("<polyline class=\"active\"").count(), 1);
         assert_eq!(cells[5].matches("<circle class=\"active\"").count(), 1);
         assert_eq!(cells[5].matches("<polyline class=\"capacity\"").count(), 1);
-        assert!(cells[5].ends_with("</svg>6</td>"), "active now: {row}");
+        assert!(
+            cells[5].ends_with("</svg>6<br><span class=\"note\">last 50 min</span></td>"),
+            "active now: {row}"
+        );
         assert!(cells[6].contains(">6 / 10 (60%)<"), "{row}");
         assert!(cells[7].contains(">42<"), "{row}");
         assert!(cells[8].contains(">3<"), "errors of the last hour: {row}");

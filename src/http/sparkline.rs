@@ -1,10 +1,11 @@
 //! The landing page's sparkline: a portal's active sessions over the last hour as inline SVG (no
 //! script, no external asset), with its capacity (`maxConcurrentSessions`) as a dashed step line.
 //!
-//! The x axis is the hour ending at the render time, so a portal polled for ten minutes draws on
-//! the right sixth. A failed poll breaks the line (no value is invented); a lone value between two
-//! gaps is a dot. The y axis runs from 0 to the largest value of the hour (active or capacity).
-//! Only numbers go into the SVG: nothing from outside needs escaping.
+//! The x axis runs from the first poll of the hour (an hour ago at most: see [`span_ms`]) to the
+//! render time; the page says which span that is. A failed poll breaks the line (no value is
+//! invented); a lone value between two gaps is a dot. The y axis runs from 0 to the largest value
+//! of the span (active or capacity). Only numbers and the caller's `span` words go into the SVG:
+//! nothing from outside needs escaping.
 
 use std::fmt::Write;
 
@@ -22,9 +23,17 @@ pub(super) const ACTIVE_COLOUR: &str = "#1f77b4";
 /// Stroke of the capacity line (a colour used nowhere else on the page).
 pub(super) const CAPACITY_COLOUR: &str = "#d62728";
 
-/// The sparkline of the points of the hour ending at `now_ms` (oldest first); `None` when there
-/// are none.
-pub(super) fn svg(points: &[&PollPoint], now_ms: UnixMillis) -> Option<String> {
+/// How far back the drawing reaches from `now_ms`: to the first of `points` (those of the last
+/// hour, oldest first), so that a portal polled for a minute fills the width too.
+pub(super) fn span_ms(points: &[&PollPoint], now_ms: UnixMillis) -> i64 {
+    points
+        .first()
+        .map_or(0, |p| now_ms.saturating_sub(p.at_ms).clamp(0, WINDOW_MS))
+}
+
+/// The sparkline of the points of the hour ending at `now_ms` (oldest first), `span` saying in
+/// words how far back it reaches (its title); `None` when there are none.
+pub(super) fn svg(points: &[&PollPoint], now_ms: UnixMillis, span: &str) -> Option<String> {
     if points.is_empty() {
         return None;
     }
@@ -36,7 +45,7 @@ pub(super) fn svg(points: &[&PollPoint], now_ms: UnixMillis) -> Option<String> {
         "<svg class=\"spark\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" \
          height=\"{HEIGHT}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" aria-label=\"{summary}\">\
          <title>{summary}</title>",
-        summary = summary(points),
+        summary = summary(points, span),
     );
     capacity_line(&mut out, points, &scale);
     for run in active_runs(points, &scale) {
@@ -61,7 +70,8 @@ pub(super) fn svg(points: &[&PollPoint], now_ms: UnixMillis) -> Option<String> {
 
 /// Maps times and values to the drawing's coordinates.
 struct Scale {
-    start_ms: UnixMillis,
+    now_ms: UnixMillis,
+    span_ms: i64,
     max: f64,
 }
 
@@ -75,14 +85,19 @@ impl Scale {
             .unwrap_or(0)
             .max(1);
         Scale {
-            start_ms: now_ms.saturating_sub(WINDOW_MS),
+            now_ms,
+            span_ms: span_ms(points, now_ms),
             max: max as f64,
         }
     }
 
+    /// 0 at the start of the span, `WIDTH` now (and for everything when the span is empty).
     fn x(&self, at_ms: UnixMillis) -> f64 {
-        let offset = at_ms.saturating_sub(self.start_ms).clamp(0, WINDOW_MS);
-        offset as f64 / WINDOW_MS as f64 * WIDTH
+        if self.span_ms <= 0 {
+            return WIDTH;
+        }
+        let before_now = self.now_ms.saturating_sub(at_ms).clamp(0, self.span_ms);
+        (1.0 - before_now as f64 / self.span_ms as f64) * WIDTH
     }
 
     fn y(&self, value: u64) -> f64 {
@@ -159,10 +174,13 @@ fn coordinates(points: &[(f64, f64)]) -> String {
 }
 
 /// What the drawing shows, in words (its title and accessible name).
-fn summary(points: &[&PollPoint]) -> String {
+fn summary(points: &[&PollPoint], span: &str) -> String {
     let values: Vec<u64> = points.iter().filter_map(|p| p.active).collect();
     let failed = points.len() - values.len();
-    let mut text = format!("Active sessions over the last hour: {} polls", points.len());
+    let mut text = format!(
+        "Active sessions over the last {span}: {} polls",
+        points.len()
+    );
     if let (Some(min), Some(max), Some(last)) =
         (values.iter().min(), values.iter().max(), values.last())
     {
@@ -194,7 +212,7 @@ mod tests {
 
     fn draw(points: &[PollPoint]) -> String {
         let refs: Vec<&PollPoint> = points.iter().collect();
-        svg(&refs, NOW).expect("points to draw")
+        svg(&refs, NOW, "span").expect("points to draw")
     }
 
     /// The `points` attribute of every element of `class` in `svg`.
@@ -207,7 +225,8 @@ mod tests {
 
     #[test]
     fn nothing_to_draw_without_points() {
-        assert_eq!(svg(&[], NOW), None);
+        assert_eq!(svg(&[], NOW, "hour"), None);
+        assert_eq!(span_ms(&[], NOW), 0);
     }
 
     #[test]
@@ -225,12 +244,33 @@ mod tests {
         // Capacity: one level, from the first poll to now.
         assert_eq!(polylines(&svg, "capacity"), ["0.0,2.0 180.0,2.0"]);
         assert!(svg.contains(
-            "<title>Active sessions over the last hour: 3 polls, min 0, max 10, last 10; capacity 10</title>"
+            "<title>Active sessions over the last span: 3 polls, min 0, max 10, last 10; capacity 10</title>"
         ));
     }
 
     #[test]
+    fn a_shorter_history_fills_the_width_from_its_first_poll() {
+        let points = [
+            point(40, Some(2), None),
+            point(30, Some(4), None),
+            point(20, None, None),
+            point(10, Some(4), None),
+            point(5, None, None),
+        ];
+        let refs: Vec<&PollPoint> = points.iter().collect();
+        assert_eq!(span_ms(&refs, NOW), 40 * 60_000);
+        assert_eq!(
+            span_ms(&refs[..1], NOW - 41 * 60_000),
+            0,
+            "a clock step back"
+        );
+        let old = [point(90, Some(1), None)];
+        assert_eq!(span_ms(&[&old[0]], NOW), WINDOW_MS, "an hour at most");
+    }
+
+    #[test]
     fn a_failed_poll_breaks_the_line_and_a_lone_value_is_a_dot() {
+        // Forty minutes of polls: x runs 0 to 180 over them.
         let svg = draw(&[
             point(40, Some(2), None),
             point(30, Some(4), None),
@@ -239,8 +279,8 @@ mod tests {
             point(5, None, None),
         ]);
         // The y axis tops at the largest active value, 4.
-        assert_eq!(polylines(&svg, "active"), ["60.0,18.0 90.0,2.0"]);
-        assert!(svg.contains("<circle class=\"active\" cx=\"150.0\" cy=\"2.0\" r=\"1.5\""));
+        assert_eq!(polylines(&svg, "active"), ["0.0,18.0 45.0,2.0"]);
+        assert!(svg.contains("<circle class=\"active\" cx=\"135.0\" cy=\"2.0\" r=\"1.5\""));
         assert!(polylines(&svg, "capacity").is_empty(), "no capacity known");
         assert!(svg.contains("5 polls, min 2, max 4, last 4, 2 failed</title>"));
     }
@@ -253,12 +293,12 @@ mod tests {
             point(30, Some(1), None),
             point(20, Some(1), Some(8)),
         ]);
-        // y of 4 is 18, of 8 is 2 (the axis tops at 8).
+        // Fifty minutes of polls, 36 px each ten; y of 4 is 18, of 8 is 2 (the axis tops at 8).
         assert_eq!(
             polylines(&svg, "capacity"),
             [
-                "30.0,18.0 60.0,18.0 60.0,2.0 90.0,2.0",
-                "120.0,2.0 180.0,2.0"
+                "0.0,18.0 36.0,18.0 36.0,2.0 72.0,2.0",
+                "108.0,2.0 180.0,2.0"
             ]
         );
         assert_eq!(polylines(&svg, "active").len(), 1);
@@ -269,5 +309,11 @@ mod tests {
         // The caller passes the window; a clock step must still not draw outside the box.
         let svg = draw(&[point(90, Some(1), None), point(-5, Some(1), None)]);
         assert_eq!(polylines(&svg, "active"), ["0.0,2.0 180.0,2.0"]);
+        // One poll, just now: a dot at the right edge.
+        let svg = draw(&[point(0, Some(1), None)]);
+        assert!(
+            svg.contains("<circle class=\"active\" cx=\"180.0\" cy=\"2.0\""),
+            "{svg}"
+        );
     }
 }
