@@ -24,7 +24,7 @@ table{border-collapse:collapse;margin-bottom:1.5em}\
 th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}\
 table.setup th{background:#f6f6f6;font-weight:normal}\
 td.num{text-align:right}td.error{max-width:40em;overflow-wrap:anywhere;font-family:monospace}\
-td.spark{white-space:nowrap}svg.spark{vertical-align:middle;margin-right:.4em}\
+td.spark,td.nw{white-space:nowrap}svg.spark{vertical-align:middle;margin-right:.4em}\
 .up{color:#070}.down{color:#b00}.pending{color:#777}.note{color:#555;font-size:.85em}\
 .id{font-family:monospace;font-size:.85em;color:#555}";
 
@@ -348,8 +348,9 @@ fn row(html: &mut String, portal: &PortalSnapshot, now_ms: UnixMillis) {
         .unwrap_or_default();
     let _ = writeln!(
         html,
-        "<tr data-portal=\"{id}\"><td>{portal_cell}</td><td>{region}</td><td>{account}</td>\
-         <td class=\"{class}\">{text}</td><td>{last_poll}</td><td class=\"spark\">{activity}</td>\
+        "<tr data-portal=\"{id}\"><td>{portal_cell}</td><td class=\"nw\">{region}</td>\
+         <td class=\"nw\">{account}</td><td class=\"{class}\">{text}</td>\
+         <td class=\"nw\">{last_poll}</td><td class=\"spark\">{activity}</td>\
          <td class=\"num\">{capacity}</td><td class=\"num\">{monthly}</td>\
          <td class=\"num\">{errors}</td><td class=\"error\">{error}</td><td>{labels}</td></tr>",
         id = escape_html(&portal.portal_id),
@@ -604,7 +605,7 @@ mod tests {
         // Without metadata or polls: dashes.
         let down = row_of(&html, "p-down");
         assert!(down.contains(
-            "<td><span class=\"id\">p-down</span></td><td>\u{2014}</td><td>\u{2014}</td>"
+            "<td><span class=\"id\">p-down</span></td><td class=\"nw\">\u{2014}</td><td class=\"nw\">\u{2014}</td>"
         ));
         assert!(!down.contains("<svg"));
         let new = row_of(&html, "p-new");
