@@ -64,6 +64,10 @@ pub struct Cli {
     /// Link to a dashboard (e.g. Grafana) shown on the landing page: an http(s) URL.
     #[arg(long = "web.dashboard-url", value_name = "URL", value_parser = dashboard_url)]
     pub dashboard_url: Option<String>,
+    /// Enable reload over HTTP (`POST /-/reload`); without it that answers 403. SIGHUP always
+    /// reloads.
+    #[arg(long = "web.enable-lifecycle")]
+    pub enable_lifecycle: bool,
     /// Maximum number of concurrent HTTP connections.
     #[arg(long = "web.max-connections", value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
@@ -155,7 +159,7 @@ mod tests {
         assert_eq!(c.max_connections, 512);
         assert_eq!(c.log_level, LogLevel::Info);
         assert_eq!(c.log_format, LogFormat::Logfmt);
-        assert!(!c.demo && !c.config_check);
+        assert!(!c.demo && !c.config_check && !c.enable_lifecycle);
         assert_eq!(c.web_config_file, None);
     }
 
@@ -187,6 +191,15 @@ mod tests {
                 other => panic!("{bad}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn lifecycle_is_a_switch() {
+        assert!(run(&["--web.enable-lifecycle"]).enable_lifecycle);
+        assert!(matches!(
+            parse(["x", "--web.enable-lifecycle=yes"]),
+            Parsed::Fail(_)
+        ));
     }
 
     #[test]

@@ -1,16 +1,20 @@
 //! Request → response: the one place every request passes through.
 //!
 //! In order, for each request, with the web config in force at that moment:
+//! 0. `rate_limit`, when set: a request that finds the bucket empty gets 429 (every path but
+//!    `/-/healthy`);
 //! 1. basic auth, when `basic_auth_users` is set: every path but `/-/healthy` (unknown paths
 //!    included, so that they cannot be probed) needs valid credentials, otherwise 401 with
 //!    `WWW-Authenticate: Basic realm="workspacesweb-exporter"`;
 //! 2. routing: 404 for unknown paths, 405 with `Allow` for other methods; `POST /-/reload`
-//!    calls the reload hook (200 `OK`, or 400 with its error), and without a hook every method
-//!    gets 405 with an empty `Allow` (RFC 9110's "disabled by configuration");
+//!    calls the reload hook (200 `OK`, or 400 with its error), and without a hook (the daemon
+//!    passes none without `--web.enable-lifecycle`) answers 403 `Lifecycle API is not
+//!    enabled.`, as Prometheus does;
 //! 3. the web config's `http_server_config.headers`, added to every response (401, 404 and
 //!    405 included) unless the handler set that header itself, as the Go toolkit does.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -95,6 +99,7 @@ impl Routes {
     pub(super) fn respond<B>(
         self: &Arc<Self>,
         request: &Request<B>,
+        peer: IpAddr,
     ) -> impl Future<Output = Response<Chunks>> + Send + use<B> {
         let asked = Asked {
             route: self.route(request.uri().path()),
@@ -103,8 +108,11 @@ impl Routes {
             gzip: encoding::accepts_gzip(request.headers().get_all(header::ACCEPT_ENCODING)),
         };
         let web = self.web.current();
+        let guarded = asked.route != Some(Route::Healthy);
+        // Before anything costly (bcrypt, rendering), as the toolkit does.
+        let limited = guarded && web.rate_limit.as_ref().is_some_and(|r| !r.allow());
         let auth = match &web.auth {
-            Some(auth) if asked.route != Some(Route::Healthy) => Some((
+            Some(auth) if guarded && !limited => Some((
                 Arc::clone(auth),
                 Credentials::from_headers(request.headers()),
             )),
@@ -116,8 +124,9 @@ impl Routes {
             // is not cut short: dropping it halfway could leave a config half applied.
             let deadline = tokio::time::Instant::now() + routes.deadline;
             let verdict = match auth {
+                _ if limited => Verdict::Limited,
                 Some((auth, credentials)) => {
-                    tokio::time::timeout_at(deadline, auth.verify(credentials))
+                    tokio::time::timeout_at(deadline, auth.verify(credentials, peer))
                         .await
                         .unwrap_or(Verdict::Busy)
                 }
@@ -135,6 +144,7 @@ impl Routes {
                     }),
                 Verdict::Denied => unauthorized(),
                 Verdict::Busy => unavailable(),
+                Verdict::Limited => text(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests\n"),
             };
             for (name, value) in &web.headers {
                 if !response.headers().contains_key(name) {
@@ -149,16 +159,14 @@ impl Routes {
     async fn answer(&self, asked: &Asked) -> Response<Chunks> {
         match asked.route {
             None => text(StatusCode::NOT_FOUND, "Not Found\n"),
-            // Without a hook, reload is disabled: no method is allowed.
+            Some(Route::Reload) if asked.method != Method::POST => method_not_allowed("POST"),
+            // Without a hook (no --web.enable-lifecycle), as Prometheus answers.
             Some(Route::Reload) => match &self.reload {
-                None => method_not_allowed(""),
-                Some(_) if asked.method != Method::POST => method_not_allowed("POST"),
+                None => text(StatusCode::FORBIDDEN, "Lifecycle API is not enabled.\n"),
                 Some(hook) => match hook().await {
                     Ok(()) => text(StatusCode::OK, "OK"),
-                    Err(error) => {
-                        tracing::warn!(%error, "reload requested over HTTP failed");
-                        owned_text(StatusCode::BAD_REQUEST, format!("{error}\n"))
-                    }
+                    // The reload logs its own failure.
+                    Err(error) => owned_text(StatusCode::BAD_REQUEST, format!("{error}\n")),
                 },
             },
             Some(_) if !matches!(asked.method, Method::GET | Method::HEAD) => {
@@ -306,6 +314,15 @@ mod tests {
         ))
     }
 
+    impl Routes {
+        fn respond_locally<B>(
+            self: &Arc<Self>,
+            request: &Request<B>,
+        ) -> impl Future<Output = Response<Chunks>> + Send + use<B> {
+            self.respond(request, IpAddr::from([127, 0, 0, 1]))
+        }
+    }
+
     fn request(method: Method, path: &str) -> Request<()> {
         let mut request = Request::new(());
         *request.method_mut() = method;
@@ -316,7 +333,7 @@ mod tests {
     #[tokio::test]
     async fn query_strings_do_not_change_the_route() {
         let response = routes()
-            .respond(&request(Method::GET, "/-/healthy?x=1"))
+            .respond_locally(&request(Method::GET, "/-/healthy?x=1"))
             .await;
         assert_eq!(response.status(), StatusCode::OK);
     }
@@ -328,25 +345,42 @@ mod tests {
             Arc::new(Exposition::new(store.clone())),
             "/metrics".to_string(),
         ));
-        let ok = routes.respond(&request(Method::GET, "/-/healthy")).await;
+        let ok = routes
+            .respond_locally(&request(Method::GET, "/-/healthy"))
+            .await;
         assert_eq!(ok.status(), StatusCode::OK);
         store.status().set_failed();
-        let failed = routes.respond(&request(Method::GET, "/-/healthy")).await;
+        let failed = routes
+            .respond_locally(&request(Method::GET, "/-/healthy"))
+            .await;
         assert_eq!(failed.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 
     #[tokio::test]
-    async fn reload_is_known_but_not_enabled() {
-        let response = routes().respond(&request(Method::POST, "/-/reload")).await;
-        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(response.headers()[header::ALLOW], "");
+    async fn reload_without_a_hook_is_forbidden_as_in_prometheus() {
+        let response = routes()
+            .respond_locally(&request(Method::POST, "/-/reload"))
+            .await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(&body[..], b"Lifecycle API is not enabled.\n");
+        let get = routes()
+            .respond_locally(&request(Method::GET, "/-/reload"))
+            .await;
+        assert_eq!(get.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(get.headers()[header::ALLOW], "POST");
     }
 
     #[tokio::test]
     async fn other_methods_on_known_paths_are_405() {
         for path in ["/", "/metrics", "/-/healthy", "/-/ready"] {
             for method in [Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS] {
-                let response = routes().respond(&request(method.clone(), path)).await;
+                let response = routes()
+                    .respond_locally(&request(method.clone(), path))
+                    .await;
                 assert_eq!(
                     response.status(),
                     StatusCode::METHOD_NOT_ALLOWED,
@@ -364,10 +398,12 @@ mod tests {
             "/custom/metrics".to_string(),
         ));
         let ok = routes
-            .respond(&request(Method::GET, "/custom/metrics"))
+            .respond_locally(&request(Method::GET, "/custom/metrics"))
             .await;
         assert_eq!(ok.status(), StatusCode::OK);
-        let gone = routes.respond(&request(Method::GET, "/metrics")).await;
+        let gone = routes
+            .respond_locally(&request(Method::GET, "/metrics"))
+            .await;
         assert_eq!(gone.status(), StatusCode::NOT_FOUND);
     }
 }
