@@ -79,3 +79,62 @@ async fn each_poll_is_a_point_failed_ones_a_gap_with_their_errors() {
     assert_eq!(p.account_id.as_deref(), Some("210987654321"));
     assert_eq!(p.interval, Duration::from_millis(200));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_sources_and_the_shard_are_published_for_the_page() {
+    const EU1: &str = "eeeeeeee-0000-4000-8000-000000000011";
+    const EU2: &str = "eeeeeeee-0000-4000-8000-000000000012";
+    let base = now_ms();
+    let mut config = SimConfig::new(8).with_clock(Clock::manual(base));
+    for id in [EU1, EU2] {
+        let mut p = scripted(id, 1, base, 1);
+        p.region = "eu-west-1".into();
+        config = config.with_portal(p);
+    }
+    let env = start(config).await;
+    env.sim
+        .set_list_portals_error("us-west-2", None, Some("AccessDeniedException"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("exporter.yaml");
+    std::fs::write(
+        &path,
+        "global:\n  interval: 1h\ndiscovery:\n  - regions: [eu-west-1, us-west-2]\n    refresh: 1h\n",
+    )
+    .expect("config");
+    let running = run_control_loop(&path, &env.clients).await;
+    let listed = |store: &workspacesweb_exporter::snapshot::Store| {
+        let sources = store.discovery();
+        sources.len() == 2 && sources.iter().all(|s| s.last_listing_unix.is_some())
+    };
+    let store = running.store.clone();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        store.wait_until(|_| listed(&store)),
+    )
+    .await
+    .expect("both sources listed once");
+    let sources = running.store.discovery();
+    running.stop().await;
+
+    let region = |s: &&workspacesweb_exporter::snapshot::DiscoverySnapshot, r: &str| {
+        s.labels.contains(&("region".to_string(), r.to_string()))
+    };
+    let eu = sources
+        .iter()
+        .find(|s| region(s, "eu-west-1"))
+        .expect("eu-west-1");
+    assert_eq!((eu.portals, eu.last_error_code.as_deref()), (Some(2), None));
+    let us = sources
+        .iter()
+        .find(|s| region(s, "us-west-2"))
+        .expect("us-west-2");
+    // A failed first listing: nothing found yet, and why.
+    assert_eq!(
+        (us.portals, us.last_error_code.as_deref()),
+        (None, Some("ListPortals AccessDeniedException"))
+    );
+    assert_eq!(
+        store.status().setup().shard,
+        Some(workspacesweb_exporter::status::Shard { index: 0, total: 1 })
+    );
+}
