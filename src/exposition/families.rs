@@ -612,6 +612,7 @@ mod tests {
             api_requests: [("ListPortals".to_string(), 3)].into(),
             api_errors: [(("ListPortals".to_string(), "dispatch".to_string()), 1)].into(),
             counted_since_ms: Some(7_000),
+            ..DiscoverySnapshot::default()
         };
         let portals = [Arc::new(calm), Arc::new(panicked)];
         let mut out = Vec::new();

@@ -292,7 +292,13 @@ async fn ready_is_503_until_every_owned_portal_has_been_polled() {
     store.set_owned([PORTAL_UP.to_string(), PORTAL_DOWN.to_string()]);
     let server = Server::start(Arc::clone(&store)).await;
 
-    assert_eq!(server.get("/-/ready").await.status, 503);
+    let reply = server.get("/-/ready").await;
+    assert_eq!(reply.status, 503);
+    // What it waits for, for whoever curls it.
+    assert_eq!(
+        reply.text(),
+        "Not Ready: waiting for 2 portals' first poll\n"
+    );
     store.publish(up_portal());
     assert_eq!(
         server.get("/-/ready").await.status,

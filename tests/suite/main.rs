@@ -20,6 +20,7 @@ mod exporter_sim;
 mod fuzzing;
 mod hostile;
 mod http_server;
+mod landing;
 mod loadtest_smoke;
 mod module_chain;
 mod operations;
