@@ -61,9 +61,20 @@ pub struct Cli {
     /// Web configuration file (TLS, basic auth, extra headers), exporter-toolkit format.
     #[arg(long = "web.config.file", value_name = "PATH")]
     pub web_config_file: Option<PathBuf>,
+    /// Link to a dashboard (e.g. Grafana) shown on the landing page: an http(s) URL.
+    #[arg(long = "web.dashboard-url", value_name = "URL", value_parser = dashboard_url)]
+    pub dashboard_url: Option<String>,
+    /// Enable reload over HTTP (`POST /-/reload`); without it that answers 403. SIGHUP always
+    /// reloads.
+    #[arg(long = "web.enable-lifecycle")]
+    pub enable_lifecycle: bool,
     /// Maximum number of concurrent HTTP connections.
     #[arg(long = "web.max-connections", value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
+    /// Answer `/metrics` in OpenMetrics 1.0 (with `_created` samples) to scrapers that prefer it;
+    /// off, they get text 0.0.4 as before (Prometheus asks for OpenMetrics first by default).
+    #[arg(long = "web.enable-openmetrics")]
+    pub enable_openmetrics: bool,
     /// Only log messages at or above this level.
     #[arg(long = "log.level", value_enum, default_value = "info")]
     pub log_level: LogLevel,
@@ -79,6 +90,18 @@ pub struct Cli {
     /// Print the version and exit.
     #[arg(long = "version")]
     pub version: bool,
+}
+
+/// Checks `--web.dashboard-url`: an absolute `http` or `https` URL with a host (the landing page
+/// links it, so `javascript:` and relative links are refused).
+fn dashboard_url(value: &str) -> Result<String, String> {
+    let uri: hyper::Uri = value.parse().map_err(|e| {
+        format!("not a URL ({e}): expected e.g. https://grafana.example.com/d/workspacesweb")
+    })?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http" | "https"), Some(host)) if !host.is_empty() => Ok(value.to_string()),
+        _ => Err("expected an absolute http:// or https:// URL with a host".to_string()),
+    }
 }
 
 /// The `--version` text.
@@ -140,7 +163,7 @@ mod tests {
         assert_eq!(c.max_connections, 512);
         assert_eq!(c.log_level, LogLevel::Info);
         assert_eq!(c.log_format, LogFormat::Logfmt);
-        assert!(!c.demo && !c.config_check);
+        assert!(!c.demo && !c.config_check && !c.enable_lifecycle);
         assert_eq!(c.web_config_file, None);
     }
 
@@ -148,6 +171,39 @@ mod tests {
     fn web_config_file_is_a_path() {
         let c = run(&["--web.config.file", "web.yml"]);
         assert_eq!(c.web_config_file, Some(PathBuf::from("web.yml")));
+    }
+
+    #[test]
+    fn dashboard_url_is_an_http_link() {
+        assert_eq!(run(&[]).dashboard_url, None);
+        let url = "https://grafana.example.com/d/abc?var-portal=All&orgId=1";
+        assert_eq!(
+            run(&["--web.dashboard-url", url]).dashboard_url.as_deref(),
+            Some(url)
+        );
+        for bad in [
+            "javascript:alert(1)",
+            "/d/abc",
+            "grafana.example.com",
+            "ftp://example.com/",
+            "https://",
+            "https://exa mple.com/",
+            "https://example.com/\"><script>",
+        ] {
+            match parse(["x", "--web.dashboard-url", bad]) {
+                Parsed::Fail(e) => assert!(e.contains("--web.dashboard-url"), "{bad}: {e}"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn lifecycle_is_a_switch() {
+        assert!(run(&["--web.enable-lifecycle"]).enable_lifecycle);
+        assert!(matches!(
+            parse(["x", "--web.enable-lifecycle=yes"]),
+            Parsed::Fail(_)
+        ));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::http::{
 use crate::reconcile::Reconciler;
 use crate::reload::Reloader;
 use crate::snapshot::Store;
-use crate::status::ReloadStatus;
+use crate::status::{ReloadStatus, Setup};
 use crate::storage::{StateDir, StorageError};
 
 /// Exit code for bad flags or configuration.
@@ -83,9 +83,12 @@ pub fn web_state(cli: &Cli) -> Result<WebState, http::WebConfigError> {
 
 /// `--config.check`: prints the summary (exit 0) or the errors (exit 1).
 pub fn check(cli: &Cli) -> ExitCode {
-    let checked = web_state(cli)
-        .map_err(StartupError::from)
-        .and_then(|_| config::load_for_shard(&cli.config_file).map_err(StartupError::from));
+    let checked = web_state(cli).map_err(StartupError::from).and_then(|web| {
+        for w in web.warnings() {
+            eprintln!("warning: web config: {w}");
+        }
+        config::load_for_shard(&cli.config_file).map_err(StartupError::from)
+    });
     match checked {
         Ok(loaded) => {
             for w in &loaded.warnings {
@@ -121,11 +124,16 @@ async fn start(cli: &Cli) -> Result<Started, StartupError> {
         listen_addresses: cli.listen_addresses.clone(),
         telemetry_path: cli.telemetry_path.clone(),
         max_connections: cli.max_connections as usize,
+        openmetrics: cli.enable_openmetrics,
         ..HttpSettings::default()
     };
     settings.validate().map_err(StartupError::Flags)?;
     // Web config (TLS, basic auth, headers): read once here; a reload replaces it in the handle.
-    let web = WebConfigHandle::new(web_state(cli)?);
+    let web = web_state(cli)?;
+    for w in web.warnings() {
+        warn!(warning = %w, "web configuration warning");
+    }
+    let web = WebConfigHandle::new(web);
     let (config, clients, demo) = if cli.demo {
         let demo = Demo::start(1).await.map_err(StartupError::Demo)?;
         info!(endpoint = %demo.endpoint_url(), discovery = "organization", "demo simulator started");
@@ -169,6 +177,21 @@ async fn start(cli: &Cli) -> Result<Started, StartupError> {
     })
 }
 
+/// The process's store: the initial config loaded now, and how the process runs.
+fn store_of(cli: &Cli) -> Arc<Store> {
+    let store = Arc::new(Store::new());
+    store.status().set_reload(ReloadStatus {
+        successful: true,
+        success_unix: now_ms() as f64 / 1000.0,
+    });
+    store.status().set_setup(Setup {
+        config_file: (!cli.demo).then(|| cli.config_file.display().to_string()),
+        dashboard_url: cli.dashboard_url.clone(),
+        shard: None,
+    });
+    store
+}
+
 /// Runs the exporter until SIGTERM/SIGINT.
 pub async fn run(cli: Cli) -> ExitCode {
     // Installed first: a SIGTERM during startup must not kill the process (exit 0, SPEC section 3).
@@ -181,11 +204,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(e.exit_code());
         }
     };
-    let store = Arc::new(Store::new());
-    store.status().set_reload(ReloadStatus {
-        successful: true,
-        success_unix: now_ms() as f64 / 1000.0,
-    });
+    let store = store_of(&cli);
     let shard_index = started.config.shard_index;
     info!(version = crate::VERSION, shard_index, "starting");
     // Commands wait in the channel until the control loop runs, so the server (and its reload
@@ -194,17 +213,21 @@ pub async fn run(cli: Cli) -> ExitCode {
     let (commands, commands_rx) = mpsc::channel(8);
     let (stop, stop_rx) = watch::channel(false);
     let config_path = (!cli.demo).then(|| cli.config_file.clone());
-    let reloader = Arc::new(Reloader::new(
-        commands,
-        started.web.clone(),
-        cli.web_config_file.clone(),
-        config_path,
-        store.clone(),
-    ));
+    let reloader = Arc::new(
+        Reloader::new(
+            commands,
+            started.web.clone(),
+            cli.web_config_file.clone(),
+            config_path,
+            store.clone(),
+        )
+        .with_config_in_force(Some(&started.config)),
+    );
     let hup = tokio::spawn(reload_on_sighup(reloader.clone()));
     let options = WebOptions {
         web: started.web,
-        reload: Some(reload_hook(reloader)),
+        // Without --web.enable-lifecycle, POST /-/reload answers 403; SIGHUP still reloads.
+        reload: cli.enable_lifecycle.then(|| reload_hook(reloader)),
     };
     let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<()>();
     let serving = serve(
@@ -358,7 +381,7 @@ async fn reload_on_sighup(reloader: Arc<Reloader>) {
     {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         else {
-            warn!("cannot listen for SIGHUP; reload with POST /-/reload");
+            warn!("cannot listen for SIGHUP; reload with POST /-/reload (--web.enable-lifecycle)");
             return;
         };
         while hup.recv().await.is_some() {

@@ -126,6 +126,8 @@ impl OrgCounters {
                 .or_default() += n;
         }
         let (org_requests, org_errors) = self.organizations.snapshot();
+        // The per-region sums count from the entry's start (its Organizations counters').
+        let since = self.organizations.since_ms();
         for (op, n) in org_requests {
             *requests
                 .entry(org_region.to_string())
@@ -150,6 +152,7 @@ impl OrgCounters {
                     region,
                     Default::default(),
                     errors,
+                    c.since_ms(),
                 ));
             }
         }
@@ -160,10 +163,10 @@ impl OrgCounters {
         }
         for (region, reqs) in requests {
             let errors = errors_by_region.remove(&region).unwrap_or_default();
-            out.push(source(entry, None, &region, reqs, errors));
+            out.push(source(entry, None, &region, reqs, errors, since));
         }
         for (region, errors) in errors_by_region {
-            out.push(source(entry, None, &region, Default::default(), errors));
+            out.push(source(entry, None, &region, Default::default(), errors, since));
         }
         out
     }
@@ -176,6 +179,7 @@ fn source(
     region: &str,
     api_requests: BTreeMap<String, u64>,
     api_errors: BTreeMap<(String, String), u64>,
+    since_ms: i64,
 ) -> DiscoverySnapshot {
     let mut labels = vec![("discovery".to_string(), entry.to_string())];
     if let Some(a) = account {
@@ -186,7 +190,8 @@ fn source(
         labels,
         api_requests,
         api_errors,
-        accounts: None,
+        counted_since_ms: Some(since_ms),
+        ..DiscoverySnapshot::default()
     }
 }
 

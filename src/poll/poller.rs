@@ -14,7 +14,8 @@ use super::listing::{Listing, PollContext};
 use super::metadata::Metadata;
 use super::state::{StateFile, ToSave};
 use super::{PollError, PortalPlan, STALE_INTERVALS, Stopped, backoff, jitter, unless_stopped};
-use crate::aws::{Clients, ErrorLabel, PortalApi};
+use crate::aws::arn::account_of_arn;
+use crate::aws::{Clients, ErrorLabel, PortalApi, region_of_arn};
 use crate::clock::now_ms;
 use crate::ledger::Ledger;
 use crate::session::UnixMillis;
@@ -69,13 +70,20 @@ impl Poller {
     ) -> Self {
         let (requests, errors) = api.counters().snapshot();
         let state = storage.map(StateFile::new);
+        // A task restarted after a panic keeps the portal's recent polls.
+        let recent = store
+            .portal(&plan.portal_id)
+            .map(|s| s.recent.clone())
+            .unwrap_or_default();
         let snapshot = PortalSnapshot {
             portal_id: plan.portal_id.clone(),
             labels: plan.labels.clone(),
             panics,
             api_requests: requests,
+            counted_since_ms: Some(api.counters().since_ms()),
             api_errors: errors,
             state: state.as_ref().map(|_| StateStatus::default()),
+            recent,
             ..Default::default()
         };
         let mut poller = Poller {
@@ -94,6 +102,7 @@ impl Poller {
             snapshot,
             plan,
         };
+        poller.locate();
         if let Some(state) = &poller.state
             && let Some(r) = state.restore(&poller.plan).await
         {
@@ -307,6 +316,13 @@ impl Poller {
             self.snapshot.totals = None;
             self.snapshot.monthly_active_users = None;
         }
+        if new.native_schema != self.plan.native_schema
+            && let Some(ledger) = &mut self.ledger
+        {
+            let how = ledger.set_native_schema(new.native_schema, crate::clock::now_ms());
+            tracing::info!(portal_id = %new.portal_id, from = self.plan.native_schema, to = new.native_schema, outcome = ?how, "native_histogram_schema changed: a lower schema merges the native buckets, a higher one starts them empty");
+            self.snapshot.totals = Some(ledger.totals().clone());
+        }
         if new.per_user != self.plan.per_user {
             self.users = new.per_user.clone().map(UserLabels::new);
             self.snapshot.users.clear();
@@ -318,7 +334,29 @@ impl Poller {
         self.snapshot.labels = new.labels.clone();
         self.plan = new;
         self.snapshot.meta = self.metadata.meta(&self.plan);
+        self.locate();
         self.store.publish(self.snapshot.clone());
+    }
+
+    /// The snapshot's region, account and interval, from the plan and the ARN known so far (an
+    /// ARN learned from the sessions brings the account of a portal configured by id).
+    fn locate(&mut self) {
+        let arn = self.metadata.arn();
+        let snap = &mut self.snapshot;
+        snap.interval = self.plan.interval;
+        snap.region = (self.plan.client.region.as_deref())
+            .or_else(|| arn.and_then(region_of_arn))
+            .map(str::to_string);
+        snap.account_id = arn
+            .and_then(account_of_arn)
+            .or_else(|| {
+                self.plan
+                    .client
+                    .role_arn
+                    .as_deref()
+                    .and_then(account_of_arn)
+            })
+            .map(str::to_string);
     }
 
     /// After a successful poll (and its backfill step): the ledger evicts its idle users, then
@@ -394,6 +432,17 @@ impl Poller {
         let (requests, errors) = self.api.counters().snapshot();
         snap.api_requests = requests;
         snap.api_errors = errors;
-        self.store.publish(snap.clone());
+        let errors_total = snap
+            .api_errors
+            .values()
+            .fold(0u64, |s, n| s.saturating_add(*n));
+        let active = snap
+            .up
+            .then(|| snap.active.as_ref().map(|a| a.sessions))
+            .flatten();
+        let capacity = snap.meta.as_ref().and_then(|m| m.max_concurrent_sessions);
+        snap.recent.record(now_ms(), active, capacity, errors_total);
+        self.locate();
+        self.store.publish(self.snapshot.clone());
     }
 }

@@ -781,6 +781,24 @@ fn landing_page_and_gzip_exposition_of_the_demo() {
         );
     }
     assert!(html.contains("href=\"/metrics\""), "{html}");
+    // Where each portal runs, a sparkline of its polls so far, and never a username (the demo
+    // has per-user series of raw usernames, all `...@example.com` or odd ones like `CORP\jdoe`).
+    assert_eq!(html.matches("<svg class=\"spark\"").count(), 3, "{html}");
+    assert_eq!(
+        html.matches("<td class=\"nw\">us-east-1</td>").count(),
+        3,
+        "{html}"
+    );
+    assert!(
+        html.contains("<td class=\"nw\">123456789012</td>"),
+        "{html}"
+    );
+    assert!(html.contains("none: the built-in demo"), "{html}");
+    assert!(plain.contains("@example.com"), "the demo has usernames");
+    assert!(
+        !html.contains("@example.com") && !html.contains("jdoe"),
+        "{html}"
+    );
 
     // gzip when accepted.
     let (status, head, body) =
@@ -788,7 +806,7 @@ fn landing_page_and_gzip_exposition_of_the_demo() {
     assert_eq!(status, 200);
     let lower = head.to_ascii_lowercase();
     assert!(lower.contains("content-encoding: gzip"), "{head}");
-    assert!(lower.contains("vary: accept-encoding"), "{head}");
+    assert!(lower.contains("vary: accept, accept-encoding"), "{head}");
     assert!(
         lower.contains("content-type: text/plain; version=0.0.4"),
         "{head}"
@@ -1178,7 +1196,11 @@ fn reload_by_post_and_sighup_adds_removes_and_rejects_invalid_config() {
     };
     let path = config_file(dir.path(), "exporter.yaml", &config(&[&p0]));
     let mut exporter = Exporter::start(
-        &["--config.file", path.to_str().expect("utf-8 path")],
+        &[
+            "--config.file",
+            path.to_str().expect("utf-8 path"),
+            "--web.enable-lifecycle",
+        ],
         &[
             ("AWS_ENDPOINT_URL", sim.endpoint.as_str()),
             ("AWS_ACCESS_KEY_ID", "AKIDTEST"),
