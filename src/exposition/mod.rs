@@ -19,4 +19,5 @@ pub mod text;
 
 pub use cache::{
     Exposition, PROCESS_MAX_AGE, RENDER_GAP_MIN, Rendered, render_after_changes, render_text,
+    spawn_renderer,
 };

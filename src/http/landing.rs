@@ -166,7 +166,10 @@ fn row(html: &mut String, portal: &PortalSnapshot) {
     let error = portal
         .last_error_code
         .as_deref()
-        .map(escape_html)
+        .map(|code| match &portal.last_error_message {
+            Some(message) => escape_html(&format!("{code}: {message}")),
+            None => escape_html(code),
+        })
         .unwrap_or_default();
     let _ = writeln!(
         html,
@@ -244,6 +247,7 @@ mod tests {
             portal_id: "p-down".into(),
             polled: true,
             last_error_code: Some("<img src=x>".into()),
+            last_error_message: Some("User: <b>x</b> is not authorized".into()),
             ..Default::default()
         });
         store.publish(PortalSnapshot {
@@ -254,8 +258,10 @@ mod tests {
         assert!(html.contains(crate::VERSION));
         assert!(html.contains("<a href=\"/metrics\">"));
         assert!(html.contains("team=&quot;a&lt;b&quot;"));
-        assert!(html.contains("&lt;img src=x&gt;"));
-        assert!(!html.contains("<img"));
+        assert!(html.contains(
+            "<td class=\"error\">&lt;img src=x&gt;: User: &lt;b&gt;x&lt;/b&gt; is not authorized</td>"
+        ));
+        assert!(!html.contains("<img") && !html.contains("<b>"));
         assert!(html.contains("1970-01-01T00:00:00Z"));
         assert!(html.contains(">7</td>"));
         assert!(html.contains("pending first poll</td>"));
