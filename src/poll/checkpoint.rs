@@ -1,8 +1,12 @@
 //! A portal task's last good state, kept by its supervisor across a panic: the bytes its state
 //! file would hold after its last successful poll (encoded as in [`super::state`]), kept in
 //! memory, so that a restarted task resumes through the same checks and restore path as from a
-//! state file, with or without `--storage.path`. A panic mid-poll loses only that poll, which
-//! the next one observes again.
+//! state file. Only without `--storage.path`: with it, the state file is the checkpoint, and a
+//! restarted task resumes from it as a restarted exporter does. A panic mid-poll loses only that
+//! poll, which the next one observes again.
+//!
+//! Its cost is that of a state write without the write: one encoding per successful poll (0.34 ms
+//! for 2,000 open sessions and 2,200 users, see BENCHMARKS.md), and the encoded state in memory.
 
 use std::sync::{Arc, Mutex, PoisonError};
 

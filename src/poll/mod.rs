@@ -47,9 +47,9 @@
 //! portals that stay keep their ledger (counters continue) and take the new plan at once.
 //! A panic inside a portal's task is caught by its supervisor ([`crate::supervise`]), logged,
 //! counted in `workspacesweb_poller_panics_total`, and the portal restarts after a delay that
-//! doubles with each consecutive panic, from its last good state: the state it would write to its
-//! state file after its last successful poll, kept in memory by the supervisor (a
-//! [`checkpoint`](self::checkpoint)), so its counters continue with or without `--storage.path`.
+//! doubles with each consecutive panic, from its last good state: the state it writes to its
+//! state file after each successful poll (with `--storage.path`), or the same kept in memory by
+//! the supervisor (`checkpoint.rs`), so its counters continue either way.
 
 mod backfill;
 mod checkpoint;

@@ -290,8 +290,9 @@ impl Poller {
     }
 
     /// Keeps the portal's accounting state (after a successful poll, before its values are
-    /// published): in its checkpoint, and in its state file with `--storage.path` (a failed
-    /// write is counted and logged; polling goes on).
+    /// published): in its state file with `--storage.path` (a failed write is counted and
+    /// logged; polling goes on), which a task restarted after a panic resumes from as a restarted
+    /// exporter does; without it, in its checkpoint in memory.
     async fn save_state(&mut self, start_ms: UnixMillis) {
         let Some(ledger) = &self.ledger else {
             return;
@@ -304,18 +305,19 @@ impl Poller {
             users: self.users.as_ref(),
         };
         let encoded = portal.encode();
-        match &encoded {
-            Ok(bytes) => self.checkpoint.keep(bytes.clone()),
-            Err(e) => {
-                warn!(portal_id = %self.plan.portal_id, error = %e, "the portal's state could not be encoded; a panic would restart it from an older one");
+        let Some(state) = &mut self.state else {
+            match encoded {
+                Ok(bytes) => self.checkpoint.keep(bytes),
+                Err(e) => {
+                    warn!(portal_id = %self.plan.portal_id, error = %e, "the portal's state could not be encoded; a panic would restart it from an older one");
+                }
             }
-        }
-        if let Some(state) = &mut self.state {
-            let portal_id = self.plan.portal_id.as_str();
-            state
-                .save(portal_id, encoded, &mut self.snapshot, &self.store)
-                .await;
-        }
+            return;
+        };
+        let portal_id = self.plan.portal_id.as_str();
+        state
+            .save(portal_id, encoded, &mut self.snapshot, &self.store)
+            .await;
     }
 
     /// When the next poll is due, given whether this one failed and when it was scheduled.

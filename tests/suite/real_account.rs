@@ -80,13 +80,16 @@ async fn a_lookup_that_keeps_failing_is_settled_after_three_polls() {
     assert_eq!(totals(&later).terminated, 1);
 }
 
-/// A role that cannot be assumed: the poll's error is `AssumeRole AccessDenied` with STS's
+/// A role that STS refuses to assume: the poll's error is `AssumeRole AccessDenied` with STS's
 /// message, counted once under `AssumeRole` (the `ListSessions` that needed it is not counted
-/// again). Allowed, the portal is polled. Before, the page said `ListSessions other`.
+/// again). Allowed again, the portal is polled. Before, the page said `ListSessions other`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_assume_role_is_named_and_counted_once() {
     let env = start(SimConfig::new(22).with_portal(scripted(P, 2, now_ms(), 2))).await;
     let role = "arn:aws:iam::123456789012:role/wsw-exporter";
+    env.sim.allow_role(role, None);
+    env.sim
+        .set_assume_role_error("123456789012", Some("AccessDenied"));
     let mut p = plan(P, Duration::from_millis(300), 10);
     p.client.role_arn = Some(role.to_string());
     let sched = Scheduler::start(vec![p], &env.clients, env.store.clone(), 1).await;
@@ -106,7 +109,7 @@ async fn a_refused_assume_role_is_named_and_counted_once() {
         down.api_errors
     );
 
-    env.sim.allow_role(role, None);
+    env.sim.set_assume_role_error("123456789012", None);
     let up = wait_portal(&env.store, P, |p| p.up).await;
     sched.shutdown().await;
     assert_eq!(up.last_error_code, None);
