@@ -178,7 +178,7 @@ impl Source {
                     })
                 });
             #[cfg(test)]
-            panic_hook::fire(&key.region);
+            crate::supervise::panic_hook::fire(&format!("discovery {}", key.region));
             match &result {
                 Ok(p) => debug!(region = %key.region, portals = p.len(), "portals discovered"),
                 Err(e) => {
@@ -198,32 +198,5 @@ impl Source {
                 _ = stop_rx.changed() => return,
             }
         }
-    }
-}
-
-/// Tests only: makes a region's discovery source panic after its next listing (as a bug would),
-/// to show what a panic keeps. Not compiled outside the crate's unit tests.
-#[cfg(test)]
-pub(crate) mod panic_hook {
-    use std::collections::BTreeSet;
-    use std::sync::Mutex;
-
-    static ARMED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
-
-    /// The next listing of `region`'s sources panics.
-    pub(crate) fn arm(region: &str) {
-        ARMED
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(region.to_string());
-    }
-
-    /// Panics if `region` is armed (once).
-    pub(crate) fn fire(region: &str) {
-        let armed = ARMED
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(region);
-        assert!(!armed, "test panic in the discovery of {region}");
     }
 }

@@ -314,7 +314,7 @@ mod tests {
         let config = crate::config::parse(&text, "test.yaml")
             .expect("config")
             .config;
-        crate::discovery::panic_hook::arm(region);
+        crate::supervise::panic_hook::arm(&format!("discovery {region}"));
         let store = Arc::new(Store::new());
         let reconciler = Reconciler::start(config, 0, clients, store.clone(), None).await;
         let (_commands, commands_rx) = mpsc::channel(1);

@@ -107,6 +107,42 @@ pub fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|_| "non-string panic".to_string())
 }
 
+/// Tests only: makes a supervised task panic where it calls [`panic_hook::fire`] with an armed
+/// key (a portal id, `discovery <region>`), as a bug would, to show what a panic keeps. Not
+/// compiled outside the crate's unit tests, so never reachable from API data.
+#[cfg(test)]
+pub(crate) mod panic_hook {
+    use std::collections::BTreeSet;
+    use std::sync::Mutex;
+
+    static ARMED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+    /// The next [`fire`] with `key` panics.
+    pub(crate) fn arm(key: &str) {
+        ARMED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key.to_string());
+    }
+
+    /// Whether `key` is armed (its panic has not happened yet).
+    pub(crate) fn armed(key: &str) -> bool {
+        ARMED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(key)
+    }
+
+    /// Panics if `key` is armed (once).
+    pub(crate) fn fire(key: &str) {
+        let armed = ARMED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(key);
+        assert!(!armed, "test panic of {key}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

@@ -319,7 +319,7 @@ pub async fn render_after_changes(exposition: Weak<Exposition>) {
             return;
         };
         #[cfg(test)]
-        tests::renderer_panic_hook(&strong);
+        crate::supervise::panic_hook::fire(&tests::renderer_key(&strong));
         let began = std::time::Instant::now();
         let rendered = tokio::task::spawn_blocking(move || {
             strong.rendered();
@@ -344,44 +344,31 @@ mod tests {
 
     use crate::snapshot::polled as snapshot;
 
-    /// Expositions whose renderer panics at its next change (by address).
-    static ARMED: Mutex<Vec<usize>> = Mutex::new(Vec::new());
-
-    /// Panics if the renderer of `exposition` is armed (once): a bug in the renderer's loop.
-    pub(super) fn renderer_panic_hook(exposition: &Arc<Exposition>) {
-        let at = Arc::as_ptr(exposition) as usize;
-        let mut armed = ARMED.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(i) = armed.iter().position(|a| *a == at) {
-            armed.swap_remove(i);
-            drop(armed);
-            panic!("test panic in the renderer");
-        }
+    /// The panic hook's key of the renderer of `exposition`.
+    pub(super) fn renderer_key(exposition: &Arc<Exposition>) -> String {
+        format!("renderer {:p}", Arc::as_ptr(exposition))
     }
 
     /// A renderer that panics is restarted: it renders the next change, so scrapes are served
     /// from a fresh rendering again (before, the task ended and only scrapes rendered).
     #[tokio::test]
     async fn a_panicking_renderer_is_restarted() {
+        use crate::supervise::panic_hook;
         let e = Arc::new(exposition());
+        let key = renderer_key(&e);
+        panic_hook::arm(&key);
         let renderer = spawn_renderer(&e);
-        ARMED
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(Arc::as_ptr(&e) as usize);
         e.store().publish(snapshot("p1", true));
-        // The armed change panics the renderer; the restarted one renders the next change.
+        // The armed renderer panics at its first rendering; the restarted one renders the next
+        // change by itself.
         let hang_guard = std::time::Duration::from_secs(60);
         tokio::time::timeout(hang_guard, async {
-            while ARMED
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .contains(&(Arc::as_ptr(&e) as usize))
-            {
+            while panic_hook::armed(&key) {
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
         })
         .await
-        .expect("hang guard: the renderer never saw the change");
+        .expect("hang guard: the renderer never ran");
         e.store().publish(snapshot("p2", true));
         tokio::time::timeout(hang_guard, async {
             while !e.rendered_is_fresh() {

@@ -522,34 +522,6 @@ async fn retire(permits: Arc<Semaphore>, debt: Arc<AtomicUsize>) {
     }
 }
 
-/// Tests only: makes a portal's task panic in its next cycle, between its listing and the
-/// ledger (as a bug would, mid-poll), to show what a panic keeps. Never reachable from API data:
-/// it is not compiled outside the crate's unit tests.
-#[cfg(test)]
-pub(crate) mod panic_hook {
-    use std::collections::BTreeSet;
-    use std::sync::Mutex;
-
-    static ARMED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
-
-    /// The next cycle of `portal_id` panics.
-    pub(crate) fn arm(portal_id: &str) {
-        ARMED
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(portal_id.to_string());
-    }
-
-    /// Panics if `portal_id` is armed (once).
-    pub(crate) fn fire(portal_id: &str) {
-        let armed = ARMED
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(portal_id);
-        assert!(!armed, "test panic in the poll of {portal_id}");
-    }
-}
-
 /// The task was told to stop while a step was in flight.
 struct Stopped;
 
@@ -652,7 +624,7 @@ mod tests {
             t.started == 2 && t.terminated == 1
         }))
         .await;
-        panic_hook::arm(id);
+        crate::supervise::panic_hook::arm(id);
         // Restarted (the first restart waits 1 s), and the counters are there at once.
         let restarted = wait(Box::new(|p| p.panics == 1)).await;
         assert_eq!(totals(&restarted).started, 2, "{restarted:?}");

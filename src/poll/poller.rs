@@ -221,7 +221,7 @@ impl Poller {
         };
         let polled = self.listing.poll_within(&cx, stop).await?;
         #[cfg(test)]
-        super::panic_hook::fire(&self.plan.portal_id);
+        crate::supervise::panic_hook::fire(&self.plan.portal_id);
         let took = began.elapsed();
         self.metadata.learn_arn(self.listing.portal_arn());
         let (result, start_ms) = match polled {

@@ -260,6 +260,18 @@ impl Hour {
         assert!(sent.success());
     }
 
+    /// Waits for `P1` to be up again, and checks that it recovered with its counters: the
+    /// `error` of `operation` counted while it failed is still there (`before` of them at least:
+    /// a poll may have failed between that count and the fix), and it shows its `active`
+    /// sessions; in the same process.
+    fn recovered(&mut self, (operation, error, before): (&str, &str, f64), active: f64) -> Metrics {
+        let m = self.metrics_until("up again", |m| m.up(P1) == Some(1.0));
+        assert!(m.errors(P1, operation, error) >= before, "{}", m.0);
+        assert_eq!(m.portal("workspacesweb_active_sessions", P1), Some(active));
+        self.assert_same_process();
+        m
+    }
+
     /// The same process still runs: what recovered did so without a restart.
     fn assert_same_process(&mut self) {
         assert!(
@@ -419,13 +431,10 @@ fn credentials_the_api_refuses() {
         .sim
         .add_access_key(KEY, &format!("arn:aws:iam::{ACCOUNT}:user/exporter"))
         .expect("key");
-    let m = h.metrics_until("up once the key is known", |m| m.up(P1) == Some(1.0));
-    assert_eq!(
-        m.errors(P1, "ListSessions", "UnrecognizedClientException"),
-        refused
+    h.recovered(
+        ("ListSessions", "UnrecognizedClientException", refused),
+        1.0,
     );
-    assert_eq!(m.portal("workspacesweb_active_sessions", P1), Some(1.0));
-    h.assert_same_process();
 }
 
 /// `GetSession` denied: a session that leaves the listing is settled (terminated, incomplete, no
@@ -606,13 +615,7 @@ fn portal_not_in_the_configured_region() {
         &format!("portals:\n  - id: {P1}\n    region: eu-west-1\n"),
     );
     h.reload(&fixed);
-    let m = h.metrics_until("up in its region", |m| m.up(P1) == Some(1.0));
-    assert_eq!(
-        m.errors(P1, "ListSessions", "ResourceNotFoundException"),
-        missed
-    );
-    assert_eq!(m.portal("workspacesweb_active_sessions", P1), Some(2.0));
-    h.assert_same_process();
+    h.recovered(("ListSessions", "ResourceNotFoundException", missed), 2.0);
 }
 
 /// A `nextToken` of 70,000 characters in `ListSessions`: the listing ends with `error="other"`,
@@ -653,15 +656,14 @@ fn oversized_token_in_list_sessions() {
     );
     h.log_line(&["msg=\"poll failed\"", "error=other", "70000 characters", P1]);
 
+    let refused = m.errors(P1, "ListSessions", "other");
     h.sim.sim.set_faults(P1, Faults::none()).expect("portal");
-    let m = h.metrics_until("up again", |m| m.up(P1) == Some(1.0));
+    let m = h.recovered(("ListSessions", "other", refused), 3.0);
     assert!(!m.has("workspacesweb_poller_panics_total"), "{}", m.0);
     assert_eq!(
         m.portal("workspacesweb_sessions_started_total", P1),
         before.portal("workspacesweb_sessions_started_total", P1)
     );
-    assert_eq!(m.portal("workspacesweb_active_sessions", P1), Some(3.0));
-    h.assert_same_process();
 }
 
 /// A `nextToken` of 70,000 characters in `ListPortals`: the listing fails with `error="other"`,
@@ -717,8 +719,7 @@ fn overfull_pages() {
     );
     h.log_line(&["msg=\"poll failed\"", "error=other", "maxResults=2", P1]);
 
+    let refused = m.errors(P1, "ListSessions", "other");
     h.sim.sim.set_faults(P1, Faults::none()).expect("portal");
-    let m = h.metrics_until("up with every session", |m| m.up(P1) == Some(1.0));
-    assert_eq!(m.portal("workspacesweb_active_sessions", P1), Some(12.0));
-    h.assert_same_process();
+    h.recovered(("ListSessions", "other", refused), 12.0);
 }
