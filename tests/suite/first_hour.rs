@@ -578,6 +578,8 @@ fn list_portals_denied_in_one_region() {
     ]);
     let page = h.landing();
     assert!(page.contains(P1) && !page.contains(P2), "{page}");
+    // No global.region, but every discovery entry names its regions: no region lookup either.
+    assert_eq!(h.imds.paths(), Vec::<String>::new());
 
     h.sim.sim.set_list_portals_error("eu-west-1", None, None);
     let m = h.metrics_until("the region's portal polled", |m| m.up(P2) == Some(1.0));
