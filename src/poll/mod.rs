@@ -126,6 +126,8 @@ pub struct PortalPlan {
     pub max_pages: u32,
     /// Histogram buckets of session durations (seconds).
     pub duration_buckets: Vec<f64>,
+    /// Schema of the native duration buckets.
+    pub native_schema: i8,
     /// Per-user series, when enabled.
     pub per_user: Option<UserSettings>,
     /// Portal ARN for `GetPortal`, when known from config or discovery (never invented from the id).
@@ -147,6 +149,7 @@ impl PortalPlan {
         LedgerSettings {
             duration_buckets: self.duration_buckets.clone(),
             idle_user_ttl_ms: self.per_user.as_ref().map_or(0, |u| u.idle_ttl_ms),
+            native_schema: self.native_schema,
         }
     }
 }
@@ -592,6 +595,7 @@ mod tests {
             page_size: 100,
             max_pages: 100,
             duration_buckets: vec![60.0, 3600.0],
+            native_schema: 3,
             per_user: None,
             arn: None,
             metadata_refresh: Duration::from_secs(3600),

@@ -156,6 +156,10 @@ pub fn decode(
             "incompatible settings: {what} changed"
         )));
     }
+    let (_, native) = state.ledger.resume_native(settings.native_schema);
+    if native != crate::ledger::NativeResume::Kept {
+        tracing::info!(portal_id = %state.portal_id, outcome = ?native, schema = settings.native_schema, "native duration buckets: a state without them, or of a higher schema, resumes them empty; of a lower one, merged");
+    }
     let ledger = Ledger::from_state(settings, state.ledger)
         .map_err(|e| Unusable::Bad(format!("incompatible settings: {e}")))?;
     let users = per_user.map(|u| match (state.users, &state.labels) {

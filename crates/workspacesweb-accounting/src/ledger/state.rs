@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ActiveSummary, Books, Entry, HashMap, HashSet, Histogram, Ledger, LedgerSettings, LooseKey,
-    NO_END, Phase, Totals, UserTotals,
+    NO_END, NativeHistogram, NativeResume, Phase, Totals, UserTotals,
 };
 use crate::session::UnixMillis;
 
@@ -60,6 +60,27 @@ pub struct LedgerState<S = String> {
     /// `portal_at_capacity_seconds_total`, in exact milliseconds.
     #[serde(default)]
     pub at_capacity_ms: i64,
+    /// The native duration histogram; absent in a state written before it, which resumes with
+    /// it empty ([`LedgerState::resume_native`]).
+    #[serde(default)]
+    pub native: Option<NativeHistogram>,
+    /// When each user of `users` was first counted (its series' created timestamp); a user
+    /// missing here (a state written before it) takes T0, when every counter was 0.
+    #[serde(default = "Vec::new")]
+    pub user_created: Vec<(S, UnixMillis)>,
+}
+
+impl<S> LedgerState<S> {
+    /// The native histogram to resume under `schema`, and what became of the stored one: kept,
+    /// merged into a lower schema, or started empty (none stored, or a higher schema) as of the
+    /// last poll (the sessions counted since are in it).
+    pub fn resume_native(&self, schema: i8) -> (NativeHistogram, NativeResume) {
+        let since = self.last_poll_ms.unwrap_or(self.t0_ms);
+        match &self.native {
+            Some(native) => native.clone().with_schema(schema, since),
+            None => (NativeHistogram::new(schema, since), NativeResume::Absent),
+        }
+    }
 }
 
 /// One held session (see [`LedgerState::sessions`]).
@@ -151,6 +172,7 @@ impl Ledger {
             })
             .collect();
         let month_users: Vec<&str> = self.month_users.iter().map(|u| &**u).collect();
+        let user_created = b.users.iter().map(|(k, u)| (&**k, u.created_ms)).collect();
         LedgerState {
             t0_ms: b.t0_ms,
             started: b.totals.started,
@@ -175,6 +197,8 @@ impl Ledger {
             last_poll_ms: self.last_poll_ms,
             capacity_limit: self.capacity_limit,
             at_capacity_ms: b.at_capacity_ms,
+            native: Some(b.totals.native.clone()),
+            user_created,
         }
     }
 
@@ -221,8 +245,15 @@ impl Ledger {
             last_poll_ms: v.last_poll_ms,
             capacity_limit: v.capacity_limit,
             at_capacity_ms: v.at_capacity_ms,
+            native: v.native,
+            user_created: v
+                .user_created
+                .into_iter()
+                .map(|(n, at)| (n.to_owned(), at))
+                .collect(),
         };
         state.users.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        state.user_created.sort_unstable();
         state.sessions.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         state.loose.sort_unstable();
         state.month_users.sort_unstable();
@@ -238,7 +269,7 @@ impl Ledger {
                 configured: settings.duration_buckets.clone(),
             });
         }
-        let mut books = books_of(&state)?;
+        let mut books = books_of(&state, settings.native_schema)?;
         let sessions = sessions_of(&mut books, state.sessions);
         let loose = state
             .loose
@@ -280,7 +311,7 @@ impl Ledger {
 }
 
 /// The counters and per-user aggregates of `state`, checked for consistency.
-fn books_of(state: &LedgerState) -> Result<Books, StateError> {
+fn books_of(state: &LedgerState, native_schema: i8) -> Result<Books, StateError> {
     if state.duration_counts.len() != state.duration_bounds.len() + 1 {
         return Err(StateError::Inconsistent(
             "histogram bucket counts do not match its bounds",
@@ -300,6 +331,16 @@ fn books_of(state: &LedgerState) -> Result<Books, StateError> {
         sum: state.duration_sum_ms as f64 / 1000.0,
         count,
     };
+    if let Some(native) = &state.native
+        && !(native.is_consistent()
+            && native.count <= count
+            && native.sum_ms <= state.duration_sum_ms)
+    {
+        return Err(StateError::Inconsistent(
+            "native histogram buckets do not add up to its count, or exceed the classic one",
+        ));
+    }
+    let (native, _) = state.resume_native(native_schema);
     let mut books = Books {
         t0_ms: state.t0_ms,
         totals: Totals {
@@ -309,12 +350,19 @@ fn books_of(state: &LedgerState) -> Result<Books, StateError> {
             session_seconds: state.session_ms as f64 / 1000.0,
             durations,
             at_capacity_seconds: None,
+            native,
+            t0_ms: state.t0_ms,
         },
         session_ms: state.session_ms,
         duration_sum_ms: state.duration_sum_ms,
         at_capacity_ms: state.at_capacity_ms,
         users: HashMap::default(),
     };
+    let created: HashMap<&str, UnixMillis> = state
+        .user_created
+        .iter()
+        .map(|(n, at)| (n.as_str(), *at))
+        .collect();
     for (name, active, started, session_ms, last_seen_ms) in &state.users {
         books.users.insert(
             Arc::from(name.as_str()),
@@ -324,6 +372,7 @@ fn books_of(state: &LedgerState) -> Result<Books, StateError> {
                 session_ms: *session_ms,
                 session_seconds: *session_ms as f64 / 1000.0,
                 last_seen_ms: *last_seen_ms,
+                created_ms: created.get(name.as_str()).copied().unwrap_or(state.t0_ms),
             },
         );
     }
