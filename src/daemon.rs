@@ -20,7 +20,7 @@ use crate::http::{
 use crate::reconcile::Reconciler;
 use crate::reload::Reloader;
 use crate::snapshot::Store;
-use crate::status::ReloadStatus;
+use crate::status::{ReloadStatus, Setup};
 use crate::storage::{StateDir, StorageError};
 
 /// Exit code for bad flags or configuration.
@@ -202,6 +202,21 @@ async fn start(cli: &Cli) -> Result<Started, StartupError> {
     })
 }
 
+/// The process's store: the initial config loaded now, and how the process runs.
+fn store_of(cli: &Cli) -> Arc<Store> {
+    let store = Arc::new(Store::new());
+    store.status().set_reload(ReloadStatus {
+        successful: true,
+        success_unix: now_ms() as f64 / 1000.0,
+    });
+    store.status().set_setup(Setup {
+        config_file: (!cli.demo).then(|| cli.config_file.display().to_string()),
+        dashboard_url: cli.dashboard_url.clone(),
+        shard: None,
+    });
+    store
+}
+
 /// Runs the exporter until SIGTERM/SIGINT.
 pub async fn run(cli: Cli) -> ExitCode {
     // Installed first: a SIGTERM during startup must not kill the process (exit 0, SPEC section 3).
@@ -214,11 +229,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(e.exit_code());
         }
     };
-    let store = Arc::new(Store::new());
-    store.status().set_reload(ReloadStatus {
-        successful: true,
-        success_unix: now_ms() as f64 / 1000.0,
-    });
+    let store = store_of(&cli);
     let shard_index = started.config.shard_index;
     info!(version = crate::VERSION, shard_index, "starting");
     // Commands wait in the channel until the control loop runs, so the server (and its reload

@@ -18,6 +18,9 @@ pub mod build_info;
 // The process's wall clock (and its pin for tests).
 pub mod clock;
 
+// The last hour of each portal's polls, for the landing page's sparklines.
+pub mod recent_polls;
+
 // Flags and exit on bad flags.
 pub mod cli;
 

@@ -13,10 +13,12 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::aws::{ApiCounters, ClientKey, Clients, PortalInfo, portal_id_of_arn};
+use crate::clock::now_ms;
 use crate::config::{Config, DEFAULT_DISCOVERY_REFRESH, PortalTarget, ShardConfig, UsernameMode};
 use crate::discovery::{self, Discovered, SourceKey, SourceTask};
 use crate::poll::{PortalPlan, Scheduler};
 use crate::snapshot::{DiscoverySnapshot, Store};
+use crate::status::Shard;
 use crate::storage::StateDir;
 use crate::users::{LabelMode, UserSettings};
 
@@ -102,6 +104,13 @@ pub fn wanted_plans(
         .collect()
 }
 
+/// When a discovery source last listed, and its error if that listing failed.
+#[derive(Debug, Clone, Default)]
+struct LastListing {
+    at_unix: Option<f64>,
+    error: Option<String>,
+}
+
 /// The control loop's state.
 pub struct Reconciler {
     /// The configuration in force: the file's (the reloader applies a new one with
@@ -117,6 +126,8 @@ pub struct Reconciler {
     /// Bumped each time the discovery sources restart; results of older ones are ignored.
     generation: u64,
     counters: BTreeMap<SourceKey, Arc<ApiCounters>>,
+    /// The outcome of each source's last listing, for the landing page.
+    listings: BTreeMap<SourceKey, LastListing>,
     events_tx: mpsc::Sender<Discovered>,
     events_rx: mpsc::Receiver<Discovered>,
 }
@@ -147,9 +158,11 @@ impl Reconciler {
             sources: Vec::new(),
             generation: 0,
             counters: BTreeMap::new(),
+            listings: BTreeMap::new(),
             events_tx,
             events_rx,
         };
+        r.publish_shard();
         r.start_discovery().await;
         r.reconcile().await;
         r
@@ -187,8 +200,14 @@ impl Reconciler {
             return; // a late result of a source stopped by a reload
         }
         self.pending.remove(&event.key);
-        if let Ok(portals) = event.result {
-            self.discovered.insert(event.key, portals);
+        let listing = self.listings.entry(event.key.clone()).or_default();
+        listing.at_unix = Some(now_ms() as f64 / 1000.0);
+        match event.result {
+            Ok(portals) => {
+                listing.error = None;
+                self.discovered.insert(event.key, portals);
+            }
+            Err(e) => listing.error = Some(format!("{} {}", e.operation, e.code)),
         }
         self.reconcile().await;
     }
@@ -211,6 +230,7 @@ impl Reconciler {
         self.config = config;
         self.shard_index = shard_index;
         self.scheduler.config_reloaded();
+        self.publish_shard();
         if discovery_changed {
             self.start_discovery().await;
         }
@@ -224,6 +244,7 @@ impl Reconciler {
         }
         self.discovered.clear();
         self.pending.clear();
+        self.listings.clear();
         self.generation += 1;
         let entries = self.config.discovery.clone();
         for (i, entry) in entries.iter().enumerate() {
@@ -251,12 +272,21 @@ impl Reconciler {
         self.publish_discovery();
     }
 
+    /// Tells the landing page the shard in force.
+    fn publish_shard(&self) {
+        self.store.status().set_shard(Shard {
+            index: self.shard_index,
+            total: self.config.sharding.total,
+        });
+    }
+
     fn publish_discovery(&self) {
         let snaps = self
             .counters
             .iter()
             .map(|(k, c)| {
                 let (api_requests, api_errors) = c.snapshot();
+                let listing = self.listings.get(k).cloned().unwrap_or_default();
                 DiscoverySnapshot {
                     labels: vec![
                         ("discovery".to_string(), k.entry.to_string()),
@@ -267,6 +297,9 @@ impl Reconciler {
                     api_requests,
                     api_errors,
                     counted_since_ms: Some(c.since_ms()),
+                    portals: self.discovered.get(k).map(Vec::len),
+                    last_listing_unix: listing.at_unix,
+                    last_error_code: listing.error,
                 }
             })
             .collect();

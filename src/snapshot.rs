@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 
 use crate::ledger::{ActiveSummary, Totals};
+use crate::recent_polls::RecentPolls;
 use crate::status::{Status, read, write};
 use crate::users::UserSeries;
 
@@ -56,6 +57,14 @@ pub struct PortalSnapshot {
     pub state: Option<StateStatus>,
     /// When its task began counting API requests and panics (their created timestamp).
     pub counted_since_ms: Option<i64>,
+    /// Region it is polled in (config, or its ARN); `None` when neither says.
+    pub region: Option<String>,
+    /// Its account (its ARN's, or the role's it is polled with); `None` until one is known.
+    pub account_id: Option<String>,
+    /// Its poll interval.
+    pub interval: std::time::Duration,
+    /// Its polls of the last hour: the landing page's sparkline and error count.
+    pub recent: RecentPolls,
 }
 
 /// Durable state of one portal (`--storage.path`).
@@ -99,6 +108,12 @@ pub struct DiscoverySnapshot {
     pub api_errors: BTreeMap<(String, String), u64>,
     /// When its counting began (their created timestamp).
     pub counted_since_ms: Option<i64>,
+    /// Portals its last successful listing returned; `None` before one.
+    pub portals: Option<usize>,
+    /// Unix time its last listing finished, in seconds; `None` before one.
+    pub last_listing_unix: Option<f64>,
+    /// Operation and error code of its last listing when it failed (the previous list stays).
+    pub last_error_code: Option<String>,
 }
 
 /// The portal snapshots and discovery counters shared with the HTTP server, and the process's

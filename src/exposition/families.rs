@@ -637,6 +637,7 @@ mod tests {
             counted_since_ms: Some(7_000),
             source: "0/eu-west-1".into(),
             panics: 0,
+            ..DiscoverySnapshot::default()
         };
         let portals = [Arc::new(calm), Arc::new(panicked)];
         let mut out = Vec::new();

@@ -113,6 +113,11 @@ impl Metadata {
         }
     }
 
+    /// The portal's ARN, when known (from the plan or its sessions).
+    pub(super) fn arn(&self) -> Option<&str> {
+        self.arn.as_deref()
+    }
+
     /// The portal's `maxConcurrentSessions` per the last GetPortal answer (`None`: unknown).
     pub(super) fn capacity_limit(&self) -> Option<u64> {
         self.info

@@ -15,8 +15,9 @@ use super::listing::{Listing, PollContext};
 use super::metadata::Metadata;
 use super::state::{Resumed, StateFile, ToSave};
 use super::{PollError, PortalPlan, STALE_INTERVALS, Stopped, backoff, jitter, unless_stopped};
+use crate::aws::arn::account_of_arn;
 use crate::aws::error_text::shown_message;
-use crate::aws::{Clients, ErrorLabel, PortalApi};
+use crate::aws::{Clients, ErrorLabel, PortalApi, region_of_arn};
 use crate::clock::now_ms;
 use crate::ledger::Ledger;
 use crate::session::UnixMillis;
@@ -85,6 +86,11 @@ impl Poller {
     ) -> Self {
         let (requests, errors) = api.counters().snapshot();
         let state = parts.storage.map(StateFile::new);
+        // A task restarted after a panic keeps the portal's recent polls.
+        let recent = store
+            .portal(&plan.portal_id)
+            .map(|s| s.recent.clone())
+            .unwrap_or_default();
         let snapshot = PortalSnapshot {
             portal_id: plan.portal_id.clone(),
             labels: plan.labels.clone(),
@@ -93,6 +99,7 @@ impl Poller {
             counted_since_ms: Some(api.counters().since_ms()),
             api_errors: errors,
             state: state.as_ref().map(|_| StateStatus::default()),
+            recent,
             ..Default::default()
         };
         let mut poller = Poller {
@@ -113,6 +120,7 @@ impl Poller {
             snapshot,
             plan,
         };
+        poller.locate();
         if let Some(r) = poller.checkpoint.restore(&poller.plan) {
             // What this process published before the panic (or more): shown again at once.
             poller.resume(r);
@@ -378,7 +386,29 @@ impl Poller {
         self.snapshot.labels = new.labels.clone();
         self.plan = new;
         self.snapshot.meta = self.metadata.meta(&self.plan);
+        self.locate();
         self.store.publish(self.snapshot.clone());
+    }
+
+    /// The snapshot's region, account and interval, from the plan and the ARN known so far (an
+    /// ARN learned from the sessions brings the account of a portal configured by id).
+    fn locate(&mut self) {
+        let arn = self.metadata.arn();
+        let snap = &mut self.snapshot;
+        snap.interval = self.plan.interval;
+        snap.region = (self.plan.client.region.as_deref())
+            .or_else(|| arn.and_then(region_of_arn))
+            .map(str::to_string);
+        snap.account_id = arn
+            .and_then(account_of_arn)
+            .or_else(|| {
+                self.plan
+                    .client
+                    .role_arn
+                    .as_deref()
+                    .and_then(account_of_arn)
+            })
+            .map(str::to_string);
     }
 
     /// After a successful poll (and its backfill step): the ledger evicts its idle users, then
@@ -460,6 +490,17 @@ impl Poller {
         let (requests, errors) = self.api.counters().snapshot();
         snap.api_requests = requests;
         snap.api_errors = errors;
-        self.store.publish(snap.clone());
+        let errors_total = snap
+            .api_errors
+            .values()
+            .fold(0u64, |s, n| s.saturating_add(*n));
+        let active = snap
+            .up
+            .then(|| snap.active.as_ref().map(|a| a.sessions))
+            .flatten();
+        let capacity = snap.meta.as_ref().and_then(|m| m.max_concurrent_sessions);
+        snap.recent.record(now_ms(), active, capacity, errors_total);
+        self.locate();
+        self.store.publish(self.snapshot.clone());
     }
 }

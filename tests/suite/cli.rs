@@ -832,6 +832,24 @@ fn landing_page_and_gzip_exposition_of_the_demo() {
         );
     }
     assert!(html.contains("href=\"/metrics\""), "{html}");
+    // Where each portal runs, a sparkline of its polls so far, and never a username (the demo
+    // has per-user series of raw usernames, all `...@example.com` or odd ones like `CORP\jdoe`).
+    assert_eq!(html.matches("<svg class=\"spark\"").count(), 3, "{html}");
+    assert_eq!(
+        html.matches("<td class=\"nw\">us-east-1</td>").count(),
+        3,
+        "{html}"
+    );
+    assert!(
+        html.contains("<td class=\"nw\">123456789012</td>"),
+        "{html}"
+    );
+    assert!(html.contains("none: the built-in demo"), "{html}");
+    assert!(plain.contains("@example.com"), "the demo has usernames");
+    assert!(
+        !html.contains("@example.com") && !html.contains("jdoe"),
+        "{html}"
+    );
 
     // gzip when accepted.
     let (status, head, body) =
@@ -839,7 +857,7 @@ fn landing_page_and_gzip_exposition_of_the_demo() {
     assert_eq!(status, 200);
     let lower = head.to_ascii_lowercase();
     assert!(lower.contains("content-encoding: gzip"), "{head}");
-    assert!(lower.contains("vary: accept-encoding"), "{head}");
+    assert!(lower.contains("vary: accept, accept-encoding"), "{head}");
     assert!(
         lower.contains("content-type: text/plain; version=0.0.4"),
         "{head}"

@@ -21,6 +21,7 @@ mod first_hour;
 mod fuzzing;
 mod hostile;
 mod http_server;
+mod landing;
 mod loadtest_smoke;
 mod module_chain;
 mod operations;
