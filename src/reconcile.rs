@@ -229,6 +229,7 @@ impl Reconciler {
         }
         self.config = config;
         self.shard_index = shard_index;
+        self.scheduler.config_reloaded();
         self.publish_shard();
         if discovery_changed {
             self.start_discovery().await;
@@ -291,6 +292,8 @@ impl Reconciler {
                         ("discovery".to_string(), k.entry.to_string()),
                         ("region".to_string(), k.region.clone()),
                     ],
+                    source: format!("{}/{}", k.entry, k.region),
+                    panics: c.panics(),
                     api_requests,
                     api_errors,
                     counted_since_ms: Some(c.since_ms()),
@@ -315,5 +318,56 @@ impl Reconciler {
             })
             .await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A discovery source that panics (the test hook fires after its first listing) is counted,
+    /// reported as a failed listing (readiness does not wait for it forever) and restarted: its
+    /// next listing brings the portal. Before, the source died silently: no more `ListPortals`,
+    /// `/-/ready` at 503 for good.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_discovery_source_is_counted_and_restarted() {
+        use workspacesweb_sim::{PortalSpec, SimConfig, Simulator};
+        // A region of this test alone: the hook is armed by region.
+        let region = "ap-southeast-4";
+        let id = "dddddddd-0000-4000-8000-000000000001";
+        let portal = PortalSpec {
+            region: region.to_string(),
+            ..PortalSpec::scripted(id, Vec::new())
+        };
+        let sim = Simulator::new(SimConfig::new(3).with_portal(portal));
+        let running = sim
+            .start(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("simulator listens");
+        let clients = Clients::with_static_credentials(region, &running.endpoint_url()).await;
+        let text = format!("discovery:\n  - regions: [{region}]\n    refresh: 1h\n");
+        let config = crate::config::parse(&text, "test.yaml")
+            .expect("config")
+            .config;
+        crate::supervise::panic_hook::arm(&format!("discovery {region}"));
+        let store = Arc::new(Store::new());
+        let reconciler = Reconciler::start(config, 0, clients, store.clone(), None).await;
+        let (_commands, commands_rx) = mpsc::channel(1);
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(reconciler.run(commands_rx, stop_rx));
+        let found = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            store.wait_until(|ps| ps.iter().any(|p| p.portal_id == id && p.up)),
+        )
+        .await;
+        let _ = stop.send(true);
+        let _ = task.await;
+        assert!(found.is_ok(), "the restarted source never discovered {id}");
+        let sources = store.discovery();
+        assert_eq!(sources.len(), 1);
+        assert_eq!(sources[0].source, format!("0/{region}"));
+        assert_eq!(sources[0].panics, 1);
+        // Two listings: the one that panicked, and the restarted source's (refresh is 1 h).
+        assert_eq!(sources[0].api_requests.get("ListPortals"), Some(&2));
     }
 }
