@@ -27,6 +27,9 @@ pub mod cli;
 // Log setup.
 pub mod telemetry;
 
+// Supervision of long-lived tasks: a panic caught and reported, the task restarted.
+pub mod supervise;
+
 // The only module that knows the AWS SDK: clients, the four read calls, rate limits, ARNs.
 pub mod aws;
 

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, watch};
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use crate::aws::pagination::PageGuard;
 use crate::aws::partition::{organizations_region, partition_of_region};
@@ -30,6 +30,7 @@ use crate::aws::{LIST_ACCOUNTS, Page};
 use crate::config::{DiscoveryConfig, OrganizationConfig};
 use crate::discovery::{self, Discovered, SourceKey, SourceTask};
 use crate::snapshot::DiscoverySnapshot;
+use crate::supervise::{Panicked, RESTART_DELAY, Restarts, supervise};
 
 /// Pages after which one Organizations listing gives up (20,000 accounts).
 const MAX_PAGES: u32 = 1000;
@@ -166,7 +167,14 @@ impl OrgCounters {
             out.push(source(entry, None, &region, reqs, errors, since));
         }
         for (region, errors) in errors_by_region {
-            out.push(source(entry, None, &region, Default::default(), errors, since));
+            out.push(source(
+                entry,
+                None,
+                &region,
+                Default::default(),
+                errors,
+                since,
+            ));
         }
         out
     }
@@ -293,6 +301,7 @@ pub async fn list_accounts(
 }
 
 /// One organization entry's source: what its task needs.
+#[derive(Clone)]
 struct Source {
     entry: usize,
     generation: u64,
@@ -321,7 +330,23 @@ pub async fn spawn(
         tx,
     };
     let (stop, stop_rx) = watch::channel(false);
-    let handle = tokio::spawn(source.run(stop_rx));
+    let restarts = Restarts {
+        first: RESTART_DELAY,
+        stop: Some(stop_rx.clone()),
+    };
+    let on_panic = {
+        let (counters, tx) = (source.counters.clone(), source.tx.clone());
+        move |p: &Panicked| {
+            let c = &counters.organizations;
+            c.count_panic();
+            error!(discovery = entry, panics = c.panics(), panic = %p.message, restart_in = ?p.restart_in, "organization discovery panicked; restarting it, the last good accounts and portals stay in force");
+            // Readiness does not wait for this entry's first refresh forever; dropped when the
+            // channel is full (the count shows with the next event).
+            let _ = tx.try_send(OrgEvent::Refreshed { entry, generation });
+        }
+    };
+    let make = move || source.clone().run(stop_rx.clone());
+    let handle = tokio::spawn(supervise(restarts, make, on_panic));
     SourceTask::new(stop, handle)
 }
 
@@ -350,6 +375,11 @@ impl Source {
                 }
                 last_good = accounts;
             }
+            #[cfg(test)]
+            crate::supervise::panic_hook::fire(&format!(
+                "organization {}",
+                self.config.regions.join(",")
+            ));
             if !self.list_portals(&last_good).await {
                 return;
             }

@@ -263,6 +263,7 @@ impl Reconciler {
         }
         self.config = config;
         self.shard_index = shard_index;
+        self.scheduler.config_reloaded();
         self.publish_shard();
         if discovery_changed {
             self.held = self.scheduler.plans();
@@ -408,6 +409,8 @@ impl Reconciler {
                         ("discovery".to_string(), k.entry.to_string()),
                         ("region".to_string(), k.region.clone()),
                     ],
+                    source: format!("{}/{}", k.entry, k.region),
+                    panics: c.panics(),
                     api_requests,
                     api_errors,
                     accounts: None,
@@ -430,6 +433,12 @@ impl Reconciler {
         for (i, c) in &self.org_counters {
             if let Some(entry) = self.config.discovery.get(*i) {
                 snaps.extend(c.snapshots(*i, &organization::organizations_region_of(entry)));
+                snaps.push(DiscoverySnapshot {
+                    source: format!("{i}/organization"),
+                    panics: c.organizations.panics(),
+                    counted_since_ms: Some(c.organizations.since_ms()),
+                    ..DiscoverySnapshot::default()
+                });
             }
         }
         for (i, accounts) in &self.accounts {
@@ -473,5 +482,110 @@ impl Reconciler {
             })
             .await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A discovery source that panics (the test hook fires after its first listing) is counted,
+    /// reported as a failed listing (readiness does not wait for it forever) and restarted: its
+    /// next listing brings the portal. Before, the source died silently: no more `ListPortals`,
+    /// `/-/ready` at 503 for good.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_discovery_source_is_counted_and_restarted() {
+        use workspacesweb_sim::{PortalSpec, SimConfig, Simulator};
+        // A region of this test alone: the hook is armed by region.
+        let region = "ap-southeast-4";
+        let id = "dddddddd-0000-4000-8000-000000000001";
+        let portal = PortalSpec {
+            region: region.to_string(),
+            ..PortalSpec::scripted(id, Vec::new())
+        };
+        let sim = Simulator::new(SimConfig::new(3).with_portal(portal));
+        let running = sim
+            .start(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("simulator listens");
+        let clients = Clients::with_static_credentials(region, &running.endpoint_url()).await;
+        let text = format!("discovery:\n  - regions: [{region}]\n    refresh: 1h\n");
+        let config = crate::config::parse(&text, "test.yaml")
+            .expect("config")
+            .config;
+        crate::supervise::panic_hook::arm(&format!("discovery {region}"));
+        let store = Arc::new(Store::new());
+        let reconciler = Reconciler::start(config, 0, clients, store.clone(), None).await;
+        let (_commands, commands_rx) = mpsc::channel(1);
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(reconciler.run(commands_rx, stop_rx));
+        let found = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            store.wait_until(|ps| ps.iter().any(|p| p.portal_id == id && p.up)),
+        )
+        .await;
+        let _ = stop.send(true);
+        let _ = task.await;
+        assert!(found.is_ok(), "the restarted source never discovered {id}");
+        let sources = store.discovery();
+        assert_eq!(sources.len(), 1);
+        assert_eq!(sources[0].source, format!("0/{region}"));
+        assert_eq!(sources[0].panics, 1);
+        // Two listings: the one that panicked, and the restarted source's (refresh is 1 h).
+        assert_eq!(sources[0].api_requests.get("ListPortals"), Some(&2));
+    }
+
+    /// An organization entry's task that panics (the test hook fires after its first account
+    /// listing) is counted under `source="0/organization"`, restarted, and its account set and
+    /// portals stay: the restarted task lists the accounts again. Before, it was not supervised:
+    /// the entry stopped refreshing for good.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_organization_source_is_counted_and_restarted() {
+        use workspacesweb_sim::{DEMO_MEMBER_ROLE, SimConfig, Simulator};
+        // A region of this test alone: the hook is armed by the entry's regions.
+        let region = "ap-southeast-5";
+        let sim = Simulator::new(SimConfig::demo(3));
+        let running = sim
+            .start(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("simulator listens");
+        let clients = Clients::with_static_credentials(region, &running.endpoint_url()).await;
+        let text = format!(
+            "discovery:\n  - organization:\n      role_name: {DEMO_MEMBER_ROLE}\n    regions: [{region}]\n    refresh: 1h\n"
+        );
+        let config = crate::config::parse(&text, "test.yaml")
+            .expect("config")
+            .config;
+        crate::supervise::panic_hook::arm(&format!("organization {region}"));
+        let store = Arc::new(Store::new());
+        let reconciler = Reconciler::start(config, 0, clients, store.clone(), None).await;
+        let (_commands, commands_rx) = mpsc::channel(1);
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(reconciler.run(commands_rx, stop_rx));
+        let panicked_and_listed_again = |store: &Store| {
+            let sources = store.discovery();
+            let panics = sources.iter().find(|s| s.source == "0/organization");
+            let listed: u64 = sources
+                .iter()
+                .filter_map(|s| s.api_requests.get("ListAccounts"))
+                .sum();
+            panics.is_some_and(|p| p.panics == 1) && listed == 2
+        };
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            store
+                .status()
+                .wait_for(|| panicked_and_listed_again(&store)),
+        )
+        .await;
+        let _ = stop.send(true);
+        let _ = task.await;
+        assert!(panicked_and_listed_again(&store), "{:?}", store.discovery());
+        let accounts = store
+            .discovery()
+            .into_iter()
+            .find_map(|s| s.accounts)
+            .expect("the account set");
+        assert_eq!(accounts.len(), 2, "{accounts:?}");
     }
 }

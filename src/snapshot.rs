@@ -41,6 +41,10 @@ pub struct PortalSnapshot {
     /// Operation and error code of the last failed poll (`ListSessions AccessDeniedException`),
     /// cleared by a success: what the landing page shows.
     pub last_error_code: Option<String>,
+    /// The message of the last failed poll as the landing page may show it (one line, at most
+    /// 200 characters, credentials redacted, quoted text hidden with hashed usernames: see
+    /// [`crate::aws::error_text`]), cleared by a success.
+    pub last_error_message: Option<String>,
     /// API requests sent, retries included, by operation.
     pub api_requests: BTreeMap<String, u64>,
     /// API request errors by (operation, error code).
@@ -103,6 +107,12 @@ impl PortalMeta {
 pub struct DiscoverySnapshot {
     /// Labels of its series (`discovery`, `region`; `account_id`; `source` for an account set).
     pub labels: Vec<(String, String)>,
+    /// The `source` label of its panics: the discovery entry's index and the region, `0/us-east-1`,
+    /// or `1/organization` for an organization entry's task; "" for a snapshot that is no task
+    /// (an organization entry's counters by account and region, its account set).
+    pub source: String,
+    /// Panics of its task.
+    pub panics: u64,
     /// Requests by operation.
     pub api_requests: BTreeMap<String, u64>,
     /// Errors by (operation, error code).

@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use aws_sdk_organizations::types::{self as sdk, ChildType};
 
-use super::client::{Clients, sdk_config};
+use super::client::{Clients, refused, sdk_config};
 use super::credentials::Attributed;
 use super::interceptors::{CountingInterceptor, ResponseGuard, api_error};
+use super::pagination::check_page;
 use super::ratelimit::TokenBucket;
 use super::types::{
     ApiCounters, ApiError, ClientKey, LIST_ACCOUNTS, LIST_ACCOUNTS_FOR_PARENT, LIST_CHILDREN,
@@ -105,10 +106,7 @@ macro_rules! send {
         $api.bucket.acquire_as(Priority::Poll).await;
         Box::pin(
             $req.customize()
-                .interceptor(CountingInterceptor {
-                    operation: $op,
-                    counters: $api.counters.clone(),
-                })
+                .interceptor(CountingInterceptor::new($op, $api.counters.clone()))
                 .interceptor(ResponseGuard { operation: $op })
                 .send()
                 .attributed(&$api.counters),
@@ -124,6 +122,12 @@ impl OrganizationsApi {
         &self.counters
     }
 
+    /// Refuses a page of more than [`PAGE_SIZE`] items, counted as an error of `operation` (its
+    /// `nextToken` travels in the JSON body, which has no length limit short of the model's).
+    fn check(&self, operation: &'static str, items: usize) -> Result<(), ApiError> {
+        check_page(items, PAGE_SIZE, None).map_err(|stop| refused(&self.counters, operation, &stop))
+    }
+
     /// One page of `ListAccounts`: every account of the organization.
     pub async fn list_accounts(&self, token: Option<String>) -> Result<Page<Account>, ApiError> {
         let req = self
@@ -132,6 +136,7 @@ impl OrganizationsApi {
             .max_results(PAGE_SIZE)
             .set_next_token(token);
         let out = send!(self, LIST_ACCOUNTS, req)?;
+        self.check(LIST_ACCOUNTS, out.accounts().len())?;
         let accounts = out.accounts().iter().filter_map(Account::of).collect();
         Ok((accounts, out.next_token().map(str::to_string)))
     }
@@ -149,6 +154,7 @@ impl OrganizationsApi {
             .max_results(PAGE_SIZE)
             .set_next_token(token);
         let out = send!(self, LIST_ACCOUNTS_FOR_PARENT, req)?;
+        self.check(LIST_ACCOUNTS_FOR_PARENT, out.accounts().len())?;
         let accounts = out.accounts().iter().filter_map(Account::of).collect();
         Ok((accounts, out.next_token().map(str::to_string)))
     }
@@ -168,6 +174,7 @@ impl OrganizationsApi {
             .max_results(PAGE_SIZE)
             .set_next_token(token);
         let out = send!(self, LIST_CHILDREN, req)?;
+        self.check(LIST_CHILDREN, out.children().len())?;
         let units = out
             .children()
             .iter()

@@ -184,7 +184,8 @@ fn discovery_table(html: &mut String, sources: &[DiscoverySnapshot], now_ms: Uni
         "<table>\n<thead><tr><th>Source</th><th>Portals found</th><th>Last listing</th>\
          <th>API errors</th><th>Last error</th></tr></thead>\n<tbody>\n",
     );
-    for source in sources {
+    // An organization entry's panic count has no labels and nothing else to show.
+    for source in sources.iter().filter(|s| !s.labels.is_empty()) {
         let errors = source
             .api_errors
             .values()
@@ -344,7 +345,10 @@ fn row(html: &mut String, portal: &PortalSnapshot, now_ms: UnixMillis) {
     let error = portal
         .last_error_code
         .as_deref()
-        .map(escape_html)
+        .map(|code| match &portal.last_error_message {
+            Some(message) => escape_html(&format!("{code}: {message}")),
+            None => escape_html(code),
+        })
         .unwrap_or_default();
     let _ = writeln!(
         html,
@@ -542,6 +546,7 @@ mod tests {
             portal_id: "p-down".into(),
             polled: true,
             last_error_code: Some(HOSTILE.into()),
+            last_error_message: Some("User: <b>x</b> is not authorized".into()),
             ..Default::default()
         });
         store.publish(PortalSnapshot {
@@ -625,6 +630,11 @@ mod tests {
             "{html}"
         );
         assert!(html.contains("<a href=\"/metrics?x=&quot;y&quot;\">"));
+        // The last error's message after its code, escaped too.
+        assert!(
+            html.contains("&lt;/script&gt;: User: &lt;b&gt;x&lt;/b&gt; is not authorized</td>")
+        );
+        assert!(!html.contains("<b>"), "{html}");
         assert!(!html.contains("alice"), "a username on the page");
     }
 

@@ -10,23 +10,41 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tracing::{debug, info, warn};
 
 use super::backfill::{Backfill, after_first_polls, yields_before_step};
+use super::checkpoint::Checkpoint;
 use super::listing::{Listing, PollContext};
 use super::metadata::Metadata;
-use super::state::{StateFile, ToSave};
+use super::state::{Resumed, StateFile, ToSave};
 use super::{PollError, PortalPlan, STALE_INTERVALS, Stopped, backoff, jitter, unless_stopped};
 use crate::aws::arn::account_of_arn;
+use crate::aws::error_text::shown_message;
 use crate::aws::{Clients, ErrorLabel, PortalApi, region_of_arn};
 use crate::clock::now_ms;
 use crate::ledger::Ledger;
 use crate::session::UnixMillis;
 use crate::snapshot::{PortalSnapshot, StateStatus, Store};
 use crate::storage::StateDir;
-use crate::users::UserLabels;
+use crate::users::{LabelMode, UserLabels};
+
+/// What a portal's task is given by its supervisor, and keeps across a panic.
+pub(super) struct TaskParts {
+    /// The portal's plan, updated by reloads and discovery.
+    pub(super) plan_rx: watch::Receiver<PortalPlan>,
+    /// Moves with each configuration reload.
+    pub(super) reloads: watch::Receiver<u64>,
+    /// Panics of the portal's task so far.
+    pub(super) panics: u64,
+    /// The state directory (`--storage.path`).
+    pub(super) storage: Option<Arc<StateDir>>,
+    /// The last good state, kept across panics.
+    pub(super) checkpoint: Checkpoint,
+}
 
 /// One portal's poll loop and state.
 pub(super) struct Poller {
     plan: PortalPlan,
     plan_rx: watch::Receiver<PortalPlan>,
+    reloads: watch::Receiver<u64>,
+    checkpoint: Checkpoint,
     clients: Clients,
     api: PortalApi,
     store: Arc<Store>,
@@ -56,20 +74,18 @@ enum Wake {
 }
 
 impl Poller {
-    /// The poller of `plan`, resumed from its state file when there is a usable one (see
-    /// [`StateFile::restore`]: its counters appear with the first poll); publishes its first
-    /// snapshot.
+    /// The poller of `plan`, resumed from its checkpoint after a panic, else from its state
+    /// file when there is a usable one (see [`StateFile::restore`]: its counters appear with the
+    /// first poll); publishes its first snapshot.
     pub(super) async fn new(
         plan: PortalPlan,
-        plan_rx: watch::Receiver<PortalPlan>,
         clients: Clients,
         api: PortalApi,
         store: Arc<Store>,
-        panics: u64,
-        storage: Option<Arc<StateDir>>,
+        parts: TaskParts,
     ) -> Self {
         let (requests, errors) = api.counters().snapshot();
-        let state = storage.map(StateFile::new);
+        let state = parts.storage.map(StateFile::new);
         // A task restarted after a panic keeps the portal's recent polls.
         let recent = store
             .portal(&plan.portal_id)
@@ -78,7 +94,7 @@ impl Poller {
         let snapshot = PortalSnapshot {
             portal_id: plan.portal_id.clone(),
             labels: plan.labels.clone(),
-            panics,
+            panics: parts.panics,
             api_requests: requests,
             counted_since_ms: Some(api.counters().since_ms()),
             api_errors: errors,
@@ -87,7 +103,9 @@ impl Poller {
             ..Default::default()
         };
         let mut poller = Poller {
-            plan_rx,
+            plan_rx: parts.plan_rx,
+            reloads: parts.reloads,
+            checkpoint: parts.checkpoint,
             clients,
             api,
             store,
@@ -103,13 +121,16 @@ impl Poller {
             plan,
         };
         poller.locate();
-        if let Some(state) = &poller.state
+        if let Some(r) = poller.checkpoint.restore(&poller.plan) {
+            // What this process published before the panic (or more): shown again at once.
+            poller.resume(r);
+            if let Some(ledger) = &poller.ledger {
+                poller.snapshot.totals = Some(ledger.totals().clone());
+            }
+        } else if let Some(state) = &poller.state
             && let Some(r) = state.restore(&poller.plan).await
         {
-            poller.ledger = Some(r.ledger);
-            poller.users = r.users;
-            poller.listing.resume_at(Some(r.watermark_ms));
-            poller.backfill = Backfill::resumed(r.backfill_done);
+            poller.resume(r);
             poller.snapshot.state = Some(StateStatus {
                 restored: true,
                 last_write_unix: None,
@@ -117,6 +138,14 @@ impl Poller {
         }
         poller.store.publish(poller.snapshot.clone());
         poller
+    }
+
+    /// Continues from a saved state: its ledger, label slots, watermark and backfill.
+    fn resume(&mut self, r: Resumed) {
+        self.ledger = Some(r.ledger);
+        self.users = r.users;
+        self.listing.resume_at(Some(r.watermark_ms));
+        self.backfill = Backfill::resumed(r.backfill_done);
     }
 
     /// The portal's task: each poll in its turn, holding one of `permits`, until told to stop.
@@ -159,6 +188,13 @@ impl Poller {
                 self.store.publish(self.snapshot.clone());
                 Wake::Again
             }
+            changed = self.reloads.changed() => {
+                if changed.is_err() {
+                    return Wake::Stop;
+                }
+                self.metadata.ask_again();
+                Wake::Again
+            }
             changed = self.plan_rx.changed() => {
                 if changed.is_err() {
                     return Wake::Stop;
@@ -193,6 +229,8 @@ impl Poller {
             ledger: self.ledger.as_ref(),
         };
         let polled = self.listing.poll_within(&cx, stop).await?;
+        #[cfg(test)]
+        crate::supervise::panic_hook::fire(&self.plan.portal_id);
         let took = began.elapsed();
         self.metadata.learn_arn(self.listing.portal_arn());
         let (result, start_ms) = match polled {
@@ -261,10 +299,12 @@ impl Poller {
         Ok(())
     }
 
-    /// Writes the portal's accounting state (after a successful poll, before its values are
-    /// published). A failure is counted and logged; polling goes on.
+    /// Keeps the portal's accounting state (after a successful poll, before its values are
+    /// published): in its state file with `--storage.path` (a failed write is counted and
+    /// logged; polling goes on), which a task restarted after a panic resumes from as a restarted
+    /// exporter does; without it, in its checkpoint in memory.
     async fn save_state(&mut self, start_ms: UnixMillis) {
-        let (Some(state), Some(ledger)) = (&mut self.state, &self.ledger) else {
+        let Some(ledger) = &self.ledger else {
             return;
         };
         let portal = ToSave {
@@ -274,7 +314,20 @@ impl Poller {
             backfill_done: self.backfill.done(),
             users: self.users.as_ref(),
         };
-        state.save(portal, &mut self.snapshot, &self.store).await;
+        let encoded = portal.encode();
+        let Some(state) = &mut self.state else {
+            match encoded {
+                Ok(bytes) => self.checkpoint.keep(bytes),
+                Err(e) => {
+                    warn!(portal_id = %self.plan.portal_id, error = %e, "the portal's state could not be encoded; a panic would restart it from an older one");
+                }
+            }
+            return;
+        };
+        let portal_id = self.plan.portal_id.as_str();
+        state
+            .save(portal_id, encoded, &mut self.snapshot, &self.store)
+            .await;
     }
 
     /// When the next poll is due, given whether this one failed and when it was scheduled.
@@ -399,6 +452,7 @@ impl Poller {
                 snap.up = true;
                 snap.last_error = None;
                 snap.last_error_code = None;
+                snap.last_error_message = None;
                 snap.last_success_unix = Some(start_ms as f64 / 1000.0);
                 self.last_success = Some(Instant::now());
                 if let Some(ledger) = &self.ledger {
@@ -423,6 +477,11 @@ impl Poller {
                 snap.up = false;
                 snap.last_error = Some(err.to_string());
                 snap.last_error_code = Some(format!("{} {}", err.operation(), err.label()));
+                let hashed = matches!(
+                    self.plan.per_user.as_ref().map(|u| &u.mode),
+                    Some(LabelMode::Hashed { .. })
+                );
+                snap.last_error_message = Some(shown_message(&err.message(), hashed));
                 let stale_after = self.plan.interval * STALE_INTERVALS;
                 if self.last_success.is_none_or(|t| t.elapsed() >= stale_after) {
                     snap.active = None;
