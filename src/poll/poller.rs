@@ -12,7 +12,7 @@ use tracing::{debug, info, warn};
 use super::backfill::{Backfill, after_first_polls, yields_before_step};
 use super::listing::{Listing, PollContext};
 use super::metadata::Metadata;
-use super::state::{StateFile, ToSave};
+use super::state::{LabelFingerprint, StateFile, ToSave};
 use super::{PollError, PortalPlan, STALE_INTERVALS, Stopped, backoff, jitter, unless_stopped};
 use crate::aws::{Clients, ErrorLabel, PortalApi};
 use crate::clock::now_ms;
@@ -20,7 +20,7 @@ use crate::ledger::Ledger;
 use crate::session::UnixMillis;
 use crate::snapshot::{PortalSnapshot, StateStatus, Store};
 use crate::storage::StateDir;
-use crate::users::UserLabels;
+use crate::users::{UserLabels, label_for};
 
 /// One portal's poll loop and state.
 pub(super) struct Poller {
@@ -307,6 +307,7 @@ impl Poller {
             self.snapshot.monthly_active_users = None;
         }
         if new.per_user != self.plan.per_user {
+            self.rekey_ledger(&new);
             self.users = new.per_user.clone().map(UserLabels::new);
             self.snapshot.users.clear();
             if let Some(ledger) = &mut self.ledger {
@@ -318,6 +319,45 @@ impl Poller {
         self.plan = new;
         self.snapshot.meta = self.metadata.meta(&self.plan);
         self.store.publish(self.snapshot.clone());
+    }
+
+    /// Brings the ledger's usernames to the label mode of `new` (they are its label values, see
+    /// [`crate::users::key_records`]): raw names are hashed in place when the mode becomes
+    /// hashed; hashed ones cannot become names again (nor take another salt): then the portal's
+    /// ledger restarts at T0, as after a change of buckets.
+    fn rekey_ledger(&mut self, new: &PortalPlan) {
+        let (then, now) = (
+            LabelFingerprint::of_keys(self.plan.per_user.as_ref()),
+            LabelFingerprint::of_keys(new.per_user.as_ref()),
+        );
+        let Some(ledger) = self.ledger.as_ref().filter(|_| then != now) else {
+            return;
+        };
+        let portal_id = new.portal_id.as_str();
+        let rekeyed = new
+            .per_user
+            .as_ref()
+            .filter(|_| then == LabelFingerprint::raw())
+            .and_then(|u| {
+                let mut state = ledger.to_state();
+                state.rekey(|name| label_for(&u.mode, name));
+                Ledger::from_state(&new.ledger_settings(), state).ok()
+            });
+        if rekeyed.is_some() {
+            info!(
+                portal_id,
+                "per_user.username is now hashed: the usernames kept are hashed, counters continue"
+            );
+        } else {
+            warn!(
+                portal_id,
+                "per_user.username or hash_salt changed from hashed (or per_user turned off): hashed usernames cannot be converted, the portal's counters restart"
+            );
+            self.backfill = Backfill::default();
+            self.snapshot.totals = None;
+            self.snapshot.monthly_active_users = None;
+        }
+        self.ledger = rekeyed;
     }
 
     /// After a successful poll (and its backfill step): the ledger evicts its idle users, then

@@ -280,7 +280,7 @@ fn restart_with_state_counts_downtime_sessions_exactly_once() {
     assert_eq!(history.decreases(), Vec::<String>::new());
     b.stop();
     let state = state_json(&storage, PORTAL);
-    assert_eq!(state["version"], 1, "{state}");
+    assert_eq!(state["version"], 2, "{state}");
     assert_eq!(state["portal_id"], PORTAL, "{state}");
     // Session counts and usernames are nobody else's business: 0700 and 0600 (SPEC 9).
     use std::os::unix::fs::PermissionsExt;
@@ -474,9 +474,10 @@ fn corrupt_truncated_empty_and_foreign_state_files_are_set_aside() {
         valid[TRUNCATED][..valid[TRUNCATED].len() / 2].to_vec(),
     );
     bad.insert(EMPTY, Vec::new());
-    let mut v: serde_json::Value = serde_json::from_slice(&valid[VERSION]).expect("json");
-    v["version"] = 999.into();
-    bad.insert(VERSION, serde_json::to_vec(&v).expect("json"));
+    // A later format: `WSWS`, then a version byte this exporter does not know.
+    let mut later = valid[VERSION].clone();
+    later[4] = 99;
+    bad.insert(VERSION, later);
     bad.insert(FOREIGN, valid[GOOD].clone());
     for (id, bytes) in &bad {
         std::fs::write(state_path(&storage, id), bytes).expect("write bad state");
@@ -523,7 +524,7 @@ fn corrupt_truncated_empty_and_foreign_state_files_are_set_aside() {
         );
         // A fresh state: this portal's, a new T0.
         let state = state_json(&storage, id);
-        assert_eq!(state["version"], 1, "{id}: {state}");
+        assert_eq!(state["version"], 2, "{id}: {state}");
         assert_eq!(state["portal_id"], id, "{id}: {state}");
         assert!(
             state_t0(&storage, id) > old_t0[id],
@@ -561,22 +562,29 @@ fn state_from_incompatible_settings_is_set_aside() {
             Some(false),
             1,
         ),
+        // Raw usernames are hashed on load: the counters continue (hashed names cannot go back).
         (
             format!("{FAST}  duration_buckets: [60, 600, 3600]\n"),
             "  username: hashed\n  hash_salt: pepper\n",
+            Some(true),
+            1,
+        ),
+        (
+            format!("{FAST}  duration_buckets: [60, 600, 3600]\n"),
+            "  username: hashed\n  hash_salt: salt\n",
             Some(false),
             2,
         ),
         (
             format!("{FAST}  duration_buckets: [60, 600, 3600]\n"),
             "  username: hashed\n  hash_salt: salt\n",
-            Some(false),
-            3,
+            Some(true),
+            2,
         ),
         (
             format!("{FAST}  duration_buckets: [60, 600, 3600]\n"),
-            "  username: hashed\n  hash_salt: salt\n",
-            Some(true),
+            "  username: raw\n",
+            Some(false),
             3,
         ),
     ];

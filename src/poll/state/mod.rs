@@ -3,12 +3,16 @@
 //! it resumes a portal, are in `format.rs`.
 
 mod format;
+mod v1;
 
 use std::sync::Arc;
 
 use tracing::{debug, info, warn};
 
-pub use format::{LabelFingerprint, PortalState, Resumed, STATE_VERSION, Unusable, decode, encode};
+pub use format::{
+    LabelFingerprint, MAX_WATERMARK_AGE_MS, PortalState, Resumed, STATE_VERSION, Unusable, decode,
+    encode, to_json,
+};
 
 use super::PortalPlan;
 use crate::clock::now_ms;
@@ -86,6 +90,9 @@ impl StateFile {
         );
         match resumed {
             Ok(r) => {
+                if let Some(what) = &r.converted {
+                    info!(portal_id = %portal_id, file = %dir.state_file(&portal_id).display(), converted = %what, "state file converted to the current format");
+                }
                 info!(portal_id = %portal_id, t0_ms = r.ledger.t0_ms(), watermark_ms = r.watermark_ms, started = r.ledger.totals().started, terminated = r.ledger.totals().terminated, "resumed from the state file");
                 Some(r)
             }
@@ -131,11 +138,7 @@ impl StateFile {
             t0_ms: portal.ledger.t0_ms(),
             watermark_ms: portal.watermark_ms,
             backfill_done: portal.backfill_done,
-            labels: portal
-                .plan
-                .per_user
-                .as_ref()
-                .map(|u| LabelFingerprint::of(&u.mode)),
+            keys: LabelFingerprint::of_keys(portal.plan.per_user.as_ref()),
             ledger: portal.ledger.view(),
             users: portal.users.map(UserLabels::view),
         });
@@ -147,7 +150,7 @@ impl StateFile {
                     .await
                     .unwrap_or_else(|e| Err(std::io::Error::other(e)))
             }
-            Err(e) => Err(std::io::Error::other(e)),
+            Err(e) => Err(e),
         };
         let file = self.dir.state_file(&portal_id);
         match result {

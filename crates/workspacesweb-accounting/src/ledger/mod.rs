@@ -106,6 +106,7 @@
 
 mod capacity;
 mod month;
+mod packed;
 mod state;
 
 #[cfg(test)]
@@ -121,7 +122,9 @@ use std::sync::Arc;
 use crate::session::{SessionRecord, SessionStatus, UnixMillis};
 
 pub use month::month_bounds;
-pub use state::{LedgerState, LooseState, PhaseState, SessionState, StateError};
+pub use state::{
+    LedgerState, LooseState, MAX_RESTORED_COUNT, PhaseState, SessionState, StateError, UserState,
+};
 
 /// Username key used for sessions whose username is missing or empty.
 pub const UNKNOWN_USER: &str = "__unknown__";
