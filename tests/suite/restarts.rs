@@ -757,6 +757,51 @@ fn unwritable_storage_directory_exits_1_at_startup() {
     eprintln!("took {:?}", began.elapsed());
 }
 
+/// SPEC 14: a state directory others can write to, or whose lock file is a symbolic link, is
+/// refused at startup (exit 1, the message naming the path and the mode), and nothing outside it
+/// is touched.
+#[test]
+fn a_state_directory_others_can_write_to_or_a_lock_symlink_exits_1() {
+    use std::os::unix::fs::PermissionsExt;
+    const PORTAL: &str = "cccccccc-0000-4000-8000-000000000064";
+    let sim = start_sim(vec![PortalSpec::scripted(PORTAL, Vec::new())]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), &sim.endpoint, &[PORTAL], FAST, false, "");
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).expect("mkdir");
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let linked = dir.path().join("linked");
+    std::fs::create_dir(&linked).expect("mkdir");
+    std::fs::set_permissions(&linked, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious").expect("write");
+    std::os::unix::fs::symlink(&victim, linked.join("lock")).expect("symlink");
+    for (storage, says) in [(&open, "mode 0777"), (&linked, "is a symbolic link")] {
+        let mut e = Exporter::start(&config, Some(storage));
+        let status = e.wait_exit();
+        let stderr = e.stderr();
+        assert_eq!(
+            status.code(),
+            Some(1),
+            "{}; stderr:\n{stderr}",
+            storage.display()
+        );
+        assert!(
+            stderr.contains(&storage.display().to_string()) && stderr.contains(says),
+            "the message names {} and says {says:?}; stderr:\n{stderr}",
+            storage.display()
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("victim"),
+        "precious"
+    );
+    assert!(
+        !open.join("lock").exists(),
+        "nothing written to a 0777 directory"
+    );
+}
+
 #[test]
 fn state_write_failure_later_is_counted_and_polling_goes_on() {
     const PORTAL: &str = "cccccccc-0000-4000-8000-000000000063";

@@ -199,8 +199,23 @@ fn parse(bytes: &[u8]) -> Result<(PortalState, Option<V1Labels>), Unusable> {
         return Err(unknown_version(v.version));
     }
     let old: V1 = serde_json::from_slice(bytes).map_err(|e| bad("damaged state file", &e))?;
-    let labels = V1Labels(old.labels.clone());
-    Ok((old.convert(), Some(labels)))
+    let (h, ledger, users) = old.convert();
+    let labels = V1Labels(h.labels.map(|m| LabelFingerprint {
+        mode: m.mode,
+        salt_sha256: m.salt_sha256,
+    }));
+    let state = PortalState {
+        version: STATE_VERSION,
+        portal_id: h.portal_id,
+        written_at_ms: h.written_at_ms,
+        t0_ms: h.t0_ms,
+        watermark_ms: h.watermark_ms,
+        backfill_done: h.backfill_done,
+        keys: LabelFingerprint::raw(),
+        ledger,
+        users,
+    };
+    Ok((state, Some(labels)))
 }
 
 /// A state file's content as JSON (a version 1 file converted), for inspection and tests: `None`

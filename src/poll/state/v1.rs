@@ -5,7 +5,6 @@
 
 use serde::Deserialize;
 
-use super::format::{LabelFingerprint, PortalState};
 use crate::ledger::{LedgerState, LooseState, PhaseState, SessionState, UserState};
 use crate::session::UnixMillis;
 use crate::users::UserLabelsState;
@@ -13,15 +12,31 @@ use crate::users::UserLabelsState;
 /// A version 1 state file.
 #[derive(Debug, Deserialize)]
 pub(super) struct V1 {
-    portal_id: String,
-    written_at_ms: UnixMillis,
-    t0_ms: UnixMillis,
-    watermark_ms: UnixMillis,
-    backfill_done: bool,
-    /// The per-user label mode, when per-user series were on.
-    pub(super) labels: Option<LabelFingerprint>,
+    /// Its header (everything but the ledger and the label slots).
+    #[serde(flatten)]
+    pub(super) header: Header,
     ledger: Ledger,
     users: Option<Labels>,
+}
+
+/// The fields of a version 1 file that the current format keeps as they were.
+#[derive(Debug, Deserialize)]
+pub(super) struct Header {
+    pub(super) portal_id: String,
+    pub(super) written_at_ms: UnixMillis,
+    pub(super) t0_ms: UnixMillis,
+    pub(super) watermark_ms: UnixMillis,
+    pub(super) backfill_done: bool,
+    /// The per-user label mode (`raw` or `hashed`) and the salt's digest, when per-user series
+    /// were on.
+    pub(super) labels: Option<Mode>,
+}
+
+/// A per-user label mode as version 1 wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub(super) struct Mode {
+    pub(super) mode: String,
+    pub(super) salt_sha256: Option<String>,
 }
 
 /// `(username, active, started, session_ms, last_seen_ms)`.
@@ -73,96 +88,93 @@ struct Labels {
 }
 
 impl V1 {
-    /// The same state in the current shape, its usernames raw (`keys` says so).
-    pub(super) fn convert(self) -> PortalState {
+    /// The same state in the current shape, its usernames raw.
+    pub(super) fn convert(self) -> (Header, LedgerState, Option<UserLabelsState>) {
         let l = self.ledger;
-        let mut index = std::collections::HashMap::with_capacity(l.users.len());
-        let mut users: Vec<UserState> = Vec::with_capacity(l.users.len());
-        for (name, active, started, session_ms, last_seen_ms) in l.users {
-            index.insert(name.clone(), users.len() as u32);
+        let (users, sessions, month_users) = users_of(l.users, l.sessions, l.month_users);
+        let ledger = LedgerState {
+            t0_ms: l.t0_ms,
+            started: l.started,
+            terminated: l.terminated,
+            incomplete: l.incomplete,
+            session_ms: l.session_ms,
+            duration_bounds: l.duration_bounds,
+            duration_counts: l.duration_counts,
+            duration_sum_ms: l.duration_sum_ms,
+            users,
+            sessions,
+            loose: l.loose,
+            active: l.active,
+            month: l.month,
+            month_users,
+            pruned_below: l.pruned_below,
+            active_peak: l.active_peak,
+            last_poll_ms: l.last_poll_ms,
+            capacity_limit: l.capacity_limit,
+            at_capacity_ms: l.at_capacity_ms,
+        };
+        let labels = self.users.map(|u| UserLabelsState {
+            others: u
+                .slots
+                .into_iter()
+                .filter_map(|(name, slot)| slot.map(|(s, ms)| (name, s, ms)))
+                .collect(),
+            other_started: u.other_started,
+            other_ms: u.other_ms,
+            other_seen: u.other_seen,
+        });
+        (self.header, ledger, labels)
+    }
+}
+
+/// The users of a version 1 ledger, its sessions naming them by index, and the month's users
+/// that have no aggregates (the others flagged).
+fn users_of(
+    v1_users: Vec<User>,
+    v1_sessions: Vec<Session>,
+    v1_month: Vec<String>,
+) -> (Vec<UserState>, Vec<SessionState>, Vec<String>) {
+    let mut index = std::collections::HashMap::with_capacity(v1_users.len());
+    let mut users: Vec<UserState> = Vec::with_capacity(v1_users.len());
+    let mut add = |users: &mut Vec<UserState>, name: String, seen: UnixMillis| {
+        *index.entry(name.clone()).or_insert_with(|| {
             users.push(UserState {
                 name,
-                active,
-                started,
-                session_ms,
-                last_seen_ms,
+                active: 0,
+                started: 0,
+                session_ms: 0,
+                last_seen_ms: seen,
                 in_month: false,
             });
-        }
-        let mut user_of = |name: String, seen: UnixMillis| {
-            *index.entry(name.clone()).or_insert_with(|| {
-                users.push(UserState {
-                    name,
-                    active: 0,
-                    started: 0,
-                    session_ms: 0,
-                    last_seen_ms: seen,
-                    in_month: false,
-                });
-                users.len() as u32 - 1
-            })
-        };
-        let sessions = l
-            .sessions
-            .into_iter()
-            .map(
-                |(id, user, start_ms, end_ms, accrued_ms, phase, incomplete)| SessionState {
-                    id,
-                    user: user_of(user, start_ms),
-                    start_ms,
-                    end_ms,
-                    accrued_ms,
-                    phase,
-                    incomplete,
-                },
-            )
-            .collect();
-        let mut month_users = Vec::new();
-        for name in l.month_users {
-            match index.get(&name).and_then(|i| users.get_mut(*i as usize)) {
-                Some(u) => u.in_month = true,
-                None => month_users.push(name),
-            }
-        }
-        PortalState {
-            version: super::format::STATE_VERSION,
-            portal_id: self.portal_id,
-            written_at_ms: self.written_at_ms,
-            t0_ms: self.t0_ms,
-            watermark_ms: self.watermark_ms,
-            backfill_done: self.backfill_done,
-            keys: LabelFingerprint::raw(),
-            ledger: LedgerState {
-                t0_ms: l.t0_ms,
-                started: l.started,
-                terminated: l.terminated,
-                incomplete: l.incomplete,
-                session_ms: l.session_ms,
-                duration_bounds: l.duration_bounds,
-                duration_counts: l.duration_counts,
-                duration_sum_ms: l.duration_sum_ms,
-                users,
-                sessions,
-                loose: l.loose,
-                active: l.active,
-                month: l.month,
-                month_users,
-                pruned_below: l.pruned_below,
-                active_peak: l.active_peak,
-                last_poll_ms: l.last_poll_ms,
-                capacity_limit: l.capacity_limit,
-                at_capacity_ms: l.at_capacity_ms,
-            },
-            users: self.users.map(|u| UserLabelsState {
-                others: u
-                    .slots
-                    .into_iter()
-                    .filter_map(|(name, slot)| slot.map(|(s, ms)| (name, s, ms)))
-                    .collect(),
-                other_started: u.other_started,
-                other_ms: u.other_ms,
-                other_seen: u.other_seen,
-            }),
+            u32::try_from(users.len() - 1).unwrap_or(u32::MAX)
+        })
+    };
+    for (name, active, started, session_ms, last_seen_ms) in v1_users {
+        let i = add(&mut users, name, last_seen_ms) as usize;
+        if let Some(u) = users.get_mut(i) {
+            (u.active, u.started, u.session_ms) = (active, started, session_ms);
         }
     }
+    let sessions = v1_sessions
+        .into_iter()
+        .map(
+            |(id, user, start_ms, end_ms, accrued_ms, phase, incomplete)| SessionState {
+                id,
+                user: add(&mut users, user, start_ms),
+                start_ms,
+                end_ms,
+                accrued_ms,
+                phase,
+                incomplete,
+            },
+        )
+        .collect();
+    let mut month_users = Vec::new();
+    for name in v1_month {
+        match index.get(&name).and_then(|i| users.get_mut(*i as usize)) {
+            Some(u) => u.in_month = true,
+            None => month_users.push(name),
+        }
+    }
+    (users, sessions, month_users)
 }

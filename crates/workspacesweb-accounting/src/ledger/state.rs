@@ -295,19 +295,7 @@ impl Ledger {
         let sessions = self
             .sessions
             .iter()
-            .map(|(id, e)| SessionState {
-                id: &**id,
-                user: index.get(&e.user.as_ptr()).copied().unwrap_or(u32::MAX),
-                start_ms: e.start_ms,
-                end_ms: (e.end_ms != NO_END).then_some(e.end_ms),
-                accrued_ms: e.accrued_ms,
-                phase: match e.phase {
-                    Phase::Listed => PhaseState::Listed,
-                    Phase::Vanished => PhaseState::Vanished,
-                    Phase::Done => PhaseState::Done,
-                },
-                incomplete: e.incomplete,
-            })
+            .map(|(id, e)| session_plain(id, e, &index))
             .collect();
         let loose = self
             .loose
@@ -417,6 +405,27 @@ impl Ledger {
         };
         ledger.set_capacity_limit(state.capacity_limit);
         Ok(ledger)
+    }
+}
+
+/// A held session as plain data, its user named by its index in `index` (by the key's address).
+fn session_plain<'a>(
+    id: &'a str,
+    e: &Entry,
+    index: &HashMap<*const u8, u32>,
+) -> SessionState<&'a str> {
+    SessionState {
+        id,
+        user: index.get(&e.user.as_ptr()).copied().unwrap_or(u32::MAX),
+        start_ms: e.start_ms,
+        end_ms: (e.end_ms != NO_END).then_some(e.end_ms),
+        accrued_ms: e.accrued_ms,
+        phase: match e.phase {
+            Phase::Listed => PhaseState::Listed,
+            Phase::Vanished => PhaseState::Vanished,
+            Phase::Done => PhaseState::Done,
+        },
+        incomplete: e.incomplete,
     }
 }
 
