@@ -13,10 +13,12 @@ use std::sync::Arc;
 use criterion::{Criterion, Throughput};
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use workspacesweb_exporter::exposition::Exposition;
 use workspacesweb_exporter::exposition::families::Board;
 use workspacesweb_exporter::exposition::text;
-use workspacesweb_exporter::ledger::{ActiveSummary, DEFAULT_DURATION_BUCKETS, Histogram, Totals};
+use workspacesweb_exporter::exposition::{Exposition, Format};
+use workspacesweb_exporter::ledger::{
+    ActiveSummary, DEFAULT_DURATION_BUCKETS, Histogram, NativeHistogram, Totals,
+};
 use workspacesweb_exporter::snapshot::{PortalSnapshot, Store};
 use workspacesweb_exporter::status::ReloadStatus;
 use workspacesweb_exporter::users::UserSeries;
@@ -53,6 +55,15 @@ fn portal(n: usize) -> PortalSnapshot {
             session_seconds: 987_654_321.5,
             durations,
             at_capacity_seconds: Some(1_234.5),
+            native: {
+                // Durations from 1 s to a day: about 130 native buckets of schema 3.
+                let mut native = NativeHistogram::new(3, 1_779_000_000_000);
+                for k in 0..2_000i64 {
+                    native.observe_ms(1_000 + (k * k * 21_601) % 86_400_000);
+                }
+                native
+            },
+            t0_ms: 1_779_000_000_000,
         }),
         poll_duration_seconds: Some(1.234),
         last_success_unix: Some(1_779_926_400.123),
@@ -109,6 +120,7 @@ fn users_of(mut p: PortalSnapshot, users: usize) -> PortalSnapshot {
             active: (i % 3) as u64,
             started: 10 + i as u64,
             session_seconds: 3600.5 * (i % 7) as f64,
+            created_ms: 1_700_000_000_000,
         })
         .collect();
     p
@@ -182,11 +194,30 @@ fn benches(c: &mut Criterion) {
         // 50 ms), and a 10-byte trailer; `scrape_text` is the same for a client without gzip.
         store.rendered();
         g.bench_function("scrape_cached_gzip", |b| {
-            b.iter(|| black_box(store.scrape(true).expect("scrape")))
+            b.iter(|| black_box(store.scrape(Format::Text, true).expect("scrape")))
         });
         g.bench_function("scrape_cached_text", |b| {
-            b.iter(|| black_box(store.scrape(false).expect("scrape")))
+            b.iter(|| black_box(store.scrape(Format::Text, false).expect("scrape")))
         });
+        // Each format's rendering of the same snapshots after one portal changed, and its
+        // size (printed once): the figures of BENCHMARKS.md, "Exposition formats".
+        for format in Format::ALL {
+            let main = store.rendered_as(format);
+            eprintln!(
+                "{format:?}: {} bytes, {} compressed",
+                main.main.text_len(),
+                main.main.compressed_len()
+            );
+            g.bench_function(format!("rerender_{format:?}"), |b| {
+                b.iter(|| {
+                    let mut p = (*ps[0]).clone();
+                    flip += 1;
+                    p.poll_duration_seconds = Some(flip as f64);
+                    store.store().publish(p);
+                    black_box(store.rendered_as(format))
+                })
+            });
+        }
         g.finish();
     }
 }

@@ -32,6 +32,9 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// The scrapers' `Accept` header line (set once from `--format`).
+static ACCEPT: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
 use workspacesweb_sim::{PortalSpec, SimConfig, SimSession, Simulator, operation};
 
 #[derive(Debug, Parser)]
@@ -74,6 +77,10 @@ pub struct Args {
     /// Concurrent scrapers of /metrics.
     #[arg(long, default_value_t = 20)]
     scrapers: usize,
+    /// `Accept` header of the scrapers, to measure a format: `protobuf`, `openmetrics`, or
+    /// `text` (no header: text 0.0.4, as before).
+    #[arg(long, default_value = "text")]
+    format: String,
     /// Each scraper scrapes this often (all at the same instants).
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     scrape_interval: Duration,
@@ -201,8 +208,15 @@ impl Conn {
         } else {
             ""
         };
+        let accept = if path == "/metrics" {
+            ACCEPT.get().copied().unwrap_or("")
+        } else {
+            ""
+        };
         stream
-            .write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\n{enc}\r\n").as_bytes())
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: bench\r\n{enc}{accept}\r\n").as_bytes(),
+            )
             .await?;
         let mut buf = Vec::with_capacity(64 * 1024);
         let mut chunk = [0u8; 64 * 1024];
@@ -415,7 +429,16 @@ async fn scrape_concurrently(
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let table = run(Args::parse()).await;
+    let args = Args::parse();
+    let accept = match args.format.as_str() {
+        "protobuf" => {
+            "Accept: application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited\r\n"
+        }
+        "openmetrics" => "Accept: application/openmetrics-text;version=1.0.0\r\n",
+        _ => "",
+    };
+    let _ = ACCEPT.set(accept);
+    let table = run(args).await;
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(table.as_bytes());
     let _ = out.flush();
@@ -455,6 +478,7 @@ pub async fn run(a: Args) -> String {
         .arg(addr.to_string())
         .arg("--log.level")
         .arg("warn")
+        .arg("--web.enable-openmetrics")
         .env("AWS_ACCESS_KEY_ID", "AKIDLOADTEST")
         .env("AWS_SECRET_ACCESS_KEY", "secret")
         .env("AWS_EC2_METADATA_DISABLED", "true")

@@ -61,9 +61,17 @@ pub struct Cli {
     /// Web configuration file (TLS, basic auth, extra headers), exporter-toolkit format.
     #[arg(long = "web.config.file", value_name = "PATH")]
     pub web_config_file: Option<PathBuf>,
+    /// Enable reload over HTTP (`POST /-/reload`); without it that answers 403. SIGHUP always
+    /// reloads.
+    #[arg(long = "web.enable-lifecycle")]
+    pub enable_lifecycle: bool,
     /// Maximum number of concurrent HTTP connections.
     #[arg(long = "web.max-connections", value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
+    /// Answer `/metrics` in OpenMetrics 1.0 (with `_created` samples) to scrapers that prefer it;
+    /// off, they get text 0.0.4 as before (Prometheus asks for OpenMetrics first by default).
+    #[arg(long = "web.enable-openmetrics")]
+    pub enable_openmetrics: bool,
     /// Only log messages at or above this level.
     #[arg(long = "log.level", value_enum, default_value = "info")]
     pub log_level: LogLevel,
@@ -140,7 +148,7 @@ mod tests {
         assert_eq!(c.max_connections, 512);
         assert_eq!(c.log_level, LogLevel::Info);
         assert_eq!(c.log_format, LogFormat::Logfmt);
-        assert!(!c.demo && !c.config_check);
+        assert!(!c.demo && !c.config_check && !c.enable_lifecycle);
         assert_eq!(c.web_config_file, None);
     }
 
@@ -148,6 +156,15 @@ mod tests {
     fn web_config_file_is_a_path() {
         let c = run(&["--web.config.file", "web.yml"]);
         assert_eq!(c.web_config_file, Some(PathBuf::from("web.yml")));
+    }
+
+    #[test]
+    fn lifecycle_is_a_switch() {
+        assert!(run(&["--web.enable-lifecycle"]).enable_lifecycle);
+        assert!(matches!(
+            parse(["x", "--web.enable-lifecycle=yes"]),
+            Parsed::Fail(_)
+        ));
     }
 
     #[test]

@@ -83,9 +83,12 @@ pub fn web_state(cli: &Cli) -> Result<WebState, http::WebConfigError> {
 
 /// `--config.check`: prints the summary (exit 0) or the errors (exit 1).
 pub fn check(cli: &Cli) -> ExitCode {
-    let checked = web_state(cli)
-        .map_err(StartupError::from)
-        .and_then(|_| config::load_for_shard(&cli.config_file).map_err(StartupError::from));
+    let checked = web_state(cli).map_err(StartupError::from).and_then(|web| {
+        for w in web.warnings() {
+            eprintln!("warning: web config: {w}");
+        }
+        config::load_for_shard(&cli.config_file).map_err(StartupError::from)
+    });
     match checked {
         Ok(loaded) => {
             for w in &loaded.warnings {
@@ -121,11 +124,16 @@ async fn start(cli: &Cli) -> Result<Started, StartupError> {
         listen_addresses: cli.listen_addresses.clone(),
         telemetry_path: cli.telemetry_path.clone(),
         max_connections: cli.max_connections as usize,
+        openmetrics: cli.enable_openmetrics,
         ..HttpSettings::default()
     };
     settings.validate().map_err(StartupError::Flags)?;
     // Web config (TLS, basic auth, headers): read once here; a reload replaces it in the handle.
-    let web = WebConfigHandle::new(web_state(cli)?);
+    let web = web_state(cli)?;
+    for w in web.warnings() {
+        warn!(warning = %w, "web configuration warning");
+    }
+    let web = WebConfigHandle::new(web);
     let (config, clients, demo) = if cli.demo {
         let demo = Demo::start(1).await.map_err(StartupError::Demo)?;
         info!(endpoint = %demo.endpoint_url(), portals = demo.config.portals.len(), "demo simulator started");
@@ -194,17 +202,21 @@ pub async fn run(cli: Cli) -> ExitCode {
     let (commands, commands_rx) = mpsc::channel(8);
     let (stop, stop_rx) = watch::channel(false);
     let config_path = (!cli.demo).then(|| cli.config_file.clone());
-    let reloader = Arc::new(Reloader::new(
-        commands,
-        started.web.clone(),
-        cli.web_config_file.clone(),
-        config_path,
-        store.clone(),
-    ));
+    let reloader = Arc::new(
+        Reloader::new(
+            commands,
+            started.web.clone(),
+            cli.web_config_file.clone(),
+            config_path,
+            store.clone(),
+        )
+        .with_config_in_force(Some(&started.config)),
+    );
     let hup = tokio::spawn(reload_on_sighup(reloader.clone()));
     let options = WebOptions {
         web: started.web,
-        reload: Some(reload_hook(reloader)),
+        // Without --web.enable-lifecycle, POST /-/reload answers 403; SIGHUP still reloads.
+        reload: cli.enable_lifecycle.then(|| reload_hook(reloader)),
     };
     let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<()>();
     let serving = serve(
@@ -358,7 +370,7 @@ async fn reload_on_sighup(reloader: Arc<Reloader>) {
     {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         else {
-            warn!("cannot listen for SIGHUP; reload with POST /-/reload");
+            warn!("cannot listen for SIGHUP; reload with POST /-/reload (--web.enable-lifecycle)");
             return;
         };
         while hup.recv().await.is_some() {

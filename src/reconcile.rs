@@ -62,6 +62,7 @@ pub fn plan_for(
         page_size: config.global.page_size,
         max_pages: config.global.max_pages,
         duration_buckets: config.global.duration_buckets.clone(),
+        native_schema: config.global.native_histogram_schema,
         per_user: user_settings(config),
         arn: t.arn,
         metadata_refresh,
@@ -262,6 +263,7 @@ impl Reconciler {
                     ],
                     api_requests,
                     api_errors,
+                    counted_since_ms: Some(c.since_ms()),
                 }
             })
             .collect();

@@ -5,17 +5,20 @@
 //! one reload (SIGHUP, `POST /-/reload`): it reads and validates the config and the web config off
 //! the async runtime, hands a valid config to the control loop, puts the web config in force,
 //! and records the outcome in `workspacesweb_config_last_reload_successful` exactly once. An
-//! invalid file of either kind changes nothing: the previous configuration keeps running.
+//! invalid file of either kind changes nothing: the previous configuration keeps running; so
+//! does a web config that would remove TLS or basic auth in force (see
+//! [`WebConfigHandle::check_reload`]). A reload that changes something logs at info, one that
+//! changes nothing at debug (a burst of reload requests logs one line at info at most).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::clock::now_ms;
-use crate::config::{ConfigError, ShardConfig, load_for_shard};
-use crate::http::{self, WebConfigError, WebConfigHandle, WebState};
+use crate::config::{Config, ConfigError, ShardConfig, load_for_shard};
+use crate::http::{self, WebChange, WebConfigError, WebConfigHandle, WebState};
 use crate::reconcile::Command;
 use crate::snapshot::Store;
 use crate::status::ReloadStatus;
@@ -51,8 +54,9 @@ pub struct Reloader {
     web_path: Option<PathBuf>,
     config_path: Option<PathBuf>,
     store: Arc<Store>,
-    /// One reload at a time: a SIGHUP and a POST may overlap.
-    serial: tokio::sync::Mutex<()>,
+    /// One reload at a time: a SIGHUP and a POST may overlap. Holds the config in force
+    /// (with its shard index), to tell a reload that changes it from one that does not.
+    serial: tokio::sync::Mutex<Option<(Config, u32)>>,
 }
 
 impl Reloader {
@@ -71,14 +75,22 @@ impl Reloader {
             web_path,
             config_path,
             store,
-            serial: tokio::sync::Mutex::new(()),
+            serial: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The same reloader, knowing the config in force at startup.
+    pub fn with_config_in_force(self, loaded: Option<&ShardConfig>) -> Self {
+        Reloader {
+            serial: tokio::sync::Mutex::new(loaded.map(|l| (l.config.clone(), l.shard_index))),
+            ..self
         }
     }
 
     /// Re-reads the config and the web config and applies both, or neither.
     pub async fn reload(&self) -> Result<(), ReloadError> {
-        let _one = self.serial.lock().await;
-        let result = self.load_and_apply().await;
+        let mut in_force = self.serial.lock().await;
+        let result = self.load_and_apply(&mut in_force).await;
         let previous = self.store.status().reload();
         self.store.status().set_reload(ReloadStatus {
             successful: result.is_ok(),
@@ -89,18 +101,23 @@ impl Reloader {
             },
         });
         match &result {
-            Ok(()) => info!("configuration reloaded"),
+            Ok(true) => info!("configuration reloaded"),
+            Ok(false) => debug!("configuration reloaded; nothing changed"),
             Err(e) => {
                 error!(error = %e, "reload failed; the previous configuration keeps running")
             }
         }
-        result
+        result.map(|_| ())
     }
 
     /// The error as `POST /-/reload` answers it: the same text, with the config and web config
     /// paths reduced to their file names (the directory layout of the host is nobody's business).
     pub fn public_message(&self, e: &ReloadError) -> String {
-        let mut text = e.to_string();
+        // A web config error names the certificate, key or CA file at fault only in logs.
+        let mut text = match e {
+            ReloadError::WebConfig(web) => web.public_message(),
+            other => other.to_string(),
+        };
         for path in [&self.config_path, &self.web_path].into_iter().flatten() {
             if let Some(name) = path.file_name() {
                 text = text.replace(&path.display().to_string(), &name.to_string_lossy());
@@ -109,25 +126,40 @@ impl Reloader {
         text
     }
 
-    async fn load_and_apply(&self) -> Result<(), ReloadError> {
+    /// Loads both files and applies them, or neither; `Ok(true)` when something changed.
+    async fn load_and_apply(
+        &self,
+        in_force: &mut Option<(Config, u32)>,
+    ) -> Result<bool, ReloadError> {
         let web: Option<WebState> = match self.web_path.clone() {
             Some(path) => Some(off_runtime(move || http::load_web_config(&path)).await??),
             None => None,
         };
+        let mut changed = false;
+        if let Some(state) = &web {
+            for w in state.warnings() {
+                warn!(warning = %w, "web configuration warning");
+            }
+            // Refused before anything is applied: a reload never lowers security.
+            changed |= self.web.check_reload(state)? == WebChange::Different;
+        }
         match self.config_path.clone() {
             Some(path) => {
                 let loaded = off_runtime(move || load_for_shard(&path)).await??;
                 for w in &loaded.warnings {
                     warn!(warning = %w, "configuration warning");
                 }
+                let next = (loaded.config.clone(), loaded.shard_index);
+                changed |= in_force.as_ref() != Some(&next);
                 apply(&self.commands, loaded).await?;
+                *in_force = Some(next);
             }
-            None => info!("no configuration file to re-read (demo mode)"),
+            None => debug!("no configuration file to re-read (demo mode)"),
         }
         if let Some(state) = web {
             self.web.replace(state);
         }
-        Ok(())
+        Ok(changed)
     }
 }
 

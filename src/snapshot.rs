@@ -50,6 +50,8 @@ pub struct PortalSnapshot {
     pub panics: u64,
     /// Durable state of the portal; `None` without `--storage.path`.
     pub state: Option<StateStatus>,
+    /// When its task began counting API requests and panics (their created timestamp).
+    pub counted_since_ms: Option<i64>,
 }
 
 /// Durable state of one portal (`--storage.path`).
@@ -87,6 +89,8 @@ pub struct DiscoverySnapshot {
     pub api_requests: BTreeMap<String, u64>,
     /// Errors by (operation, error code).
     pub api_errors: BTreeMap<(String, String), u64>,
+    /// When its counting began (their created timestamp).
+    pub counted_since_ms: Option<i64>,
 }
 
 /// The portal snapshots and discovery counters shared with the HTTP server, and the process's

@@ -29,6 +29,8 @@ pub struct ExporterStatus {
     pub reload: ReloadStatus,
     /// Failed state writes; `None` without `--storage.path`.
     pub state_write_errors: Option<u64>,
+    /// When the exporter started (the created timestamp of its own counters), Unix milliseconds.
+    pub started_ms: i64,
 }
 
 impl From<ReloadStatus> for ExporterStatus {
@@ -36,6 +38,7 @@ impl From<ReloadStatus> for ExporterStatus {
         ExporterStatus {
             reload,
             state_write_errors: None,
+            started_ms: 0,
         }
     }
 }
@@ -48,6 +51,8 @@ pub struct Status {
     reload: RwLock<ReloadStatus>,
     /// Failed state writes; `None` without `--storage.path`.
     state_write_errors: RwLock<Option<u64>>,
+    /// When the exporter started (see [`ExporterStatus::started_ms`]).
+    started_ms: i64,
     /// Set when the control loop died (a panic): `/-/healthy` then fails.
     failed: AtomicBool,
     /// The version, bumped by every change; receivers wake on it.
@@ -71,6 +76,7 @@ impl Default for Status {
             state: RwLock::default(),
             reload: RwLock::default(),
             state_write_errors: RwLock::default(),
+            started_ms: crate::clock::now_ms(),
             failed: AtomicBool::new(false),
             changes: watch::Sender::new(0),
         }
@@ -187,6 +193,7 @@ impl Status {
         ExporterStatus {
             reload: self.reload(),
             state_write_errors: *read(&self.state_write_errors),
+            started_ms: self.started_ms,
         }
     }
 }

@@ -32,6 +32,7 @@ use std::time::Duration;
 use common::*;
 use serde_json::json;
 use workspacesweb_exporter::clock::{now_ms, set_manual_now_ms};
+use workspacesweb_exporter::exposition::{Format, protobuf};
 use workspacesweb_exporter::poll::{PortalPlan, Scheduler};
 use workspacesweb_exporter::session::UnixMillis;
 use workspacesweb_exporter::status::ReloadStatus;
@@ -54,7 +55,23 @@ const DENIED_PORTAL: &str = "90000000-0000-4000-8000-000000000003";
 const UPDATE: &str = "UPDATE_GOLDEN";
 
 fn golden_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/exposition.txt")
+    golden_file("exposition.txt")
+}
+
+/// A file of `tests/golden/`: `exposition.txt` (text 0.0.4), `exposition.openmetrics.txt`,
+/// `exposition.protobuf.txt` (the protobuf rendering, decoded and written out one line per
+/// family and series by [`dump_protobuf`]).
+fn golden_file(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name)
+}
+
+/// The `workspacesweb_*` part of the scenario's exposition in each format.
+struct Renderings {
+    text: String,
+    openmetrics: String,
+    protobuf: Vec<u8>,
 }
 
 fn active(id: u64, user: Option<&str>, start_ms: UnixMillis) -> SimSession {
@@ -138,8 +155,9 @@ fn plan_for(portal_id: &str, labels: &[(&str, &str)]) -> PortalPlan {
 /// (`sessionId` "raw-incomplete").
 const RAW_USER: &str = "raw \"record\"";
 
-/// Runs the scenario and returns the `workspacesweb_*` exposition, as `/metrics` serves it.
-async fn exposition() -> String {
+/// Runs the scenario and returns the `workspacesweb_*` exposition in each format, as `/metrics`
+/// serves it.
+async fn exposition() -> Renderings {
     let clock = Clock::manual(T0);
     set_manual_now_ms(Some(clock.now_ms()));
     let env = start(
@@ -185,12 +203,20 @@ async fn exposition() -> String {
     }
     sched.shutdown().await;
     // What the server serves: the cached, compressed rendering, inflated.
-    let served = workspacesweb_exporter::exposition::Exposition::new(env.store.clone())
-        .rendered()
-        .main
-        .text()
-        .expect("exposition decompresses");
-    String::from_utf8(served).expect("utf-8 exposition")
+    let exposition = workspacesweb_exporter::exposition::Exposition::new(env.store.clone());
+    let served = |format| {
+        exposition
+            .rendered_as(format)
+            .main
+            .text()
+            .expect("exposition decompresses")
+    };
+    let utf8 = |b| String::from_utf8(b).expect("utf-8 exposition");
+    Renderings {
+        text: utf8(served(Format::Text)),
+        openmetrics: utf8(served(Format::OpenMetrics)),
+        protobuf: served(Format::Protobuf),
+    }
 }
 
 /// Replaces, in place, the values that no fixed clock can pin, keeping every line:
@@ -270,16 +296,14 @@ fn diff(expected: &str, actual: &str) -> String {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exposition_matches_the_golden_file() {
-    let actual = normalise(&exposition().await);
-    let path = golden_path();
+/// Compares `actual` with the golden file `path`, or writes it with [`UPDATE`].
+fn compare_or_update(path: &std::path::Path, actual: &str) {
     if std::env::var_os(UPDATE).is_some_and(|v| v != "0") {
         std::fs::create_dir_all(path.parent().expect("parent")).expect("create tests/golden");
-        std::fs::write(&path, &actual).expect("write golden file");
+        std::fs::write(path, actual).expect("write golden file");
         eprintln!("wrote {}", path.display());
     } else {
-        let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        let expected = std::fs::read_to_string(path).unwrap_or_else(|e| {
             panic!(
                 "cannot read {}: {e}\nCreate it with: {UPDATE}=1 cargo test --test golden",
                 path.display()
@@ -291,11 +315,137 @@ async fn exposition_matches_the_golden_file() {
              If the change is intended, regenerate the file with\n  \
              {UPDATE}=1 cargo test --test golden\nand review its diff.",
             path.display(),
-            diff(&expected, &actual)
+            diff(&expected, actual)
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exposition_matches_the_golden_file() {
+    let renderings = exposition().await;
+    let actual = normalise(&renderings.text);
+    compare_or_update(&golden_path(), &actual);
     // The golden file is valid exposition (NaN included).
     promtool_check(actual.as_bytes()).expect("promtool accepts the golden exposition");
+
+    // OpenMetrics: the same families, and a strict independent parser accepts it (with the
+    // `# EOF` that `process_*` end with when served).
+    let om = normalise(&renderings.openmetrics);
+    compare_or_update(&golden_file("exposition.openmetrics.txt"), &om);
+    let whole = format!("{om}# EOF\n");
+    openmetrics_check(whole.as_bytes()).expect("the OpenMetrics parser accepts it");
+
+    let families = protobuf::decode(&renderings.protobuf).expect("delimited MetricFamily messages");
+    compare_or_update(
+        &golden_file("exposition.protobuf.txt"),
+        &normalise_protobuf(&dump_protobuf(&families)),
+    );
+}
+
+/// The protobuf rendering written out: a line per family (`# name TYPE help`), then a line per
+/// series (labels, then `counter V created S`, `gauge V`, or the histogram's count, sum,
+/// created timestamp, classic buckets and native schema, zero count, spans and deltas).
+fn dump_protobuf(families: &[protobuf::proto::MetricFamily]) -> String {
+    use std::fmt::Write as _;
+    let ts = |t: &Option<protobuf::proto::Timestamp>| {
+        t.as_ref()
+            .map_or("-".to_string(), |t| format!("{}.{:09}", t.seconds, t.nanos))
+    };
+    let mut out = String::new();
+    for f in families {
+        let kind = f
+            .r#type
+            .and_then(|t| protobuf::proto::MetricType::try_from(t).ok());
+        let _ = writeln!(
+            out,
+            "# {} {:?} {:?}",
+            f.name.as_deref().unwrap_or(""),
+            kind,
+            f.help.as_deref().unwrap_or("")
+        );
+        for m in &f.metric {
+            let labels: Vec<String> = m
+                .label
+                .iter()
+                .map(|l| {
+                    format!(
+                        "{}={:?}",
+                        l.name.as_deref().unwrap_or(""),
+                        l.value.as_deref().unwrap_or("")
+                    )
+                })
+                .collect();
+            let _ = write!(out, "{{{}}}", labels.join(","));
+            if let Some(c) = &m.counter {
+                let _ = write!(
+                    out,
+                    " counter {:?} created {}",
+                    c.value.unwrap_or(f64::NAN),
+                    ts(&c.created_timestamp)
+                );
+            }
+            if let Some(g) = &m.gauge {
+                let _ = write!(out, " gauge {:?}", g.value.unwrap_or(f64::NAN));
+            }
+            if let Some(h) = &m.histogram {
+                let buckets: Vec<String> = h
+                    .bucket
+                    .iter()
+                    .map(|b| {
+                        format!(
+                            "{:?}:{}",
+                            b.upper_bound.unwrap_or(f64::NAN),
+                            b.cumulative_count.unwrap_or(0)
+                        )
+                    })
+                    .collect();
+                let spans: Vec<String> = h
+                    .positive_span
+                    .iter()
+                    .map(|s| format!("{}:{}", s.offset.unwrap_or(0), s.length.unwrap_or(0)))
+                    .collect();
+                let _ = write!(
+                    out,
+                    " histogram count {} sum {:?} created {} buckets [{}] schema {:?} zero_threshold {:?} zero_count {:?} spans [{}] deltas {:?}",
+                    h.sample_count.unwrap_or(0),
+                    h.sample_sum.unwrap_or(f64::NAN),
+                    ts(&h.created_timestamp),
+                    buckets.join(" "),
+                    h.schema,
+                    h.zero_threshold,
+                    h.zero_count,
+                    spans.join(" "),
+                    h.positive_delta
+                );
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// [`normalise`] for the dump of [`dump_protobuf`]: the poll durations' gauges and the build's
+/// revision and rustc version.
+fn normalise_protobuf(dump: &str) -> String {
+    let mut out = String::with_capacity(dump.len());
+    let mut family = "";
+    for line in dump.split_inclusive('\n') {
+        if let Some(rest) = line.strip_prefix("# ") {
+            family = rest.split(' ').next().unwrap_or("");
+            out.push_str(line);
+        } else if family == "workspacesweb_poll_duration_seconds" {
+            let (series, value) = line.trim_end().rsplit_once(" gauge ").expect("a gauge");
+            let v: f64 = value.parse().expect("poll duration is a number");
+            assert!(v.is_finite() && v >= 0.0, "poll duration {v}");
+            out.push_str(&format!("{series} gauge NaN\n"));
+        } else if family == "workspacesweb_exporter_build_info" {
+            let line = replace_label(line, "revision", "REVISION");
+            out.push_str(&replace_label(&line, "rustc_version", "RUSTC_VERSION"));
+        } else {
+            out.push_str(line);
+        }
+    }
+    out
 }
 
 #[test]
@@ -530,5 +680,88 @@ fn golden_values_follow_from_the_timeline() {
             extra.is_empty(),
             "{portal}: not from the timeline: {extra:?}"
         );
+    }
+}
+
+/// The native buckets, count and created timestamps of the protobuf golden file are what the
+/// scenario's timeline gives, computed here without the exporter's code: each terminated
+/// session's duration in the schema-3 bucket `i` with `2^((i-1)/8) < d <= 2^(i/8)` (or the zero
+/// bucket for 0 s), and T0 as the created timestamp of every portal counter and histogram.
+#[test]
+fn protobuf_native_buckets_follow_from_the_timeline() {
+    let dump = std::fs::read_to_string(golden_file("exposition.protobuf.txt")).expect("golden");
+    let t0 = format!("{}.{:09}", T0 / 1000, (T0 % 1000) * 1_000_000);
+    for (portal, spec) in [(ODD, odd_portal()), (PLAIN, plain_portal())] {
+        let workspacesweb_sim::SessionModel::Scripted(sessions) = &spec.model else {
+            panic!("scripted portal");
+        };
+        let mut want: BTreeMap<i32, u64> = BTreeMap::new();
+        let (mut zero, mut count) = (0u64, 0u64);
+        for s in sessions {
+            let Some(end) = s.end_ms.filter(|e| *e >= T0) else {
+                continue;
+            };
+            count += 1;
+            let d = (end - s.start_ms) as f64 / 1000.0;
+            if d == 0.0 {
+                zero += 1;
+            } else {
+                *want.entry((d.log2() * 8.0).ceil() as i32).or_default() += 1;
+            }
+        }
+        let line = dump
+            .lines()
+            .find(|l| l.contains(&format!("portal_id=\"{portal}\"")) && l.contains(" histogram "))
+            .expect("the portal's duration histogram");
+        let field = |name: &str| {
+            let rest = &line[line.find(&format!(" {name} ")).expect(name) + name.len() + 2..];
+            if let Some(list) = rest.strip_prefix('[') {
+                list[..list.find(']').expect("]")].to_string()
+            } else {
+                rest.split(' ').next().unwrap_or("").to_string()
+            }
+        };
+        assert_eq!(field("count"), count.to_string(), "{portal}");
+        assert_eq!(field("created"), t0, "{portal}");
+        assert_eq!(field("schema"), "Some(3)", "{portal}");
+        assert_eq!(field("zero_count"), format!("Some({zero})"), "{portal}");
+        // Spans and deltas back to buckets.
+        let deltas: Vec<i64> = field("deltas")
+            .split(", ")
+            .filter(|d| !d.is_empty())
+            .map(|d| d.parse().expect("delta"))
+            .collect();
+        let mut got = BTreeMap::new();
+        let (mut index, mut value, mut deltas) = (0i32, 0i64, deltas.into_iter());
+        for span in field("spans").split(' ').filter(|s| !s.is_empty()) {
+            let (offset, length) = span.split_once(':').expect("offset:length");
+            index += offset.parse::<i32>().expect("offset");
+            for _ in 0..length.parse::<u32>().expect("length") {
+                value += deltas.next().expect("a delta per bucket");
+                if value > 0 {
+                    got.insert(index, value as u64);
+                }
+                index += 1;
+            }
+        }
+        assert_eq!(got, want, "{portal}");
+        // Every portal counter counts from T0.
+        for family in [
+            "sessions_started_total",
+            "sessions_terminated_total",
+            "session_seconds_total",
+        ] {
+            let mut in_family = false;
+            let mut seen = false;
+            for l in dump.lines() {
+                if let Some(rest) = l.strip_prefix("# ") {
+                    in_family = rest.starts_with(&format!("workspacesweb_{family} "));
+                } else if in_family && l.contains(&format!("portal_id=\"{portal}\"")) {
+                    assert!(l.ends_with(&format!("created {t0}")), "{l}");
+                    seen = true;
+                }
+            }
+            assert!(seen, "{portal} {family}");
+        }
     }
 }

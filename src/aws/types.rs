@@ -51,9 +51,21 @@ impl ApiError {
 }
 
 /// Requests and errors of one portal, by operation; shared by the interceptor and the poller.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ApiCounters {
     inner: Mutex<CounterMaps>,
+    /// When counting began (the counters' created timestamp).
+    since_ms: i64,
+}
+
+impl Default for ApiCounters {
+    /// Counters at 0, counting from now.
+    fn default() -> Self {
+        ApiCounters {
+            inner: Mutex::default(),
+            since_ms: crate::clock::now_ms(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -94,6 +106,15 @@ impl ApiCounters {
 
     /// Copies of the request and error counts.
     pub fn snapshot(&self) -> (BTreeMap<String, u64>, BTreeMap<(String, String), u64>) {
+        self.counts()
+    }
+
+    /// When counting began: the created timestamp of these counters, in Unix milliseconds.
+    pub fn since_ms(&self) -> i64 {
+        self.since_ms
+    }
+
+    fn counts(&self) -> (BTreeMap<String, u64>, BTreeMap<(String, String), u64>) {
         let m = self.lock();
         (m.requests.clone(), m.errors.clone())
     }

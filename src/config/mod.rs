@@ -126,6 +126,8 @@ pub struct Global {
     pub labels: BTreeMap<String, String>,
     /// Buckets of the session duration histogram, seconds, strictly increasing.
     pub duration_buckets: Vec<f64>,
+    /// Schema of its native buckets (protobuf exposition), -4 to 8.
+    pub native_histogram_schema: i8,
     /// Bound on pages in one listing (>= 1).
     pub max_pages: u32,
     /// Client-side rate limit for API requests (> 0), per second.
@@ -142,6 +144,7 @@ impl Default for Global {
             concurrency: DEFAULT_CONCURRENCY,
             labels: BTreeMap::new(),
             duration_buckets: DEFAULT_DURATION_BUCKETS.to_vec(),
+            native_histogram_schema: crate::ledger::native::DEFAULT_SCHEMA,
             max_pages: DEFAULT_MAX_PAGES,
             max_requests_per_second: DEFAULT_MAX_REQUESTS_PER_SECOND,
         }
@@ -502,6 +505,11 @@ impl Config {
         let _ = writeln!(s, "  labels: {}", fmt_labels(g.labels.iter()));
         let buckets: Vec<String> = g.duration_buckets.iter().map(f64::to_string).collect();
         let _ = writeln!(s, "  duration_buckets: [{}]", buckets.join(", "));
+        let _ = writeln!(
+            s,
+            "  native_histogram_schema: {}",
+            g.native_histogram_schema
+        );
         let u = &self.per_user;
         if !u.enabled {
             let _ = writeln!(s, "per_user: disabled");

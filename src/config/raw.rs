@@ -44,6 +44,7 @@ pub(crate) struct Global {
     #[serde(default)]
     pub(crate) labels: Labels,
     pub(crate) duration_buckets: Option<Vec<f64>>,
+    pub(crate) native_histogram_schema: Option<i64>,
     pub(crate) max_pages: Option<u32>,
     pub(crate) max_requests_per_second: Option<f64>,
 }

@@ -230,6 +230,11 @@ fn global(c: &mut Checker<'_>, g: raw::Global, path: &KeyPath) -> Global {
     }
     let buckets = g.duration_buckets.unwrap_or(d.duration_buckets);
     check_buckets(c, &path.key("duration_buckets"), &buckets);
+    let native_histogram_schema = native_schema(
+        c,
+        &path.key("native_histogram_schema"),
+        g.native_histogram_schema,
+    );
     let max_pages = g.max_pages.unwrap_or(d.max_pages);
     if max_pages < 1 {
         c.error(path.key("max_pages"), "must be at least 1, got 0");
@@ -261,6 +266,7 @@ fn global(c: &mut Checker<'_>, g: raw::Global, path: &KeyPath) -> Global {
         concurrency,
         labels: g.labels.0,
         duration_buckets: buckets,
+        native_histogram_schema,
         max_pages,
         max_requests_per_second: rps,
     }
@@ -281,6 +287,24 @@ fn check_timeout(c: &mut Checker<'_>, path: KeyPath, t: Duration, interval: Dura
                 fmt(interval)
             ),
         );
+    }
+}
+
+/// `global.native_histogram_schema`: -4 to 8, as Prometheus accepts (default 3).
+fn native_schema(c: &mut Checker<'_>, path: &KeyPath, schema: Option<i64>) -> i8 {
+    use crate::ledger::native::{DEFAULT_SCHEMA, MAX_SCHEMA, MIN_SCHEMA};
+    let Some(schema) = schema else {
+        return DEFAULT_SCHEMA;
+    };
+    match i8::try_from(schema) {
+        Ok(s) if (MIN_SCHEMA..=MAX_SCHEMA).contains(&s) => s,
+        _ => {
+            c.error(
+                path.clone(),
+                format!("must be from {MIN_SCHEMA} to {MAX_SCHEMA}, got {schema}"),
+            );
+            DEFAULT_SCHEMA
+        }
     }
 }
 

@@ -1,32 +1,36 @@
-//! The cached exposition served on `/metrics`: rendered from the store's snapshots once per change,
-//! kept compressed (each portal's per-user samples as pieces of their own, reused while the
-//! portal does not change), joined into one gzip stream per scrape, with `process_*` appended.
+//! The cached exposition served on `/metrics`: rendered from the store's snapshots once per change
+//! and per format, kept compressed (each portal's per-user series as pieces of their own, reused
+//! while the portal does not change), joined into one gzip stream per scrape, with `process_*`
+//! appended.
 //!
 //! [`Exposition`] owns the cache; [`render_after_changes`] is the optional background task that
-//! renders after each change so that scrapes find the rendering ready (the daemon starts it).
+//! renders, after each change, every format scraped so far, so that scrapes find the rendering
+//! ready (the daemon starts it).
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use bytes::Bytes;
 
 use super::deflate::{self, Piece, PieceWriter};
 use super::families::{Board, USER_FAMILIES};
-use super::{process, text};
+use super::format::Format;
+use super::text;
 use crate::snapshot::{PortalSnapshot, Store};
 
-/// What the next rendering can reuse: each portal's per-user pieces with the snapshot they were
-/// rendered from. Locked for a whole rendering, and only off the async workers.
+/// What the next rendering can reuse: each portal's per-user pieces, per format, with the
+/// snapshot they were rendered from. Locked for a whole rendering, and only off the async workers.
 #[derive(Debug, Default)]
 struct RenderCache {
     users: HashMap<String, UserPieces>,
 }
 
-/// One portal's samples of each of [`USER_FAMILIES`], compressed.
+/// One portal's samples of each of [`USER_FAMILIES`], compressed, in each format rendered.
 #[derive(Debug)]
 struct UserPieces {
     from: Arc<PortalSnapshot>,
-    pieces: [Piece; 3],
+    pieces: [Option<[Piece; 3]>; 3],
 }
 
 /// Scrapes within this long of a `process_*` gathering share it: a burst of concurrent scrapers
@@ -34,56 +38,64 @@ struct UserPieces {
 /// of the CPU counters, so the values stay as fresh as a per-scrape gathering.
 pub const PROCESS_MAX_AGE: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// The `workspacesweb_*` part of the exposition, rendered once per change and shared by every
-/// scrape until the next change; `process_*` are appended fresh by each scrape.
+/// The `workspacesweb_*` part of the exposition in one format, rendered once per change and
+/// shared by every scrape until the next change; `process_*` are appended fresh by each scrape.
 #[derive(Debug)]
 pub struct Rendered {
     version: u64,
-    /// Text format 0.0.4, compressed (see [`deflate`]).
+    /// The rendering, compressed (see [`deflate`]).
     pub main: Piece,
 }
 
-/// The HELP and TYPE lines of each per-user family, compressed once.
-static USER_HEADERS: LazyLock<[Piece; 3]> = LazyLock::new(|| {
-    USER_FAMILIES
-        .each_ref()
-        .map(|f| Piece::compress(text::user_header(f).as_bytes()))
-});
+/// One format's slots of the cache.
+#[derive(Debug, Default)]
+struct Slots {
+    /// The newest `workspacesweb_*` rendering.
+    latest: Mutex<Option<Arc<Rendered>>>,
+    /// The uncompressed bytes of one rendering's main part, for scrapes without gzip: inflated
+    /// once per rendering and shared by every such scrape; only the newest is kept.
+    plain: Mutex<Option<(Arc<Rendered>, Bytes)>>,
+    /// The last `process_*` rendering and when it was gathered (see [`PROCESS_MAX_AGE`]).
+    process: Mutex<Option<(std::time::Instant, Arc<Piece>)>>,
+    /// Whether it was ever scraped: the background task renders it after changes.
+    wanted: AtomicBool,
+}
 
 /// The store's exposition and its cache.
 ///
-/// Locks: `latest`, `text` and `process` guard a pointer each and are held only to read or
-/// replace it, never while rendering; `rendering` is held for a whole rendering and
-/// `inflating` for a whole inflation, and both are taken only by [`rendered`](Self::rendered)
+/// Locks: each format's `latest`, `plain` and `process` guard a pointer each and are held only
+/// to read or replace it, never while rendering; `rendering` is held for a whole rendering and
+/// `inflating` for a whole inflation, and both are taken only by [`rendered_as`](Self::rendered_as)
 /// and [`scrape`](Self::scrape), which run on the blocking pool. So a scrape on an async worker
 /// ([`scrape_cached`](Self::scrape_cached)) and [`rendered_is_fresh`](Self::rendered_is_fresh)
 /// never wait for a rendering in progress.
 #[derive(Debug)]
 pub struct Exposition {
     store: Arc<Store>,
-    /// The newest `workspacesweb_*` rendering.
-    latest: Mutex<Option<Arc<Rendered>>>,
+    /// Per format, in the order of [`Format::ALL`].
+    slots: [Slots; 3],
     /// The pieces the next rendering reuses; held while rendering.
     rendering: Mutex<RenderCache>,
-    /// The text of one rendering's main part, for scrapes without gzip: inflated once per
-    /// rendering and shared by every such scrape; only the newest is kept.
-    text: Mutex<Option<(Arc<Rendered>, Bytes)>>,
     /// Held while inflating, so that concurrent plain scrapes inflate once, not once each.
     inflating: Mutex<()>,
-    /// The last `process_*` rendering and when it was gathered (see [`PROCESS_MAX_AGE`]).
-    process: Mutex<Option<(std::time::Instant, Arc<Piece>)>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Exposition {
     /// The exposition of `store`, nothing rendered yet.
     pub fn new(store: Arc<Store>) -> Self {
+        let slots: [Slots; 3] = Default::default();
+        slots[Format::Text.index()]
+            .wanted
+            .store(true, Ordering::Relaxed);
         Exposition {
             store,
-            latest: Mutex::default(),
+            slots,
             rendering: Mutex::default(),
-            text: Mutex::default(),
             inflating: Mutex::default(),
-            process: Mutex::new(None),
         }
     }
 
@@ -92,128 +104,119 @@ impl Exposition {
         &self.store
     }
 
+    fn slots(&self, format: Format) -> &Slots {
+        &self.slots[format.index()]
+    }
+
     /// The full Prometheus text exposition (format 0.0.4) as of now.
     pub fn scrape_text(&self) -> std::io::Result<Bytes> {
         let mut text = self.rendered().main.text()?;
-        text.extend_from_slice(&self.process().text()?);
+        text.extend_from_slice(&self.process(Format::Text).text()?);
         Ok(Bytes::from(text))
     }
 
-    /// The body of a scrape as of now, as chunks: one gzip stream of the cached `workspacesweb_*`
-    /// part and fresh `process_*`, or their text. May render, inflate and wait for a rendering
-    /// in progress: call it on the blocking pool.
-    pub fn scrape(&self, gzip: bool) -> std::io::Result<Vec<Bytes>> {
-        let main = self.rendered();
-        let process = self.process();
+    /// The body of a scrape in `format` as of now, as chunks: one gzip stream of the cached
+    /// `workspacesweb_*` part and fresh `process_*`, or their bytes. May render, inflate and
+    /// wait for a rendering in progress: call it on the blocking pool.
+    pub fn scrape(&self, format: Format, gzip: bool) -> std::io::Result<Vec<Bytes>> {
+        let main = self.rendered_as(format);
+        let process = self.process(format);
         if gzip {
             return Ok(deflate::gzip_chunks(&[&main.main, &process]));
         }
-        Ok(vec![self.text_of(&main)?, Bytes::from(process.text()?)])
+        Ok(vec![
+            self.plain_of(format, &main)?,
+            Bytes::from(process.text()?),
+        ])
     }
 
     /// The body of a scrape if it needs no rendering and no inflation (the rendering is fresh
-    /// and, without gzip, its text is cached): cheap, and never waits for a rendering or an
+    /// and, without gzip, its bytes are cached): cheap, and never waits for a rendering or an
     /// inflation in progress, so async workers may call it. `None`: call [`scrape`](Self::scrape)
     /// on the blocking pool.
-    pub fn scrape_cached(&self, gzip: bool) -> Option<std::io::Result<Vec<Bytes>>> {
-        let main = self.fresh()?;
+    pub fn scrape_cached(&self, format: Format, gzip: bool) -> Option<std::io::Result<Vec<Bytes>>> {
+        self.slots(format).wanted.store(true, Ordering::Relaxed);
+        let main = self.fresh(format)?;
         if gzip {
-            let process = self.process();
+            let process = self.process(format);
             return Some(Ok(deflate::gzip_chunks(&[&main.main, &process])));
         }
-        let text = self.cached_text(&main)?;
-        let process = self.process();
-        Some(process.text().map(|p| vec![text, Bytes::from(p)]))
+        let plain = self.cached_plain(format, &main)?;
+        let process = self.process(format);
+        Some(process.text().map(|p| vec![plain, Bytes::from(p)]))
     }
 
-    /// The newest rendering if it is of the current version.
-    fn fresh(&self) -> Option<Arc<Rendered>> {
-        let latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
+    /// The newest rendering in `format` if it is of the current version.
+    fn fresh(&self, format: Format) -> Option<Arc<Rendered>> {
+        let latest = lock(&self.slots(format).latest);
         let version = self.store.status().version();
         latest.as_ref().filter(|r| r.version == version).cloned()
     }
 
-    /// The cached text of `main`, if it is the one cached.
-    fn cached_text(&self, main: &Arc<Rendered>) -> Option<Bytes> {
-        let text = self.text.lock().unwrap_or_else(PoisonError::into_inner);
-        text.as_ref()
+    /// The cached bytes of `main`, if it is the one cached.
+    fn cached_plain(&self, format: Format, main: &Arc<Rendered>) -> Option<Bytes> {
+        let plain = lock(&self.slots(format).plain);
+        plain
+            .as_ref()
             .filter(|(of, _)| Arc::ptr_eq(of, main))
             .map(|(_, t)| t.clone())
     }
 
-    /// The text of `main`, inflated at most once (concurrent callers wait for one inflation).
-    /// The cache keeps only the newest: memory holds one text, plus older ones only while
-    /// responses still being sent use them.
-    fn text_of(&self, main: &Arc<Rendered>) -> std::io::Result<Bytes> {
-        if let Some(text) = self.cached_text(main) {
-            return Ok(text);
+    /// The bytes of `main`, inflated at most once (concurrent callers wait for one inflation).
+    /// The cache keeps only the newest: memory holds one copy per format, plus older ones only
+    /// while responses still being sent use them.
+    fn plain_of(&self, format: Format, main: &Arc<Rendered>) -> std::io::Result<Bytes> {
+        if let Some(plain) = self.cached_plain(format, main) {
+            return Ok(plain);
         }
-        let _inflating = self
-            .inflating
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(text) = self.cached_text(main) {
-            return Ok(text);
+        let _inflating = lock(&self.inflating);
+        if let Some(plain) = self.cached_plain(format, main) {
+            return Ok(plain);
         }
-        let text = Bytes::from(main.main.text()?);
-        let mut cached = self.text.lock().unwrap_or_else(PoisonError::into_inner);
-        // An older rendering's text never replaces a newer one's.
+        let plain = Bytes::from(main.main.text()?);
+        let mut cached = lock(&self.slots(format).plain);
+        // An older rendering's bytes never replace a newer one's.
         if cached
             .as_ref()
             .is_none_or(|(of, _)| of.version <= main.version)
         {
-            *cached = Some((Arc::clone(main), text.clone()));
+            *cached = Some((Arc::clone(main), plain.clone()));
         }
-        Ok(text)
+        Ok(plain)
     }
 
     /// Holds the rendering lock as a rendering in progress does (tests: a rendering that
     /// never ends).
     #[doc(hidden)]
     pub fn hold_rendering(&self) -> impl Drop + '_ {
-        self.rendering
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        lock(&self.rendering)
     }
 
-    /// The `workspacesweb_*` exposition of the current snapshots: rendered at most once per
-    /// change (concurrent scrapers after a change wait for one rendering and share it). The
-    /// per-user samples of a portal whose snapshot did not change are reused as they were.
+    /// The `workspacesweb_*` exposition in the text format 0.0.4 (see [`rendered_as`](Self::rendered_as)).
+    pub fn rendered(&self) -> Arc<Rendered> {
+        self.rendered_as(Format::Text)
+    }
+
+    /// The `workspacesweb_*` exposition of the current snapshots in `format`: rendered at most
+    /// once per change (concurrent scrapers after a change wait for one rendering and share it).
+    /// The per-user samples of a portal whose snapshot did not change are reused as they were.
     ///
     /// Blocks while another rendering is in progress: never call it on an async worker.
-    pub fn rendered(&self) -> Arc<Rendered> {
-        if let Some(fresh) = self.fresh() {
+    pub fn rendered_as(&self, format: Format) -> Arc<Rendered> {
+        if let Some(fresh) = self.fresh(format) {
             return fresh;
         }
-        let mut cache = self
-            .rendering
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut cache = lock(&self.rendering);
         // Read the version before the snapshots: a change racing with the rendering bumps it
         // again, so the next scrape renders once more rather than serving stale series forever.
         let version = self.store.status().version();
         // Rendered by whoever held the lock before.
-        if let Some(fresh) = self.fresh().filter(|r| r.version == version) {
+        if let Some(fresh) = self.fresh(format).filter(|r| r.version == version) {
             return fresh;
         }
         let portals = self.store.portals();
-        let mut users = HashMap::with_capacity(portals.len());
-        for p in &portals {
-            let reused = cache
-                .users
-                .remove(&p.portal_id)
-                .filter(|u| Arc::ptr_eq(&u.from, p));
-            let pieces = reused.unwrap_or_else(|| UserPieces {
-                from: Arc::clone(p),
-                pieces: USER_FAMILIES.each_ref().map(|f| {
-                    let mut piece = PieceWriter::new();
-                    text::render_user_samples_into(&mut piece, f, p);
-                    piece.finish()
-                }),
-            });
-            users.insert(p.portal_id.clone(), pieces);
-        }
-        // Rendered straight into the compressor: a large head is never in memory as text.
+        let users = user_pieces(&mut cache, &portals, format);
+        // Rendered straight into the compressor: a large head is never in memory uncompressed.
         let mut head = PieceWriter::new();
         let discovery = self.store.discovery();
         let board = Board {
@@ -221,54 +224,96 @@ impl Exposition {
             discovery: &discovery,
             status: self.store.status().exporter(),
         };
-        text::render_head_into(&mut head, board);
+        format.render_head_into(&mut head, board);
         let head = head.finish();
-        let mut parts = vec![&head];
-        for (i, header) in USER_HEADERS.iter().enumerate() {
+        let mut heads = Vec::new();
+        let mut families: Vec<Vec<&Piece>> = Vec::new();
+        for (i, family) in USER_FAMILIES.iter().enumerate() {
             let samples: Vec<&Piece> = portals
                 .iter()
-                .filter_map(|p| users.get(&p.portal_id).map(|u| &u.pieces[i]))
+                .filter_map(|p| users.get(&p.portal_id))
+                .filter_map(|u| u.pieces[format.index()].as_ref().map(|f| &f[i]))
                 .filter(|piece| !piece.is_empty())
                 .collect();
             if !samples.is_empty() {
-                parts.push(header);
-                parts.extend(samples);
+                heads.push(format.user_head(family, &samples));
+                families.push(samples);
             }
+        }
+        let mut parts = vec![&head];
+        for (head, samples) in heads.iter().zip(&families) {
+            parts.push(head);
+            parts.extend(samples.iter().copied());
         }
         let fresh = Arc::new(Rendered {
             version,
             main: Piece::join(parts.iter().copied()),
         });
+        drop(families);
         cache.users = users;
-        let mut latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut latest = lock(&self.slots(format).latest);
         if latest.as_ref().is_none_or(|r| r.version <= version) {
             *latest = Some(Arc::clone(&fresh));
         }
         fresh
     }
 
-    /// The `process_*` families, gathered now or at most [`PROCESS_MAX_AGE`] ago. The lock
-    /// is not held while gathering.
-    pub fn process(&self) -> Arc<Piece> {
+    /// The `process_*` families in `format` (with what ends the exposition), gathered now or at
+    /// most [`PROCESS_MAX_AGE`] ago. The lock is not held while gathering.
+    pub fn process(&self, format: Format) -> Arc<Piece> {
+        let slot = &self.slots(format).process;
         {
-            let cached = self.process.lock().unwrap_or_else(PoisonError::into_inner);
+            let cached = lock(slot);
             if let Some((at, r)) = cached.as_ref()
                 && at.elapsed() <= PROCESS_MAX_AGE
             {
                 return Arc::clone(r);
             }
         }
-        let fresh = Arc::new(Piece::compress(&process::render()));
-        *self.process.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some((std::time::Instant::now(), Arc::clone(&fresh)));
+        let fresh = Arc::new(Piece::compress(&format.process_and_end()));
+        *lock(slot) = Some((std::time::Instant::now(), Arc::clone(&fresh)));
         fresh
     }
 
     /// Whether [`rendered`](Self::rendered) would return its cached rendering without work.
     /// Never waits for a rendering in progress.
     pub fn rendered_is_fresh(&self) -> bool {
-        self.fresh().is_some()
+        self.fresh(Format::Text).is_some()
     }
+
+    /// The formats scraped so far (text always): those the background task keeps rendered.
+    fn wanted(&self) -> Vec<Format> {
+        Format::ALL
+            .into_iter()
+            .filter(|f| self.slots(*f).wanted.load(Ordering::Relaxed))
+            .collect()
+    }
+}
+
+/// Each portal's per-user pieces in `format`: reused from `cache` while its snapshot is the
+/// same (with the pieces of the other formats), rendered otherwise.
+fn user_pieces(
+    cache: &mut RenderCache,
+    portals: &[Arc<PortalSnapshot>],
+    format: Format,
+) -> HashMap<String, UserPieces> {
+    let mut users = HashMap::with_capacity(portals.len());
+    for p in portals {
+        let mut pieces = cache
+            .users
+            .remove(&p.portal_id)
+            .filter(|u| Arc::ptr_eq(&u.from, p))
+            .unwrap_or_else(|| UserPieces {
+                from: Arc::clone(p),
+                pieces: Default::default(),
+            });
+        let slot = &mut pieces.pieces[format.index()];
+        if slot.is_none() {
+            *slot = Some(USER_FAMILIES.each_ref().map(|f| format.user_samples(f, p)));
+        }
+        users.insert(p.portal_id.clone(), pieces);
+    }
+    users
 }
 
 /// The exposition of `store` rendered now, without cache, as text (`workspacesweb_*` then
@@ -282,8 +327,8 @@ pub fn render_text(store: &Store) -> Bytes {
     })
 }
 
-/// Renders the exposition (compressed) on the blocking pool after each change, so that
-/// scrapes find it ready instead of one of them paying for it. Bursts of changes coalesce: after a
+/// Renders the exposition (compressed) in every format scraped so far on the blocking pool after
+/// each change, so that scrapes find it ready instead of one of them paying for it. Bursts of changes coalesce: after a
 /// rendering the next waits at least [`RENDER_GAP_MIN`] and ten times the rendering's own time,
 /// which bounds this task to about a tenth of a core however often portals publish (1,000
 /// portals); a scrape that finds the rendering stale in between renders it itself.
@@ -299,7 +344,9 @@ pub async fn render_after_changes(exposition: Weak<Exposition>) {
         };
         let began = std::time::Instant::now();
         let rendered = tokio::task::spawn_blocking(move || {
-            strong.rendered();
+            for format in strong.wanted() {
+                strong.rendered_as(format);
+            }
         })
         .await;
         if rendered.is_err() {
@@ -329,6 +376,7 @@ mod tests {
                     active: i % 2,
                     started: i,
                     session_seconds: i as f64 * 1.5,
+                    created_ms: 1_000,
                 })
                 .collect(),
             active: Some(crate::ledger::ActiveSummary::default()),
@@ -416,26 +464,34 @@ mod tests {
         e.rendered();
         let before = |e: &Exposition, id: &str| {
             let cache = e.rendering.lock().unwrap();
-            cache.users[id].pieces[1].clone()
+            cache.users[id].pieces[0].as_ref().unwrap()[1].clone()
         };
         let (p1, p2) = (before(&e, "p1"), before(&e, "p2"));
         e.store().publish(with_users("p2", 21));
         e.rendered();
         let cache = e.rendering.lock().unwrap();
-        assert_eq!(cache.users["p1"].pieces[1], p1, "p1 did not change");
+        assert_eq!(
+            cache.users["p1"].pieces[0].as_ref().unwrap()[1],
+            p1,
+            "p1 did not change"
+        );
         assert!(Arc::ptr_eq(
             &cache.users["p1"].from,
             &e.store().portal("p1").unwrap()
         ));
-        assert_ne!(cache.users["p2"].pieces[1], p2, "p2 did");
+        assert_ne!(
+            cache.users["p2"].pieces[0].as_ref().unwrap()[1],
+            p2,
+            "p2 did"
+        );
     }
 
     #[test]
     fn a_gzip_scrape_is_one_member_of_main_then_process() {
         let e = exposition();
         e.store().publish(with_users("p1", 10));
-        let gzip = gunzip(&e.scrape(true).unwrap());
-        let plain: Vec<u8> = e.scrape(false).unwrap().concat();
+        let gzip = gunzip(&e.scrape(Format::Text, true).unwrap());
+        let plain: Vec<u8> = e.scrape(Format::Text, false).unwrap().concat();
         assert_eq!(gzip.as_bytes(), &plain[..]);
         assert!(gzip.starts_with(&main_text(&e)));
         #[cfg(target_os = "linux")]
@@ -448,19 +504,25 @@ mod tests {
     fn plain_scrapes_share_one_text_per_rendering() {
         let e = exposition();
         e.store().publish(with_users("p1", 200));
-        let a = e.scrape(false).unwrap();
-        let b = e.scrape(false).unwrap();
+        let a = e.scrape(Format::Text, false).unwrap();
+        let b = e.scrape(Format::Text, false).unwrap();
         assert_eq!(a[0], b[0]);
         assert_eq!(a[0].as_ptr(), b[0].as_ptr(), "one inflated copy, shared");
         // Served without rendering or inflating once cached.
-        let c = e.scrape_cached(false).expect("cached").unwrap();
+        let c = e
+            .scrape_cached(Format::Text, false)
+            .expect("cached")
+            .unwrap();
         assert_eq!(c[0].as_ptr(), a[0].as_ptr());
         // A change: a new text replaces the old one in the cache.
         e.store().publish(with_users("p1", 201));
-        assert!(e.scrape_cached(false).is_none(), "stale: needs a rendering");
-        let d = e.scrape(false).unwrap();
+        assert!(
+            e.scrape_cached(Format::Text, false).is_none(),
+            "stale: needs a rendering"
+        );
+        let d = e.scrape(Format::Text, false).unwrap();
         assert_ne!(d[0], a[0]);
-        let cached = e.text.lock().unwrap();
+        let cached = e.slots[0].plain.lock().unwrap();
         let (of, text) = cached.as_ref().expect("one text cached");
         assert_eq!(text.as_ptr(), d[0].as_ptr());
         assert_eq!(of.version, e.store().status().version());

@@ -96,7 +96,7 @@ impl Piece {
 pub struct PieceWriter {
     encoder: flate2::write::DeflateEncoder<Vec<u8>>,
     crc: crc32fast::Hasher,
-    pending: String,
+    pending: Vec<u8>,
 }
 
 /// Text buffered by [`PieceWriter::pending`] before it is compressed.
@@ -114,7 +114,7 @@ impl PieceWriter {
         PieceWriter {
             encoder: flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast()),
             crc: crc32fast::Hasher::new(),
-            pending: String::new(),
+            pending: Vec::new(),
         }
     }
 
@@ -131,7 +131,7 @@ impl PieceWriter {
     }
 
     /// A buffer for text to append; call [`drain_if_full`](Self::drain_if_full) now and then.
-    pub fn pending(&mut self) -> &mut String {
+    pub fn pending(&mut self) -> &mut Vec<u8> {
         &mut self.pending
     }
 
@@ -147,7 +147,7 @@ impl PieceWriter {
             return;
         }
         let pending = std::mem::take(&mut self.pending);
-        self.compress(pending.as_bytes());
+        self.compress(&pending);
         self.pending = pending;
         self.pending.clear();
     }
@@ -236,7 +236,7 @@ mod tests {
         let mut whole = String::new();
         for i in 0..20_000 {
             let line = format!("x{{i=\"{i}\"}} {i}\n");
-            writer.pending().push_str(&line);
+            writer.pending().extend_from_slice(line.as_bytes());
             writer.drain_if_full();
             whole.push_str(&line);
         }

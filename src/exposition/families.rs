@@ -1,13 +1,18 @@
 //! The family table: every `workspacesweb_*` family (name, type, help) and how its samples are
 //! read from the board, in exposition order, written through a [`Writer`] so that each exposition
-//! format (the text format in `text.rs`; protobuf and OpenMetrics to come) is one
-//! implementation of it. Adding a metric is adding a row here.
+//! format (text 0.0.4 in `text.rs`, OpenMetrics in `openmetrics.rs`, protobuf in `protobuf.rs`)
+//! is one implementation of it. Adding a metric is adding a row here: every format shows it.
+//!
+//! Counters carry their created timestamp (when they were 0): T0 for a portal's counters since
+//! T0, the moment a per-user series was first counted, the start of the portal's task for its
+//! API and panic counters, the exporter's start for its own. Text 0.0.4 does not show it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::build_info;
-use crate::ledger::Histogram;
+use crate::ledger::{Histogram, NativeHistogram};
+use crate::session::UnixMillis;
 use crate::snapshot::{DiscoverySnapshot, PortalSnapshot};
 use crate::status::ExporterStatus;
 use crate::users::UserSeries;
@@ -41,16 +46,48 @@ impl Kind {
 }
 
 /// One exposition format: what the family table writes, family by family, sample by sample.
-/// Names are without [`PREFIX`]; a family's samples follow its header, except those of the
-/// per-user families, whose headers and samples are written apart (see [`UserFamily`]).
+/// Names are without the writer's prefix ([`PREFIX`], or none for `process_*`); a family's
+/// samples follow its header, except those of the per-user families, whose headers and samples
+/// are written apart (see [`UserFamily`]).
 pub trait Writer {
     /// The header of a family: its name, type and help text.
     fn header(&mut self, name: &str, kind: Kind, help: &str);
     /// One sample of the family `name`: the labels of its source (portal or discovery source),
-    /// then its own, and its value.
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], extra: &[(&str, &str)], value: f64);
+    /// then its own, its value, and for a counter when it was 0 (its created timestamp).
+    fn sample(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        extra: &[(&str, &str)],
+        value: f64,
+        created: Option<UnixMillis>,
+    );
     /// One histogram of the family `name`, with the labels of its source.
-    fn histogram(&mut self, name: &str, labels: &[(&str, &str)], h: &Histogram);
+    fn histogram(&mut self, name: &str, labels: &[(&str, &str)], h: Durations<'_>);
+}
+
+/// The classic buckets of `h` as `(upper bound, cumulative count)`, `+Inf` left out: what every
+/// format writes of them.
+pub fn cumulative_buckets(h: &Histogram) -> impl Iterator<Item = (f64, u64)> + '_ {
+    h.bounds
+        .iter()
+        .enumerate()
+        .scan(0u64, |cumulative, (i, bound)| {
+            *cumulative += h.counts.get(i).copied().unwrap_or(0);
+            Some((*bound, *cumulative))
+        })
+}
+
+/// A histogram as the writers see it: its classic buckets, the same observations in native
+/// buckets when kept, and when it started counting.
+#[derive(Debug, Clone, Copy)]
+pub struct Durations<'a> {
+    /// The classic (fixed-bucket) histogram.
+    pub classic: &'a Histogram,
+    /// The native histogram (the protobuf format shows it).
+    pub native: Option<&'a NativeHistogram>,
+    /// When the classic histogram was empty (T0).
+    pub created_ms: UnixMillis,
 }
 
 /// What the exposition shows: the portals' snapshots, the discovery sources' counters, and the
@@ -80,6 +117,23 @@ pub struct UserFamily {
     value: fn(&PortalSnapshot, &UserSeries) -> Option<f64>,
 }
 
+impl UserFamily {
+    /// The family's name, without [`PREFIX`].
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The family's type.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The family's help text, as every format writes it.
+    pub fn help(&self) -> String {
+        format!("{} {REFRESH}", self.help)
+    }
+}
+
 /// The per-user families, in exposition order.
 pub static USER_FAMILIES: [UserFamily; 3] = [
     UserFamily {
@@ -106,7 +160,7 @@ pub static USER_FAMILIES: [UserFamily; 3] = [
 impl UserFamily {
     /// Writes the family's header.
     pub fn write_header(&self, w: &mut dyn Writer) {
-        w.header(self.name, self.kind, &format!("{} {REFRESH}", self.help));
+        w.header(self.name, self.kind, &self.help());
     }
 
     /// Writes one portal's samples of the family (none when it has no users).
@@ -115,9 +169,11 @@ impl UserFamily {
             return;
         }
         let labels = portal_labels(p);
+        let counter = self.kind == Kind::Counter;
         for u in &p.users {
             if let Some(v) = (self.value)(p, u) {
-                w.sample(self.name, &labels, &[("username", &u.username)], v);
+                let created = counter.then_some(u.created_ms);
+                w.sample(self.name, &labels, &[("username", &u.username)], v, created);
             }
         }
     }
@@ -254,19 +310,23 @@ impl<'a> Sources<'a> {
             .zip(self.labels.iter().map(Vec::as_slice))
     }
 
-    /// The API counts of each portal, then of each discovery source, with their labels.
-    fn api_counts(&self) -> impl Iterator<Item = (ApiCounts<'a>, &[(&'a str, &'a str)])> {
+    /// The API counts of each portal, then of each discovery source, with their labels and
+    /// when their counting began.
+    fn api_counts(
+        &self,
+    ) -> impl Iterator<Item = (ApiCounts<'a>, &[(&'a str, &'a str)], Option<UnixMillis>)> {
         let portals = self
             .portals
             .iter()
-            .map(|p| (&p.api_requests, &p.api_errors));
+            .map(|p| ((&p.api_requests, &p.api_errors), p.counted_since_ms));
         let discovery = self
             .discovery
             .iter()
-            .map(|d| (&d.api_requests, &d.api_errors));
+            .map(|d| ((&d.api_requests, &d.api_errors), d.counted_since_ms));
         portals
             .zip(self.labels.iter().map(Vec::as_slice))
             .chain(discovery.zip(self.discovery_labels.iter().map(Vec::as_slice)))
+            .map(|((counts, since), labels)| (counts, labels, since))
     }
 
     /// Whether a family reading `read` has any sample.
@@ -274,7 +334,7 @@ impl<'a> Sources<'a> {
         match read {
             Read::Value(get) => self.each().any(|(p, _)| get(p).is_some()),
             Read::Count(get) => self.each().any(|(p, _)| get(p) > 0),
-            Read::Api(get) => self.api_counts().any(|(counts, _)| {
+            Read::Api(get) => self.api_counts().any(|(counts, _, _)| {
                 let mut any = false;
                 get(counts, &mut |_, _| any = true);
                 any
@@ -320,18 +380,18 @@ fn write_family(
         Read::Value(get) => {
             for (p, l) in sources.each() {
                 if let Some(v) = get(p) {
-                    w.sample(name, l, &[], v);
+                    w.sample(name, l, &[], v, None);
                 }
             }
         }
         Read::Count(get) => {
             for (p, l) in sources.each() {
-                w.sample(name, l, &[], get(p) as f64);
+                w.sample(name, l, &[], get(p) as f64, p.counted_since_ms);
             }
         }
         Read::Api(get) => {
-            for (counts, l) in sources.api_counts() {
-                get(counts, &mut |extra, v| w.sample(name, l, extra, v));
+            for (counts, l, since) in sources.api_counts() {
+                get(counts, &mut |extra, v| w.sample(name, l, extra, v, since));
             }
         }
     }
@@ -358,7 +418,7 @@ fn write_totals(w: &mut dyn Writer, portals: &[Arc<PortalSnapshot>], labels: &[V
     for (name, help, get) in TOTALS {
         w.header(name, Kind::Counter, &format!("{help} {REFRESH}"));
         for (t, l) in &with_totals {
-            w.sample(name, l, &[], get(t));
+            w.sample(name, l, &[], get(t), Some(t.t0_ms));
         }
     }
     if with_totals
@@ -375,7 +435,7 @@ fn write_totals(w: &mut dyn Writer, portals: &[Arc<PortalSnapshot>], labels: &[V
         );
         for (t, l) in &with_totals {
             if let Some(v) = t.at_capacity_seconds {
-                w.sample(name, l, &[], v);
+                w.sample(name, l, &[], v, Some(t.t0_ms));
             }
         }
     }
@@ -388,7 +448,12 @@ fn write_totals(w: &mut dyn Writer, portals: &[Arc<PortalSnapshot>], labels: &[V
         ),
     );
     for (t, l) in &with_totals {
-        w.histogram(name, l, &t.durations);
+        let durations = Durations {
+            classic: &t.durations,
+            native: Some(&t.native),
+            created_ms: t.t0_ms,
+        };
+        w.histogram(name, l, durations);
     }
 }
 
@@ -451,7 +516,7 @@ fn write_info(w: &mut dyn Writer, portals: &[Arc<PortalSnapshot>], labels: &[Vec
                 ("browser_type", m.browser_type.as_str()),
                 ("instance_type", m.instance_type.as_str()),
             ];
-            w.sample(name, &base, &info, 1.0);
+            w.sample(name, &base, &info, 1.0, None);
         }
     }
 }
@@ -461,7 +526,7 @@ fn write_exporter(w: &mut dyn Writer, status: ExporterStatus) {
     let reload = status.reload;
     let one = |w: &mut dyn Writer, name: &str, help: &str, labels: &[(&str, &str)], value: f64| {
         w.header(name, Kind::Gauge, help);
-        w.sample(name, labels, &[], value);
+        w.sample(name, labels, &[], value, None);
     };
     one(
         w,
@@ -495,7 +560,7 @@ fn write_exporter(w: &mut dyn Writer, status: ExporterStatus) {
             Kind::Counter,
             "State file writes (--storage.path) that failed since the exporter started.",
         );
-        w.sample(name, &[], &[], errors as f64);
+        w.sample(name, &[], &[], errors as f64, Some(status.started_ms));
     }
 }
 #[cfg(test)]
@@ -546,11 +611,12 @@ mod tests {
             labels: vec![("region".into(), "eu-west-1".into())],
             api_requests: [("ListPortals".to_string(), 3)].into(),
             api_errors: [(("ListPortals".to_string(), "dispatch".to_string()), 1)].into(),
+            counted_since_ms: Some(7_000),
         };
         let portals = [Arc::new(calm), Arc::new(panicked)];
-        let mut out = String::new();
+        let mut out = Vec::new();
         write_portals(&mut TextWriter::new(&mut out), &portals, &[discovery]);
-        assert_eq!(out, RARE_FAMILIES);
+        assert_eq!(String::from_utf8(out).unwrap(), RARE_FAMILIES);
     }
 
     #[test]

@@ -55,6 +55,44 @@ impl Body for Chunks {
     }
 }
 
+/// A body that keeps `guard` until hyper is done with it (written out, or abandoned with the
+/// connection).
+#[derive(Debug)]
+pub(super) struct Guarded<G> {
+    body: Chunks,
+    _guard: G,
+}
+
+impl<G> Guarded<G> {
+    /// `body`, keeping `guard` alive as long as it is.
+    pub(super) fn new(body: Chunks, guard: G) -> Self {
+        Self {
+            body,
+            _guard: guard,
+        }
+    }
+}
+
+impl<G: Unpin> Body for Guarded<G> {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

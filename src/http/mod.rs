@@ -1,16 +1,16 @@
 //! The HTTP server: `/metrics`, the landing page, `/-/healthy`, `/-/ready` and `/-/reload`, on
-//! hyper 1, with the exporter-toolkit web config (TLS, basic auth, extra headers).
+//! hyper 1, with the exporter-toolkit web config (TLS, basic auth, extra headers, rate limit).
 //!
 //! Shape of the server:
 //! - [`bind`] turns `--web.listen-address` values into listeners (the caller exits 2 on error);
 //! - [`serve_with`] accepts on every listener, one task per connection, each connection holding
-//!   a permit of a semaphore shared by all listeners (`--web.max-connections`); [`serve`] is the
-//!   same without web config or reload hook;
+//!   a slot of the fair connection cap shared by all listeners (`admission`,
+//!   `--web.max-connections`); [`serve`] is the same without web config or reload hook;
 //! - a connection's byte stream is wrapped (`io::WriteTimeout`) before anything else; when the
 //!   web config has TLS, the handshake runs on top of it inside the connection's task (the
 //!   accept loop never waits for it), bounded by [`HttpTimeouts::tls_handshake`];
-//! - every request goes through one function (`routes::respond`): basic auth, routing, the
-//!   reload hook, then the web config's extra headers.
+//! - every request goes through one function (`routes::respond`): rate limit, basic auth,
+//!   routing, the reload hook, then the web config's extra headers.
 //!
 //! Web config (`--web.config.file`, see `webconfig`'s docs for the accepted keys and the
 //! differences from the Go toolkit):
@@ -18,23 +18,34 @@
 //!   the key. The daemon loads it at startup (exit 1 when invalid) and on reload.
 //! - A [`WebConfigHandle`] holds the state in force. The server reads it when a connection
 //!   opens (TLS: certificates, client CAs, versions) and at every request (users, headers), so
-//!   [`WebConfigHandle::replace`] takes effect for new connections and the next requests.
+//!   [`WebConfigHandle::replace`] takes effect for new connections and the next requests. A
+//!   reload first asks [`WebConfigHandle::check_reload`], which refuses a web config that would
+//!   remove TLS, basic auth or verified client certificates in force, and says whether
+//!   anything changes; `replace` keeps verified logins of unchanged users, the bcrypt slot and
+//!   an unchanged rate limiter's bucket.
 //! - Basic auth (when `basic_auth_users` is set): every path except `/-/healthy` needs
 //!   credentials, 401 with `WWW-Authenticate: Basic realm="workspacesweb-exporter"` otherwise.
-//!   bcrypt runs on the blocking pool, one at a time; a request that waits more than 2 s for
-//!   that slot gets 503 (`Retry-After: 1`); costs above 14 are refused in the web config;
-//!   verified credentials are cached per user as a SHA-256 digest compared in constant time;
-//!   unknown users pay a decoy bcrypt (`auth`).
+//!   bcrypt runs on the blocking pool, one at a time, handed out round-robin between peers,
+//!   then user names (at most 16 waiting per peer, 4 per name); a request that waits more than 2 s for that slot gets 503
+//!   (`Retry-After: 1`); costs above 14 are refused in the web config; verified credentials
+//!   are cached per user as a SHA-256 digest compared in constant time; unknown users pay the
+//!   bcrypt of a configured user chosen by their name (`auth`).
 //! - Every request (basic auth included) is answered within [`HttpTimeouts::request`], 503
 //!   otherwise; an authenticated reload runs to its end.
 //! - `POST /-/reload` calls the [`ReloadHook`] given in [`WebOptions`]: 200 `OK`, or 400 with
-//!   the hook's error; other methods 405 (`Allow: POST`). Without a hook, every method gets 405
-//!   with an empty `Allow`.
+//!   the hook's error; other methods 405 (`Allow: POST`). Without a hook (the daemon gives none
+//!   without `--web.enable-lifecycle`), `POST` gets 403 `Lifecycle API is not enabled.`, as in
+//!   Prometheus, and nothing is reloaded.
 //!
 //! Policies (for the operator documentation):
-//! - Connection limit: when `max_connections` connections are open, the accept loops stop
-//!   accepting; further clients wait in the kernel's listen backlog until a connection closes
-//!   (as Go's `netutil.LimitListener` does for Prometheus). `0` means no limit.
+//! - Connection limit (`admission`): every accepted connection needs a slot. At the cap, the
+//!   oldest connection with no request in progress (idle keep-alive, TLS handshake or request
+//!   head in progress) is closed to admit the new one; no peer (IPv4 address, IPv6 /64) holds
+//!   more than half the cap. An evicted connection that is idle closes at once; one in the
+//!   middle of a head gets 100 ms to complete it (it is then answered, with
+//!   `Connection: close`); one that just started a request (a race) finishes it. Only when
+//!   every connection is answering a request do the accept loops wait; further clients wait
+//!   in the kernel's listen backlog. `0` means no limit.
 //! - A TLS client that has not completed its handshake within [`HttpTimeouts::tls_handshake`]
 //!   of connecting is closed; so is a plain-HTTP client on a TLS listener.
 //! - A connection that has not sent a complete request head within
@@ -49,10 +60,12 @@
 //!   then drops the rest.
 //! - HTTP/1.1 only (Prometheus scrapes over HTTP/1.1); TLS offers ALPN `http/1.1` only.
 
+mod admission;
 mod body;
 mod encoding;
 mod io;
 mod landing;
+mod peer;
 mod routes;
 mod webconfig;
 
@@ -67,16 +80,18 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
 use crate::exposition::Exposition;
 
+use self::admission::{Admission, Slot};
+use self::body::Guarded;
 use self::io::{ResponseStart, WriteTimeout};
 use self::routes::Routes;
-pub use self::webconfig::{WebConfigError, WebState, load_web_config};
+pub use self::webconfig::{WebChange, WebConfigError, WebState, load_web_config};
 
 /// Content type of `/metrics`: the Prometheus text exposition format 0.0.4.
-pub const EXPOSITION_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const EXPOSITION_CONTENT_TYPE: &str = crate::exposition::format::TEXT_CONTENT_TYPE;
 /// Default `--web.listen-address`.
 pub const DEFAULT_LISTEN_ADDRESS: &str = ":10049";
 /// Default `--web.telemetry-path`.
@@ -93,6 +108,8 @@ const MAX_HEADER_BYTES: usize = 64 * 1024;
 const MAX_HEADERS: usize = 100;
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+/// How long an evicted connection in the middle of a request head has to complete it.
+const EVICTED_GRACE: Duration = Duration::from_millis(100);
 
 /// What the `--web.*` flags configure.
 #[derive(Debug, Clone, PartialEq)]
@@ -105,6 +122,8 @@ pub struct HttpSettings {
     pub max_connections: usize,
     /// Timeouts against slow and idle clients and for shutdown.
     pub timeouts: HttpTimeouts,
+    /// Whether `/metrics` answers in OpenMetrics when asked (`--web.enable-openmetrics`).
+    pub openmetrics: bool,
 }
 
 impl Default for HttpSettings {
@@ -114,6 +133,7 @@ impl Default for HttpSettings {
             telemetry_path: DEFAULT_TELEMETRY_PATH.to_string(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             timeouts: HttpTimeouts::default(),
+            openmetrics: false,
         }
     }
 }
@@ -339,10 +359,37 @@ impl WebConfigHandle {
         Arc::clone(&self.0.read().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// Puts `state` in force and returns the one it replaces.
-    pub fn replace(&self, state: WebState) -> Arc<WebState> {
+    /// Puts `state` in force and returns the one it replaces. `state` keeps the verified
+    /// logins of unchanged users, the bcrypt slot and an unchanged rate limiter's bucket.
+    pub fn replace(&self, mut state: WebState) -> Arc<WebState> {
         let mut current = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        webconfig::carry_over(&current, &mut state);
         std::mem::replace(&mut *current, Arc::new(state))
+    }
+
+    /// Checks that `next` may replace the web config in force on a reload, and says whether
+    /// it changes anything. `Err` (naming `next`'s file and what it would remove) when it would
+    /// remove TLS, basic auth or a requirement of verified client certificates that is in
+    /// force: a reload never lowers security; removing them takes a restart.
+    pub fn check_reload(&self, next: &WebState) -> Result<WebChange, WebConfigError> {
+        let current = self.current();
+        let removed = webconfig::lowered(&current, next);
+        let Some((key, _)) = removed.first() else {
+            return Ok(WebChange::between(&current, next));
+        };
+        let what: Vec<&str> = removed.iter().map(|(_, what)| *what).collect();
+        Err(WebConfigError {
+            file: next.source.clone().unwrap_or_default(),
+            key: (*key).to_string(),
+            message: format!(
+                "this web config would remove {}, which {} in force; a reload may not lower \
+                 security, so the previous web config stays (restart the exporter to remove {})",
+                what.join(" and "),
+                if what.len() > 1 { "are" } else { "is" },
+                if what.len() > 1 { "them" } else { "it" },
+            ),
+            detail: None,
+        })
     }
 }
 
@@ -358,7 +405,7 @@ pub type ReloadHook = Arc<dyn Fn() -> ReloadFuture + Send + Sync>;
 pub struct WebOptions {
     /// The web config in force; the default is plain HTTP without authentication.
     pub web: WebConfigHandle,
-    /// `POST /-/reload` calls it; without one the route answers 405.
+    /// `POST /-/reload` calls it; without one (lifecycle API off) the route answers 403.
     pub reload: Option<ReloadHook>,
 }
 
@@ -387,7 +434,7 @@ enum Phase {
 struct Shared {
     routes: Arc<Routes>,
     builder: Arc<http1::Builder>,
-    limit: Option<Arc<Semaphore>>,
+    admission: Arc<Admission>,
     phase: watch::Receiver<Phase>,
     /// Held by every connection task; `recv()` on the other end returns `None` once all are gone.
     alive: mpsc::Sender<()>,
@@ -433,14 +480,15 @@ pub async fn serve_with(
             tls = web.tls_enabled(),
             basic_auth = web.basic_auth_enabled(),
             extra_headers = web.extra_headers().len(),
-            reload = options.reload.is_some(),
+            lifecycle = options.reload.is_some(),
             "http server settings"
         );
     }
     let routes = Arc::new(
         Routes::new(exposition, settings.telemetry_path.clone())
             .with_web(options.web.clone(), options.reload)
-            .with_deadline(settings.timeouts.request),
+            .with_deadline(settings.timeouts.request)
+            .with_openmetrics(settings.openmetrics),
     );
     let mut builder = http1::Builder::new();
     builder
@@ -455,12 +503,7 @@ pub async fn serve_with(
     let shared = Shared {
         routes,
         builder: Arc::new(builder),
-        // Semaphore::new panics above MAX_PERMITS; such a limit is no limit in practice.
-        limit: (settings.max_connections > 0).then(|| {
-            Arc::new(Semaphore::new(
-                settings.max_connections.min(Semaphore::MAX_PERMITS),
-            ))
-        }),
+        admission: Arc::new(Admission::new(settings.max_connections)),
         phase: phase_rx,
         alive: alive_tx,
         write_timeout: settings.timeouts.write,
@@ -490,38 +533,40 @@ pub async fn serve_with(
     tracing::info!("http server stopped");
 }
 
-/// Accepts connections on one listener until the phase leaves `Serving`.
+/// Accepts connections on one listener until the phase leaves `Serving`; each gets a slot
+/// from [`Admission`] (which may evict an older connection) before its task starts.
 async fn accept_loop(listener: TcpListener, shared: Shared) {
     let mut phase = shared.phase.clone();
     loop {
-        // Take a connection slot first: at the limit, clients wait in the listen backlog.
-        let permit = match &shared.limit {
-            Some(limit) => tokio::select! {
-                permit = Arc::clone(limit).acquire_owned() => match permit {
-                    Ok(permit) => Some(permit),
-                    Err(_) => return,
-                },
-                _ = phase.wait_for(|p| *p != Phase::Serving) => return,
-            },
-            None => None,
-        };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = phase.wait_for(|p| *p != Phase::Serving) => return,
         };
-        match accepted {
-            Ok((stream, peer)) => {
-                tokio::spawn(serve_connection(stream, peer, permit, shared.clone()));
-            }
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(error) => {
                 // Per-connection errors (reset before accept) and resource exhaustion land here;
                 // neither must end the server.
                 tracing::warn!(%error, "accepting a connection failed");
-                drop(permit);
                 tokio::select! {
                     _ = tokio::time::sleep(ACCEPT_ERROR_BACKOFF) => {}
                     _ = phase.wait_for(|p| *p != Phase::Serving) => return,
                 }
+                continue;
+            }
+        };
+        // When every slot is answering a request, this waits; further clients wait in the
+        // kernel's listen backlog meanwhile.
+        let admitted = tokio::select! {
+            admitted = shared.admission.admit(peer.ip()) => admitted,
+            _ = phase.wait_for(|p| *p != Phase::Serving) => return,
+        };
+        match admitted {
+            Some(slot) => {
+                tokio::spawn(serve_connection(stream, peer, slot, shared.clone()));
+            }
+            None => {
+                tracing::debug!(%peer, "connection refused: the peer's share of connections is answering requests")
             }
         }
     }
@@ -529,14 +574,9 @@ async fn accept_loop(listener: TcpListener, shared: Shared) {
 
 /// Runs one connection to its end (TLS handshake first, when configured), holding its
 /// connection slot meanwhile.
-async fn serve_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    permit: Option<OwnedSemaphorePermit>,
-    shared: Shared,
-) {
-    // Both are released when this task ends: the slot, and the shutdown's count of live connections.
-    let _guards = (permit, shared.alive.clone());
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, slot: Slot, shared: Shared) {
+    // Released when this task ends: the shutdown's count of live connections (and the slot).
+    let _alive = shared.alive.clone();
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
     }
@@ -547,33 +587,53 @@ async fn serve_connection(
     let web = shared.web.current();
     let Some(tls) = &web.tls else {
         drop(web);
-        serve_http(stream, peer, start, &shared).await;
+        serve_http(stream, peer, start, slot, &shared).await;
         return;
     };
     let mut phase = shared.phase.clone();
     let handshake = tokio::select! {
         handshake = tls.accept(stream, shared.tls_handshake) => handshake,
         _ = phase.wait_for(|p| *p != Phase::Serving) => return,
+        () = slot.evicted() => return,
     };
     drop(web);
     match handshake {
-        Ok(stream) => serve_http(stream, peer, start, &shared).await,
+        Ok(stream) => serve_http(stream, peer, start, slot, &shared).await,
         // Plain-HTTP clients, unknown CAs, missing client certificates, timeouts.
         Err(error) => tracing::debug!(%peer, %error, "TLS handshake failed"),
     }
 }
 
-/// Runs HTTP/1 on an established byte stream until it ends or shutdown closes it.
-async fn serve_http<S>(stream: S, peer: SocketAddr, start: ResponseStart, shared: &Shared)
-where
+/// How an HTTP connection's run ended before the connection itself did.
+enum Interrupted {
+    Shutdown,
+    Evicted,
+}
+
+/// Runs HTTP/1 on an established byte stream until it ends, shutdown closes it, or it is
+/// evicted to admit a new connection.
+async fn serve_http<S>(
+    stream: S,
+    peer: SocketAddr,
+    start: ResponseStart,
+    slot: Slot,
+    shared: &Shared,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let routes = Arc::clone(&shared.routes);
+    let slot = Arc::new(slot);
+    let requests = Arc::clone(&slot);
     let service = service_fn(move |request| {
         // The response's write deadline starts with its first byte (see `io`).
         start.begin();
-        let response = routes.respond(&request);
-        async move { Ok::<_, std::convert::Infallible>(response.await) }
+        // Not evictable until the response is written (the guard lives in its body).
+        let in_progress = requests.request();
+        let response = routes.respond(&request, peer.ip());
+        async move {
+            let response = response.await;
+            Ok::<_, std::convert::Infallible>(response.map(|body| Guarded::new(body, in_progress)))
+        }
     });
     let connection = shared
         .builder
@@ -581,15 +641,29 @@ where
     tokio::pin!(connection);
     let mut phase = shared.phase.clone();
 
-    let result = tokio::select! {
-        result = connection.as_mut() => Some(result),
-        _ = phase.wait_for(|p| *p != Phase::Serving) => None,
+    let interrupted = tokio::select! {
+        result = connection.as_mut() => Ok(result),
+        _ = phase.wait_for(|p| *p != Phase::Serving) => Err(Interrupted::Shutdown),
+        () = slot.evicted() => Err(Interrupted::Evicted),
     };
-    let result = match result {
-        Some(result) => result,
-        None => {
-            // Finish the request in flight, if any, then close; idle connections close now.
+    // Finish the request in flight, if any, then close; idle connections close now.
+    let result = match interrupted {
+        Ok(result) => result,
+        Err(Interrupted::Shutdown) => {
             connection.as_mut().graceful_shutdown();
+            tokio::select! {
+                result = connection.as_mut() => result,
+                _ = phase.wait_for(|p| *p == Phase::Closed) => return,
+            }
+        }
+        Err(Interrupted::Evicted) => {
+            connection.as_mut().graceful_shutdown();
+            if !slot.busy() {
+                // An idle connection closes at once; one in the middle of a request head gets
+                // a moment to complete it (then it is answered) before it is dropped.
+                let _ = tokio::time::timeout(EVICTED_GRACE, connection.as_mut()).await;
+                return;
+            }
             tokio::select! {
                 result = connection.as_mut() => result,
                 _ = phase.wait_for(|p| *p == Phase::Closed) => return,

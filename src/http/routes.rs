@@ -1,16 +1,20 @@
 //! Request → response: the one place every request passes through.
 //!
 //! In order, for each request, with the web config in force at that moment:
+//! 0. `rate_limit`, when set: a request that finds the bucket empty gets 429 (every path but
+//!    `/-/healthy`);
 //! 1. basic auth, when `basic_auth_users` is set: every path but `/-/healthy` (unknown paths
 //!    included, so that they cannot be probed) needs valid credentials, otherwise 401 with
 //!    `WWW-Authenticate: Basic realm="workspacesweb-exporter"`;
 //! 2. routing: 404 for unknown paths, 405 with `Allow` for other methods; `POST /-/reload`
-//!    calls the reload hook (200 `OK`, or 400 with its error), and without a hook every method
-//!    gets 405 with an empty `Allow` (RFC 9110's "disabled by configuration");
+//!    calls the reload hook (200 `OK`, or 400 with its error), and without a hook (the daemon
+//!    passes none without `--web.enable-lifecycle`) answers 403 `Lifecycle API is not
+//!    enabled.`, as Prometheus does;
 //! 3. the web config's `http_server_config.headers`, added to every response (401, 404 and
 //!    405 included) unless the handler set that header itself, as the Go toolkit does.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -19,8 +23,8 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use super::body::Chunks;
 use super::webconfig::auth::{CHALLENGE, Credentials, Verdict};
-use super::{EXPOSITION_CONTENT_TYPE, ReloadHook, WebConfigHandle, encoding, landing};
-use crate::exposition::Exposition;
+use super::{ReloadHook, WebConfigHandle, encoding, landing};
+use crate::exposition::{Exposition, Format};
 use crate::snapshot::Store;
 
 const TEXT: &str = "text/plain; charset=utf-8";
@@ -48,6 +52,8 @@ pub(super) struct Routes {
     reload: Option<ReloadHook>,
     /// Longest a request may take from its head to its response (reload excepted).
     deadline: std::time::Duration,
+    /// Whether OpenMetrics is offered ([`encoding::negotiate_format`]).
+    openmetrics: bool,
 }
 
 impl Routes {
@@ -60,6 +66,15 @@ impl Routes {
             web: WebConfigHandle::default(),
             reload: None,
             deadline: super::HttpTimeouts::default().request,
+            openmetrics: false,
+        }
+    }
+
+    /// The same routes, offering OpenMetrics or not.
+    pub(super) fn with_openmetrics(self, openmetrics: bool) -> Self {
+        Self {
+            openmetrics,
+            ..self
         }
     }
 
@@ -95,16 +110,24 @@ impl Routes {
     pub(super) fn respond<B>(
         self: &Arc<Self>,
         request: &Request<B>,
+        peer: IpAddr,
     ) -> impl Future<Output = Response<Chunks>> + Send + use<B> {
         let asked = Asked {
             route: self.route(request.uri().path()),
             method: request.method().clone(),
             path: request.uri().path().to_string(),
             gzip: encoding::accepts_gzip(request.headers().get_all(header::ACCEPT_ENCODING)),
+            format: encoding::negotiate_format(
+                request.headers().get_all(header::ACCEPT),
+                self.openmetrics,
+            ),
         };
         let web = self.web.current();
+        let guarded = asked.route != Some(Route::Healthy);
+        // Before anything costly (bcrypt, rendering), as the toolkit does.
+        let limited = guarded && web.rate_limit.as_ref().is_some_and(|r| !r.allow());
         let auth = match &web.auth {
-            Some(auth) if asked.route != Some(Route::Healthy) => Some((
+            Some(auth) if guarded && !limited => Some((
                 Arc::clone(auth),
                 Credentials::from_headers(request.headers()),
             )),
@@ -116,8 +139,9 @@ impl Routes {
             // is not cut short: dropping it halfway could leave a config half applied.
             let deadline = tokio::time::Instant::now() + routes.deadline;
             let verdict = match auth {
+                _ if limited => Verdict::Limited,
                 Some((auth, credentials)) => {
-                    tokio::time::timeout_at(deadline, auth.verify(credentials))
+                    tokio::time::timeout_at(deadline, auth.verify(credentials, peer))
                         .await
                         .unwrap_or(Verdict::Busy)
                 }
@@ -135,6 +159,7 @@ impl Routes {
                     }),
                 Verdict::Denied => unauthorized(),
                 Verdict::Busy => unavailable(),
+                Verdict::Limited => text(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests\n"),
             };
             for (name, value) in &web.headers {
                 if !response.headers().contains_key(name) {
@@ -149,22 +174,20 @@ impl Routes {
     async fn answer(&self, asked: &Asked) -> Response<Chunks> {
         match asked.route {
             None => text(StatusCode::NOT_FOUND, "Not Found\n"),
-            // Without a hook, reload is disabled: no method is allowed.
+            Some(Route::Reload) if asked.method != Method::POST => method_not_allowed("POST"),
+            // Without a hook (no --web.enable-lifecycle), as Prometheus answers.
             Some(Route::Reload) => match &self.reload {
-                None => method_not_allowed(""),
-                Some(_) if asked.method != Method::POST => method_not_allowed("POST"),
+                None => text(StatusCode::FORBIDDEN, "Lifecycle API is not enabled.\n"),
                 Some(hook) => match hook().await {
                     Ok(()) => text(StatusCode::OK, "OK"),
-                    Err(error) => {
-                        tracing::warn!(%error, "reload requested over HTTP failed");
-                        owned_text(StatusCode::BAD_REQUEST, format!("{error}\n"))
-                    }
+                    // The reload logs its own failure.
+                    Err(error) => owned_text(StatusCode::BAD_REQUEST, format!("{error}\n")),
                 },
             },
             Some(_) if !matches!(asked.method, Method::GET | Method::HEAD) => {
                 method_not_allowed(READ_METHODS)
             }
-            Some(Route::Telemetry) => self.telemetry(asked.gzip).await,
+            Some(Route::Telemetry) => self.telemetry(asked.format, asked.gzip).await,
             Some(Route::Landing) => self.landing().await,
             Some(Route::Healthy) if self.store.status().healthy() => {
                 text(StatusCode::OK, "Healthy")
@@ -186,12 +209,12 @@ impl Routes {
     /// The async worker only takes what is ready ([`Exposition::scrape_cached`], which never
     /// waits for a rendering in progress); anything that may render, inflate or wait for
     /// either runs on the blocking pool.
-    async fn telemetry(&self, gzip: bool) -> Response<Chunks> {
-        let body = match self.exposition.scrape_cached(gzip) {
+    async fn telemetry(&self, format: Format, gzip: bool) -> Response<Chunks> {
+        let body = match self.exposition.scrape_cached(format, gzip) {
             Some(body) => Some(body),
             None => {
                 let exposition = Arc::clone(&self.exposition);
-                off_runtime(move || exposition.scrape(gzip)).await
+                off_runtime(move || exposition.scrape(format, gzip)).await
             }
         };
         let body = match body {
@@ -203,8 +226,8 @@ impl Routes {
             None => return text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n"),
         };
         let mut response = Response::new(Chunks::new(body));
-        set(&mut response, header::CONTENT_TYPE, EXPOSITION_CONTENT_TYPE);
-        set(&mut response, header::VARY, "Accept-Encoding");
+        set(&mut response, header::CONTENT_TYPE, format.content_type());
+        set(&mut response, header::VARY, "Accept, Accept-Encoding");
         if gzip {
             set(&mut response, header::CONTENT_ENCODING, "gzip");
         }
@@ -231,6 +254,7 @@ struct Asked {
     method: Method,
     path: String,
     gzip: bool,
+    format: Format,
 }
 
 /// Runs CPU-heavy rendering on the blocking pool; `None` (logged) if it panicked.
@@ -298,6 +322,15 @@ mod tests {
         ))
     }
 
+    impl Routes {
+        fn respond_locally<B>(
+            self: &Arc<Self>,
+            request: &Request<B>,
+        ) -> impl Future<Output = Response<Chunks>> + Send + use<B> {
+            self.respond(request, IpAddr::from([127, 0, 0, 1]))
+        }
+    }
+
     fn request(method: Method, path: &str) -> Request<()> {
         let mut request = Request::new(());
         *request.method_mut() = method;
@@ -308,7 +341,7 @@ mod tests {
     #[tokio::test]
     async fn query_strings_do_not_change_the_route() {
         let response = routes()
-            .respond(&request(Method::GET, "/-/healthy?x=1"))
+            .respond_locally(&request(Method::GET, "/-/healthy?x=1"))
             .await;
         assert_eq!(response.status(), StatusCode::OK);
     }
@@ -320,25 +353,42 @@ mod tests {
             Arc::new(Exposition::new(store.clone())),
             "/metrics".to_string(),
         ));
-        let ok = routes.respond(&request(Method::GET, "/-/healthy")).await;
+        let ok = routes
+            .respond_locally(&request(Method::GET, "/-/healthy"))
+            .await;
         assert_eq!(ok.status(), StatusCode::OK);
         store.status().set_failed();
-        let failed = routes.respond(&request(Method::GET, "/-/healthy")).await;
+        let failed = routes
+            .respond_locally(&request(Method::GET, "/-/healthy"))
+            .await;
         assert_eq!(failed.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 
     #[tokio::test]
-    async fn reload_is_known_but_not_enabled() {
-        let response = routes().respond(&request(Method::POST, "/-/reload")).await;
-        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(response.headers()[header::ALLOW], "");
+    async fn reload_without_a_hook_is_forbidden_as_in_prometheus() {
+        let response = routes()
+            .respond_locally(&request(Method::POST, "/-/reload"))
+            .await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(&body[..], b"Lifecycle API is not enabled.\n");
+        let get = routes()
+            .respond_locally(&request(Method::GET, "/-/reload"))
+            .await;
+        assert_eq!(get.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(get.headers()[header::ALLOW], "POST");
     }
 
     #[tokio::test]
     async fn other_methods_on_known_paths_are_405() {
         for path in ["/", "/metrics", "/-/healthy", "/-/ready"] {
             for method in [Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS] {
-                let response = routes().respond(&request(method.clone(), path)).await;
+                let response = routes()
+                    .respond_locally(&request(method.clone(), path))
+                    .await;
                 assert_eq!(
                     response.status(),
                     StatusCode::METHOD_NOT_ALLOWED,
@@ -356,10 +406,12 @@ mod tests {
             "/custom/metrics".to_string(),
         ));
         let ok = routes
-            .respond(&request(Method::GET, "/custom/metrics"))
+            .respond_locally(&request(Method::GET, "/custom/metrics"))
             .await;
         assert_eq!(ok.status(), StatusCode::OK);
-        let gone = routes.respond(&request(Method::GET, "/metrics")).await;
+        let gone = routes
+            .respond_locally(&request(Method::GET, "/metrics"))
+            .await;
         assert_eq!(gone.status(), StatusCode::NOT_FOUND);
     }
 }

@@ -121,6 +121,8 @@ pub struct PortalPlan {
     pub max_pages: u32,
     /// Histogram buckets of session durations (seconds).
     pub duration_buckets: Vec<f64>,
+    /// Schema of the native duration buckets.
+    pub native_schema: i8,
     /// Per-user series, when enabled.
     pub per_user: Option<UserSettings>,
     /// Portal ARN for `GetPortal`, when known from config or discovery (never invented from the id).
@@ -142,6 +144,7 @@ impl PortalPlan {
         LedgerSettings {
             duration_buckets: self.duration_buckets.clone(),
             idle_user_ttl_ms: self.per_user.as_ref().map_or(0, |u| u.idle_ttl_ms),
+            native_schema: self.native_schema,
         }
     }
 }

@@ -74,6 +74,7 @@ impl Poller {
             labels: plan.labels.clone(),
             panics,
             api_requests: requests,
+            counted_since_ms: Some(api.counters().since_ms()),
             api_errors: errors,
             state: state.as_ref().map(|_| StateStatus::default()),
             ..Default::default()
@@ -305,6 +306,13 @@ impl Poller {
             self.backfill = Backfill::default();
             self.snapshot.totals = None;
             self.snapshot.monthly_active_users = None;
+        }
+        if new.native_schema != self.plan.native_schema
+            && let Some(ledger) = &mut self.ledger
+        {
+            let how = ledger.set_native_schema(new.native_schema, crate::clock::now_ms());
+            tracing::info!(portal_id = %new.portal_id, from = self.plan.native_schema, to = new.native_schema, outcome = ?how, "native_histogram_schema changed: a lower schema merges the native buckets, a higher one starts them empty");
+            self.snapshot.totals = Some(ledger.totals().clone());
         }
         if new.per_user != self.plan.per_user {
             self.rekey_ledger(&new);

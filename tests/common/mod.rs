@@ -13,6 +13,11 @@ use workspacesweb_exporter::poll::PortalPlan;
 use workspacesweb_exporter::snapshot::{PortalSnapshot, Store};
 use workspacesweb_sim::{PortalSpec, RunningSim, SimConfig, SimSession, Simulator};
 
+/// Held by the test that reads this process's memory (the soak) and by the tests that hold
+/// a thousand connections in it (the connection cap), so that they never run at the same time:
+/// the one would read the other's allocations as growth.
+pub static PROCESS_MEMORY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The exposition of a store as text, rendered now (tests read it where the HTTP server would
 /// serve the cached rendering; `tests/http_server.rs` checks the two are the same).
 pub trait ScrapeText {
@@ -106,6 +111,15 @@ pub fn scripted(id: &str, n: u64, base_ms: i64, users: u64) -> PortalSpec {
 /// A real Prometheus with `config` (prometheus.yml text) and its TSDB in `dir`, on a free
 /// loopback port: the process (killed on drop) and its `host:port`.
 pub fn start_prometheus(dir: &std::path::Path, config: String) -> (Child, String) {
+    start_prometheus_with(dir, config, &[])
+}
+
+/// [`start_prometheus`] with more flags (e.g. `--enable-feature=native-histograms`).
+pub fn start_prometheus_with(
+    dir: &std::path::Path,
+    config: String,
+    extra: &[&str],
+) -> (Child, String) {
     let addr = format!("127.0.0.1:{}", free_port());
     let path = dir.join("prometheus.yml");
     std::fs::write(&path, config).expect("write prometheus.yml");
@@ -117,6 +131,7 @@ pub fn start_prometheus(dir: &std::path::Path, config: String) -> (Child, String
                 dir.join("tsdb").display()
             ))
             .arg(format!("--web.listen-address={addr}"))
+            .args(extra)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -171,6 +186,7 @@ pub fn plan(portal_id: &str, interval: Duration, page_size: u32) -> PortalPlan {
         page_size,
         max_pages: 2000,
         duration_buckets: vec![60.0, 300.0, 900.0, 1800.0, 3600.0],
+        native_schema: 3,
         per_user: None,
         arn: None,
         metadata_refresh: workspacesweb_exporter::config::DEFAULT_DISCOVERY_REFRESH,
@@ -272,24 +288,29 @@ impl Drop for Child {
 /// Runs `promtool check metrics` on `text`; `Err` with promtool's output when it rejects it.
 /// `Ok(false)` when promtool is not installed (see [`have_or_skip`]).
 pub fn promtool_check(text: &[u8]) -> Result<bool, String> {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
     if !have_or_skip("promtool", &["--version"], "apt-get install prometheus") {
         return Ok(false);
     }
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
+    pipe_through("promtool", &["check", "metrics"], text).map(|()| true)
+}
+
+/// Runs `tool args` with `input` on its standard input: `Err` with what it printed when it fails.
+fn pipe_through(tool: &str, args: &[&str], input: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(tool)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("promtool: {e}"))?;
+        .map_err(|e| format!("{tool}: {e}"))?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(text).map_err(|e| e.to_string())?;
+        stdin.write_all(input).map_err(|e| e.to_string())?;
     }
     let out = child.wait_with_output().map_err(|e| e.to_string())?;
     if out.status.success() {
-        Ok(true)
+        Ok(())
     } else {
         Err(format!(
             "{}{}",
@@ -521,6 +542,25 @@ pub fn have_or_skip(tool: &str, args: &[&str], install: &str) -> bool {
     );
     eprintln!("skipping: `{tool}` is not installed ({install})");
     false
+}
+
+/// The pinned Python `prometheus_client` whose strict OpenMetrics parser checks our OpenMetrics
+/// text (`.ci/run` installs it).
+pub const PYTHON_PROMETHEUS_CLIENT: &str = "pip install prometheus-client==0.26.0";
+
+/// Parses `text` with the Python `prometheus_client` OpenMetrics parser (an independent strict
+/// parser: it refuses a missing `# EOF`, a unit that is not the name's suffix, a counter sample
+/// without `_total`, bad escaping): `Ok(false)` when skipped, `Err` with its complaint.
+pub fn openmetrics_check(text: &[u8]) -> Result<bool, String> {
+    const PARSE: &str = "import sys\n\
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
+        families = list(text_string_to_metric_families(sys.stdin.read()))\n\
+        print(len(families), sum(len(f.samples) for f in families))\n";
+    let import = ["-c", "import prometheus_client.openmetrics.parser"];
+    if !have_or_skip("python3", &import, PYTHON_PROMETHEUS_CLIENT) {
+        return Ok(false);
+    }
+    pipe_through("python3", &["-c", PARSE], text).map(|()| true)
 }
 
 /// Whether every tool in `tools` runs (`--version`), by [`have_or_skip`].

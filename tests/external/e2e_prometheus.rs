@@ -7,7 +7,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::{have_tools_or_skip, http_get, poll_until, prom_query, start_prometheus};
+use crate::common::{
+    Serving, have_tools_or_skip, http_get, plan, poll_until, prom_query, start, start_prometheus,
+    start_prometheus_with,
+};
+use workspacesweb_exporter::poll::Scheduler;
+use workspacesweb_sim::{PortalSpec, SimConfig, SimSession};
 
 #[test]
 fn prometheus_scrapes_the_demo_exporter() {
@@ -63,4 +68,80 @@ fn prometheus_scrapes_the_demo_exporter() {
         "Prometheus scraped the exporter"
     );
     assert!(Path::new(&metrics_file).exists());
+}
+
+/// The native buckets of schema 3 as a reader of the timeline places a duration: the `i` with
+/// `2^((i-1)/8) < d <= 2^(i/8)`.
+fn native_bucket(seconds: f64) -> i64 {
+    (seconds.log2() * 8.0).ceil() as i64
+}
+
+/// A Prometheus 2.42 with `--enable-feature=native-histograms` scrapes the protobuf exposition:
+/// `histogram_count` of the duration histogram is the number of sessions of the simulator's
+/// timeline that terminated, and its `histogram_quantile(0.5, ...)` lies within one native bucket
+/// of the timeline's true median. (The classic series for a Prometheus without the flag are
+/// [`prometheus_scrapes_the_demo_exporter`]'s and the dashboard's.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_with_native_histograms_reads_the_exact_durations() {
+    if !have_tools_or_skip(&["prometheus", "promtool"]) {
+        return;
+    }
+    const PORTAL: &str = "90000000-0000-4000-8000-0000000000e2";
+    let now = workspacesweb_exporter::clock::now_ms();
+    // 48 sessions from 1 s to about 8 h long (a factor of 1.2 apart), all ending 3 to 8 s from
+    // now: after T0 (the first poll), so each counts as terminated with its exact duration.
+    let durations_ms: Vec<i64> = (0..48).map(|i| (1000.0 * 1.2f64.powi(i)) as i64).collect();
+    let sessions: Vec<SimSession> = durations_ms
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let end = now + 3_000 + i as i64 * 100;
+            SimSession::new(SimSession::id_for(i as u64), format!("u{}", i % 5), end - d).ended(end)
+        })
+        .collect();
+    let env = start(SimConfig::new(42).with_portal(PortalSpec::scripted(PORTAL, sessions))).await;
+    let sched = Scheduler::start(
+        vec![plan(PORTAL, Duration::from_secs(1), 100)],
+        &env.clients,
+        env.store.clone(),
+        1,
+    )
+    .await;
+    let serving = Serving::start(env.store.clone()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_prom, prom) = start_prometheus_with(
+        dir.path(),
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: native\n    static_configs:\n      - targets: ['{}']\n",
+            serving.addr
+        ),
+        &["--enable-feature=native-histograms"],
+    );
+    let value = |q: &str| {
+        prom_query(&prom, q, None).and_then(|r| {
+            r.first()
+                .and_then(|s| s["value"][1].as_str().and_then(|v| v.parse::<f64>().ok()))
+        })
+    };
+    let count = "histogram_count(workspacesweb_session_duration_seconds)";
+    let all = poll_until(Duration::from_secs(90), || {
+        value(count).filter(|c| *c == 48.0)
+    });
+    assert_eq!(all, Some(48.0), "histogram_count of the native histogram");
+    let sum = value("histogram_sum(workspacesweb_session_duration_seconds)").expect("sum");
+    let want_sum: i64 = durations_ms.iter().sum();
+    assert_eq!(sum, want_sum as f64 / 1000.0);
+
+    let median =
+        value("histogram_quantile(0.5, workspacesweb_session_duration_seconds)").expect("a median");
+    let mut sorted: Vec<f64> = durations_ms.iter().map(|d| *d as f64 / 1000.0).collect();
+    sorted.sort_by(f64::total_cmp);
+    let (low, high) = (sorted[23], sorted[24]);
+    let bucket = native_bucket(median);
+    assert!(
+        (native_bucket(low) - 1..=native_bucket(high) + 1).contains(&bucket),
+        "median {median} (bucket {bucket}) vs the timeline's {low}..{high}"
+    );
+    sched.shutdown().await;
+    serving.stop().await;
 }

@@ -1178,7 +1178,11 @@ fn reload_by_post_and_sighup_adds_removes_and_rejects_invalid_config() {
     };
     let path = config_file(dir.path(), "exporter.yaml", &config(&[&p0]));
     let mut exporter = Exporter::start(
-        &["--config.file", path.to_str().expect("utf-8 path")],
+        &[
+            "--config.file",
+            path.to_str().expect("utf-8 path"),
+            "--web.enable-lifecycle",
+        ],
         &[
             ("AWS_ENDPOINT_URL", sim.endpoint.as_str()),
             ("AWS_ACCESS_KEY_ID", "AKIDTEST"),

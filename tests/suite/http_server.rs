@@ -18,7 +18,7 @@ use workspacesweb_exporter::ledger::ActiveSummary;
 use workspacesweb_exporter::snapshot::{PortalSnapshot, Store};
 
 /// Upper bound on any single network step, so that a bug fails the test instead of hanging it.
-const STEP: Duration = Duration::from_secs(30);
+pub(super) const STEP: Duration = Duration::from_secs(30);
 
 const PORTAL_UP: &str = "11111111-2222-3333-4444-555555555555";
 const PORTAL_DOWN: &str = "22222222-3333-4444-5555-666666666666";
@@ -27,8 +27,8 @@ const PORTAL_PENDING: &str = "33333333-4444-5555-6666-777777777777";
 // ---------------------------------------------------------------------------------------------
 // A running server and a tiny HTTP/1.1 client.
 
-struct Server {
-    addr: SocketAddr,
+pub(super) struct Server {
+    pub(super) addr: SocketAddr,
     store: Arc<Store>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
@@ -39,7 +39,7 @@ impl Server {
         Self::start_with(store, settings()).await
     }
 
-    async fn start_with(store: Arc<Store>, settings: HttpSettings) -> Self {
+    pub(super) async fn start_with(store: Arc<Store>, settings: HttpSettings) -> Self {
         Self::serve(Arc::new(Exposition::new(store)), settings).await
     }
 
@@ -61,7 +61,7 @@ impl Server {
     }
 
     /// Signals shutdown and waits for `serve` to return.
-    async fn stop(mut self) {
+    pub(super) async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -98,12 +98,13 @@ impl Server {
     }
 }
 
-fn settings() -> HttpSettings {
+pub(super) fn settings() -> HttpSettings {
     HttpSettings {
         listen_addresses: vec!["127.0.0.1:0".to_string()],
         telemetry_path: "/metrics".to_string(),
         max_connections: 512,
         timeouts: HttpTimeouts::default(),
+        openmetrics: false,
     }
 }
 
@@ -115,8 +116,8 @@ async fn connect(addr: SocketAddr) -> TcpStream {
 }
 
 #[derive(Debug)]
-struct Reply {
-    status: u16,
+pub(super) struct Reply {
+    pub(super) status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
 }
@@ -135,7 +136,10 @@ impl Reply {
 }
 
 /// Reads one response (head, then `Content-Length` bytes unless it answers a HEAD request).
-async fn read_response(stream: &mut (impl AsyncRead + Unpin), head_request: bool) -> Reply {
+pub(super) async fn read_response(
+    stream: &mut (impl AsyncRead + Unpin),
+    head_request: bool,
+) -> Reply {
     tokio::time::timeout(STEP, read_response_inner(stream, head_request))
         .await
         .expect("response in time")
@@ -257,7 +261,7 @@ fn pending_portal() -> PortalSnapshot {
     }
 }
 
-fn store_with_portals() -> Arc<Store> {
+pub(super) fn store_with_portals() -> Arc<Store> {
     let store = Arc::new(Store::new());
     store.set_owned([
         PORTAL_UP.to_string(),
@@ -437,12 +441,15 @@ async fn other_methods_are_405_with_allow_and_unknown_paths_404() {
         assert_eq!(reply.status, 405, "{method} {path}");
         assert_eq!(reply.header("allow"), Some("GET, HEAD"), "{method} {path}");
     }
-    // Reload is not wired yet: known path, no method allowed.
+    // No reload hook (the lifecycle API off): 403, as Prometheus answers; other methods 405.
     let reload = server
         .request("POST", "/-/reload", &[("Content-Length", "0")])
         .await;
+    assert_eq!(reload.status, 403);
+    assert_eq!(reload.text(), "Lifecycle API is not enabled.\n");
+    let reload = server.get("/-/reload").await;
     assert_eq!(reload.status, 405);
-    assert_eq!(reload.header("allow"), Some(""));
+    assert_eq!(reload.header("allow"), Some("POST"));
 
     for path in ["/nope", "/metrics/", "/-/", "/-/healthy/x", "/METRICS"] {
         assert_eq!(server.get(path).await.status, 404, "{path}");
@@ -571,44 +578,6 @@ async fn metrics_answer_with_300_idle_connections_open() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_beyond_the_limit_wait_for_a_free_slot() {
-    let settings = HttpSettings {
-        max_connections: 2,
-        timeouts: HttpTimeouts {
-            header_read: Duration::from_secs(120),
-            ..HttpTimeouts::default()
-        },
-        ..settings()
-    };
-    let server = Server::start_with(store_with_portals(), settings).await;
-
-    // Two keep-alive connections, each proven accepted by a response, hold both slots.
-    let mut held = Vec::new();
-    for _ in 0..2 {
-        let mut stream = connect(server.addr).await;
-        stream
-            .write_all(b"GET /-/healthy HTTP/1.1\r\nHost: test\r\n\r\n")
-            .await
-            .expect("send");
-        assert_eq!(read_response(&mut stream, false).await.status, 200);
-        held.push(stream);
-    }
-
-    // A third client is queued (the kernel completes its handshake), not refused.
-    let mut queued = connect(server.addr).await;
-    queued
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("send");
-    // Freeing one slot lets it through.
-    drop(held.pop());
-    let reply = read_response(&mut queued, false).await;
-    assert_eq!(reply.status, 200);
-    drop(held);
-    server.stop().await;
-}
-
 /// One portal with `n` per-user series: a plain-text exposition of about 130 bytes × 3 × `n`.
 fn store_with_users(n: u64) -> Arc<Store> {
     let store = Arc::new(Store::new());
@@ -619,6 +588,7 @@ fn store_with_users(n: u64) -> Arc<Store> {
                 active: i % 2,
                 started: i,
                 session_seconds: i as f64,
+                created_ms: 1_700_000_000_000,
             })
             .collect(),
         ..up_portal()
@@ -1100,4 +1070,87 @@ async fn every_listen_address_is_served() {
     for addr in &addrs {
         assert!(TcpStream::connect(*addr).await.is_err());
     }
+}
+
+/// `/metrics` answers each format its `Accept` asks for, with its content type, the same
+/// families in each: protobuf that decodes into `MetricFamily` messages (per-user families
+/// joined from per-portal pieces included), OpenMetrics that a strict independent parser
+/// accepts (only with `--web.enable-openmetrics`: without it, text 0.0.4, as Prometheus gets
+/// today), and text 0.0.4 by default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_negotiates_protobuf_openmetrics_and_text() {
+    use workspacesweb_exporter::exposition::protobuf;
+    const PROTO: &str = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited";
+    const PROMETHEUS: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let store = store_with_users(50);
+    let plain = Server::start(Arc::clone(&store)).await;
+    let today = plain
+        .request("GET", "/metrics", &[("Accept", PROMETHEUS)])
+        .await;
+    assert_eq!(
+        today.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    assert!(!today.text().contains("_created"));
+    plain.stop().await;
+
+    let server = Server::start_with(
+        store,
+        HttpSettings {
+            openmetrics: true,
+            ..settings()
+        },
+    )
+    .await;
+    let text = server.get("/metrics").await;
+    assert_eq!(
+        text.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    assert_eq!(text.header("vary"), Some("Accept, Accept-Encoding"));
+
+    let om = server
+        .request("GET", "/metrics", &[("Accept", PROMETHEUS)])
+        .await;
+    assert_eq!(om.status, 200);
+    assert_eq!(
+        om.header("content-type"),
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+    );
+    let om_text = om.text();
+    assert!(om_text.ends_with("# EOF\n"), "{om_text}");
+    assert!(om_text.contains("\nworkspacesweb_user_sessions_started_created{"));
+    assert!(om_text.contains("\nprocess_cpu_seconds_created ") || !cfg!(target_os = "linux"));
+    crate::common::openmetrics_check(om.body.as_slice())
+        .expect("the OpenMetrics parser accepts /metrics");
+
+    let pb = server
+        .request("GET", "/metrics", &[("Accept", PROTO)])
+        .await;
+    assert_eq!(
+        pb.header("content-type"),
+        Some(workspacesweb_exporter::exposition::format::PROTOBUF_CONTENT_TYPE)
+    );
+    let families = protobuf::decode(&pb.body).expect("delimited MetricFamily messages");
+    let names: Vec<&str> = families.iter().filter_map(|f| f.name.as_deref()).collect();
+    let text_names: Vec<String> = text
+        .text()
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_string)
+        .collect();
+    assert_eq!(names, text_names, "the same families, in the same order");
+    let started = families
+        .iter()
+        .find(|f| f.name.as_deref() == Some("workspacesweb_user_sessions_started_total"))
+        .expect("per-user family");
+    assert_eq!(started.metric.len(), 50);
+    let c = started.metric[7].counter.as_ref().expect("a counter");
+    assert_eq!(c.value, Some(7.0));
+    assert_eq!(
+        c.created_timestamp.as_ref().map(|t| t.seconds),
+        Some(1_700_000_000)
+    );
+    server.stop().await;
 }

@@ -100,6 +100,7 @@ fn phase_faults(n: usize) -> (&'static str, Faults) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_with_churn_faults_and_scrapes() {
+    let _alone = crate::common::PROCESS_MEMORY.lock().await;
     let seconds: u64 = std::env::var("SOAK_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -19,7 +19,7 @@ use std::fmt::Write as _;
 use sha2::{Digest, Sha256};
 
 use crate::ledger::{Ledger, UNKNOWN_USER};
-use crate::session::SessionRecord;
+use crate::session::{SessionRecord, UnixMillis};
 
 /// Label value of the overflow series.
 pub const OTHER_USER: &str = "__other__";
@@ -59,6 +59,8 @@ pub struct UserSeries {
     pub started: u64,
     /// Session seconds since T0.
     pub session_seconds: f64,
+    /// When the series was first counted (its created timestamp): its counters were 0 before.
+    pub created_ms: UnixMillis,
 }
 
 #[derive(Debug, Clone)]
@@ -78,6 +80,8 @@ pub struct UserLabels {
     other_started: u64,
     other_ms: i64,
     other_seen: bool,
+    /// When `__other__` was first counted.
+    other_created_ms: Option<UnixMillis>,
 }
 
 /// The label value of `username` under `mode` (`__unknown__` is never hashed: it is not a name;
@@ -126,6 +130,7 @@ impl UserLabels {
             other_started: 0,
             other_ms: 0,
             other_seen: false,
+            other_created_ms: None,
         }
     }
 
@@ -143,6 +148,8 @@ impl UserLabels {
         });
         let mut out = Vec::new();
         let mut other_active = 0;
+        // The users that open `__other__` all count from its creation: the earliest of them.
+        let opening = !self.other_seen;
         for (name, totals) in &present {
             let slot = self.slots.entry((*name).to_string()).or_insert_with(|| {
                 if self.own < self.settings.max_users && *name != OTHER_USER {
@@ -161,12 +168,18 @@ impl UserLabels {
                     active: totals.active,
                     started: totals.started,
                     session_seconds: totals.session_ms as f64 / 1000.0,
+                    created_ms: totals.created_ms,
                 }),
                 Slot::Other {
                     started,
                     session_ms,
                 } => {
                     self.other_seen = true;
+                    if opening || self.other_created_ms.is_none() {
+                        let at = totals.created_ms;
+                        self.other_created_ms =
+                            Some(self.other_created_ms.map_or(at, |o| o.min(at)));
+                    }
                     self.other_started += totals.started.saturating_sub(*started);
                     self.other_ms += totals.session_ms.saturating_sub(*session_ms).max(0);
                     *started = totals.started.max(*started);
@@ -181,6 +194,7 @@ impl UserLabels {
                 active: other_active,
                 started: self.other_started,
                 session_seconds: self.other_ms as f64 / 1000.0,
+                created_ms: self.other_created_ms.unwrap_or(ledger.t0_ms()),
             });
         }
         out.sort_by(|a, b| a.username.cmp(&b.username));
@@ -203,6 +217,9 @@ pub struct UserLabelsState<S = String> {
     pub other_ms: i64,
     /// Whether `__other__` has been exposed.
     pub other_seen: bool,
+    /// When `__other__` was first counted; absent in a state written before it (T0 then).
+    #[serde(default)]
+    pub other_created_ms: Option<UnixMillis>,
     // Fields added from here on: `#[serde(default)]`, at the end (see `ledger::LedgerState`).
 }
 
@@ -225,6 +242,7 @@ impl UserLabels {
             other_started: self.other_started,
             other_ms: self.other_ms,
             other_seen: self.other_seen,
+            other_created_ms: self.other_created_ms,
         }
     }
 
@@ -242,6 +260,7 @@ impl UserLabels {
             other_started: v.other_started,
             other_ms: v.other_ms,
             other_seen: v.other_seen,
+            other_created_ms: v.other_created_ms,
         }
     }
 
@@ -278,6 +297,7 @@ impl UserLabels {
             other_started: state.other_started,
             other_ms: state.other_ms,
             other_seen: state.other_seen,
+            other_created_ms: state.other_created_ms,
         }
     }
 }

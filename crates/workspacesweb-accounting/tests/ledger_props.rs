@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
+use workspacesweb_accounting::ledger::native::upper_bound;
 use workspacesweb_accounting::ledger::{
     ActiveSummary, Ledger, LedgerSettings, UNKNOWN_USER, month_bounds,
 };
@@ -133,6 +134,8 @@ fn sessions() -> impl Strategy<Value = Vec<Sess>> {
                 prop_oneof![
                     3 => (0i64..600).prop_map(|m| m * MIN + 7),
                     1 => prop::sample::select(BUCKETS.to_vec()).prop_map(|b| b as i64 * 1000),
+                    // Native bounds: powers of two seconds (a bound in every schema), 0, 1 ms.
+                    1 => prop_oneof![(0u32..17).prop_map(|e| 1000i64 << e), Just(0), Just(1), Just(500)],
                 ],
             ),
         ),
@@ -412,17 +415,56 @@ fn observed(ledger: &Ledger) -> Truth {
     }
 }
 
+/// The native bucket of `v` found by comparing it with the bucket bounds (not by the ledger's
+/// `frexp` and table search): the `i` with `upper_bound(i - 1) < v <= upper_bound(i)`.
+fn bucket_by_bounds(v: f64, schema: i8) -> i32 {
+    let per_power = 2f64.powi(i32::from(schema));
+    let mut i = (v.log2() * per_power).ceil() as i32;
+    while upper_bound(i, schema) < v {
+        i += 1;
+    }
+    while upper_bound(i - 1, schema) >= v {
+        i -= 1;
+    }
+    i
+}
+
+/// The native histogram equals the classic one in count and sum, and each of its buckets holds
+/// exactly the observed durations within its bounds.
+fn check_native(ledger: &Ledger, observed: &[f64]) -> Result<(), TestCaseError> {
+    let t = ledger.totals();
+    prop_assert_eq!(t.native.count, t.durations.count);
+    prop_assert_eq!(t.native.sum(), t.durations.sum);
+    prop_assert_eq!(t.native.count, observed.len() as u64);
+    let mut expected: BTreeMap<i32, u64> = BTreeMap::new();
+    let mut zero = 0;
+    for v in observed {
+        if *v == 0.0 {
+            zero += 1;
+        } else {
+            *expected
+                .entry(bucket_by_bounds(*v, t.native.schema))
+                .or_default() += 1;
+        }
+    }
+    prop_assert_eq!(&t.native.buckets, &expected);
+    prop_assert_eq!(t.native.zero_count, zero);
+    Ok(())
+}
+
 /// Runs the timeline through a ledger the way the poller would, checking after every poll.
 fn run(sessions: &[Sess], plans: &[PollPlan], t0_offset: i64) -> Result<(), TestCaseError> {
     let first = BASE + t0_offset;
     let t0 = BASE;
-    let mut ledger = Ledger::new(
-        LedgerSettings {
-            duration_buckets: BUCKETS.to_vec(),
-            ..LedgerSettings::default()
-        },
-        t0,
-    );
+    // Every native schema, from the run's parameters.
+    let native_schema = (t0_offset % 13 - 4) as i8;
+    let settings = LedgerSettings {
+        duration_buckets: BUCKETS.to_vec(),
+        native_schema,
+        ..LedgerSettings::default()
+    };
+    let mut ledger = Ledger::new(settings.clone(), t0);
+    let mut durations: Vec<f64> = Vec::new();
     let mut seen = vec![Seen::default(); sessions.len()];
     let mut polls: Vec<i64> = Vec::new();
     let mut delivered: Vec<SessionRecord> = Vec::new();
@@ -500,17 +542,13 @@ fn run(sessions: &[Sess], plans: &[PollPlan], t0_offset: i64) -> Result<(), Test
         other.extend(stale);
         rng.shuffle(&mut other);
 
-        ledger.apply_poll(at, &active, &other);
+        durations.extend(ledger.apply_poll(at, &active, &other).durations);
         polls.push(at);
         if plan.seed % 3 == 0 {
             // A restart with durable state: the ledger goes through its state file format and
             // back; nothing the oracle sees may change, now or at any later poll.
             let text = serde_json::to_string(&ledger.to_state()).expect("state serializes");
             let state = serde_json::from_str(&text).expect("state parses");
-            let settings = LedgerSettings {
-                duration_buckets: BUCKETS.to_vec(),
-                ..LedgerSettings::default()
-            };
             let resumed = Ledger::from_state(&settings, state).expect("state resumes");
             prop_assert_eq!(resumed.to_state(), ledger.to_state());
             ledger = resumed;
@@ -518,6 +556,7 @@ fn run(sessions: &[Sess], plans: &[PollPlan], t0_offset: i64) -> Result<(), Test
         let expected = truth(sessions, &seen, t0, &polls);
         let got = observed(&ledger);
         prop_assert_eq!(&got, &expected, "after poll {} at {}", k, at);
+        check_native(&ledger, &durations)?;
         // Per-user sums equal the portal totals exactly.
         let sum_started: u64 = ledger.users().map(|(_, u)| u.started).sum();
         let sum_ms: i64 = ledger.users().map(|(_, u)| u.session_ms).sum();

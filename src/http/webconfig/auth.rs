@@ -3,31 +3,39 @@
 //! Cost and timing:
 //! - bcrypt runs on the blocking pool, one verification at a time per web config (as the Go
 //!   toolkit serialises it): a flood of wrong passwords costs one core, not all of them, and
-//!   never stalls the async workers that serve other connections. A request waits at most
-//!   [`BCRYPT_SLOT_WAIT`] (2 s) for that slot, then gets 503: a flood cannot queue every
-//!   scrape behind it. Costs above [`MAX_COST`] (14, about a second per verification) are
-//!   refused in the web config.
+//!   never stalls the async workers that serve other connections. The slot is handed out
+//!   round-robin between peers, then between user names within a peer ([`BcryptSlot`]): a
+//!   first login waits for about one verification per other waiting peer (or name), not for a
+//!   flood's whole queue. A peer has at most 16 requests waiting, 4 per name; a request beyond
+//!   them waits [`BCRYPT_SLOT_WAIT`] (2 s) without queueing and gets 503, as does one whose
+//!   turn does not come within that time. Costs above [`MAX_COST`] (14, about a second per
+//!   verification) are refused in the web config.
 //! - After a password verifies, the SHA-256 of (user's bcrypt hash, password) is remembered
 //!   for that user, so later scrapes with the same credentials skip bcrypt. The digest is
 //!   compared in constant time. The cache holds at most one entry per configured user (its
-//!   last verified password), so it is bounded by the config, and it is dropped with the web
-//!   config on reload. Failed attempts are never cached: every wrong guess pays bcrypt.
-//! - An unknown user is checked against a decoy (the configured hash of the highest cost) and
-//!   refused whatever the outcome, so it costs the same bcrypt time as a wrong password for a
-//!   known user: response times do not reveal which user names exist.
+//!   last verified password), so it is bounded by the config. A reload keeps it for every user
+//!   whose hash did not change (and keeps the bcrypt slot). Failed attempts are never cached:
+//!   every wrong guess pays bcrypt.
+//! - An unknown user is checked against a decoy and refused whatever the outcome. The decoy
+//!   is one of the configured hashes, chosen by a keyed hash of the user name (the key is
+//!   random per process): every unknown name always pays the cost of one configured user, in
+//!   the proportions of the configured costs, so that its response time is that of a known
+//!   user of the same cost and does not reveal which names exist, even when costs differ.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use base64::Engine;
 use hyper::HeaderMap;
 use hyper::header::AUTHORIZATION;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tokio::sync::Semaphore;
 
 use super::Invalid;
+use super::bcrypt_slot::{BcryptPermit, BcryptSlot};
+use crate::http::peer::PeerKey;
 
 /// Lowest bcrypt cost (the bcrypt crate does not export its bounds).
 const MIN_COST: u32 = 4;
@@ -46,8 +54,10 @@ pub(in crate::http) enum Verdict {
     Allowed,
     /// Missing or wrong credentials: 401.
     Denied,
-    /// The bcrypt slot stayed busy for [`BCRYPT_SLOT_WAIT`]: 503.
+    /// No bcrypt slot in time (or the peer's queue is full): 503.
     Busy,
+    /// Refused by `rate_limit` before any check: 429.
+    Limited,
 }
 
 /// Value of `WWW-Authenticate` on a 401.
@@ -83,19 +93,25 @@ impl Credentials {
 pub(in crate::http) struct BasicAuth {
     /// User → bcrypt hash.
     users: HashMap<String, String>,
-    /// Hash verified against for unknown users (the costliest configured one).
-    decoy: String,
+    /// Every configured hash, in user-name order: an unknown user is verified against one.
+    decoys: Vec<String>,
     /// User → SHA-256 of (hash, last password that verified).
     verified: Mutex<HashMap<String, [u8; 32]>>,
     /// One bcrypt at a time; the permit lives as long as the blocking task, which a
     /// disconnecting client cannot cancel.
-    bcrypt: Arc<Semaphore>,
+    bcrypt: Arc<BcryptSlot>,
+}
+
+/// The key of the decoy choice, random per process so that nobody can tell in advance which
+/// cost an unknown name will pay.
+fn decoy_key() -> &'static [u8; 32] {
+    static KEY: OnceLock<[u8; 32]> = OnceLock::new();
+    KEY.get_or_init(rand::random)
 }
 
 impl BasicAuth {
     /// Checks every hash; `users` must not be empty.
     pub(in crate::http) fn new(users: BTreeMap<String, String>) -> Result<Self, Invalid> {
-        let mut decoy: Option<(u32, String)> = None;
         for (user, hash) in &users {
             let key = format!("basic_auth_users.{user}");
             if user.is_empty() || user.contains(':') {
@@ -116,18 +132,15 @@ impl BasicAuth {
                     ),
                 ));
             }
-            if decoy.as_ref().is_none_or(|(c, _)| cost > *c) {
-                decoy = Some((cost, hash.clone()));
-            }
         }
-        let Some((_, decoy)) = decoy else {
+        if users.is_empty() {
             return Err(Invalid::new("basic_auth_users", "no users"));
-        };
+        }
         Ok(Self {
+            decoys: users.values().cloned().collect(),
             users: users.into_iter().collect(),
-            decoy,
             verified: Mutex::new(HashMap::new()),
-            bcrypt: Arc::new(Semaphore::new(1)),
+            bcrypt: Arc::new(BcryptSlot::default()),
         })
     }
 
@@ -143,28 +156,70 @@ impl BasicAuth {
         users
     }
 
-    /// Whether `credentials` name a configured user with the right password; `Busy` when the
-    /// bcrypt slot stays taken for [`BCRYPT_SLOT_WAIT`].
-    pub(in crate::http) async fn verify(&self, credentials: Option<Credentials>) -> Verdict {
+    /// Whether the two configure the same users with the same hashes.
+    pub(in crate::http) fn same_users(&self, other: &BasicAuth) -> bool {
+        self.users == other.users
+    }
+
+    /// Takes over what `previous` (the web config this one replaces) knows: its bcrypt slot,
+    /// and its verified passwords of every user whose hash did not change.
+    pub(in crate::http) fn inherit(&mut self, previous: &BasicAuth) {
+        self.bcrypt = Arc::clone(&previous.bcrypt);
+        let kept: Vec<(String, [u8; 32])> = previous
+            .verified
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(user, _)| {
+                self.users
+                    .get(*user)
+                    .is_some_and(|hash| previous.users.get(*user) == Some(hash))
+            })
+            .map(|(user, digest)| (user.clone(), *digest))
+            .collect();
+        self.verified
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(kept);
+    }
+
+    /// The hash an unknown `user` is verified against.
+    fn decoy(&self, user: &str) -> &str {
+        let mut sha = Sha256::new();
+        sha.update(decoy_key());
+        sha.update(user.as_bytes());
+        let hashed: [u8; 32] = sha.finalize().into();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&hashed[..8]);
+        let index = u64::from_be_bytes(first) % self.decoys.len() as u64;
+        &self.decoys[index as usize]
+    }
+
+    /// Whether `credentials` name a configured user with the right password; `Busy` when
+    /// `peer` gets no bcrypt slot in time.
+    pub(in crate::http) async fn verify(
+        &self,
+        credentials: Option<Credentials>,
+        peer: IpAddr,
+    ) -> Verdict {
         let Some(Credentials { user, password }) = credentials else {
             return Verdict::Denied;
         };
         let (hash, known) = match self.users.get(&user) {
             Some(hash) => (hash.clone(), true),
-            None => (self.decoy.clone(), false),
+            None => (self.decoy(&user).to_string(), false),
         };
         let digest = digest(&hash, &password);
         if known && self.cached(&user, &digest) {
             return Verdict::Allowed;
         }
-        let permit =
-            match tokio::time::timeout(BCRYPT_SLOT_WAIT, Arc::clone(&self.bcrypt).acquire_owned())
-                .await
-            {
-                Ok(Ok(permit)) => permit,
-                Ok(Err(_)) => return Verdict::Denied,
-                Err(_) => return Verdict::Busy,
-            };
+        let Some(permit) = self
+            .bcrypt
+            .acquire(PeerKey::of(peer), &user, BCRYPT_SLOT_WAIT)
+            .await
+        else {
+            return Verdict::Busy;
+        };
         let matched = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             bcrypt::verify(&password, &hash)
@@ -184,8 +239,8 @@ impl BasicAuth {
     }
 
     /// Takes the bcrypt slot as a verification in progress does (tests: one that never ends).
-    pub(in crate::http) fn hold_bcrypt_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        Arc::clone(&self.bcrypt).try_acquire_owned().ok()
+    pub(in crate::http) fn hold_bcrypt_slot(&self) -> Option<BcryptPermit> {
+        self.bcrypt.try_acquire()
     }
 
     /// Whether `digest` is the one remembered for `user` (compared in constant time).
@@ -238,55 +293,105 @@ mod tests {
         assert!(Credentials::from_headers(&HeaderMap::new()).is_none());
     }
 
-    #[tokio::test]
-    async fn right_password_verifies_and_is_cached_wrong_ones_are_not() {
-        let hash = bcrypt::hash("secret", 4).expect("hash");
-        let auth = BasicAuth::new(BTreeMap::from([("alice".to_string(), hash)])).expect("valid");
-        let creds =
-            |u: &str, p: &str| Credentials::from_headers(&headers(&basic(&format!("{u}:{p}"))));
-        let ok = Verdict::Allowed;
-        assert_ne!(auth.verify(creds("alice", "wrong")).await, ok);
-        assert!(auth.verified.lock().expect("lock").is_empty());
-        assert_ne!(auth.verify(creds("mallory", "secret")).await, ok);
-        assert_eq!(auth.verify(creds("alice", "secret")).await, ok);
-        assert_eq!(auth.verified.lock().expect("lock").len(), 1);
-        // Served from the cache now; a different password still goes to bcrypt and fails.
-        assert_eq!(auth.verify(creds("alice", "secret")).await, ok);
-        assert_ne!(auth.verify(creds("alice", "secret2")).await, ok);
-        assert_eq!(auth.verify(None).await, Verdict::Denied);
+    const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    fn creds(user: &str, password: &str) -> Option<Credentials> {
+        Credentials::from_headers(&headers(&basic(&format!("{user}:{password}"))))
     }
 
-    /// An unknown user pays what a known user of the same cost pays: a bcrypt verification
-    /// through the same single slot, against the costliest configured hash. Shown by holding the
-    /// slot: the unknown user waits for it exactly as a known user's wrong password does, and
-    /// neither is answered before the slot frees up.
+    fn auth(users: &[(&str, &str, u32)]) -> BasicAuth {
+        BasicAuth::new(
+            users
+                .iter()
+                .map(|(u, p, cost)| (u.to_string(), bcrypt::hash(p, *cost).expect("hash")))
+                .collect(),
+        )
+        .expect("valid")
+    }
+
+    fn cost(hash: &str) -> u32 {
+        bcrypt::HashParts::from_str(hash).expect("hash").get_cost()
+    }
+
+    #[tokio::test]
+    async fn right_password_verifies_and_is_cached_wrong_ones_are_not() {
+        let auth = auth(&[("alice", "secret", 4)]);
+        let ok = Verdict::Allowed;
+        assert_ne!(auth.verify(creds("alice", "wrong"), PEER).await, ok);
+        assert!(auth.verified.lock().expect("lock").is_empty());
+        assert_ne!(auth.verify(creds("mallory", "secret"), PEER).await, ok);
+        assert_eq!(auth.verify(creds("alice", "secret"), PEER).await, ok);
+        assert_eq!(auth.verified.lock().expect("lock").len(), 1);
+        // Served from the cache now; a different password still goes to bcrypt and fails.
+        assert_eq!(auth.verify(creds("alice", "secret"), PEER).await, ok);
+        assert_ne!(auth.verify(creds("alice", "secret2"), PEER).await, ok);
+        assert_eq!(auth.verify(None, PEER).await, Verdict::Denied);
+    }
+
+    /// Before: every unknown user was verified against the costliest hash, so with a cost-4
+    /// and a cost-5 user an unknown name took as long as the cost-5 one and twice the cost-4
+    /// one (85 ms against 330 ms in the security review, at costs 10 and 12). Now each unknown
+    /// name pays the cost of one configured user, always the same for that name, in the
+    /// proportions of the configuration.
+    #[test]
+    fn an_unknown_name_pays_the_cost_of_a_configured_user_chosen_by_the_name() {
+        let auth = auth(&[("alice", "a", 4), ("bob", "b", 5), ("carol", "c", 4)]);
+        let mut at_cost = BTreeMap::<u32, usize>::new();
+        for i in 0..300 {
+            let name = format!("intruder-{i}");
+            let decoy = auth.decoy(&name);
+            assert_eq!(decoy, auth.decoy(&name), "{name} always pays the same");
+            *at_cost.entry(cost(decoy)).or_default() += 1;
+        }
+        // About 200 at cost 4 and 100 at cost 5; far from both ends.
+        assert_eq!(at_cost.keys().copied().collect::<Vec<_>>(), [4, 5]);
+        assert!(at_cost[&4] > 120 && at_cost[&5] > 40, "{at_cost:?}");
+    }
+
+    /// An unknown user goes through the same single bcrypt slot as a known one: while a
+    /// verification holds it, both wait for it alike, and neither is answered before it frees.
     #[tokio::test]
     async fn an_unknown_user_goes_through_bcrypt_like_a_known_one() {
-        let auth = BasicAuth::new(BTreeMap::from([
-            (
-                "alice".to_string(),
-                bcrypt::hash("secret", 4).expect("hash"),
-            ),
-            ("bob".to_string(), bcrypt::hash("other", 5).expect("hash")),
-        ]))
-        .expect("valid");
-        assert_eq!(
-            bcrypt::HashParts::from_str(&auth.decoy)
-                .expect("hash")
-                .get_cost(),
-            5,
-            "the decoy is the costliest configured hash"
-        );
-        let creds =
-            |u: &str, p: &str| Credentials::from_headers(&headers(&basic(&format!("{u}:{p}"))));
+        let auth = auth(&[("alice", "secret", 4), ("bob", "other", 5)]);
         let held = auth.hold_bcrypt_slot().expect("slot free");
-        assert_eq!(auth.verify(creds("mallory", "x")).await, Verdict::Busy);
-        assert_eq!(auth.verify(creds("bob", "x")).await, Verdict::Busy);
+        assert_eq!(
+            auth.verify(creds("mallory", "x"), PEER).await,
+            Verdict::Busy
+        );
+        assert_eq!(auth.verify(creds("bob", "x"), PEER).await, Verdict::Busy);
         drop(held);
         assert_eq!(
-            auth.verify(creds("mallory", "other")).await,
+            auth.verify(creds("mallory", "other"), PEER).await,
             Verdict::Denied
         );
+    }
+
+    /// A reload keeps the verified passwords of users whose hash is unchanged, and the bcrypt
+    /// slot (one verification at a time across the reload).
+    #[tokio::test]
+    async fn a_successor_inherits_unchanged_users_and_the_slot() {
+        let old = auth(&[("alice", "a", 4), ("bob", "b", 4)]);
+        assert_eq!(
+            old.verify(creds("alice", "a"), PEER).await,
+            Verdict::Allowed
+        );
+        assert_eq!(old.verify(creds("bob", "b"), PEER).await, Verdict::Allowed);
+        let alice = old.users["alice"].clone();
+        let mut new = BasicAuth::new(BTreeMap::from([
+            ("alice".to_string(), alice),
+            ("bob".to_string(), bcrypt::hash("b2", 4).expect("hash")),
+        ]))
+        .expect("valid");
+        new.inherit(&old);
+        let verified = new.verified.lock().expect("lock");
+        assert_eq!(verified.keys().collect::<Vec<_>>(), ["alice"]);
+        drop(verified);
+        let held = old.hold_bcrypt_slot().expect("free");
+        assert!(
+            new.hold_bcrypt_slot().is_none(),
+            "one slot across the reload"
+        );
+        drop(held);
     }
 
     #[test]

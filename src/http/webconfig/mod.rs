@@ -1,36 +1,50 @@
-//! `--web.config.file`: the exporter-toolkit web configuration (TLS, basic auth, extra headers).
+//! `--web.config.file`: the exporter-toolkit web configuration (TLS, basic auth, extra headers,
+//! rate limit).
 //!
-//! The file is YAML, read strictly: an unknown key is an error that names it. Accepted keys:
+//! The file is YAML, read strictly: an unknown key is an error that names it. Every key of the
+//! toolkit's documented format is accepted:
 //!
 //! ```yaml
 //! tls_server_config:
 //!   cert_file: server.crt         # or `cert:` with the PEM inline
 //!   key_file: server.key          # or `key:` with the PEM inline
 //!   client_ca_file: ca.crt        # or `client_ca:` with the PEM inline
-//!   client_auth_type: RequireAndVerifyClientCert  # NoClientCert (default), VerifyClientCertIfGiven
+//!   client_auth_type: RequireAndVerifyClientCert  # any of the five Go values, see `client_auth`
+//!   client_allowed_sans: [prometheus.example.com] # exact SAN match (DNS, e-mail, IP, URI)
 //!   min_version: TLS12            # TLS12 (default) or TLS13
 //!   max_version: TLS13            # TLS12 or TLS13 (default)
-//!   prefer_server_cipher_suites: true
+//!   cipher_suites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]  # Go names, see `suites`
+//!   curve_preferences: [X25519, CurveP256]                   # Go names, see `suites`
+//!   prefer_server_cipher_suites: true   # accepted; no effect (a warning says so)
 //! http_server_config:
-//!   http2: true                   # accepted and ignored: the server speaks HTTP/1.1 only
+//!   http2: false                  # accepted; the server speaks HTTP/1.1 only
 //!   headers:
 //!     Strict-Transport-Security: max-age=31536000
 //! basic_auth_users:
 //!   prometheus: $2y$10$...        # bcrypt hashes
+//! rate_limit:
+//!   interval: 1s                  # a token comes back every interval
+//!   burst: 10                     # tokens at most
 //! ```
 //!
-//! Differences from the Go toolkit, each rejected with a message rather than ignored:
-//! `client_auth_type` `RequestClientCert` and `RequireAnyClientCert` (rustls verifies every
-//! client certificate it asks for), `min_version`/`max_version` `TLS10`/`TLS11` (rustls speaks
-//! TLS 1.2 and 1.3 only), `cipher_suites`, `curve_preferences`, `client_allowed_sans` and
-//! `rate_limit`. As in the toolkit, relative file paths are relative to the web config file's
-//! directory, TLS is on when any of `cert_file`, `cert`, `key_file`, `key`, `client_ca_file`,
-//! `client_ca` or `client_auth_type` is set, and `http_server_config.headers` may only set
-//! `Strict-Transport-Security`, `X-Content-Type-Options` (`nosniff`), `X-Frame-Options`
-//! (`deny` or `sameorigin`), `X-XSS-Protection` and `Content-Security-Policy`.
+//! Where rustls cannot do what Go's crypto/tls does, the value is refused with a message that
+//! says so, naming the key and the value: `min_version`/`max_version` `TLS10`/`TLS11`, the
+//! CBC and RSA-key-exchange cipher suites, `CurveP521`. Other differences from the toolkit:
+//! bcrypt costs above 14 are refused (`auth`); `rate_limit.burst` must be at least 1 and
+//! `/-/healthy` is not rate limited (`rate_limit`). As in the toolkit, relative file paths are
+//! relative to the web config file's directory, TLS is on when any of `cert_file`, `cert`,
+//! `key_file`, `key`, `client_ca_file`, `client_ca` or `client_auth_type` is set, and
+//! `http_server_config.headers` may only set the toolkit's five headers (`headers`).
 //!
 //! Certificates and keys are read once, when the file is loaded (at startup and on reload),
 //! not at every handshake as the Go toolkit does: a renewed certificate takes effect on reload.
+//! A reload may not remove TLS, basic auth or a requirement of verified client certificates
+//! that is in force (`reload`).
+//!
+//! Errors name the web config file and the key. Their [`WebConfigError::public_message`] (what
+//! `POST /-/reload` answers) names no other path (a certificate, key or CA file is named by its
+//! key), and no error echoes a value of the file (a misplaced password or key stays out of
+//! logs and responses).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -39,12 +53,22 @@ use std::sync::Arc;
 
 use hyper::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 pub(super) mod auth;
+mod bcrypt_slot;
+mod client_auth;
+mod headers;
+pub(super) mod rate_limit;
+mod reload;
+mod suites;
 mod tls;
 
 use self::auth::BasicAuth;
-use self::tls::Tls;
+use self::rate_limit::{RateLimit, RawRateLimit};
+pub use self::reload::WebChange;
+pub(super) use self::reload::{carry_over, lowered};
+use self::tls::{RawTls, Tls};
 
 /// Why a web config file was rejected: the file, the key at fault and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,17 +77,33 @@ pub struct WebConfigError {
     pub file: PathBuf,
     /// Key path such as `tls_server_config.cert_file`; empty for the file as a whole.
     pub key: String,
-    /// What is wrong, in words.
+    /// What is wrong, in words that name no path but the web config's and no secret.
     pub message: String,
+    /// The same with the path of the certificate, key or CA file at fault, for logs and the
+    /// command line; `None` when `message` says it all.
+    pub detail: Option<String>,
+}
+
+impl WebConfigError {
+    /// The error as an HTTP response may show it: no path other than the web config file's.
+    pub fn public_message(&self) -> String {
+        self.render(&self.message)
+    }
+
+    fn render(&self, message: &str) -> String {
+        let mut text = format!("web config {}:", self.file.display());
+        if !self.key.is_empty() {
+            text.push_str(&format!(" {}:", self.key));
+        }
+        text.push(' ');
+        text.push_str(message);
+        text
+    }
 }
 
 impl fmt::Display for WebConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "web config {}:", self.file.display())?;
-        if !self.key.is_empty() {
-            write!(f, " {}:", self.key)?;
-        }
-        write!(f, " {}", self.message)
+        f.write_str(&self.render(self.detail.as_deref().unwrap_or(&self.message)))
     }
 }
 
@@ -74,8 +114,10 @@ impl std::error::Error for WebConfigError {}
 pub(super) struct Invalid {
     /// Key path.
     pub(super) key: String,
-    /// What is wrong.
+    /// What is wrong (no path, no secret).
     pub(super) message: String,
+    /// The message with the path of the file at fault.
+    pub(super) detail: Option<String>,
 }
 
 impl Invalid {
@@ -84,6 +126,21 @@ impl Invalid {
         Self {
             key: key.into(),
             message: message.into(),
+            detail: None,
+        }
+    }
+
+    /// A problem at `key` with a file that `say` describes: `say("the file")` publicly,
+    /// `say(path)` in the detail.
+    pub(super) fn about_file(
+        key: impl Into<String>,
+        path: &Path,
+        say: impl Fn(&str) -> String,
+    ) -> Self {
+        Self {
+            key: key.into(),
+            message: say("the file"),
+            detail: Some(say(&path.display().to_string())),
         }
     }
 }
@@ -98,6 +155,14 @@ pub struct WebState {
     pub(super) auth: Option<Arc<BasicAuth>>,
     /// `http_server_config.headers`, added to every response that does not set them itself.
     pub(super) headers: Vec<(HeaderName, HeaderValue)>,
+    /// `rate_limit`, when it limits anything.
+    pub(super) rate_limit: Option<Arc<RateLimit>>,
+    /// Settings accepted without effect, in words.
+    warnings: Vec<String>,
+    /// SHA-256 of the file and of every file it names, as read: equal fingerprints, same config.
+    fingerprint: [u8; 32],
+    /// The file it was read from.
+    pub(super) source: Option<PathBuf>,
 }
 
 impl fmt::Debug for WebState {
@@ -110,6 +175,7 @@ impl fmt::Debug for WebState {
                 &self.auth.as_ref().map(|a| a.user_count()),
             )
             .field("headers", &self.headers)
+            .field("rate_limit", &self.rate_limit.is_some())
             .finish()
     }
 }
@@ -141,20 +207,29 @@ impl WebState {
     pub fn extra_headers(&self) -> &[(HeaderName, HeaderValue)] {
         &self.headers
     }
+
+    /// Settings the file sets that have no effect here (log them as warnings).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
 }
 
 /// Reads, checks and prepares a web config file (certificates and keys are read too).
 ///
 /// Synchronous file I/O: on reload, call it from the blocking pool.
 pub fn load_web_config(path: &Path) -> Result<WebState, WebConfigError> {
-    let fail = |key: &str, message: String| WebConfigError {
+    let fail = |e: Invalid| WebConfigError {
         file: path.to_path_buf(),
-        key: key.to_string(),
-        message,
+        key: e.key,
+        message: e.message,
+        detail: e.detail,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| fail("", format!("cannot read: {e}")))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| fail(Invalid::new("", format!("cannot read: {e}"))))?;
     let dir = path.parent().unwrap_or_else(|| Path::new(""));
-    parse_web_config(&text, dir).map_err(|e| fail(&e.key, e.message))
+    let mut state = parse_web_config(&text, dir).map_err(fail)?;
+    state.source = Some(path.to_path_buf());
+    Ok(state)
 }
 
 /// Parses web config text; relative paths in it are resolved against `dir`.
@@ -163,77 +238,78 @@ fn parse_web_config(text: &str, dir: &Path) -> Result<WebState, Invalid> {
     let raw: Option<RawWebConfig> = serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
         let key = if key == "." { String::new() } else { key };
-        Invalid::new(key, e.into_inner().to_string())
+        Invalid::new(key, hide_values(&e.into_inner().to_string()))
     })?;
     let raw = raw.unwrap_or_default();
-    if raw.rate_limit.is_some() {
-        return Err(Invalid::new(
-            "rate_limit",
-            "not supported by this exporter (use --web.max-connections to bound the load)",
-        ));
-    }
+    let mut read = Sha256::new();
+    read.update(text.as_bytes());
+    let mut warnings = Vec::new();
     let tls = match raw.tls_server_config {
-        Some(t) => tls::build(t, dir)?,
+        Some(t) => tls::build(t, dir, &mut read, &mut warnings)?,
         None => None,
     };
     let auth = match raw.basic_auth_users {
         Some(users) if !users.is_empty() => Some(Arc::new(BasicAuth::new(users)?)),
         _ => None,
     };
-    let headers = match raw.http_server_config.and_then(|h| h.headers) {
-        Some(headers) => validate_headers(headers)?,
+    let http = raw.http_server_config.unwrap_or_default();
+    if http.http2 == Some(true) {
+        warnings.push(
+            "http_server_config.http2: true has no effect: the exporter speaks HTTP/1.1 only"
+                .to_string(),
+        );
+    }
+    let headers = match http.headers {
+        Some(headers) => headers::validate_headers(headers)?,
         None => Vec::new(),
     };
-    Ok(WebState { tls, auth, headers })
+    let rate_limit = rate_limit::build(raw.rate_limit.unwrap_or_default())?.map(Arc::new);
+    Ok(WebState {
+        tls,
+        auth,
+        headers,
+        rate_limit,
+        warnings,
+        fingerprint: read.finalize().into(),
+        source: None,
+    })
 }
 
-/// Headers the toolkit lets a web config set, with their allowed values (empty: any value).
-const ALLOWED_HEADERS: [(&str, &[&str]); 5] = [
-    ("Strict-Transport-Security", &[]),
-    ("X-Content-Type-Options", &["nosniff"]),
-    ("X-Frame-Options", &["deny", "sameorigin"]),
-    ("X-XSS-Protection", &[]),
-    ("Content-Security-Policy", &[]),
-];
-
-/// Checks `http_server_config.headers` against the toolkit's list and HTTP's syntax.
-fn validate_headers(
-    headers: BTreeMap<String, String>,
-) -> Result<Vec<(HeaderName, HeaderValue)>, Invalid> {
-    let mut out = Vec::with_capacity(headers.len());
-    for (name, value) in headers {
-        let key = format!("http_server_config.headers.{name}");
-        // Header names are case-insensitive in HTTP; the Go toolkit matches them exactly.
-        let Some((_, allowed)) = ALLOWED_HEADERS
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(&name))
-        else {
-            let names: Vec<&str> = ALLOWED_HEADERS.iter().map(|(n, _)| *n).collect();
-            return Err(Invalid::new(
-                key,
-                format!(
-                    "this header cannot be configured; allowed: {}",
-                    names.join(", ")
-                ),
-            ));
+/// A serde message with the values it quotes replaced by `…`: `invalid type: string "…",
+/// expected a map`. Key names (in backquotes after `field`/`variant`) stay.
+fn hide_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    loop {
+        let next = [
+            ("string \"", '"'),
+            ("integer `", '`'),
+            ("floating point `", '`'),
+            ("boolean `", '`'),
+            ("character `", '`'),
+        ]
+        .into_iter()
+        .filter_map(|(opening, close)| rest.find(opening).map(|at| (at + opening.len(), close)))
+        .min_by_key(|(at, _)| *at);
+        let Some((start, close)) = next else {
+            out.push_str(rest);
+            return out;
         };
-        if !allowed.is_empty() && !allowed.contains(&value.as_str()) {
-            return Err(Invalid::new(
-                key,
-                format!("invalid value {value:?}; expected one of {allowed:?}"),
-            ));
-        }
-        let header_name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|e| Invalid::new(key.clone(), format!("invalid header name: {e}")))?;
-        let header_value = HeaderValue::from_str(&value).map_err(|_| {
-            Invalid::new(
-                key,
-                "invalid header value (control characters or non-ASCII)",
-            )
-        })?;
-        out.push((header_name, header_value));
+        out.push_str(&rest[..start]);
+        out.push('…');
+        rest = &rest[start..];
+        // Skip to the closing quote (a string is escaped: skip \" and \\ inside it).
+        let mut escaped = false;
+        let end = rest
+            .char_indices()
+            .find(|&(_, c)| {
+                let closes = c == close && !escaped;
+                escaped = c == '\\' && !escaped;
+                closes
+            })
+            .map_or(rest.len(), |(at, _)| at);
+        rest = &rest[end..];
     }
-    Ok(out)
 }
 
 /// Resolves a path from the web config against the file's directory (absolute paths stay).
@@ -251,31 +327,8 @@ struct RawWebConfig {
     http_server_config: Option<RawHttp>,
     #[serde(default)]
     basic_auth_users: Option<BTreeMap<String, String>>,
-    /// Known to the toolkit, not supported here: rejected with a message.
     #[serde(default)]
-    rate_limit: Option<serde_norway::Value>,
-}
-
-/// `tls_server_config`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawTls {
-    pub(super) cert_file: Option<String>,
-    pub(super) cert: Option<String>,
-    pub(super) key_file: Option<String>,
-    pub(super) key: Option<String>,
-    pub(super) client_ca_file: Option<String>,
-    pub(super) client_ca: Option<String>,
-    pub(super) client_auth_type: Option<String>,
-    pub(super) min_version: Option<String>,
-    pub(super) max_version: Option<String>,
-    pub(super) prefer_server_cipher_suites: Option<bool>,
-    /// Known to the toolkit, not supported here: rejected with a message.
-    pub(super) cipher_suites: Option<serde_norway::Value>,
-    /// Known to the toolkit, not supported here: rejected with a message.
-    pub(super) curve_preferences: Option<serde_norway::Value>,
-    /// Known to the toolkit, not supported here: rejected with a message.
-    pub(super) client_allowed_sans: Option<serde_norway::Value>,
+    rate_limit: Option<RawRateLimit>,
 }
 
 /// `http_server_config`.
@@ -284,7 +337,6 @@ pub(super) struct RawTls {
 struct RawHttp {
     /// Accepted for compatibility; the server speaks HTTP/1.1 only.
     #[serde(default)]
-    #[allow(dead_code)]
     http2: Option<bool>,
     #[serde(default)]
     headers: Option<BTreeMap<String, String>>,
@@ -341,9 +393,51 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_toolkit_options_are_rejected_by_name() {
-        let e = parse("rate_limit:\n  burst: 1\n").expect_err("rejected");
-        assert_eq!(e.key, "rate_limit");
+    fn rate_limit_is_accepted() {
+        let state = parse("rate_limit:\n  interval: 1s\n  burst: 5\n").expect("valid");
+        assert!(state.rate_limit.is_some());
+        let state = parse("rate_limit:\n  burst: 1\n").expect("valid: no interval");
+        assert!(state.rate_limit.is_none());
+    }
+
+    /// Before: a misplaced secret was echoed by the parser's message (`invalid type: string
+    /// "$2y$10$…", expected a map`), into logs and the reload's 400 body.
+    #[test]
+    fn parse_errors_do_not_echo_values() {
+        let hash = "$2y$10$mDwo.lAisC94iLAyP81MCesa29IzH37oigHC/42V2pdJlUprsJPze";
+        for text in [
+            format!("basic_auth_users: \"{hash}\"\n"),
+            format!("tls_server_config: '{hash}'\n"),
+            "rate_limit:\n  burst: 12345678\n  interval: [1]\n  extra: 1\n".to_string(),
+            "tls_server_config:\n  prefer_server_cipher_suites: 987654\n".to_string(),
+        ] {
+            let e = parse(&text).expect_err("rejected");
+            for secret in [hash, "12345678", "987654"] {
+                assert!(!e.message.contains(secret), "{text}: {}", e.message);
+            }
+        }
+        assert_eq!(
+            hide_values(r#"invalid type: string "a\"b\\", expected a map at line 1"#),
+            "invalid type: string \"…\", expected a map at line 1"
+        );
+        assert_eq!(
+            hide_values("unknown field `ciphers`, expected one of `cert`, `key`"),
+            "unknown field `ciphers`, expected one of `cert`, `key`"
+        );
+        assert_eq!(
+            hide_values("invalid type: integer `5`, expected a string"),
+            "invalid type: integer `…`, expected a string"
+        );
+    }
+
+    #[test]
+    fn the_fingerprint_follows_the_text() {
+        let a = parse("http_server_config:\n  headers:\n    X-Frame-Options: deny\n").unwrap();
+        let b = parse("http_server_config:\n  headers:\n    X-Frame-Options: deny\n").unwrap();
+        let c =
+            parse("http_server_config:\n  headers:\n    X-Frame-Options: sameorigin\n").unwrap();
+        assert_eq!(a.fingerprint, b.fingerprint);
+        assert_ne!(a.fingerprint, c.fingerprint);
     }
 
     #[test]

@@ -265,6 +265,10 @@ pub fn decode(
     check_times(&state, now_ms)?;
     let converted = convert_keys(&mut state, v1, per_user)?;
     let labels_on = state.users.is_some();
+    let (_, native) = state.ledger.resume_native(settings.native_schema);
+    if native != crate::ledger::NativeResume::Kept {
+        tracing::info!(portal_id = %state.portal_id, outcome = ?native, schema = settings.native_schema, "native duration buckets: a state without them, or of a higher schema, resumes them empty; of a lower one, merged");
+    }
     let ledger = Ledger::from_state(settings, state.ledger).map_err(|e| match e {
         crate::ledger::StateError::Buckets { .. } => {
             Unusable::Bad(format!("incompatible settings: {e}"))

@@ -5,7 +5,9 @@
 
 use serde::Deserialize;
 
-use crate::ledger::{LedgerState, LooseState, PhaseState, SessionState, UserState};
+use crate::ledger::{
+    LedgerState, LooseState, NativeHistogram, PhaseState, SessionState, UserState,
+};
 use crate::session::UnixMillis;
 use crate::users::UserLabelsState;
 
@@ -77,6 +79,10 @@ struct Ledger {
     capacity_limit: Option<u64>,
     #[serde(default)]
     at_capacity_ms: i64,
+    #[serde(default)]
+    native: Option<NativeHistogram>,
+    #[serde(default)]
+    user_created: Vec<(String, UnixMillis)>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,13 +91,20 @@ struct Labels {
     other_started: u64,
     other_ms: i64,
     other_seen: bool,
+    #[serde(default)]
+    other_created_ms: Option<UnixMillis>,
 }
 
 impl V1 {
     /// The same state in the current shape, its usernames raw.
     pub(super) fn convert(self) -> (Header, LedgerState, Option<UserLabelsState>) {
         let l = self.ledger;
-        let (users, sessions, month_users) = users_of(l.users, l.sessions, l.month_users);
+        let (mut users, sessions, month_users) = users_of(l.users, l.sessions, l.month_users);
+        let created: std::collections::HashMap<String, UnixMillis> =
+            l.user_created.into_iter().collect();
+        for u in &mut users {
+            u.created_ms = created.get(&u.name).copied();
+        }
         let ledger = LedgerState {
             t0_ms: l.t0_ms,
             started: l.started,
@@ -112,6 +125,7 @@ impl V1 {
             last_poll_ms: l.last_poll_ms,
             capacity_limit: l.capacity_limit,
             at_capacity_ms: l.at_capacity_ms,
+            native: l.native,
         };
         let labels = self.users.map(|u| UserLabelsState {
             others: u
@@ -122,6 +136,7 @@ impl V1 {
             other_started: u.other_started,
             other_ms: u.other_ms,
             other_seen: u.other_seen,
+            other_created_ms: u.other_created_ms,
         });
         (self.header, ledger, labels)
     }
@@ -145,6 +160,7 @@ fn users_of(
                 session_ms: 0,
                 last_seen_ms: seen,
                 in_month: false,
+                created_ms: None,
             });
             u32::try_from(users.len() - 1).unwrap_or(u32::MAX)
         })

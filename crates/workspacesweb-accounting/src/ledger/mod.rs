@@ -106,6 +106,7 @@
 
 mod capacity;
 mod month;
+pub mod native;
 mod packed;
 mod state;
 
@@ -122,6 +123,7 @@ use std::sync::Arc;
 use crate::session::{SessionRecord, SessionStatus, UnixMillis};
 
 pub use month::month_bounds;
+pub use native::{NativeHistogram, NativeResume};
 pub use state::{
     LedgerState, LooseState, MAX_RESTORED_COUNT, PhaseState, SessionState, StateError, UserState,
 };
@@ -209,6 +211,10 @@ pub struct Totals {
     pub durations: Histogram,
     /// `portal_at_capacity_seconds_total`; `None` while the portal's limit is unknown.
     pub at_capacity_seconds: Option<f64>,
+    /// The same durations in native (exponential) buckets.
+    pub native: NativeHistogram,
+    /// T0: when these counters started from zero (their created timestamp).
+    pub t0_ms: UnixMillis,
 }
 
 /// Settings of a ledger.
@@ -219,6 +225,8 @@ pub struct LedgerSettings {
     /// How long a user with no session left keeps its aggregates after its last activity, in
     /// milliseconds (see [`Ledger::evict_idle_users`]); 0 drops them as soon as they have none.
     pub idle_user_ttl_ms: i64,
+    /// Schema of the native duration histogram ([`native`]).
+    pub native_schema: i8,
 }
 
 impl Default for LedgerSettings {
@@ -226,6 +234,7 @@ impl Default for LedgerSettings {
         Self {
             duration_buckets: DEFAULT_DURATION_BUCKETS.to_vec(),
             idle_user_ttl_ms: 0,
+            native_schema: native::DEFAULT_SCHEMA,
         }
     }
 }
@@ -262,6 +271,9 @@ pub struct UserTotals {
     pub session_seconds: f64,
     /// `at_ms` of the last call at which the user was listed active or any of its counters moved.
     pub last_seen_ms: UnixMillis,
+    /// `at_ms` of the call that first counted the user (created timestamp of its series): its
+    /// counters were 0 before it.
+    pub created_ms: UnixMillis,
 }
 
 /// A session the ledger expects a Terminated record for (the poller resolves it with GetSession).
@@ -348,6 +360,7 @@ impl Books {
             k.clone(),
             UserTotals {
                 last_seen_ms: at_ms,
+                created_ms: at_ms,
                 ..UserTotals::default()
             },
         );
@@ -401,6 +414,7 @@ impl Books {
     fn duration(&mut self, ms: i64, d: &mut PollDeltas) {
         let seconds = ms as f64 / 1000.0;
         self.totals.durations.observe(seconds);
+        self.totals.native.observe_ms(ms);
         self.duration_sum_ms = self.duration_sum_ms.saturating_add(ms);
         self.totals.durations.sum = self.duration_sum_ms as f64 / 1000.0;
         d.durations.push(seconds);
@@ -484,6 +498,8 @@ impl Ledger {
                 t0_ms,
                 totals: Totals {
                     durations: Histogram::with_bounds(settings.duration_buckets),
+                    native: NativeHistogram::new(settings.native_schema, t0_ms),
+                    t0_ms,
                     ..Totals::default()
                 },
                 session_ms: 0,
@@ -633,6 +649,16 @@ impl Ledger {
     /// Changes [`LedgerSettings::idle_user_ttl_ms`] (the histogram's buckets cannot change).
     pub fn set_idle_user_ttl(&mut self, ttl_ms: i64) {
         self.idle_user_ttl_ms = ttl_ms;
+    }
+
+    /// Changes [`LedgerSettings::native_schema`] at `at_ms`: a lower schema merges the native
+    /// buckets exactly, a higher one starts them empty (see [`native`]); the classic histogram
+    /// and every counter stay.
+    pub fn set_native_schema(&mut self, schema: i8, at_ms: UnixMillis) -> NativeResume {
+        let native = std::mem::take(&mut self.books.totals.native);
+        let (native, how) = native.with_schema(schema, at_ms);
+        self.books.totals.native = native;
+        how
     }
 
     /// The limit set by [`set_capacity_limit`](Self::set_capacity_limit), if known.

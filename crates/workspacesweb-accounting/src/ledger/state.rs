@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ActiveSummary, Books, Entry, HashMap, HashSet, Histogram, Ledger, LedgerSettings, LooseKey,
-    NO_END, Phase, Totals, UserTotals, month_bounds, packed,
+    NO_END, NativeHistogram, NativeResume, Phase, Totals, UserTotals, month_bounds, packed,
 };
 use crate::session::UnixMillis;
 
@@ -79,7 +79,24 @@ pub struct LedgerState<S = String> {
     pub capacity_limit: Option<u64>,
     /// `portal_at_capacity_seconds_total`, in exact milliseconds.
     pub at_capacity_ms: i64,
+    /// The native duration histogram; absent in a state written before it, which resumes with
+    /// it empty ([`LedgerState::resume_native`]).
+    #[serde(default)]
+    pub native: Option<NativeHistogram>,
     // Fields added from here on: `#[serde(default)]`, at the end (see the module docs).
+}
+
+impl<S> LedgerState<S> {
+    /// The native histogram to resume under `schema`, and what became of the stored one: kept,
+    /// merged into a lower schema, or started empty (none stored, or a higher schema) as of the
+    /// last poll (the sessions counted since are in it).
+    pub fn resume_native(&self, schema: i8) -> (NativeHistogram, NativeResume) {
+        let since = self.last_poll_ms.unwrap_or(self.t0_ms);
+        match &self.native {
+            Some(native) => native.clone().with_schema(schema, since),
+            None => (NativeHistogram::new(schema, since), NativeResume::Absent),
+        }
+    }
 }
 
 /// One username and its aggregates (see [`LedgerState::users`]).
@@ -102,6 +119,10 @@ pub struct UserState<S = String> {
     pub last_seen_ms: UnixMillis,
     /// Whether it has a session in the current month.
     pub in_month: bool,
+    /// When it was first counted (its series' created timestamp); absent in a state written
+    /// before it, when the user takes T0 (every counter was 0 then).
+    #[serde(default)]
+    pub created_ms: Option<UnixMillis>,
 }
 
 /// One held session (see [`LedgerState::sessions`]).
@@ -225,6 +246,7 @@ impl Ledger {
                     session_ms: u.session_ms,
                     last_seen_ms: u.last_seen_ms,
                     in_month: u.in_month,
+                    created_ms: u.created_ms,
                 })
                 .collect(),
             sessions: v
@@ -261,6 +283,7 @@ impl Ledger {
             last_poll_ms: v.last_poll_ms,
             capacity_limit: v.capacity_limit,
             at_capacity_ms: v.at_capacity_ms,
+            native: v.native,
         };
         state.sessions.sort_unstable_by(|a, b| a.id.cmp(&b.id));
         state.loose.sort_unstable();
@@ -290,6 +313,7 @@ impl Ledger {
                 session_ms: u.session_ms,
                 last_seen_ms: u.last_seen_ms,
                 in_month: self.month_users.contains(&***k),
+                created_ms: Some(u.created_ms),
             })
             .collect();
         let sessions = self
@@ -338,6 +362,7 @@ impl Ledger {
             last_poll_ms: self.last_poll_ms,
             capacity_limit: self.capacity_limit,
             at_capacity_ms: b.at_capacity_ms,
+            native: Some(b.totals.native.clone()),
         }
     }
 
@@ -352,7 +377,7 @@ impl Ledger {
             });
         }
         state.check()?;
-        let mut books = books_of(&state)?;
+        let mut books = books_of(&state, settings.native_schema)?;
         let keys: Vec<Arc<str>> = state
             .users
             .iter()
@@ -455,6 +480,7 @@ impl LedgerState {
                     session_ms: 0,
                     last_seen_ms: u.last_seen_ms,
                     in_month: false,
+                    created_ms: u.created_ms,
                 });
                 u32::try_from(users.len() - 1).unwrap_or(u32::MAX)
             });
@@ -464,6 +490,10 @@ impl LedgerState {
                 m.session_ms = m.session_ms.saturating_add(u.session_ms);
                 m.last_seen_ms = m.last_seen_ms.max(u.last_seen_ms);
                 m.in_month |= u.in_month;
+                m.created_ms = match (m.created_ms, u.created_ms) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
             }
             moved.push(at);
         }
@@ -494,7 +524,8 @@ impl LedgerState {
     /// * `session_ms` ≥ the sum of the users' `session_ms`, and ≥ the sum of the held sessions'
     ///   `accrued_ms` (each session's accrued time is in the total once);
     /// * `terminated` ≥ the histogram's count (= the sum of its buckets: each complete terminated
-    ///   session is observed once);
+    ///   session is observed once), and that count ≥ the native histogram's, whose buckets add up
+    ///   to its own count (it may have started later: a state written before it);
     /// * `incomplete` ≥ the held sessions counted as incomplete;
     /// * the active sessions ≥ the sum of the users' active sessions ≥ the active users;
     ///
@@ -644,7 +675,7 @@ impl LedgerState {
 }
 
 /// The counters and per-user aggregates of `state` (checked by [`LedgerState::check`]).
-fn books_of(state: &LedgerState) -> Result<Books, StateError> {
+fn books_of(state: &LedgerState, native_schema: i8) -> Result<Books, StateError> {
     let count = state
         .duration_counts
         .iter()
@@ -656,6 +687,16 @@ fn books_of(state: &LedgerState) -> Result<Books, StateError> {
         sum: state.duration_sum_ms as f64 / 1000.0,
         count,
     };
+    if let Some(native) = &state.native
+        && !(native.is_consistent()
+            && native.count <= count
+            && native.sum_ms <= state.duration_sum_ms)
+    {
+        return Err(inconsistent(
+            "native histogram buckets do not add up to its count, or exceed the classic one",
+        ));
+    }
+    let (native, _) = state.resume_native(native_schema);
     let mut books = Books {
         t0_ms: state.t0_ms,
         totals: Totals {
@@ -665,6 +706,8 @@ fn books_of(state: &LedgerState) -> Result<Books, StateError> {
             session_seconds: state.session_ms as f64 / 1000.0,
             durations,
             at_capacity_seconds: None,
+            native,
+            t0_ms: state.t0_ms,
         },
         session_ms: state.session_ms,
         duration_sum_ms: state.duration_sum_ms,
@@ -681,6 +724,7 @@ fn books_of(state: &LedgerState) -> Result<Books, StateError> {
                 session_ms: u.session_ms,
                 session_seconds: u.session_ms as f64 / 1000.0,
                 last_seen_ms: u.last_seen_ms,
+                created_ms: u.created_ms.unwrap_or(state.t0_ms),
             },
         );
     }

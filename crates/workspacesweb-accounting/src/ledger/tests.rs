@@ -860,3 +860,60 @@ fn the_state_keeps_the_interval_the_limit_and_the_counter() {
     assert_eq!(resumed.active_summary().peak, 1);
     assert_eq!(resumed.at_capacity_ms(), 0);
 }
+
+/// A state written before native histograms (no `native` field) resumes with the native
+/// histogram empty, started at the last poll, while the classic one continues; a state with it
+/// resumes it as it was, or merged into a lower schema.
+#[test]
+fn native_buckets_resume_from_state_or_start_empty_without_them() {
+    use super::native::NativeHistogram;
+    let mut ledger = Ledger::new(LedgerSettings::default(), 0);
+    let ended = |id: &str, dur: i64| SessionRecord {
+        id: Some(id.into()),
+        username: Some("u".into()),
+        status: SessionStatus::Terminated,
+        start_ms: Some(1_000),
+        end_ms: Some(1_000 + dur),
+    };
+    ledger.apply_poll(100_000, &[], &[ended("a", 64_000), ended("b", 1)]);
+    let state = ledger.to_state();
+    assert_eq!(state.native.as_ref().map(|n| n.count), Some(2));
+
+    let resumed = Ledger::from_state(&LedgerSettings::default(), state.clone()).unwrap();
+    assert_eq!(resumed.totals().native, ledger.totals().native);
+
+    let mut old = serde_json::to_value(&state).unwrap();
+    old.as_object_mut().unwrap().remove("native");
+    for u in old["users"].as_array_mut().unwrap() {
+        u.as_object_mut().unwrap().remove("created_ms");
+    }
+    let old: super::LedgerState = serde_json::from_value(old).unwrap();
+    assert_eq!(old.resume_native(3).1, super::NativeResume::Absent);
+    let mut resumed = Ledger::from_state(&LedgerSettings::default(), old).unwrap();
+    assert_eq!(resumed.totals().native, NativeHistogram::new(3, 100_000));
+    assert_eq!(resumed.totals().durations.count, 2);
+    // Users of an old state count from T0.
+    assert_eq!(resumed.users().next().map(|(_, u)| u.created_ms), Some(0));
+    resumed.apply_poll(200_000, &[], &[ended("c", 2_000)]);
+    assert_eq!(resumed.totals().native.count, 1);
+    assert_eq!(resumed.totals().durations.count, 3);
+
+    let lower = LedgerSettings {
+        native_schema: 0,
+        ..LedgerSettings::default()
+    };
+    let merged = Ledger::from_state(&lower, state.clone()).unwrap();
+    assert_eq!(merged.totals().native.schema, 0);
+    assert_eq!(merged.totals().native.buckets.values().sum::<u64>(), 2);
+    assert_eq!(
+        state.resume_native(0).1,
+        super::NativeResume::Merged { from: 3 }
+    );
+
+    // Damaged native buckets are refused like any inconsistent state.
+    let mut bad = state;
+    if let Some(n) = bad.native.as_mut() {
+        n.count += 1;
+    }
+    assert!(Ledger::from_state(&LedgerSettings::default(), bad).is_err());
+}
