@@ -544,6 +544,9 @@ mod tests {
                 "pruned_below": l.pruned_below,
                 "active_peak": l.active_peak, "last_poll_ms": l.last_poll_ms,
                 "capacity_limit": l.capacity_limit, "at_capacity_ms": l.at_capacity_ms,
+                // What main wrote last in version 1: the native histogram, created timestamps.
+                "native": l.native,
+                "user_created": l.users.iter().map(|u| serde_json::json!([u.name, u.created_ms])).collect::<Vec<_>>(),
             },
             "users": state.users.as_ref().map(|u| serde_json::json!({
                 "slots": l.users.iter().map(|n| {
@@ -551,6 +554,7 @@ mod tests {
                     serde_json::json!([n.name, other])
                 }).collect::<Vec<_>>(),
                 "other_started": u.other_started, "other_ms": u.other_ms, "other_seen": u.other_seen,
+                "other_created_ms": u.other_created_ms,
             })),
         });
         serde_json::to_vec(&json).unwrap()
