@@ -61,6 +61,9 @@ pub struct Cli {
     /// Web configuration file (TLS, basic auth, extra headers), exporter-toolkit format.
     #[arg(long = "web.config.file", value_name = "PATH")]
     pub web_config_file: Option<PathBuf>,
+    /// Link to a dashboard (e.g. Grafana) shown on the landing page: an http(s) URL.
+    #[arg(long = "web.dashboard-url", value_name = "URL", value_parser = dashboard_url)]
+    pub dashboard_url: Option<String>,
     /// Enable reload over HTTP (`POST /-/reload`); without it that answers 403. SIGHUP always
     /// reloads.
     #[arg(long = "web.enable-lifecycle")]
@@ -87,6 +90,18 @@ pub struct Cli {
     /// Print the version and exit.
     #[arg(long = "version")]
     pub version: bool,
+}
+
+/// Checks `--web.dashboard-url`: an absolute `http` or `https` URL with a host (the landing page
+/// links it, so `javascript:` and relative links are refused).
+fn dashboard_url(value: &str) -> Result<String, String> {
+    let uri: hyper::Uri = value.parse().map_err(|e| {
+        format!("not a URL ({e}): expected e.g. https://grafana.example.com/d/workspacesweb")
+    })?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http" | "https"), Some(host)) if !host.is_empty() => Ok(value.to_string()),
+        _ => Err("expected an absolute http:// or https:// URL with a host".to_string()),
+    }
 }
 
 /// The `--version` text.
@@ -156,6 +171,30 @@ mod tests {
     fn web_config_file_is_a_path() {
         let c = run(&["--web.config.file", "web.yml"]);
         assert_eq!(c.web_config_file, Some(PathBuf::from("web.yml")));
+    }
+
+    #[test]
+    fn dashboard_url_is_an_http_link() {
+        assert_eq!(run(&[]).dashboard_url, None);
+        let url = "https://grafana.example.com/d/abc?var-portal=All&orgId=1";
+        assert_eq!(
+            run(&["--web.dashboard-url", url]).dashboard_url.as_deref(),
+            Some(url)
+        );
+        for bad in [
+            "javascript:alert(1)",
+            "/d/abc",
+            "grafana.example.com",
+            "ftp://example.com/",
+            "https://",
+            "https://exa mple.com/",
+            "https://example.com/\"><script>",
+        ] {
+            match parse(["x", "--web.dashboard-url", bad]) {
+                Parsed::Fail(e) => assert!(e.contains("--web.dashboard-url"), "{bad}: {e}"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
     }
 
     #[test]

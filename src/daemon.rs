@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
-use crate::aws::Clients;
+use crate::aws::{BaseRegion, Clients};
 use crate::cli::Cli;
 use crate::clock::now_ms;
 use crate::config;
@@ -20,7 +20,7 @@ use crate::http::{
 use crate::reconcile::Reconciler;
 use crate::reload::Reloader;
 use crate::snapshot::Store;
-use crate::status::ReloadStatus;
+use crate::status::{ReloadStatus, Setup};
 use crate::storage::{StateDir, StorageError};
 
 /// Exit code for bad flags or configuration.
@@ -104,6 +104,31 @@ pub fn check(cli: &Cli) -> ExitCode {
     }
 }
 
+/// The SDK's base region for `config` (SPEC section 11): `global.region`; else, when every
+/// static portal names its region (by `region` or its ARN), the first region the config names
+/// (discovery entries always name theirs); else the SDK's region chain, which a portal without a
+/// region needs.
+pub fn base_region(config: &config::Config) -> BaseRegion {
+    if let Some(region) = &config.global.region {
+        return BaseRegion::Global(region.clone());
+    }
+    let mut portal_regions = config.portals.iter().map(|p| p.region.as_ref());
+    if portal_regions.clone().any(|r| r.is_none()) {
+        return BaseRegion::Chain;
+    }
+    portal_regions
+        .find_map(|r| r.cloned())
+        .or_else(|| {
+            config
+                .discovery
+                .iter()
+                .flat_map(|d| d.regions.first())
+                .next()
+                .cloned()
+        })
+        .map_or(BaseRegion::Chain, BaseRegion::Configured)
+}
+
 /// Everything `run` sets up before it serves.
 struct Started {
     settings: HttpSettings,
@@ -152,7 +177,7 @@ async fn start(cli: &Cli) -> Result<Started, StartupError> {
         for w in &loaded.warnings {
             warn!(file = %cli.config_file.display(), warning = %w, "configuration warning");
         }
-        let clients = Clients::from_environment().await;
+        let clients = Clients::from_environment(base_region(&loaded.config)).await;
         (loaded, clients, None)
     };
     // Durable state: a directory that cannot be created, locked or written is a misconfiguration
@@ -177,6 +202,21 @@ async fn start(cli: &Cli) -> Result<Started, StartupError> {
     })
 }
 
+/// The process's store: the initial config loaded now, and how the process runs.
+fn store_of(cli: &Cli) -> Arc<Store> {
+    let store = Arc::new(Store::new());
+    store.status().set_reload(ReloadStatus {
+        successful: true,
+        success_unix: now_ms() as f64 / 1000.0,
+    });
+    store.status().set_setup(Setup {
+        config_file: (!cli.demo).then(|| cli.config_file.display().to_string()),
+        dashboard_url: cli.dashboard_url.clone(),
+        shard: None,
+    });
+    store
+}
+
 /// Runs the exporter until SIGTERM/SIGINT.
 pub async fn run(cli: Cli) -> ExitCode {
     // Installed first: a SIGTERM during startup must not kill the process (exit 0, SPEC section 3).
@@ -189,11 +229,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(e.exit_code());
         }
     };
-    let store = Arc::new(Store::new());
-    store.status().set_reload(ReloadStatus {
-        successful: true,
-        success_unix: now_ms() as f64 / 1000.0,
-    });
+    let store = store_of(&cli);
     let shard_index = started.config.shard_index;
     info!(version = crate::VERSION, shard_index, "starting");
     // Commands wait in the channel until the control loop runs, so the server (and its reload
@@ -272,9 +308,7 @@ fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> impl std::future::Future<Output = ()> {
     let exposition = Arc::new(Exposition::new(store.clone()));
-    tokio::spawn(exposition::render_after_changes(Arc::downgrade(
-        &exposition,
-    )));
+    exposition::spawn_renderer(&exposition);
     http::serve_with(listeners, exposition, settings, options, shutdown)
 }
 

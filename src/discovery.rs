@@ -1,17 +1,24 @@
 //! Portal discovery: `ListPortals` (all pages) in each region of each `discovery` entry, every
-//! `refresh`. Results go to the reconciler, which turns them into portal plans.
+//! `refresh`. Results go to the reconciler, which turns them into portal plans, and keeps the
+//! last good list of each source.
+//!
+//! Each source runs supervised ([`crate::supervise`]): a panic is counted in
+//! `workspacesweb_discovery_panics_total{source}`, logged, reported to the reconciler as a failed
+//! listing (so readiness does not wait for it forever, and the previous list stays in force),
+//! and the source restarts.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use crate::aws::ErrorLabel;
 use crate::aws::pagination::PageGuard;
 use crate::aws::{self, ApiCounters, ApiError, ClientKey, Clients, PortalInfo, RegionApi};
 use crate::config::DiscoveryConfig;
+use crate::supervise::{Panicked, RESTART_DELAY, Restarts, supervise};
 
 /// Identifies one discovery source: the entry's position in `discovery` and one of its regions.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -100,10 +107,65 @@ pub async fn spawn(
         external_id: entry.access.external_id.clone(),
         endpoint_url: entry.access.endpoint_url.clone(),
     };
-    let api = clients.region_api(&client, counters).await;
+    let api = clients.region_api(&client, counters.clone()).await;
     let refresh = entry.refresh;
-    let (stop, mut stop_rx) = watch::channel(false);
-    let handle = tokio::spawn(async move {
+    let (stop, stop_rx) = watch::channel(false);
+    let restarts = Restarts {
+        first: RESTART_DELAY,
+        stop: Some(stop_rx.clone()),
+    };
+    let on_panic = {
+        let (key, tx) = (key.clone(), tx.clone());
+        move |p: &Panicked| {
+            counters.count_panic();
+            error!(discovery = key.entry, region = %key.region, panics = counters.panics(), panic = %p.message, restart_in = ?p.restart_in, "discovery source panicked; restarting it, the previous list stays in force");
+            // A failed listing for the reconciler: it publishes the count, and readiness does
+            // not wait for this source's first listing forever. Dropped when the channel is full
+            // (the count shows with the next result).
+            let _ = tx.try_send(Discovered {
+                key: key.clone(),
+                generation,
+                result: Err(ApiError {
+                    operation: aws::LIST_PORTALS,
+                    code: ErrorLabel::Other,
+                    message: format!("the discovery source panicked: {}", p.message),
+                }),
+            });
+        }
+    };
+    let make = move || {
+        let source = Source {
+            key: key.clone(),
+            generation,
+            api: api.clone(),
+            refresh,
+            tx: tx.clone(),
+        };
+        source.run(stop_rx.clone())
+    };
+    let handle = tokio::spawn(supervise(restarts, make, on_panic));
+    SourceTask { stop, handle }
+}
+
+/// One discovery source's task: what it lists, how often, and where results go.
+struct Source {
+    key: SourceKey,
+    generation: u64,
+    api: RegionApi,
+    refresh: Duration,
+    tx: mpsc::Sender<Discovered>,
+}
+
+impl Source {
+    /// Lists every `refresh` until stopped (or the reconciler is gone).
+    async fn run(self, mut stop_rx: watch::Receiver<bool>) {
+        let Source {
+            key,
+            generation,
+            api,
+            refresh,
+            tx,
+        } = self;
         loop {
             let result = tokio::time::timeout(LISTING_TIMEOUT, list_all(&api))
                 .await
@@ -115,21 +177,20 @@ pub async fn spawn(
                         message: format!("listing took longer than {LISTING_TIMEOUT:?}"),
                     })
                 });
+            #[cfg(test)]
+            crate::supervise::panic_hook::fire(&format!("discovery {}", key.region));
             match &result {
                 Ok(p) => debug!(region = %key.region, portals = p.len(), "portals discovered"),
                 Err(e) => {
                     warn!(region = %key.region, operation = e.operation, error = %e.code, detail = %e.message, "portal discovery failed; keeping the previous list")
                 }
             }
-            if tx
-                .send(Discovered {
-                    key: key.clone(),
-                    generation,
-                    result,
-                })
-                .await
-                .is_err()
-            {
+            let sent = tx.send(Discovered {
+                key: key.clone(),
+                generation,
+                result,
+            });
+            if sent.await.is_err() {
                 return;
             }
             tokio::select! {
@@ -137,6 +198,5 @@ pub async fn spawn(
                 _ = stop_rx.changed() => return,
             }
         }
-    });
-    SourceTask { stop, handle }
+    }
 }

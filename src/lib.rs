@@ -18,11 +18,17 @@ pub mod build_info;
 // The process's wall clock (and its pin for tests).
 pub mod clock;
 
+// The last hour of each portal's polls, for the landing page's sparklines.
+pub mod recent_polls;
+
 // Flags and exit on bad flags.
 pub mod cli;
 
 // Log setup.
 pub mod telemetry;
+
+// Supervision of long-lived tasks: a panic caught and reported, the task restarted.
+pub mod supervise;
 
 // The only module that knows the AWS SDK: clients, the four read calls, rate limits, ARNs.
 pub mod aws;

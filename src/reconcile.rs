@@ -13,10 +13,12 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::aws::{ApiCounters, ClientKey, Clients, PortalInfo, portal_id_of_arn};
+use crate::clock::now_ms;
 use crate::config::{Config, DEFAULT_DISCOVERY_REFRESH, PortalTarget, ShardConfig, UsernameMode};
 use crate::discovery::{self, Discovered, SourceKey, SourceTask};
 use crate::poll::{PortalPlan, Scheduler};
 use crate::snapshot::{DiscoverySnapshot, Store};
+use crate::status::Shard;
 use crate::storage::StateDir;
 use crate::users::{LabelMode, UserSettings};
 
@@ -102,6 +104,13 @@ pub fn wanted_plans(
         .collect()
 }
 
+/// When a discovery source last listed, and its error if that listing failed.
+#[derive(Debug, Clone, Default)]
+struct LastListing {
+    at_unix: Option<f64>,
+    error: Option<String>,
+}
+
 /// The control loop's state.
 pub struct Reconciler {
     /// The configuration in force: the file's (the reloader applies a new one with
@@ -117,6 +126,8 @@ pub struct Reconciler {
     /// Bumped each time the discovery sources restart; results of older ones are ignored.
     generation: u64,
     counters: BTreeMap<SourceKey, Arc<ApiCounters>>,
+    /// The outcome of each source's last listing, for the landing page.
+    listings: BTreeMap<SourceKey, LastListing>,
     events_tx: mpsc::Sender<Discovered>,
     events_rx: mpsc::Receiver<Discovered>,
 }
@@ -147,9 +158,11 @@ impl Reconciler {
             sources: Vec::new(),
             generation: 0,
             counters: BTreeMap::new(),
+            listings: BTreeMap::new(),
             events_tx,
             events_rx,
         };
+        r.publish_shard();
         r.start_discovery().await;
         r.reconcile().await;
         r
@@ -187,8 +200,14 @@ impl Reconciler {
             return; // a late result of a source stopped by a reload
         }
         self.pending.remove(&event.key);
-        if let Ok(portals) = event.result {
-            self.discovered.insert(event.key, portals);
+        let listing = self.listings.entry(event.key.clone()).or_default();
+        listing.at_unix = Some(now_ms() as f64 / 1000.0);
+        match event.result {
+            Ok(portals) => {
+                listing.error = None;
+                self.discovered.insert(event.key, portals);
+            }
+            Err(e) => listing.error = Some(format!("{} {}", e.operation, e.code)),
         }
         self.reconcile().await;
     }
@@ -210,6 +229,8 @@ impl Reconciler {
         }
         self.config = config;
         self.shard_index = shard_index;
+        self.scheduler.config_reloaded();
+        self.publish_shard();
         if discovery_changed {
             self.start_discovery().await;
         }
@@ -223,6 +244,7 @@ impl Reconciler {
         }
         self.discovered.clear();
         self.pending.clear();
+        self.listings.clear();
         self.generation += 1;
         let entries = self.config.discovery.clone();
         for (i, entry) in entries.iter().enumerate() {
@@ -250,20 +272,34 @@ impl Reconciler {
         self.publish_discovery();
     }
 
+    /// Tells the landing page the shard in force.
+    fn publish_shard(&self) {
+        self.store.status().set_shard(Shard {
+            index: self.shard_index,
+            total: self.config.sharding.total,
+        });
+    }
+
     fn publish_discovery(&self) {
         let snaps = self
             .counters
             .iter()
             .map(|(k, c)| {
                 let (api_requests, api_errors) = c.snapshot();
+                let listing = self.listings.get(k).cloned().unwrap_or_default();
                 DiscoverySnapshot {
                     labels: vec![
                         ("discovery".to_string(), k.entry.to_string()),
                         ("region".to_string(), k.region.clone()),
                     ],
+                    source: format!("{}/{}", k.entry, k.region),
+                    panics: c.panics(),
                     api_requests,
                     api_errors,
                     counted_since_ms: Some(c.since_ms()),
+                    portals: self.discovered.get(k).map(Vec::len),
+                    last_listing_unix: listing.at_unix,
+                    last_error_code: listing.error,
                 }
             })
             .collect();
@@ -282,5 +318,56 @@ impl Reconciler {
             })
             .await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A discovery source that panics (the test hook fires after its first listing) is counted,
+    /// reported as a failed listing (readiness does not wait for it forever) and restarted: its
+    /// next listing brings the portal. Before, the source died silently: no more `ListPortals`,
+    /// `/-/ready` at 503 for good.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_discovery_source_is_counted_and_restarted() {
+        use workspacesweb_sim::{PortalSpec, SimConfig, Simulator};
+        // A region of this test alone: the hook is armed by region.
+        let region = "ap-southeast-4";
+        let id = "dddddddd-0000-4000-8000-000000000001";
+        let portal = PortalSpec {
+            region: region.to_string(),
+            ..PortalSpec::scripted(id, Vec::new())
+        };
+        let sim = Simulator::new(SimConfig::new(3).with_portal(portal));
+        let running = sim
+            .start(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("simulator listens");
+        let clients = Clients::with_static_credentials(region, &running.endpoint_url()).await;
+        let text = format!("discovery:\n  - regions: [{region}]\n    refresh: 1h\n");
+        let config = crate::config::parse(&text, "test.yaml")
+            .expect("config")
+            .config;
+        crate::supervise::panic_hook::arm(&format!("discovery {region}"));
+        let store = Arc::new(Store::new());
+        let reconciler = Reconciler::start(config, 0, clients, store.clone(), None).await;
+        let (_commands, commands_rx) = mpsc::channel(1);
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(reconciler.run(commands_rx, stop_rx));
+        let found = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            store.wait_until(|ps| ps.iter().any(|p| p.portal_id == id && p.up)),
+        )
+        .await;
+        let _ = stop.send(true);
+        let _ = task.await;
+        assert!(found.is_ok(), "the restarted source never discovered {id}");
+        let sources = store.discovery();
+        assert_eq!(sources.len(), 1);
+        assert_eq!(sources[0].source, format!("0/{region}"));
+        assert_eq!(sources[0].panics, 1);
+        // Two listings: the one that panicked, and the restarted source's (refresh is 1 h).
+        assert_eq!(sources[0].api_requests.get("ListPortals"), Some(&2));
     }
 }

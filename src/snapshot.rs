@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 
 use crate::ledger::{ActiveSummary, Totals};
+use crate::recent_polls::RecentPolls;
 use crate::status::{Status, read, write};
 use crate::users::UserSeries;
 
@@ -40,6 +41,10 @@ pub struct PortalSnapshot {
     /// Operation and error code of the last failed poll (`ListSessions AccessDeniedException`),
     /// cleared by a success: what the landing page shows.
     pub last_error_code: Option<String>,
+    /// The message of the last failed poll as the landing page may show it (one line, at most
+    /// 200 characters, credentials redacted, quoted text hidden with hashed usernames: see
+    /// [`crate::aws::error_text`]), cleared by a success.
+    pub last_error_message: Option<String>,
     /// API requests sent, retries included, by operation.
     pub api_requests: BTreeMap<String, u64>,
     /// API request errors by (operation, error code).
@@ -52,6 +57,14 @@ pub struct PortalSnapshot {
     pub state: Option<StateStatus>,
     /// When its task began counting API requests and panics (their created timestamp).
     pub counted_since_ms: Option<i64>,
+    /// Region it is polled in (config, or its ARN); `None` when neither says.
+    pub region: Option<String>,
+    /// Its account (its ARN's, or the role's it is polled with); `None` until one is known.
+    pub account_id: Option<String>,
+    /// Its poll interval.
+    pub interval: std::time::Duration,
+    /// Its polls of the last hour: the landing page's sparkline and error count.
+    pub recent: RecentPolls,
 }
 
 /// Durable state of one portal (`--storage.path`).
@@ -85,12 +98,22 @@ pub struct PortalMeta {
 pub struct DiscoverySnapshot {
     /// Labels of its series (`region`).
     pub labels: Vec<(String, String)>,
+    /// The `source` label of its panics: the discovery entry's index and the region, `0/us-east-1`.
+    pub source: String,
+    /// Panics of its task.
+    pub panics: u64,
     /// Requests by operation.
     pub api_requests: BTreeMap<String, u64>,
     /// Errors by (operation, error code).
     pub api_errors: BTreeMap<(String, String), u64>,
     /// When its counting began (their created timestamp).
     pub counted_since_ms: Option<i64>,
+    /// Portals its last successful listing returned; `None` before one.
+    pub portals: Option<usize>,
+    /// Unix time its last listing finished, in seconds; `None` before one.
+    pub last_listing_unix: Option<f64>,
+    /// Operation and error code of its last listing when it failed (the previous list stays).
+    pub last_error_code: Option<String>,
 }
 
 /// The portal snapshots and discovery counters shared with the HTTP server, and the process's

@@ -1,6 +1,7 @@
 //! What the process says about itself: readiness (the portals this replica owns, which of them
 //! have finished a first poll, the discovery sources still to list once), health (the control
-//! loop alive), the outcome of the last configuration load, and the failed state writes.
+//! loop alive), the outcome of the last configuration load, the failed state writes, and how the
+//! process runs (config file, dashboard link, shard: the landing page's [`Setup`]).
 //!
 //! One change signal for all of it and for the portal snapshots of the snapshot store
 //! (`snapshot::Store`, which holds the one [`Status`] of the process): [`Status::version`] moves, and
@@ -43,11 +44,43 @@ impl From<ReloadStatus> for ExporterStatus {
     }
 }
 
+/// This replica's shard of the portals (`sharding:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This replica's index, below `total`.
+    pub index: u32,
+    /// Replicas sharing the portals (1: not sharded).
+    pub total: u32,
+}
+
+/// How this process runs, as the landing page shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Setup {
+    /// The configuration file (`--config.file`); `None` with `--demo`.
+    pub config_file: Option<String>,
+    /// The dashboard link (`--web.dashboard-url`), when set.
+    pub dashboard_url: Option<String>,
+    /// The shard in force; `None` until the control loop starts.
+    pub shard: Option<Shard>,
+}
+
+/// What `/-/ready` still waits for; all zero and `false` once ready.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Waiting {
+    /// The control loop has yet to declare the portals this replica owns.
+    pub portals_undeclared: bool,
+    /// Owned portals yet to finish their first poll.
+    pub first_polls: usize,
+    /// Discovery sources yet to finish their first listing.
+    pub first_listings: usize,
+}
+
 /// Readiness, health, reload outcome and state write errors of the process, with the one change
 /// signal (see the module docs).
 #[derive(Debug)]
 pub struct Status {
     state: RwLock<Readiness>,
+    setup: RwLock<Setup>,
     reload: RwLock<ReloadStatus>,
     /// Failed state writes; `None` without `--storage.path`.
     state_write_errors: RwLock<Option<u64>>,
@@ -74,6 +107,7 @@ impl Default for Status {
     fn default() -> Self {
         Status {
             state: RwLock::default(),
+            setup: RwLock::default(),
             reload: RwLock::default(),
             state_write_errors: RwLock::default(),
             started_ms: crate::clock::now_ms(),
@@ -152,6 +186,39 @@ impl Status {
     /// How many owned portals have yet to finish their first poll.
     pub fn first_polls_pending(&self) -> usize {
         read(&self.state).unpolled.len()
+    }
+
+    /// What readiness still waits for.
+    pub fn waiting(&self) -> Waiting {
+        let r = read(&self.state);
+        Waiting {
+            portals_undeclared: r.owned.is_none(),
+            first_polls: r.unpolled.len(),
+            first_listings: r.discovery_pending,
+        }
+    }
+
+    /// Records how this process runs (the shard in force is kept).
+    pub fn set_setup(&self, setup: Setup) {
+        {
+            let mut s = write(&self.setup);
+            *s = Setup {
+                shard: s.shard,
+                ..setup
+            };
+        }
+        self.changed();
+    }
+
+    /// Records the shard in force (at start and after each reload).
+    pub fn set_shard(&self, shard: Shard) {
+        write(&self.setup).shard = Some(shard);
+        self.changed();
+    }
+
+    /// How this process runs.
+    pub fn setup(&self) -> Setup {
+        read(&self.setup).clone()
     }
 
     /// Marks the exporter as broken for good (its control loop died): `/-/healthy` fails.
@@ -237,6 +304,43 @@ mod tests {
         assert!(!status.ready(), "a discovery source has yet to list");
         status.set_discovery_pending(0);
         assert!(status.ready());
+    }
+
+    #[test]
+    fn waiting_says_what_readiness_waits_for() {
+        let status = Status::default();
+        assert_eq!(
+            status.waiting(),
+            Waiting {
+                portals_undeclared: true,
+                ..Waiting::default()
+            }
+        );
+        status.declare_owned(owned(&["p1", "p2", "p3"]), |id| id == "p1");
+        status.set_discovery_pending(1);
+        assert_eq!(
+            status.waiting(),
+            Waiting {
+                portals_undeclared: false,
+                first_polls: 2,
+                first_listings: 1
+            }
+        );
+    }
+
+    #[test]
+    fn the_setup_keeps_the_shard_in_force() {
+        let status = Status::default();
+        status.set_shard(Shard { index: 1, total: 3 });
+        let version = status.version();
+        status.set_setup(Setup {
+            config_file: Some("a.yaml".into()),
+            dashboard_url: None,
+            shard: None,
+        });
+        assert_ne!(status.version(), version);
+        assert_eq!(status.setup().shard, Some(Shard { index: 1, total: 3 }));
+        assert_eq!(status.setup().config_file.as_deref(), Some("a.yaml"));
     }
 
     /// Every change moves the version and wakes a receiver; the reload outcome and the state

@@ -13,9 +13,11 @@ use aws_smithy_types::DateTime;
 use tracing::warn;
 
 use super::credentials::{Attributed, CountedAssumeRole};
+use super::error_label::ErrorLabel;
 use super::interceptors::{
     BodyLimitClassifier, CountingInterceptor, ResponseGuard, RetryAfterClassifier, api_error,
 };
+use super::pagination::{PageStop, check_page, check_token};
 use super::ratelimit::{LimitKey, TokenBucket};
 use super::types::{
     ApiCounters, ApiError, ClientKey, GET_PORTAL, GET_SESSION, LIST_PORTALS, LIST_SESSIONS,
@@ -57,8 +59,25 @@ macro_rules! portal_info {
 #[derive(Debug, Clone)]
 pub struct Clients {
     base: SdkConfig,
+    /// With [`BaseRegion::Configured`]: the SDK's region chain, looked up once when a client
+    /// whose key names no region is first built.
+    chain_region: Option<Arc<tokio::sync::OnceCell<Option<Region>>>>,
     cache: Arc<tokio::sync::Mutex<HashMap<ClientKey, Client>>>,
     limits: Arc<Mutex<Limits>>,
+}
+
+/// The region of the SDK's base configuration, which its credential providers use too. When the
+/// exporter's config names one, the SDK is never asked to find one (no IMDS region probe).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BaseRegion {
+    /// `global.region`: also the region of every client whose key names none.
+    Global(String),
+    /// A region the config names (each portal and discovery entry has its own): for the
+    /// credential providers only. A client whose key names no region (a portal added by a
+    /// reload) gets the SDK's region chain, looked up then.
+    Configured(String),
+    /// None configured: the SDK's region chain (environment, profile, IMDS).
+    Chain,
 }
 
 /// The rate every bucket runs at, and the buckets.
@@ -70,9 +89,18 @@ pub(super) struct Limits {
 }
 
 impl Clients {
-    /// Clients over the default credential, region and endpoint chains (env, profile, IMDS, IRSA, ...).
-    pub async fn from_environment() -> Self {
-        Self::new(aws_config::defaults(BehaviorVersion::latest()).load().await)
+    /// Clients over the default credential and endpoint chains (env, profile, IMDS, IRSA, ...),
+    /// with `region` as the base region (the SDK's region chain only for [`BaseRegion::Chain`]).
+    pub async fn from_environment(region: BaseRegion) -> Self {
+        let loader = aws_config::defaults(BehaviorVersion::latest());
+        match region {
+            BaseRegion::Global(r) => Self::new(loader.region(Region::new(r)).load().await),
+            BaseRegion::Configured(r) => Self {
+                chain_region: Some(Arc::default()),
+                ..Self::new(loader.region(Region::new(r)).load().await)
+            },
+            BaseRegion::Chain => Self::new(loader.load().await),
+        }
     }
 
     /// Clients with fixed dummy credentials against `endpoint_url` (demo and tests): a local simulator,
@@ -97,6 +125,7 @@ impl Clients {
     pub fn new(base: SdkConfig) -> Self {
         Self {
             base,
+            chain_region: None,
             cache: Arc::default(),
             limits: Arc::default(),
         }
@@ -145,11 +174,30 @@ impl Clients {
         client
     }
 
+    /// The region of a client whose key names none: the base region, or with
+    /// [`BaseRegion::Configured`] the SDK's region chain's (looked up once).
+    async fn unnamed_region(&self) -> Option<Region> {
+        match &self.chain_region {
+            Some(cell) => cell
+                .get_or_init(|| async {
+                    use aws_config::meta::region::ProvideRegion;
+                    aws_config::default_provider::region::default_provider()
+                        .region()
+                        .await
+                })
+                .await
+                .clone(),
+            None => self.base.region().cloned(),
+        }
+    }
+
     async fn build(&self, key: &ClientKey) -> Client {
         let mut base = self.base.to_builder();
-        if let Some(region) = &key.region {
-            base = base.region(Region::new(region.clone()));
-        }
+        let region = match &key.region {
+            Some(region) => Some(Region::new(region.clone())),
+            None => self.unnamed_region().await,
+        };
+        base.set_region(region);
         let base = base.build();
         let mut conf = aws_sdk_workspacesweb::config::Builder::from(&base)
             .retry_classifier(RetryAfterClassifier);
@@ -217,6 +265,7 @@ impl RegionApi {
         max_results: i32,
         next_token: Option<String>,
     ) -> Result<(Vec<PortalInfo>, Option<String>), ApiError> {
+        unsent_token(next_token.as_deref(), &self.counters, LIST_PORTALS)?;
         self.bucket.acquire_as(Priority::Poll).await;
         let out = self
             .client
@@ -224,14 +273,16 @@ impl RegionApi {
             .max_results(max_results)
             .set_next_token(next_token)
             .customize()
-            .interceptor(CountingInterceptor {
-                operation: LIST_PORTALS,
-                counters: self.counters.clone(),
-            })
+            .interceptor(CountingInterceptor::new(
+                LIST_PORTALS,
+                self.counters.clone(),
+            ))
             .send()
             .attributed(&self.counters)
             .await
             .map_err(|e| api_error(LIST_PORTALS, e))?;
+        check_page(out.portals().len(), max_results, out.next_token())
+            .map_err(|stop| refused(&self.counters, LIST_PORTALS, &stop))?;
         let portals = out.portals().iter().map(|p| portal_info!(p)).collect();
         Ok((portals, out.next_token().map(str::to_string)))
     }
@@ -250,10 +301,7 @@ pub struct PortalApi {
 
 impl PortalApi {
     fn counting(&self, operation: &'static str) -> CountingInterceptor {
-        CountingInterceptor {
-            operation,
-            counters: self.counters.clone(),
-        }
+        CountingInterceptor::new(operation, self.counters.clone())
     }
 
     fn guard(operation: &'static str) -> ResponseGuard {
@@ -334,6 +382,7 @@ impl PortalApi {
 
     /// Fetches one page of `ListSessions`, paced at the query's [`Priority`].
     pub async fn list_sessions(&self, q: &ListQuery) -> Result<SessionPage, ApiError> {
+        unsent_token(q.next_token.as_deref(), &self.counters, LIST_SESSIONS)?;
         let mut req = self
             .client
             .list_sessions()
@@ -367,6 +416,8 @@ impl PortalApi {
         )
         .await
         .map_err(|e| api_error(LIST_SESSIONS, e))?;
+        check_page(out.sessions().len(), q.max_results, out.next_token())
+            .map_err(|stop| refused(&self.counters, LIST_SESSIONS, &stop))?;
         let mut sessions: Vec<SessionRecord> = out.sessions().iter().map(summary_record).collect();
         self.screen(LIST_SESSIONS, &mut sessions);
         Ok(SessionPage {
@@ -426,6 +477,31 @@ impl PortalApi {
         .map_err(|e| api_error(GET_PORTAL, e))?;
         Ok(out.portal().map(|p| portal_info!(p)))
     }
+}
+
+/// A page refused by the page bounds ([`check_page`]): the listing ends with `error="other"`.
+fn refused(counters: &ApiCounters, operation: &'static str, stop: &PageStop) -> ApiError {
+    counters.error(operation, ErrorLabel::Other);
+    ApiError {
+        operation,
+        code: ErrorLabel::Other,
+        message: stop.to_string(),
+    }
+}
+
+/// Refuses to send a `nextToken` longer than the service model allows (the SDK would panic on a
+/// long one). Unreachable while every page goes through [`check_page`]; counted as a request
+/// that failed before it left, should it ever happen.
+fn unsent_token(
+    token: Option<&str>,
+    counters: &ApiCounters,
+    operation: &'static str,
+) -> Result<(), ApiError> {
+    let Err(stop) = token.map_or(Ok(()), check_token) else {
+        return Ok(());
+    };
+    counters.request(operation);
+    Err(refused(counters, operation, &stop))
 }
 
 /// Milliseconds of an API time, rounded to nearest: the SDK parses epoch seconds through f64, so

@@ -4,8 +4,6 @@ use std::sync::Arc;
 
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, future};
-use aws_smithy_runtime_api::client::interceptors::context::Error as ErasedError;
-use aws_smithy_runtime_api::client::orchestrator::OrchestratorError;
 
 use super::error_label::ErrorLabel;
 use super::types::ApiCounters;
@@ -35,7 +33,8 @@ pub(super) trait Attributed: std::future::Future + Sized {
 impl<F: std::future::Future> Attributed for F {}
 
 /// `AssumeRoleProvider`, counting each call (and each refusal, by STS error code) into the
-/// counters of the API call that needed the credentials.
+/// counters of the API call that needed the credentials. A refusal is returned as an
+/// [`AssumeRoleFailed`], so that the call that needed it is not counted a second time.
 #[derive(Debug)]
 pub(super) struct CountedAssumeRole(pub(super) aws_config::sts::AssumeRoleProvider);
 
@@ -49,35 +48,87 @@ impl ProvideCredentials for CountedAssumeRole {
             if let Some(c) = &counters {
                 c.request(ASSUME_ROLE);
             }
-            let result = self.0.provide_credentials().await;
-            if let (Err(e), Some(c)) = (&result, &counters) {
-                c.error(ASSUME_ROLE, credentials_error_label(e));
-            }
-            result
+            self.0.provide_credentials().await.map_err(|e| {
+                let label = credentials_error_label(&e);
+                if let Some(c) = &counters {
+                    c.error(ASSUME_ROLE, label);
+                }
+                let message = service_message(&e).unwrap_or_else(|| error_chain(&e));
+                CredentialsError::provider_error(AssumeRoleFailed {
+                    label,
+                    message,
+                    source: e,
+                })
+            })
         })
     }
 }
 
-/// Whether an attempt failed because its credentials could not be loaded (e.g. `AssumeRole`
-/// refused): nothing was sent, and the refusal is counted under `AssumeRole` instead.
-pub(super) fn is_credentials_failure(err: &OrchestratorError<ErasedError>) -> bool {
+/// An `AssumeRole` that failed, already counted under `AssumeRole` with its `error` label.
+#[derive(Debug, thiserror::Error)]
+#[error("AssumeRole failed: {label}: {message}")]
+pub(super) struct AssumeRoleFailed {
+    /// The `error` label it was counted with.
+    pub(super) label: ErrorLabel,
+    /// STS's message, or the cause.
+    pub(super) message: String,
+    #[source]
+    source: CredentialsError,
+}
+
+/// Why credentials could not be had for a call.
+#[derive(Debug)]
+pub(super) enum CredentialsFailure<'a> {
+    /// `AssumeRole` failed: counted under `AssumeRole`, with its own label.
+    AssumeRole(&'a AssumeRoleFailed),
+    /// The provider chain found none, failed or timed out: `error="credentials"`.
+    Chain(&'a CredentialsError),
+}
+
+impl CredentialsFailure<'_> {
+    /// What went wrong, for the poll's last error: STS's message, or what the chain says.
+    pub(super) fn message(&self) -> String {
+        match self {
+            CredentialsFailure::AssumeRole(f) => f.message.clone(),
+            CredentialsFailure::Chain(CredentialsError::CredentialsNotLoaded(_)) => {
+                "no credentials in the chain (environment, profile, SSO, web identity, ECS, IMDS)"
+                    .to_string()
+            }
+            CredentialsFailure::Chain(e @ CredentialsError::ProviderTimedOut(_)) => {
+                format!("loading credentials timed out: {}", error_chain(*e))
+            }
+            CredentialsFailure::Chain(e) => format!("credentials: {}", error_chain(*e)),
+        }
+    }
+}
+
+/// Whether `err` (or one of its sources) is a failure to get credentials, and which.
+pub(super) fn credentials_failure<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<CredentialsFailure<'a>> {
+    let mut chain = None;
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {
-        if e.is::<CredentialsError>() {
-            return true;
+        if let Some(f) = e.downcast_ref::<AssumeRoleFailed>() {
+            return Some(CredentialsFailure::AssumeRole(f));
+        }
+        if chain.is_none() {
+            chain = e.downcast_ref::<CredentialsError>();
         }
         source = e.source();
     }
-    false
+    chain.map(CredentialsFailure::Chain)
 }
 
-/// The `error` label of a failed `AssumeRole`: the STS error code (`AccessDenied`, ...), or
-/// `timeout`, `other`.
+/// The `error` label of a failed `AssumeRole`: the STS error code (`AccessDenied`, ...),
+/// `credentials` when the call to STS itself could not be signed (no base credentials),
+/// `timeout`, or `other`.
 pub(super) fn credentials_error_label(err: &CredentialsError) -> ErrorLabel {
     if matches!(err, CredentialsError::ProviderTimedOut(_)) {
         return ErrorLabel::Timeout;
     }
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    let mut unsigned = false;
+    let mut source = std::error::Error::source(err);
     while let Some(e) = source {
         if let Some(code) = e
             .downcast_ref::<aws_smithy_types::error::ErrorMetadata>()
@@ -85,7 +136,73 @@ pub(super) fn credentials_error_label(err: &CredentialsError) -> ErrorLabel {
         {
             return ErrorLabel::from_code(code);
         }
+        unsigned |= e.is::<CredentialsError>();
         source = e.source();
     }
-    ErrorLabel::Other
+    if unsigned {
+        ErrorLabel::Credentials
+    } else {
+        ErrorLabel::Other
+    }
+}
+
+/// The service's message in `err`'s sources (STS's refusal of `AssumeRole`), if any.
+fn service_message(err: &CredentialsError) -> Option<String> {
+    let mut source = std::error::Error::source(err);
+    while let Some(e) = source {
+        if let Some(m) = e
+            .downcast_ref::<aws_smithy_types::error::ErrorMetadata>()
+            .and_then(|m| m.message())
+        {
+            return Some(m.to_string());
+        }
+        source = e.source();
+    }
+    None
+}
+
+/// An error and its sources, `: `-separated.
+pub(super) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_told_apart_through_their_sources() {
+        let none = CredentialsError::not_loaded("no providers in chain provided credentials");
+        let failure = credentials_failure(&none).expect("a credentials failure");
+        assert!(matches!(failure, CredentialsFailure::Chain(_)));
+        assert!(failure.message().starts_with("no credentials in the chain"));
+        // STS could not be called: no base credentials to sign it with.
+        let nested = CredentialsError::provider_error(CredentialsError::not_loaded("none"));
+        assert_eq!(credentials_error_label(&nested), ErrorLabel::Credentials);
+        let refused = CredentialsError::provider_error(AssumeRoleFailed {
+            label: ErrorLabel::from_code("AccessDenied"),
+            message: "User: x is not authorized to perform: sts:AssumeRole".into(),
+            source: nested,
+        });
+        match credentials_failure(&refused) {
+            Some(CredentialsFailure::AssumeRole(f)) => {
+                assert_eq!(f.label.as_str(), "AccessDenied");
+                assert!(f.message.contains("sts:AssumeRole"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let unrelated = std::io::Error::other("connection refused");
+        assert!(credentials_failure(&unrelated).is_none());
+        assert_eq!(
+            credentials_error_label(&CredentialsError::provider_error("bad")),
+            ErrorLabel::Other
+        );
+    }
 }

@@ -16,6 +16,9 @@ pub enum ErrorLabel {
     Timeout,
     /// The connection failed.
     Dispatch,
+    /// The request could not be signed: no credentials could be loaded (the provider chain
+    /// failed, timed out, or found none). Nothing was sent.
+    Credentials,
     /// Anything else: a malformed response, a broken paginator, an unknown error code.
     Other,
 }
@@ -93,6 +96,7 @@ impl ErrorLabel {
             ErrorLabel::Aws(code) => code,
             ErrorLabel::Timeout => "timeout",
             ErrorLabel::Dispatch => "dispatch",
+            ErrorLabel::Credentials => "credentials",
             ErrorLabel::Other => "other",
         }
     }
@@ -102,7 +106,7 @@ impl ErrorLabel {
     pub fn is_transient(&self) -> bool {
         match self {
             ErrorLabel::Timeout | ErrorLabel::Dispatch => true,
-            ErrorLabel::Other => false,
+            ErrorLabel::Credentials | ErrorLabel::Other => false,
             ErrorLabel::Aws(code) => matches!(
                 *code,
                 "ThrottlingException"
@@ -166,6 +170,7 @@ mod tests {
         }
         assert_eq!(ErrorLabel::Timeout.to_string(), "timeout");
         assert_eq!(ErrorLabel::Dispatch.to_string(), "dispatch");
+        assert_eq!(ErrorLabel::Credentials.to_string(), "credentials");
         assert_eq!(ErrorLabel::Other, "other");
     }
 
@@ -185,5 +190,6 @@ mod tests {
         assert!(ErrorLabel::Dispatch.is_transient());
         assert!(!ErrorLabel::ACCESS_DENIED.is_transient());
         assert!(!ErrorLabel::Other.is_transient());
+        assert!(!ErrorLabel::Credentials.is_transient());
     }
 }

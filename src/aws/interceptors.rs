@@ -2,6 +2,7 @@
 //! guarding against hostile responses, and mapping failures to their `error` label.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use aws_sdk_workspacesweb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_workspacesweb::operation::get_portal::{GetPortalError, GetPortalOutput};
@@ -24,22 +25,68 @@ use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::retry::ErrorKind;
 
-use super::credentials::is_credentials_failure;
+use super::credentials::ASSUME_ROLE;
+use super::credentials::{CredentialsFailure, credentials_failure, error_chain};
 use super::error_label::ErrorLabel;
 use super::types::{
     ApiCounters, ApiError, GET_PORTAL, GET_SESSION, LIST_PORTALS, LIST_SESSIONS, MAX_RESPONSE_BYTES,
 };
 
 /// Counts each attempt of one operation, and each failed attempt by error label.
+///
+/// An attempt that fails before it leaves the process (no credentials to sign it with) is
+/// counted as a request too, with `error="credentials"`, so that errors never exceed requests;
+/// so is a call that fails before its first attempt. An attempt that waited for an `AssumeRole`
+/// that failed is counted under `AssumeRole` only (see `credentials.rs`).
 #[derive(Debug)]
 pub(super) struct CountingInterceptor {
-    pub(super) operation: &'static str,
-    pub(super) counters: Arc<ApiCounters>,
+    operation: &'static str,
+    counters: Arc<ApiCounters>,
+    /// Attempts begun by this call.
+    attempts: AtomicU32,
+    /// Whether the current attempt was transmitted (and counted as a request then).
+    sent: AtomicBool,
+}
+
+impl CountingInterceptor {
+    /// Counts the attempts of one call of `operation` into `counters`.
+    pub(super) fn new(operation: &'static str, counters: Arc<ApiCounters>) -> Self {
+        CountingInterceptor {
+            operation,
+            counters,
+            attempts: AtomicU32::new(0),
+            sent: AtomicBool::new(false),
+        }
+    }
+
+    /// Counts a failed attempt (or call) `err`: as a request too when it never left.
+    fn failed(&self, err: &OrchestratorError<ErasedError>, header_code: Option<&str>, sent: bool) {
+        let label = match credentials_failure(err) {
+            Some(CredentialsFailure::AssumeRole(_)) => return,
+            Some(CredentialsFailure::Chain(_)) => ErrorLabel::Credentials,
+            None => attempt_error_label(err, header_code),
+        };
+        if !sent {
+            self.counters.request(self.operation);
+        }
+        self.counters.error(self.operation, label);
+    }
 }
 
 impl Intercept for CountingInterceptor {
     fn name(&self) -> &'static str {
         "workspacesweb-exporter-counting"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        self.sent.store(false, Ordering::Relaxed);
+        Ok(())
     }
 
     fn read_before_transmit(
@@ -48,6 +95,7 @@ impl Intercept for CountingInterceptor {
         _runtime_components: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
+        self.sent.store(true, Ordering::Relaxed);
         self.counters.request(self.operation);
         Ok(())
     }
@@ -58,21 +106,37 @@ impl Intercept for CountingInterceptor {
         _runtime_components: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        if let Some(Err(err)) = context.output_or_error()
-            && !is_credentials_failure(err)
-        {
+        if let Some(Err(err)) = context.output_or_error() {
             let header_code = context
                 .response()
                 .and_then(|r| r.headers().get("x-amzn-errortype"))
                 .map(str::to_string);
-            let code = attempt_error_label(err, header_code.as_deref());
-            self.counters.error(self.operation, code);
+            self.failed(
+                err,
+                header_code.as_deref(),
+                self.sent.load(Ordering::Relaxed),
+            );
             if let Some(delay) = context
                 .response()
                 .and_then(|r| retry_after(r.headers().get("retry-after")))
             {
                 self.counters.note_retry_after(delay);
             }
+        }
+        Ok(())
+    }
+
+    fn read_after_execution(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        // A call that failed before any attempt (e.g. its request could not be built).
+        if self.attempts.load(Ordering::Relaxed) == 0
+            && let Some(Err(err)) = context.output_or_error()
+        {
+            self.failed(err, None, false);
         }
         Ok(())
     }
@@ -306,6 +370,8 @@ fn error_label<E: ProvideErrorMetadata>(
     }
 }
 
+/// A whole failed call (after the SDK's retries) as the poller sees it: its operation (or
+/// `AssumeRole`, when the credentials it needed could not be assumed), `error` label and message.
 pub(super) fn api_error<E>(
     operation: &'static str,
     err: SdkError<E, aws_smithy_runtime_api::http::Response>,
@@ -313,6 +379,23 @@ pub(super) fn api_error<E>(
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
+    match credentials_failure(&err) {
+        Some(f @ CredentialsFailure::AssumeRole(failed)) => {
+            return ApiError {
+                operation: ASSUME_ROLE,
+                code: failed.label,
+                message: f.message(),
+            };
+        }
+        Some(f @ CredentialsFailure::Chain(_)) => {
+            return ApiError {
+                operation,
+                code: ErrorLabel::Credentials,
+                message: f.message(),
+            };
+        }
+        None => {}
+    }
     let code = error_label(&err);
     let message = match &err {
         SdkError::ServiceError(se) => match se.err().message() {
@@ -327,18 +410,6 @@ where
         code,
         message,
     }
-}
-
-/// An error and its sources, `: `-separated.
-pub(super) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

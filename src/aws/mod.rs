@@ -22,19 +22,21 @@
 //! | `ratelimit.rs` | the client-side rate limit: [`TokenBucket`] per [`LimitKey`] |
 //! | [`arn`] | ARN fields, and the portal id, region and account in them |
 //! | [`error_label`] | the `error` label: one type, a bounded set of values |
-//! | [`pagination`] | the page guard every listing uses (repeated token, `max_pages`) |
+//! | [`error_text`] | an error's message as the landing page may show it: one line, bounded, no credentials |
+//! | [`pagination`] | the page guard every listing uses (repeated token, `max_pages`), and the bounds of one page (`nextToken` length, items against `maxResults`) |
 
 pub mod arn;
 mod client;
 mod credentials;
 pub mod error_label;
+pub mod error_text;
 mod interceptors;
 pub mod pagination;
 mod ratelimit;
 mod types;
 
 pub use arn::{portal_id_of_arn, region_of_arn};
-pub use client::{Clients, PortalApi, RegionApi};
+pub use client::{BaseRegion, Clients, PortalApi, RegionApi};
 pub use credentials::ASSUME_ROLE;
 pub use error_label::ErrorLabel;
 pub use interceptors::{MAX_RETRY_AFTER, retry_after};

@@ -1,8 +1,15 @@
 //! The one guard every paginated listing goes through (sessions, the monthly-users backfill,
 //! portal discovery): a listing stops with an error when the service repeats a `nextToken` (the
-//! Rust SDK's own paginator stops silently there) or after `max_pages` pages.
+//! Rust SDK's own paginator stops silently there) or after `max_pages` pages; and the bounds of
+//! one page as received ([`check_page`]): a `nextToken` longer than the service model allows is
+//! never sent back (the SDK panics on one of about 64 KiB), a page holding more items than the
+//! `maxResults` sent is refused. So one listing holds at most `maxResults × max_pages` items.
 
 use std::collections::HashSet;
+
+/// Longest `nextToken` accepted, in characters: the service model's bound (`ListSessions` and
+/// `ListPortals`: 1 to 2048).
+pub const MAX_NEXT_TOKEN_CHARS: usize = 2048;
 
 /// Why a listing was stopped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -13,6 +20,43 @@ pub enum PageStop {
     /// More pages than allowed.
     #[error("more than max_pages={0} pages")]
     TooManyPages(u32),
+    /// A `nextToken` longer than [`MAX_NEXT_TOKEN_CHARS`]: never sent back.
+    #[error(
+        "the service sent a nextToken of {0} characters (at most {MAX_NEXT_TOKEN_CHARS} allowed); it is not sent back"
+    )]
+    TokenTooLong(usize),
+    /// A page with more items than the `maxResults` of its request.
+    #[error("the service sent a page of {items} items for maxResults={max_results}")]
+    OverfullPage {
+        /// Items on the page.
+        items: usize,
+        /// `maxResults` of the request.
+        max_results: i32,
+    },
+}
+
+/// Length of `token` in characters when it is longer than [`MAX_NEXT_TOKEN_CHARS`].
+fn too_long(token: &str) -> Option<usize> {
+    // A token of at most that many bytes has at most that many characters: no count needed.
+    if token.len() <= MAX_NEXT_TOKEN_CHARS {
+        return None;
+    }
+    let chars = token.chars().count();
+    (chars > MAX_NEXT_TOKEN_CHARS).then_some(chars)
+}
+
+/// Whether `token` may be sent (as the `nextToken` of a request).
+pub fn check_token(token: &str) -> Result<(), PageStop> {
+    too_long(token).map_or(Ok(()), |chars| Err(PageStop::TokenTooLong(chars)))
+}
+
+/// Checks one page as received: at most `max_results` items (the `maxResults` its request
+/// sent), and a `nextToken` that may be sent back.
+pub fn check_page(items: usize, max_results: i32, next: Option<&str>) -> Result<(), PageStop> {
+    if usize::try_from(max_results).is_ok_and(|max| items > max) {
+        return Err(PageStop::OverfullPage { items, max_results });
+    }
+    next.map_or(Ok(()), check_token)
 }
 
 /// Pages and tokens seen by one listing.
@@ -73,6 +117,31 @@ mod tests {
         assert_eq!(g.next(Some("a".into()), 10), Ok(Some("a".into())));
         assert_eq!(g.next(Some("b".into()), 10), Ok(Some("b".into())));
         assert_eq!(g.next(Some("a".into()), 10), Err(PageStop::RepeatedToken));
+    }
+
+    #[test]
+    fn page_bounds_refuse_long_tokens_and_overfull_pages() {
+        assert_eq!(check_page(100, 100, Some(&"t".repeat(2048))), Ok(()));
+        assert_eq!(check_page(0, 1, None), Ok(()));
+        assert_eq!(
+            check_page(0, 100, Some(&"t".repeat(2049))),
+            Err(PageStop::TokenTooLong(2049))
+        );
+        assert_eq!(
+            check_page(70_000, 100, Some("t")),
+            Err(PageStop::OverfullPage {
+                items: 70_000,
+                max_results: 100
+            })
+        );
+        // Characters, not bytes: 2048 four-byte characters are allowed, 2049 are not.
+        assert_eq!(check_token(&"\u{1F600}".repeat(2048)), Ok(()));
+        assert_eq!(
+            check_token(&"\u{1F600}".repeat(2049)),
+            Err(PageStop::TokenTooLong(2049))
+        );
+        let message = PageStop::TokenTooLong(70_000).to_string();
+        assert!(message.contains("70000 characters"), "{message}");
     }
 
     #[test]

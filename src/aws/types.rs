@@ -50,7 +50,8 @@ impl ApiError {
     }
 }
 
-/// Requests and errors of one portal, by operation; shared by the interceptor and the poller.
+/// Requests and errors of one portal (or discovery source), by operation; shared by the
+/// interceptor and the task; and the panics of a discovery source's task.
 #[derive(Debug)]
 pub struct ApiCounters {
     inner: Mutex<CounterMaps>,
@@ -73,6 +74,7 @@ struct CounterMaps {
     requests: BTreeMap<String, u64>,
     errors: BTreeMap<(String, String), u64>,
     retry_after: Option<std::time::Duration>,
+    panics: u64,
 }
 
 impl ApiCounters {
@@ -102,6 +104,17 @@ impl ApiCounters {
     /// The latest `Retry-After` hint since the last call, clearing it.
     pub fn take_retry_after(&self) -> Option<std::time::Duration> {
         self.lock().retry_after.take()
+    }
+
+    /// Counts one panic of the task these counters belong to (a discovery source).
+    pub fn count_panic(&self) {
+        let mut m = self.lock();
+        m.panics = m.panics.saturating_add(1);
+    }
+
+    /// Panics counted by [`count_panic`](Self::count_panic).
+    pub fn panics(&self) -> u64 {
+        self.lock().panics
     }
 
     /// Copies of the request and error counts.

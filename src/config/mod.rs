@@ -9,6 +9,7 @@
 
 mod error;
 mod locate;
+mod placeholders;
 mod raw;
 mod validate;
 mod values;

@@ -165,6 +165,8 @@ pub(crate) fn validate(raw: raw::Config, text: &str, file: &str) -> Result<Loade
         raw.storage.unwrap_or_default(),
         &root.key("storage"),
     );
+    c.warnings
+        .extend(super::placeholders::warnings(&portals, &discovery, &root));
     if nothing_to_poll {
         c.error(
             root.key("portals"),

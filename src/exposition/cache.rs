@@ -327,6 +327,25 @@ pub fn render_text(store: &Store) -> Bytes {
     })
 }
 
+/// Starts [`render_after_changes`] for `exposition`, supervised: a panic is logged and the
+/// renderer restarts (a panic of one rendering, on the blocking pool, is caught inside it), so
+/// that scrapes keep finding a fresh rendering. Scrapes render themselves meanwhile.
+pub fn spawn_renderer(exposition: &Arc<Exposition>) -> tokio::task::JoinHandle<()> {
+    use crate::supervise::{RESTART_DELAY, Restarts, supervise};
+    let weak = Arc::downgrade(exposition);
+    let restarts = Restarts {
+        first: RESTART_DELAY,
+        stop: None,
+    };
+    tokio::spawn(supervise(
+        restarts,
+        move || render_after_changes(weak.clone()),
+        |p| {
+            tracing::error!(panic = %p.message, restart_in = ?p.restart_in, "the exposition's renderer panicked; restarting it");
+        },
+    ))
+}
+
 /// Renders the exposition (compressed) in every format scraped so far on the blocking pool after
 /// each change, so that scrapes find it ready instead of one of them paying for it. Bursts of changes coalesce: after a
 /// rendering the next waits at least [`RENDER_GAP_MIN`] and ten times the rendering's own time,
@@ -337,11 +356,15 @@ pub async fn render_after_changes(exposition: Weak<Exposition>) {
     let Some(mut changes) = exposition.upgrade().map(|e| e.store.status().subscribe()) else {
         return;
     };
+    // A renderer restarted after a panic renders what changed while it was down.
+    changes.mark_changed();
     while changes.changed().await.is_ok() {
         changes.mark_unchanged();
         let Some(strong) = exposition.upgrade() else {
             return;
         };
+        #[cfg(test)]
+        crate::supervise::panic_hook::fire(&tests::renderer_key(&strong));
         let began = std::time::Instant::now();
         let rendered = tokio::task::spawn_blocking(move || {
             for format in strong.wanted() {
@@ -367,6 +390,43 @@ mod tests {
     use std::io::Read as _;
 
     use crate::snapshot::polled as snapshot;
+
+    /// The panic hook's key of the renderer of `exposition`.
+    pub(super) fn renderer_key(exposition: &Arc<Exposition>) -> String {
+        format!("renderer {:p}", Arc::as_ptr(exposition))
+    }
+
+    /// A renderer that panics is restarted: it renders the next change, so scrapes are served
+    /// from a fresh rendering again (before, the task ended and only scrapes rendered).
+    #[tokio::test]
+    async fn a_panicking_renderer_is_restarted() {
+        use crate::supervise::panic_hook;
+        let e = Arc::new(exposition());
+        let key = renderer_key(&e);
+        panic_hook::arm(&key);
+        let renderer = spawn_renderer(&e);
+        e.store().publish(snapshot("p1", true));
+        // The armed renderer panics at its first rendering; the restarted one renders the next
+        // change by itself.
+        let hang_guard = std::time::Duration::from_secs(60);
+        tokio::time::timeout(hang_guard, async {
+            while panic_hook::armed(&key) {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("hang guard: the renderer never ran");
+        e.store().publish(snapshot("p2", true));
+        tokio::time::timeout(hang_guard, async {
+            while !e.rendered_is_fresh() {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("hang guard: no rendering after the panic");
+        assert!(!renderer.is_finished(), "the supervisor still runs");
+        renderer.abort();
+    }
 
     fn with_users(id: &str, n: u64) -> PortalSnapshot {
         PortalSnapshot {

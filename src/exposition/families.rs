@@ -250,7 +250,7 @@ const PORTAL_FAMILIES: [Row; 16] = [
     Row::Gauge("portal_max_concurrent_sessions", Read::Value(|p| p.meta.as_ref().and_then(|m| m.max_concurrent_sessions).map(|m| m as f64)),
         Help::Polled("maxConcurrentSessions of the portal, for capacity alerts.")),
     Row::Counter("poller_panics_total", Read::Count(|p| p.panics),
-        Help::Fixed("Panics caught in the portal's poll task (the task restarts with a fresh ledger).")),
+        Help::Fixed("Panics caught in the portal's poll task (the task restarts from its last successful poll).")),
     Row::Gauge("up", Read::Value(|p| Some(if p.up { 1.0 } else { 0.0 })),
         Help::Polled("1 if the last poll of the portal succeeded, else 0.")),
     Row::Gauge("poll_duration_seconds", Read::Value(|p| p.poll_duration_seconds),
@@ -267,13 +267,13 @@ const PORTAL_FAMILIES: [Row; 16] = [
                 emit(&[("operation", op)], *n as f64);
             }
         }),
-        Help::Polled("HTTP requests sent to the WorkSpaces Web API, retries included.")),
+        Help::Polled("Requests to the WorkSpaces Web API (and STS AssumeRole), retries included; one that failed before it was sent (no credentials) counts too.")),
     Row::Counter("api_request_errors_total", Read::Api(|(_, errors), emit| {
             for ((op, code), n) in errors {
                 emit(&[("operation", op), ("error", code)], *n as f64);
             }
         }),
-        Help::Polled("Failed API requests by AWS error code, or timeout, dispatch (connection failed), other.")),
+        Help::Polled("Failed API requests by AWS error code, or credentials (none to sign with), timeout, dispatch (connection failed), other.")),
 ];
 
 /// The portals and discovery sources being rendered, with their label sets.
@@ -358,6 +358,29 @@ fn write_portals(
                 write_family(w, &sources, (name, Counter, *help), *read);
             }
         }
+    }
+    write_discovery_panics(w, discovery);
+}
+
+/// `discovery_panics_total{source}`: one sample per discovery source once any has panicked.
+fn write_discovery_panics(w: &mut dyn Writer, discovery: &[DiscoverySnapshot]) {
+    if discovery.iter().all(|d| d.panics == 0) {
+        return;
+    }
+    let name = "discovery_panics_total";
+    w.header(
+        name,
+        Kind::Counter,
+        "Panics caught in a discovery source's task (it restarts; the last good portal list stays in force); source is the discovery entry's index and the region, e.g. 0/us-east-1.",
+    );
+    for d in discovery {
+        w.sample(
+            name,
+            &[("source", d.source.as_str())],
+            &[],
+            d.panics as f64,
+            d.counted_since_ms,
+        );
     }
 }
 
@@ -612,11 +635,41 @@ mod tests {
             api_requests: [("ListPortals".to_string(), 3)].into(),
             api_errors: [(("ListPortals".to_string(), "dispatch".to_string()), 1)].into(),
             counted_since_ms: Some(7_000),
+            source: "0/eu-west-1".into(),
+            panics: 0,
+            ..DiscoverySnapshot::default()
         };
         let portals = [Arc::new(calm), Arc::new(panicked)];
         let mut out = Vec::new();
-        write_portals(&mut TextWriter::new(&mut out), &portals, &[discovery]);
-        assert_eq!(String::from_utf8(out).unwrap(), RARE_FAMILIES);
+        write_portals(
+            &mut TextWriter::new(&mut out),
+            &portals,
+            std::slice::from_ref(&discovery),
+        );
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(out, RARE_FAMILIES);
+        // A discovery source that panicked: every source's count, labelled by source.
+        let panicked_source = DiscoverySnapshot {
+            source: "1/us-east-1".into(),
+            panics: 3,
+            ..DiscoverySnapshot::default()
+        };
+        let mut out = Vec::new();
+        write_portals(
+            &mut TextWriter::new(&mut out),
+            &portals,
+            &[discovery, panicked_source],
+        );
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(
+            out.strip_prefix(RARE_FAMILIES),
+            Some(concat!(
+                "# HELP workspacesweb_discovery_panics_total Panics caught in a discovery source's task (it restarts; the last good portal list stays in force); source is the discovery entry's index and the region, e.g. 0/us-east-1.\n",
+                "# TYPE workspacesweb_discovery_panics_total counter\n",
+                "workspacesweb_discovery_panics_total{source=\"0/eu-west-1\"} 0\n",
+                "workspacesweb_discovery_panics_total{source=\"1/us-east-1\"} 3\n",
+            ))
+        );
     }
 
     #[test]
@@ -731,7 +784,7 @@ mod tests {
 
     /// The expected text of `panics_state_and_discovery_families`.
     const RARE_FAMILIES: &str = concat!(
-        "# HELP workspacesweb_poller_panics_total Panics caught in the portal's poll task (the task restarts with a fresh ledger).\n",
+        "# HELP workspacesweb_poller_panics_total Panics caught in the portal's poll task (the task restarts from its last successful poll).\n",
         "# TYPE workspacesweb_poller_panics_total counter\n",
         "workspacesweb_poller_panics_total{portal_id=\"p1\"} 0\n",
         "workspacesweb_poller_panics_total{portal_id=\"p2\"} 2\n",
@@ -746,11 +799,11 @@ mod tests {
         "# HELP workspacesweb_state_last_write_timestamp_seconds Unix time of the last successful write of the portal's state file.\n",
         "# TYPE workspacesweb_state_last_write_timestamp_seconds gauge\n",
         "workspacesweb_state_last_write_timestamp_seconds{portal_id=\"p2\"} 12.5\n",
-        "# HELP workspacesweb_api_requests_total HTTP requests sent to the WorkSpaces Web API, retries included. Refreshed every poll interval.\n",
+        "# HELP workspacesweb_api_requests_total Requests to the WorkSpaces Web API (and STS AssumeRole), retries included; one that failed before it was sent (no credentials) counts too. Refreshed every poll interval.\n",
         "# TYPE workspacesweb_api_requests_total counter\n",
         "workspacesweb_api_requests_total{portal_id=\"p1\",operation=\"ListSessions\"} 4\n",
         "workspacesweb_api_requests_total{region=\"eu-west-1\",operation=\"ListPortals\"} 3\n",
-        "# HELP workspacesweb_api_request_errors_total Failed API requests by AWS error code, or timeout, dispatch (connection failed), other. Refreshed every poll interval.\n",
+        "# HELP workspacesweb_api_request_errors_total Failed API requests by AWS error code, or credentials (none to sign with), timeout, dispatch (connection failed), other. Refreshed every poll interval.\n",
         "# TYPE workspacesweb_api_request_errors_total counter\n",
         "workspacesweb_api_request_errors_total{portal_id=\"p2\",operation=\"GetSession\",error=\"timeout\"} 1\n",
         "workspacesweb_api_request_errors_total{region=\"eu-west-1\",operation=\"ListPortals\",error=\"dispatch\"} 1\n",

@@ -25,5 +25,6 @@ pub mod text;
 
 pub use cache::{
     Exposition, PROCESS_MAX_AGE, RENDER_GAP_MIN, Rendered, render_after_changes, render_text,
+    spawn_renderer,
 };
 pub use format::Format;

@@ -67,6 +67,7 @@ mod io;
 mod landing;
 mod peer;
 mod routes;
+mod sparkline;
 mod webconfig;
 
 use std::future::Future;

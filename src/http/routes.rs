@@ -194,7 +194,14 @@ impl Routes {
             }
             Some(Route::Healthy) => text(StatusCode::SERVICE_UNAVAILABLE, "Unhealthy"),
             Some(Route::Ready) if self.store.status().ready() => text(StatusCode::OK, "Ready"),
-            Some(Route::Ready) => text(StatusCode::SERVICE_UNAVAILABLE, "Not Ready"),
+            // What it waits for, for whoever curls it (a probe reads the status only).
+            Some(Route::Ready) => owned_text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "Not Ready: {}\n",
+                    landing::waiting_text(self.store.status().waiting())
+                ),
+            ),
         }
     }
 
@@ -237,7 +244,8 @@ impl Routes {
     async fn landing(&self) -> Response<Chunks> {
         let store = Arc::clone(&self.store);
         let path = self.telemetry_path.clone();
-        let Some(page) = off_runtime(move || landing::render(&store, &path)).await else {
+        let now_ms = crate::clock::now_ms();
+        let Some(page) = off_runtime(move || landing::render(&store, &path, now_ms)).await else {
             return text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n");
         };
         let mut response = Response::new(Chunks::from(Bytes::from(page)));

@@ -9,13 +9,13 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::backfill::Backfill;
-use super::vanished::{self, ScanSoFar};
+use super::vanished::{self, Lookups, MAX_FAILED_LOOKUPS, ScanSoFar};
 use super::{PollError, PortalPlan, SKEW_MARGIN_MS, STALE_INTERVALS, ScanEnd, Stopped};
 use crate::aws::pagination::PageGuard;
-use crate::aws::{self, ListQuery, PortalApi, SortOrder, portal_id_of_arn};
+use crate::aws::{self, ApiError, ListQuery, PortalApi, SortOrder, portal_id_of_arn};
 use crate::clock::now_ms;
 use crate::ledger::{Ledger, Pending};
 use crate::session::{SessionRecord, SessionStatus, UnixMillis};
@@ -36,6 +36,10 @@ pub(super) struct Listing {
     current_op: &'static str,
     /// The `portalArn` carried by the portal's sessions, once a page brought one naming it.
     portal_arn: Option<String>,
+    /// `GetSession` lookups that failed transiently, by session.
+    lookups: Lookups,
+    /// Whether a settled session was logged at warning level (once per task; later at debug).
+    settled_logged: bool,
 }
 
 /// Everything one complete poll fetched, for the ledger (applied once, at `start_ms`).
@@ -178,6 +182,8 @@ impl Listing {
             fetched: 0,
             current_op: aws::LIST_SESSIONS,
             portal_arn: None,
+            lookups: Lookups::default(),
+            settled_logged: false,
         }
     }
 
@@ -220,6 +226,9 @@ impl Listing {
     /// The time of a failed poll: that of its first request when it will resume, else now. A
     /// failure that cannot be resumed drops the partial poll.
     pub(super) fn failed(&mut self, err: &PollError, now: UnixMillis) -> UnixMillis {
+        if let Some((id, n)) = self.lookups.poll_failed(err.label().is_transient()) {
+            debug!(session_id = %id, failed_polls = n, settled_after = MAX_FAILED_LOOKUPS, "GetSession of a vanished session failed");
+        }
         if !resumable(err) {
             self.progress = None;
         }
@@ -244,7 +253,8 @@ impl Listing {
         if self.phase() == Phase::Extend {
             self.extend_scan(cx).await?;
         }
-        self.resolve_vanished(cx.api).await?;
+        self.resolve_vanished(cx).await?;
+        self.lookups.poll_succeeded();
         let Progress {
             start_ms,
             active,
@@ -415,16 +425,32 @@ impl Listing {
     }
 
     /// Fetches the sessions set aside by the scan one by one with `GetSession`: a record joins
-    /// the poll's Terminated ones, a session that no longer exists is forgotten.
-    async fn resolve_vanished(&mut self, api: &PortalApi) -> Result<(), PollError> {
+    /// the poll's Terminated ones; a session that no longer exists, or that cannot be looked up
+    /// (see [`vanished::settles`], [`Lookups`]), is settled: the ledger forgets it.
+    async fn resolve_vanished(&mut self, cx: &PollContext<'_>) -> Result<(), PollError> {
         self.current_op = aws::GET_SESSION;
         while let Some(id) = self
             .progress
             .as_ref()
             .and_then(|p| p.to_resolve.last().map(|v| v.id.clone()))
         {
-            let found = api.get_session(&id).await?;
-            self.fetched += 1;
+            let found = if self.lookups.exhausted(&id) {
+                self.log_settled(cx, &id, None);
+                None
+            } else {
+                self.lookups.begin(&id);
+                let answer = match cx.api.get_session(&id).await {
+                    Ok(found) => found,
+                    Err(e) if vanished::settles(&e) => {
+                        self.log_settled(cx, &id, Some(&e));
+                        None
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                self.fetched += 1;
+                answer
+            };
+            self.lookups.done(&id);
             if let Some(p) = &mut self.progress {
                 p.to_resolve.pop();
                 match found {
@@ -434,6 +460,38 @@ impl Listing {
             }
         }
         Ok(())
+    }
+
+    /// Logs a vanished session settled without its record: refused (`refusal`), or after
+    /// [`MAX_FAILED_LOOKUPS`] failed polls. At warning level the first time, then at debug.
+    fn log_settled(&mut self, cx: &PollContext<'_>, id: &str, refusal: Option<&ApiError>) {
+        let portal_id = cx.plan.portal_id.as_str();
+        let first = !std::mem::replace(&mut self.settled_logged, true);
+        match refusal {
+            Some(e) if first => {
+                warn!(portal_id, session_id = id, operation = e.operation, error = %e.code, detail = %e.message, "a session that left the Active listing cannot be looked up: settled as terminated, without a duration");
+            }
+            Some(e) => {
+                debug!(portal_id, session_id = id, operation = e.operation, error = %e.code, "vanished session settled");
+            }
+            None if first => {
+                warn!(
+                    portal_id,
+                    session_id = id,
+                    operation = aws::GET_SESSION,
+                    failed_polls = MAX_FAILED_LOOKUPS,
+                    "a session that left the Active listing could not be looked up in 3 polls: settled as terminated, without a duration"
+                );
+            }
+            None => {
+                debug!(
+                    portal_id,
+                    session_id = id,
+                    failed_polls = MAX_FAILED_LOOKUPS,
+                    "vanished session settled"
+                );
+            }
+        }
     }
 
     /// Lists the page of `query` at the poll's current token into the current phase's records,

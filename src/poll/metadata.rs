@@ -54,6 +54,12 @@ impl Metadata {
         }
     }
 
+    /// Makes `GetPortal` due at once (after a configuration reload: a policy may have been fixed).
+    pub(super) fn ask_again(&mut self) {
+        self.due = None;
+        self.denied_logged = false;
+    }
+
     /// Refreshes the metadata with `GetPortal` when due. AccessDenied is not a poll failure: the
     /// info series are absent and a warning is logged once. An answer (the portal, AccessDenied
     /// or not found) also tells `ledger` the limit for the next interval; without one, the
@@ -105,6 +111,11 @@ impl Metadata {
                 ledger.set_capacity_limit(self.capacity_limit());
             }
         }
+    }
+
+    /// The portal's ARN, when known (from the plan or its sessions).
+    pub(super) fn arn(&self) -> Option<&str> {
+        self.arn.as_deref()
     }
 
     /// The portal's `maxConcurrentSessions` per the last GetPortal answer (`None`: unknown).

@@ -45,12 +45,14 @@
 //! The [`Scheduler`] owns one task per portal and reconciles them with a new set of plans
 //! ([`Scheduler::apply`]): added portals start, removed ones stop and lose their series, and
 //! portals that stay keep their ledger (counters continue) and take the new plan at once.
-//! A panic inside a portal's task is caught by its supervisor, logged, counted in
-//! `workspacesweb_poller_panics_total`, and the portal restarts with a fresh ledger after a delay
-//! that doubles with each consecutive panic ([`RESTART_DELAY`] up to [`MAX_RESTART_DELAY`]), so a
-//! task that panics at once does not spin a core.
+//! A panic inside a portal's task is caught by its supervisor ([`crate::supervise`]), logged,
+//! counted in `workspacesweb_poller_panics_total`, and the portal restarts after a delay that
+//! doubles with each consecutive panic, from its last good state: the state it writes to its
+//! state file after each successful poll (with `--storage.path`), or the same kept in memory by
+//! the supervisor (`checkpoint.rs`), so its counters continue either way.
 
 mod backfill;
+mod checkpoint;
 mod listing;
 mod metadata;
 mod poller;
@@ -75,9 +77,12 @@ use crate::ledger::LedgerSettings;
 use crate::session::UnixMillis;
 use crate::snapshot::Store;
 use crate::storage::StateDir;
+use crate::supervise::{Panicked, RESTART_DELAY, Restarts, supervise};
 use crate::users::UserSettings;
 
-use poller::Poller;
+use checkpoint::Checkpoint;
+use poller::{Poller, TaskParts};
+pub use vanished::MAX_FAILED_LOOKUPS;
 
 /// Clock skew allowed between this host and the API when choosing the terminated-scan watermark.
 pub const SKEW_MARGIN_MS: UnixMillis = 60_000;
@@ -200,6 +205,15 @@ impl PollError {
         }
     }
 
+    /// What went wrong, without the operation and label (the service's message, or the cause).
+    pub fn message(&self) -> String {
+        match self {
+            PollError::Api(e) => e.message.clone(),
+            PollError::Pagination { reason, .. } => format!("pagination stopped: {reason}"),
+            PollError::Timeout(d, _) => format!("the poll timed out after {d:?}"),
+        }
+    }
+
     /// The `error` label value of this failure.
     pub fn label(&self) -> ErrorLabel {
         match self {
@@ -237,6 +251,8 @@ pub struct Scheduler {
     limit: Limit,
     tasks: BTreeMap<String, Task>,
     storage: Option<Arc<StateDir>>,
+    /// Bumped by each configuration reload (see [`Scheduler::config_reloaded`]).
+    reloads: watch::Sender<u64>,
 }
 
 impl Scheduler {
@@ -248,7 +264,15 @@ impl Scheduler {
             limit: Limit::new(concurrency),
             tasks: BTreeMap::new(),
             storage: None,
+            reloads: watch::Sender::new(0),
         }
+    }
+
+    /// Tells every portal that the configuration was reloaded: what a refusal made them give up
+    /// until the next refresh (`GetPortal` after AccessDenied) is asked again at once, so that an
+    /// operator who fixed a policy sees it work after a reload.
+    pub fn config_reloaded(&self) {
+        self.reloads.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Keeps every portal's accounting state in `storage` (`--storage.path`): portals started
@@ -345,38 +369,45 @@ impl Scheduler {
         let (stop_tx, stop_rx) = watch::channel(false);
         let counters = Arc::new(ApiCounters::default());
         let panics = Arc::new(AtomicU64::new(0));
+        let checkpoint = Checkpoint::default();
         let clients = self.clients.clone();
         let store = self.store.clone();
         let permits = self.limit.permits.clone();
         let storage = self.storage.clone();
-        let portal_id = plan.portal_id.clone();
+        let reloads = self.reloads.subscribe();
         let restarts = Restarts {
             first: RESTART_DELAY,
-            stop: stop_rx.clone(),
+            stop: Some(stop_rx.clone()),
         };
-        let handle = tokio::spawn(supervise(portal_id, panics.clone(), restarts, move || {
-            let plan_rx = plan_rx.clone();
+        let (portal_id, counted) = (plan.portal_id.clone(), panics.clone());
+        let on_panic = move |p: &Panicked| {
+            let n = counted.fetch_add(1, Ordering::Relaxed) + 1;
+            error!(portal_id = %portal_id, panics = n, panic = %p.message, restart_in = ?p.restart_in, "portal task panicked; restarting it from its last successful poll");
+        };
+        let make = move || {
+            let parts = TaskParts {
+                plan_rx: plan_rx.clone(),
+                reloads: reloads.clone(),
+                panics: panics.load(Ordering::Relaxed),
+                storage: storage.clone(),
+                checkpoint: checkpoint.clone(),
+            };
             let stop_rx = stop_rx.clone();
             let clients = clients.clone();
             let store = store.clone();
             let permits = permits.clone();
             let counters = counters.clone();
-            let panics = panics.clone();
-            let storage = storage.clone();
             async move {
-                let plan = plan_rx.borrow().clone();
+                let plan = parts.plan_rx.borrow().clone();
                 // Both boxed: inline, building a client (config loading, credentials) and the
                 // poller would each reserve their largest state in this task for its whole life.
                 let api =
                     Box::pin(clients.portal_api(&plan.client, &plan.portal_id, counters)).await;
-                let panics = panics.load(Ordering::Relaxed);
-                let poller = Box::pin(Poller::new(
-                    plan, plan_rx, clients, api, store, panics, storage,
-                ))
-                .await;
+                let poller = Box::pin(Poller::new(plan, clients, api, store, parts)).await;
                 Box::pin(poller.run(permits, stop_rx)).await;
             }
-        }));
+        };
+        let handle = tokio::spawn(supervise(restarts, make, on_panic));
         Task {
             plan: plan_tx,
             stop: stop_tx,
@@ -393,30 +424,6 @@ impl Scheduler {
             let _ = task.handle.await;
         }
     }
-}
-
-/// Delay before restarting a portal task after its first panic; it doubles with each consecutive
-/// panic, up to [`MAX_RESTART_DELAY`].
-pub const RESTART_DELAY: Duration = Duration::from_secs(1);
-
-/// Longest delay before restarting a panicked portal task. A task that ran at least this long
-/// before panicking starts a new series of delays.
-pub const MAX_RESTART_DELAY: Duration = Duration::from_secs(60);
-
-/// How [`supervise`] restarts: the first delay, and the portal's stop signal (which ends a wait).
-#[derive(Debug)]
-struct Restarts {
-    first: Duration,
-    stop: watch::Receiver<bool>,
-}
-
-/// Delay before the restart that follows `streak` consecutive panics (1 for the first).
-fn restart_delay(first: Duration, streak: u32) -> Duration {
-    let cap = MAX_RESTART_DELAY.max(first);
-    first
-        .checked_mul(1u32 << streak.saturating_sub(1).min(20))
-        .unwrap_or(cap)
-        .min(cap)
 }
 
 /// The concurrency limit: a semaphore of `target` permits (one per poll in flight) whose size can
@@ -518,45 +525,6 @@ async fn retire(permits: Arc<Semaphore>, debt: Arc<AtomicUsize>) {
     }
 }
 
-/// Runs `make()` in its own task until it returns; after a panic, counts it and restarts it once
-/// a delay has passed (see [`restart_delay`]), unless the portal is stopped meanwhile.
-async fn supervise<F, Fut>(portal_id: String, panics: Arc<AtomicU64>, restarts: Restarts, make: F)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let Restarts { first, mut stop } = restarts;
-    let mut streak = 0u32;
-    loop {
-        let began = tokio::time::Instant::now();
-        match tokio::spawn(make()).await {
-            Err(e) if e.is_panic() => {
-                let n = panics.fetch_add(1, Ordering::Relaxed) + 1;
-                if began.elapsed() >= MAX_RESTART_DELAY.max(first) {
-                    streak = 0;
-                }
-                streak = streak.saturating_add(1);
-                let delay = restart_delay(first, streak);
-                let what = e
-                    .into_panic()
-                    .downcast::<String>()
-                    .map(|s| *s)
-                    .or_else(|p| p.downcast::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|_| "non-string panic".to_string());
-                error!(portal_id = %portal_id, panics = n, panic = %what, restart_in = ?delay, "portal task panicked; restarting it");
-                if *stop.borrow_and_update() {
-                    return;
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = stop.changed() => return,
-                }
-            }
-            _ => return,
-        }
-    }
-}
-
 /// The task was told to stop while a step was in flight.
 struct Stopped;
 
@@ -596,94 +564,93 @@ pub(crate) fn backoff(interval: Duration, failures: u32) -> Duration {
 mod tests {
     use super::*;
 
-    fn restarts(first: Duration) -> (watch::Sender<bool>, Restarts) {
-        let (stop_tx, stop) = watch::channel(false);
-        (stop_tx, Restarts { first, stop })
-    }
-
-    #[tokio::test]
-    async fn a_panicking_task_is_restarted_and_counted() {
-        let runs = Arc::new(AtomicU64::new(0));
-        let panics = Arc::new(AtomicU64::new(0));
-        let r = runs.clone();
-        let (_stop, restarts) = restarts(Duration::from_millis(1));
-        supervise("p".into(), panics.clone(), restarts, move || {
-            let r = r.clone();
-            async move {
-                if r.fetch_add(1, Ordering::Relaxed) < 2 {
-                    panic!("boom");
-                }
-            }
-        })
-        .await;
-        assert_eq!(runs.load(Ordering::Relaxed), 3);
-        assert_eq!(panics.load(Ordering::Relaxed), 2);
-    }
-
-    /// Each restart waits at least its delay, and the delays double (they are lower bounds: a
-    /// sleep never ends early, so this holds on any machine).
-    #[tokio::test]
-    async fn restarts_after_a_panic_back_off() {
-        let starts = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let panics = Arc::new(AtomicU64::new(0));
-        let s = starts.clone();
-        let first = Duration::from_millis(100);
-        let (_stop, restarts) = restarts(first);
-        supervise("p".into(), panics.clone(), restarts, move || {
-            let s = s.clone();
-            async move {
-                let n = {
-                    let mut starts = s.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    starts.push(tokio::time::Instant::now());
-                    starts.len()
-                };
-                if n < 4 {
-                    panic!("boom");
-                }
-            }
-        })
-        .await;
-        let starts = starts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        assert_eq!(starts.len(), 4);
-        assert_eq!(panics.load(Ordering::Relaxed), 3);
-        for (i, want) in [first, first * 2, first * 4].into_iter().enumerate() {
-            let gap = starts[i + 1] - starts[i];
-            assert!(
-                gap >= want,
-                "restart {} after {gap:?}, before {want:?}",
-                i + 1
-            );
-        }
-        assert_eq!(restart_delay(first, 30), MAX_RESTART_DELAY);
-        assert_eq!(
-            restart_delay(Duration::from_secs(1), 1),
-            Duration::from_secs(1)
-        );
-    }
-
-    /// A portal stopped while its task waits to restart stops at once, not after the delay.
-    #[tokio::test]
-    async fn stopping_ends_the_wait_before_a_restart() {
-        let panics = Arc::new(AtomicU64::new(0));
-        let (stop, restarts) = restarts(Duration::from_secs(3600));
-        let (ran_tx, mut ran_rx) = tokio::sync::mpsc::unbounded_channel();
-        let supervisor = tokio::spawn(supervise("p".into(), panics.clone(), restarts, move || {
-            let ran = ran_tx.clone();
-            async move {
-                let _ = ran.send(());
-                panic!("boom");
-            }
-        }));
-        ran_rx.recv().await.expect("the task ran");
-        stop.send(true).expect("supervisor listening");
-        tokio::time::timeout(Duration::from_secs(30), supervisor)
+    /// A panic mid-poll (the test hook fires between a poll's listing and its ledger) restarts
+    /// the task from its last successful poll, without `--storage.path`: the counters continue
+    /// where they were, and what happens after the restart is counted once. Before, the task
+    /// restarted with a fresh ledger: the counters started again from 0.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_mid_poll_restarts_the_task_with_its_counters() {
+        use workspacesweb_sim::{PortalSpec, SimConfig, SimSession, Simulator};
+        let id = "cccccccc-0000-4000-8000-000000000001";
+        let now = crate::clock::now_ms();
+        let sessions = (0..3)
+            .map(|i| SimSession::new(SimSession::id_for(i), "base", now - 60_000 * (i as i64 + 1)))
+            .collect();
+        let sim = Simulator::new(SimConfig::new(5).with_portal(PortalSpec::scripted(id, sessions)));
+        let running = sim
+            .start(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
-            .expect("hang guard: the supervisor waited out its restart delay")
-            .expect("supervisor");
-        assert!(ran_rx.try_recv().is_err(), "not restarted after the stop");
+            .expect("simulator listens");
+        let clients = Clients::with_static_credentials("us-east-1", &running.endpoint_url()).await;
+        let store = Arc::new(Store::new());
+        let plan = PortalPlan {
+            portal_id: id.to_string(),
+            labels: Vec::new(),
+            client: ClientKey {
+                region: Some("us-east-1".into()),
+                ..Default::default()
+            },
+            interval: Duration::from_millis(300),
+            timeout: Duration::from_millis(250),
+            page_size: 100,
+            max_pages: 100,
+            duration_buckets: vec![60.0, 3600.0],
+            native_schema: 3,
+            per_user: None,
+            arn: None,
+            metadata_refresh: Duration::from_secs(3600),
+        };
+        let sched = Scheduler::start(vec![plan], &clients, store.clone(), 1).await;
+        let totals = |p: &crate::snapshot::PortalSnapshot| p.totals.clone().unwrap_or_default();
+        let wait = |pred: Box<dyn Fn(&crate::snapshot::PortalSnapshot) -> bool + Send>| {
+            let store = store.clone();
+            async move {
+                let found = tokio::time::timeout(
+                    Duration::from_secs(60),
+                    store.wait_until(|ps| ps.iter().any(|p| p.portal_id == id && pred(p))),
+                )
+                .await;
+                found.unwrap_or_else(|_| panic!("never reached: {:?}", store.portal(id)));
+                store.portal(id).expect("published")
+            }
+        };
+        wait(Box::new(|p| p.up)).await;
+        // Two sessions start after T0, one of the baseline ends: counted once each.
+        let after_t0 = crate::clock::now_ms();
+        for i in 10..12 {
+            sim.add_session(id, SimSession::new(SimSession::id_for(i), "new", after_t0))
+                .expect("portal");
+        }
+        sim.end_session(id, &SimSession::id_for(0), after_t0)
+            .expect("session");
+        let before = wait(Box::new(move |p| {
+            let t = totals(p);
+            t.started == 2 && t.terminated == 1
+        }))
+        .await;
+        crate::supervise::panic_hook::arm(id);
+        // Restarted (the first restart waits 1 s), and the counters are there at once.
+        let restarted = wait(Box::new(|p| p.panics == 1)).await;
+        assert_eq!(totals(&restarted).started, 2, "{restarted:?}");
+        assert_eq!(totals(&restarted).terminated, 1);
+        // The next polls go on counting from there: one more start, one more end.
+        let later = crate::clock::now_ms();
+        sim.add_session(id, SimSession::new(SimSession::id_for(12), "new", later))
+            .expect("portal");
+        sim.end_session(id, &SimSession::id_for(10), later)
+            .expect("session");
+        let after = wait(Box::new(move |p| {
+            p.up && totals(p).started == 3 && totals(p).terminated == 2
+        }))
+        .await;
+        sched.shutdown().await;
+        assert_eq!(after.panics, 1);
+        assert!(totals(&after).session_seconds >= totals(&before).session_seconds);
+        assert_eq!(
+            totals(&after).incomplete,
+            0,
+            "nothing settled without its record"
+        );
     }
 
     /// Lowering the limit while every permit is held: the permits are retired as they come back.

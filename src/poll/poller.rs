@@ -10,22 +10,41 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tracing::{debug, info, warn};
 
 use super::backfill::{Backfill, after_first_polls, yields_before_step};
+use super::checkpoint::Checkpoint;
 use super::listing::{Listing, PollContext};
 use super::metadata::Metadata;
-use super::state::{LabelFingerprint, StateFile, ToSave};
+use super::state::{LabelFingerprint, Resumed, StateFile, ToSave};
 use super::{PollError, PortalPlan, STALE_INTERVALS, Stopped, backoff, jitter, unless_stopped};
-use crate::aws::{Clients, ErrorLabel, PortalApi};
+use crate::aws::arn::account_of_arn;
+use crate::aws::error_text::shown_message;
+use crate::aws::{Clients, ErrorLabel, PortalApi, region_of_arn};
 use crate::clock::now_ms;
 use crate::ledger::Ledger;
 use crate::session::UnixMillis;
 use crate::snapshot::{PortalSnapshot, StateStatus, Store};
 use crate::storage::StateDir;
-use crate::users::{UserLabels, label_for};
+use crate::users::{LabelMode, UserLabels, label_for};
+
+/// What a portal's task is given by its supervisor, and keeps across a panic.
+pub(super) struct TaskParts {
+    /// The portal's plan, updated by reloads and discovery.
+    pub(super) plan_rx: watch::Receiver<PortalPlan>,
+    /// Moves with each configuration reload.
+    pub(super) reloads: watch::Receiver<u64>,
+    /// Panics of the portal's task so far.
+    pub(super) panics: u64,
+    /// The state directory (`--storage.path`).
+    pub(super) storage: Option<Arc<StateDir>>,
+    /// The last good state, kept across panics.
+    pub(super) checkpoint: Checkpoint,
+}
 
 /// One portal's poll loop and state.
 pub(super) struct Poller {
     plan: PortalPlan,
     plan_rx: watch::Receiver<PortalPlan>,
+    reloads: watch::Receiver<u64>,
+    checkpoint: Checkpoint,
     clients: Clients,
     api: PortalApi,
     store: Arc<Store>,
@@ -55,32 +74,38 @@ enum Wake {
 }
 
 impl Poller {
-    /// The poller of `plan`, resumed from its state file when there is a usable one (see
-    /// [`StateFile::restore`]: its counters appear with the first poll); publishes its first
-    /// snapshot.
+    /// The poller of `plan`, resumed from its checkpoint after a panic, else from its state
+    /// file when there is a usable one (see [`StateFile::restore`]: its counters appear with the
+    /// first poll); publishes its first snapshot.
     pub(super) async fn new(
         plan: PortalPlan,
-        plan_rx: watch::Receiver<PortalPlan>,
         clients: Clients,
         api: PortalApi,
         store: Arc<Store>,
-        panics: u64,
-        storage: Option<Arc<StateDir>>,
+        parts: TaskParts,
     ) -> Self {
         let (requests, errors) = api.counters().snapshot();
-        let state = storage.map(StateFile::new);
+        let state = parts.storage.map(StateFile::new);
+        // A task restarted after a panic keeps the portal's recent polls.
+        let recent = store
+            .portal(&plan.portal_id)
+            .map(|s| s.recent.clone())
+            .unwrap_or_default();
         let snapshot = PortalSnapshot {
             portal_id: plan.portal_id.clone(),
             labels: plan.labels.clone(),
-            panics,
+            panics: parts.panics,
             api_requests: requests,
             counted_since_ms: Some(api.counters().since_ms()),
             api_errors: errors,
             state: state.as_ref().map(|_| StateStatus::default()),
+            recent,
             ..Default::default()
         };
         let mut poller = Poller {
-            plan_rx,
+            plan_rx: parts.plan_rx,
+            reloads: parts.reloads,
+            checkpoint: parts.checkpoint,
             clients,
             api,
             store,
@@ -95,13 +120,17 @@ impl Poller {
             snapshot,
             plan,
         };
-        if let Some(state) = &poller.state
+        poller.locate();
+        if let Some(r) = poller.checkpoint.restore(&poller.plan) {
+            // What this process published before the panic (or more): shown again at once.
+            poller.resume(r);
+            if let Some(ledger) = &poller.ledger {
+                poller.snapshot.totals = Some(ledger.totals().clone());
+            }
+        } else if let Some(state) = &poller.state
             && let Some(r) = state.restore(&poller.plan).await
         {
-            poller.ledger = Some(r.ledger);
-            poller.users = r.users;
-            poller.listing.resume_at(Some(r.watermark_ms));
-            poller.backfill = Backfill::resumed(r.backfill_done);
+            poller.resume(r);
             poller.snapshot.state = Some(StateStatus {
                 restored: true,
                 last_write_unix: None,
@@ -109,6 +138,14 @@ impl Poller {
         }
         poller.store.publish(poller.snapshot.clone());
         poller
+    }
+
+    /// Continues from a saved state: its ledger, label slots, watermark and backfill.
+    fn resume(&mut self, r: Resumed) {
+        self.ledger = Some(r.ledger);
+        self.users = r.users;
+        self.listing.resume_at(Some(r.watermark_ms));
+        self.backfill = Backfill::resumed(r.backfill_done);
     }
 
     /// The portal's task: each poll in its turn, holding one of `permits`, until told to stop.
@@ -151,6 +188,13 @@ impl Poller {
                 self.store.publish(self.snapshot.clone());
                 Wake::Again
             }
+            changed = self.reloads.changed() => {
+                if changed.is_err() {
+                    return Wake::Stop;
+                }
+                self.metadata.ask_again();
+                Wake::Again
+            }
             changed = self.plan_rx.changed() => {
                 if changed.is_err() {
                     return Wake::Stop;
@@ -185,6 +229,8 @@ impl Poller {
             ledger: self.ledger.as_ref(),
         };
         let polled = self.listing.poll_within(&cx, stop).await?;
+        #[cfg(test)]
+        crate::supervise::panic_hook::fire(&self.plan.portal_id);
         let took = began.elapsed();
         self.metadata.learn_arn(self.listing.portal_arn());
         let (result, start_ms) = match polled {
@@ -252,10 +298,12 @@ impl Poller {
         Ok(())
     }
 
-    /// Writes the portal's accounting state (after a successful poll, before its values are
-    /// published). A failure is counted and logged; polling goes on.
+    /// Keeps the portal's accounting state (after a successful poll, before its values are
+    /// published): in its state file with `--storage.path` (a failed write is counted and
+    /// logged; polling goes on), which a task restarted after a panic resumes from as a restarted
+    /// exporter does; without it, in its checkpoint in memory.
     async fn save_state(&mut self, start_ms: UnixMillis) {
-        let (Some(state), Some(ledger)) = (&mut self.state, &self.ledger) else {
+        let Some(ledger) = &self.ledger else {
             return;
         };
         let portal = ToSave {
@@ -265,7 +313,20 @@ impl Poller {
             backfill_done: self.backfill.done(),
             users: self.users.as_ref(),
         };
-        state.save(portal, &mut self.snapshot, &self.store).await;
+        let encoded = portal.encode();
+        let Some(state) = &mut self.state else {
+            match encoded {
+                Ok(bytes) => self.checkpoint.keep(bytes),
+                Err(e) => {
+                    warn!(portal_id = %self.plan.portal_id, error = %e, "the portal's state could not be encoded; a panic would restart it from an older one");
+                }
+            }
+            return;
+        };
+        let portal_id = self.plan.portal_id.as_str();
+        state
+            .save(portal_id, encoded, &mut self.snapshot, &self.store)
+            .await;
     }
 
     /// When the next poll is due, given whether this one failed and when it was scheduled.
@@ -326,6 +387,7 @@ impl Poller {
         self.snapshot.labels = new.labels.clone();
         self.plan = new;
         self.snapshot.meta = self.metadata.meta(&self.plan);
+        self.locate();
         self.store.publish(self.snapshot.clone());
     }
 
@@ -368,6 +430,27 @@ impl Poller {
         self.ledger = rekeyed;
     }
 
+    /// The snapshot's region, account and interval, from the plan and the ARN known so far (an
+    /// ARN learned from the sessions brings the account of a portal configured by id).
+    fn locate(&mut self) {
+        let arn = self.metadata.arn();
+        let snap = &mut self.snapshot;
+        snap.interval = self.plan.interval;
+        snap.region = (self.plan.client.region.as_deref())
+            .or_else(|| arn.and_then(region_of_arn))
+            .map(str::to_string);
+        snap.account_id = arn
+            .and_then(account_of_arn)
+            .or_else(|| {
+                self.plan
+                    .client
+                    .role_arn
+                    .as_deref()
+                    .and_then(account_of_arn)
+            })
+            .map(str::to_string);
+    }
+
     /// After a successful poll (and its backfill step): the ledger evicts its idle users, then
     /// the per-user series follow what it holds.
     fn update_user_series(&mut self, at_ms: UnixMillis) {
@@ -408,6 +491,7 @@ impl Poller {
                 snap.up = true;
                 snap.last_error = None;
                 snap.last_error_code = None;
+                snap.last_error_message = None;
                 snap.last_success_unix = Some(start_ms as f64 / 1000.0);
                 self.last_success = Some(Instant::now());
                 if let Some(ledger) = &self.ledger {
@@ -432,6 +516,11 @@ impl Poller {
                 snap.up = false;
                 snap.last_error = Some(err.to_string());
                 snap.last_error_code = Some(format!("{} {}", err.operation(), err.label()));
+                let hashed = matches!(
+                    self.plan.per_user.as_ref().map(|u| &u.mode),
+                    Some(LabelMode::Hashed { .. })
+                );
+                snap.last_error_message = Some(shown_message(&err.message(), hashed));
                 let stale_after = self.plan.interval * STALE_INTERVALS;
                 if self.last_success.is_none_or(|t| t.elapsed() >= stale_after) {
                     snap.active = None;
@@ -441,6 +530,17 @@ impl Poller {
         let (requests, errors) = self.api.counters().snapshot();
         snap.api_requests = requests;
         snap.api_errors = errors;
-        self.store.publish(snap.clone());
+        let errors_total = snap
+            .api_errors
+            .values()
+            .fold(0u64, |s, n| s.saturating_add(*n));
+        let active = snap
+            .up
+            .then(|| snap.active.as_ref().map(|a| a.sessions))
+            .flatten();
+        let capacity = snap.meta.as_ref().and_then(|m| m.max_concurrent_sessions);
+        snap.recent.record(now_ms(), active, capacity, errors_total);
+        self.locate();
+        self.store.publish(self.snapshot.clone());
     }
 }

@@ -11,8 +11,78 @@
 //! The poller asks again before every further page, with the density that page brings and the
 //! sessions it found, so a wrong estimate costs at most the pages listed before it corrects itself;
 //! whatever the scan does not find is fetched with `GetSession`.
+//!
+//! A session that `GetSession` cannot tell about is *settled* (SPEC section 11): counted as
+//! terminated and incomplete, without a duration ([`Ledger::forget`](crate::ledger::Ledger::forget)),
+//! when the lookup is refused (`AccessDeniedException`), the session is not found
+//! (`ResourceNotFoundException`) or its id is refused (`ValidationException`): asking again would
+//! bring the same answer, and a poll that failed on it would fail forever. A transient failure
+//! (throttling, a server error, a timeout) fails the poll, which resumes with the same session;
+//! after [`MAX_FAILED_LOOKUPS`] failed polls in a row on one session ([`Lookups`]), it is settled
+//! too, without asking again.
 
+use std::collections::HashMap;
+
+use crate::aws::{ApiError, ErrorLabel};
 use crate::session::UnixMillis;
+
+/// Polls in a row that may fail on one session's `GetSession` before it is settled.
+pub const MAX_FAILED_LOOKUPS: u32 = 3;
+
+/// Whether a failed `GetSession` settles its session at once: the service said it will not
+/// tell (denied), does not know it, or refuses its id.
+pub(super) fn settles(err: &ApiError) -> bool {
+    [
+        ErrorLabel::ACCESS_DENIED,
+        ErrorLabel::NOT_FOUND,
+        ErrorLabel::VALIDATION,
+    ]
+    .contains(&err.code)
+}
+
+/// The `GetSession` lookups of one portal's polls that failed transiently, by session, and the
+/// one in flight (a poll's timeout may cut it short).
+#[derive(Debug, Default)]
+pub(super) struct Lookups {
+    failed_polls: HashMap<String, u32>,
+    in_flight: Option<String>,
+}
+
+impl Lookups {
+    /// Whether `id` is to be settled without asking again: [`MAX_FAILED_LOOKUPS`] polls in a row
+    /// failed on its lookup.
+    pub(super) fn exhausted(&self, id: &str) -> bool {
+        self.failed_polls
+            .get(id)
+            .is_some_and(|n| *n >= MAX_FAILED_LOOKUPS)
+    }
+
+    /// A lookup of `id` begins.
+    pub(super) fn begin(&mut self, id: &str) {
+        self.in_flight = Some(id.to_string());
+    }
+
+    /// The lookup of `id` ended with an answer, or `id` was settled: its count goes.
+    pub(super) fn done(&mut self, id: &str) {
+        self.in_flight = None;
+        self.failed_polls.remove(id);
+    }
+
+    /// The poll failed; when `transient` and a lookup was in flight, that lookup's session counts
+    /// one more failed poll. Returns the polls that failed on it so far.
+    pub(super) fn poll_failed(&mut self, transient: bool) -> Option<(String, u32)> {
+        let id = self.in_flight.take().filter(|_| transient)?;
+        let n = self.failed_polls.entry(id.clone()).or_default();
+        *n = n.saturating_add(1);
+        Some((id, *n))
+    }
+
+    /// A poll succeeded: every vanished session was resolved or settled.
+    pub(super) fn poll_succeeded(&mut self) {
+        self.in_flight = None;
+        self.failed_polls.clear();
+    }
+}
 
 /// What the Terminated scan of a poll has listed so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +154,59 @@ pub(super) fn scan_is_cheaper(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn api_error(code: ErrorLabel) -> ApiError {
+        ApiError {
+            operation: crate::aws::GET_SESSION,
+            code,
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn refusals_settle_and_transient_failures_do_not() {
+        for code in [
+            ErrorLabel::ACCESS_DENIED,
+            ErrorLabel::NOT_FOUND,
+            ErrorLabel::VALIDATION,
+        ] {
+            assert!(settles(&api_error(code)), "{code}");
+        }
+        for code in [
+            ErrorLabel::from_code("ThrottlingException"),
+            ErrorLabel::from_code("InternalServerException"),
+            ErrorLabel::Timeout,
+            ErrorLabel::Dispatch,
+            ErrorLabel::Credentials,
+            ErrorLabel::Other,
+        ] {
+            assert!(!settles(&api_error(code)), "{code}");
+        }
+    }
+
+    #[test]
+    fn three_failed_polls_in_a_row_exhaust_a_lookup() {
+        let mut l = Lookups::default();
+        for n in 1..=MAX_FAILED_LOOKUPS {
+            assert!(!l.exhausted("s1"));
+            l.begin("s1");
+            assert_eq!(l.poll_failed(true), Some(("s1".to_string(), n)));
+        }
+        assert!(l.exhausted("s1"));
+        // A failure elsewhere in the poll (nothing in flight), or not transient, counts nothing.
+        assert_eq!(l.poll_failed(true), None);
+        l.begin("s2");
+        assert_eq!(l.poll_failed(false), None);
+        assert!(!l.exhausted("s2"));
+        // An answer resets the count; so does a successful poll.
+        l.begin("s2");
+        l.poll_failed(true);
+        l.done("s2");
+        l.begin("s2");
+        assert_eq!(l.poll_failed(true), Some(("s2".to_string(), 1)));
+        l.poll_succeeded();
+        assert!(!l.exhausted("s1"));
+    }
 
     const MIN: UnixMillis = 60_000;
 

@@ -13,11 +13,6 @@ use workspacesweb_exporter::poll::PortalPlan;
 use workspacesweb_exporter::snapshot::{PortalSnapshot, Store};
 use workspacesweb_sim::{PortalSpec, RunningSim, SimConfig, SimSession, Simulator};
 
-/// Held by the test that reads this process's memory (the soak) and by the tests that hold
-/// a thousand connections in it (the connection cap), so that they never run at the same time:
-/// the one would read the other's allocations as growth.
-pub static PROCESS_MEMORY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// The exposition of a store as text, rendered now (tests read it where the HTTP server would
 /// serve the cached rendering; `tests/http_server.rs` checks the two are the same).
 pub trait ScrapeText {

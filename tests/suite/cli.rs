@@ -275,6 +275,57 @@ fn config_check_warns_on_stderr_and_still_succeeds() {
     assert!(out.stdout.contains("portals: 1\n"), "{}", out.stdout);
 }
 
+/// Values copied from the documentation, or left from a test against a local simulator,
+/// validate but would poll nothing real: one warning each, naming the key path, exit 0.
+#[test]
+fn config_check_warns_about_placeholders_and_a_loopback_endpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = config_file(
+        dir.path(),
+        "copied.yaml",
+        &format!(
+            "portals:
+  - id: 11111111-1111-1111-1111-111111111111
+    region: us-east-1
+  - arn: arn:aws:workspaces-web:eu-west-1:123456789012:portal/{ID2}
+    role_arn: arn:aws:iam::210987654321:role/wsw
+    endpoint_url: http://127.0.0.1:4566
+discovery:
+  - regions: [us-east-1]
+    endpoint_url: http://localhost:4566
+  - regions: [eu-west-1]
+    role_arn: arn:aws:iam::999988887777:role/wsw
+"
+        ),
+    );
+    let out = check(&path);
+    assert_eq!(out.code(), Some(0), "stderr:\n{}", out.stderr);
+    let file = path.display();
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    let expected = [
+        format!(
+            "warning: {file}:2:9: portals[0].id: portal id 11111111-1111-1111-1111-111111111111 is a documentation placeholder"
+        ),
+        format!(
+            "warning: {file}:4:10: portals[1].arn: account 123456789012 is a documentation placeholder"
+        ),
+        format!(
+            "warning: {file}:5:15: portals[1].role_arn: account 210987654321 is a documentation placeholder"
+        ),
+        format!(
+            "warning: {file}:6:19: portals[1].endpoint_url: http://127.0.0.1:4566 is this machine (a local simulator?), not AWS"
+        ),
+        format!(
+            "warning: {file}:9:19: discovery[0].endpoint_url: http://localhost:4566 is this machine (a local simulator?), not AWS"
+        ),
+    ];
+    assert_eq!(lines.len(), expected.len(), "{}", out.stderr);
+    for (line, want) in lines.iter().zip(&expected) {
+        assert!(line.starts_with(want.as_str()), "{line}\nwanted: {want}");
+    }
+    assert!(out.stdout.contains("portals: 2\n"), "{}", out.stdout);
+}
+
 #[test]
 fn config_check_rejects_invalid_files_naming_file_line_and_key() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -781,6 +832,24 @@ fn landing_page_and_gzip_exposition_of_the_demo() {
         );
     }
     assert!(html.contains("href=\"/metrics\""), "{html}");
+    // Where each portal runs, a sparkline of its polls so far, and never a username (the demo
+    // has per-user series of raw usernames, all `...@example.com` or odd ones like `CORP\jdoe`).
+    assert_eq!(html.matches("<svg class=\"spark\"").count(), 3, "{html}");
+    assert_eq!(
+        html.matches("<td class=\"nw\">us-east-1</td>").count(),
+        3,
+        "{html}"
+    );
+    assert!(
+        html.contains("<td class=\"nw\">123456789012</td>"),
+        "{html}"
+    );
+    assert!(html.contains("none: the built-in demo"), "{html}");
+    assert!(plain.contains("@example.com"), "the demo has usernames");
+    assert!(
+        !html.contains("@example.com") && !html.contains("jdoe"),
+        "{html}"
+    );
 
     // gzip when accepted.
     let (status, head, body) =
@@ -788,7 +857,7 @@ fn landing_page_and_gzip_exposition_of_the_demo() {
     assert_eq!(status, 200);
     let lower = head.to_ascii_lowercase();
     assert!(lower.contains("content-encoding: gzip"), "{head}");
-    assert!(lower.contains("vary: accept-encoding"), "{head}");
+    assert!(lower.contains("vary: accept, accept-encoding"), "{head}");
     assert!(
         lower.contains("content-type: text/plain; version=0.0.4"),
         "{head}"

@@ -137,7 +137,6 @@ async fn closed_count(streams: &mut [TcpStream]) -> usize {
 /// (8.95 s with the 10 s default). Now the oldest idle connection is closed to admit it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthy_answers_within_a_second_with_600_idle_clients() {
-    let _memory = crate::common::PROCESS_MEMORY.lock().await;
     enough_open_files(4096);
     let server = Server::start_with(store_with_portals(), capped()).await;
     // 600 keep-alive clients from three addresses (200 each, under the per-peer share), each
@@ -194,7 +193,6 @@ async fn slow_header_clients(n: usize, from: &[Ipv4Addr], to: SocketAddr) -> Vec
 /// evictable as an idle one, oldest first, and no peer holds more than half the cap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthy_answers_within_a_second_with_512_slow_header_clients() {
-    let _memory = crate::common::PROCESS_MEMORY.lock().await;
     enough_open_files(4096);
     // The cap full of slow clients from two attackers (256 each, their whole share).
     let server = Server::start_with(store_with_portals(), capped()).await;
@@ -320,7 +318,6 @@ async fn closes_within(stream: &mut TcpStream, within: Duration) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_the_cap_a_newcomer_waits_for_a_response_to_end_never_cutting_one_short() {
-    let _memory = crate::common::PROCESS_MEMORY.lock().await;
     let server = Gated::start(2).await;
     let mut first = server.held_reload(Ipv4Addr::new(127, 0, 0, 2)).await;
     let mut second = server.held_reload(Ipv4Addr::new(127, 0, 0, 3)).await;
@@ -349,7 +346,6 @@ async fn at_the_cap_a_newcomer_waits_for_a_response_to_end_never_cutting_one_sho
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_whose_share_is_busy_is_refused_and_others_are_served() {
-    let _memory = crate::common::PROCESS_MEMORY.lock().await;
     let server = Gated::start(4).await;
     let attacker = Ipv4Addr::new(127, 0, 0, 2);
     let mut held = vec![

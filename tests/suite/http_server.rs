@@ -292,7 +292,13 @@ async fn ready_is_503_until_every_owned_portal_has_been_polled() {
     store.set_owned([PORTAL_UP.to_string(), PORTAL_DOWN.to_string()]);
     let server = Server::start(Arc::clone(&store)).await;
 
-    assert_eq!(server.get("/-/ready").await.status, 503);
+    let reply = server.get("/-/ready").await;
+    assert_eq!(reply.status, 503);
+    // What it waits for, for whoever curls it.
+    assert_eq!(
+        reply.text(),
+        "Not Ready: waiting for 2 portals' first poll\n"
+    );
     store.publish(up_portal());
     assert_eq!(
         server.get("/-/ready").await.status,
@@ -363,7 +369,7 @@ async fn metrics_serve_the_exposition_with_its_content_type() {
     let reply = server.get("/metrics").await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.header("content-type"), Some(EXPOSITION_CONTENT_TYPE));
-    assert_eq!(reply.header("vary"), Some("Accept-Encoding"));
+    assert_eq!(reply.header("vary"), Some("Accept, Accept-Encoding"));
     assert_eq!(reply.header("content-encoding"), None);
     assert_eq!(
         stable_lines(&reply.body),
@@ -386,7 +392,7 @@ async fn metrics_are_gzipped_only_when_the_client_accepts_gzip() {
             .await;
         assert_eq!(reply.status, 200);
         assert_eq!(reply.header("content-encoding"), Some("gzip"), "{accepted}");
-        assert_eq!(reply.header("vary"), Some("Accept-Encoding"));
+        assert_eq!(reply.header("vary"), Some("Accept, Accept-Encoding"));
         assert_eq!(reply.header("content-type"), Some(EXPOSITION_CONTENT_TYPE));
         assert_eq!(
             stable_lines(&gunzip(&reply.body)),
@@ -401,7 +407,7 @@ async fn metrics_are_gzipped_only_when_the_client_accepts_gzip() {
             .await;
         assert_eq!(reply.status, 200);
         assert_eq!(reply.header("content-encoding"), None, "{refused}");
-        assert_eq!(reply.header("vary"), Some("Accept-Encoding"));
+        assert_eq!(reply.header("vary"), Some("Accept, Accept-Encoding"));
         assert_eq!(stable_lines(&reply.body), stable_lines(&identity.body));
     }
     server.stop().await;

@@ -6,7 +6,7 @@
 //! that the counters equal the simulator's ground truth and that no scrape failed.
 //!
 //! CI runs a 60 s smoke version; a long run:
-//! `SOAK_SECONDS=3600 cargo test --release --test soak -- --nocapture`.
+//! `SOAK_SECONDS=3600 cargo test --release --test suite soak:: -- --nocapture`.
 //!
 //! Ground truth. The simulator runs on a manual clock that the test moves ahead of the system
 //! clock (20 to 80 minutes ahead, and 5x faster than real time, for churn). The exporter counts
@@ -98,9 +98,37 @@ fn phase_faults(n: usize) -> (&'static str, Faults) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn soak_with_churn_faults_and_scrapes() {
-    let _alone = crate::common::PROCESS_MEMORY.lock().await;
+/// Set in the child process that runs the soak alone.
+const ALONE: &str = "WORKSPACESWEB_SOAK_ALONE";
+
+/// The soak reads this process's memory, and the suite's other tests run in the same process: so
+/// it runs alone, in a child process of this test binary (`--exact`), whose output is shown here.
+#[test]
+fn soak_with_churn_faults_and_scrapes() {
+    if std::env::var_os(ALONE).is_some() {
+        return tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+            .block_on(soak());
+    }
+    let exe = std::env::current_exe().expect("the test binary");
+    let child = std::process::Command::new(exe)
+        .args([
+            "soak::soak_with_churn_faults_and_scrapes",
+            "--exact",
+            "--nocapture",
+        ])
+        .env(ALONE, "1")
+        .output()
+        .expect("run the soak in a child process");
+    print!("{}", String::from_utf8_lossy(&child.stdout));
+    eprint!("{}", String::from_utf8_lossy(&child.stderr));
+    assert!(child.status.success(), "the soak failed: {}", child.status);
+}
+
+async fn soak() {
     let seconds: u64 = std::env::var("SOAK_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -44,6 +44,24 @@ pub(super) struct ToSave<'a> {
     pub(super) users: Option<&'a UserLabels>,
 }
 
+impl ToSave<'_> {
+    /// The state as its file holds it (also the portal's checkpoint across a panic).
+    pub(super) fn encode(&self) -> std::io::Result<Arc<Vec<u8>>> {
+        encode(&PortalState {
+            version: STATE_VERSION,
+            portal_id: self.plan.portal_id.clone(),
+            written_at_ms: now_ms(),
+            t0_ms: self.ledger.t0_ms(),
+            watermark_ms: self.watermark_ms,
+            backfill_done: self.backfill_done,
+            keys: LabelFingerprint::of_keys(self.plan.per_user.as_ref()),
+            ledger: self.ledger.view(),
+            users: self.users.map(UserLabels::view),
+        })
+        .map(Arc::new)
+    }
+}
+
 impl StateFile {
     /// The state file of a portal in `dir`.
     pub(super) fn new(dir: Arc<StateDir>) -> Self {
@@ -108,16 +126,17 @@ impl StateFile {
         }
     }
 
-    /// Writes the portal's accounting state, and records the outcome: the time of the write in
-    /// `snapshot`, the state directory's failed writes so far in `store`. A failure is logged;
-    /// polling goes on.
+    /// Writes the portal's accounting state (`encoded` by [`ToSave::encode`]), and records the
+    /// outcome: the time of the write in `snapshot`, the state directory's failed writes so far
+    /// in `store`. A failure is logged; polling goes on.
     pub(super) async fn save(
         &mut self,
-        portal: ToSave<'_>,
+        portal_id: &str,
+        encoded: std::io::Result<Arc<Vec<u8>>>,
         snapshot: &mut PortalSnapshot,
         store: &Store,
     ) {
-        if self.write(portal).await {
+        if self.write(portal_id, encoded).await {
             let status = snapshot.state.get_or_insert_with(StateStatus::default);
             status.last_write_unix = Some(now_ms() as f64 / 1000.0);
         }
@@ -126,33 +145,21 @@ impl StateFile {
             .set_state_write_errors(self.dir.write_errors());
     }
 
-    /// Writes the portal's accounting state; returns whether it was written.
-    async fn write(&mut self, portal: ToSave<'_>) -> bool {
-        let portal_id = portal.plan.portal_id.clone();
-        // Serialized here, borrowing the ledger (no copy of its sessions); only the bytes go to
-        // the blocking pool for the write and its fsyncs.
-        let encoded = encode(&PortalState {
-            version: STATE_VERSION,
-            portal_id: portal_id.clone(),
-            written_at_ms: now_ms(),
-            t0_ms: portal.ledger.t0_ms(),
-            watermark_ms: portal.watermark_ms,
-            backfill_done: portal.backfill_done,
-            keys: LabelFingerprint::of_keys(portal.plan.per_user.as_ref()),
-            ledger: portal.ledger.view(),
-            users: portal.users.map(UserLabels::view),
-        });
+    /// Writes the portal's encoded state (serialized on the poll task, borrowing the ledger: no
+    /// copy of its sessions; only the bytes go to the blocking pool for the write and its
+    /// fsyncs); returns whether it was written.
+    async fn write(&mut self, portal_id: &str, encoded: std::io::Result<Arc<Vec<u8>>>) -> bool {
         let result = match encoded {
             Ok(bytes) => {
                 let dir = self.dir.clone();
-                let id = portal_id.clone();
+                let id = portal_id.to_string();
                 tokio::task::spawn_blocking(move || dir.write(&id, &bytes))
                     .await
                     .unwrap_or_else(|e| Err(std::io::Error::other(e)))
             }
             Err(e) => Err(e),
         };
-        let file = self.dir.state_file(&portal_id);
+        let file = self.dir.state_file(portal_id);
         match result {
             Ok(()) => {
                 if self.failing {
