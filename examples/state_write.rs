@@ -118,9 +118,9 @@ fn main() {
         sizes
     };
     println!(
-        "| users | sessions held | bytes per write | encode, ms (median / max) | write with fsyncs, ms (median / max) | total, ms (median / max) |"
+        "| users | sessions held | bytes per write | encode, ms (median / max) | encode, CPU ms (median) | write with fsyncs, ms (median / max) | total, ms (median / max) |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
     for users in sizes {
         let (ledger, labels, settings) = portal(users);
         let dir = tempfile::tempdir().expect("a temp directory");

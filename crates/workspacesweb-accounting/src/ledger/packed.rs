@@ -19,31 +19,35 @@ fn hex_value(c: u8) -> Option<u8> {
     }
 }
 
+/// Where each byte's two hex digits begin in a UUID (its dashes skipped).
+const UUID_PAIRS: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+
 /// The bytes of lowercase hex digits (skipping the dashes of a UUID), if `s` is one of the two
-/// shapes: 16 bytes for a UUID, 8 for 16 hex digits (no allocation: this runs for every id).
+/// shapes: 16 bytes for a UUID, 8 for 16 hex digits. It runs for every id and name of every
+/// write: no allocation, and the digit pairs at fixed offsets (a loop over the characters that
+/// skipped the dashes as it went took a third of a 25,000-user write's encoding).
 fn pack(s: &str) -> Option<([u8; 16], usize)> {
     let b = s.as_bytes();
+    let pair = |i: usize| -> Option<u8> {
+        let (hi, lo) = (*b.get(i)?, *b.get(i + 1)?);
+        Some(hex_value(hi)? << 4 | hex_value(lo)?)
+    };
     let mut out = [0u8; 16];
-    let mut hi: Option<u8> = None;
-    let mut n = 0;
-    match b.len() {
-        36 if DASHES.iter().all(|&i| b[i] == b'-') => {}
-        16 => {}
-        _ => return None,
-    }
-    for (i, c) in b.iter().enumerate() {
-        if b.len() == 36 && DASHES.contains(&i) {
-            continue;
-        }
-        let v = hex_value(*c)?;
-        match hi.take() {
-            None => hi = Some(v),
-            Some(h) => {
-                *out.get_mut(n)? = h << 4 | v;
-                n += 1;
+    let n = match b.len() {
+        36 if DASHES.iter().all(|&i| b[i] == b'-') => {
+            for (o, &i) in out.iter_mut().zip(&UUID_PAIRS) {
+                *o = pair(i)?;
             }
+            16
         }
-    }
+        16 => {
+            for (k, o) in out.iter_mut().take(8).enumerate() {
+                *o = pair(2 * k)?;
+            }
+            8
+        }
+        _ => return None,
+    };
     Some((out, n))
 }
 
@@ -195,10 +199,32 @@ mod tests {
             "b1b68da447843a6",
             "alice@example.com",
             "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4-",
+            "0a1b2c3d4-e5f-4a6b-8c7d-9e0f1a2b3c4d",
+            "0a1b2c3d-4e5f-4a6b-8c7d--e0f1a2b3c4d",
+            "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4g",
+            "-a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
             "é1b68da447843a6",
             "",
         ] {
             assert_eq!(pack(s), None, "{s}");
+        }
+        // Every digit at every position of both shapes.
+        for d in 0..16u8 {
+            let c = char::from_digit(u32::from(d), 16).expect("a digit");
+            for pos in 0..36 {
+                let mut id: Vec<char> = "00000000-0000-0000-0000-000000000000".chars().collect();
+                if id[pos] != '-' {
+                    id[pos] = c;
+                    let id: String = id.into_iter().collect();
+                    let (p, n) = pack(&id).expect("packs");
+                    assert_eq!(unpack(&p[..n]).as_deref(), Some(id.as_str()));
+                }
+            }
+            let h: String = (0..16)
+                .map(|i| if i == usize::from(d) { c } else { 'f' })
+                .collect();
+            let (p, n) = pack(&h).expect("packs");
+            assert_eq!(unpack(&p[..n]).as_deref(), Some(h.as_str()));
         }
     }
 }
