@@ -504,13 +504,13 @@ fn unsent_token(
     Err(refused(counters, operation, &stop))
 }
 
-/// Milliseconds of an API time, rounded to nearest: the SDK parses epoch seconds through f64, so
-/// `…400.123` arrives as `…400.122999…`, which `DateTime::to_millis` would truncate.
 /// 2020-01-01T00:00:00Z: a `startTime` before it reads as missing (WorkSpaces Web did not exist;
 /// a `startTime` of 0 would otherwise make `active_session_max_age_seconds` about 1.8e9), so the
 /// record counts as incomplete.
 const EARLIEST_START_MS: UnixMillis = 1_577_836_800_000;
 
+/// Milliseconds of an API time, rounded to nearest: the SDK parses epoch seconds through f64, so
+/// `…400.123` arrives as `…400.122999…`, which `DateTime::to_millis` would truncate.
 pub(super) fn millis(t: Option<&DateTime>) -> Option<UnixMillis> {
     let t = t?;
     let sub = (i64::from(t.subsec_nanos()) + 500_000) / 1_000_000;
