@@ -68,7 +68,7 @@ fn state_write(c: &mut Criterion) {
         t0_ms: ledger.t0_ms(),
         watermark_ms: t1,
         backfill_done: true,
-        labels: Some(LabelFingerprint::of(&settings.mode)),
+        keys: LabelFingerprint::of(&settings.mode),
         ledger: ledger.view(),
         users: Some(users.view()),
     };

@@ -6,10 +6,17 @@
 //! naming the holder's pid); writes go to a temp file that is fsynced, renamed over the state
 //! file, and followed by an fsync of the directory, so a crash at any point leaves either the
 //! previous state or the new one; a file that cannot be used is renamed `*.corrupt`, never deleted.
+//!
+//! The directory is trusted only when no one else can write to it: it must belong to the user the
+//! exporter runs as and be writable by no one else (SPEC section 14; the one exception is a group
+//! that is the exporter's own, as Kubernetes' `fsGroup` leaves it, see [`StateDir::open`]). Even
+//! so, no file in it is followed through a symbolic link: the lock file and state files are opened
+//! with `O_NOFOLLOW`, temp files are created with `O_EXCL` (never an existing file or link), and a
+//! state file over [`MAX_STATE_FILE_BYTES`] is set aside unread.
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -26,6 +33,9 @@ pub const CORRUPT_SUFFIX: &str = ".corrupt";
 pub const DEFAULT_MAX_AGE: Duration = crate::config::DEFAULT_STATE_MAX_AGE;
 /// Suffix of temp files (removed at startup: what a crash mid-write left).
 const TEMP_SUFFIX: &str = ".tmp";
+/// Largest state file read: a larger one is set aside unread (64 MiB; a portal with 25,000 users
+/// writes about 1 MB, see BENCHMARKS.md).
+pub const MAX_STATE_FILE_BYTES: u64 = 64 << 20;
 
 /// Why the state directory cannot be used at startup.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +57,14 @@ pub enum StorageError {
         path: PathBuf,
         /// The holder's pid, as it wrote it (`unknown` when unreadable).
         pid: String,
+    },
+    /// The directory is not safe to trust: others can write to it, or it belongs to another user.
+    #[error("storage path {path}: {reason}; refusing to keep state there")]
+    Unsafe {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong, naming the mode or the owner.
+        reason: String,
     },
     /// The directory cannot be written.
     #[error("storage path {path}: cannot write: {source}")]
@@ -70,8 +88,14 @@ pub struct StateDir {
 }
 
 impl StateDir {
-    /// Creates the directory (0700) if missing, takes its lock, checks that it can be written
-    /// and removes the temp files a crash may have left.
+    /// Creates the directory (0700) if missing, checks that no one else can write to it, takes
+    /// its lock, checks that it can be written and removes the temp files a crash may have left.
+    ///
+    /// An existing directory is refused when it belongs to another user, is writable by others,
+    /// or is writable by a group other than the exporter's own effective group. A group-writable
+    /// directory of the exporter's own group is accepted: that is what Kubernetes makes of a
+    /// volume with `fsGroup` (the group of the pod, which runs as that group), where no other
+    /// user shares the group.
     pub fn open(path: &Path) -> Result<Self, StorageError> {
         let path = path.to_path_buf();
         if !path.is_dir() {
@@ -84,6 +108,7 @@ impl StateDir {
                     source,
                 })?;
         }
+        check_trusted(&path)?;
         let write_err = |source| StorageError::Write {
             path: path.clone(),
             source,
@@ -94,8 +119,15 @@ impl StateDir {
             .create(true)
             .truncate(false)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(path.join(LOCK_FILE))
-            .map_err(write_err)?;
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => StorageError::Unsafe {
+                    path: path.clone(),
+                    reason: format!("the lock file {LOCK_FILE} is a symbolic link"),
+                },
+                _ => write_err(e),
+            })?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
@@ -148,13 +180,44 @@ impl StateDir {
         self.path.join(format!("{portal_id}{STATE_SUFFIX}"))
     }
 
-    /// The bytes of a portal's state file; `None` when there is none.
+    /// The bytes of a portal's state file; `None` when there is none. A symbolic link, anything
+    /// but a regular file, or a file over [`MAX_STATE_FILE_BYTES`] is an error (read no further).
     pub fn read(&self, portal_id: &str) -> io::Result<Option<Vec<u8>>> {
-        match fs::read(self.state_file(portal_id)) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+        let file = OpenOptions::new()
+            .read(true)
+            // O_NONBLOCK: opening a FIFO planted in place of the file must not block.
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(self.state_file(portal_id));
+        let file = match file {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(io::Error::other("the state file is a symbolic link"));
+            }
+            Err(e) => return Err(e),
+        };
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(io::Error::other("the state file is not a regular file"));
         }
+        if meta.len() > MAX_STATE_FILE_BYTES {
+            return Err(io::Error::other(format!(
+                "the state file has {} bytes, over the limit of {} MiB",
+                meta.len(),
+                MAX_STATE_FILE_BYTES >> 20
+            )));
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+        // Bounded even if the file grows while it is read.
+        file.take(MAX_STATE_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)?;
+        if bytes.len() as u64 > MAX_STATE_FILE_BYTES {
+            return Err(io::Error::other(format!(
+                "the state file grew over the limit of {} MiB",
+                MAX_STATE_FILE_BYTES >> 20
+            )));
+        }
+        Ok(Some(bytes))
     }
 
     /// Renames a portal's unusable state file to `<file>.<unix_ms>.corrupt` (kept for a human to
@@ -222,15 +285,22 @@ impl StateDir {
         pruned
     }
 
-    /// Temp file, fsync, rename over `name`, fsync of the directory.
+    /// Temp file, fsync, rename over `name`, fsync of the directory. The temp file is always a
+    /// new file (`O_EXCL`, `O_NOFOLLOW`): whatever is in its place (a crash's leftover, a link
+    /// someone planted) is unlinked first, never written through.
     fn write_atomic(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
         let tmp = self.path.join(format!(".{name}{TEMP_SUFFIX}"));
+        match fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
         let result = (|| {
             let mut f = OpenOptions::new()
                 .write(true)
-                .create(true)
-                .truncate(true)
+                .create_new(true)
                 .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
                 .open(&tmp)?;
             f.write_all(bytes)?;
             f.sync_all()?;
@@ -258,6 +328,41 @@ impl StateDir {
             }
         }
     }
+}
+
+/// Refuses a directory that someone other than this process's user could write to (see
+/// [`StateDir::open`]); the reason names the mode or the owner.
+fn check_trusted(path: &Path) -> Result<(), StorageError> {
+    let meta = fs::metadata(path).map_err(|source| StorageError::Create {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let unsafe_dir = |reason: String| StorageError::Unsafe {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mode = meta.mode() & 0o7777;
+    // SAFETY: geteuid and getegid cannot fail and touch no memory.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    if meta.uid() != uid {
+        return Err(unsafe_dir(format!(
+            "the directory belongs to uid {}, the exporter runs as uid {uid}",
+            meta.uid()
+        )));
+    }
+    if mode & 0o002 != 0 {
+        return Err(unsafe_dir(format!(
+            "the directory is writable by every user (mode {mode:04o}); make it 0700"
+        )));
+    }
+    if mode & 0o020 != 0 && meta.gid() != gid {
+        return Err(unsafe_dir(format!(
+            "the directory is writable by group {} (mode {mode:04o}), not the exporter's group \
+             {gid}; make it 0700",
+            meta.gid()
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -345,6 +450,143 @@ mod tests {
         fs::write(tmp.path().join(".p.state.tmp"), b"half").unwrap();
         let _dir = StateDir::open(tmp.path()).unwrap();
         assert!(!tmp.path().join(".p.state.tmp").exists());
+    }
+
+    #[test]
+    fn a_lock_file_that_is_a_symlink_is_refused_and_its_target_untouched() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("state");
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+        let victim = tmp.path().join("victim");
+        fs::write(&victim, b"precious").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.join(LOCK_FILE)).unwrap();
+        let err = StateDir::open(&dir).unwrap_err();
+        assert!(matches!(err, StorageError::Unsafe { .. }), "{err}");
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+    }
+
+    #[test]
+    fn a_temp_file_planted_as_a_symlink_is_replaced_not_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::open(&tmp.path().join("state")).unwrap();
+        let victim = tmp.path().join("victim");
+        fs::write(&victim, b"precious").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join(".p.state.tmp")).unwrap();
+        dir.write("p", b"state").unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(fs::read(dir.state_file("p")).unwrap(), b"state");
+        assert!(
+            !fs::symlink_metadata(dir.state_file("p"))
+                .unwrap()
+                .is_symlink()
+        );
+    }
+
+    #[test]
+    fn a_state_file_that_is_a_symlink_or_a_fifo_is_not_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::open(&tmp.path().join("state")).unwrap();
+        let elsewhere = tmp.path().join("elsewhere");
+        fs::write(&elsewhere, b"{}").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, dir.state_file("p")).unwrap();
+        let err = dir.read("p").unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        let fifo =
+            std::ffi::CString::new(dir.state_file("q").into_os_string().into_encoded_bytes())
+                .unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let err = dir.read("q").unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+
+    #[test]
+    fn a_huge_state_file_is_refused_unread() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::open(tmp.path()).unwrap();
+        // Sparse: 200 MB that take no disk and would take 200 MB of memory if read.
+        File::create(dir.state_file("p"))
+            .unwrap()
+            .set_len(200_000_000)
+            .unwrap();
+        let err = dir.read("p").unwrap_err();
+        assert!(
+            err.to_string().contains("over the limit of 64 MiB"),
+            "{err}"
+        );
+        // Exactly at the limit is still read.
+        File::create(dir.state_file("q"))
+            .unwrap()
+            .set_len(MAX_STATE_FILE_BYTES)
+            .unwrap();
+        assert_eq!(
+            dir.read("q").unwrap().map(|b| b.len() as u64),
+            Some(MAX_STATE_FILE_BYTES)
+        );
+    }
+
+    #[test]
+    fn a_directory_others_can_write_to_is_refused_naming_its_mode() {
+        let tmp = tempfile::tempdir().unwrap();
+        for mode in [0o777, 0o1777, 0o707] {
+            let dir = tmp.path().join(format!("d{mode:o}"));
+            fs::create_dir(&dir).unwrap();
+            fs::set_permissions(&dir, fs::Permissions::from_mode(mode)).unwrap();
+            let err = StateDir::open(&dir).unwrap_err();
+            assert!(matches!(err, StorageError::Unsafe { .. }), "{err}");
+            let msg = err.to_string();
+            assert!(msg.contains(&format!("mode {mode:04o}")), "{msg}");
+            assert!(msg.contains(&dir.display().to_string()), "{msg}");
+            assert!(!dir.join(LOCK_FILE).exists(), "nothing written to {mode:o}");
+        }
+    }
+
+    #[test]
+    fn a_group_writable_directory_is_accepted_only_for_the_exporters_own_group() {
+        let tmp = tempfile::tempdir().unwrap();
+        // SAFETY: getegid cannot fail.
+        let own = unsafe { libc::getegid() };
+        // Kubernetes' fsGroup: group-writable and setgid, the group being the pod's own.
+        let k8s = tmp.path().join("fsgroup");
+        fs::create_dir(&k8s).unwrap();
+        fs::set_permissions(&k8s, fs::Permissions::from_mode(0o2770)).unwrap();
+        std::os::unix::fs::chown(&k8s, None, Some(own)).unwrap();
+        StateDir::open(&k8s).unwrap();
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            return; // changing a directory's group to one we are not in needs root
+        }
+        let other = tmp.path().join("othergroup");
+        fs::create_dir(&other).unwrap();
+        fs::set_permissions(&other, fs::Permissions::from_mode(0o770)).unwrap();
+        std::os::unix::fs::chown(&other, None, Some(own + 4242)).unwrap();
+        let err = StateDir::open(&other).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("mode 0770") && msg.contains(&format!("group {}", own + 4242)),
+            "{msg}"
+        );
+        // Readable but not writable by that group is fine.
+        fs::set_permissions(&other, fs::Permissions::from_mode(0o750)).unwrap();
+        StateDir::open(&other).unwrap();
+    }
+
+    #[test]
+    fn a_directory_of_another_user_is_refused_naming_the_owner() {
+        // SAFETY: geteuid cannot fail.
+        let uid = unsafe { libc::geteuid() };
+        if uid != 0 {
+            return; // giving a directory away needs root (CI runs as root)
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("theirs");
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::chown(&dir, Some(4242), None).unwrap();
+        let err = StateDir::open(&dir).unwrap_err();
+        assert!(err.to_string().contains("belongs to uid 4242"), "{err}");
     }
 
     #[test]

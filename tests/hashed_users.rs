@@ -1,5 +1,5 @@
-//! With `username: hashed`, no raw username reaches /metrics, the landing page or the logs
-//! (captured here at trace level, far below what production logs).
+//! With `username: hashed`, no raw username reaches /metrics, the landing page, the logs
+//! (captured here at trace level, far below what production logs) or the state directory.
 
 mod common;
 
@@ -10,6 +10,8 @@ use std::time::Duration;
 use common::*;
 use workspacesweb_exporter::clock::now_ms;
 use workspacesweb_exporter::poll::Scheduler;
+use workspacesweb_exporter::snapshot::Store;
+use workspacesweb_exporter::storage::StateDir;
 use workspacesweb_exporter::users::{LabelMode, UserSettings, label_for};
 use workspacesweb_sim::{Clock, PortalSpec, SimConfig, SimSession};
 
@@ -71,8 +73,18 @@ async fn hashed_mode_leaks_no_raw_username() {
         max_users: 1000,
         idle_ttl_ms: 3_600_000,
     });
-    let sched = Scheduler::start(vec![p], &env.clients, env.store.clone(), 1).await;
-    let snap = wait_portal(&env.store, GOOD, |p| p.polled).await;
+    // With durable state: the state directory must hold no raw username either.
+    let state_dir = tempfile::tempdir().expect("tempdir");
+    let storage = Arc::new(StateDir::open(state_dir.path()).expect("state dir"));
+    let mut sched = Scheduler::new(env.clients.clone(), env.store.clone(), 1)
+        .with_storage(Some(storage.clone()));
+    sched.apply(vec![p.clone()]).await;
+    let snap = wait_portal(&env.store, GOOD, |p| {
+        p.state
+            .as_ref()
+            .is_some_and(|s| s.last_write_unix.is_some())
+    })
+    .await;
     assert!(snap.up, "{:?}", snap.last_error);
     assert_eq!(snap.users.len(), NAMES.len());
 
@@ -85,6 +97,40 @@ async fn hashed_mode_leaks_no_raw_username() {
     assert_eq!(status, 200);
     server.stop().await;
     sched.shutdown().await;
+    // Grep the state directory for every raw name: in the files as written, and in what they
+    // hold once decompressed.
+    let mut files = 0;
+    for entry in std::fs::read_dir(state_dir.path()).expect("read_dir") {
+        let bytes = std::fs::read(entry.expect("entry").path()).expect("read");
+        let inner = bytes
+            .strip_prefix(b"WSWS\x02")
+            .map(|z| zstd::decode_all(z).expect("zstd"))
+            .unwrap_or_default();
+        files += usize::from(!inner.is_empty());
+        for name in NAMES {
+            for hay in [&bytes, &inner] {
+                assert!(
+                    !hay.windows(name.len()).any(|w| w == name.as_bytes()),
+                    "raw username {name:?} at rest"
+                );
+            }
+        }
+    }
+    assert_eq!(files, 1, "one state file");
+    // A restart resumes every per-user counter from that file.
+    let store2 = Arc::new(Store::new());
+    let mut restarted =
+        Scheduler::new(env.clients.clone(), store2.clone(), 1).with_storage(Some(storage));
+    restarted.apply(vec![p]).await;
+    let again = wait_portal(&store2, GOOD, |p| p.polled && p.up).await;
+    let series = |s: &[workspacesweb_exporter::users::UserSeries]| {
+        s.iter()
+            .map(|u| (u.username.clone(), u.active, u.started))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(again.state.as_ref().map(|s| s.restored), Some(true));
+    assert_eq!(series(&again.users), series(&snap.users));
+    restarted.shutdown().await;
 
     let metrics = String::from_utf8(
         env.store

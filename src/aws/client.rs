@@ -32,7 +32,7 @@ macro_rules! session_record {
             id: $s.session_id().map(str::to_string),
             username: $s.username().map(str::to_string),
             status: status($s.status()),
-            start_ms: millis($s.start_time()),
+            start_ms: millis($s.start_time()).filter(|t| *t >= EARLIEST_START_MS),
             end_ms: millis($s.end_time()),
         }
     };
@@ -554,6 +554,11 @@ fn unsent_token(
     counters.request(operation);
     Err(refused(counters, operation, &stop))
 }
+
+/// 2020-01-01T00:00:00Z: a `startTime` before it reads as missing (WorkSpaces Web did not exist;
+/// a `startTime` of 0 would otherwise make `active_session_max_age_seconds` about 1.8e9), so the
+/// record counts as incomplete.
+const EARLIEST_START_MS: UnixMillis = 1_577_836_800_000;
 
 /// Milliseconds of an API time, rounded to nearest: the SDK parses epoch seconds through f64, so
 /// `…400.123` arrives as `…400.122999…`, which `DateTime::to_millis` would truncate.

@@ -38,6 +38,9 @@ pub const DEFAULT_MAX_PAGES: u32 = 2000;
 pub const DEFAULT_MAX_REQUESTS_PER_SECOND: f64 = 5.0;
 /// Default per-portal cap on users with their own series.
 pub const DEFAULT_MAX_USERS: usize = 1000;
+/// Largest `per_user.max_users`: each user's series and state cost memory, render time and state
+/// bytes (BENCHMARKS.md measures 25,000).
+pub const MAX_MAX_USERS: usize = 100_000;
 /// Default time after which an idle user's series go away.
 pub const DEFAULT_IDLE_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Default refresh period of a discovery entry, and how often the metadata of a static portal is

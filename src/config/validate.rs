@@ -10,7 +10,7 @@ use super::locate::locate;
 use super::values::Dur;
 use super::{
     Access, Config, DEFAULT_STATE_MAX_AGE, DiscoveryConfig, Global, IndexFromEnv, Loaded,
-    OrganizationConfig, PerUser, PortalConfig, Sharding, Storage, UsernameMode, raw,
+    MAX_MAX_USERS, OrganizationConfig, PerUser, PortalConfig, Sharding, Storage, UsernameMode, raw,
 };
 
 /// Intervals below this draw a warning (the API is slow and rate-limited).
@@ -355,6 +355,11 @@ fn per_user(c: &mut Checker<'_>, u: raw::PerUser, path: &KeyPath) -> PerUser {
     };
     if out.max_users < 1 {
         c.error(path.key("max_users"), "must be at least 1, got 0");
+    } else if out.max_users > MAX_MAX_USERS {
+        c.error(
+            path.key("max_users"),
+            format!("must be at most {MAX_MAX_USERS}, got {}", out.max_users),
+        );
     }
     if u.idle_ttl.is_some() {
         c.between_1s_and(path.key("idle_ttl"), out.idle_ttl, MAX_RETENTION);

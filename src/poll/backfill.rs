@@ -18,6 +18,7 @@ use crate::aws::{self, ErrorLabel, ListQuery, PortalApi, Priority, SortOrder};
 use crate::ledger::{Ledger, month_bounds};
 use crate::session::{SessionStatus, UnixMillis};
 use crate::snapshot::Store;
+use crate::users::key_records;
 
 /// Progress of the backfill of one portal.
 #[derive(Debug, Default)]
@@ -128,7 +129,7 @@ impl Backfill {
                 priority: Priority::Background,
                 ..Default::default()
             };
-            let page = match api.list_sessions(&query).await {
+            let mut page = match api.list_sessions(&query).await {
                 Ok(p) => p,
                 Err(e) => {
                     if e.code == ErrorLabel::VALIDATION {
@@ -144,6 +145,9 @@ impl Backfill {
                 .iter()
                 .any(|s| s.start_ms.is_some_and(|t| t < floor));
             // Applied before the token moves on: a cycle cut short by the timeout loses no page.
+            if let Some(u) = &plan.per_user {
+                key_records(&u.mode, &mut page.sessions);
+            }
             if let Some(ledger) = ledger.as_deref_mut() {
                 ledger.apply_records(at_ms, &page.sessions);
             }

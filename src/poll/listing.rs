@@ -19,6 +19,7 @@ use crate::aws::{self, ApiError, ListQuery, PortalApi, SortOrder, portal_id_of_a
 use crate::clock::now_ms;
 use crate::ledger::{Ledger, Pending};
 use crate::session::{SessionRecord, SessionStatus, UnixMillis};
+use crate::users::key_records;
 
 /// The listing of one portal's polls: the poll in progress (or cut short), and what the next one
 /// starts from.
@@ -69,11 +70,15 @@ impl Fetched {
     ) -> UnixMillis {
         let Fetched {
             start_ms,
-            active,
-            other,
+            mut active,
+            mut other,
             gone,
             scan_end,
         } = self;
+        if let Some(u) = &plan.per_user {
+            key_records(&u.mode, &mut active);
+            key_records(&u.mode, &mut other);
+        }
         let ledger = ledger.get_or_insert_with(|| {
             let mut ledger = Ledger::new(plan.ledger_settings(), start_ms);
             ledger.set_capacity_limit(limit);

@@ -13,7 +13,7 @@ use super::backfill::{Backfill, after_first_polls, yields_before_step};
 use super::checkpoint::Checkpoint;
 use super::listing::{Listing, PollContext};
 use super::metadata::Metadata;
-use super::state::{Resumed, StateFile, ToSave};
+use super::state::{LabelFingerprint, Resumed, StateFile, ToSave};
 use super::{PollError, PortalPlan, STALE_INTERVALS, Stopped, backoff, jitter, unless_stopped};
 use crate::aws::arn::account_of_arn;
 use crate::aws::error_text::shown_message;
@@ -23,7 +23,7 @@ use crate::ledger::Ledger;
 use crate::session::UnixMillis;
 use crate::snapshot::{PortalSnapshot, StateStatus, Store};
 use crate::storage::StateDir;
-use crate::users::{LabelMode, UserLabels};
+use crate::users::{LabelMode, UserLabels, label_for};
 
 /// What a portal's task is given by its supervisor, and keeps across a panic.
 pub(super) struct TaskParts {
@@ -377,6 +377,7 @@ impl Poller {
             self.snapshot.totals = Some(ledger.totals().clone());
         }
         if new.per_user != self.plan.per_user {
+            self.rekey_ledger(&new);
             self.users = new.per_user.clone().map(UserLabels::new);
             self.snapshot.users.clear();
             if let Some(ledger) = &mut self.ledger {
@@ -389,6 +390,45 @@ impl Poller {
         self.snapshot.meta = self.metadata.meta(&self.plan);
         self.locate();
         self.store.publish(self.snapshot.clone());
+    }
+
+    /// Brings the ledger's usernames to the label mode of `new` (they are its label values, see
+    /// [`crate::users::key_records`]): raw names are hashed in place when the mode becomes
+    /// hashed; hashed ones cannot become names again (nor take another salt): then the portal's
+    /// ledger restarts at T0, as after a change of buckets.
+    fn rekey_ledger(&mut self, new: &PortalPlan) {
+        let (then, now) = (
+            LabelFingerprint::of_keys(self.plan.per_user.as_ref()),
+            LabelFingerprint::of_keys(new.per_user.as_ref()),
+        );
+        let Some(ledger) = self.ledger.as_ref().filter(|_| then != now) else {
+            return;
+        };
+        let portal_id = new.portal_id.as_str();
+        let rekeyed = new
+            .per_user
+            .as_ref()
+            .filter(|_| then == LabelFingerprint::raw())
+            .and_then(|u| {
+                let mut state = ledger.to_state();
+                state.rekey(|name| label_for(&u.mode, name));
+                Ledger::from_state(&new.ledger_settings(), state).ok()
+            });
+        if rekeyed.is_some() {
+            info!(
+                portal_id,
+                "per_user.username is now hashed: the usernames kept are hashed, counters continue"
+            );
+        } else {
+            warn!(
+                portal_id,
+                "per_user.username or hash_salt changed from hashed (or per_user turned off): hashed usernames cannot be converted, the portal's counters restart"
+            );
+            self.backfill = Backfill::default();
+            self.snapshot.totals = None;
+            self.snapshot.monthly_active_users = None;
+        }
+        self.ledger = rekeyed;
     }
 
     /// The snapshot's region, account and interval, from the plan and the ARN known so far (an

@@ -616,7 +616,8 @@ pub(crate) fn state_path(dir: &Path, portal: &str) -> PathBuf {
 pub(crate) fn state_json(dir: &Path, portal: &str) -> serde_json::Value {
     let path = state_path(dir, portal);
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+    workspacesweb_exporter::poll::state::to_json(&bytes)
+        .unwrap_or_else(|| panic!("{} is not a state file", path.display()))
 }
 
 /// T0 of `portal` as its state file holds it.
@@ -630,7 +631,7 @@ pub(crate) fn state_t0(dir: &Path, portal: &str) -> UnixMillis {
 /// `written_at_ms` of the state file of `portal`, if it exists and parses.
 pub(crate) fn state_written(dir: &Path, portal: &str) -> Option<i64> {
     let bytes = std::fs::read(state_path(dir, portal)).ok()?;
-    serde_json::from_slice::<serde_json::Value>(&bytes).ok()?["written_at_ms"].as_i64()
+    workspacesweb_exporter::poll::state::to_json(&bytes)?["written_at_ms"].as_i64()
 }
 
 /// Names of the files in `dir` that end in `.corrupt`.

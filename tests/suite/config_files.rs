@@ -628,6 +628,21 @@ fn numeric_ranges() {
         )),
         "config.yaml:2:14: per_user.max_users: must be at least 1, got 0"
     );
+    assert_eq!(
+        err(&format!(
+            "per_user:\n  max_users: 100001\nportals:\n  - id: {ID}\n"
+        )),
+        "config.yaml:2:14: per_user.max_users: must be at most 100000, got 100001"
+    );
+    assert_eq!(
+        ok(&format!(
+            "per_user:\n  max_users: 100000\nportals:\n  - id: {ID}\n"
+        ))
+        .config
+        .per_user
+        .max_users,
+        100_000
+    );
 }
 
 #[test]

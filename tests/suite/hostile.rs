@@ -570,6 +570,33 @@ async fn wrongly_typed_or_absurd_fields() {
     sched.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_time_before_2020_is_incomplete_not_a_50_year_old_session() {
+    // startTime 0 (1970) and 2019-12-31T23:59:59Z: WorkSpaces Web did not exist. Without the
+    // bound, the oldest active session was 56 years old (active_session_max_age_seconds ~1.8e9).
+    let (env, sched, _) = run_with(Faults::none(), fast_plan(), |sim, _| {
+        for (i, start) in [0.0, 1_577_836_799.0].into_iter().enumerate() {
+            let r = json!({
+                "sessionId": SimSession::id_for(300 + i as u64),
+                "status": "Active",
+                "startTime": start,
+                "username": "ancient",
+            });
+            sim.add_raw_record(GOOD, r).expect("portal");
+        }
+    })
+    .await;
+    let p = wait_portal(&env.store, GOOD, |p| p.polled).await;
+    assert!(p.up, "{:?}", p.last_error);
+    let a = active(&p);
+    // Listed, so in the gauges; but their age is not known.
+    assert_eq!(a.sessions, 5, "{a:?}");
+    assert!(a.max_age_seconds < 86_400.0, "{a:?}");
+    let totals = p.totals.clone().expect("totals");
+    assert_eq!(totals.incomplete, 2, "{totals:?}");
+    sched.shutdown().await;
+}
+
 /// How a raw-socket server misbehaves after reading a request head.
 #[derive(Clone, Copy)]
 enum Misbehaviour {

@@ -280,7 +280,7 @@ fn restart_with_state_counts_downtime_sessions_exactly_once() {
     assert_eq!(history.decreases(), Vec::<String>::new());
     b.stop();
     let state = state_json(&storage, PORTAL);
-    assert_eq!(state["version"], 1, "{state}");
+    assert_eq!(state["version"], 2, "{state}");
     assert_eq!(state["portal_id"], PORTAL, "{state}");
     // Session counts and usernames are nobody else's business: 0700 and 0600 (SPEC 9).
     use std::os::unix::fs::PermissionsExt;
@@ -474,9 +474,10 @@ fn corrupt_truncated_empty_and_foreign_state_files_are_set_aside() {
         valid[TRUNCATED][..valid[TRUNCATED].len() / 2].to_vec(),
     );
     bad.insert(EMPTY, Vec::new());
-    let mut v: serde_json::Value = serde_json::from_slice(&valid[VERSION]).expect("json");
-    v["version"] = 999.into();
-    bad.insert(VERSION, serde_json::to_vec(&v).expect("json"));
+    // A later format: `WSWS`, then a version byte this exporter does not know.
+    let mut later = valid[VERSION].clone();
+    later[4] = 99;
+    bad.insert(VERSION, later);
     bad.insert(FOREIGN, valid[GOOD].clone());
     for (id, bytes) in &bad {
         std::fs::write(state_path(&storage, id), bytes).expect("write bad state");
@@ -523,7 +524,7 @@ fn corrupt_truncated_empty_and_foreign_state_files_are_set_aside() {
         );
         // A fresh state: this portal's, a new T0.
         let state = state_json(&storage, id);
-        assert_eq!(state["version"], 1, "{id}: {state}");
+        assert_eq!(state["version"], 2, "{id}: {state}");
         assert_eq!(state["portal_id"], id, "{id}: {state}");
         assert!(
             state_t0(&storage, id) > old_t0[id],
@@ -561,22 +562,29 @@ fn state_from_incompatible_settings_is_set_aside() {
             Some(false),
             1,
         ),
+        // Raw usernames are hashed on load: the counters continue (hashed names cannot go back).
         (
             format!("{FAST}  duration_buckets: [60, 600, 3600]\n"),
             "  username: hashed\n  hash_salt: pepper\n",
+            Some(true),
+            1,
+        ),
+        (
+            format!("{FAST}  duration_buckets: [60, 600, 3600]\n"),
+            "  username: hashed\n  hash_salt: salt\n",
             Some(false),
             2,
         ),
         (
             format!("{FAST}  duration_buckets: [60, 600, 3600]\n"),
             "  username: hashed\n  hash_salt: salt\n",
-            Some(false),
-            3,
+            Some(true),
+            2,
         ),
         (
             format!("{FAST}  duration_buckets: [60, 600, 3600]\n"),
-            "  username: hashed\n  hash_salt: salt\n",
-            Some(true),
+            "  username: raw\n",
+            Some(false),
             3,
         ),
     ];
@@ -747,6 +755,51 @@ fn unwritable_storage_directory_exits_1_at_startup() {
         "the file in the way is left alone"
     );
     eprintln!("took {:?}", began.elapsed());
+}
+
+/// SPEC 14: a state directory others can write to, or whose lock file is a symbolic link, is
+/// refused at startup (exit 1, the message naming the path and the mode), and nothing outside it
+/// is touched.
+#[test]
+fn a_state_directory_others_can_write_to_or_a_lock_symlink_exits_1() {
+    use std::os::unix::fs::PermissionsExt;
+    const PORTAL: &str = "cccccccc-0000-4000-8000-000000000064";
+    let sim = start_sim(vec![PortalSpec::scripted(PORTAL, Vec::new())]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), &sim.endpoint, &[PORTAL], FAST, false, "");
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).expect("mkdir");
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let linked = dir.path().join("linked");
+    std::fs::create_dir(&linked).expect("mkdir");
+    std::fs::set_permissions(&linked, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious").expect("write");
+    std::os::unix::fs::symlink(&victim, linked.join("lock")).expect("symlink");
+    for (storage, says) in [(&open, "mode 0777"), (&linked, "is a symbolic link")] {
+        let mut e = Exporter::start(&config, Some(storage));
+        let status = e.wait_exit();
+        let stderr = e.stderr();
+        assert_eq!(
+            status.code(),
+            Some(1),
+            "{}; stderr:\n{stderr}",
+            storage.display()
+        );
+        assert!(
+            stderr.contains(&storage.display().to_string()) && stderr.contains(says),
+            "the message names {} and says {says:?}; stderr:\n{stderr}",
+            storage.display()
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("victim"),
+        "precious"
+    );
+    assert!(
+        !open.join("lock").exists(),
+        "nothing written to a 0777 directory"
+    );
 }
 
 #[test]

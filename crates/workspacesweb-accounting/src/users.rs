@@ -8,6 +8,10 @@
 //! `idle_ttl` without a session) loses its series at the next update; that frees its slot for the
 //! next new user. The mapping only reads the ledger. A raw username that is literally `__other__`
 //! is counted in the overflow series.
+//!
+//! The ledger's user keys *are* the label values: in hashed mode the poller hashes each record's
+//! username before the ledger sees it ([`key_records`]), so that nothing it keeps (per-user
+//! aggregates, the month's users, the label slots, the state file) holds a raw username.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -15,7 +19,7 @@ use std::fmt::Write as _;
 use sha2::{Digest, Sha256};
 
 use crate::ledger::{Ledger, UNKNOWN_USER};
-use crate::session::UnixMillis;
+use crate::session::{SessionRecord, UnixMillis};
 
 /// Label value of the overflow series.
 pub const OTHER_USER: &str = "__other__";
@@ -61,12 +65,10 @@ pub struct UserSeries {
 
 #[derive(Debug, Clone)]
 enum Slot {
-    Own(String),
+    /// A series of its own, labelled with the user's key.
+    Own,
     /// Overflow user and the totals of it already added to the overflow series.
-    Other {
-        started: u64,
-        session_ms: i64,
-    },
+    Other { started: u64, session_ms: i64 },
 }
 
 /// The label state of one portal's users.
@@ -82,11 +84,14 @@ pub struct UserLabels {
     other_created_ms: Option<UnixMillis>,
 }
 
-/// The label value of `username` under `mode` (`__unknown__` is never hashed: it is not a name).
+/// The label value of `username` under `mode` (`__unknown__` is never hashed: it is not a name;
+/// nor is `__other__`, which names the overflow series).
 pub fn label_for(mode: &LabelMode, username: &str) -> String {
     match mode {
         LabelMode::Raw => username.to_string(),
-        LabelMode::Hashed { .. } if username == UNKNOWN_USER => username.to_string(),
+        LabelMode::Hashed { .. } if username == UNKNOWN_USER || username == OTHER_USER => {
+            username.to_string()
+        }
         LabelMode::Hashed { salt } => {
             let digest = Sha256::new()
                 .chain_update(salt.as_bytes())
@@ -97,6 +102,20 @@ pub fn label_for(mode: &LabelMode, username: &str) -> String {
                 let _ = write!(hex, "{b:02x}");
             }
             hex
+        }
+    }
+}
+
+/// Replaces each record's username by its label value under `mode` (a missing or empty one stays
+/// missing: the ledger keys it `__unknown__`). In hashed mode this is what the ledger is fed, so
+/// that its users, the month's users, the label slots and the state file hold no raw username.
+pub fn key_records(mode: &LabelMode, records: &mut [SessionRecord]) {
+    if matches!(mode, LabelMode::Raw) {
+        return;
+    }
+    for r in records {
+        if let Some(name) = r.username.as_mut().filter(|n| !n.is_empty()) {
+            *name = label_for(mode, name);
         }
     }
 }
@@ -116,12 +135,13 @@ impl UserLabels {
     }
 
     /// Follows the users of `ledger`: drops the slots of users it no longer has (evicted), assigns
-    /// new ones, and returns the series to expose, sorted by label value.
+    /// new ones, and returns the series to expose, sorted by label value. The ledger's user keys
+    /// are the label values ([`key_records`]).
     pub fn update(&mut self, ledger: &Ledger) -> Vec<UserSeries> {
         let present: HashMap<&str, _> = ledger.users().collect();
         self.slots.retain(|name, slot| {
             let keep = present.contains_key(name.as_str());
-            if !keep && matches!(slot, Slot::Own(_)) {
+            if !keep && matches!(slot, Slot::Own) {
                 self.own -= 1;
             }
             keep
@@ -134,7 +154,7 @@ impl UserLabels {
             let slot = self.slots.entry((*name).to_string()).or_insert_with(|| {
                 if self.own < self.settings.max_users && *name != OTHER_USER {
                     self.own += 1;
-                    Slot::Own(label_for(&self.settings.mode, name))
+                    Slot::Own
                 } else {
                     Slot::Other {
                         started: 0,
@@ -143,8 +163,8 @@ impl UserLabels {
                 }
             });
             match slot {
-                Slot::Own(label) => out.push(UserSeries {
-                    username: label.clone(),
+                Slot::Own => out.push(UserSeries {
+                    username: (*name).to_string(),
                     active: totals.active,
                     started: totals.started,
                     session_seconds: totals.session_ms as f64 / 1000.0,
@@ -182,13 +202,15 @@ impl UserLabels {
     }
 }
 
-/// [`UserLabels`] as plain data, for durable state: which users have series of their own and what
-/// the `__other__` series already holds. Label values are recomputed from the settings on load.
+/// [`UserLabels`] as plain data, for durable state: which users are summed into `__other__`
+/// (with what of theirs it already holds) and its totals. Every other user of the ledger has a
+/// series of its own (the slots follow the ledger's users at every update, and a state is
+/// written after one), so their names are not repeated here.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UserLabelsState<S = String> {
-    /// Users and their slot: `None` for a series of its own, else the overflow totals already
-    /// added to `__other__` (`started`, `session_ms`).
-    pub slots: Vec<(S, Option<(u64, i64)>)>,
+    /// Users summed into `__other__`: name, then the `started` and session milliseconds of
+    /// theirs already added to it.
+    pub others: Vec<(S, u64, i64)>,
     /// `__other__` started.
     pub other_started: u64,
     /// `__other__` session milliseconds.
@@ -198,27 +220,25 @@ pub struct UserLabelsState<S = String> {
     /// When `__other__` was first counted; absent in a state written before it (T0 then).
     #[serde(default)]
     pub other_created_ms: Option<UnixMillis>,
+    // Fields added from here on: `#[serde(default)]`, at the end (see `ledger::LedgerState`).
 }
 
 impl UserLabels {
     /// The label state as plain data, borrowing the names (what a state write serializes).
     pub fn view(&self) -> UserLabelsState<&str> {
-        let slots: Vec<_> = self
+        let others: Vec<_> = self
             .slots
             .iter()
-            .map(|(name, slot)| {
-                let slot = match slot {
-                    Slot::Own(_) => None,
-                    Slot::Other {
-                        started,
-                        session_ms,
-                    } => Some((*started, *session_ms)),
-                };
-                (name.as_str(), slot)
+            .filter_map(|(name, slot)| match slot {
+                Slot::Own => None,
+                Slot::Other {
+                    started,
+                    session_ms,
+                } => Some((name.as_str(), *started, *session_ms)),
             })
             .collect();
         UserLabelsState {
-            slots,
+            others,
             other_started: self.other_started,
             other_ms: self.other_ms,
             other_seen: self.other_seen,
@@ -229,14 +249,14 @@ impl UserLabels {
     /// The label state as owned plain data, sorted by name.
     pub fn to_state(&self) -> UserLabelsState {
         let v = self.view();
-        let mut slots: Vec<_> = v
-            .slots
+        let mut others: Vec<_> = v
+            .others
             .into_iter()
-            .map(|(n, slot)| (n.to_owned(), slot))
+            .map(|(n, s, ms)| (n.to_owned(), s, ms))
             .collect();
-        slots.sort_unstable();
+        others.sort_unstable();
         UserLabelsState {
-            slots,
+            others,
             other_started: v.other_started,
             other_ms: v.other_ms,
             other_seen: v.other_seen,
@@ -244,24 +264,31 @@ impl UserLabels {
         }
     }
 
-    /// Label state that continues `state` under `settings` (the caller checks that the label
-    /// mode and salt are those the state was written with). Users beyond `max_users` keep the
-    /// slot they had: a lowered `max_users` applies to users seen from now on.
-    pub fn from_state(settings: UserSettings, state: UserLabelsState) -> Self {
-        let mut slots = HashMap::with_capacity(state.slots.len());
+    /// Label state that continues `state` under `settings` for the users of `ledger` (the caller
+    /// checks that the label mode and salt are those the state was written with): the users of
+    /// `state.others` stay in `__other__`, every other user of the ledger has its own series.
+    /// Users beyond `max_users` keep the slot they had: a lowered `max_users` applies to users
+    /// seen from now on.
+    pub fn from_state(settings: UserSettings, state: UserLabelsState, ledger: &Ledger) -> Self {
+        let mut slots: HashMap<String, Slot> = state
+            .others
+            .into_iter()
+            .map(|(name, started, session_ms)| {
+                (
+                    name,
+                    Slot::Other {
+                        started,
+                        session_ms,
+                    },
+                )
+            })
+            .collect();
         let mut own = 0;
-        for (name, slot) in state.slots {
-            let slot = match slot {
-                None => {
-                    own += 1;
-                    Slot::Own(label_for(&settings.mode, &name))
-                }
-                Some((started, session_ms)) => Slot::Other {
-                    started,
-                    session_ms,
-                },
-            };
-            slots.insert(name, slot);
+        for (name, _) in ledger.users() {
+            slots.entry(name.to_string()).or_insert_with(|| {
+                own += 1;
+                Slot::Own
+            });
         }
         UserLabels {
             settings,
@@ -272,6 +299,21 @@ impl UserLabels {
             other_seen: state.other_seen,
             other_created_ms: state.other_created_ms,
         }
+    }
+}
+
+impl UserLabelsState {
+    /// The same state with every username `name` replaced by `key(name)` (see
+    /// [`crate::ledger::LedgerState::rekey`]).
+    pub fn rekey(&mut self, key: impl Fn(&str) -> String) {
+        let mut merged: HashMap<String, (u64, i64)> = HashMap::new();
+        for (name, started, ms) in std::mem::take(&mut self.others) {
+            let m = merged.entry(key(&name)).or_insert((0, 0));
+            m.0 = m.0.saturating_add(started);
+            m.1 = m.1.saturating_add(ms);
+        }
+        self.others = merged.into_iter().map(|(n, (s, ms))| (n, s, ms)).collect();
+        self.others.sort_unstable();
     }
 }
 

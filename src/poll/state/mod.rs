@@ -3,12 +3,16 @@
 //! it resumes a portal, are in `format.rs`.
 
 mod format;
+mod v1;
 
 use std::sync::Arc;
 
 use tracing::{debug, info, warn};
 
-pub use format::{LabelFingerprint, PortalState, Resumed, STATE_VERSION, Unusable, decode, encode};
+pub use format::{
+    LabelFingerprint, MAX_WATERMARK_AGE_MS, PortalState, Resumed, STATE_VERSION, Unusable, decode,
+    encode, to_json,
+};
 
 use super::PortalPlan;
 use crate::clock::now_ms;
@@ -50,16 +54,11 @@ impl ToSave<'_> {
             t0_ms: self.ledger.t0_ms(),
             watermark_ms: self.watermark_ms,
             backfill_done: self.backfill_done,
-            labels: self
-                .plan
-                .per_user
-                .as_ref()
-                .map(|u| LabelFingerprint::of(&u.mode)),
+            keys: LabelFingerprint::of_keys(self.plan.per_user.as_ref()),
             ledger: self.ledger.view(),
             users: self.users.map(UserLabels::view),
         })
         .map(Arc::new)
-        .map_err(std::io::Error::other)
     }
 }
 
@@ -109,6 +108,9 @@ impl StateFile {
         );
         match resumed {
             Ok(r) => {
+                if let Some(what) = &r.converted {
+                    info!(portal_id = %portal_id, file = %dir.state_file(&portal_id).display(), converted = %what, "state file converted to the current format");
+                }
                 info!(portal_id = %portal_id, t0_ms = r.ledger.t0_ms(), watermark_ms = r.watermark_ms, started = r.ledger.totals().started, terminated = r.ledger.totals().terminated, "resumed from the state file");
                 Some(r)
             }

@@ -107,6 +107,7 @@
 mod capacity;
 mod month;
 pub mod native;
+mod packed;
 mod state;
 
 #[cfg(test)]
@@ -123,7 +124,9 @@ use crate::session::{SessionRecord, SessionStatus, UnixMillis};
 
 pub use month::month_bounds;
 pub use native::{NativeHistogram, NativeResume};
-pub use state::{LedgerState, LooseState, PhaseState, SessionState, StateError};
+pub use state::{
+    LedgerState, LooseState, MAX_RESTORED_COUNT, PhaseState, SessionState, StateError, UserState,
+};
 
 /// Username key used for sessions whose username is missing or empty.
 pub const UNKNOWN_USER: &str = "__unknown__";

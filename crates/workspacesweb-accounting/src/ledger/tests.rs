@@ -884,7 +884,9 @@ fn native_buckets_resume_from_state_or_start_empty_without_them() {
 
     let mut old = serde_json::to_value(&state).unwrap();
     old.as_object_mut().unwrap().remove("native");
-    old.as_object_mut().unwrap().remove("user_created");
+    for u in old["users"].as_array_mut().unwrap() {
+        u.as_object_mut().unwrap().remove("created_ms");
+    }
     let old: super::LedgerState = serde_json::from_value(old).unwrap();
     assert_eq!(old.resume_native(3).1, super::NativeResume::Absent);
     let mut resumed = Ledger::from_state(&LedgerSettings::default(), old).unwrap();
