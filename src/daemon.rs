@@ -161,7 +161,7 @@ async fn start(cli: &Cli) -> Result<Started, StartupError> {
     let web = WebConfigHandle::new(web);
     let (config, clients, demo) = if cli.demo {
         let demo = Demo::start(1).await.map_err(StartupError::Demo)?;
-        info!(endpoint = %demo.endpoint_url(), portals = demo.config.portals.len(), "demo simulator started");
+        info!(endpoint = %demo.endpoint_url(), discovery = "organization", "demo simulator started");
         let clients = Clients::with_static_credentials("us-east-1", &demo.endpoint_url()).await;
         let config = ShardConfig {
             config: demo.config.clone(),

@@ -1,6 +1,8 @@
-//! `--demo`: an in-process simulator with three demo portals, and the configuration that polls
-//! it. The demo is an ordinary [`Config`] (its portals, pointed at the simulator's endpoint, and
-//! the defaults of every other setting): its portals become plans the way a file's do.
+//! `--demo`: an in-process simulator with three demo portals in an AWS Organization of two
+//! accounts, and the configuration that polls it. The demo is an ordinary [`Config`]: one
+//! organization discovery entry pointed at the simulator's endpoint, and the defaults of every
+//! other setting. Its portals are found and polled the way a file's organization entry finds
+//! them: `ListAccounts`, `AssumeRole` of the member role in each account, `ListPortals`.
 //!
 //! The only user of the simulator crate in the exporter. A build without the cargo feature `demo`
 //! holds no simulator: there, [`Demo::start`] fails with [`NO_DEMO`].
@@ -9,9 +11,9 @@ use std::time::Duration;
 
 use crate::config::Config;
 #[cfg(feature = "demo")]
-use crate::config::{Access, Global, PerUser, PortalConfig};
+use crate::config::{Access, DiscoveryConfig, Global, OrganizationConfig, PerUser};
 #[cfg(feature = "demo")]
-use workspacesweb_sim::{RunningSim, SimConfig, Simulator};
+use workspacesweb_sim::{DEMO_MEMBER_ROLE, RunningSim, SimConfig, Simulator};
 
 /// Poll interval of the demo portals: short, so numbers move while you watch.
 pub const DEMO_INTERVAL: Duration = Duration::from_secs(5);
@@ -30,7 +32,7 @@ pub struct Demo {
     pub sim: Simulator,
     /// Its HTTP server.
     pub running: RunningSim,
-    /// The demo portals, pointed at the simulator.
+    /// Organization discovery of the demo's accounts, pointed at the simulator.
     pub config: Config,
 }
 
@@ -79,27 +81,32 @@ impl Demo {
     }
 }
 
-/// The configuration of the demo: every portal of `sim` by id (its ARN is learned from its
-/// sessions, as for a portal configured by id) in its region at `endpoint_url`, polled every
-/// [`DEMO_INTERVAL`], labelled `env="demo"`, with per-user series of raw usernames (demo users are
-/// invented; real deployments use `username: hashed`); the defaults for everything else.
+/// The configuration of the demo: organization discovery of every account of `sim`'s
+/// organization (member role [`DEMO_MEMBER_ROLE`]) in the regions of its portals at
+/// `endpoint_url`, the portals polled every [`DEMO_INTERVAL`], labelled `env="demo"`, with
+/// per-user series of raw usernames (demo users are invented; real deployments use `username:
+/// hashed`); the defaults for everything else.
 #[cfg(feature = "demo")]
 fn demo_config(sim: &Simulator, endpoint_url: &str) -> Config {
-    let portals = sim
-        .portals()
-        .into_iter()
-        .map(|p| PortalConfig {
-            id: p.id,
-            arn: None,
-            region: Some(p.region),
-            access: Access {
-                endpoint_url: Some(endpoint_url.to_string()),
-                ..Access::default()
-            },
-            interval: None,
-            labels: Default::default(),
-        })
-        .collect();
+    let mut regions: Vec<String> = sim.portals().into_iter().map(|p| p.region).collect();
+    regions.sort();
+    regions.dedup();
+    let discovery = DiscoveryConfig {
+        organization: Some(OrganizationConfig {
+            role_name: DEMO_MEMBER_ROLE.to_string(),
+            external_id: None,
+            role_arn: None,
+            ous: Vec::new(),
+            exclude_accounts: Vec::new(),
+        }),
+        regions,
+        access: Access {
+            endpoint_url: Some(endpoint_url.to_string()),
+            ..Access::default()
+        },
+        refresh: crate::config::DEFAULT_DISCOVERY_REFRESH,
+        labels: Default::default(),
+    };
     Config {
         global: Global {
             interval: DEMO_INTERVAL,
@@ -111,7 +118,7 @@ fn demo_config(sim: &Simulator, endpoint_url: &str) -> Config {
             enabled: true,
             ..PerUser::default()
         },
-        portals,
+        discovery: vec![discovery],
         ..Config::default()
     }
 }
@@ -121,29 +128,57 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::aws::ClientKey;
+    use crate::aws::{ClientKey, PortalInfo};
     use crate::config::{DEFAULT_DISCOVERY_REFRESH, DEFAULT_DURATION_BUCKETS};
+    use crate::discovery::SourceKey;
     use crate::reconcile::wanted_plans;
     use crate::users::{LabelMode, UserSettings};
+    use workspacesweb_sim::{DEMO_MANAGEMENT_ACCOUNT, DEMO_MEMBER_ACCOUNT};
 
-    /// The demo's portals become the plans the demo used to build by hand (5 s interval, 4 s
-    /// timeout, the default page size, page bound and buckets, raw per-user series), through
-    /// the same `plan_for` as a configuration file's.
+    /// The demo's portals, as organization discovery finds them (each in its account's listing),
+    /// become plans with the defaults of a configuration file (5 s interval, 4 s timeout, the
+    /// default page size, page bound and buckets, raw per-user series), each polled as the member
+    /// role of its own account, through the same `plan_for` as a file's.
     #[tokio::test]
     async fn the_demo_polls_its_portals_with_the_defaults_of_a_config_file() {
         let sim = Simulator::new(SimConfig::demo(1));
         let config = demo_config(&sim, "http://127.0.0.1:9");
-        let plans = wanted_plans(&config, 0, &BTreeMap::new());
+        assert_eq!(config.discovery.len(), 1);
+        assert!(config.portals.is_empty());
         let portals = sim.portals();
+        let mut found: BTreeMap<SourceKey, Vec<PortalInfo>> = BTreeMap::new();
+        for p in &portals {
+            let key = SourceKey {
+                entry: 0,
+                region: p.region.clone(),
+                account: Some(p.account.clone()),
+            };
+            found.entry(key).or_default().push(PortalInfo {
+                arn: p.arn.clone(),
+                ..PortalInfo::default()
+            });
+        }
+        let accounts: Vec<&str> = portals.iter().map(|p| p.account.as_str()).collect();
+        assert!(
+            accounts.contains(&DEMO_MANAGEMENT_ACCOUNT) && accounts.contains(&DEMO_MEMBER_ACCOUNT)
+        );
+        let plans = wanted_plans(&config, 0, &found);
         assert_eq!(plans.len(), portals.len());
         assert!(plans.len() >= 3, "{plans:?}");
-        for (plan, portal) in plans.iter().zip(&portals) {
-            assert_eq!(plan.portal_id, portal.id);
+        for portal in &portals {
+            let plan = plans
+                .iter()
+                .find(|p| p.portal_id == portal.id)
+                .expect("every portal planned");
             assert_eq!(plan.labels, [("env".to_string(), "demo".to_string())]);
             let client = ClientKey {
                 region: Some(portal.region.clone()),
+                role_arn: Some(format!(
+                    "arn:aws:iam::{}:role/{DEMO_MEMBER_ROLE}",
+                    portal.account
+                )),
+                external_id: None,
                 endpoint_url: Some("http://127.0.0.1:9".into()),
-                ..ClientKey::default()
             };
             assert_eq!(plan.client, client);
             assert_eq!(plan.interval, DEMO_INTERVAL);
@@ -156,7 +191,11 @@ mod tests {
                 idle_ttl_ms: 24 * 3_600_000,
             };
             assert_eq!(plan.per_user, Some(per_user));
-            assert_eq!(plan.arn, None, "learned from the sessions");
+            assert_eq!(
+                plan.arn.as_deref(),
+                Some(portal.arn.as_str()),
+                "from ListPortals"
+            );
             assert_eq!(plan.metadata_refresh, DEFAULT_DISCOVERY_REFRESH);
         }
         assert_eq!(config.global.max_requests_per_second, 50.0);

@@ -20,13 +20,16 @@ use crate::aws::{self, ApiCounters, ApiError, ClientKey, Clients, PortalInfo, Re
 use crate::config::DiscoveryConfig;
 use crate::supervise::{Panicked, RESTART_DELAY, Restarts, supervise};
 
-/// Identifies one discovery source: the entry's position in `discovery` and one of its regions.
+/// Identifies one discovery source: the entry's position in `discovery` and one of its regions
+/// (and, for an organization entry, the account listed).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SourceKey {
     /// Index of the entry in the config's `discovery` list.
     pub entry: usize,
     /// Region listed.
     pub region: String,
+    /// The account whose member role listed it (organization discovery); `None` otherwise.
+    pub account: Option<String>,
 }
 
 /// The outcome of one listing of one source.
@@ -70,6 +73,20 @@ pub async fn list_all(api: &RegionApi) -> Result<Vec<PortalInfo>, ApiError> {
     }
 }
 
+/// Lists every portal as [`list_all`] does, within `LISTING_TIMEOUT` (a timeout is counted).
+pub async fn list_all_bounded(api: &RegionApi) -> Result<Vec<PortalInfo>, ApiError> {
+    tokio::time::timeout(LISTING_TIMEOUT, list_all(api))
+        .await
+        .unwrap_or_else(|_| {
+            api.counters().error(aws::LIST_PORTALS, ErrorLabel::Timeout);
+            Err(ApiError {
+                operation: aws::LIST_PORTALS,
+                code: ErrorLabel::Timeout,
+                message: format!("listing took longer than {LISTING_TIMEOUT:?}"),
+            })
+        })
+}
+
 /// A running discovery source.
 #[derive(Debug)]
 pub struct SourceTask {
@@ -78,6 +95,11 @@ pub struct SourceTask {
 }
 
 impl SourceTask {
+    /// The source running as `handle`, told to stop through `stop`.
+    pub fn new(stop: watch::Sender<bool>, handle: JoinHandle<()>) -> Self {
+        SourceTask { stop, handle }
+    }
+
     /// Stops the source and waits for it, at once: a listing in flight (up to
     /// `LISTING_TIMEOUT`) is abandoned, and so is a result waiting for room in the control
     /// loop's channel (which the control loop does not drain while it stops sources, so waiting
@@ -167,16 +189,7 @@ impl Source {
             tx,
         } = self;
         loop {
-            let result = tokio::time::timeout(LISTING_TIMEOUT, list_all(&api))
-                .await
-                .unwrap_or_else(|_| {
-                    api.counters().error(aws::LIST_PORTALS, ErrorLabel::Timeout);
-                    Err(ApiError {
-                        operation: aws::LIST_PORTALS,
-                        code: ErrorLabel::Timeout,
-                        message: format!("listing took longer than {LISTING_TIMEOUT:?}"),
-                    })
-                });
+            let result = list_all_bounded(&api).await;
             #[cfg(test)]
             crate::supervise::panic_hook::fire(&format!("discovery {}", key.region));
             match &result {

@@ -48,6 +48,9 @@ pub mod status;
 // What each portal publishes, shared with the HTTP server.
 pub mod snapshot;
 
+// Organization discovery: the accounts of an AWS Organization, then `ListPortals` in each.
+pub mod organization;
+
 // The scheduler and one task per portal: listing, backfill, metadata, state file.
 pub mod poll;
 

@@ -93,12 +93,23 @@ pub struct PortalMeta {
     pub max_concurrent_sessions: Option<u64>,
 }
 
-/// API counters of one discovery source (`ListPortals` in one region).
+impl PortalMeta {
+    /// The portal's AWS account, from its ARN ("" when the ARN holds none).
+    pub fn account_id(&self) -> &str {
+        crate::aws::account_of_arn(&self.arn).unwrap_or_default()
+    }
+}
+
+/// API counters of one discovery source (`ListPortals` in one region; with organization
+/// discovery, one region's requests or one account's errors), or the account set of an
+/// organization entry.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DiscoverySnapshot {
-    /// Labels of its series (`region`).
+    /// Labels of its series (`discovery`, `region`; `account_id`; `source` for an account set).
     pub labels: Vec<(String, String)>,
-    /// The `source` label of its panics: the discovery entry's index and the region, `0/us-east-1`.
+    /// The `source` label of its panics: the discovery entry's index and the region, `0/us-east-1`,
+    /// or `1/organization` for an organization entry's task; "" for a snapshot that is no task
+    /// (an organization entry's counters by account and region, its account set).
     pub source: String,
     /// Panics of its task.
     pub panics: u64,
@@ -106,6 +117,9 @@ pub struct DiscoverySnapshot {
     pub api_requests: BTreeMap<String, u64>,
     /// Errors by (operation, error code).
     pub api_errors: BTreeMap<(String, String), u64>,
+    /// The account set of an organization entry, (id, name) sorted by id (`account_info`,
+    /// `discovery_accounts`); `None` for API counters.
+    pub accounts: Option<Vec<(String, String)>>,
     /// When its counting began (their created timestamp).
     pub counted_since_ms: Option<i64>,
     /// Portals its last successful listing returned; `None` before one.

@@ -242,8 +242,8 @@ sharding:
             0.0,
             "{text}"
         );
-        // Once per role and replica: the credentials are cached by the SDK across polls and
-        // shared by the portals (and the discovery source) behind the same role and region.
+        // Once per role and replica: the credentials are cached across polls and shared by the
+        // portals (and the discovery source) behind the same role, in every region.
         assert_eq!(
             assume_calls(&sim, ROLE_EAST, base_keys[i]),
             (1, 1),

@@ -12,11 +12,9 @@ use aws_sdk_workspacesweb::types::{self as sdk};
 use aws_smithy_types::DateTime;
 use tracing::warn;
 
-use super::credentials::{Attributed, CountedAssumeRole};
+use super::credentials::{Attributed, CachedRole, CountedAssumeRole};
 use super::error_label::ErrorLabel;
-use super::interceptors::{
-    BodyLimitClassifier, CountingInterceptor, ResponseGuard, RetryAfterClassifier, api_error,
-};
+use super::interceptors::{CountingInterceptor, ResponseGuard, api_error};
 use super::pagination::{PageStop, check_page, check_token};
 use super::ratelimit::{LimitKey, TokenBucket};
 use super::types::{
@@ -54,6 +52,29 @@ macro_rules! portal_info {
     };
 }
 
+/// The configuration of an SDK client (`$sdk`: the SDK crate) for `$key`, from `$clients`' base:
+/// in the key's region, retrying after the service's `Retry-After` and never after an oversized
+/// body, with the key's role's shared credentials (the SDK's own cache off: they have theirs) and
+/// the key's endpoint.
+macro_rules! sdk_config {
+    ($clients:expr, $sdk:ident, $key:expr) => {{
+        let base = $clients.base_in($key).await;
+        let mut conf = $sdk::config::Builder::from(&base)
+            .retry_classifier($crate::aws::interceptors::RetryAfterClassifier)
+            .retry_classifier($crate::aws::interceptors::BodyLimitClassifier);
+        if let Some(role) = $clients.role_credentials($key, &base).await {
+            conf = conf
+                .credentials_provider(role)
+                .identity_cache(aws_config::identity::IdentityCache::no_cache());
+        }
+        if let Some(url) = &$key.endpoint_url {
+            conf = conf.endpoint_url(url.clone());
+        }
+        conf.build()
+    }};
+}
+pub(super) use sdk_config;
+
 /// A cache of SDK clients, one per [`ClientKey`], over a base SDK configuration, and the
 /// client-side rate limits: one [`TokenBucket`] per [`LimitKey`] (region and account).
 #[derive(Debug, Clone)]
@@ -64,7 +85,15 @@ pub struct Clients {
     chain_region: Option<Arc<tokio::sync::OnceCell<Option<Region>>>>,
     cache: Arc<tokio::sync::Mutex<HashMap<ClientKey, Client>>>,
     limits: Arc<Mutex<Limits>>,
+    /// The assumed-role credentials of each (role, external id), shared by its clients.
+    roles: Arc<tokio::sync::Mutex<HashMap<RoleId, CachedRole>>>,
+    /// Organizations clients (organization discovery), one per key.
+    pub(super) organizations:
+        Arc<tokio::sync::Mutex<HashMap<ClientKey, aws_sdk_organizations::Client>>>,
 }
+
+/// A role as its credentials are cached: its ARN and external id.
+type RoleId = (String, Option<String>);
 
 /// The region of the SDK's base configuration, which its credential providers use too. When the
 /// exporter's config names one, the SDK is never asked to find one (no IMDS region probe).
@@ -128,6 +157,8 @@ impl Clients {
             chain_region: None,
             cache: Arc::default(),
             limits: Arc::default(),
+            roles: Arc::default(),
+            organizations: Arc::default(),
         }
     }
 
@@ -191,30 +222,46 @@ impl Clients {
         }
     }
 
-    async fn build(&self, key: &ClientKey) -> Client {
+    /// The base configuration in `key`'s region (or, when it names none, the region of
+    /// [`Clients::unnamed_region`]).
+    pub(super) async fn base_in(&self, key: &ClientKey) -> SdkConfig {
         let mut base = self.base.to_builder();
         let region = match &key.region {
             Some(region) => Some(Region::new(region.clone())),
             None => self.unnamed_region().await,
         };
         base.set_region(region);
-        let base = base.build();
-        let mut conf = aws_sdk_workspacesweb::config::Builder::from(&base)
-            .retry_classifier(RetryAfterClassifier);
-        if let Some(role) = &key.role_arn {
-            let mut provider = aws_config::sts::AssumeRoleProvider::builder(role.clone())
-                .session_name("workspacesweb-exporter")
-                .configure(&base);
-            if let Some(ext) = &key.external_id {
-                provider = provider.external_id(ext.clone());
-            }
-            conf = conf.credentials_provider(CountedAssumeRole(provider.build().await));
+        base.build()
+    }
+
+    /// The credentials of `key`'s role, cached and shared by every client of the role (its
+    /// `AssumeRole` goes to STS in the region of the first client that needs it); `None` without
+    /// a role.
+    pub(super) async fn role_credentials(
+        &self,
+        key: &ClientKey,
+        base: &SdkConfig,
+    ) -> Option<CachedRole> {
+        let role = key.role_arn.as_ref()?;
+        let mut roles = self.roles.lock().await;
+        let id = (role.clone(), key.external_id.clone());
+        if let Some(cached) = roles.get(&id) {
+            return Some(cached.clone());
         }
-        if let Some(url) = &key.endpoint_url {
-            conf = conf.endpoint_url(url.clone());
+        let mut provider = aws_config::sts::AssumeRoleProvider::builder(role.clone())
+            .session_name("workspacesweb-exporter")
+            .configure(base);
+        if let Some(ext) = &key.external_id {
+            provider = provider.external_id(ext.clone());
         }
-        conf = conf.retry_classifier(BodyLimitClassifier);
-        Client::from_conf(conf.build())
+        let time = base.time_source().unwrap_or_default();
+        let cached = CachedRole::new(CountedAssumeRole(provider.build().await), time);
+        roles.insert(id, cached.clone());
+        Some(cached)
+    }
+
+    async fn build(&self, key: &ClientKey) -> Client {
+        Client::from_conf(sdk_config!(self, aws_sdk_workspacesweb, key))
     }
 
     /// An API handle for one portal, counting into `counters`.
@@ -480,7 +527,11 @@ impl PortalApi {
 }
 
 /// A page refused by the page bounds ([`check_page`]): the listing ends with `error="other"`.
-fn refused(counters: &ApiCounters, operation: &'static str, stop: &PageStop) -> ApiError {
+pub(super) fn refused(
+    counters: &ApiCounters,
+    operation: &'static str,
+    stop: &PageStop,
+) -> ApiError {
     counters.error(operation, ErrorLabel::Other);
     ApiError {
         operation,

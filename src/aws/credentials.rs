@@ -1,16 +1,21 @@
-//! Assumed-role credentials, with each `AssumeRole` call counted for the API call that needed it.
+//! Assumed-role credentials: one cache per role, shared by every client that assumes it (every
+//! region and portal of an account), kept until [`REFRESH_BEFORE_EXPIRY`] before they expire;
+//! each `AssumeRole` call counted for the API call that needed it.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
+use aws_credential_types::Credentials;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, future};
+use aws_smithy_async::time::SharedTimeSource;
 
 use super::error_label::ErrorLabel;
 use super::types::ApiCounters;
 
 /// Operation name of STS `AssumeRole`, counted for the portal (or discovery source) whose call
-/// needed fresh assumed-role credentials: the SDK caches them per client, so a call is counted
-/// only when the cache is empty or expiring, once per client and not per poll.
+/// needed fresh assumed-role credentials: they are cached per role ([`CachedRole`]), so a call is
+/// counted only when the cache is empty or expiring, once per role and not per poll.
 pub const ASSUME_ROLE: &str = "AssumeRole";
 
 tokio::task_local! {
@@ -60,6 +65,61 @@ impl ProvideCredentials for CountedAssumeRole {
                     source: e,
                 })
             })
+        })
+    }
+}
+
+/// How long before their expiry cached assumed-role credentials are replaced: a request never
+/// goes out with credentials that expire within this margin (clock skew, a long poll).
+pub const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
+
+/// The credentials of one role, assumed on first use and cached until [`REFRESH_BEFORE_EXPIRY`]
+/// before they expire, by the time of the SDK configuration's time source. Clones share the
+/// cache: every client of the role uses one (the SDK's own identity cache, which jitters its
+/// margin by up to half and is one per client, is off for these clients). Concurrent callers
+/// wait for one `AssumeRole`; a failed one is not cached (the next call tries again).
+#[derive(Debug, Clone)]
+pub(super) struct CachedRole(Arc<CachedRoleInner>);
+
+#[derive(Debug)]
+struct CachedRoleInner {
+    provider: CountedAssumeRole,
+    time: SharedTimeSource,
+    cached: tokio::sync::Mutex<Option<Credentials>>,
+}
+
+impl CachedRole {
+    /// A cache in front of `provider`, reading the time from `time`.
+    pub(super) fn new(provider: CountedAssumeRole, time: SharedTimeSource) -> Self {
+        CachedRole(Arc::new(CachedRoleInner {
+            provider,
+            time,
+            cached: tokio::sync::Mutex::new(None),
+        }))
+    }
+}
+
+/// Whether `credentials` may still be used at `now`: they expire more than
+/// [`REFRESH_BEFORE_EXPIRY`] later (credentials without an expiry always may).
+fn fresh(credentials: &Credentials, now: SystemTime) -> bool {
+    credentials
+        .expiry()
+        .is_none_or(|expiry| now + REFRESH_BEFORE_EXPIRY < expiry)
+}
+
+impl ProvideCredentials for CachedRole {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(async move {
+            let mut cached = self.0.cached.lock().await;
+            if let Some(c) = cached.as_ref().filter(|c| fresh(c, self.0.time.now())) {
+                return Ok(c.clone());
+            }
+            let assumed = self.0.provider.provide_credentials().await?;
+            *cached = Some(assumed.clone());
+            Ok(assumed)
         })
     }
 }
@@ -204,5 +264,22 @@ mod tests {
             credentials_error_label(&CredentialsError::provider_error("bad")),
             ErrorLabel::Other
         );
+    }
+
+    #[test]
+    fn credentials_are_fresh_until_five_minutes_before_they_expire() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let expiry = t0 + Duration::from_secs(3600);
+        let c = Credentials::new("ASIA", "secret", Some("token".into()), Some(expiry), "test");
+        assert!(fresh(&c, t0));
+        assert!(fresh(
+            &c,
+            expiry - REFRESH_BEFORE_EXPIRY - Duration::from_secs(1)
+        ));
+        assert!(!fresh(&c, expiry - REFRESH_BEFORE_EXPIRY));
+        assert!(!fresh(&c, expiry));
+        assert!(!fresh(&c, expiry + Duration::from_secs(1)));
+        let forever = Credentials::new("AKIA", "secret", None, None, "test");
+        assert!(fresh(&forever, expiry));
     }
 }

@@ -4,6 +4,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
+use aws_sdk_organizations::operation::list_accounts::{ListAccountsError, ListAccountsOutput};
+use aws_sdk_organizations::operation::list_accounts_for_parent::{
+    ListAccountsForParentError, ListAccountsForParentOutput,
+};
+use aws_sdk_organizations::operation::list_children::{ListChildrenError, ListChildrenOutput};
 use aws_sdk_workspacesweb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_workspacesweb::operation::get_portal::{GetPortalError, GetPortalOutput};
 use aws_sdk_workspacesweb::operation::get_session::{GetSessionError, GetSessionOutput};
@@ -29,7 +34,8 @@ use super::credentials::ASSUME_ROLE;
 use super::credentials::{CredentialsFailure, credentials_failure, error_chain};
 use super::error_label::ErrorLabel;
 use super::types::{
-    ApiCounters, ApiError, GET_PORTAL, GET_SESSION, LIST_PORTALS, LIST_SESSIONS, MAX_RESPONSE_BYTES,
+    ApiCounters, ApiError, GET_PORTAL, GET_SESSION, LIST_ACCOUNTS, LIST_ACCOUNTS_FOR_PARENT,
+    LIST_CHILDREN, LIST_PORTALS, LIST_SESSIONS, MAX_RESPONSE_BYTES,
 };
 
 /// Counts each attempt of one operation, and each failed attempt by error label.
@@ -185,7 +191,7 @@ impl ClassifyRetry for RetryAfterClassifier {
 
 /// Guards against hostile or broken responses of one operation: bounds the body read to
 /// [`MAX_RESPONSE_BYTES`], and rejects a successful answer whose required top-level member
-/// (`sessions`, `session`, `portal`, `portals`) is missing or null, which the SDK would otherwise
+/// (`sessions`, `session`, `portal`, `portals`; Organizations' `Accounts`, `Children`) is missing or null, which the SDK would otherwise
 /// silently read as an empty listing (or as "no such session").
 #[derive(Debug)]
 pub(super) struct ResponseGuard {
@@ -214,6 +220,8 @@ impl ResponseGuard {
             GET_SESSION => Some("session"),
             GET_PORTAL => Some("portal"),
             LIST_PORTALS => Some("portals"),
+            LIST_ACCOUNTS | LIST_ACCOUNTS_FOR_PARENT => Some("Accounts"),
+            LIST_CHILDREN => Some("Children"),
             _ => None,
         }
     }
@@ -269,6 +277,12 @@ impl Intercept for ResponseGuard {
             o.portal().is_none()
         } else if let Some(o) = output.downcast_ref::<ListPortalsOutput>() {
             o.portals().is_empty()
+        } else if let Some(o) = output.downcast_ref::<ListAccountsOutput>() {
+            o.accounts().is_empty()
+        } else if let Some(o) = output.downcast_ref::<ListAccountsForParentOutput>() {
+            o.accounts().is_empty()
+        } else if let Some(o) = output.downcast_ref::<ListChildrenOutput>() {
+            o.children().is_empty()
         } else {
             false
         };
@@ -328,7 +342,19 @@ pub(super) fn attempt_error_label(
             .and_then(|e| e.code())
             .or_else(|| op.downcast_ref::<GetSessionError>().and_then(|e| e.code()))
             .or_else(|| op.downcast_ref::<GetPortalError>().and_then(|e| e.code()))
-            .or_else(|| op.downcast_ref::<ListPortalsError>().and_then(|e| e.code()));
+            .or_else(|| op.downcast_ref::<ListPortalsError>().and_then(|e| e.code()))
+            .or_else(|| {
+                op.downcast_ref::<ListAccountsError>()
+                    .and_then(|e| e.code())
+            })
+            .or_else(|| {
+                op.downcast_ref::<ListAccountsForParentError>()
+                    .and_then(|e| e.code())
+            })
+            .or_else(|| {
+                op.downcast_ref::<ListChildrenError>()
+                    .and_then(|e| e.code())
+            });
         return code
             .or(header.map(normalize_error_type))
             .map_or(ErrorLabel::Other, ErrorLabel::from_code);

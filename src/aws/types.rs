@@ -17,6 +17,12 @@ pub const GET_SESSION: &str = "GetSession";
 pub const GET_PORTAL: &str = "GetPortal";
 /// Operation name of `ListPortals`.
 pub const LIST_PORTALS: &str = "ListPortals";
+/// Operation name of Organizations' `ListAccounts` (organization discovery).
+pub const LIST_ACCOUNTS: &str = "ListAccounts";
+/// Operation name of Organizations' `ListAccountsForParent`.
+pub const LIST_ACCOUNTS_FOR_PARENT: &str = "ListAccountsForParent";
+/// Operation name of Organizations' `ListChildren`.
+pub const LIST_CHILDREN: &str = "ListChildren";
 
 /// Largest response body read from the API; a longer one fails the call with `error="other"`
 /// (without retries). A full page of 1000 sessions with 256-character usernames is below 2 MiB.

@@ -236,14 +236,62 @@ pub struct PortalConfig {
 /// One entry of `discovery:`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiscoveryConfig {
-    /// Regions in which `ListPortals` is called (non-empty, no repeats).
+    /// Every account of an AWS Organization (SPEC section 12); `None`: `ListPortals` with `access`.
+    pub organization: Option<OrganizationConfig>,
+    /// Regions in which `ListPortals` is called (non-empty, no repeats; one partition with
+    /// `organization`).
     pub regions: Vec<String>,
-    /// The role to assume and the endpoint.
+    /// The role to assume (none with `organization`) and the endpoint (of every call, with
+    /// `organization` those of Organizations and STS included).
     pub access: Access,
     /// How often `ListPortals` is called.
     pub refresh: Duration,
     /// Static labels of discovered portals (override global labels).
     pub labels: BTreeMap<String, String>,
+}
+
+/// `discovery[].organization:` settings: which accounts of the organization, and how each is
+/// reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrganizationConfig {
+    /// The role assumed in each member account (a name, optionally after a path).
+    pub role_name: String,
+    /// External id of the member role (a secret: never printed).
+    pub external_id: Option<String>,
+    /// Role assumed to call Organizations (in the management or delegated administrator
+    /// account); `None`: the exporter's own credentials.
+    pub role_arn: Option<String>,
+    /// Only the accounts under these OUs (or roots), recursively; empty: the whole organization.
+    pub ous: Vec<String>,
+    /// Accounts left out, sorted.
+    pub exclude_accounts: Vec<String>,
+}
+
+impl OrganizationConfig {
+    /// `arn:<partition>:iam::<account>:role/<role_name>`: the member role in `account`.
+    pub fn member_role_arn(&self, partition: &str, account: &str) -> String {
+        format!("arn:{partition}:iam::{account}:role/{}", self.role_name)
+    }
+}
+
+impl DiscoveryConfig {
+    /// How a portal that this entry found in `region` is reached: with `organization`, as the
+    /// member role of `account` (the account whose listing found it); else the entry's access.
+    pub fn access_for(&self, account: Option<&str>, region: &str) -> Access {
+        match (&self.organization, account) {
+            (Some(org), Some(account)) => {
+                Access {
+                    role_arn: Some(org.member_role_arn(
+                        crate::aws::partition::partition_of_region(region),
+                        account,
+                    )),
+                    external_id: org.external_id.clone(),
+                    endpoint_url: self.access.endpoint_url.clone(),
+                }
+            }
+            _ => self.access.clone(),
+        }
+    }
 }
 
 /// `sharding:` settings.
@@ -415,20 +463,20 @@ impl Config {
             .collect()
     }
 
-    /// The target for a portal found by discovery entry `entry` in `region`;
-    /// `arn` is the portal ARN that `ListPortals` returned.
+    /// The target for a portal found by discovery entry `entry` in `region` (by the listing of
+    /// `account`, with `organization`); `arn` is the portal ARN that `ListPortals` returned.
     pub fn discovered_target(
         &self,
         entry: &DiscoveryConfig,
         id: &str,
         arn: Option<&str>,
-        region: &str,
+        (account, region): (Option<&str>, &str),
     ) -> PortalTarget {
         PortalTarget {
             id: id.to_owned(),
             arn: arn.map(str::to_owned),
             region: Some(region.to_owned()),
-            access: entry.access.clone(),
+            access: entry.access_for(account, region),
             interval: self.global.interval,
             timeout: self.global.effective_timeout(),
             labels: merge_labels(&self.global.labels, &entry.labels),
@@ -457,7 +505,11 @@ impl Config {
         for d in &self.discovery {
             let _ = writeln!(
                 s,
-                "  - regions=[{}] refresh={}{} labels={}",
+                "  - {}regions=[{}] refresh={}{} labels={}",
+                d.organization
+                    .as_ref()
+                    .map(fmt_organization)
+                    .unwrap_or_default(),
                 d.regions.join(", "),
                 fmt_duration(d.refresh),
                 fmt_access(&d.access),
@@ -552,6 +604,28 @@ fn fmt_duration(d: Duration) -> String {
 fn fmt_labels<'a>(labels: impl Iterator<Item = (&'a String, &'a String)>) -> String {
     let parts: Vec<String> = labels.map(|(k, v)| format!("{k}={v:?}")).collect();
     format!("{{{}}}", parts.join(", "))
+}
+
+/// An organization entry's settings, for the summary (the external id masked).
+fn fmt_organization(org: &OrganizationConfig) -> String {
+    let mut s = format!("organization role_name={}", org.role_name);
+    if org.external_id.is_some() {
+        s.push_str(" external_id=(set, not shown)");
+    }
+    if let Some(role) = &org.role_arn {
+        let _ = write!(s, " role_arn={role}");
+    }
+    let ous = if org.ous.is_empty() {
+        "(whole organization)".to_owned()
+    } else {
+        format!("[{}]", org.ous.join(", "))
+    };
+    let _ = write!(
+        s,
+        " ous={ous} exclude_accounts=[{}] ",
+        org.exclude_accounts.join(", ")
+    );
+    s
 }
 
 fn fmt_access(access: &Access) -> String {

@@ -5,7 +5,10 @@
 use serde::Deserialize;
 
 use super::UsernameMode;
-use super::values::{Dur, EndpointUrl, EnvVarName, Labels, PortalArn, PortalId, Region, RoleArn};
+use super::values::{
+    AccountId, Dur, EndpointUrl, EnvVarName, Labels, ParentId, PortalArn, PortalId, Region,
+    RoleArn, RoleName,
+};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(
@@ -79,6 +82,7 @@ pub(crate) struct Portal {
     expecting = "a discovery entry: a mapping with regions"
 )]
 pub(crate) struct Discovery {
+    pub(crate) organization: Option<Organization>,
     pub(crate) regions: Vec<Region>,
     pub(crate) role_arn: Option<RoleArn>,
     pub(crate) external_id: Option<String>,
@@ -86,6 +90,19 @@ pub(crate) struct Discovery {
     pub(crate) refresh: Option<Dur>,
     #[serde(default)]
     pub(crate) labels: Labels,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "organization settings: a mapping with role_name"
+)]
+pub(crate) struct Organization {
+    pub(crate) role_name: RoleName,
+    pub(crate) external_id: Option<String>,
+    pub(crate) role_arn: Option<RoleArn>,
+    pub(crate) ous: Option<Vec<ParentId>>,
+    pub(crate) exclude_accounts: Option<Vec<AccountId>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

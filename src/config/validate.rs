@@ -10,7 +10,7 @@ use super::locate::locate;
 use super::values::Dur;
 use super::{
     Access, Config, DEFAULT_STATE_MAX_AGE, DiscoveryConfig, Global, IndexFromEnv, Loaded,
-    MAX_MAX_USERS, PerUser, PortalConfig, Sharding, Storage, UsernameMode, raw,
+    MAX_MAX_USERS, OrganizationConfig, PerUser, PortalConfig, Sharding, Storage, UsernameMode, raw,
 };
 
 /// Intervals below this draw a warning (the API is slow and rate-limited).
@@ -501,8 +501,12 @@ fn discovery(
                 c.error(rp, format!("region {} is listed twice", r.0));
                 continue;
             }
+            // Organization entries may overlap (several OUs of one organization, each with its
+            // labels): a portal found twice is polled once, as the first entry found it.
             let scope = (r.0.clone(), role.clone(), endpoint.clone());
-            if let Some(first) = seen.get(&scope) {
+            if d.organization.is_none()
+                && let Some(first) = seen.get(&scope)
+            {
                 c.error(
                     rp,
                     format!(
@@ -510,17 +514,32 @@ fn discovery(
                         r.0
                     ),
                 );
-            } else {
+            } else if d.organization.is_none() {
                 seen.insert(scope, i);
             }
             regions.push(r.0);
         }
-        c.external_id(&base, d.external_id.as_ref(), role.is_some());
+        let organization = match d.organization {
+            Some(o) => {
+                if d.external_id.is_some() {
+                    c.error(
+                        base.key("external_id"),
+                        "with organization, the member role's external id is organization.external_id",
+                    );
+                }
+                Some(organization(c, o, &base, (&regions, role.is_some())))
+            }
+            None => {
+                c.external_id(&base, d.external_id.as_ref(), role.is_some());
+                None
+            }
+        };
         let refresh = d
             .refresh
             .map_or(super::DEFAULT_DISCOVERY_REFRESH, |Dur(r)| r);
         c.between_1s_and(base.key("refresh"), refresh, MAX_INTERVAL);
         out.push(DiscoveryConfig {
+            organization,
             regions,
             access: Access {
                 role_arn: role,
@@ -532,6 +551,91 @@ fn discovery(
         });
     }
     out
+}
+
+/// `discovery[i].organization`: its OUs and excluded accounts without repeats, one partition for
+/// its regions and its `role_arn`, and no `role_arn` on the entry itself (`has_role`).
+fn organization(
+    c: &mut Checker<'_>,
+    o: raw::Organization,
+    entry: &KeyPath,
+    (regions, has_role): (&[String], bool),
+) -> OrganizationConfig {
+    let path = entry.key("organization");
+    if has_role {
+        c.error(
+            entry.key("role_arn"),
+            "with organization, the role assumed in each account is organization.role_name, \
+             and the one that calls Organizations is organization.role_arn",
+        );
+    }
+    c.external_id(&path, o.external_id.as_ref(), true);
+    let ous = o.ous.map(|ous| {
+        if ous.is_empty() {
+            c.error(
+                path.key("ous"),
+                "must list at least one OU; leave ous out for the whole organization",
+            );
+        }
+        ous.into_iter().map(|u| u.0).collect::<Vec<_>>()
+    });
+    let ous = ous.unwrap_or_default();
+    no_repeats(c, &path.key("ous"), &ous, "OU");
+    let mut exclude: Vec<String> = o
+        .exclude_accounts
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| a.0)
+        .collect();
+    no_repeats(c, &path.key("exclude_accounts"), &exclude, "account");
+    exclude.sort();
+    exclude.dedup();
+    let role_arn = o.role_arn.map(|r| r.0);
+    one_partition(c, entry, regions, role_arn.as_deref());
+    OrganizationConfig {
+        role_name: o.role_name.0,
+        external_id: o.external_id,
+        role_arn,
+        ous,
+        exclude_accounts: exclude,
+    }
+}
+
+/// An error at each item of the list at `path` that repeats an earlier one.
+fn no_repeats(c: &mut Checker<'_>, path: &KeyPath, items: &[String], what: &str) {
+    for (k, item) in items.iter().enumerate() {
+        if items[..k].contains(item) {
+            c.error(path.index(k), format!("{what} {item} is listed twice"));
+        }
+    }
+}
+
+/// An organization entry reaches one partition: its regions and its `role_arn` agree on it
+/// (roles are named `arn:<partition>:...`, and Organizations has one endpoint per partition).
+fn one_partition(c: &mut Checker<'_>, entry: &KeyPath, regions: &[String], role: Option<&str>) {
+    use crate::aws::partition::partition_of_region;
+    let Some(first) = regions.first() else {
+        return;
+    };
+    let partition = partition_of_region(first);
+    for (k, r) in regions.iter().enumerate().skip(1) {
+        if partition_of_region(r) != partition {
+            c.error(
+                entry.key("regions").index(k),
+                format!(
+                    "region {r} is in partition {}, {first} in {partition}: an organization entry covers one partition",
+                    partition_of_region(r)
+                ),
+            );
+        }
+    }
+    let role_partition = role.and_then(|r| crate::aws::arn::fields(r)).map(|f| f[1]);
+    if let Some(p) = role_partition.filter(|p| *p != partition) {
+        c.error(
+            entry.key("organization").key("role_arn"),
+            format!("role_arn is in partition {p}, the regions in {partition}"),
+        );
+    }
 }
 
 fn sharding(c: &mut Checker<'_>, s: raw::Sharding, path: &KeyPath) -> Sharding {

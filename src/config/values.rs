@@ -297,11 +297,7 @@ pub(crate) fn parse_role_arn(s: &str) -> Result<RoleArn, String> {
             "resource {resource:?} does not start with \"role/\""
         )));
     };
-    let name = path_name.rsplit('/').next().unwrap_or_default();
-    let segments_ok = path_name
-        .split('/')
-        .all(|seg| !seg.is_empty() && seg.bytes().all(is_iam_name_char));
-    if !segments_ok || name.len() > 64 || path_name.len() > 512 {
+    if !is_role_path_name(path_name) {
         return Err(fail(&format!(
             "role name {path_name:?} must be 1 to 64 characters of letters, digits and +=,.@_- \
              (optionally after a /path/)"
@@ -310,6 +306,97 @@ pub(crate) fn parse_role_arn(s: &str) -> Result<RoleArn, String> {
     Ok(RoleArn(s.to_owned()))
 }
 string_newtype!(RoleArn, "an IAM role ARN", parse_role_arn);
+
+/// An IAM role name, optionally after a path (`workspacesweb-exporter`, `ops/exporter`): the
+/// member role that organization discovery assumes in each account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RoleName(pub(crate) String);
+
+/// Whether `path_name` is a role name after an optional path: `/`-separated segments of IAM
+/// name characters, the name at most 64 characters, the whole at most 512.
+fn is_role_path_name(path_name: &str) -> bool {
+    let name = path_name.rsplit('/').next().unwrap_or_default();
+    path_name
+        .split('/')
+        .all(|seg| !seg.is_empty() && seg.bytes().all(is_iam_name_char))
+        && name.len() <= 64
+        && path_name.len() <= 512
+}
+
+pub(crate) fn parse_role_name(s: &str) -> Result<RoleName, String> {
+    checked(
+        s,
+        is_role_path_name,
+        RoleName,
+        "role name",
+        "1 to 64 characters of letters, digits and +=,.@_- (optionally after a path/), the name alone, not an ARN",
+    )
+}
+string_newtype!(RoleName, "an IAM role name", parse_role_name);
+
+/// The id of an organizational unit (`ou-ab12-cdef3456`) or of the root (`r-ab12`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ParentId(pub(crate) String);
+
+/// Whether `s` is `[0-9a-z]` of `min..=max` characters.
+fn lower_alnum(s: &str, min: usize, max: usize) -> bool {
+    (min..=max).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+}
+
+/// `ou-` + 4 to 32 + `-` + 8 to 32 lowercase letters or digits, or `r-` + 4 to 32 (the API's
+/// patterns).
+fn is_parent_id(s: &str) -> bool {
+    if let Some(rest) = s.strip_prefix("ou-") {
+        return rest
+            .split_once('-')
+            .is_some_and(|(root, unit)| lower_alnum(root, 4, 32) && lower_alnum(unit, 8, 32));
+    }
+    s.strip_prefix("r-")
+        .is_some_and(|root| lower_alnum(root, 4, 32))
+}
+
+pub(crate) fn parse_parent_id(s: &str) -> Result<ParentId, String> {
+    checked(
+        s,
+        is_parent_id,
+        ParentId,
+        "OU id",
+        "an organizational unit id such as \"ou-ab12-cdef3456\" (or the root's, \"r-ab12\")",
+    )
+}
+string_newtype!(ParentId, "an OU id", parse_parent_id);
+
+/// A 12-digit AWS account id, written as a string.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct AccountId(pub(crate) String);
+
+impl<'de> Deserialize<'de> for AccountId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = AccountId;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a 12-digit account id in quotes")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<AccountId, E> {
+                checked(v, is_account, AccountId, "account id", "12 digits").map_err(E::custom)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<AccountId, E> {
+                Err(E::custom(format!(
+                    "account id {v} must be in quotes, e.g. \"{v:012}\": YAML reads an unquoted number and drops its leading zeros"
+                )))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<AccountId, E> {
+                Err(E::custom(format!(
+                    "invalid account id {v}: expected 12 digits in quotes"
+                )))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
 
 /// An `http://` or `https://` endpoint URL.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -508,6 +595,40 @@ mod tests {
         assert!(parse_role_arn("arn:aws:iam::123456789012:role/").is_err());
         assert!(parse_role_arn("arn:aws:iam::123456789012:role/a b").is_err());
         assert!(parse_role_arn("arn:aws:sts::123456789012:role/x").is_err());
+    }
+
+    #[test]
+    fn organization_values() {
+        for ok in [
+            "workspacesweb-exporter",
+            "ops/team/exporter",
+            "a+b=c,d.e@f_g-h",
+        ] {
+            assert!(parse_role_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "a b",
+            "arn:aws:iam::123456789012:role/x",
+            "/x",
+            "x/",
+            &"n".repeat(65),
+        ] {
+            assert!(parse_role_name(bad).is_err(), "{bad}");
+        }
+        for ok in ["ou-ab12-cdef3456", "ou-abcd-12345678901234567890", "r-ab12"] {
+            assert!(parse_parent_id(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "ou-ab1-cdef3456",
+            "ou-ab12-cdef345",
+            "OU-AB12-CDEF3456",
+            "ou-ab12",
+            "r-ab1",
+            "x",
+        ] {
+            assert!(parse_parent_id(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

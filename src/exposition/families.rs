@@ -215,6 +215,9 @@ enum Read {
     /// Samples with extra labels from the API counts of the portals and of discovery (whose
     /// series carry `region` instead of `portal_id`); the family is absent while there are none.
     Api(fn(ApiCounts<'_>, Emit<'_>)),
+    /// Samples from the account set of each organization entry (labelled `source`); the family
+    /// is absent without organization discovery.
+    Accounts(fn(&[(String, String)], Emit<'_>)),
 }
 
 /// Families written by a function of their own (a histogram, info labels).
@@ -233,7 +236,7 @@ enum Row {
 /// Every portal and discovery family, in exposition order. Adding a metric is adding a row: its
 /// name and how its samples are read, then its help text.
 #[rustfmt::skip]
-const PORTAL_FAMILIES: [Row; 16] = [
+const PORTAL_FAMILIES: [Row; 18] = [
     // State gauges: present after a successful poll, dropped after the staleness limit.
     Row::Gauge("active_sessions", Read::Value(|p| p.active.map(|a| a.sessions as f64)),
         Help::Polled("Sessions with status Active at the last successful poll.")),
@@ -274,7 +277,19 @@ const PORTAL_FAMILIES: [Row; 16] = [
             }
         }),
         Help::Polled("Failed API requests by AWS error code, or credentials (none to sign with), timeout, dispatch (connection failed), other.")),
+    // Organization discovery: the accounts of each entry's last good listing.
+    Row::Gauge("account_info", Read::Accounts(|accounts, emit| {
+            for (id, name) in accounts {
+                emit(&[("account_id", id), ("account_name", name)], 1.0);
+            }
+        }),
+        Help::Fixed("Each account of the organization that organization discovery lists portals in (ACTIVE, under the configured OUs, not excluded), value 1; refreshed every discovery refresh.")),
+    Row::Gauge("discovery_accounts", Read::Accounts(|accounts, emit| emit(&[], accounts.len() as f64)),
+        Help::Fixed("Accounts in the set of each organization discovery entry (its last successful listing); refreshed every discovery refresh.")),
 ];
+
+/// A label set, as the writer takes it.
+type Labels<'l, 'a> = &'l [(&'a str, &'a str)];
 
 /// The portals and discovery sources being rendered, with their label sets.
 struct Sources<'a> {
@@ -329,9 +344,22 @@ impl<'a> Sources<'a> {
             .map(|((counts, since), labels)| (counts, labels, since))
     }
 
+    /// The account set of each organization entry, with its labels.
+    fn account_sets(&self) -> impl Iterator<Item = (&'a [(String, String)], Labels<'_, 'a>)> {
+        self.discovery
+            .iter()
+            .zip(self.discovery_labels.iter().map(Vec::as_slice))
+            .filter_map(|(d, l)| d.accounts.as_deref().map(|a| (a, l)))
+    }
+
     /// Whether a family reading `read` has any sample.
     fn any(&self, read: Read) -> bool {
         match read {
+            Read::Accounts(get) => self.account_sets().any(|(accounts, _)| {
+                let mut any = false;
+                get(accounts, &mut |_, _| any = true);
+                any
+            }),
             Read::Value(get) => self.each().any(|(p, _)| get(p).is_some()),
             Read::Count(get) => self.each().any(|(p, _)| get(p) > 0),
             Read::Api(get) => self.api_counts().any(|(counts, _, _)| {
@@ -371,9 +399,9 @@ fn write_discovery_panics(w: &mut dyn Writer, discovery: &[DiscoverySnapshot]) {
     w.header(
         name,
         Kind::Counter,
-        "Panics caught in a discovery source's task (it restarts; the last good portal list stays in force); source is the discovery entry's index and the region, e.g. 0/us-east-1.",
+        "Panics caught in a discovery source's task (it restarts; the last good portal list stays in force); source is the discovery entry's index and the region, e.g. 0/us-east-1, or organization for an organization entry, e.g. 1/organization.",
     );
-    for d in discovery {
+    for d in discovery.iter().filter(|d| !d.source.is_empty()) {
         w.sample(
             name,
             &[("source", d.source.as_str())],
@@ -415,6 +443,11 @@ fn write_family(
         Read::Api(get) => {
             for (counts, l, since) in sources.api_counts() {
                 get(counts, &mut |extra, v| w.sample(name, l, extra, v, since));
+            }
+        }
+        Read::Accounts(get) => {
+            for (accounts, l) in sources.account_sets() {
+                get(accounts, &mut |extra, v| w.sample(name, l, extra, v, None));
             }
         }
     }
@@ -505,9 +538,10 @@ const TOTALS: [CounterDef; 4] = [
 ];
 
 /// Labels of `portal_info` beyond the portal's own; a static label of the same name is left out there.
-const INFO_LABELS: [&str; 5] = [
+const INFO_LABELS: [&str; 6] = [
     "portal_arn",
     "region",
+    "account_id",
     "display_name",
     "browser_type",
     "instance_type",
@@ -535,6 +569,7 @@ fn write_info(w: &mut dyn Writer, portals: &[Arc<PortalSnapshot>], labels: &[Vec
             let info = [
                 ("portal_arn", m.arn.as_str()),
                 ("region", m.region.as_str()),
+                ("account_id", m.account_id()),
                 ("display_name", m.display_name.as_str()),
                 ("browser_type", m.browser_type.as_str()),
                 ("instance_type", m.instance_type.as_str()),
@@ -664,12 +699,76 @@ mod tests {
         assert_eq!(
             out.strip_prefix(RARE_FAMILIES),
             Some(concat!(
-                "# HELP workspacesweb_discovery_panics_total Panics caught in a discovery source's task (it restarts; the last good portal list stays in force); source is the discovery entry's index and the region, e.g. 0/us-east-1.\n",
+                "# HELP workspacesweb_discovery_panics_total Panics caught in a discovery source's task (it restarts; the last good portal list stays in force); source is the discovery entry's index and the region, e.g. 0/us-east-1, or organization for an organization entry, e.g. 1/organization.\n",
                 "# TYPE workspacesweb_discovery_panics_total counter\n",
                 "workspacesweb_discovery_panics_total{source=\"0/eu-west-1\"} 0\n",
                 "workspacesweb_discovery_panics_total{source=\"1/us-east-1\"} 3\n",
             ))
         );
+    }
+
+    /// Organization discovery: the account set of each entry (labelled `source`), its size,
+    /// and the errors of one account (`account_id` and `region` instead of `portal_id`);
+    /// `portal_info` carries the account of the portal's ARN.
+    #[test]
+    fn organization_families() {
+        let portal = PortalSnapshot {
+            portal_id: "p1".into(),
+            labels: vec![("account_id".into(), "static".into())],
+            meta: Some(crate::snapshot::PortalMeta {
+                arn: "arn:aws:workspaces-web:eu-west-1:210987654321:portal/p1".into(),
+                region: "eu-west-1".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let accounts = DiscoverySnapshot {
+            labels: vec![("source".into(), "0".into())],
+            accounts: Some(vec![
+                ("123456789012".into(), "management".into()),
+                ("210987654321".into(), "team \"a\"".into()),
+            ]),
+            ..Default::default()
+        };
+        let errors = DiscoverySnapshot {
+            labels: vec![
+                ("discovery".into(), "0".into()),
+                ("account_id".into(), "210987654321".into()),
+                ("region".into(), "eu-west-1".into()),
+            ],
+            api_errors: [(("AssumeRole".to_string(), "AccessDenied".to_string()), 2)].into(),
+            ..Default::default()
+        };
+        let empty = DiscoverySnapshot {
+            labels: vec![("source".into(), "1".into())],
+            accounts: Some(Vec::new()),
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        write_portals(
+            &mut TextWriter::new(&mut out),
+            &[Arc::new(portal)],
+            &[accounts, errors, empty],
+        );
+        let out = String::from_utf8(out).unwrap();
+        for line in [
+            "workspacesweb_portal_info{portal_id=\"p1\",portal_arn=\"arn:aws:workspaces-web:eu-west-1:210987654321:portal/p1\",region=\"eu-west-1\",account_id=\"210987654321\",display_name=\"\",browser_type=\"\",instance_type=\"\"} 1\n",
+            "workspacesweb_api_request_errors_total{discovery=\"0\",account_id=\"210987654321\",region=\"eu-west-1\",operation=\"AssumeRole\",error=\"AccessDenied\"} 2\n",
+            "# TYPE workspacesweb_account_info gauge\n",
+            "workspacesweb_account_info{source=\"0\",account_id=\"123456789012\",account_name=\"management\"} 1\n",
+            "workspacesweb_account_info{source=\"0\",account_id=\"210987654321\",account_name=\"team \\\"a\\\"\"} 1\n",
+            "# TYPE workspacesweb_discovery_accounts gauge\n",
+            "workspacesweb_discovery_accounts{source=\"0\"} 2\n",
+            "workspacesweb_discovery_accounts{source=\"1\"} 0\n",
+        ] {
+            assert!(out.contains(line), "{line}\n{out}");
+        }
+        assert!(!out.contains("account_info{source=\"1\""), "{out}");
+        // Without organization discovery, neither family is there.
+        let mut out = Vec::new();
+        write_portals(&mut TextWriter::new(&mut out), &[], &[]);
+        let out = String::from_utf8(out).unwrap();
+        assert!(!out.contains("account"), "{out}");
     }
 
     #[test]

@@ -184,7 +184,8 @@ fn discovery_table(html: &mut String, sources: &[DiscoverySnapshot], now_ms: Uni
         "<table>\n<thead><tr><th>Source</th><th>Portals found</th><th>Last listing</th>\
          <th>API errors</th><th>Last error</th></tr></thead>\n<tbody>\n",
     );
-    for source in sources {
+    // An organization entry's panic count has no labels and nothing else to show.
+    for source in sources.iter().filter(|s| !s.labels.is_empty()) {
         let errors = source
             .api_errors
             .values()

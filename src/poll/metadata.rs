@@ -43,6 +43,11 @@ impl Metadata {
         }
     }
 
+    /// Whether `GetPortal` is due now (an ARN is known and its answer is missing or old).
+    pub(super) fn due_now(&self) -> bool {
+        self.arn.is_some() && self.due.is_none_or(|due| Instant::now() >= due)
+    }
+
     /// Follows a new plan: a new ARN, or a shorter refresh, makes `GetPortal` due at once.
     pub(super) fn plan_changed(&mut self, old: &PortalPlan, new: &PortalPlan) {
         if new.arn.is_some() && new.arn != old.arn {
@@ -71,12 +76,9 @@ impl Metadata {
         plan: &PortalPlan,
         ledger: Option<&mut Ledger>,
     ) {
-        let Some(arn) = self.arn.clone() else {
+        let Some(arn) = self.arn.clone().filter(|_| self.due_now()) else {
             return;
         };
-        if self.due.is_some_and(|due| Instant::now() < due) {
-            return;
-        }
         let portal_id = plan.portal_id.as_str();
         let refresh = Instant::now() + plan.metadata_refresh;
         let answer = match tokio::time::timeout(plan.timeout, api.get_portal(&arn)).await {

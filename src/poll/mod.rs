@@ -315,6 +315,14 @@ impl Scheduler {
         self.tasks.keys().cloned().collect()
     }
 
+    /// The plans of the portals being polled.
+    pub fn plans(&self) -> Vec<PortalPlan> {
+        self.tasks
+            .values()
+            .map(|t| t.plan.borrow().clone())
+            .collect()
+    }
+
     /// Reconciles the running portals with `plans` (one per portal id; later duplicates are ignored).
     pub async fn apply(&mut self, plans: Vec<PortalPlan>) -> Changes {
         let mut wanted: BTreeMap<String, PortalPlan> = BTreeMap::new();

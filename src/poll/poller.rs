@@ -248,14 +248,15 @@ impl Poller {
         if result.is_ok() {
             let paced = waited.load(Ordering::Relaxed) > waited_before;
             let polled_before = self.snapshot.polled;
-            if !self.backfill.done()
+            if (!self.backfill.done() || self.metadata.due_now())
                 && yields_before_step(&self.api, &self.store, polled_before, paced)
             {
-                // The rate limit makes the backfill step slow (the poll waited for it, others
-                // wait for it, or other portals have yet to be polled once): the poll is saved
-                // and published before the step, and the concurrency slot goes back to the line,
-                // so that portals waiting for their first poll go before this step (and in the
-                // rate limiter, before its pages). Saved and published again after it.
+                // The rate limit makes the backfill step (or `GetPortal`) slow (the poll waited
+                // for it, others wait for it, or other portals have yet to be polled once): the
+                // poll is saved and published before the step, and the concurrency slot goes
+                // back to the line, so that portals waiting for their first poll go before this
+                // step (and in the rate limiter, before its pages). Saved and published again
+                // after it.
                 self.update_user_series(start_ms);
                 drop(permit);
                 unless_stopped(stop, Box::pin(self.save_state(start_ms))).await?;

@@ -24,19 +24,12 @@ use serde_json::Value;
 /// exporter does not expose them yet (their queries may return nothing). The spec fixes them
 /// (SPEC sections 12 and 13); other branches are building them. Remove an entry once the exporter
 /// exposes it: the test then checks it like the rest, and says so meanwhile.
-const NOT_YET_EXPOSED: &[&str] = &[
-    // Organization discovery (SPEC 12): account_info{account_id, account_name, source} and
-    // discovery_accounts{source}: the account variable's names, "Accounts discovered".
-    "workspacesweb_account_info",
-    "workspacesweb_discovery_accounts",
-];
+const NOT_YET_EXPOSED: &[&str] = &[];
 
-/// Labels not emitted yet, as (metric, label): the queries derive them where they can (account_id
-/// from portal_arn) or do without (errors of organization discovery by account_id and region).
-const NOT_YET_LABELLED: &[(&str, &str)] = &[
-    ("workspacesweb_portal_info", "account_id"),
-    ("workspacesweb_api_request_errors_total", "account_id"),
-];
+/// Labels not emitted yet, as (metric, label): the queries derive them where they can or do
+/// without. Empty: organization discovery gives `account_id` to `portal_info` and to
+/// `api_request_errors_total` (its errors by account and region).
+const NOT_YET_LABELLED: &[(&str, &str)] = &[];
 
 /// Series Prometheus itself produces for every target.
 const PROMETHEUS_BUILTIN: &[&str] = &["up"];
@@ -1543,7 +1536,7 @@ fn iam_policy_is_least_privilege_and_trust_matches_the_service_account() {
 
 #[test]
 fn organization_discovery_iam_lets_the_exporter_list_accounts_and_assume_only_the_member_role() {
-    // The reader: the four Organizations calls the exporter makes, and AssumeRole on the member
+    // The reader: the three Organizations calls the exporter makes, and AssumeRole on the member
     // role's name only.
     let reader = json(&deploy("iam/organizations-reader-policy.json"));
     let mut actions = BTreeSet::new();
@@ -1558,7 +1551,6 @@ fn organization_discovery_iam_lets_the_exporter_list_accounts_and_assume_only_th
         }
     }
     let expected: BTreeSet<String> = [
-        "organizations:DescribeOrganization",
         "organizations:ListAccounts",
         "organizations:ListChildren",
         "organizations:ListAccountsForParent",
@@ -2138,6 +2130,21 @@ fn dashboard_and_rule_queries_run_on_prometheus_against_the_demo_exporter() {
         .then_some(text)
     })
     .expect("the demo exposes monthly, per-user and portal info series");
+
+    // The demo runs organization discovery: its two accounts, and the account of each portal
+    // (the account variable and the alerts' joins read them).
+    let accounts = exposition
+        .lines()
+        .filter(|l| l.starts_with("workspacesweb_account_info{"))
+        .count();
+    assert_eq!(accounts, 2, "{exposition}");
+    assert!(
+        exposition
+            .lines()
+            .filter(|l| l.starts_with("workspacesweb_portal_info{"))
+            .all(|l| l.contains("account_id=\"")),
+        "{exposition}"
+    );
 
     // Every metric name used exists: exposed, recorded by our rules, or explicitly allowed.
     let exposed = exposed_names(&exposition);

@@ -42,7 +42,7 @@ fn exporter() -> Command {
 /// What a process that ran to its end left behind.
 pub(super) struct Finished {
     status: ExitStatus,
-    stdout: String,
+    pub(super) stdout: String,
     pub(super) stderr: String,
 }
 

@@ -149,8 +149,22 @@ fn example_file_parses_and_means_what_it_says() {
     );
     assert_eq!(t[1].id, "66666666-7777-8888-9999-000000000000");
     assert_eq!(t[1].region.as_deref(), Some("us-west-2"));
-    assert_eq!(c.discovery.len(), 1);
+    assert_eq!(c.discovery.len(), 2);
     assert_eq!(c.discovery[0].refresh, secs(600));
+    assert_eq!(c.discovery[0].organization, None);
+    let org = c.discovery[1]
+        .organization
+        .as_ref()
+        .expect("organization entry");
+    assert_eq!(org.role_name, "workspacesweb-exporter");
+    assert_eq!(org.external_id.as_deref(), Some("member-external-id"));
+    assert_eq!(
+        org.role_arn.as_deref(),
+        Some("arn:aws:iam::111111111111:role/workspacesweb-org-reader")
+    );
+    assert_eq!(org.ous, ["ou-ab12-cdef3456"]);
+    assert_eq!(org.exclude_accounts, ["222222222222"]);
+    assert_eq!(c.discovery[1].regions, ["us-east-1", "eu-west-1"]);
 }
 
 #[test]
@@ -199,6 +213,10 @@ fn example_file_has_a_comment_for_every_key() {
         "- arn:",
         "regions:",
         "refresh:",
+        "- organization:",
+        "role_name:",
+        "ous:",
+        "exclude_accounts:",
         "total:",
         "index:",
         "index_from_env:",
@@ -830,4 +848,118 @@ fn endpoint_url_errors_never_echo_credentials() {
         assert!(e.contains("***@"), "{e}");
         assert!(!e.contains("hunter2secret") && !e.contains("alice"), "{e}");
     }
+}
+
+#[test]
+fn organization_discovery_parses_and_checks_its_keys() {
+    let c = ok("discovery:\n  - organization:\n      role_name: ops/workspacesweb-exporter\n      external_id: member-id\n      role_arn: arn:aws:iam::111111111111:role/org-reader\n      ous: [ou-ab12-cdef3456, r-ab12]\n      exclude_accounts: [\"222222222222\", \"012345678901\"]\n    regions: [us-east-1, eu-west-1]\n    refresh: 5m\n").config;
+    let d = &c.discovery[0];
+    let org = d.organization.as_ref().expect("organization");
+    assert_eq!(org.role_name, "ops/workspacesweb-exporter");
+    assert_eq!(org.ous, ["ou-ab12-cdef3456", "r-ab12"]);
+    assert_eq!(org.exclude_accounts, ["012345678901", "222222222222"]);
+    assert_eq!(d.access.role_arn, None);
+    assert_eq!(
+        d.access_for(Some("333333333333"), "eu-west-1")
+            .role_arn
+            .as_deref(),
+        Some("arn:aws:iam::333333333333:role/ops/workspacesweb-exporter")
+    );
+    assert_eq!(
+        d.access_for(Some("333333333333"), "eu-west-1")
+            .external_id
+            .as_deref(),
+        Some("member-id")
+    );
+    // Two organization entries may cover the same regions (OUs with their own labels).
+    ok(
+        "discovery:\n  - organization: {role_name: r, ous: [ou-ab12-cdef3456]}\n    regions: [us-east-1]\n  - organization: {role_name: r, ous: [ou-ab12-aaaabbbb]}\n    regions: [us-east-1]\n",
+    );
+    // China: partition aws-cn in the member role's ARN.
+    let c = ok("discovery:\n  - organization: {role_name: r}\n    regions: [cn-north-1]\n").config;
+    assert_eq!(
+        c.discovery[0]
+            .access_for(Some("333333333333"), "cn-north-1")
+            .role_arn
+            .as_deref(),
+        Some("arn:aws-cn:iam::333333333333:role/r")
+    );
+}
+
+/// Each mistake in an organization entry is reported at its line and column, with the key path.
+#[test]
+fn organization_discovery_errors_are_located() {
+    let entry = |org: &str, rest: &str| {
+        err(&format!(
+            "discovery:\n  - organization:\n{org}    regions: [us-east-1]\n{rest}"
+        ))
+    };
+    for (org, rest, want) in [
+        (
+            "      ous: [ou-ab12-cdef3456]\n",
+            "",
+            "config.yaml:3:7: discovery[0].organization: missing field `role_name`",
+        ),
+        (
+            "      role_name: arn:aws:iam::123456789012:role/x\n",
+            "",
+            "config.yaml:3:18: discovery[0].organization.role_name: invalid role name \"arn:aws:iam::123456789012:role/x\": expected 1 to 64 characters of letters, digits and +=,.@_- (optionally after a path/), the name alone, not an ARN",
+        ),
+        (
+            "      role_name: r\n      role: x\n",
+            "",
+            "config.yaml:4:7: discovery[0].organization.role: unknown key \"role\"; expected one of `role_name`, `external_id`, `role_arn`, `ous`, `exclude_accounts`",
+        ),
+        (
+            "      role_name: r\n      ous: [ou-ab12-cdef3456, ou-x]\n",
+            "",
+            "config.yaml:4:31: discovery[0].organization.ous[1]: invalid OU id \"ou-x\": expected an organizational unit id such as \"ou-ab12-cdef3456\" (or the root's, \"r-ab12\")",
+        ),
+        (
+            "      role_name: r\n      ous: []\n",
+            "",
+            "config.yaml:4:12: discovery[0].organization.ous: must list at least one OU; leave ous out for the whole organization",
+        ),
+        (
+            "      role_name: r\n      ous: [ou-ab12-cdef3456, ou-ab12-cdef3456]\n",
+            "",
+            "config.yaml:4:31: discovery[0].organization.ous[1]: OU ou-ab12-cdef3456 is listed twice",
+        ),
+        (
+            "      role_name: r\n      exclude_accounts: [12345678901]\n",
+            "",
+            "config.yaml:4:26: discovery[0].organization.exclude_accounts[0]: account id 12345678901 must be in quotes, e.g. \"012345678901\": YAML reads an unquoted number and drops its leading zeros",
+        ),
+        (
+            "      role_name: r\n      exclude_accounts: [\"1234\"]\n",
+            "",
+            "config.yaml:4:26: discovery[0].organization.exclude_accounts[0]: invalid account id \"1234\": expected 12 digits",
+        ),
+        (
+            "      role_name: r\n      external_id: \"x\"\n",
+            "",
+            "config.yaml:4:20: discovery[0].organization.external_id: external_id must be 2 to 1224 characters of letters, digits and +=,.@:/_- (value not shown)",
+        ),
+        (
+            "      role_name: r\n",
+            "    role_arn: arn:aws:iam::123456789012:role/x\n",
+            "config.yaml:5:15: discovery[0].role_arn: with organization, the role assumed in each account is organization.role_name, and the one that calls Organizations is organization.role_arn",
+        ),
+        (
+            "      role_name: r\n",
+            "    external_id: abc\n",
+            "config.yaml:5:18: discovery[0].external_id: with organization, the member role's external id is organization.external_id",
+        ),
+        (
+            "      role_name: r\n      role_arn: arn:aws-cn:iam::123456789012:role/x\n",
+            "",
+            "config.yaml:4:17: discovery[0].organization.role_arn: role_arn is in partition aws-cn, the regions in aws",
+        ),
+    ] {
+        assert_eq!(entry(org, rest), want, "{org}{rest}");
+    }
+    assert_eq!(
+        err("discovery:\n  - organization: {role_name: r}\n    regions: [us-east-1, cn-north-1]\n"),
+        "config.yaml:3:26: discovery[0].regions[1]: region cn-north-1 is in partition aws-cn, us-east-1 in aws: an organization entry covers one partition"
+    );
 }

@@ -289,6 +289,7 @@ async fn portal_info_comes_from_get_portal_with_the_arn_learned_from_sessions() 
     spec.display_name = "Support \"desk\"".into();
     spec.max_concurrent_sessions = 25;
     let arn = spec.arn();
+    let account = spec.account.clone();
     let env = start(
         SimConfig::new(6)
             .with_clock(Clock::manual(base))
@@ -312,7 +313,7 @@ async fn portal_info_comes_from_get_portal_with_the_arn_learned_from_sessions() 
     let t = text(&env);
     assert!(
         t.contains(&format!(
-            "workspacesweb_portal_info{{portal_id=\"{GOOD}\",env=\"test\",portal_arn=\"{arn}\",region=\"us-east-1\",display_name=\"Support \\\"desk\\\"\",browser_type=\"Chrome\",instance_type=\"standard.regular\"}} 1\n"
+            "workspacesweb_portal_info{{portal_id=\"{GOOD}\",env=\"test\",portal_arn=\"{arn}\",region=\"us-east-1\",account_id=\"{account}\",display_name=\"Support \\\"desk\\\"\",browser_type=\"Chrome\",instance_type=\"standard.regular\"}} 1\n"
         )),
         "{t}"
     );

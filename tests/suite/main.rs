@@ -25,6 +25,7 @@ mod landing;
 mod loadtest_smoke;
 mod module_chain;
 mod operations;
+mod organization;
 mod page_bounds;
 mod per_user;
 mod priority;

@@ -122,6 +122,7 @@ fn found(ids: &[&str]) -> BTreeMap<SourceKey, Vec<PortalInfo>> {
     let key = SourceKey {
         entry: 0,
         region: "eu-west-1".into(),
+        account: None,
     };
     let arn = |id: &&str| format!("arn:aws:workspaces-web:eu-west-1:123456789012:portal/{id}");
     let portals = ids
