@@ -174,11 +174,18 @@ fn status_kib(pid: u32, field: &str) -> u64 {
 struct Conn {
     stream: Option<TcpStream>,
     addr: SocketAddr,
+    /// The `Accept` header line of its `/metrics` requests: `--format` for the scrapers, none
+    /// (text) for the monitor, which parses the text exposition.
+    accept: &'static str,
 }
 
 impl Conn {
     fn new(addr: SocketAddr) -> Self {
-        Conn { stream: None, addr }
+        Conn {
+            stream: None,
+            addr,
+            accept: "",
+        }
     }
 
     /// GET `path`; the status and the body (still encoded).
@@ -209,7 +216,7 @@ impl Conn {
             ""
         };
         let accept = if path == "/metrics" {
-            ACCEPT.get().copied().unwrap_or("")
+            self.accept
         } else {
             ""
         };
@@ -400,6 +407,7 @@ async fn scrape_concurrently(
         let body_bytes = Arc::clone(&body_bytes);
         scrapers.push(tokio::spawn(async move {
             let mut conn = Conn::new(addr);
+            conn.accept = ACCEPT.get().copied().unwrap_or("");
             let mut tick = tokio::time::interval_at(start_at, every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             let mut mine = Vec::new();
