@@ -174,8 +174,7 @@ fn status_kib(pid: u32, field: &str) -> u64 {
 struct Conn {
     stream: Option<TcpStream>,
     addr: SocketAddr,
-    /// The `Accept` header line of its `/metrics` requests: `--format` for the scrapers, none
-    /// (text) for the monitor, which parses the text exposition.
+    /// The `Accept` header line of its `/metrics` requests (`--format`).
     accept: &'static str,
 }
 
@@ -215,11 +214,7 @@ impl Conn {
         } else {
             ""
         };
-        let accept = if path == "/metrics" {
-            self.accept
-        } else {
-            ""
-        };
+        let accept = if path == "/metrics" { self.accept } else { "" };
         stream
             .write_all(
                 format!("GET {path} HTTP/1.1\r\nHost: bench\r\n{enc}{accept}\r\n").as_bytes(),
@@ -259,11 +254,45 @@ impl Conn {
     }
 }
 
+/// The body of a `/metrics` scrape (gzip) as text lines `name{labels} value`: as sent for the
+/// text formats; for protobuf, one such line per series (a histogram as its `_count`), so that
+/// the monitor scrapes the format under test and nothing renders text for it alone.
 fn gunzip(body: &[u8]) -> String {
     use std::io::Read as _;
-    let mut out = String::new();
-    let _ = flate2::read::MultiGzDecoder::new(body).read_to_string(&mut out);
-    out
+    let mut out = Vec::new();
+    let _ = flate2::read::MultiGzDecoder::new(body).read_to_end(&mut out);
+    if ACCEPT.get().is_some_and(|a| a.contains("protobuf")) {
+        return protobuf_lines(&out);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Delimited protobuf families as text lines (see [`gunzip`]).
+fn protobuf_lines(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let families = workspacesweb_exporter::exposition::protobuf::decode(bytes).unwrap_or_default();
+    let mut text = String::new();
+    for family in families {
+        let name = family.name.unwrap_or_default();
+        for m in family.metric {
+            let labels: Vec<String> = m
+                .label
+                .iter()
+                .map(|l| {
+                    let (n, v) = (l.name.as_deref(), l.value.as_deref());
+                    format!("{}=\"{}\"", n.unwrap_or(""), v.unwrap_or(""))
+                })
+                .collect();
+            let (suffix, value) = match (&m.gauge, &m.counter, &m.histogram) {
+                (Some(g), _, _) => ("", g.value.unwrap_or(f64::NAN)),
+                (_, Some(c), _) => ("", c.value.unwrap_or(f64::NAN)),
+                (_, _, Some(h)) => ("_count", h.sample_count.unwrap_or(0) as f64),
+                _ => ("", f64::NAN),
+            };
+            let _ = writeln!(text, "{name}{suffix}{{{}}} {value}", labels.join(","));
+        }
+    }
+    text
 }
 
 /// Per-portal values of one metric (`name{portal_id="..."...} value`).
@@ -564,6 +593,9 @@ pub async fn run(a: Args) -> String {
     // figure; checked every 100 ms, so it is late by up to that much).
     let warm_start = Instant::now();
     let mut monitor = Conn::new(addr);
+    // The monitor scrapes the format under test too: a Prometheus scrapes one format, so
+    // nothing should render another one for the bench's sake.
+    monitor.accept = ACCEPT.get().copied().unwrap_or("");
     let mut ready_after = None;
     loop {
         if let Ok((200, body)) = monitor.get("/metrics", true).await {

@@ -8,7 +8,7 @@
 //! ready (the daemon starts it).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use bytes::Bytes;
@@ -32,6 +32,12 @@ struct UserPieces {
     from: Arc<PortalSnapshot>,
     pieces: [Option<[Piece; 3]>; 3],
 }
+
+/// A format not scraped for this long is no longer rendered after changes, and its cached
+/// rendering is dropped: a Prometheus that scrapes protobuf keeps one format in memory, not the
+/// text that every exporter starts with. Longer than any scrape interval in use (Prometheus
+/// warns above 5 minutes' staleness); a scrape after it renders on demand, once.
+pub const WANTED_FOR: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 /// Scrapes within this long of a `process_*` gathering share it: a burst of concurrent scrapers
 /// reads /proc once instead of once each. Far below any scrape interval and the 10 ms resolution
@@ -57,8 +63,9 @@ struct Slots {
     plain: Mutex<Option<(Arc<Rendered>, Bytes)>>,
     /// The last `process_*` rendering and when it was gathered (see [`PROCESS_MAX_AGE`]).
     process: Mutex<Option<(std::time::Instant, Arc<Piece>)>>,
-    /// Whether it was ever scraped: the background task renders it after changes.
-    wanted: AtomicBool,
+    /// When it was last scraped, in ms since the exposition was made, plus one (0: never): the
+    /// background task renders it after changes while it is wanted (see [`WANTED_FOR`]).
+    scraped: AtomicU64,
 }
 
 /// The store's exposition and its cache.
@@ -78,6 +85,8 @@ pub struct Exposition {
     rendering: Mutex<RenderCache>,
     /// Held while inflating, so that concurrent plain scrapes inflate once, not once each.
     inflating: Mutex<()>,
+    /// When it was made: the origin of each slot's `scraped`.
+    born: std::time::Instant,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -87,16 +96,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Exposition {
     /// The exposition of `store`, nothing rendered yet.
     pub fn new(store: Arc<Store>) -> Self {
-        let slots: [Slots; 3] = Default::default();
-        slots[Format::Text.index()]
-            .wanted
-            .store(true, Ordering::Relaxed);
-        Exposition {
+        let exposition = Exposition {
             store,
-            slots,
+            slots: Default::default(),
             rendering: Mutex::default(),
             inflating: Mutex::default(),
-        }
+            born: std::time::Instant::now(),
+        };
+        // Text is wanted from the start (the first scrape finds it rendered), until
+        // [`WANTED_FOR`] passes without a text scrape.
+        exposition.mark_scraped(Format::Text);
+        exposition
     }
 
     /// The store it renders.
@@ -106,6 +116,19 @@ impl Exposition {
 
     fn slots(&self, format: Format) -> &Slots {
         &self.slots[format.index()]
+    }
+
+    /// Milliseconds since the exposition was made, plus one (never 0).
+    fn age_ms(&self) -> u64 {
+        u64::try_from(self.born.elapsed().as_millis())
+            .unwrap_or(u64::MAX - 1)
+            .saturating_add(1)
+    }
+
+    /// Records a scrape of `format` now.
+    fn mark_scraped(&self, format: Format) {
+        let now = self.age_ms();
+        self.slots(format).scraped.fetch_max(now, Ordering::Relaxed);
     }
 
     /// The full Prometheus text exposition (format 0.0.4) as of now.
@@ -119,6 +142,7 @@ impl Exposition {
     /// `workspacesweb_*` part and fresh `process_*`, or their bytes. May render, inflate and
     /// wait for a rendering in progress: call it on the blocking pool.
     pub fn scrape(&self, format: Format, gzip: bool) -> std::io::Result<Vec<Bytes>> {
+        self.mark_scraped(format);
         let main = self.rendered_as(format);
         let process = self.process(format);
         if gzip {
@@ -135,7 +159,7 @@ impl Exposition {
     /// inflation in progress, so async workers may call it. `None`: call [`scrape`](Self::scrape)
     /// on the blocking pool.
     pub fn scrape_cached(&self, format: Format, gzip: bool) -> Option<std::io::Result<Vec<Bytes>>> {
-        self.slots(format).wanted.store(true, Ordering::Relaxed);
+        self.mark_scraped(format);
         let main = self.fresh(format)?;
         if gzip {
             let process = self.process(format);
@@ -281,12 +305,46 @@ impl Exposition {
         self.fresh(Format::Text).is_some()
     }
 
-    /// The formats scraped so far (text always): those the background task keeps rendered.
+    /// The formats scraped within [`WANTED_FOR`] (text too in its first [`WANTED_FOR`]), the
+    /// most recently scraped first: those the background task keeps rendered, in that order, so
+    /// that the format a Prometheus scrapes is never behind one that nothing scrapes now.
     fn wanted(&self) -> Vec<Format> {
-        Format::ALL
+        self.wanted_at(self.age_ms())
+    }
+
+    /// [`wanted`](Self::wanted) at `now` (ms since the exposition was made, plus one).
+    fn wanted_at(&self, now: u64) -> Vec<Format> {
+        let window = u64::try_from(WANTED_FOR.as_millis()).unwrap_or(u64::MAX);
+        let mut wanted: Vec<(u64, Format)> = Format::ALL
             .into_iter()
-            .filter(|f| self.slots(*f).wanted.load(Ordering::Relaxed))
-            .collect()
+            .map(|f| (self.slots(f).scraped.load(Ordering::Relaxed), f))
+            .filter(|(at, _)| *at != 0 && now.saturating_sub(*at) <= window)
+            .collect();
+        wanted.sort_by(|a, b| b.0.cmp(&a.0));
+        wanted.into_iter().map(|(_, f)| f).collect()
+    }
+
+    /// Drops the cached renderings of the formats not in `wanted` (their compressed main part,
+    /// its bytes and their per-user pieces): memory holds only the formats scraped lately.
+    fn forget_unwanted(&self, wanted: &[Format]) {
+        let unwanted: Vec<Format> = Format::ALL
+            .into_iter()
+            .filter(|f| !wanted.contains(f))
+            .collect();
+        if unwanted
+            .iter()
+            .all(|f| lock(&self.slots(*f).latest).is_none())
+        {
+            return;
+        }
+        let mut cache = lock(&self.rendering);
+        for format in unwanted {
+            *lock(&self.slots(format).latest) = None;
+            *lock(&self.slots(format).plain) = None;
+            for user in cache.users.values_mut() {
+                user.pieces[format.index()] = None;
+            }
+        }
     }
 }
 
@@ -367,9 +425,11 @@ pub async fn render_after_changes(exposition: Weak<Exposition>) {
         crate::supervise::panic_hook::fire(&tests::renderer_key(&strong));
         let began = std::time::Instant::now();
         let rendered = tokio::task::spawn_blocking(move || {
-            for format in strong.wanted() {
-                strong.rendered_as(format);
+            let wanted = strong.wanted();
+            for format in &wanted {
+                strong.rendered_as(*format);
             }
+            strong.forget_unwanted(&wanted);
         })
         .await;
         if rendered.is_err() {
@@ -560,6 +620,36 @@ mod tests {
 
     /// Before, every scrape without gzip inflated its own copy of the text: 100 of them at once
     /// held 100 copies. Now one copy per rendering is shared, and only the newest is kept.
+    #[test]
+    fn only_formats_scraped_lately_are_kept_most_recent_first() {
+        let e = exposition();
+        e.store().publish(with_users("p1", 5));
+        assert_eq!(e.wanted(), [Format::Text], "text is wanted from the start");
+        e.scrape(Format::Protobuf, true).expect("protobuf");
+        e.rendered_as(Format::Text);
+        let slot = |f: Format| &e.slots[f.index()].scraped;
+        slot(Format::Text).store(1, Ordering::Relaxed);
+        slot(Format::Protobuf).store(2, Ordering::Relaxed);
+        assert_eq!(e.wanted_at(3), [Format::Protobuf, Format::Text]);
+        // Text not scraped for WANTED_FOR: the background renders protobuf alone.
+        let window = WANTED_FOR.as_millis() as u64;
+        assert_eq!(e.wanted_at(window + 2), [Format::Protobuf]);
+        assert!(e.wanted_at(window + 3).is_empty());
+        let text_before = main_text(&e);
+        e.forget_unwanted(&[Format::Protobuf]);
+        assert!(lock(&e.slots(Format::Text).latest).is_none());
+        assert!(lock(&e.slots(Format::Protobuf).latest).is_some());
+        let cache = lock(&e.rendering);
+        assert!(!cache.users.is_empty());
+        for user in cache.users.values() {
+            assert!(user.pieces[Format::Text.index()].is_none());
+            assert!(user.pieces[Format::Protobuf.index()].is_some());
+        }
+        drop(cache);
+        // A text scrape after that renders it again, the same.
+        assert_eq!(main_text(&e), text_before);
+    }
+
     #[test]
     fn plain_scrapes_share_one_text_per_rendering() {
         let e = exposition();

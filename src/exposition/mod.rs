@@ -24,7 +24,7 @@ pub mod protobuf;
 pub mod text;
 
 pub use cache::{
-    Exposition, PROCESS_MAX_AGE, RENDER_GAP_MIN, Rendered, render_after_changes, render_text,
-    spawn_renderer,
+    Exposition, PROCESS_MAX_AGE, RENDER_GAP_MIN, Rendered, WANTED_FOR, render_after_changes,
+    render_text, spawn_renderer,
 };
 pub use format::Format;
