@@ -55,8 +55,10 @@ pub struct LedgerState<S = String> {
     /// Sum of the observed durations, in exact milliseconds.
     pub duration_sum_ms: i64,
     /// Every username the ledger knows, with its aggregates.
+    #[serde(serialize_with = "packed::warm_list")]
     pub users: Vec<UserState<S>>,
     /// Sessions held.
+    #[serde(serialize_with = "packed::warm_list")]
     pub sessions: Vec<SessionState<S>>,
     /// Untrackable records already counted as incomplete, with when they were last seen.
     pub loose: Vec<(LooseState<S>, UnixMillis)>,
@@ -147,6 +149,18 @@ pub struct SessionState<S = String> {
     pub phase: PhaseState,
     /// Whether it has been counted in `incomplete`.
     pub incomplete: bool,
+}
+
+impl<S: AsRef<str>> packed::Keyed for UserState<S> {
+    fn key(&self) -> &str {
+        self.name.as_ref()
+    }
+}
+
+impl<S: AsRef<str>> packed::Keyed for SessionState<S> {
+    fn key(&self) -> &str {
+        self.id.as_ref()
+    }
 }
 
 /// Where a held session stands (written as 0, 1, 2; read from those or from the names the first
