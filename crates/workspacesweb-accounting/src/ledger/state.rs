@@ -457,7 +457,9 @@ impl Ledger {
         for m in &self.month_users {
             match self.books.users.get_key_value(&**m) {
                 Some((k, _)) => {
-                    let i = index.get(&k.as_ptr()).and_then(|&i| users.get_mut(i as usize));
+                    let i = index
+                        .get(&k.as_ptr())
+                        .and_then(|&i| users.get_mut(i as usize));
                     if let Some(u) = i {
                         u.in_month = true;
                     }
