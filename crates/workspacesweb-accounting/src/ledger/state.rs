@@ -55,8 +55,10 @@ pub struct LedgerState<S = String> {
     /// Sum of the observed durations, in exact milliseconds.
     pub duration_sum_ms: i64,
     /// Every username the ledger knows, with its aggregates.
+    #[serde(serialize_with = "packed::warm_list")]
     pub users: Vec<UserState<S>>,
     /// Sessions held.
+    #[serde(serialize_with = "packed::warm_list")]
     pub sessions: Vec<SessionState<S>>,
     /// Untrackable records already counted as incomplete, with when they were last seen.
     pub loose: Vec<(LooseState<S>, UnixMillis)>,
@@ -147,6 +149,18 @@ pub struct SessionState<S = String> {
     pub phase: PhaseState,
     /// Whether it has been counted in `incomplete`.
     pub incomplete: bool,
+}
+
+impl<S: AsRef<str>> packed::Keyed for UserState<S> {
+    fn key(&self) -> &str {
+        self.name.as_ref()
+    }
+}
+
+impl<S: AsRef<str>> packed::Keyed for SessionState<S> {
+    fn key(&self) -> &str {
+        self.id.as_ref()
+    }
 }
 
 /// Where a held session stands (written as 0, 1, 2; read from those or from the names the first
@@ -304,7 +318,7 @@ impl Ledger {
             .enumerate()
             .map(|(i, (k, _))| (k.as_ptr(), u32::try_from(i).unwrap_or(u32::MAX)))
             .collect();
-        let users = names
+        let mut users: Vec<UserState<&str>> = names
             .iter()
             .map(|(k, u)| UserState {
                 name: &***k,
@@ -312,10 +326,11 @@ impl Ledger {
                 started: u.started,
                 session_ms: u.session_ms,
                 last_seen_ms: u.last_seen_ms,
-                in_month: self.month_users.contains(&***k),
+                in_month: false,
                 created_ms: Some(u.created_ms),
             })
             .collect();
+        let month_users = self.flag_month_users(&mut users, &index);
         let sessions = self
             .sessions
             .iter()
@@ -331,12 +346,6 @@ impl Ledger {
                 };
                 (k, *seen)
             })
-            .collect();
-        let month_users = self
-            .month_users
-            .iter()
-            .filter(|u| !b.users.contains_key(&***u))
-            .map(|u| &**u)
             .collect();
         LedgerState {
             t0_ms: b.t0_ms,
@@ -434,6 +443,34 @@ impl Ledger {
 }
 
 /// A held session as plain data, its user named by its index in `index` (by the key's address).
+impl Ledger {
+    /// Flags the month's users that have aggregates on their entry in `users` (indexed by the
+    /// address of their key) and returns the others: one lookup per month user, where asking
+    /// each user whether it is a month user and each month user whether it is a user took two
+    /// (each a hash of a string and a comparison with another, both likely cache misses).
+    fn flag_month_users<'a>(
+        &'a self,
+        users: &mut [UserState<&'a str>],
+        index: &HashMap<*const u8, u32>,
+    ) -> Vec<&'a str> {
+        let mut others = Vec::new();
+        for m in &self.month_users {
+            match self.books.users.get_key_value(&**m) {
+                Some((k, _)) => {
+                    let i = index
+                        .get(&k.as_ptr())
+                        .and_then(|&i| users.get_mut(i as usize));
+                    if let Some(u) = i {
+                        u.in_month = true;
+                    }
+                }
+                None => others.push(&**m),
+            }
+        }
+        others
+    }
+}
+
 fn session_plain<'a>(
     id: &'a str,
     e: &Entry,
