@@ -509,13 +509,16 @@ pub async fn run(a: Args) -> String {
     let port = free_port();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut cmd = Command::new(&exporter_bin);
+    // Only when measuring it: so that an exporter from before the flag can be measured too.
+    if a.format == "openmetrics" {
+        cmd.arg("--web.enable-openmetrics");
+    }
     cmd.arg("--config.file")
         .arg(&config)
         .arg("--web.listen-address")
         .arg(addr.to_string())
         .arg("--log.level")
         .arg("warn")
-        .arg("--web.enable-openmetrics")
         .env("AWS_ACCESS_KEY_ID", "AKIDLOADTEST")
         .env("AWS_SECRET_ACCESS_KEY", "secret")
         .env("AWS_EC2_METADATA_DISABLED", "true")
