@@ -320,7 +320,7 @@ impl Exposition {
             .map(|f| (self.slots(f).scraped.load(Ordering::Relaxed), f))
             .filter(|(at, _)| *at != 0 && now.saturating_sub(*at) <= window)
             .collect();
-        wanted.sort_by(|a, b| b.0.cmp(&a.0));
+        wanted.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
         wanted.into_iter().map(|(_, f)| f).collect()
     }
 
