@@ -12,6 +12,7 @@ mod common;
 mod restart_harness;
 
 mod accounting;
+mod build_revision;
 mod cli;
 mod config_files;
 mod connection_cap;
