@@ -29,8 +29,11 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use clap::Parser;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
+
+#[path = "../tests/common/raw_http.rs"]
+mod raw_http;
 
 #[derive(Debug, Parser)]
 #[command(about = "First logins under a basic-auth flood of wrong passwords")]
@@ -99,34 +102,8 @@ async fn exchange(stream: &mut TcpStream, path: &str, authorization: &str) -> Op
     let request =
         format!("GET {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: {authorization}\r\n\r\n");
     stream.write_all(request.as_bytes()).await.ok()?;
-    let mut buf = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    let mut body = buf.len() - head_end;
-    while body < length {
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        body += n;
-    }
-    Some(status)
+    let response = raw_http::read_response(stream, false).await.ok()?;
+    Some(response.status)
 }
 
 /// One flooding client: wrong passwords on a keep-alive connection, reconnecting when closed.

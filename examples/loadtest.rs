@@ -30,8 +30,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+
+// The suite includes this file too (`loadtest_smoke`), next to its own copy of the module.
+#[allow(clippy::duplicate_mod)]
+#[path = "../tests/common/raw_http.rs"]
+mod raw_http;
 
 /// The scrapers' `Accept` header line (set once from `--format`).
 static ACCEPT: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
@@ -220,37 +225,8 @@ impl Conn {
                 format!("GET {path} HTTP/1.1\r\nHost: bench\r\n{enc}{accept}\r\n").as_bytes(),
             )
             .await?;
-        let mut buf = Vec::with_capacity(64 * 1024);
-        let mut chunk = [0u8; 64 * 1024];
-        let (head_end, status, length) = loop {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&buf[..pos]).to_ascii_lowercase();
-                let status = head
-                    .split_whitespace()
-                    .nth(1)
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0);
-                let length = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|v| v.trim().parse::<usize>().ok())
-                    .unwrap_or(0);
-                break (pos + 4, status, length);
-            }
-        };
-        while buf.len() < head_end + length {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        Ok((status, buf[head_end..head_end + length].to_vec()))
+        let response = raw_http::read_response(stream, false).await?;
+        Ok((response.status, response.body))
     }
 }
 

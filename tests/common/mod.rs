@@ -1,6 +1,8 @@
 //! Shared helpers of the integration tests: a simulator, clients pointed at it, and plans.
 #![allow(dead_code)]
 
+pub mod raw_http;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

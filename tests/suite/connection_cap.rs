@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::common::raw_http;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, oneshot};
@@ -72,32 +73,8 @@ async fn connect_from(from: Ipv4Addr, to: SocketAddr) -> TcpStream {
 
 /// Reads one response and returns its status; `None` when the connection ends first.
 async fn status_of(stream: &mut TcpStream) -> Option<u16> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 1024];
-    let head_end = loop {
-        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    let mut body = buf.len() - head_end;
-    while body < length {
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => body += n,
-        }
-    }
-    Some(status)
+    let response = raw_http::read_response(stream, false).await.ok()?;
+    Some(response.status)
 }
 
 const KEEP_ALIVE_HEALTHY: &[u8] = b"GET /-/healthy HTTP/1.1\r\nHost: test\r\n\r\n";

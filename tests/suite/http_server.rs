@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::raw_http;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::oneshot;
@@ -146,59 +147,17 @@ pub(super) async fn read_response(
 }
 
 async fn read_response_inner(stream: &mut (impl AsyncRead + Unpin), head_request: bool) -> Reply {
-    let mut buf = Vec::new();
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-        let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk).await.expect("read head");
-        assert!(
-            n > 0,
-            "connection closed before the response head: {:?}",
-            String::from_utf8_lossy(&buf)
-        );
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8(buf[..head_end].to_vec()).expect("ascii head");
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().expect("status line");
-    let status: u16 = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-    let headers: Vec<(String, String)> = lines
-        .map(|line| {
-            let (name, value) = line.split_once(':').expect("header line");
-            (name.trim().to_string(), value.trim().to_string())
-        })
-        .collect();
+    let response = raw_http::read_response(stream, head_request)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(
-        !headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding")),
+        response.header("transfer-encoding").is_none(),
         "the server sends whole bodies with Content-Length"
     );
-    let length: usize = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        .map(|(_, v)| v.parse().expect("numeric content-length"))
-        .unwrap_or(0);
-    let mut body = buf[head_end + 4..].to_vec();
-    if !head_request {
-        while body.len() < length {
-            let mut chunk = vec![0u8; 64 * 1024];
-            let n = stream.read(&mut chunk).await.expect("read body");
-            assert!(n > 0, "connection closed mid-body");
-            body.extend_from_slice(&chunk[..n]);
-        }
-        assert_eq!(body.len(), length, "body longer than Content-Length");
-    }
     Reply {
-        status,
-        headers,
-        body,
+        status: response.status,
+        headers: response.headers,
+        body: response.body,
     }
 }
 
