@@ -5,7 +5,8 @@
 //! (no `protoc`, no generated code: the field numbers are the proto file's). Counters carry
 //! `created_timestamp`; the duration histogram carries its classic buckets and its native ones.
 
-use prost::Message as _;
+use prost::Message;
+use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 
 use super::families::{Durations, Kind, PREFIX, Writer, cumulative_buckets};
 use super::text::Sink;
@@ -160,19 +161,26 @@ pub mod proto {
     }
 }
 
-use proto::{Bucket, BucketSpan, Counter, Gauge, LabelPair, Metric, MetricFamily, Timestamp};
+use proto::{Bucket, BucketSpan, Counter, Gauge, MetricFamily, Timestamp};
 
 /// Field number of `MetricFamily.metric`.
 const METRIC_FIELD: u32 = 4;
+/// Field numbers of `Metric`: its labels and its value of each kind.
+const LABEL_FIELD: u32 = 1;
+const GAUGE_FIELD: u32 = 2;
+const COUNTER_FIELD: u32 = 3;
+const HISTOGRAM_FIELD: u32 = 7;
 
-/// The protobuf [`Writer`]: buffers one family's series and writes the family, length first,
-/// when the next family begins or at [`finish`](Self::finish). A writer of
+/// The protobuf [`Writer`]: buffers one family's series, encoded, and writes the family,
+/// length first, when the next family begins or at [`finish`](Self::finish). A writer of
 /// [`series_only`](Self::series_only) writes each series as a `metric` field of its own, to be
-/// joined behind a family head by [`family_head`].
+/// joined behind a family head by [`family_head`]. Series are encoded straight from the
+/// borrowed labels (no message with owned strings per series).
 pub struct ProtobufWriter<'a> {
     out: &'a mut dyn Sink,
     prefix: &'static str,
     family: Option<MetricFamily>,
+    body: Vec<u8>,
     kind: Kind,
     framed: bool,
 }
@@ -184,6 +192,7 @@ impl<'a> ProtobufWriter<'a> {
             out,
             prefix,
             family: None,
+            body: Vec::new(),
             kind: Kind::Gauge,
             framed: true,
         }
@@ -200,22 +209,83 @@ impl<'a> ProtobufWriter<'a> {
 
     /// Writes the family in progress.
     pub fn finish(&mut self) {
-        if let Some(family) = self.family.take() {
-            family.encode_length_delimited(self.out.buf()).ok();
+        if let Some(head) = self.family.take() {
+            let out = self.out.buf();
+            write_head(&head, self.body.len() as u64, out);
+            out.extend_from_slice(&self.body);
+            self.body.clear();
             self.out.sample_written();
         }
     }
 
-    fn push(&mut self, metric: Metric) {
+    /// Writes one series: its labels, then `value` as field `tag` of `Metric`.
+    fn push(
+        &mut self,
+        labels: &[(&str, &str)],
+        extra: &[(&str, &str)],
+        tag: u32,
+        value: &impl Message,
+    ) {
         if self.framed {
-            if let Some(family) = &mut self.family {
-                family.metric.push(metric);
+            if self.family.is_some() {
+                put_metric(&mut self.body, labels, extra, tag, value);
             }
         } else {
-            prost::encoding::message::encode(METRIC_FIELD, &metric, self.out.buf());
+            put_metric(self.out.buf(), labels, extra, tag, value);
             self.out.sample_written();
         }
     }
+}
+
+/// Length of a string field `tag` holding `s`.
+fn str_len(tag: u32, s: &str) -> usize {
+    key_len(tag) + encoded_len_varint(s.len() as u64) + s.len()
+}
+
+/// Writes a string field `tag` holding `s`.
+fn put_str(tag: u32, s: &str, buf: &mut Vec<u8>) {
+    encode_key(tag, WireType::LengthDelimited, buf);
+    encode_varint(s.len() as u64, buf);
+    buf.extend_from_slice(s.as_bytes());
+}
+
+/// Length of a `LabelPair` message's fields.
+fn pair_len(name: &str, value: &str) -> usize {
+    str_len(1, name) + str_len(2, value)
+}
+
+/// Writes a `metric` field: a `Metric` of the labels (each a `LabelPair`, both fields set) and
+/// `value` as its field `tag`, byte for byte what prost writes for the same message.
+fn put_metric(
+    buf: &mut Vec<u8>,
+    labels: &[(&str, &str)],
+    extra: &[(&str, &str)],
+    tag: u32,
+    value: &impl Message,
+) {
+    let pairs = || labels.iter().chain(extra);
+    let labels_len: usize = pairs()
+        .map(|(k, v)| {
+            let len = pair_len(k, v);
+            key_len(LABEL_FIELD) + encoded_len_varint(len as u64) + len
+        })
+        .sum();
+    let len = labels_len + prost::encoding::message::encoded_len(tag, value);
+    encode_key(METRIC_FIELD, WireType::LengthDelimited, buf);
+    encode_varint(len as u64, buf);
+    for (k, v) in pairs() {
+        encode_key(LABEL_FIELD, WireType::LengthDelimited, buf);
+        encode_varint(pair_len(k, v) as u64, buf);
+        put_str(1, k, buf);
+        put_str(2, v, buf);
+    }
+    prost::encoding::message::encode(tag, value, buf);
+}
+
+/// Writes a family's length prefix (its head plus `series_len` bytes of series) and its head.
+fn write_head(head: &MetricFamily, series_len: u64, out: &mut Vec<u8>) {
+    encode_varint(head.encoded_len() as u64 + series_len, out);
+    head.encode_raw(out);
 }
 
 /// The `MetricFamily` type of a kind.
@@ -236,10 +306,8 @@ pub fn family_head(name: &str, kind: Kind, help: &str, series_len: u64) -> Vec<u
         r#type: Some(metric_type(kind) as i32),
         metric: Vec::new(),
     };
-    let len = head.encoded_len() as u64 + series_len;
     let mut out = Vec::with_capacity(head.encoded_len() + 10);
-    prost::encoding::encode_varint(len, &mut out);
-    head.encode(&mut out).ok();
+    write_head(&head, series_len, &mut out);
     out
 }
 
@@ -248,17 +316,6 @@ fn timestamp(ms: UnixMillis) -> Timestamp {
         seconds: ms.div_euclid(1000),
         nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
     }
-}
-
-fn label_pairs(labels: &[(&str, &str)], extra: &[(&str, &str)]) -> Vec<LabelPair> {
-    labels
-        .iter()
-        .chain(extra)
-        .map(|(k, v)| LabelPair {
-            name: Some((*k).to_string()),
-            value: Some((*v).to_string()),
-        })
-        .collect()
 }
 
 /// Native buckets as spans and deltas, as the Go client writes them: a gap of one or two empty
@@ -357,32 +414,23 @@ impl Writer for ProtobufWriter<'_> {
         value: f64,
         created: Option<UnixMillis>,
     ) {
-        let label = label_pairs(labels, extra);
-        let metric = match self.kind {
-            Kind::Counter => Metric {
-                label,
-                counter: Some(Counter {
+        match self.kind {
+            Kind::Counter => {
+                let counter = Counter {
                     value: Some(value),
                     created_timestamp: created.map(timestamp),
-                }),
-                ..Default::default()
-            },
-            _ => Metric {
-                label,
-                gauge: Some(Gauge { value: Some(value) }),
-                ..Default::default()
-            },
-        };
-        self.push(metric);
+                };
+                self.push(labels, extra, COUNTER_FIELD, &counter);
+            }
+            _ => {
+                let gauge = Gauge { value: Some(value) };
+                self.push(labels, extra, GAUGE_FIELD, &gauge);
+            }
+        }
     }
 
     fn histogram(&mut self, _name: &str, labels: &[(&str, &str)], d: Durations<'_>) {
-        let metric = Metric {
-            label: label_pairs(labels, &[]),
-            histogram: Some(histogram(d)),
-            ..Default::default()
-        };
-        self.push(metric);
+        self.push(labels, &[], HISTOGRAM_FIELD, &histogram(d));
     }
 }
 
@@ -418,6 +466,65 @@ mod tests {
         // Counts 3, 1, 0, 0, 4 | 1.
         assert_eq!(deltas, [3, -2, -1, 0, 4, -3]);
         assert_eq!(spans_and_deltas(&native(&[])), (vec![], vec![]));
+    }
+
+    /// Each family re-encoded by prost from its decoded message.
+    fn prost_encoding(bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for family in decode(bytes).unwrap() {
+            family.encode_length_delimited(&mut out).unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn series_are_encoded_byte_for_byte_as_prost_encodes_them() {
+        let long = "u".repeat(300);
+        let mut out = Vec::new();
+        {
+            let mut w = ProtobufWriter::new(&mut out, PREFIX);
+            w.header("empty", Kind::Gauge, "");
+            w.header("g", Kind::Gauge, "G.");
+            w.sample("g", &[], &[], 0.0, None);
+            w.sample(
+                "g",
+                &[("user", &long), ("e", "")],
+                &[("op", "o")],
+                -1.5,
+                None,
+            );
+            w.header("c_total", Kind::Counter, &long);
+            w.sample("c_total", &[("portal_id", "p")], &[], 7.0, None);
+            w.sample("c_total", &[("portal_id", "q")], &[], 1e300, Some(-1));
+            w.header("d", Kind::Histogram, "D.");
+            let classic = Histogram {
+                bounds: vec![1.0],
+                counts: vec![1, 0],
+                sum: 0.5,
+                count: 1,
+            };
+            let d = Durations {
+                classic: &classic,
+                native: None,
+                created_ms: 1_000,
+            };
+            w.histogram("d", &[("portal_id", &long)], d);
+            w.finish();
+        }
+        assert_eq!(decode(&out).unwrap().len(), 4);
+        assert_eq!(out, prost_encoding(&out));
+
+        // A family joined from a head and series written apart is the same bytes.
+        let mut series = Vec::new();
+        {
+            let mut w = ProtobufWriter::series_only(&mut series, Kind::Gauge);
+            w.sample("g", &[("user", &long)], &[("op", "o")], 2.0, None);
+            w.sample("g", &[], &[], 3.0, None);
+        }
+        let mut joined = family_head("g", Kind::Gauge, "G.", series.len() as u64);
+        joined.extend_from_slice(&series);
+        assert_eq!(decode(&joined).unwrap()[0].metric.len(), 2);
+        assert_eq!(joined, prost_encoding(&joined));
     }
 
     #[test]
