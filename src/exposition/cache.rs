@@ -618,8 +618,6 @@ mod tests {
         assert!(gzip.contains("\nprocess_cpu_seconds_total "), "{gzip}");
     }
 
-    /// Before, every scrape without gzip inflated its own copy of the text: 100 of them at once
-    /// held 100 copies. Now one copy per rendering is shared, and only the newest is kept.
     #[test]
     fn only_formats_scraped_lately_are_kept_most_recent_first() {
         let e = exposition();
@@ -650,6 +648,8 @@ mod tests {
         assert_eq!(main_text(&e), text_before);
     }
 
+    /// Before, every scrape without gzip inflated its own copy of the text: 100 of them at once
+    /// held 100 copies. Now one copy per rendering is shared, and only the newest is kept.
     #[test]
     fn plain_scrapes_share_one_text_per_rendering() {
         let e = exposition();

@@ -440,10 +440,7 @@ impl Ledger {
         ledger.set_capacity_limit(state.capacity_limit);
         Ok(ledger)
     }
-}
 
-/// A held session as plain data, its user named by its index in `index` (by the key's address).
-impl Ledger {
     /// Flags the month's users that have aggregates on their entry in `users` (indexed by the
     /// address of their key) and returns the others: one lookup per month user, where asking
     /// each user whether it is a month user and each month user whether it is a user took two
@@ -471,6 +468,7 @@ impl Ledger {
     }
 }
 
+/// A held session as plain data, its user named by its index in `index` (by the key's address).
 fn session_plain<'a>(
     id: &'a str,
     e: &Entry,
